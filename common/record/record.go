@@ -1,0 +1,207 @@
+// Package record defines the Kafka record that agent produces and transfer and
+// livetail consume: one JSON object per log line, ECS field names where ECS has
+// one. The encoding is part of logpipe's external contract (see DESIGN.md,
+// "Kafka record"), so it is written by hand and pinned by tests.
+package record
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Flags that may appear in Log.Flags.
+const (
+	FlagTruncated = "truncated" // the line was longer than the agent's --max-line-bytes
+	FlagMultiline = "multiline" // several physical lines grouped into one event
+)
+
+// TimeLayout is the layout of @timestamp: RFC 3339, UTC, microseconds.
+const TimeLayout = "2006-01-02T15:04:05.000000Z"
+
+// Record is one log line (or one multiline event) as it travels through Kafka.
+// The Kafka key is the job.
+type Record struct {
+	Timestamp time.Time         `json:"@timestamp"`
+	Message   string            `json:"message"`
+	Job       string            `json:"job"`
+	Host      Host              `json:"host"`
+	Agent     Agent             `json:"agent"`
+	Log       Log               `json:"log"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Host is ECS host.*.
+type Host struct {
+	Name string `json:"name"`
+}
+
+// Agent is ECS agent.*.
+type Agent struct {
+	Name string `json:"name"`
+}
+
+// Log is ECS log.*: where the line came from.
+type Log struct {
+	File   File     `json:"file"`
+	Offset int64    `json:"offset"`          // byte offset of the line's start in the file
+	Flags  []string `json:"flags,omitempty"` // only when needed: FlagTruncated, FlagMultiline
+}
+
+// File is ECS log.file.*.
+type File struct {
+	Path string `json:"path"`
+}
+
+// MarshalJSON encodes r exactly as the contract shows.
+func (r Record) MarshalJSON() ([]byte, error) {
+	return r.AppendJSON(make([]byte, 0, 256+len(r.Message))), nil
+}
+
+// AppendJSON appends r's JSON encoding to dst. It allocates nothing beyond
+// growing dst, which makes it the encoder to use on hot paths. Invalid UTF-8
+// is replaced with U+FFFD, never dropped. Labels are written in sorted order.
+func (r *Record) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"@timestamp":"`...)
+	dst = r.Timestamp.UTC().AppendFormat(dst, TimeLayout)
+	dst = append(dst, `","message":`...)
+	dst = appendString(dst, r.Message)
+	dst = append(dst, `,"job":`...)
+	dst = appendString(dst, r.Job)
+	dst = append(dst, `,"host":{"name":`...)
+	dst = appendString(dst, r.Host.Name)
+	dst = append(dst, `},"agent":{"name":`...)
+	dst = appendString(dst, r.Agent.Name)
+	dst = append(dst, `},"log":{"file":{"path":`...)
+	dst = appendString(dst, r.Log.File.Path)
+	dst = append(dst, `},"offset":`...)
+	dst = strconv.AppendInt(dst, r.Log.Offset, 10)
+	if len(r.Log.Flags) > 0 {
+		dst = append(dst, `,"flags":[`...)
+		for i, f := range r.Log.Flags {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, f)
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, '}')
+	if len(r.Labels) > 0 {
+		dst = append(dst, `,"labels":{`...)
+		for i, k := range sortedKeys(r.Labels) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, k)
+			dst = append(dst, ':')
+			dst = appendString(dst, r.Labels[k])
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
+
+// UnmarshalJSON decodes a record and checks the fields every consumer relies on.
+func (r *Record) UnmarshalJSON(data []byte) error {
+	type plain Record // no methods: avoids recursion
+	var p struct {
+		plain
+		Timestamp string `json:"@timestamp"`
+	}
+	if err := json.Unmarshal(data, &p); err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	ts, err := time.Parse(time.RFC3339Nano, p.Timestamp)
+	if err != nil {
+		return fmt.Errorf("record: @timestamp %q: %w", p.Timestamp, err)
+	}
+	*r = Record(p.plain)
+	r.Timestamp = ts.UTC()
+	return nil
+}
+
+// Decode parses a record from a Kafka value.
+func Decode(value []byte) (Record, error) {
+	var r Record
+	err := r.UnmarshalJSON(value)
+	return r, err
+}
+
+// HasFlag reports whether the record carries flag f.
+func (r *Record) HasFlag(f string) bool {
+	for _, x := range r.Log.Flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+const hex = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaping as encoding/json does
+// (without HTML escaping) and replacing invalid UTF-8 with U+FFFD.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		c, size := utf8.DecodeRuneInString(s[i:])
+		if c == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		// U+2028 and U+2029 are valid JSON but break JavaScript; escape them as encoding/json does.
+		if c == '\u2028' || c == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	// Insertion sort: label sets are small, and this avoids an import and an allocation.
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
