@@ -54,15 +54,17 @@ func Parse(fs *flag.FlagSet, args []string, env func(string) (string, bool)) err
 		fs.String(ConfigFlag, "", "YAML file of flag values (keys are flag names)")
 	}
 	out := fs.Output()
-	fs.Usage = func() { Usage(out, fs) }
-	fs.SetOutput(io.Discard) // errors are returned, not printed with the usage
+	fs.Usage = func() {} // errors are returned as one line, not printed with the usage
+	fs.SetOutput(io.Discard)
 	defer fs.SetOutput(out)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			Usage(out, fs)
 			return ErrHelp
 		}
-		return fmt.Errorf("%w: %s", ErrValue, strings.Replace(err.Error(), "flag -", "flag --", 1))
+		msg := strings.Replace(err.Error(), "flag -", "flag --", 1)
+		msg = strings.Replace(msg, "defined: -", "defined: --", 1)
+		return fmt.Errorf("%w: %s", ErrValue, msg)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q (flags start with --)", ErrValue, fs.Arg(0))
