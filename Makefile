@@ -1,0 +1,52 @@
+# logpipe — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+MODULES  := common devstack agent transfer livetail
+BINARIES := agent transfer livetail devstack
+PKGS     := $(addprefix ./,$(addsuffix /...,$(MODULES)))
+# Debian packages the tests use that Go does not fetch: command → package.
+TEST_TOOLS := etcdctl:etcd-client kcat:kcat redis-server:redis-server chromium:chromium
+GO_TEST_FLAGS ?= -race -count=1 -timeout 14m
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: help build run test test-deps bench lint fmt clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+build: ## build agent, transfer, livetail and devstack into bin/
+	@mkdir -p bin
+	@for b in $(BINARIES); do echo "go build -o bin/$$b ./$$b" && go build -o bin/$$b ./$$b || exit 1; done
+
+run: build ## start the whole pipeline on embedded backends (Ctrl-C stops it)
+	./bin/devstack --all
+
+test: test-deps ## install the Debian tools the tests need, then run every test with -race
+	go test $(GO_TEST_FLAGS) $(PKGS)
+
+test-deps: ## install missing test tools (Debian packages), non-interactively
+	@missing=""; for t in $(TEST_TOOLS); do \
+		command -v "$${t%%:*}" >/dev/null 2>&1 || missing="$$missing $${t#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$sudo apt-get update -qq && \
+		$$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	fi
+
+bench: ## run the benchmarks and print their tables
+	go test -run '^$$' -bench . -benchmem ./common/... ./devstack/esfake/...
+
+lint: ## gofmt check, go vet and staticcheck over every module
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	go vet $(PKGS)
+	go run $(STATICCHECK) $(PKGS)
+
+fmt: ## gofmt every module
+	gofmt -w $(MODULES)
+
+clean: ## remove build output
+	rm -rf bin
