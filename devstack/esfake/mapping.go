@@ -1,0 +1,1432 @@
+package esfake
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits Elasticsearch applies to every index unless its settings say
+// otherwise.
+const (
+	maxTotalFields     = 1000 // index.mapping.total_fields.limit
+	maxMappingDepth    = 20   // index.mapping.depth.limit
+	dynamicIgnoreAbove = 256  // ignore_above of the keyword sub-field of dynamic strings
+)
+
+// valueKind groups field types by how their values are indexed and compared.
+type valueKind int
+
+const (
+	kindObject    valueKind = iota // object and nested: holds properties
+	kindText                       // analyzed into lower-case tokens
+	kindKeyword                    // exact strings
+	kindInt                        // long, integer, short, byte
+	kindFloat                      // double, float, half_float, scaled_float
+	kindDate                       // epoch milliseconds
+	kindBool                       // 0 or 1
+	kindIP                         // canonical address strings
+	kindFlattened                  // an object indexed as keyword leaves
+	kindStored                     // kept in _source only (binary)
+)
+
+var fieldKinds = map[string]valueKind{
+	"object": kindObject, "nested": kindObject,
+	"text": kindText, "match_only_text": kindText,
+	"keyword": kindKeyword, "constant_keyword": kindKeyword, "wildcard": kindKeyword,
+	"long": kindInt, "integer": kindInt, "short": kindInt, "byte": kindInt,
+	"double": kindFloat, "float": kindFloat, "half_float": kindFloat, "scaled_float": kindFloat,
+	"date": kindDate, "date_nanos": kindDate,
+	"boolean":   kindBool,
+	"ip":        kindIP,
+	"flattened": kindFlattened,
+	"binary":    kindStored,
+}
+
+// integerRanges are the bounds of the integer field types.
+var integerRanges = map[string]struct {
+	min, max float64
+	article  string
+}{
+	"long":    {math.MinInt64, math.MaxInt64, "a long"},
+	"integer": {math.MinInt32, math.MaxInt32, "an integer"},
+	"short":   {math.MinInt16, math.MaxInt16, "a short"},
+	"byte":    {math.MinInt8, math.MaxInt8, "a byte"},
+}
+
+// metadataFields may not appear at the top of a document.
+var metadataFields = map[string]bool{
+	"_id": true, "_index": true, "_source": true, "_routing": true, "_version": true,
+	"_seq_no": true, "_primary_term": true, "_ignored": true, "_field_names": true,
+	"_data_stream_timestamp": true, "_tier": true, "_doc_count": true, "_nested_path": true,
+}
+
+// mapper is one node of a mapping: an object holding properties, or a field.
+type mapper struct {
+	name   string // last element of the path
+	path   string // dotted path from the root; "" for the root
+	typ    string
+	kind   valueKind
+	parent *mapper
+
+	// objects
+	props   map[string]*mapper
+	dynamic string // "true", "false", "strict" or "runtime"; "" inherits
+	enabled bool
+
+	// fields
+	fields          map[string]*mapper // multi-fields, such as message.keyword
+	ignoreAbove     int
+	ignoreMalformed bool
+	indexed         bool
+	dates           *dateFormat
+	formatSet       bool
+	extra           map[string]any // accepted parameters without effect, shown by GET _mapping
+}
+
+// rootMapping is the whole mapping of one index.
+type rootMapping struct {
+	root             *mapper
+	dynamicTemplates []*dynamicTemplate
+	dateDetection    bool
+	numericDetection bool
+	dataStream       bool           // a data stream's backing index: @timestamp is required
+	extra            map[string]any // _meta, _source and the like, shown by GET _mapping
+	fieldCount       int
+	mappingSettings
+}
+
+// mappingSettings are the index settings that change how documents are
+// mapped.
+type mappingSettings struct {
+	fieldLimit        int  // index.mapping.total_fields.limit
+	ignoreBeyondLimit bool // index.mapping.total_fields.ignore_dynamic_beyond_limit
+	depthLimit        int  // index.mapping.depth.limit
+	ignoreMalformed   bool // index.mapping.ignore_malformed
+}
+
+// mappingSettingsOf reads the mapping settings from index settings, given
+// flat ("index.mapping.ignore_malformed") or nested.
+func mappingSettingsOf(settings map[string]any) (mappingSettings, *esError) {
+	ms := mappingSettings{fieldLimit: maxTotalFields, depthLimit: maxMappingDepth}
+	flat := flattenSettings(settings)
+	var e *esError
+	for k, v := range flat {
+		switch k {
+		case "index.mapping.total_fields.limit":
+			n, ok := asInt(v)
+			if !ok || n < 0 {
+				return ms, illegalArgument("Failed to parse value [%v] for setting [%s]", v, k)
+			}
+			ms.fieldLimit = int(n)
+		case "index.mapping.depth.limit":
+			n, ok := asInt(v)
+			if !ok || n < 1 {
+				return ms, illegalArgument("Failed to parse value [%v] for setting [%s]", v, k)
+			}
+			ms.depthLimit = int(n)
+		case "index.mapping.total_fields.ignore_dynamic_beyond_limit":
+			ms.ignoreBeyondLimit, e = asBool(v, k)
+		case "index.mapping.ignore_malformed":
+			ms.ignoreMalformed, e = asBool(v, k)
+		}
+		if e != nil {
+			return ms, e
+		}
+	}
+	return ms, nil
+}
+
+// flattenSettings gives settings as dotted keys that start with "index.".
+func flattenSettings(settings map[string]any) map[string]any {
+	out := map[string]any{}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok {
+				walk(prefix+k+".", sub)
+				continue
+			}
+			key := prefix + k
+			if !strings.HasPrefix(key, "index.") {
+				key = "index." + key
+			}
+			out[key] = v
+		}
+	}
+	walk("", settings)
+	return out
+}
+
+// dynamicTemplate is one entry of "dynamic_templates".
+type dynamicTemplate struct {
+	name               string
+	raw                map[string]any
+	matchMappingType   []string
+	unmatchMappingType []string
+	match, unmatch     []string
+	pathMatch          []string
+	pathUnmatch        []string
+	regex              bool
+	mapping            map[string]any
+}
+
+// values are what a document holds for one field, ready to be compared.
+type values struct {
+	strs   []string  // text tokens, keywords, ips, flattened leaves
+	ints   []int64   // integers, dates (epoch ms), booleans (0 or 1)
+	floats []float64 // floating-point numbers
+}
+
+// newMapping builds an index mapping from its JSON definition (decoded with
+// UseNumber). A data stream's mapping always has @timestamp as a date.
+func newMapping(def map[string]any, dataStream bool, settings map[string]any) (*rootMapping, *esError) {
+	ms, e := mappingSettingsOf(settings)
+	if e != nil {
+		return nil, e
+	}
+	rm := &rootMapping{
+		root:            &mapper{typ: "object", kind: kindObject, enabled: true, indexed: true, props: map[string]*mapper{}},
+		dateDetection:   true,
+		dataStream:      dataStream,
+		extra:           map[string]any{},
+		mappingSettings: ms,
+	}
+	if inner, ok := def["_doc"].(map[string]any); ok && len(def) == 1 {
+		def = inner // the type name older clients still send
+	}
+	for _, k := range sortedKeys(def) {
+		v := def[k]
+		var err *esError
+		switch k {
+		case "properties":
+			err = parseProperties(rm.root, v)
+		case "dynamic":
+			rm.root.dynamic, err = parseDynamic(v)
+		case "dynamic_templates":
+			rm.dynamicTemplates, err = parseDynamicTemplates(v)
+		case "date_detection":
+			rm.dateDetection, err = asBool(v, k)
+		case "numeric_detection":
+			rm.numericDetection, err = asBool(v, k)
+		case "_meta", "_source", "_routing", "_data_stream_timestamp", "subobjects", "_field_names", "dynamic_date_formats", "enabled":
+			rm.extra[k] = v
+		default:
+			err = newError(400, "mapper_parsing_exception", "Root mapping definition has unsupported parameters:  [%s : %v]", k, v)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	delete(rm.extra, "_data_stream_timestamp")
+	if dataStream {
+		ts := rm.root.props["@timestamp"]
+		switch {
+		case ts == nil:
+			rm.root.props["@timestamp"] = &mapper{name: "@timestamp", path: "@timestamp", typ: "date", kind: kindDate,
+				parent: rm.root, enabled: true, indexed: true, dates: defaultDates}
+		case ts.kind != kindDate:
+			return nil, illegalArgument("data stream timestamp field [@timestamp] is of type [%s], but [date,date_nanos] is expected", ts.typ)
+		}
+	}
+	rm.fieldCount = countFields(rm.root) - 1
+	return rm, nil
+}
+
+func parseProperties(parent *mapper, v any) *esError {
+	props, ok := v.(map[string]any)
+	if !ok {
+		return newError(400, "mapper_parsing_exception", "Expected map for property [properties] on field [%s] but got a %T", parent.name, v)
+	}
+	if parent.props == nil {
+		parent.props = map[string]*mapper{}
+	}
+	for _, name := range sortedKeys(props) {
+		def, ok := props[name].(map[string]any)
+		if !ok {
+			return newError(400, "mapper_parsing_exception", "Expected map for property [%s] on field [%s] but got a %T", name, parent.name, props[name])
+		}
+		target := parent
+		parts := strings.Split(name, ".")
+		for _, part := range parts[:len(parts)-1] { // "a.b": {...} means a: {properties: {b: {...}}}
+			child := target.props[part]
+			if child == nil {
+				child = &mapper{name: part, path: joinPath(target.path, part), typ: "object", kind: kindObject,
+					parent: target, enabled: true, indexed: true, props: map[string]*mapper{}}
+				target.props[part] = child
+			}
+			if child.kind != kindObject {
+				return newError(400, "mapper_parsing_exception", "field [%s] is of type [%s] and cannot hold [%s]", child.path, child.typ, name)
+			}
+			target = child
+		}
+		last := parts[len(parts)-1]
+		m, err := parseField(last, joinPath(target.path, last), def, target)
+		if err != nil {
+			return err
+		}
+		if old := target.props[last]; old != nil && old.kind == kindObject && m.kind == kindObject {
+			for k, c := range m.props {
+				c.parent = old
+				old.props[k] = c
+			}
+			continue
+		}
+		target.props[last] = m
+	}
+	return nil
+}
+
+// parseField builds the mapper of one field from its definition.
+func parseField(name, path string, def map[string]any, parent *mapper) (*mapper, *esError) {
+	typ := "object"
+	if t, ok := def["type"]; ok {
+		s, isString := t.(string)
+		if !isString {
+			return nil, newError(400, "mapper_parsing_exception", "type must be a string on field [%s]", name)
+		}
+		typ = s
+	}
+	kind, known := fieldKinds[typ]
+	if !known {
+		return nil, newError(400, "mapper_parsing_exception", "No handler for type [%s] declared on field [%s]", typ, name)
+	}
+	m := &mapper{name: name, path: path, typ: typ, kind: kind, parent: parent, enabled: true, indexed: true}
+	if kind == kindObject {
+		m.props = map[string]*mapper{}
+	}
+	for _, k := range sortedKeys(def) {
+		v := def[k]
+		var err *esError
+		switch {
+		case k == "type":
+		case k == "properties" && kind == kindObject:
+			err = parseProperties(m, v)
+		case k == "dynamic" && kind == kindObject:
+			m.dynamic, err = parseDynamic(v)
+		case k == "enabled" && kind == kindObject:
+			m.enabled, err = asBool(v, k)
+		case k == "fields" && kind != kindObject:
+			err = parseMultiFields(m, v)
+		case k == "ignore_above" && kind != kindObject:
+			n, ok := asInt(v)
+			if !ok || n < 0 {
+				err = newError(400, "mapper_parsing_exception", "[ignore_above] must be a non-negative number on field [%s]", name)
+			}
+			m.ignoreAbove = int(n)
+		case k == "ignore_malformed" && kind != kindObject:
+			m.ignoreMalformed, err = asBool(v, k)
+		case k == "index" && kind != kindObject:
+			m.indexed, err = asBool(v, k)
+		case k == "format" && kind == kindDate:
+			spec, _ := v.(string)
+			f, ferr := newDateFormat(spec)
+			if ferr != nil {
+				err = newError(400, "mapper_parsing_exception", "Error parsing [format] on field [%s]: %v", name, ferr)
+			}
+			m.dates, m.formatSet = f, true
+		case k == "properties" || k == "fields" || k == "dynamic" || k == "enabled":
+			err = newError(400, "mapper_parsing_exception", "unknown parameter [%s] on mapper [%s] of type [%s]", k, name, typ)
+		default:
+			if m.extra == nil {
+				m.extra = map[string]any{}
+			}
+			m.extra[k] = v
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if kind == kindDate && m.dates == nil {
+		m.dates = defaultDates
+	}
+	return m, nil
+}
+
+func parseMultiFields(m *mapper, v any) *esError {
+	defs, ok := v.(map[string]any)
+	if !ok {
+		return newError(400, "mapper_parsing_exception", "Expected map for property [fields] on field [%s]", m.name)
+	}
+	m.fields = map[string]*mapper{}
+	for _, name := range sortedKeys(defs) {
+		def, ok := defs[name].(map[string]any)
+		if !ok {
+			return newError(400, "mapper_parsing_exception", "Expected map for property [fields] on field [%s]", m.name)
+		}
+		sub, err := parseField(name, m.path+"."+name, def, m)
+		if err != nil {
+			return err
+		}
+		if sub.kind == kindObject {
+			return newError(400, "mapper_parsing_exception", "Type [%s] cannot be used in multi field", sub.typ)
+		}
+		m.fields[name] = sub
+	}
+	return nil
+}
+
+func parseDynamic(v any) (string, *esError) {
+	switch d := v.(type) {
+	case bool:
+		return strconv.FormatBool(d), nil
+	case string:
+		switch d {
+		case "true", "false", "strict", "runtime":
+			return d, nil
+		}
+	}
+	return "", newError(400, "mapper_parsing_exception", "Could not convert [dynamic] to boolean: [%v]", v)
+}
+
+func parseDynamicTemplates(v any) ([]*dynamicTemplate, *esError) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, newError(400, "mapper_parsing_exception", "Dynamic template syntax error. An array of named objects is expected.")
+	}
+	var out []*dynamicTemplate
+	for _, item := range list {
+		named, ok := item.(map[string]any)
+		if !ok || len(named) != 1 {
+			return nil, newError(400, "mapper_parsing_exception", "Dynamic template syntax error. An array of named objects is expected.")
+		}
+		for name, body := range named {
+			def, ok := body.(map[string]any)
+			if !ok {
+				return nil, newError(400, "mapper_parsing_exception", "Dynamic template syntax error. An array of named objects is expected.")
+			}
+			t := &dynamicTemplate{name: name, raw: named}
+			for k, v := range def {
+				switch k {
+				case "match_mapping_type":
+					t.matchMappingType = stringList(v)
+				case "unmatch_mapping_type":
+					t.unmatchMappingType = stringList(v)
+				case "match":
+					t.match = stringList(v)
+				case "unmatch":
+					t.unmatch = stringList(v)
+				case "path_match":
+					t.pathMatch = stringList(v)
+				case "path_unmatch":
+					t.pathUnmatch = stringList(v)
+				case "match_pattern":
+					t.regex = v == "regex"
+				case "mapping":
+					t.mapping, _ = v.(map[string]any)
+				case "runtime":
+					return nil, unsupported("runtime fields (dynamic template [%s])", name)
+				}
+			}
+			if t.mapping == nil {
+				return nil, newError(400, "mapper_parsing_exception", "template [%s] must have either mapping or runtime set", name)
+			}
+			if t.regex {
+				for _, p := range append(append(append(append([]string{}, t.match...), t.unmatch...), t.pathMatch...), t.pathUnmatch...) {
+					if _, err := regexp.Compile(p); err != nil {
+						return nil, newError(400, "mapper_parsing_exception", "invalid regex [%s] in dynamic template [%s]", p, name)
+					}
+				}
+			}
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func (t *dynamicTemplate) matches(name, path, detected string) bool {
+	if len(t.matchMappingType) > 0 && !contains(t.matchMappingType, "*") && !contains(t.matchMappingType, detected) {
+		return false
+	}
+	if contains(t.unmatchMappingType, detected) {
+		return false
+	}
+	match := func(patterns []string, s string) bool {
+		for _, p := range patterns {
+			if t.regex {
+				if ok, _ := regexp.MatchString(p, s); ok {
+					return true
+				}
+			} else if globMatch(p, s) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(t.match) > 0 && !match(t.match, name) {
+		return false
+	}
+	if len(t.pathMatch) > 0 && !match(t.pathMatch, path) {
+		return false
+	}
+	return !match(t.unmatch, name) && !match(t.pathUnmatch, path)
+}
+
+// defaultDynamicType is what {dynamic_type} stands for in a dynamic template.
+var defaultDynamicType = map[string]string{
+	"string": "text", "long": "long", "double": "float", "boolean": "boolean", "date": "date", "object": "object",
+}
+
+// newDynamicMapper maps a field seen for the first time, through the first
+// matching dynamic template or Elasticsearch's defaults.
+func (rm *rootMapping) newDynamicMapper(name, path, detected string, parent *mapper) (*mapper, *esError) {
+	for _, t := range rm.dynamicTemplates {
+		if !t.matches(name, path, detected) {
+			continue
+		}
+		def := substitute(t.mapping, name, defaultDynamicType[detected]).(map[string]any)
+		if _, ok := def["type"]; !ok {
+			def["type"] = defaultDynamicType[detected]
+		}
+		return parseField(name, path, def, parent)
+	}
+	m := &mapper{name: name, path: path, typ: defaultDynamicType[detected], parent: parent, enabled: true, indexed: true}
+	m.kind = fieldKinds[m.typ]
+	switch detected {
+	case "object":
+		m.props = map[string]*mapper{}
+	case "string":
+		m.fields = map[string]*mapper{"keyword": {name: "keyword", path: path + ".keyword", typ: "keyword",
+			kind: kindKeyword, parent: m, enabled: true, indexed: true, ignoreAbove: dynamicIgnoreAbove}}
+	case "date":
+		m.dates = defaultDates
+	}
+	return m, nil
+}
+
+// substitute copies a dynamic template's mapping, replacing {name} and
+// {dynamic_type}.
+func substitute(v any, name, dynType string) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = substitute(e, name, dynType)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = substitute(e, name, dynType)
+		}
+		return out
+	case string:
+		return strings.ReplaceAll(strings.ReplaceAll(x, "{name}", name), "{dynamic_type}", dynType)
+	default:
+		return v
+	}
+}
+
+// lookup finds the mapper that indexes a dotted path: a field, a
+// multi-field (message.keyword) or a key inside a flattened field.
+func (rm *rootMapping) lookup(path string) *mapper {
+	cur := rm.root
+	parts := strings.Split(path, ".")
+	for i, part := range parts {
+		var next *mapper
+		if cur.kind == kindObject {
+			next = cur.props[part]
+		} else {
+			next = cur.fields[part]
+		}
+		if next == nil {
+			return nil
+		}
+		if next.kind == kindFlattened && i < len(parts)-1 {
+			return &mapper{name: path, path: path, typ: "keyword", kind: kindKeyword, indexed: true}
+		}
+		cur = next
+	}
+	return cur
+}
+
+func countFields(m *mapper) int {
+	n := 1
+	for _, c := range m.props {
+		n += countFields(c)
+	}
+	for _, c := range m.fields {
+		n += countFields(c)
+	}
+	return n
+}
+
+// render gives the mapping as GET _mapping shows it.
+func (rm *rootMapping) render() map[string]any {
+	out := rm.root.render()
+	for k, v := range rm.extra {
+		out[k] = v
+	}
+	if len(rm.dynamicTemplates) > 0 {
+		var list []any
+		for _, t := range rm.dynamicTemplates {
+			list = append(list, t.raw)
+		}
+		out["dynamic_templates"] = list
+	}
+	if !rm.dateDetection {
+		out["date_detection"] = false
+	}
+	if rm.numericDetection {
+		out["numeric_detection"] = true
+	}
+	if rm.dataStream {
+		out["_data_stream_timestamp"] = map[string]any{"enabled": true}
+	}
+	return out
+}
+
+func (m *mapper) render() map[string]any {
+	out := map[string]any{}
+	for k, v := range m.extra {
+		out[k] = v
+	}
+	if m.kind == kindObject {
+		if m.typ != "object" {
+			out["type"] = m.typ
+		}
+		if m.dynamic != "" {
+			out["dynamic"] = m.dynamic
+		}
+		if !m.enabled {
+			out["enabled"] = false
+		}
+		if len(m.props) > 0 {
+			props := map[string]any{}
+			for name, c := range m.props {
+				props[name] = c.render()
+			}
+			out["properties"] = props
+		}
+		return out
+	}
+	out["type"] = m.typ
+	if m.ignoreAbove > 0 {
+		out["ignore_above"] = m.ignoreAbove
+	}
+	if m.ignoreMalformed {
+		out["ignore_malformed"] = true
+	}
+	if !m.indexed {
+		out["index"] = false
+	}
+	if m.formatSet {
+		out["format"] = m.dates.spec
+	}
+	if len(m.fields) > 0 {
+		fields := map[string]any{}
+		for name, c := range m.fields {
+			fields[name] = c.render()
+		}
+		out["fields"] = fields
+	}
+	return out
+}
+
+// docParser reads one document against an index mapping. It collects the
+// values to search on and the dynamic mappings the document introduces;
+// the mapping itself changes only when commit is called, so a document
+// that fails leaves no trace.
+type docParser struct {
+	rm        *rootMapping
+	raw       []byte
+	id        string
+	dec       *json.Decoder
+	fields    map[string]*values
+	added     []*mapper
+	overlay   map[*mapper]map[string]*mapper // dynamic children not yet committed
+	newFields int
+	end       int // offset of the closing brace of the last object read
+}
+
+// parseDocument checks a document's source against the mapping.
+func (rm *rootMapping) parseDocument(raw []byte, id string) (*docParser, *esError) {
+	p := &docParser{rm: rm, raw: raw, id: id, fields: map[string]*values{}}
+	p.dec = json.NewDecoder(bytes.NewReader(raw))
+	p.dec.UseNumber()
+	tok, err := p.dec.Token()
+	if errors.Is(err, io.EOF) {
+		return nil, newError(400, "document_parsing_exception", "failed to parse, document is empty")
+	}
+	if err != nil {
+		return nil, p.syntax(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, p.failParse(0, "root of the document must be a JSON object", nil)
+	}
+	if e := p.object(rm.root); e != nil {
+		return nil, e
+	}
+	if _, err := p.dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, p.failParse(int(p.dec.InputOffset()), "unexpected content after the end of the document", nil)
+	}
+	if total := rm.fieldCount + p.newFields; total > rm.fieldLimit {
+		msg := fmt.Sprintf("Limit of total fields [%d] has been exceeded while adding new fields [%d]", rm.fieldLimit, p.newFields)
+		return nil, p.failParse(p.end, msg, illegalArgument("%s", msg))
+	}
+	if rm.dataStream {
+		switch n := len(intsOf(p.fields["@timestamp"])); {
+		case n == 0:
+			msg := "data stream timestamp field [@timestamp] is missing"
+			return nil, p.failParse(p.end, msg, illegalArgument("%s", msg))
+		case n > 1:
+			msg := "data stream timestamp field [@timestamp] encountered multiple values"
+			return nil, p.failParse(p.end, msg, illegalArgument("%s", msg))
+		}
+	}
+	return p, nil
+}
+
+func intsOf(v *values) []int64 {
+	if v == nil {
+		return nil
+	}
+	return v.ints
+}
+
+// commit adds the document's dynamic mappings to the index mapping.
+func (p *docParser) commit() {
+	for _, m := range p.added {
+		if m.parent.props == nil {
+			m.parent.props = map[string]*mapper{}
+		}
+		m.parent.props[m.name] = m
+	}
+	p.rm.fieldCount += p.newFields
+}
+
+// pos is the offset of the next token: the decoder stops right after the
+// previous one, before any separator.
+func (p *docParser) pos() int {
+	i := int(p.dec.InputOffset())
+	for i < len(p.raw) {
+		switch p.raw[i] {
+		case ' ', '\t', '\r', '\n', ':', ',':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+func (p *docParser) object(obj *mapper) *esError {
+	var seen map[string]bool
+	for p.dec.More() {
+		keyPos := p.pos()
+		tok, err := p.dec.Token()
+		if err != nil {
+			return p.syntax(err)
+		}
+		key, _ := tok.(string)
+		if seen == nil {
+			seen = map[string]bool{}
+		}
+		if seen[key] {
+			return p.failParse(keyPos, fmt.Sprintf("Duplicate field '%s'", key), nil)
+		}
+		seen[key] = true
+		if e := p.field(obj, key, keyPos); e != nil {
+			return e
+		}
+	}
+	end := p.pos()
+	if _, err := p.dec.Token(); err != nil {
+		return p.syntax(err)
+	}
+	p.end = end
+	return nil
+}
+
+// field reads the value of key inside object obj. Dotted keys ("host.name")
+// address the same field as nested objects do, as in Elasticsearch 8.
+func (p *docParser) field(obj *mapper, key string, keyPos int) *esError {
+	if obj == p.rm.root && metadataFields[key] {
+		return p.failAt(keyPos, fmt.Sprintf("Field [%s] is a metadata field and cannot be added inside a document. Use the index API request parameters.", key))
+	}
+	if strings.TrimSpace(key) == "" {
+		return p.failAt(keyPos, "field name cannot be an empty string")
+	}
+	parts := strings.Split(key, ".")
+	for _, part := range parts {
+		if part == "" {
+			return p.failAt(keyPos, fmt.Sprintf("field name [%s] cannot contain empty parts between dots", key))
+		}
+	}
+	parent := obj
+	for i, part := range parts[:len(parts)-1] {
+		child := p.child(parent, part)
+		if child == nil {
+			c, skip, e := p.dynamic(parent, part, "object", keyPos)
+			if e != nil {
+				return e
+			}
+			if skip {
+				return p.skipValue()
+			}
+			child = c
+		}
+		switch child.kind {
+		case kindObject:
+			if !child.enabled {
+				return p.skipValue()
+			}
+			parent = child
+		case kindFlattened:
+			tok, err := p.dec.Token()
+			if err != nil {
+				return p.syntax(err)
+			}
+			return p.flattened(child, child.path+"."+strings.Join(parts[i+1:], "."), tok)
+		default:
+			return p.failAt(keyPos, fmt.Sprintf("Could not dynamically add mapping for field [%s]. Existing mapping for [%s] must be of type object but found [%s].",
+				joinPath(obj.path, key), child.path, child.typ))
+		}
+	}
+	pos := p.pos()
+	tok, err := p.dec.Token()
+	if err != nil {
+		return p.syntax(err)
+	}
+	return p.value(parent, parts[len(parts)-1], tok, pos)
+}
+
+// value indexes one JSON value (already read as tok, found at pos) of the
+// field name inside object parent.
+func (p *docParser) value(parent *mapper, name string, tok any, pos int) *esError {
+	if tok == nil {
+		return nil // null is no value, and maps nothing
+	}
+	if d, ok := tok.(json.Delim); ok && d == '[' {
+		for p.dec.More() {
+			epos := p.pos()
+			etok, err := p.dec.Token()
+			if err != nil {
+				return p.syntax(err)
+			}
+			if e := p.value(parent, name, etok, epos); e != nil {
+				return e
+			}
+		}
+		if _, err := p.dec.Token(); err != nil {
+			return p.syntax(err)
+		}
+		return nil
+	}
+	m := p.child(parent, name)
+	if m == nil {
+		nm, skip, e := p.dynamic(parent, name, p.detect(tok), pos)
+		if e != nil {
+			return e
+		}
+		if skip {
+			if _, isObject := tok.(json.Delim); isObject {
+				return p.skipRest()
+			}
+			return nil
+		}
+		m = nm
+	}
+	if _, isObject := tok.(json.Delim); isObject {
+		switch m.kind {
+		case kindObject:
+			if !m.enabled {
+				return p.skipRest()
+			}
+			return p.object(m)
+		case kindFlattened:
+			return p.flattened(m, m.path, tok)
+		default:
+			raw, e := p.captureRest(pos)
+			if e != nil {
+				return e
+			}
+			if p.ignoresMalformed(m) {
+				return nil
+			}
+			return p.fieldError(m, pos, javaPreview(raw),
+				&esError{typ: "illegal_state_exception", reason: fmt.Sprintf("Can't get text on a START_OBJECT at 1:%d", pos+1)})
+		}
+	}
+	switch m.kind {
+	case kindObject:
+		return p.failAt(pos, fmt.Sprintf("object mapping for [%s] tried to parse field [%s] as object, but found a concrete value", m.path, name))
+	case kindFlattened:
+		return p.flattened(m, m.path, tok)
+	}
+	return p.leaf(m, tok, pos)
+}
+
+// leaf indexes a scalar into a field and its multi-fields.
+func (p *docParser) leaf(m *mapper, tok any, pos int) *esError {
+	var cause *esError
+	switch m.kind {
+	case kindText:
+		if m.indexed {
+			p.values(m.path).strs = append(p.values(m.path).strs, analyze(scalarText(tok))...)
+		}
+	case kindKeyword:
+		s := scalarText(tok)
+		if m.indexed && (m.ignoreAbove == 0 || utf8.RuneCountInString(s) <= m.ignoreAbove) {
+			v := p.values(m.path)
+			v.strs = append(v.strs, s)
+		}
+	case kindInt:
+		var n int64
+		var ok bool
+		if n, ok, cause = toInt(tok, m.typ); ok && m.indexed {
+			v := p.values(m.path)
+			v.ints = append(v.ints, n)
+		}
+	case kindFloat:
+		var f float64
+		var ok bool
+		if f, ok, cause = toFloat(tok, m.typ); ok && m.indexed {
+			v := p.values(m.path)
+			v.floats = append(v.floats, f)
+		}
+	case kindDate:
+		var ms int64
+		if ms, cause = toDate(tok, m.dates); cause == nil && m.indexed {
+			v := p.values(m.path)
+			v.ints = append(v.ints, ms)
+		}
+	case kindBool:
+		var b, ok bool
+		if b, ok, cause = toBool(tok); ok && m.indexed {
+			v := p.values(m.path)
+			v.ints = append(v.ints, boolInt(b))
+		}
+	case kindIP:
+		var ip string
+		if ip, cause = toIP(tok); cause == nil && m.indexed {
+			v := p.values(m.path)
+			v.strs = append(v.strs, ip)
+		}
+	}
+	if cause != nil {
+		if p.ignoresMalformed(m) {
+			return nil
+		}
+		return p.fieldError(m, pos, scalarText(tok), cause)
+	}
+	if len(m.fields) == 1 { // the common case: message.keyword
+		for _, sub := range m.fields {
+			return p.leaf(sub, tok, pos)
+		}
+	}
+	for _, name := range sortedKeys(m.fields) {
+		if e := p.leaf(m.fields[name], tok, pos); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// ignoresMalformed reports whether a value that does not fit m is dropped
+// rather than failing the document: the field's ignore_malformed, or the
+// index setting for the types that support it.
+func (p *docParser) ignoresMalformed(m *mapper) bool {
+	if m.ignoreMalformed {
+		return true
+	}
+	switch m.kind {
+	case kindInt, kindFloat, kindDate, kindBool, kindIP:
+		return p.rm.ignoreMalformed
+	}
+	return false
+}
+
+// flattened indexes a value inside a flattened field: every leaf is a
+// keyword of the field itself and of its dotted key.
+func (p *docParser) flattened(m *mapper, key string, tok any) *esError {
+	switch d := tok.(type) {
+	case nil:
+		return nil
+	case json.Delim:
+		for p.dec.More() {
+			sub := key
+			if d == '{' {
+				k, err := p.dec.Token()
+				if err != nil {
+					return p.syntax(err)
+				}
+				sub = key + "." + k.(string)
+			}
+			t, err := p.dec.Token()
+			if err != nil {
+				return p.syntax(err)
+			}
+			if e := p.flattened(m, sub, t); e != nil {
+				return e
+			}
+		}
+		if _, err := p.dec.Token(); err != nil {
+			return p.syntax(err)
+		}
+		return nil
+	default:
+		s := scalarText(tok)
+		v := p.values(m.path)
+		v.strs = append(v.strs, s)
+		if key != m.path {
+			kv := p.values(key)
+			kv.strs = append(kv.strs, s)
+		}
+		return nil
+	}
+}
+
+// dynamic maps a field seen for the first time, as the dynamic setting of
+// its object allows. skip reports that the value is to be left unindexed.
+func (p *docParser) dynamic(parent *mapper, name, detected string, pos int) (m *mapper, skip bool, e *esError) {
+	switch dynamicMode(parent) {
+	case "strict":
+		within := parent.path
+		if within == "" {
+			within = "_doc"
+		}
+		return nil, false, newError(400, "strict_dynamic_mapping_exception",
+			"[1:%d] mapping set to strict, dynamic introduction of [%s] within [%s] is not allowed", pos+1, name, within)
+	case "false":
+		return nil, true, nil
+	}
+	path := joinPath(parent.path, name)
+	if detected == "object" && strings.Count(path, ".")+1 > p.rm.depthLimit {
+		msg := fmt.Sprintf("Limit of mapping depth [%d] has been exceeded due to object field [%s]", p.rm.depthLimit, path)
+		return nil, false, p.failParse(pos, msg, illegalArgument("%s", msg))
+	}
+	m, e = p.rm.newDynamicMapper(name, path, detected, parent)
+	if e != nil {
+		return nil, false, e
+	}
+	if n := countFields(m); p.rm.ignoreBeyondLimit && p.rm.fieldCount+p.newFields+n > p.rm.fieldLimit {
+		return nil, true, nil // left in _source only, as Elasticsearch does with this setting
+	}
+	if p.overlay == nil {
+		p.overlay = map[*mapper]map[string]*mapper{}
+	}
+	if p.overlay[parent] == nil {
+		p.overlay[parent] = map[string]*mapper{}
+	}
+	p.overlay[parent][name] = m
+	p.added = append(p.added, m)
+	p.newFields += countFields(m)
+	return m, false, nil
+}
+
+func dynamicMode(m *mapper) string {
+	for ; m != nil; m = m.parent {
+		switch m.dynamic {
+		case "":
+			continue
+		case "runtime":
+			return "true"
+		default:
+			return m.dynamic
+		}
+	}
+	return "true"
+}
+
+// detect names the JSON type of a first value as dynamic templates do.
+func (p *docParser) detect(tok any) string {
+	switch v := tok.(type) {
+	case string:
+		numeric := isNumeric(v)
+		if numeric && p.rm.numericDetection {
+			if _, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return "long"
+			}
+			return "double"
+		}
+		if !numeric && p.rm.dateDetection { // pure numbers are never taken for dates
+			if _, _, ok := parseISO(v, true, time.UTC); ok {
+				return "date"
+			}
+		}
+		return "string"
+	case json.Number:
+		if strings.ContainsAny(string(v), ".eE") {
+			return "double"
+		}
+		return "long"
+	case bool:
+		return "boolean"
+	default:
+		return "object"
+	}
+}
+
+func (p *docParser) child(parent *mapper, name string) *mapper {
+	if m := parent.props[name]; m != nil {
+		return m
+	}
+	return p.overlay[parent][name]
+}
+
+func (p *docParser) values(path string) *values {
+	v := p.fields[path]
+	if v == nil {
+		v = &values{}
+		p.fields[path] = v
+	}
+	return v
+}
+
+// skipValue reads and drops the next value.
+func (p *docParser) skipValue() *esError {
+	tok, err := p.dec.Token()
+	if err != nil {
+		return p.syntax(err)
+	}
+	if _, ok := tok.(json.Delim); ok {
+		return p.skipRest()
+	}
+	return nil
+}
+
+// skipRest reads up to the end of the object or array just opened.
+func (p *docParser) skipRest() *esError {
+	for depth := 1; depth > 0; {
+		tok, err := p.dec.Token()
+		if err != nil {
+			return p.syntax(err)
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if d == '{' || d == '[' {
+				depth++
+			} else {
+				depth--
+			}
+		}
+	}
+	return nil
+}
+
+// captureRest skips the object opened at start and returns its JSON.
+func (p *docParser) captureRest(start int) ([]byte, *esError) {
+	if e := p.skipRest(); e != nil {
+		return nil, e
+	}
+	return p.raw[start:int(p.dec.InputOffset())], nil
+}
+
+func (p *docParser) failAt(pos int, msg string) *esError {
+	return newError(400, "document_parsing_exception", "[1:%d] %s", pos+1, msg)
+}
+
+func (p *docParser) failParse(pos int, msg string, cause *esError) *esError {
+	e := newError(400, "document_parsing_exception", "[1:%d] failed to parse: %s", pos+1, msg)
+	e.causedBy = cause
+	return e
+}
+
+func (p *docParser) fieldError(m *mapper, pos int, preview string, cause *esError) *esError {
+	e := newError(400, "document_parsing_exception",
+		"[1:%d] failed to parse field [%s] of type [%s] in document with id '%s'. Preview of field's value: '%s'",
+		pos+1, m.path, m.typ, p.id, preview)
+	e.causedBy = cause
+	return e
+}
+
+func (p *docParser) syntax(err error) *esError {
+	pos := int(p.dec.InputOffset())
+	msg := err.Error()
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		pos = int(se.Offset) - 1
+		msg = strings.TrimPrefix(msg, "json: ")
+	} else if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		pos, msg = len(p.raw), "Unexpected end-of-input"
+	}
+	return p.failParse(pos, msg, newError(400, "x_content_parse_exception", "[1:%d] %s", pos+1, msg))
+}
+
+// Conversions of JSON scalars to field values. A nil cause with ok false
+// means the value counts as null (an empty string for numbers).
+
+func toInt(tok any, typ string) (n int64, ok bool, cause *esError) {
+	s, cause := numericText(tok)
+	if cause != nil || s == "" {
+		return 0, false, cause
+	}
+	r := integerRanges[typ]
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if float64(i) < r.min || float64(i) > r.max {
+			return 0, false, illegalArgument("Value [%s] is out of range for %s", s, r.article)
+		}
+		return i, true, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) || math.IsNaN(f) {
+		return 0, false, illegalArgument("For input string: \"%s\"", s)
+	}
+	f = math.Trunc(f) // coerce, as Elasticsearch does by default
+	if f < r.min || f >= r.max+1 {
+		return 0, false, illegalArgument("Value [%s] is out of range for %s", s, r.article)
+	}
+	return int64(f), true, nil
+}
+
+func toFloat(tok any, typ string) (f float64, ok bool, cause *esError) {
+	s, cause := numericText(tok)
+	if cause != nil || s == "" {
+		return 0, false, cause
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, false, illegalArgument("For input string: \"%s\"", s)
+	}
+	if typ == "float" || typ == "half_float" {
+		f = float64(float32(f))
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, false, illegalArgument("[%s] supports only finite values, but got [%s]", typ, s)
+	}
+	return f, true, nil
+}
+
+func numericText(tok any) (string, *esError) {
+	switch v := tok.(type) {
+	case json.Number:
+		return string(v), nil
+	case string:
+		return strings.TrimSpace(v), nil
+	case bool:
+		return "", newError(400, "x_content_parse_exception", "Current token (VALUE_%s) not numeric, can not use numeric value accessors", strings.ToUpper(strconv.FormatBool(v)))
+	}
+	return "", illegalArgument("unexpected value")
+}
+
+func toDate(tok any, f *dateFormat) (int64, *esError) {
+	var s string
+	switch v := tok.(type) {
+	case string:
+		s = v
+	case json.Number:
+		s = string(v)
+	default:
+		s = scalarText(tok)
+	}
+	ms, ok := f.millis(s)
+	if !ok {
+		return 0, f.parseError("", s)
+	}
+	return ms, nil
+}
+
+func toBool(tok any) (b, ok bool, cause *esError) {
+	switch v := tok.(type) {
+	case bool:
+		return v, true, nil
+	case string:
+		switch v {
+		case "true":
+			return true, true, nil
+		case "false":
+			return false, true, nil
+		case "":
+			return false, false, nil
+		}
+	}
+	return false, false, illegalArgument("Failed to parse value [%s] as only [true] or [false] are allowed.", scalarText(tok))
+}
+
+func toIP(tok any) (string, *esError) {
+	s, isString := tok.(string)
+	if isString {
+		if a, err := netip.ParseAddr(s); err == nil {
+			return a.Unmap().String(), nil
+		}
+	}
+	return "", illegalArgument("'%s' is not an IP string literal.", scalarText(tok))
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func scalarText(tok any) string {
+	switch v := tok.(type) {
+	case string:
+		return v
+	case json.Number:
+		return string(v)
+	case bool:
+		return strconv.FormatBool(v)
+	case nil:
+		return "null"
+	}
+	return fmt.Sprint(tok)
+}
+
+// analyze splits text into lower-case tokens at every character that is not
+// a letter, a digit or an underscore: a rough standard analyzer.
+func analyze(s string) []string {
+	tokens := strings.FieldsFunc(s, func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_'
+	})
+	for i, t := range tokens {
+		tokens[i] = strings.ToLower(t)
+	}
+	return tokens
+}
+
+// javaPreview renders a JSON object the way Elasticsearch previews an object
+// value in errors (Java's Map.toString: {a=1, b={c=x}}).
+func javaPreview(raw []byte) string {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return string(raw)
+	}
+	var b strings.Builder
+	var write func(v any)
+	write = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			b.WriteByte('{')
+			for i, k := range sortedKeys(x) {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString(k)
+				b.WriteByte('=')
+				write(x[k])
+			}
+			b.WriteByte('}')
+		case []any:
+			b.WriteByte('[')
+			for i, e := range x {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				write(e)
+			}
+			b.WriteByte(']')
+		default:
+			b.WriteString(scalarText(v))
+		}
+	}
+	write(v)
+	return b.String()
+}
+
+// Small helpers for decoded JSON.
+
+func asBool(v any, name string) (bool, *esError) {
+	switch b := v.(type) {
+	case bool:
+		return b, nil
+	case string:
+		if b == "true" || b == "false" {
+			return b == "true", nil
+		}
+	}
+	return false, newError(400, "mapper_parsing_exception", "Failed to parse value [%v] as only [true] or [false] are allowed (parameter [%s])", v, name)
+}
+
+func asInt(v any) (int64, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		i, err := n.Int64()
+		return i, err == nil
+	case int:
+		return int64(n), true
+	case int64:
+		return n, true
+	case float64:
+		return int64(n), n == math.Trunc(n)
+	case string:
+		i, err := strconv.ParseInt(n, 10, 64)
+		return i, err == nil
+	}
+	return 0, false
+}
+
+func stringList(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case []any:
+		var out []string
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+func isNumeric(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil || errors.Is(err, strconv.ErrRange)
+}
+
+func joinPath(parent, name string) string {
+	if parent == "" {
+		return name
+	}
+	return parent + "." + name
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// globMatch matches s against a pattern in which * stands for any run of
+// characters, the only wildcard Elasticsearch's simple patterns have.
+func globMatch(pattern, s string) bool {
+	for {
+		star := strings.IndexByte(pattern, '*')
+		if star < 0 {
+			return pattern == s
+		}
+		if !strings.HasPrefix(s, pattern[:star]) {
+			return false
+		}
+		s = s[star:]
+		pattern = pattern[star+1:]
+		if pattern == "" {
+			return true
+		}
+		for i := 0; i <= len(s); i++ {
+			if globMatch(pattern, s[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+}
