@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
+)
+
+// service is one logpipe binary that devstack --all runs as a child process.
+type service struct {
+	name    string
+	args    []string
+	healthz string // URL of its /readyz
+}
+
+// stopGrace is how long a service has to stop after SIGTERM before SIGKILL.
+const stopGrace = 10 * time.Second
+
+// errExited is returned when a service stops by itself.
+var errExited = errors.New("exited")
+
+// services are the three binaries wired to the stack's backends.
+func services(cfg Config, etcd, kafka, es, stateDir string) []service {
+	return []service{
+		{name: "agent", args: []string{
+			"--name", agentName, "--etcd-endpoints", etcd, "--kafka-brokers", kafka,
+			"--state-dir", stateDir, "--metrics-addr", cfg.AgentMetricsAddr,
+		}, healthz: "http://" + cfg.AgentMetricsAddr + "/readyz"},
+		{name: "transfer", args: []string{
+			"--kafka-brokers", kafka, "--es-addresses", es, "--metrics-addr", cfg.TransferMetricsAddr,
+		}, healthz: "http://" + cfg.TransferMetricsAddr + "/readyz"},
+		{name: "livetail", args: []string{
+			"--kafka-brokers", kafka, "--listen", cfg.ViewerAddr,
+		}, healthz: "http://" + cfg.ViewerAddr + "/readyz"},
+	}
+}
+
+// agentName is the agent's --name under devstack --all.
+const agentName = "devstack"
+
+// runServices starts every service from binDir, waits until each reports
+// ready on /readyz, calls ready, and then keeps them running until ctx ends
+// (SIGTERM, then SIGKILL after stopGrace) or one of them exits by itself,
+// which stops the others and is returned as an error.
+func runServices(ctx context.Context, binDir string, svcs []service, log logrus.FieldLogger, ready func()) error {
+	for _, s := range svcs {
+		if _, err := os.Stat(filepath.Join(binDir, s.name)); err != nil {
+			return fmt.Errorf("%s binary not found next to devstack in %s: build it first (make build)", s.name, binDir)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range svcs {
+		g.Go(func() error { return supervise(gctx, filepath.Join(binDir, s.name), s, log) })
+	}
+	g.Go(func() error {
+		for _, s := range svcs {
+			if err := waitReady(gctx, s.healthz); err != nil {
+				return fmt.Errorf("%s not ready: %w", s.name, err)
+			}
+		}
+		ready()
+		return nil
+	})
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return nil // asked to stop: the services' exits are expected
+	}
+	return err
+}
+
+// supervise runs one service until ctx ends or it exits by itself. Its
+// output goes to stderr, each line prefixed with its name.
+func supervise(ctx context.Context, path string, s service, log logrus.FieldLogger) error {
+	cmd := exec.Command(path, s.args...)
+	out := prefixWriter(os.Stderr, s.name)
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", s.name, err)
+	}
+	log.WithFields(logrus.Fields{"service": s.name, "pid": cmd.Process.Pid}).Info("service started")
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		return fmt.Errorf("%s %w: %v", s.name, errExited, err)
+	case <-ctx.Done():
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		log.WithField("service", s.name).WithError(err).Info("service stopped")
+	case <-time.After(stopGrace):
+		_ = cmd.Process.Kill()
+		<-exited
+		log.WithField("service", s.name).Warnf("service did not stop within %v: killed", stopGrace)
+	}
+	return nil
+}
+
+// waitReady polls url until it answers 200 or ctx ends.
+func waitReady(ctx context.Context, url string) error {
+	client := &http.Client{Timeout: time.Second}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	last := errors.New("no answer yet")
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", context.Cause(ctx), last)
+		case <-tick.C:
+		}
+	}
+}
+
+// prefixWriter copies whole lines to w, each prefixed with "name | ".
+func prefixWriter(w io.Writer, name string) io.WriteCloser {
+	pr, pw := io.Pipe()
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			mu.Lock()
+			fmt.Fprintf(w, "%-8s | %s\n", name, sc.Text())
+			mu.Unlock()
+		}
+		_, _ = io.Copy(io.Discard, pr) // a line over 1 MiB: drain, never block the child
+	}()
+	return closer{pw, done}
+}
+
+type closer struct {
+	*io.PipeWriter
+	done chan struct{}
+}
+
+func (c closer) Close() error {
+	err := c.PipeWriter.Close()
+	<-c.done
+	return err
+}

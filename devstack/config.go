@@ -1,0 +1,101 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/logpipe/logpipe/common/conf"
+)
+
+// binary is the program name in messages.
+const binary = "devstack"
+
+// Config is devstack's configuration (flags, LOGPIPE_* environment
+// variables, --config YAML).
+type Config struct {
+	LogLevel   conf.OneOf
+	LogFormat  conf.OneOf
+	EtcdAddr   string
+	KafkaAddr  string
+	ESAddr     string
+	DataDir    string
+	Partitions int
+	All        bool
+
+	// Used with --all only.
+	ViewerAddr          string
+	AgentMetricsAddr    string
+	TransferMetricsAddr string
+	SampleInterval      time.Duration
+}
+
+// DefaultConfig returns the defaults: the backends' usual ports on loopback,
+// data in memory.
+func DefaultConfig() Config {
+	common := conf.DefaultCommon("")
+	return Config{
+		LogLevel:   common.LogLevel,
+		LogFormat:  common.LogFormat,
+		EtcdAddr:   "127.0.0.1:2379",
+		KafkaAddr:  "127.0.0.1:9092",
+		ESAddr:     "127.0.0.1:9200",
+		Partitions: 6,
+
+		ViewerAddr:          "127.0.0.1:8080",
+		AgentMetricsAddr:    "127.0.0.1:9101",
+		TransferMetricsAddr: "127.0.0.1:9102",
+		SampleInterval:      200 * time.Millisecond,
+	}
+}
+
+// Register adds the flags to fs.
+func (c *Config) Register(fs *flag.FlagSet) {
+	fs.Var(&c.LogLevel, "log-level", "log level: "+strings.Join(c.LogLevel.Allowed, ", "))
+	fs.Var(&c.LogFormat, "log-format", "log format: text or json")
+	fs.StringVar(&c.EtcdAddr, "etcd-addr", c.EtcdAddr, "etcd client listen address (port 0: a free port)")
+	fs.StringVar(&c.KafkaAddr, "kafka-addr", c.KafkaAddr, "Kafka listen address (port 0: a free port)")
+	fs.StringVar(&c.ESAddr, "es-addr", c.ESAddr, "esfake (Elasticsearch API stand-in) listen address (port 0: a free port)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for etcd and Kafka data, kept across runs (empty: in memory, gone on exit)")
+	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of the logs and logs.dlq topics")
+	fs.BoolVar(&c.All, "all", c.All, "also run agent, transfer, livetail (from the directory of this binary) and a sample log writer")
+	fs.StringVar(&c.ViewerAddr, "viewer-addr", c.ViewerAddr, "with --all: livetail's listen address (the viewer)")
+	fs.StringVar(&c.AgentMetricsAddr, "agent-metrics-addr", c.AgentMetricsAddr, "with --all: the agent's metrics address")
+	fs.StringVar(&c.TransferMetricsAddr, "transfer-metrics-addr", c.TransferMetricsAddr, "with --all: transfer's metrics address")
+	fs.DurationVar(&c.SampleInterval, "sample-interval", c.SampleInterval, "with --all: how often the sample writer appends to its logs")
+}
+
+// Validate checks values that flag parsing cannot.
+func (c *Config) Validate() error {
+	for _, a := range []struct{ flag, addr string }{
+		{"etcd-addr", c.EtcdAddr}, {"kafka-addr", c.KafkaAddr}, {"es-addr", c.ESAddr},
+		{"viewer-addr", c.ViewerAddr}, {"agent-metrics-addr", c.AgentMetricsAddr}, {"transfer-metrics-addr", c.TransferMetricsAddr},
+	} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("%w: --%s %q: want host:port", conf.ErrValue, a.flag, a.addr)
+		}
+	}
+	if c.Partitions < 1 {
+		return fmt.Errorf("%w: --partitions %d: must be at least 1", conf.ErrValue, c.Partitions)
+	}
+	if c.SampleInterval <= 0 {
+		return fmt.Errorf("%w: --sample-interval %v: must be positive", conf.ErrValue, c.SampleInterval)
+	}
+	return nil
+}
+
+// parseConfig parses args and the environment.
+func parseConfig(args []string, env func(string) (string, bool)) (Config, error) {
+	c := DefaultConfig()
+	fs := flag.NewFlagSet(binary, flag.ContinueOnError)
+	c.Register(fs)
+	if err := conf.Parse(fs, args, env); err != nil {
+		return c, err
+	}
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	return c, nil
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/logpipe/logpipe/common/logging"
+	"github.com/logpipe/logpipe/devstack/esfake"
+	"github.com/logpipe/logpipe/devstack/stack"
+)
+
+// run starts the backends, prints their endpoints and "ready" to out, and
+// stops them when ctx ends.
+func run(ctx context.Context, cfg Config, out io.Writer) error {
+	log, err := logging.New(cfg.LogLevel.Value, cfg.LogFormat.Value, os.Stderr, nil)
+	if err != nil {
+		return err
+	}
+	s, err := stack.Start(ctx, stack.Options{
+		EtcdAddr:   cfg.EtcdAddr,
+		KafkaAddr:  cfg.KafkaAddr,
+		ESAddr:     cfg.ESAddr,
+		DataDir:    cfg.DataDir,
+		Partitions: cfg.Partitions,
+		Logger:     log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(out, endpoints(s))
+	where := "in memory"
+	if cfg.DataDir != "" {
+		where = cfg.DataDir
+	}
+	if cfg.All {
+		err = runAll(ctx, cfg, s, log, out)
+	} else {
+		fmt.Fprintln(out, "ready")
+		log.WithField("data", where).Info("devstack ready")
+		<-ctx.Done()
+	}
+	log.Info("devstack stopping")
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	log.Info("devstack stopped")
+	return err
+}
+
+// endpoints is one line per backend:
+//
+//	etcd      http://127.0.0.1:2379
+//	kafka     127.0.0.1:9092 (topics logs, logs.dlq; 6 partitions)
+//	esfake    ... (esfake's own startup line)
+func endpoints(s *stack.Stack) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-9s %s\n", "etcd", strings.Join(s.EtcdEndpoints(), ","))
+	fmt.Fprintf(&b, "%-9s %s (topics %s; %d partitions)\n", "kafka",
+		strings.Join(s.KafkaAddrs(), ","), strings.Join(s.Topics(), ", "), s.Partitions())
+	fmt.Fprintln(&b, esfake.StartupLine(s.ESAddr()))
+	return b.String()
+}

@@ -1,0 +1,300 @@
+package stack
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Ports picked for an address with port 0 lie in [pickLow, pickHigh): below
+// the kernel's ephemeral range (which starts at 32768 here), so that no
+// outgoing connection takes the port while a backend is down for an outage
+// test.
+const (
+	pickLow   = 20000
+	pickHigh  = 32768
+	pickTries = 200
+)
+
+// listen binds a TCP listener on addr. An empty addr means 127.0.0.1:0; a
+// port of 0 is replaced by a free port picked at random below the ephemeral
+// range.
+func listen(addr string) (net.Listener, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", addr, err)
+	}
+	if port != "0" {
+		return net.Listen("tcp", addr)
+	}
+	for range pickTries {
+		try := net.JoinHostPort(host, strconv.Itoa(pickLow+rand.IntN(pickHigh-pickLow)))
+		ln, err := net.Listen("tcp", try)
+		if err == nil {
+			return ln, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("address %s: no free port found in %d tries between %d and %d", addr, pickTries, pickLow, pickHigh-1)
+}
+
+// gate is a net.Listener whose address can be taken off the network (Down:
+// the socket is closed, so connections are refused, and every accepted
+// connection is cut) and put back on the same address (Up), while whoever
+// calls Accept keeps waiting through the outage. It is how the stack fakes a
+// backend outage without losing the backend's state.
+type gate struct {
+	addr net.Addr
+
+	mu      sync.Mutex
+	ln      net.Listener // nil while down
+	closed  bool
+	changed chan struct{} // closed and replaced when ln or closed changes
+	conns   map[*gateConn]struct{}
+
+	busy atomic.Int64 // Accept, Read and Write calls in progress
+}
+
+// newGate binds addr (see listen) and returns the gate, up.
+func newGate(addr string) (*gate, error) {
+	ln, err := listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &gate{
+		addr:    ln.Addr(),
+		ln:      ln,
+		changed: make(chan struct{}),
+		conns:   map[*gateConn]struct{}{},
+	}, nil
+}
+
+// signal wakes Accept callers waiting for a change; mu must be held.
+func (g *gate) signal() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// Accept waits for a connection, through outages, until Close.
+func (g *gate) Accept() (net.Conn, error) {
+	g.busy.Add(1)
+	defer g.busy.Add(-1)
+	for {
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			return nil, net.ErrClosed
+		}
+		ln, changed := g.ln, g.changed
+		g.mu.Unlock()
+		if ln == nil {
+			<-changed
+			continue
+		}
+		c, err := ln.Accept()
+		g.mu.Lock()
+		current := g.ln == ln && !g.closed
+		if err != nil {
+			g.mu.Unlock()
+			if current {
+				return nil, err
+			}
+			continue // taken down or closed while accepting
+		}
+		if !current {
+			g.mu.Unlock()
+			c.Close()
+			continue
+		}
+		gc := &gateConn{Conn: c, g: g}
+		g.conns[gc] = struct{}{}
+		g.mu.Unlock()
+		return gc, nil
+	}
+}
+
+// Addr is the address, the same through Down and Up.
+func (g *gate) Addr() net.Addr { return g.addr }
+
+// Down closes the socket and cuts every accepted connection.
+func (g *gate) Down() error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return net.ErrClosed
+	}
+	var err error
+	if g.ln != nil {
+		err = g.ln.Close()
+		g.ln = nil
+		g.signal()
+	}
+	conns := g.takeConns()
+	g.mu.Unlock()
+	closeAll(conns)
+	return err
+}
+
+// Up binds the address again after Down.
+func (g *gate) Up() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return net.ErrClosed
+	}
+	if g.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", g.addr.String())
+	if err != nil {
+		return err
+	}
+	g.ln = ln
+	g.signal()
+	return nil
+}
+
+// Close closes the socket and every accepted connection for good.
+func (g *gate) Close() error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	var err error
+	if g.ln != nil {
+		err = g.ln.Close()
+		g.ln = nil
+	}
+	g.signal()
+	conns := g.takeConns()
+	g.mu.Unlock()
+	closeAll(conns)
+	return err
+}
+
+// Quiet waits up to limit until no Accept, Read or Write call on the gate
+// or its connections is in progress, that is until whoever served them has
+// noticed that they are closed.
+func (g *gate) Quiet(limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for g.busy.Load() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// takeConns empties the connection set; mu must be held.
+func (g *gate) takeConns() []*gateConn {
+	conns := make([]*gateConn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	clear(g.conns)
+	return conns
+}
+
+func closeAll(conns []*gateConn) {
+	for _, c := range conns {
+		c.Conn.Close()
+	}
+}
+
+// gateConn is a connection accepted through a gate.
+type gateConn struct {
+	net.Conn
+	g    *gate
+	once sync.Once
+}
+
+func (c *gateConn) Read(p []byte) (int, error) {
+	c.g.busy.Add(1)
+	defer c.g.busy.Add(-1)
+	return c.Conn.Read(p)
+}
+
+func (c *gateConn) Write(p []byte) (int, error) {
+	c.g.busy.Add(1)
+	defer c.g.busy.Add(-1)
+	return c.Conn.Write(p)
+}
+
+func (c *gateConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.g.mu.Lock()
+		delete(c.g.conns, c)
+		c.g.mu.Unlock()
+	})
+	return err
+}
+
+// forwarder serves a gate by relaying each connection to target. It puts a
+// backend that cannot be handed a listener (etcd) behind a gate.
+type forwarder struct {
+	g      *gate
+	target string
+	wg     sync.WaitGroup
+}
+
+// startForwarder starts relaying connections accepted by g to target; Close
+// stops it.
+func startForwarder(g *gate, target string) *forwarder {
+	f := &forwarder{g: g, target: target}
+	f.wg.Go(f.serve)
+	return f
+}
+
+func (f *forwarder) serve() {
+	for {
+		c, err := f.g.Accept()
+		if err != nil {
+			return
+		}
+		f.wg.Go(func() { f.relay(c) })
+	}
+}
+
+func (f *forwarder) relay(c net.Conn) {
+	defer c.Close()
+	u, err := net.Dial("tcp", f.target)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		done <- struct{}{}
+	}
+	go pipe(u, c)
+	go pipe(c, u)
+	<-done
+	// One side ended: end the other so that its copy returns too.
+	c.Close()
+	u.Close()
+	<-done
+}
+
+// Close closes the gate and waits for every relay to end.
+func (f *forwarder) Close() error {
+	err := f.g.Close()
+	f.wg.Wait()
+	return err
+}
