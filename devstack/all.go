@@ -85,6 +85,10 @@ func runServices(ctx context.Context, binDir string, svcs []service, log logrus.
 // output goes to stderr, each line prefixed with its name.
 func supervise(ctx context.Context, path string, s service, log logrus.FieldLogger) error {
 	cmd := exec.Command(path, s.args...)
+	// A process group of its own: the terminal's Ctrl-C reaches devstack
+	// alone, which then stops each service once, with SIGTERM. Pdeathsig
+	// stops the service if devstack itself is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	out := prefixWriter(os.Stderr, s.name)
 	defer out.Close()
 	cmd.Stdout, cmd.Stderr = out, out
