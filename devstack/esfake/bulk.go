@@ -22,7 +22,6 @@ type bulkItem struct {
 	id     string
 	hasID  bool
 	source []byte
-	line   int // of the action, counting from 1
 
 	concrete string // the index the item went to (a backing index for data streams)
 	status   int
@@ -106,11 +105,11 @@ func parseBulk(body []byte, defaultIndex string) ([]bulkItem, *esError) {
 
 // parseAction reads one action line such as {"create":{"_index":"x","_id":"1"}}.
 func parseAction(line []byte, n int, defaultIndex string) (bulkItem, *esError) {
-	it := bulkItem{index: defaultIndex, line: n}
+	it := bulkItem{index: defaultIndex}
 	if parseSimpleAction(line, &it) {
 		return it, nil
 	}
-	it = bulkItem{index: defaultIndex, line: n}
+	it = bulkItem{index: defaultIndex}
 	malformed := func(format string, args ...any) *esError {
 		return illegalArgument("Malformed action/metadata line [%d], "+format, append([]any{n}, args...)...)
 	}
@@ -619,7 +618,7 @@ func (s *Server) handleDoc(w http.ResponseWriter, r *request) {
 		s.fail(w, r, e)
 		return
 	}
-	it := bulkItem{index: r.target, id: r.name, hasID: r.name != "", line: 1}
+	it := bulkItem{index: r.target, id: r.name, hasID: r.name != ""}
 	switch {
 	case r.Method == http.MethodDelete:
 		it.op = "delete"

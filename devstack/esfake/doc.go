@@ -1,80 +1,103 @@
 // Package esfake is an in-process stand-in for the Elasticsearch 8 HTTP API,
 // for development and tests. It is not Elasticsearch: it keeps documents in
-// memory, in a single process, and implements only the small part of the API
+// memory, in a single process, and implements only the part of the API
 // that logpipe uses, with Elasticsearch's documented semantics and response
-// shapes so that the official Go client (including esutil.BulkIndexer)
+// shapes, so that the official Go client (esapi, esutil.BulkIndexer)
 // works against it unchanged.
 //
-// # Supported API
+// A Server is an http.Handler with no goroutines of its own:
 //
-//   - GET / and HEAD / (cluster info). Every response carries the
-//     X-Elastic-Product header that the Go client checks.
-//   - GET /_cluster/health (always green).
+//	srv := esfake.New()
+//	ts := httptest.NewServer(srv)
+//	es, _ := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{ts.URL}})
+//
+// # API
+//
+//   - GET and HEAD / (cluster info) and GET /_cluster/health. Every answer
+//     carries the X-Elastic-Product header the Go client checks.
 //   - Index templates (/_index_template/<name>) and component templates
-//     (/_component_template/<name>): PUT, GET, HEAD, DELETE. Templates are
-//     chosen by index pattern and priority; two templates with the same
-//     priority and overlapping patterns are refused, as Elasticsearch does.
-//     Unless WithoutBuiltinTemplates is given, a built-in "logs" template
-//     (patterns logs-*-*, priority 100, data streams) is present, as in a
-//     default Elasticsearch 8: a template for logs-*-* names needs a
-//     priority above 100 to take effect.
-//   - Data streams, created on the first create to a name whose template has
-//     "data_stream": {}. The backing index is .ds-<name>-<yyyy.MM.dd>-000001
-//     and is what bulk items and search hits report as _index. Data streams
-//     accept only the create op, need an @timestamp, and are listed,
-//     created and deleted with /_data_stream/<name>. There is no rollover.
-//   - Indices: auto-created on first write, or with PUT /<index>; GET, HEAD,
-//     DELETE /<index>; GET /<index>/_mapping.
-//   - _bulk (create, index, delete; not update), /<index>/_doc/<id>,
-//     /<index>/_doc and /<index>/_create/<id>.
-//   - _refresh (a no-op: documents are searchable as soon as they are
-//     written), _count and _search.
+//     (/_component_template/<name>): PUT, GET, HEAD, DELETE. A new index or
+//     data stream takes the matching template with the highest priority;
+//     two templates with the same priority and overlapping patterns are
+//     refused. Unless WithoutBuiltinTemplates is given there is a built-in
+//     "logs" template (patterns logs-*-*, priority 100, data streams), as in
+//     a default Elasticsearch 8, so a template for names such as
+//     logs-logpipe-default needs a priority above 100 to be used. Its
+//     mappings and settings approximate Elasticsearch's: strings become
+//     keywords, message is match_only_text, and malformed values and fields
+//     beyond the field limit are dropped instead of failing the document.
+//   - Data streams, created on the first create to a name whose template
+//     has "data_stream": {}, or with PUT /_data_stream/<name>. The backing
+//     index is .ds-<name>-<yyyy.MM.dd>-000001; bulk items and search hits
+//     report it as _index, as Elasticsearch does. A data stream takes only
+//     the create op (index and delete answer a 400 item error), every
+//     document needs one @timestamp, and there is no rollover.
+//   - Indices: auto-created on first write, or with PUT /<index>; GET, HEAD
+//     and DELETE /<index>; GET /<index>/_mapping.
+//   - Writes: _bulk and /<index>/_bulk with create, index and delete (not
+//     update); /<index>/_doc/<id>, POST /<index>/_doc, /<index>/_create/<id>.
+//     Gzip request bodies are accepted.
+//   - Reads: GET /<index>/_doc/<id>, _count and _search on names, data
+//     streams, backing indices, comma lists and * patterns. _refresh is
+//     accepted but changes nothing: documents are searchable as soon as
+//     they are written.
+//
+// Unknown query parameters, unknown endpoints and wrong methods are
+// refused with Elasticsearch's errors, naming what was asked for.
 //
 // # Mappings
 //
 // Field types: text, match_only_text, keyword, constant_keyword, wildcard,
 // long, integer, short, byte, double, float, half_float, scaled_float,
-// date, date_nanos, boolean, ip, flattened, binary, object and nested
-// (nested is treated as object). Mapping parameters acted on: properties,
-// fields (multi-fields), dynamic (true, false, strict; runtime acts as
-// true), enabled, format, ignore_above, ignore_malformed, index, and
-// dynamic_templates with match_mapping_type, match, unmatch, path_match,
-// path_unmatch and match_pattern. Other parameters are kept but have no
-// effect.
+// date, date_nanos (millisecond precision), boolean, ip, flattened, binary,
+// object and nested (treated as object). Parameters acted on: properties,
+// fields (multi-fields), dynamic (runtime acts as true), enabled, format,
+// ignore_above, ignore_malformed, index, and dynamic_templates (match,
+// unmatch, path_match, path_unmatch, match_mapping_type, match_pattern);
+// others are kept without effect. Index settings acted on:
+// index.mapping.total_fields.limit (1000),
+// index.mapping.total_fields.ignore_dynamic_beyond_limit,
+// index.mapping.depth.limit (20) and index.mapping.ignore_malformed.
 //
 // Dynamic mapping follows Elasticsearch: the first value of an unmapped
-// field fixes its type (string: text with a keyword sub-field, or date when
-// it looks like one; integer: long; fraction: float; boolean; object).
-// A value that does not fit its field's type fails that document only, with
-// a 400 document_parsing_exception; numbers in strings are coerced as
-// Elasticsearch does. The limits on total fields (1000) and depth (20) are
-// enforced.
+// field fixes its type (a string becomes text with a keyword sub-field, or
+// a date when it looks like one; an integer long; a fraction float; then
+// boolean and object). A value that does not fit its field fails that
+// document only, with a 400 document_parsing_exception such as
+// "[1:6] failed to parse field [n] of type [long] in document with id '7'.
+// Preview of field's value: 'abc'"; numbers in strings are coerced as
+// Elasticsearch does. A document that fails to parse leaves the mapping
+// as it was.
 //
 // # Queries
 //
-// match_all, match_none, match (text is lower-cased and split on
-// non-alphanumeric characters; other fields match exactly), term, terms,
-// range (numbers, dates with formats and date math such as now-5m/m,
+// match_all, match_none, match (on text: lower-cased words split at
+// anything that is not a letter, digit or underscore, any word by default,
+// all with "operator": "and"; on other fields: exact), term, terms, range
+// (numbers, dates with formats, time_zone and date math such as now-5m/m,
 // strings, ips), bool (must, filter, should with minimum_should_match,
-// must_not), exists, ids, prefix and constant_score. Searches take size,
-// from, sort (field order, missing, unmapped_type, mode; _score; _doc),
-// search_after, track_total_hits, track_scores, min_score, version,
-// seq_no_primary_term and _source true or false. Scores are not BM25: each
-// matching scoring clause adds its boost, so relevance order is only
-// roughly like Elasticsearch's.
+// must_not), exists, ids, prefix and constant_score; term, terms and
+// prefix also work on _id. Searches take size, from, sort (fields with
+// order, missing, unmapped_type and mode; _score; _doc), search_after,
+// track_total_hits, track_scores, min_score, version,
+// seq_no_primary_term and _source true or false. Scores are not BM25:
+// each matching clause adds its boost (match: per matching word), so
+// relevance order is only roughly Elasticsearch's.
 //
 // # Not supported
 //
 // Aggregations, highlighting, scroll and point in time, query_string and
-// the q parameter, phrase queries, update operations, optimistic
-// concurrency control (if_seq_no, version), ingest pipelines, aliases,
-// rollover, persistence, security and filter_path (responses are not
-// filtered). These answer an Elasticsearch-shaped 400 error that names what
-// is missing, never a silently wrong result.
+// the q parameter, phrase, wildcard and fuzzy queries, _source filtering,
+// update operations, optimistic concurrency control (if_seq_no, version),
+// ingest pipelines, aliases, rollover, persistence, security and
+// filter_path (answers are not filtered). Asking for them gets an
+// Elasticsearch-shaped 400 error that names what is missing, never a
+// silently wrong result.
 //
-// # Faults
+// # Faults and benchmarks
 //
-// FailBulk, SetLatency and RejectItems inject failures for tests;
-// WithDiscard makes _bulk acknowledge documents without keeping them, for
-// benchmarks.
+// FailBulk answers 429 or 503 to the next bulk requests, SetLatency delays
+// every request, and RejectItems fails chosen bulk items. WithDiscard makes
+// _bulk acknowledge valid documents without keeping them, for benchmarks of
+// clients.
 package esfake

@@ -106,7 +106,7 @@ func TestRejectItems(t *testing.T) {
 
 func TestLatency(t *testing.T) {
 	env := newTestServer(t, noRetry)
-	const d = 150 * time.Millisecond
+	const d = 300 * time.Millisecond
 	env.srv.SetLatency(d)
 
 	start := time.Now()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,9 +24,10 @@ import (
 var testNow = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 
 type testEnv struct {
-	srv *esfake.Server
-	es  *elasticsearch.Client
-	url string
+	srv  *esfake.Server
+	es   *elasticsearch.Client
+	http *http.Client // plain HTTP, for what the client would check itself
+	url  string
 }
 
 // newTestServer serves a fresh esfake over HTTP and returns the official
@@ -45,7 +47,7 @@ func newTestServer(t testing.TB, cfg func(*elasticsearch.Config), opts ...esfake
 	if err != nil {
 		t.Fatalf("new client: %v", err)
 	}
-	return &testEnv{srv: srv, es: es, url: ts.URL}
+	return &testEnv{srv: srv, es: es, http: &http.Client{Transport: tr}, url: ts.URL}
 }
 
 // do sends a raw request through the client and decodes the JSON answer.
@@ -138,8 +140,8 @@ type bulkResult struct {
 func (e *testEnv) runBulk(t testing.TB, index, action string, ids []string, docs map[string]string) *bulkResult {
 	t.Helper()
 	res := &bulkResult{ok: map[string]esutil.BulkIndexerResponseItem{}, failed: map[string]esutil.BulkIndexerResponseItem{}}
-	var mu = make(chan struct{}, 1)
-	lock := func() func() { mu <- struct{}{}; return func() { <-mu } }
+	var mu sync.Mutex // the indexer calls back from its worker goroutine
+	lock := func() func() { mu.Lock(); return mu.Unlock }
 	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
 		Client:     e.es,
 		Index:      index,

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elastic/go-elasticsearch/v8"
+
 	"github.com/logpipe/logpipe/devstack/esfake"
 )
 
@@ -25,7 +27,7 @@ func TestInfoPassesProductCheck(t *testing.T) {
 	}
 
 	req, _ := http.NewRequest(http.MethodHead, env.url+"/", nil)
-	res, err := http.DefaultClient.Do(req)
+	res, err := env.http.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +40,7 @@ func TestInfoPassesProductCheck(t *testing.T) {
 func TestProductHeaderOnEveryAnswer(t *testing.T) {
 	env := newTestServer(t, nil)
 	for _, path := range []string{"/", "/missing/_search", "/_cat/indices", "/_bulk"} {
-		res, err := http.Get(env.url + path)
+		res, err := env.http.Get(env.url + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,6 +95,24 @@ func TestErrorsAreElasticsearchShaped(t *testing.T) {
 				t.Errorf("error.reason = %q, want it to contain %q", reason, tc.reasonHas)
 			}
 		})
+	}
+}
+
+func TestRequestBodies(t *testing.T) {
+	env := newTestServer(t, func(c *elasticsearch.Config) { c.CompressRequestBody = true })
+	status, m := esResult(t)(env.es.Bulk(strings.NewReader(`{"create":{"_index":"gz","_id":"1"}}` + "\n" + `{"a":1}` + "\n")))
+	if status != http.StatusOK || dig(m, "errors") != false || env.srv.Count("gz") != 1 {
+		t.Errorf("gzip bulk: %d %v", status, m)
+	}
+
+	res, err := env.http.Post(env.url+"/_search", "text/plain", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = decodeJSON(t, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotAcceptable || dig(m, "error", "reason") != "Content-Type header [text/plain] is not supported" {
+		t.Errorf("text/plain body: %d %v", res.StatusCode, m)
 	}
 }
 

@@ -2,6 +2,7 @@ package esfake
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -421,11 +422,24 @@ func (s *Server) readBody(r *request) *esError {
 	if r.Body == nil {
 		return nil
 	}
+	var in io.Reader = r.Body
 	var buf bytes.Buffer
-	if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
-		buf.Grow(int(n) + bytes.MinRead)
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+		if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
+			buf.Grow(int(n) + bytes.MinRead)
+		}
+	case "gzip":
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return illegalArgument("reading the gzip request body: %v", err)
+		}
+		defer zr.Close()
+		in = zr
+	default:
+		return illegalArgument("unsupported Content-Encoding [%s]", enc)
 	}
-	if _, err := buf.ReadFrom(io.LimitReader(r.Body, maxBodyBytes+1)); err != nil {
+	if _, err := buf.ReadFrom(io.LimitReader(in, maxBodyBytes+1)); err != nil {
 		return illegalArgument("reading the request body: %v", err)
 	}
 	body := buf.Bytes()
