@@ -109,7 +109,7 @@ func StartupLine(addr string) string {
 // Note that the Go client retries 502, 503 and 504 by default. It panics
 // if status is not an error status.
 func (s *Server) FailBulk(n int, status int) {
-	if status < 400 || status > 599 {
+	if n > 0 && (status < 400 || status > 599) {
 		panic(fmt.Sprintf("esfake: FailBulk status %d is not an HTTP error status", status))
 	}
 	s.faultMu.Lock()
