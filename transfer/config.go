@@ -1,0 +1,203 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/logpipe/logpipe/common/conf"
+	"github.com/logpipe/logpipe/transfer/internal/backoff"
+	"github.com/logpipe/logpipe/transfer/internal/esbulk"
+	"github.com/logpipe/logpipe/transfer/internal/group"
+)
+
+// binary names the program in messages and prefixes its metrics.
+const binary = "transfer"
+
+// Config is transfer's configuration: the common flags plus its own.
+type Config struct {
+	Common conf.Common `yaml:"common"`
+
+	Topics    conf.List `yaml:"kafka_topics"`
+	Group     string    `yaml:"group"`
+	Instance  string    `yaml:"group_instance_id"`
+	DLQTopic  string    `yaml:"dlq_topic"`
+	ParseJSON bool      `yaml:"parse_json"`
+
+	ESAddresses conf.List     `yaml:"es_addresses"`
+	ESIndex     string        `yaml:"es_index"`
+	ESUsername  string        `yaml:"es_username"`
+	ESPassword  string        `yaml:"es_password"`
+	ESAPIKey    string        `yaml:"es_api_key"`
+	ESCAFile    string        `yaml:"es_ca_file"`
+	ESTimeout   time.Duration `yaml:"es_timeout"`
+
+	BatchDocs    int           `yaml:"batch_docs"`
+	BatchBytes   conf.Bytes    `yaml:"batch_bytes"`
+	BatchWait    time.Duration `yaml:"batch_wait"`
+	BackoffMin   time.Duration `yaml:"backoff_min"`
+	BackoffMax   time.Duration `yaml:"backoff_max"`
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// DefaultConfig returns the defaults of every flag.
+func DefaultConfig() Config {
+	return Config{
+		Common:       conf.DefaultCommon("127.0.0.1:9102"),
+		Topics:       conf.List{"logs"},
+		Group:        "logpipe-transfer",
+		DLQTopic:     "logs.dlq",
+		ParseJSON:    true,
+		ESAddresses:  conf.List{"http://127.0.0.1:9200"},
+		ESIndex:      "logs-logpipe-default",
+		ESTimeout:    time.Minute,
+		BatchDocs:    1000,
+		BatchBytes:   5 << 20,
+		BatchWait:    time.Second,
+		BackoffMin:   100 * time.Millisecond,
+		BackoffMax:   30 * time.Second,
+		DrainTimeout: 10 * time.Second,
+	}
+}
+
+// Register adds every flag to fs, with c's values as defaults.
+func (c *Config) Register(fs *flag.FlagSet) {
+	c.Common.Register(fs, true)
+	fs.Var(&c.Topics, "kafka-topics", "comma-separated topics to consume (when not set, --kafka-topic)")
+	fs.StringVar(&c.Group, "group", c.Group, "Kafka consumer group")
+	fs.StringVar(&c.Instance, "group-instance-id", c.Instance, "static group membership: a restarted instance gets its partitions back at once (unique per instance; empty: dynamic)")
+	fs.StringVar(&c.DLQTopic, "dlq-topic", c.DLQTopic, "dead-letter topic for records Elasticsearch rejects and values that are not records")
+	fs.BoolVar(&c.ParseJSON, "parse-json", c.ParseJSON, "also index a message that is a JSON object under json.*")
+	fs.Var(&c.ESAddresses, "es-addresses", "comma-separated Elasticsearch URLs")
+	fs.StringVar(&c.ESIndex, "es-index", c.ESIndex, "data stream to write to; its index template is installed at start")
+	fs.StringVar(&c.ESUsername, "es-username", c.ESUsername, "Elasticsearch basic-auth user")
+	fs.StringVar(&c.ESPassword, "es-password", c.ESPassword, "Elasticsearch basic-auth password (prefer the environment variable)")
+	fs.StringVar(&c.ESAPIKey, "es-api-key", c.ESAPIKey, "Elasticsearch API key, base64 (prefer the environment variable)")
+	fs.StringVar(&c.ESCAFile, "es-ca-file", c.ESCAFile, "PEM file of the CAs that sign Elasticsearch's certificate")
+	fs.DurationVar(&c.ESTimeout, "es-timeout", c.ESTimeout, "how long to wait for Elasticsearch's answer to one request")
+	fs.IntVar(&c.BatchDocs, "batch-docs", c.BatchDocs, "records per bulk request, at most (per partition)")
+	fs.Var(&c.BatchBytes, "batch-bytes", "bulk request body size that ends a batch (per partition)")
+	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "how long a record may wait for its batch to fill")
+	fs.DurationVar(&c.BackoffMin, "backoff-min", c.BackoffMin, "first retry delay after a 429, 5xx or unreachable Elasticsearch or Kafka")
+	fs.DurationVar(&c.BackoffMax, "backoff-max", c.BackoffMax, "longest retry delay; retries go on forever")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "at shutdown or rebalance, how long the batch in progress may take before it is abandoned uncommitted")
+}
+
+// parseConfig parses the command line, the environment and the config file.
+func parseConfig(args []string, env func(string) (string, bool)) (Config, error) {
+	c := DefaultConfig()
+	fs := flag.NewFlagSet(binary, flag.ContinueOnError)
+	c.Register(fs)
+	if err := conf.Parse(fs, args, env); err != nil {
+		return c, err
+	}
+	// --kafka-topics falls back to the common --kafka-topic.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["kafka-topics"] && set["kafka-topic"] {
+		c.Topics = conf.List{c.Common.KafkaTopic}
+	}
+	return c, c.Validate()
+}
+
+var (
+	// Kafka's rule for topic names.
+	topicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+	// Elasticsearch's rules for index and data stream names, in short.
+	indexRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]{0,254}$`)
+)
+
+// Validate checks every value; the error names the flag and the value.
+func (c *Config) Validate() error {
+	bad := func(flag string, value any, why string) error {
+		return fmt.Errorf("%w: --%s %v: %s", conf.ErrValue, flag, value, why)
+	}
+	if err := c.Common.Validate(); err != nil {
+		return err
+	}
+	for _, t := range c.Topics {
+		if !topicRE.MatchString(t) {
+			return bad("kafka-topics", t, "not a Kafka topic name (letters, digits, '.', '_', '-')")
+		}
+	}
+	switch {
+	case c.Group == "":
+		return bad("group", `""`, "empty")
+	case !topicRE.MatchString(c.DLQTopic):
+		return bad("dlq-topic", c.DLQTopic, "not a Kafka topic name (letters, digits, '.', '_', '-')")
+	case slices.Contains(c.Topics, c.DLQTopic):
+		return bad("dlq-topic", c.DLQTopic, "is also in --kafka-topics")
+	case !indexRE.MatchString(c.ESIndex) || c.ESIndex == "." || c.ESIndex == "..":
+		return bad("es-index", c.ESIndex, "not a data stream name (lowercase letters, digits, '.', '_', '+', '-')")
+	case c.ESTimeout < 0:
+		return bad("es-timeout", c.ESTimeout, "negative")
+	case c.BatchDocs < 1:
+		return bad("batch-docs", c.BatchDocs, "must be at least 1")
+	case c.BatchBytes < 1:
+		return bad("batch-bytes", c.BatchBytes.String(), "must be at least 1")
+	case c.BatchWait <= 0:
+		return bad("batch-wait", c.BatchWait, "must be positive")
+	case c.BackoffMin <= 0:
+		return bad("backoff-min", c.BackoffMin, "must be positive")
+	case c.BackoffMax < c.BackoffMin:
+		return bad("backoff-max", c.BackoffMax, "below --backoff-min "+c.BackoffMin.String())
+	case c.DrainTimeout < 0:
+		return bad("drain-timeout", c.DrainTimeout, "negative")
+	}
+	for _, a := range c.ESAddresses {
+		u, err := url.Parse(a)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("es-addresses", a, "want http://host:port or https://host:port")
+		}
+	}
+	switch {
+	case c.ESAPIKey != "" && (c.ESUsername != "" || c.ESPassword != ""):
+		return bad("es-api-key", "(set)", "given together with --es-username or --es-password: use one")
+	case c.ESPassword != "" && c.ESUsername == "":
+		return bad("es-password", "(set)", "given without --es-username")
+	}
+	if c.ESCAFile != "" {
+		if _, err := esbulk.LoadCA(c.ESCAFile); err != nil {
+			return bad("es-ca-file", c.ESCAFile, strings.TrimPrefix(err.Error(), esbulk.ErrConfig.Error()+": "))
+		}
+	}
+	es := c.esConfig()
+	if err := es.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", conf.ErrValue, err)
+	}
+	return nil
+}
+
+func (c *Config) backoff() backoff.Policy {
+	return backoff.Policy{Min: c.BackoffMin, Max: c.BackoffMax}
+}
+
+func (c *Config) esConfig() esbulk.Config {
+	return esbulk.Config{
+		Addresses: c.ESAddresses,
+		Username:  c.ESUsername,
+		Password:  c.ESPassword,
+		APIKey:    c.ESAPIKey,
+		CAFile:    c.ESCAFile,
+		Timeout:   c.ESTimeout,
+	}
+}
+
+func (c *Config) groupConfig() group.Config {
+	return group.Config{
+		Brokers:      c.Common.KafkaBrokers,
+		Topics:       c.Topics,
+		Group:        c.Group,
+		InstanceID:   c.Instance,
+		ClientID:     "logpipe-" + binary,
+		BatchDocs:    c.BatchDocs,
+		BatchBytes:   int(c.BatchBytes),
+		BatchWait:    c.BatchWait,
+		DrainTimeout: c.DrainTimeout,
+		Backoff:      c.backoff(),
+	}
+}

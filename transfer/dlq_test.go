@@ -1,0 +1,150 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/transfer/internal/dlq"
+	"github.com/logpipe/logpipe/transfer/internal/document"
+)
+
+// TestMappingConflictGoesToDLQ: a record whose JSON message does not fit the
+// mapping, and a value that is not a record, land in logs.dlq with their
+// error headers; the records around them are indexed and the partition's
+// committed offset moves past them.
+func TestMappingConflictGoesToDLQ(t *testing.T) {
+	s := newStack(t)
+	p := newProducer(t, s.KafkaAddrs())
+	cfg := testConfig(t, s)
+	r := startService(t, "transfer", cfg)
+
+	// One key, so one partition; json.code is mapped long by the first record.
+	value := func(msg string) sarama.Encoder {
+		rec := record.Record{Timestamp: time.Now().UTC(), Message: msg, Job: "api"}
+		return sarama.ByteEncoder(rec.AppendJSON(nil))
+	}
+	messages := []sarama.Encoder{
+		value(`{"code":1}`),
+		value(`plain line`),
+		value(`{"code":"not a number"}`), // offset 2: mapping conflict
+		value(`{"code":3}`),
+		sarama.StringEncoder(`not a record`), // offset 4: invalid record
+		value(`{"code":5}`),
+	}
+	var msgs []*sarama.ProducerMessage
+	for _, v := range messages {
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: testTopic, Key: sarama.StringEncoder("api"), Value: v})
+	}
+	p.sendRaw(msgs...)
+	part := msgs[0].Partition
+	for _, m := range msgs {
+		if m.Partition != part || m.Offset != msgs[0].Offset+int64(slicesIndex(msgs, m)) {
+			t.Fatalf("records not consecutive in one partition: %d/%d", m.Partition, m.Offset)
+		}
+	}
+	id := func(i int) string {
+		return document.Source{Topic: testTopic, Partition: part, Offset: msgs[i].Offset}.ID()
+	}
+
+	waitFor(t, 30*time.Second, "the four good records", func() bool { return s.ES().Count(testIndex) >= 4 })
+	checkExactlyOnce(t, s, map[string]bool{id(0): true, id(1): true, id(3): true, id(5): true})
+
+	letters := readTopic(t, s.KafkaAddrs(), testDLQ, 2)
+	byOffset := map[string]map[string]string{}
+	for _, m := range letters {
+		h := map[string]string{}
+		for _, rh := range m.Headers {
+			h[string(rh.Key)] = string(rh.Value)
+		}
+		h["key"], h["value"] = string(m.Key), string(m.Value)
+		byOffset[h[dlq.HeaderOffset]] = h
+	}
+	conflict := byOffset[strconv.FormatInt(msgs[2].Offset, 10)]
+	invalid := byOffset[strconv.FormatInt(msgs[4].Offset, 10)]
+	origConflict, _ := messages[2].Encode()
+	switch {
+	case conflict == nil || invalid == nil:
+		t.Fatalf("dead letters %v, want offsets %d and %d", byOffset, msgs[2].Offset, msgs[4].Offset)
+	case conflict[dlq.HeaderErrorType] != "document_parsing_exception" || conflict[dlq.HeaderErrorStatus] != "400" || conflict[dlq.HeaderErrorReason] == "":
+		t.Errorf("mapping-conflict headers = %v", conflict)
+	case conflict["value"] != string(origConflict) || conflict["key"] != "api":
+		t.Errorf("mapping-conflict record = %q %q, want the original", conflict["key"], conflict["value"])
+	case conflict[dlq.HeaderTopic] != testTopic || conflict[dlq.HeaderPartition] != fmt.Sprint(part):
+		t.Errorf("mapping-conflict source headers = %v", conflict)
+	case invalid[dlq.HeaderErrorType] != dlq.TypeInvalidRecord || invalid[dlq.HeaderErrorReason] == "" || invalid["value"] != "not a record":
+		t.Errorf("invalid-record dead letter = %v", invalid)
+	}
+
+	dead := map[string]bool{id(2): true, id(4): true}
+	waitFor(t, 20*time.Second, "the partition committed past the dead letters", func() bool {
+		return checkCommitted(t, s, cfg.Group, dead)[part] == msgs[5].Offset+1
+	})
+	if got := scrape(t, r.svc.Addr(), "transfer_docs_dlq_total"); got != 2 {
+		t.Errorf("transfer_docs_dlq_total = %v, want 2", got)
+	}
+	r.stop()
+}
+
+func slicesIndex(msgs []*sarama.ProducerMessage, m *sarama.ProducerMessage) int {
+	for i, x := range msgs {
+		if x == m {
+			return i
+		}
+	}
+	return -1
+}
+
+// readTopic waits until topic holds n records and returns them.
+func readTopic(t testing.TB, brokers []string, topic string, n int) []*sarama.ConsumerMessage {
+	t.Helper()
+	client, err := sarama.NewClient(brokers, sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends := map[int32]int64{}
+	waitFor(t, 20*time.Second, fmt.Sprintf("%d records in %s", n, topic), func() bool {
+		total := int64(0)
+		for _, p := range parts {
+			end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ends[p] = end
+			total += end
+		}
+		return total >= int64(n)
+	})
+	c, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []*sarama.ConsumerMessage
+	for p, end := range ends {
+		if end == 0 {
+			continue
+		}
+		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range pc.Messages() {
+			got = append(got, m)
+			if m.Offset == end-1 {
+				break
+			}
+		}
+		pc.Close()
+	}
+	return got
+}

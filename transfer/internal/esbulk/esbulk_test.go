@@ -1,0 +1,344 @@
+package esbulk
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/devstack/esfake"
+	"github.com/logpipe/logpipe/transfer/internal/backoff"
+)
+
+func TestReadItems(t *testing.T) {
+	tests := map[string]struct {
+		body    string
+		n       int
+		want    []int // statuses
+		wantErr bool
+	}{
+		"no errors: items not decoded": {
+			body: `{"errors":false,"took":1,"items":[{"create":{"status":201}},{"create":{"status":201}}]}`,
+			n:    2, want: []int{201, 201},
+		},
+		"errors after items": {
+			body: `{"took":1,"items":[{"create":{"status":201}},{"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"exists"}}}],"errors":true}`,
+			n:    2, want: []int{201, 409},
+		},
+		"mixed": {
+			body: `{"errors":true,"items":[{"create":{"_index":"x","status":201}},{"create":{"status":400,"error":{"type":"document_parsing_exception","reason":"bad","caused_by":{"type":"illegal_argument_exception","reason":"For input string"}}}},{"index":{"status":429}}]}`,
+			n:    3, want: []int{201, 400, 429},
+		},
+		"too few items":  {body: `{"errors":true,"items":[{"create":{"status":201}}]}`, n: 2, wantErr: true},
+		"no items":       {body: `{"errors":true}`, n: 1, wantErr: true},
+		"not json":       {body: `<html>`, n: 1, wantErr: true},
+		"two ops a item": {body: `{"errors":true,"items":[{"create":{"status":201},"index":{"status":201}}]}`, n: 1, wantErr: true},
+		"truncated":      {body: `{"errors":true,"items":[{"create":{"status":201}`, n: 1, wantErr: true},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := readItems(strings.NewReader(tt.body), tt.n, nil)
+			if tt.wantErr {
+				if !errors.Is(err, ErrResponse) {
+					t.Fatalf("readItems error = %v, want ErrResponse", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var statuses []int
+			for _, it := range got {
+				statuses = append(statuses, it.Status)
+			}
+			if fmt.Sprint(statuses) != fmt.Sprint(tt.want) {
+				t.Fatalf("statuses = %v, want %v", statuses, tt.want)
+			}
+		})
+	}
+	got, _ := readItems(strings.NewReader(tests["mixed"].body), 3, nil)
+	if e := got[1].Error; e == nil || e.Type != "document_parsing_exception" || e.CausedBy == nil || e.CausedBy.Type != "illegal_argument_exception" {
+		t.Fatalf("item error = %+v", got[1].Error)
+	}
+}
+
+func TestAppendCreate(t *testing.T) {
+	got := string(AppendCreate([]byte("x"), "logs-logpipe-default", []byte("logs-1-2")))
+	want := "x" + `{"create":{"_index":"logs-logpipe-default","_id":"logs-1-2"}}` + "\n"
+	if got != want {
+		t.Fatalf("AppendCreate = %q, want %q", got, want)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := map[string]struct {
+		cfg     Config
+		wantErr string
+	}{
+		"ok":                {Config{Addresses: []string{"http://127.0.0.1:9200", "https://es:9200"}}, ""},
+		"no address":        {Config{}, "no Elasticsearch address"},
+		"bad scheme":        {Config{Addresses: []string{"127.0.0.1:9200"}}, `"127.0.0.1:9200"`},
+		"both credentials":  {Config{Addresses: []string{"http://a:1"}, APIKey: "k", Username: "u"}, "use one"},
+		"password only":     {Config{Addresses: []string{"http://a:1"}, Password: "p"}, "without a username"},
+		"basic auth is ok":  {Config{Addresses: []string{"http://a:1"}, Username: "u", Password: "p"}, ""},
+		"negative timeout":  {Config{Addresses: []string{"http://a:1"}, Timeout: -1}, "negative"},
+		"api key alone ok":  {Config{Addresses: []string{"http://a:1"}, APIKey: "k"}, ""},
+		"missing CA file":   {Config{Addresses: []string{"https://a:1"}, CAFile: "/nonexistent/ca.pem"}, "CA file"},
+		"CA file not a PEM": {Config{Addresses: []string{"https://a:1"}, CAFile: "esbulk_test.go"}, "no PEM"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := New(tt.cfg)
+			if c != nil {
+				c.Close()
+			}
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("New = %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("New error = %v, want ErrConfig mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// newFake serves an esfake server over HTTP for one test.
+func newFake(t testing.TB, opts ...esfake.Option) (*esfake.Server, *httptest.Server) {
+	t.Helper()
+	fake := esfake.New(opts...)
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	return fake, srv
+}
+
+func newClient(t testing.TB, cfg Config) *Client {
+	t.Helper()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func discardLog() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+const index = "logs-logpipe-test"
+
+func body(ids ...string) []byte {
+	var b []byte
+	for _, id := range ids {
+		b = AppendCreate(b, index, []byte(id))
+		b = append(b, `{"@timestamp":"2026-11-21T10:00:00.000000Z","message":"m`+id+`"}`+"\n"...)
+	}
+	return b
+}
+
+var template = []byte(`{"index_patterns":["` + index + `"],"data_stream":{},"priority":200}`)
+
+func TestBulkAgainstEsfake(t *testing.T) {
+	fake, srv := newFake(t)
+	c := newClient(t, Config{Addresses: []string{srv.URL}})
+	ctx := context.Background()
+
+	if err := c.PutTemplate(ctx, index, template); err != nil {
+		t.Fatal(err)
+	}
+	items, err := c.Bulk(ctx, body("a", "b"), 2, nil)
+	if err != nil || len(items) != 2 || !items[0].OK() || !items[1].OK() {
+		t.Fatalf("first bulk = %+v, %v", items, err)
+	}
+	items, err = c.Bulk(ctx, body("b", "c"), 2, items)
+	if err != nil || len(items) != 2 || items[0].Status != http.StatusConflict || !items[1].OK() {
+		t.Fatalf("second bulk = %+v, %v", items, err)
+	}
+	if items[0].Error == nil || items[0].Error.Type != "version_conflict_engine_exception" {
+		t.Fatalf("conflict error = %+v", items[0].Error)
+	}
+	if n := fake.Count(index); n != 3 {
+		t.Fatalf("Count = %d, want 3", n)
+	}
+
+	fake.RejectItems(func(_, id string, _ []byte) (int, string, string, bool) {
+		return http.StatusBadRequest, "document_parsing_exception", "no " + id, id == "e"
+	})
+	items, err = c.Bulk(ctx, body("d", "e"), 2, items)
+	if err != nil || !items[0].OK() || items[1].Status != http.StatusBadRequest || items[1].Error.Reason != "no e" {
+		t.Fatalf("rejecting bulk = %+v, %v", items, err)
+	}
+
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		fake.FailBulk(1, status)
+		_, err = c.Bulk(ctx, body("f"), 1, items)
+		var se *StatusError
+		if !errors.As(err, &se) || se.Status != status || se.Type == "" {
+			t.Fatalf("failed bulk error = %v, want a StatusError %d with a type", err, status)
+		}
+	}
+	if err := c.Health(); err == nil {
+		t.Fatal("Health() = nil after a 503")
+	}
+	if _, err := c.Bulk(ctx, body("f"), 1, items); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Health(); err != nil {
+		t.Fatalf("Health() = %v after a good bulk", err)
+	}
+}
+
+func TestBulkUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	c := newClient(t, Config{Addresses: []string{"http://" + addr}})
+	_, err = c.Bulk(context.Background(), body("a"), 1, nil)
+	var se *StatusError
+	if err == nil || errors.As(err, &se) {
+		t.Fatalf("Bulk to a closed port = %v, want a transport error", err)
+	}
+	if c.Health() == nil || c.Ready() == nil {
+		t.Fatal("Health and Ready are nil after a transport error")
+	}
+}
+
+func TestCredentialsAreSent(t *testing.T) {
+	tests := map[string]struct {
+		cfg  Config
+		want string
+	}{
+		"basic":   {Config{Username: "elastic", Password: "s3cret"}, "Basic ZWxhc3RpYzpzM2NyZXQ="},
+		"api key": {Config{APIKey: "a2V5OnNlY3JldA=="}, "APIKey a2V5OnNlY3JldA=="},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := make(chan string, 1)
+			fake := esfake.New()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case got <- r.Header.Get("Authorization"):
+				default:
+				}
+				fake.ServeHTTP(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			tt.cfg.Addresses = []string{srv.URL}
+			c := newClient(t, tt.cfg)
+			if err := c.Ping(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if a := <-got; a != tt.want {
+				t.Fatalf("Authorization = %q, want %q", a, tt.want)
+			}
+		})
+	}
+}
+
+func TestMaintainInstallsTemplateOnceReachable(t *testing.T) {
+	fake := esfake.New()
+	var up atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, `{"error":{"type":"unavailable","reason":"starting"},"status":503}`, http.StatusServiceUnavailable)
+			return
+		}
+		fake.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, Config{Addresses: []string{srv.URL}})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		done <- c.Maintain(ctx, Setup{
+			TemplateName: index, Template: template,
+			Backoff:   backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond},
+			PingEvery: 10 * time.Millisecond,
+		}, discardLog())
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Maintain = %v", err)
+		}
+	}()
+
+	waitFor(t, func() bool { return c.Ready() != nil && strings.Contains(c.Ready().Error(), "503") })
+	select {
+	case <-c.Installed():
+		t.Fatal("Installed before Elasticsearch answered")
+	default:
+	}
+	up.Store(true)
+	<-c.Installed()
+	waitFor(t, func() bool { return c.Ready() == nil })
+
+	// An outage while idle shows in Ready through the pings.
+	up.Store(false)
+	waitFor(t, func() bool { return c.Ready() != nil })
+	up.Store(true)
+	waitFor(t, func() bool { return c.Ready() == nil })
+
+	res, err := http.Get(srv.URL + "/_index_template/" + index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var got struct {
+		IndexTemplates []struct{ Name string } `json:"index_templates"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&got); err != nil || len(got.IndexTemplates) != 1 {
+		t.Fatalf("template lookup = %+v, %v", got, err)
+	}
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestTLSWithCAFile(t *testing.T) {
+	srv := httptest.NewTLSServer(esfake.New())
+	t.Cleanup(srv.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	trusted := newClient(t, Config{Addresses: []string{srv.URL}, CAFile: caFile})
+	if err := trusted.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping with the CA file: %v", err)
+	}
+	untrusted := newClient(t, Config{Addresses: []string{srv.URL}})
+	if err := untrusted.Ping(context.Background()); err == nil {
+		t.Fatal("Ping without the CA file succeeded")
+	}
+}
