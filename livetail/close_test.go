@@ -1,0 +1,356 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/logpipe/logpipe/livetail/internal/redistest"
+	"github.com/logpipe/logpipe/livetail/internal/tail"
+)
+
+const testSecret = "a test secret that is long enough for HS256"
+
+func hsToken(t testing.TB, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(testSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// expectClose dials and expects the connection to be closed with code and
+// an error frame whose reason contains want.
+func expectClose(t *testing.T, rawURL string, header http.Header, code websocket.StatusCode, want string) {
+	t.Helper()
+	c, err := dial(t, rawURL, header)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	got, reason := c.closeCode(15 * time.Second)
+	if got != code {
+		t.Fatalf("close code %d (reason %q), want %d", got, reason, code)
+	}
+	if !strings.Contains(reason, want) {
+		t.Fatalf("reason %q does not contain %q", reason, want)
+	}
+}
+
+// Bad requests close with 4400 and a reason that names the parameter.
+func TestCloseBadRequest(t *testing.T) {
+	s := newKafka(t)
+	ts := startServer(t, testConfig(s))
+	tests := map[string]struct{ query, param string }{
+		"missing job":        {query(), "job"},
+		"bad since":          {query("job", "a", "since", "yesterday"), "since"},
+		"negative since":     {query("job", "a", "since", "-5m"), "since"},
+		"bad grep":           {query("job", "a", "grep", "(unclosed"), "grep"},
+		"tail out of range":  {query("job", "a", "tail", "100000"), "tail"},
+		"tail not a number":  {query("job", "a", "tail", "ten"), "tail"},
+		"bad cursor":         {query("job", "a", "cursor", "-3"), "cursor"},
+		"cursor beyond end":  {query("job", "a", "cursor", "99999999"), "cursor"},
+		"tail and cursor":    {query("job", "a", "tail", "5", "cursor", "3"), "cursor"},
+		"job over 256 bytes": {query("job", strings.Repeat("j", 300)), "job"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			expectClose(t, ts.url(tt.query), nil, tail.StatusBadRequest, tt.param+":")
+		})
+	}
+	if n := ts.metric(t, "livetail_connections_rejected_total", "reason", "bad_request"); n != 9 {
+		t.Errorf("rejected{bad_request} = %v, want 9 (the cursor is checked in the session)", n)
+	}
+}
+
+// JWT: 4401 for a missing, invalid or expired token or a token of another
+// algorithm; 4403 for a job outside the jobs claim.
+func TestCloseAuth(t *testing.T) {
+	s := newKafka(t)
+	cfg := testConfig(s)
+	cfg.Auth.Value = "jwt"
+	cfg.JWTSecret = testSecret
+	ts := startServer(t, cfg)
+
+	exp := time.Now().Add(time.Hour).Unix()
+	good := hsToken(t, jwt.MapClaims{"sub": "alice", "exp": exp, "jobs": []string{"web-*"}})
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	es256, _ := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"sub": "alice", "exp": exp}).SignedString(ecKey)
+	hs384, _ := jwt.NewWithClaims(jwt.SigningMethodHS384, jwt.MapClaims{"sub": "alice", "exp": exp}).SignedString([]byte(testSecret))
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "alice", "exp": exp}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	wrongKey, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "exp": exp}).SignedString([]byte("another secret"))
+
+	tests := map[string]struct {
+		query  string
+		header http.Header
+		code   websocket.StatusCode
+		reason string
+	}{
+		"missing token":           {query("job", "web-1"), nil, tail.StatusUnauthorized, "token missing"},
+		"expired":                 {query("job", "web-1", "token", hsToken(t, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-time.Minute).Unix()})), nil, tail.StatusUnauthorized, "expired"},
+		"no exp":                  {query("job", "web-1", "token", hsToken(t, jwt.MapClaims{"sub": "alice"})), nil, tail.StatusUnauthorized, "exp"},
+		"no sub":                  {query("job", "web-1", "token", hsToken(t, jwt.MapClaims{"exp": exp})), nil, tail.StatusUnauthorized, "sub"},
+		"ES256 not HS256":         {query("job", "web-1", "token", es256), nil, tail.StatusUnauthorized, "signing method"},
+		"HS384 not HS256":         {query("job", "web-1", "token", hs384), nil, tail.StatusUnauthorized, "signing method"},
+		"alg none":                {query("job", "web-1", "token", none), nil, tail.StatusUnauthorized, "signing method"},
+		"wrong key":               {query("job", "web-1", "token", wrongKey), nil, tail.StatusUnauthorized, "signature"},
+		"garbage":                 {query("job", "web-1", "token", "not.a.token"), nil, tail.StatusUnauthorized, "malformed"},
+		"job not allowed":         {query("job", "db-1", "token", good), nil, tail.StatusForbidden, "db-1"},
+		"header, job not allowed": {query("job", "db-1"), http.Header{"Authorization": {"Bearer " + good}}, tail.StatusForbidden, "db-1"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			expectClose(t, ts.url(tt.query), tt.header, tt.code, tt.reason)
+		})
+	}
+	t.Run("allowed", func(t *testing.T) {
+		for _, c := range []*client{
+			mustDial(t, ts.url(query("job", "web-1", "token", good))),
+			must(dial(t, ts.url(query("job", "web-2")), http.Header{"Authorization": {"Bearer " + good}})),
+		} {
+			if f := c.mustNext(); f.Type != tail.TypeHello {
+				t.Fatalf("got %+v, want hello", f)
+			}
+		}
+	})
+	if strings.Contains(ts.logs.String(), good) {
+		t.Error("a token was logged")
+	}
+}
+
+func must(c *client, err error) *client {
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// RS256 and ES256 public keys pin their algorithm.
+func TestAuthPublicKey(t *testing.T) {
+	s := newKafka(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	path := filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(s)
+	cfg.Auth.Value = "jwt"
+	cfg.JWTPublicKey = path
+	ts := startServer(t, cfg)
+
+	exp := time.Now().Add(time.Hour).Unix()
+	good, _ := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"sub": "bob", "exp": exp}).SignedString(key)
+	// The classic confusion: HS256 signed with the public key's bytes.
+	confused, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "bob", "exp": exp}).SignedString(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+
+	if f := mustDial(t, ts.url(query("job", "x", "token", good))).mustNext(); f.Type != tail.TypeHello {
+		t.Fatalf("good ES256 token: %+v", f)
+	}
+	expectClose(t, ts.url(query("job", "x", "token", confused)), nil, tail.StatusUnauthorized, "signing method")
+}
+
+// A session reaching --max-session is closed with 4408.
+func TestCloseMaxSession(t *testing.T) {
+	s := newKafka(t)
+	cfg := testConfig(s)
+	cfg.MaxSession = 300 * time.Millisecond
+	ts := startServer(t, cfg)
+	expectClose(t, ts.url(query("job", "a")), nil, tail.StatusMaxSession, "maximum duration")
+}
+
+// The 11th connection of one user is refused with 4429, with both limiters;
+// closing one makes room. --max-conns refuses with 4429 too.
+func TestCloseTooMany(t *testing.T) {
+	s := newKafka(t)
+	redisAddr := redistest.Start(t)
+	for _, limiter := range []string{"memory", "redis"} {
+		t.Run(limiter, func(t *testing.T) {
+			cfg := testConfig(s)
+			cfg.Limiter.Value = limiter
+			cfg.RedisAddr = redisAddr
+			a := startServer(t, cfg)
+			b := a
+			if limiter == "redis" {
+				b = startServer(t, cfg) // a second replica sharing the count
+			}
+			var open []*client
+			for i := range 10 {
+				srv := a
+				if i%2 == 1 {
+					srv = b
+				}
+				c := mustDial(t, srv.url(query("job", "j")))
+				if f := c.mustNext(); f.Type != tail.TypeHello {
+					t.Fatalf("connection %d: %+v", i+1, f)
+				}
+				open = append(open, c)
+			}
+			expectClose(t, a.url(query("job", "j")), nil, tail.StatusTooMany, "too many connections for user 127.0.0.1 (limit 10)")
+			expectClose(t, b.url(query("job", "j")), nil, tail.StatusTooMany, "limit 10")
+			if n := a.metric(t, "livetail_connections_rejected_total", "reason", "user_limit"); n < 1 {
+				t.Errorf("rejected{user_limit} = %v", n)
+			}
+			open[0].c.Close(websocket.StatusNormalClosure, "")
+			eventually(t, 10*time.Second, "a slot freed", func() bool {
+				c, err := dial(t, b.url(query("job", "j")), nil)
+				if err != nil {
+					return false
+				}
+				f, err := c.next(5 * time.Second)
+				return err == nil && f.Type == tail.TypeHello
+			})
+		})
+	}
+	t.Run("server limit", func(t *testing.T) {
+		cfg := testConfig(s)
+		cfg.MaxConns = 2
+		ts := startServer(t, cfg)
+		for range 2 {
+			mustDial(t, ts.url(query("job", "j"))).mustNext()
+		}
+		expectClose(t, ts.url(query("job", "j")), nil, tail.StatusTooMany, "too many connections on this server (limit 2)")
+	})
+}
+
+// On shutdown every client gets 1001.
+func TestCloseShutdown(t *testing.T) {
+	s := newKafka(t)
+	ts := startServer(t, testConfig(s))
+	var cs []*client
+	for _, q := range []string{query("job", "a"), query("job", "b", "tail", "10"), query("job", "a", "grep", "x")} {
+		c := mustDial(t, ts.url(q))
+		c.mustNext()
+		cs = append(cs, c)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- ts.stop() }()
+	for i, c := range cs {
+		code, reason := c.closeCode(15 * time.Second)
+		if code != websocket.StatusGoingAway || !strings.Contains(reason, "shutting down") {
+			t.Errorf("client %d: close %d %q, want 1001", i, code, reason)
+		}
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// When Kafka stays away longer than the retries, sessions get an error
+// frame and 1011, and /readyz fails; when it is back, tails work again.
+func TestCloseUpstreamGone(t *testing.T) {
+	s := newKafka(t)
+	cfg := testConfig(s)
+	cfg.Retry.Tries = 3
+	ts := startServer(t, cfg)
+	p := newProducer(t, s)
+	c := mustDial(t, ts.url(query("job", "up")))
+	c.collect(0, 10*time.Second)
+	p.produce(t, "up", 0, 5)
+	c.collect(5, 10*time.Second)
+
+	if err := s.StopKafka(); err != nil {
+		t.Fatal(err)
+	}
+	code, reason := c.closeCode(30 * time.Second)
+	if code != websocket.StatusInternalError || !strings.Contains(reason, "upstream unavailable") {
+		t.Fatalf("close %d %q, want 1011 upstream unavailable", code, reason)
+	}
+	if status, body := httpGet(t, "http://"+ts.Addr()+"/readyz"); status != http.StatusServiceUnavailable {
+		t.Errorf("/readyz: %d %s while Kafka is down", status, body)
+	}
+	// A new session for the same job is refused with 1011 at once.
+	expectClose(t, ts.url(query("job", "up")), nil, websocket.StatusInternalError, "upstream unavailable")
+
+	if err := s.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "ready again", func() bool {
+		status, _ := httpGet(t, "http://"+ts.Addr()+"/readyz")
+		return status == http.StatusOK
+	})
+	c = mustDial(t, ts.url(query("job", "up", "cursor", "0")))
+	p.produce(t, "up", 5, 5)
+	got := c.collect(4, 20*time.Second)
+	checkContiguous(t, got.offsets, p.offsets("up"), 1)
+}
+
+// An outage shorter than the retries goes unnoticed: no error, no gap, no
+// duplicate.
+func TestUpstreamShortOutage(t *testing.T) {
+	s := newKafka(t)
+	cfg := testConfig(s)
+	cfg.Retry.Tries = 100
+	ts := startServer(t, cfg)
+	p := newProducer(t, s)
+	c := mustDial(t, ts.url(query("job", "blip")))
+	c.collect(0, 10*time.Second)
+	p.produce(t, "blip", 0, 50)
+
+	if err := s.StopKafka(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a reconnect attempt", func() bool {
+		return ts.metric(t, "livetail_upstream_reconnects_total") >= 2
+	})
+	if err := s.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	p.produce(t, "blip", 50, 50)
+	got := c.collect(100, 30*time.Second)
+	checkContiguous(t, got.offsets, p.offsets("blip"), 0)
+	if len(got.dropped) > 0 {
+		t.Fatalf("dropped: %+v", got.dropped)
+	}
+}
+
+// Only the server's own origin and --allowed-origins may open a tail from a
+// browser; client frames are limited in size.
+func TestOriginAndClientFrames(t *testing.T) {
+	s := newKafka(t)
+	cfg := testConfig(s)
+	cfg.AllowedOrigins = []string{"viewer.example.com"}
+	ts := startServer(t, cfg)
+
+	if _, err := dial(t, ts.url(query("job", "a")), http.Header{"Origin": {"http://evil.example.org"}}); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("a foreign origin: %v, want a 403", err)
+	}
+	for _, origin := range []string{"http://viewer.example.com", "http://" + ts.Addr()} {
+		c, err := dial(t, ts.url(query("job", "a")), http.Header{"Origin": {origin}})
+		if err != nil {
+			t.Fatalf("origin %s: %v", origin, err)
+		}
+		c.mustNext()
+	}
+	if n := ts.metric(t, "livetail_connections_rejected_total", "reason", "handshake"); n != 1 {
+		t.Errorf("rejected{handshake} = %v", n)
+	}
+
+	// A small message is ignored; a large one closes the connection with 1009.
+	c := mustDial(t, ts.url(query("job", "a")))
+	c.collect(0, 10*time.Second)
+	ctx := t.Context()
+	if err := c.c.Write(ctx, websocket.MessageText, []byte(`{"hello":"server"}`)); err != nil {
+		t.Fatal(err)
+	}
+	// Just over the limit, so that the whole frame is written before the
+	// server closes.
+	if err := c.c.Write(ctx, websocket.MessageText, make([]byte, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.next(10 * time.Second)
+	if code := websocket.CloseStatus(err); code != websocket.StatusMessageTooBig {
+		t.Fatalf("after a 5000-byte message: %v, want close 1009", err)
+	}
+}

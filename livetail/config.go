@@ -1,0 +1,164 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/logpipe/logpipe/common/conf"
+	"github.com/logpipe/logpipe/livetail/internal/tail"
+	"github.com/logpipe/logpipe/livetail/internal/upstream"
+)
+
+// Config is livetail's configuration: the common flags and livetail's own
+// (DESIGN.md, "Flags and environment"). The yaml keys are the flag names,
+// as --config files use them.
+type Config struct {
+	Common conf.Common `yaml:",inline"`
+
+	Listen string `yaml:"listen"`
+
+	MaxConnsPerUser int           `yaml:"max-conns-per-user"`
+	MaxConns        int           `yaml:"max-conns"`
+	MaxSession      time.Duration `yaml:"max-session"`
+	PingInterval    time.Duration `yaml:"ping-interval"`
+	ClientBuffer    int           `yaml:"client-buffer"`
+	BatchSize       int           `yaml:"batch-size"`
+	BatchWait       time.Duration `yaml:"batch-wait"`
+	MaxTail         int           `yaml:"max-tail"`
+	MaxHistoryScan  int64         `yaml:"max-history-scan"`
+
+	Limiter   conf.OneOf `yaml:"limiter"`
+	RedisAddr string     `yaml:"redis-addr"`
+
+	Auth           conf.OneOf `yaml:"auth"`
+	JWTSecret      string     `yaml:"jwt-secret"`
+	JWTPublicKey   string     `yaml:"jwt-public-key"`
+	AllowedOrigins conf.List  `yaml:"allowed-origins"`
+
+	Retry upstream.Policy `yaml:",inline"`
+
+	Jobs      conf.List     `yaml:"jobs"`
+	JobsTTL   time.Duration `yaml:"jobs-ttl"`
+	StartBack int64         `yaml:"jobs-scan"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Common:          conf.DefaultCommon(""),
+		Listen:          "127.0.0.1:8080",
+		MaxConnsPerUser: 10,
+		MaxConns:        tail.DefaultMaxConns,
+		MaxSession:      tail.DefaultMaxSession,
+		PingInterval:    tail.DefaultPingInterval,
+		ClientBuffer:    tail.DefaultClientBuffer,
+		BatchSize:       tail.DefaultBatchSize,
+		BatchWait:       tail.DefaultBatchWait,
+		MaxTail:         tail.DefaultMaxTail,
+		MaxHistoryScan:  tail.DefaultMaxScan,
+		Limiter:         conf.OneOf{Value: "memory", Allowed: []string{"memory", "redis"}},
+		RedisAddr:       "127.0.0.1:6379",
+		Auth:            conf.OneOf{Value: "none", Allowed: []string{"none", "jwt"}},
+		Retry:           upstream.DefaultPolicy(),
+		JobsTTL:         24 * time.Hour,
+		StartBack:       1000,
+	}
+}
+
+// Register adds the flags to fs, with c's values as defaults.
+func (c *Config) Register(fs *flag.FlagSet) {
+	c.Common.Register(fs, false)
+	fs.StringVar(&c.Listen, "listen", c.Listen, "listen address for the viewer, the API, /metrics, /healthz, /readyz and /debug/logs")
+	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", c.MaxConnsPerUser, "live tail connections one user may hold at once (4429 beyond)")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "live tail connections this server holds at most (4429 beyond)")
+	fs.DurationVar(&c.MaxSession, "max-session", c.MaxSession, "longest session; then it is closed with 4408 and the client reconnects with its cursor")
+	fs.DurationVar(&c.PingInterval, "ping-interval", c.PingInterval, "how often clients are pinged; a client that does not answer, or take a frame, within it is dropped")
+	fs.IntVar(&c.ClientBuffer, "client-buffer", c.ClientBuffer, "entries queued per client before lines are dropped for it (and announced)")
+	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "most entries in one entries frame")
+	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "least time between two live entries frames of a client (lines arriving meanwhile are batched)")
+	fs.IntVar(&c.MaxTail, "max-tail", c.MaxTail, "largest tail=N a client may ask for")
+	fs.Int64Var(&c.MaxHistoryScan, "max-history-scan", c.MaxHistoryScan, "most records read backwards to find a job's last N lines")
+	fs.Var(&c.Limiter, "limiter", "where per-user connection counts live: memory (this process) or redis (shared by replicas)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address for --limiter redis")
+	fs.Var(&c.Auth, "auth", "authentication: none (the user is the client address) or jwt")
+	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "HS256 secret for --auth jwt")
+	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", c.JWTPublicKey, "PEM file of the RSA (RS256) or P-256 ECDSA (ES256) public key for --auth jwt")
+	fs.Var(&c.AllowedOrigins, "allowed-origins", "comma-separated origin host patterns allowed to open a WebSocket besides the server's own host (e.g. viewer.example.com,*.example.org)")
+	fs.IntVar(&c.Retry.Tries, "upstream-retries", c.Retry.Tries, "reconnect attempts after a Kafka partition consumer fails, before its sessions are closed with 1011")
+	fs.DurationVar(&c.Retry.Min, "upstream-backoff-min", c.Retry.Min, "shortest wait before a Kafka reconnect attempt")
+	fs.DurationVar(&c.Retry.Max, "upstream-backoff-max", c.Retry.Max, "longest wait before a Kafka reconnect attempt")
+	fs.Var(&c.Jobs, "jobs", "comma-separated jobs always listed by /api/v1/jobs")
+	fs.DurationVar(&c.JobsTTL, "jobs-ttl", c.JobsTTL, "how long /api/v1/jobs lists a job after its last line")
+	fs.Int64Var(&c.StartBack, "jobs-scan", c.StartBack, "records per partition read back at start to fill the jobs list")
+}
+
+// ErrConfig is wrapped by every Validate error.
+var ErrConfig = errors.New("bad value")
+
+// Validate checks the values; each error names the flag and the value.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	if err := c.Common.Validate(); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return bad("--listen %q: want host:port", c.Listen)
+	}
+	positive := []struct {
+		flag string
+		v    int64
+	}{
+		{"max-conns-per-user", int64(c.MaxConnsPerUser)},
+		{"max-conns", int64(c.MaxConns)},
+		{"client-buffer", int64(c.ClientBuffer)},
+		{"batch-size", int64(c.BatchSize)},
+		{"max-tail", int64(c.MaxTail)},
+		{"max-history-scan", c.MaxHistoryScan},
+	}
+	for _, p := range positive {
+		if p.v < 1 {
+			return bad("--%s %d: want at least 1", p.flag, p.v)
+		}
+	}
+	durations := []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"max-session", c.MaxSession},
+		{"ping-interval", c.PingInterval},
+		{"jobs-ttl", c.JobsTTL},
+	}
+	for _, d := range durations {
+		if d.v <= 0 {
+			return bad("--%s %s: want a positive duration", d.flag, d.v)
+		}
+	}
+	if c.BatchWait < 0 {
+		return bad("--batch-wait %s: want 0 or more", c.BatchWait)
+	}
+	if c.StartBack < 0 {
+		return bad("--jobs-scan %d: want 0 or more", c.StartBack)
+	}
+	if err := c.Retry.Validate(); err != nil {
+		return err
+	}
+	if c.Limiter.Value == "redis" && c.RedisAddr == "" {
+		return bad("--redis-addr is empty (needed by --limiter redis)")
+	}
+	switch c.Auth.Value {
+	case "jwt":
+		if (c.JWTSecret == "") == (c.JWTPublicKey == "") {
+			return bad("--auth jwt needs exactly one of --jwt-secret (HS256) and --jwt-public-key (RS256/ES256)")
+		}
+	default:
+		if c.JWTSecret != "" || c.JWTPublicKey != "" {
+			return bad("--jwt-secret or --jwt-public-key is set but --auth is %s (want --auth jwt)", c.Auth.Value)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logpipe/logpipe/common/conf"
+)
+
+func parse(t *testing.T, args []string, env map[string]string) (Config, error) {
+	t.Helper()
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("livetail", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.Register(fs)
+	err := conf.Parse(fs, args, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err == nil {
+		err = cfg.Validate()
+	}
+	return cfg, err
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := parse(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || cfg.MaxConnsPerUser != 10 || cfg.MaxConns != 10000 ||
+		cfg.MaxSession != 24*time.Hour || cfg.PingInterval != 5*time.Second ||
+		cfg.Retry.Tries != 5 || cfg.Retry.Min != 5*time.Second || cfg.Retry.Max != 10*time.Second ||
+		cfg.Limiter.Value != "memory" || cfg.Auth.Value != "none" || cfg.Common.KafkaTopic != "logs" {
+		t.Fatalf("defaults %+v", cfg)
+	}
+}
+
+func TestConfigSources(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "livetail.yaml")
+	os.WriteFile(file, []byte("max-conns: 7\nping-interval: 2s\nallowed-origins: [a.example.com, b.example.com]\n"), 0o600)
+	cfg, err := parse(t, []string{"--config", file, "--max-conns", "9", "--auth", "jwt"}, map[string]string{
+		"LOGPIPE_JWT_SECRET": "s3cret", "LOGPIPE_PING_INTERVAL": "3s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxConns != 9 || cfg.PingInterval != 3*time.Second || cfg.JWTSecret != "s3cret" ||
+		strings.Join(cfg.AllowedOrigins, ",") != "a.example.com,b.example.com" {
+		t.Fatalf("%+v", cfg)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		want string
+	}{
+		"limiter":         {[]string{"--limiter", "etcd"}, "limiter"},
+		"auth":            {[]string{"--auth", "basic"}, "auth"},
+		"jwt without key": {[]string{"--auth", "jwt"}, "--jwt-secret"},
+		"jwt with both":   {[]string{"--auth", "jwt", "--jwt-secret", "x", "--jwt-public-key", "k.pem"}, "exactly one"},
+		"secret, no auth": {[]string{"--jwt-secret", "x"}, "--auth"},
+		"per user":        {[]string{"--max-conns-per-user", "0"}, "--max-conns-per-user 0"},
+		"client buffer":   {[]string{"--client-buffer", "-1"}, "--client-buffer"},
+		"ping":            {[]string{"--ping-interval", "0s"}, "--ping-interval"},
+		"session":         {[]string{"--max-session", "-1m"}, "--max-session"},
+		"retries":         {[]string{"--upstream-retries", "0"}, "--upstream-retries 0"},
+		"backoff":         {[]string{"--upstream-backoff-min", "10s", "--upstream-backoff-max", "1s"}, "--upstream-backoff-max"},
+		"listen":          {[]string{"--listen", "8080"}, "--listen"},
+		"not a duration":  {[]string{"--max-session", "forever"}, "max-session"},
+		"redis, no addr":  {[]string{"--limiter", "redis", "--redis-addr", ""}, "--redis-addr"},
+		"unknown flag":    {[]string{"--max-tails", "3"}, "max-tails"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := parse(t, tt.args, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %v, want one line naming %q", err, tt.want)
+			}
+			if !errors.Is(err, conf.ErrValue) && !errors.Is(err, ErrConfig) && !strings.Contains(err.Error(), "upstream") {
+				t.Fatalf("error %v is not a bad value", err)
+			}
+		})
+	}
+}

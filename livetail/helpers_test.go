@@ -1,0 +1,397 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/coder/websocket"
+
+	"github.com/logpipe/logpipe/common/conf"
+	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/stack"
+	"github.com/logpipe/logpipe/livetail/internal/tail"
+)
+
+// newKafka starts devstack's Kafka (no etcd, no Elasticsearch) for a test.
+func newKafka(t testing.TB) *stack.Stack {
+	t.Helper()
+	return stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}, Partitions: 3})
+}
+
+// testConfig is a configuration for a test server on a free port.
+func testConfig(s *stack.Stack) Config {
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Common.KafkaBrokers = conf.List(s.KafkaAddrs())
+	cfg.Common.LogLevel.Value = "warning"
+	cfg.Retry.Min, cfg.Retry.Max = 50*time.Millisecond, 100*time.Millisecond
+	cfg.BatchWait = 5 * time.Millisecond
+	return cfg
+}
+
+// testServer is a running livetail.
+type testServer struct {
+	*server
+	cancel context.CancelFunc
+	done   chan error
+	logs   *syncBuffer
+}
+
+// startServer runs livetail with cfg until the test ends (or stop).
+func startServer(t testing.TB, cfg Config) *testServer {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	s, err := newServer(context.Background(), cfg, logs)
+	if err != nil {
+		t.Fatalf("starting livetail: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ts := &testServer{server: s, cancel: cancel, done: make(chan error, 1), logs: logs}
+	go func() { ts.done <- s.run(ctx) }()
+	t.Cleanup(func() {
+		if err := ts.stop(); err != nil {
+			t.Errorf("livetail: %v", err)
+		}
+	})
+	return ts
+}
+
+// stop shuts the server down and waits for it; it may be called again.
+func (ts *testServer) stop() error {
+	ts.cancel()
+	err, ok := <-ts.done
+	if ok {
+		close(ts.done)
+	}
+	return err
+}
+
+func (ts *testServer) url(query string) string {
+	return "ws://" + ts.Addr() + "/api/v1/tail?" + query
+}
+
+// gauge reads a metric of the server's registry.
+func (ts *testServer) metric(t testing.TB, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := ts.diag.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			switch {
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			}
+		}
+		return 0
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// eventually polls cond until it holds or the limit passes.
+func eventually(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// producer writes records as the agent does: key = job, sarama's default
+// (hash) partitioner.
+type producer struct {
+	p     sarama.SyncProducer
+	topic string
+	mu    sync.Mutex
+	sent  map[string][]int64 // job → offsets, in order
+	pad   string             // appended to every line
+}
+
+func newProducer(t testing.TB, s *stack.Stack) *producer {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Retry.Max = 10
+	cfg.Producer.Retry.Backoff = 50 * time.Millisecond
+	p, err := sarama.NewSyncProducer(s.KafkaAddrs(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return &producer{p: p, topic: "logs", sent: map[string][]int64{}}
+}
+
+func line(job string, i int) string { return fmt.Sprintf("%s line %d", job, i) }
+
+// produce writes n lines for job (numbered from first) and returns their offsets.
+func (p *producer) produce(t testing.TB, job string, first, n int) []int64 {
+	t.Helper()
+	offs, err := p.try(job, first, n)
+	if err != nil {
+		t.Fatalf("producing: %v", err)
+	}
+	return offs
+}
+
+// try is produce for other goroutines than the test's.
+func (p *producer) try(job string, first, n int) ([]int64, error) {
+	msgs := make([]*sarama.ProducerMessage, n)
+	for i := range msgs {
+		rec := record.Record{
+			Timestamp: time.Now(),
+			Message:   line(job, first+i) + p.pad,
+			Job:       job,
+			Host:      record.Host{Name: "node-a"},
+			Agent:     record.Agent{Name: "node-a"},
+			Log:       record.Log{File: record.File{Path: "/var/log/" + job + ".log"}, Offset: int64(first + i)},
+			Labels:    map[string]string{"env": "test"},
+		}
+		msgs[i] = &sarama.ProducerMessage{Topic: p.topic, Key: sarama.StringEncoder(job), Value: sarama.ByteEncoder(rec.AppendJSON(nil))}
+	}
+	if err := p.p.SendMessages(msgs); err != nil {
+		return nil, err
+	}
+	offs := make([]int64, n)
+	for i, m := range msgs {
+		offs[i] = m.Offset
+	}
+	p.mu.Lock()
+	p.sent[job] = append(p.sent[job], offs...)
+	p.mu.Unlock()
+	return offs, nil
+}
+
+// background writes batches of lines for job until the returned stop is
+// called; stop returns the first error.
+func (p *producer) background(job string, first, batch int, every time.Duration) (stop func() error) {
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		defer close(errc)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for i := first; ; i += batch {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if _, err := p.try(job, i, batch); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	return func() error {
+		close(done)
+		return <-errc
+	}
+}
+
+// checkContiguous fails unless got is a run of want with no gap and no
+// duplicate, starting at want[from].
+func checkContiguous(t testing.TB, got, want []int64, from int) {
+	t.Helper()
+	if from < 0 || from+len(got) > len(want) {
+		t.Fatalf("got %d offsets from index %d of %d produced", len(got), from, len(want))
+	}
+	for i, off := range got {
+		if want[from+i] != off {
+			t.Fatalf("entry %d: offset %d, want %d (got %v..., want %v...)", i, off, want[from+i], got[:min(len(got), i+3)], want[from:min(len(want), from+i+3)])
+		}
+	}
+}
+
+func (p *producer) offsets(job string) []int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]int64(nil), p.sent[job]...)
+}
+
+// client is a WebSocket tail client.
+type client struct {
+	t        testing.TB
+	c        *websocket.Conn
+	caughtUp bool // a caught_up frame was read
+}
+
+func dial(t testing.TB, rawURL string, header http.Header) (*client, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{HTTPHeader: header})
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadLimit(4 << 20)
+	t.Cleanup(func() { c.CloseNow() })
+	return &client{t: t, c: c}, nil
+}
+
+func mustDial(t testing.TB, rawURL string) *client {
+	t.Helper()
+	c, err := dial(t, rawURL, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", rawURL, err)
+	}
+	return c
+}
+
+// next reads one frame.
+func (c *client) next(timeout time.Duration) (tail.Frame, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_, b, err := c.c.Read(ctx)
+	if err != nil {
+		return tail.Frame{}, err
+	}
+	var f tail.Frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, fmt.Errorf("frame %s: %w", b, err)
+	}
+	if f.Type == tail.TypeCaughtUp {
+		c.caughtUp = true
+	}
+	return f, nil
+}
+
+func (c *client) mustNext() tail.Frame {
+	c.t.Helper()
+	f, err := c.next(10 * time.Second)
+	if err != nil {
+		c.t.Fatalf("reading a frame: %v", err)
+	}
+	return f
+}
+
+// closeCode reads until the connection closes and returns the close status
+// and the reason of the error frame before it.
+func (c *client) closeCode(timeout time.Duration) (websocket.StatusCode, string) {
+	c.t.Helper()
+	reason := ""
+	deadline := time.Now().Add(timeout)
+	for {
+		f, err := c.next(time.Until(deadline))
+		if err != nil {
+			code := websocket.CloseStatus(err)
+			if code == -1 {
+				c.t.Fatalf("connection ended without a close frame: %v", err)
+			}
+			return code, reason
+		}
+		if f.Type == tail.TypeError {
+			reason = f.Reason
+		}
+	}
+}
+
+// collected is what a client received.
+type collected struct {
+	offsets  []int64
+	lines    []string
+	caughtUp int // index in offsets where caught_up came, or -1
+	dropped  []tail.Frame
+}
+
+// collect reads frames until want entries arrived after caught_up.
+func (c *client) collect(wantLive int, timeout time.Duration) collected {
+	c.t.Helper()
+	got := collected{caughtUp: -1}
+	if c.caughtUp {
+		got.caughtUp = 0
+	}
+	deadline := time.Now().Add(timeout)
+	for got.caughtUp < 0 || len(got.offsets)-got.caughtUp < wantLive {
+		f, err := c.next(time.Until(deadline))
+		if err != nil {
+			c.t.Fatalf("after %d entries (caught up at %d): %v", len(got.offsets), got.caughtUp, err)
+		}
+		switch f.Type {
+		case tail.TypeEntries:
+			for _, e := range f.Entries {
+				got.offsets = append(got.offsets, e.Offset)
+				got.lines = append(got.lines, e.Line)
+			}
+		case tail.TypeCaughtUp:
+			got.caughtUp = len(got.offsets)
+		case tail.TypeDropped:
+			got.dropped = append(got.dropped, f)
+		case tail.TypeError:
+			c.t.Fatalf("error frame: %d %s", f.Code, f.Reason)
+		}
+	}
+	return got
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func query(kv ...string) string {
+	q := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		q.Set(kv[i], kv[i+1])
+	}
+	return q.Encode()
+}
+
+func httpGet(t testing.TB, rawURL string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}

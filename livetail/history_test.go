@@ -1,0 +1,121 @@
+package main
+
+import (
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// History asked with tail=N, since= and cursor= continues into live data
+// with no gap and no duplicate while producers keep writing.
+func TestHistoryJoinsLive(t *testing.T) {
+	s := newKafka(t)
+	cfg := testConfig(s)
+	cfg.ClientBuffer = 300 // small, so that catching up overflows the queue and history is re-read
+	ts := startServer(t, cfg)
+	p := newProducer(t, s)
+
+	tests := map[string]struct {
+		query func(job string, mark time.Time, offs []int64) string
+		first func(offs []int64) int // index of the first line expected
+	}{
+		"tail": {
+			query: func(job string, _ time.Time, _ []int64) string { return query("job", job, "tail", "50") },
+			first: nil, // checked by count below
+		},
+		"since": {
+			query: func(job string, mark time.Time, _ []int64) string {
+				return query("job", job, "since", mark.Format(time.RFC3339Nano))
+			},
+			first: func([]int64) int { return 100 },
+		},
+		"since duration": {
+			query: func(job string, mark time.Time, _ []int64) string {
+				return query("job", job, "since", time.Hour.String())
+			},
+			first: func([]int64) int { return 0 },
+		},
+		"cursor": {
+			query: func(job string, _ time.Time, offs []int64) string {
+				return query("job", job, "cursor", strconv.FormatInt(offs[149], 10))
+			},
+			first: func([]int64) int { return 150 },
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			job := "hist-" + name
+			p.produce(t, job, 0, 100)
+			time.Sleep(5 * time.Millisecond)
+			mark := time.Now()
+			time.Sleep(5 * time.Millisecond)
+			offs := p.produce(t, job, 100, 100)
+			_ = offs
+			stop := p.background(job, 200, 10, 5*time.Millisecond)
+			c := mustDial(t, ts.url(tt.query(job, mark, p.offsets(job))))
+			if f := c.mustNext(); f.Type != "hello" {
+				t.Fatalf("first frame %+v", f)
+			}
+			got := c.collect(300, 30*time.Second)
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.dropped) > 0 {
+				t.Fatalf("dropped frames: %+v", got.dropped)
+			}
+			want := p.offsets(job)
+			first := slices.Index(want, got.offsets[0])
+			if tt.first != nil {
+				if w := tt.first(want); first != w {
+					t.Fatalf("first entry is line %d, want line %d", first, w)
+				}
+			} else if first < 100 {
+				// The hub may lag the producer a little, but not by 100 lines.
+				t.Fatalf("first entry is line %d, want one of the last 50 before the session joined", first)
+			}
+			checkContiguous(t, got.offsets, want, first)
+			for i, l := range got.lines {
+				if l != line(job, first+i) {
+					t.Fatalf("entry %d: %q, want %q", i, l, line(job, first+i))
+				}
+			}
+		})
+	}
+}
+
+// tail=N sends exactly the job's last N lines when the hub is up to date.
+func TestTailExact(t *testing.T) {
+	s := newKafka(t)
+	ts := startServer(t, testConfig(s))
+	p := newProducer(t, s)
+	for i := 0; i < 500; i += 50 {
+		p.produce(t, "exact", i, 50)
+		p.produce(t, "other", i, 50) // interleaved on the same or other partitions
+	}
+	offs := p.offsets("exact")
+	part := ts.kafka.Partition("exact")
+	eventually(t, 10*time.Second, "hub caught up", func() bool { return ts.hub.Next(part) > offs[len(offs)-1] })
+
+	for _, n := range []int{1, 50, 499, 500} {
+		c := mustDial(t, ts.url(query("job", "exact", "tail", strconv.Itoa(n))))
+		got := c.collect(0, 10*time.Second)
+		if got.caughtUp != n {
+			t.Fatalf("tail=%d: %d entries before caught_up", n, got.caughtUp)
+		}
+		checkContiguous(t, got.offsets, offs, 500-n)
+	}
+	// More than there is: everything.
+	c := mustDial(t, ts.url(query("job", "exact", "tail", "1000")))
+	got := c.collect(0, 10*time.Second)
+	if got.caughtUp != 500 {
+		t.Fatalf("tail=1000: %d entries before caught_up, want all 500", got.caughtUp)
+	}
+	checkContiguous(t, got.offsets, offs, 0)
+	// With grep: the last N matching lines.
+	c = mustDial(t, ts.url(query("job", "exact", "tail", "3", "grep", "line 4[0-9]9$")))
+	got = c.collect(0, 10*time.Second)
+	if !slices.Equal(got.lines, []string{"exact line 479", "exact line 489", "exact line 499"}) {
+		t.Fatalf("tail=3 with grep: %q", got.lines)
+	}
+}

@@ -1,0 +1,480 @@
+// Command bench measures livetail's fan-out and the memory of idle
+// connections, and prints a table. It starts devstack's Kafka in-process,
+// builds livetail and runs it as a child process (so that its CPU time and
+// resident memory are its own), and runs the producers and WebSocket clients
+// itself.
+//
+//	cd livetail && go run ./internal/bench
+//
+// Fan-out: -clients clients spread over -jobs jobs while producers write
+// -rate lines/s in total; latency is from the producer's timestamp in the
+// line to the client's receipt. Idle: -idle connections on a quiet job; the
+// growth of livetail's resident memory divided by their number.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/coder/websocket"
+	"github.com/rcrowley/go-metrics"
+
+	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/stack"
+)
+
+func main() {
+	clients := flag.Int("clients", 1000, "fan-out clients")
+	jobs := flag.Int("jobs", 100, "jobs the clients and lines are spread over")
+	rate := flag.Int("rate", 20000, "lines per second produced in total")
+	warmup := flag.Duration("warmup", 5*time.Second, "fan-out time before measuring")
+	measure := flag.Duration("measure", 20*time.Second, "fan-out measuring time")
+	idle := flag.Int("idle", 10000, "idle connections")
+	lineBytes := flag.Int("line-bytes", 120, "bytes of each produced line")
+	flag.Parse()
+	metrics.UseNilMetrics = true
+	debug.SetGCPercent(400) // the harness shares the machine with livetail: spend less of it collecting
+	if err := raiseFileLimit(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
+	if err := run(*clients, *jobs, *rate, *warmup, *measure, *idle, *lineBytes); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes int) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := stack.Start(ctx, stack.Options{Without: []string{stack.Etcd, stack.ES}})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	dir, err := os.MkdirTemp("", "livetail-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "livetail")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building livetail (run from the livetail directory): %w", err)
+	}
+
+	fmt.Printf("livetail benchmark: %d cores, Kafka %s (kfake, in the harness process), %d partitions\n\n",
+		numCPU(), s.KafkaAddrs()[0], s.Partitions())
+
+	fan, err := fanOut(ctx, bin, s, clients, jobs, rate, warmup, measure, lineBytes)
+	if err != nil {
+		return fmt.Errorf("fan-out: %w", err)
+	}
+	idleRes, err := idleConns(ctx, bin, s, idle)
+	if err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+
+	fmt.Printf("| measurement | value |\n|---|---|\n")
+	fmt.Printf("| fan-out: clients / jobs | %d / %d |\n", clients, jobs)
+	fmt.Printf("| fan-out: lines produced per second (target) | %.0f (%d) |\n", fan.produced, rate)
+	fmt.Printf("| fan-out: entries delivered per second | %.0f (want %.0f) |\n", fan.delivered, fan.produced*float64(clients)/float64(jobs))
+	fmt.Printf("| fan-out: produce → receive latency p50 / p99 / max | %v / %v / %v |\n", fan.p50, fan.p99, fan.max)
+	fmt.Printf("| fan-out: livetail CPU | %.0f%% of one core |\n", fan.cpu*100)
+	fmt.Printf("| fan-out: livetail RSS (peak) | %s (%s) |\n", mib(fan.rss), mib(fan.peak))
+	fmt.Printf("| fan-out: dropped entries | %d |\n", fan.dropped)
+	fmt.Printf("| fan-out: harness CPU (Kafka, producers, clients) | %.0f%% of one core |\n", fan.harnessCPU*100)
+	fmt.Printf("| machine load average at the end of fan-out | %s |\n", fan.load)
+	fmt.Printf("| idle: connections | %d |\n", idleRes.conns)
+	fmt.Printf("| idle: livetail RSS before / with them | %s / %s |\n", mib(idleRes.before), mib(idleRes.after))
+	fmt.Printf("| idle: RSS per idle connection | %.1f KiB |\n", float64(idleRes.after-idleRes.before)/float64(idleRes.conns)/1024)
+	return nil
+}
+
+// livetail is the child process.
+type livetail struct {
+	cmd  *exec.Cmd
+	addr string
+	out  bytes.Buffer
+}
+
+func startLivetail(bin string, s *stack.Stack, extra ...string) (*livetail, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	l := &livetail{addr: "127.0.0.1:" + strconv.Itoa(port)}
+	args := append([]string{
+		"--listen", l.addr, "--kafka-brokers", s.KafkaAddrs()[0], "--log-level", "warning",
+		"--max-conns", "20000", "--max-conns-per-user", "20000", "--jobs-scan", "0",
+	}, extra...)
+	l.cmd = exec.Command(bin, args...)
+	l.cmd.Stdout, l.cmd.Stderr = &l.out, &l.out
+	if err := l.cmd.Start(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + l.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return l, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			l.stop()
+			return nil, fmt.Errorf("livetail not ready: %s", l.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (l *livetail) stop() {
+	l.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { l.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		l.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// cpuSeconds is the process's user + system CPU time.
+func (l *livetail) cpuSeconds() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", l.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+// memory returns VmRSS and VmHWM in bytes.
+func (l *livetail) memory() (rss, peak int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", l.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v << 10
+		case "VmHWM:":
+			peak = v << 10
+		}
+	}
+	return rss, peak
+}
+
+func (l *livetail) metric(name string) float64 {
+	resp, err := http.Get("http://" + l.addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+type fanResult struct {
+	produced, delivered float64
+	p50, p99, max       time.Duration
+	cpu                 float64
+	rss, peak           int64
+	dropped             int64
+	harnessCPU          float64
+	load                string
+}
+
+func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate int, warmup, measure time.Duration, lineBytes int) (fanResult, error) {
+	var res fanResult
+	l, err := startLivetail(bin, s)
+	if err != nil {
+		return res, err
+	}
+	defer l.stop()
+
+	// Clients: clients/jobs per job.
+	var measuring atomic.Bool
+	var delivered atomic.Int64
+	lat := make([][]time.Duration, clients)
+	conns := make([]*websocket.Conn, clients)
+	var wg sync.WaitGroup
+	cctx, stopClients := context.WithCancel(ctx)
+	defer stopClients()
+	for k := range clients {
+		c, _, err := websocket.Dial(ctx, "ws://"+l.addr+"/api/v1/tail?job=job-"+strconv.Itoa(k%jobs), nil)
+		if err != nil {
+			return res, err
+		}
+		c.SetReadLimit(16 << 20)
+		conns[k] = c
+		wg.Go(func() {
+			defer c.CloseNow()
+			var buf bytes.Buffer
+			for {
+				_, r, err := c.Reader(cctx)
+				if err != nil {
+					return
+				}
+				buf.Reset()
+				if _, err := buf.ReadFrom(r); err != nil {
+					return
+				}
+				b := buf.Bytes()
+				now := time.Now().UnixNano()
+				if !measuring.Load() {
+					continue
+				}
+				n := 0
+				for rest := b; ; {
+					i := bytes.Index(rest, []byte(`"line":"`))
+					if i < 0 {
+						break
+					}
+					rest = rest[i+8:]
+					j := bytes.IndexByte(rest, ' ')
+					if ts, err := strconv.ParseInt(string(rest[:j]), 10, 64); j > 0 && err == nil {
+						lat[k] = append(lat[k], time.Duration(now-ts))
+					}
+					n++
+				}
+				delivered.Add(int64(n))
+			}
+		})
+	}
+
+	progress("fan-out: %d clients connected", clients)
+	// Producers: rate lines/s in 10 ms rounds, jobs round-robin.
+	cfg := sarama.NewConfig()
+	cfg.Producer.Return.Successes = false
+	cfg.Producer.RequiredAcks = sarama.WaitForLocal
+	cfg.Producer.Flush.Frequency = 2 * time.Millisecond
+	cfg.Producer.Flush.Messages = 200
+	prod, err := sarama.NewAsyncProducer(s.KafkaAddrs(), cfg)
+	if err != nil {
+		return res, err
+	}
+	var produced atomic.Int64
+	pctx, stopProducing := context.WithCancel(ctx)
+	var pwg sync.WaitGroup
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for range prod.Errors() {
+		}
+	}()
+	pwg.Go(func() {
+		pad := strings.Repeat("x", max(0, lineBytes-20))
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		perTick := rate / 100
+		n := 0
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-tick.C:
+			}
+			for range perTick {
+				job := "job-" + strconv.Itoa(n%jobs)
+				n++
+				rec := record.Record{
+					Timestamp: time.Now(), Job: job,
+					Message: strconv.FormatInt(time.Now().UnixNano(), 10) + " " + pad,
+					Host:    record.Host{Name: "bench"}, Agent: record.Agent{Name: "bench"},
+					Log: record.Log{File: record.File{Path: "/var/log/bench.log"}, Offset: int64(n)},
+				}
+				prod.Input() <- &sarama.ProducerMessage{Topic: "logs", Key: sarama.StringEncoder(job), Value: sarama.ByteEncoder(rec.AppendJSON(nil))}
+				produced.Add(1)
+			}
+		}
+	})
+
+	time.Sleep(warmup)
+	progress("fan-out: measuring for %v", measure)
+	measuring.Store(true)
+	self0 := selfCPU()
+	cpu0, prod0, del0, drop0 := l.cpuSeconds(), produced.Load(), delivered.Load(), l.metric("livetail_entries_dropped_total")
+	start := time.Now()
+	var rssMax int64
+	for time.Since(start) < measure {
+		time.Sleep(500 * time.Millisecond)
+		rss, _ := l.memory()
+		rssMax = max(rssMax, rss)
+	}
+	elapsed := time.Since(start).Seconds()
+	measuring.Store(false)
+	res.cpu = (l.cpuSeconds() - cpu0) / elapsed
+	res.harnessCPU = (selfCPU() - self0) / elapsed
+	res.load = loadAverage()
+	res.produced = float64(produced.Load()-prod0) / elapsed
+	res.delivered = float64(delivered.Load()-del0) / elapsed
+	res.dropped = int64(l.metric("livetail_entries_dropped_total") - drop0)
+	_, res.peak = l.memory()
+	res.rss = rssMax
+	progress("fan-out: stopping")
+	stopProducing()
+	pwg.Wait()
+	prod.AsyncClose()
+	<-drained
+	stopClients()
+	wg.Wait()
+
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return res, errors.New("no entries received while measuring")
+	}
+	slices.Sort(all)
+	res.p50 = all[len(all)/2].Round(100 * time.Microsecond)
+	res.p99 = all[len(all)*99/100].Round(100 * time.Microsecond)
+	res.max = all[len(all)-1].Round(100 * time.Microsecond)
+	return res, nil
+}
+
+type idleResult struct {
+	conns         int
+	before, after int64
+}
+
+func idleConns(ctx context.Context, bin string, s *stack.Stack, n int) (idleResult, error) {
+	res := idleResult{conns: n}
+	l, err := startLivetail(bin, s)
+	if err != nil {
+		return res, err
+	}
+	defer l.stop()
+	time.Sleep(2 * time.Second)
+	res.before, _ = l.memory()
+
+	conns := make([]*websocket.Conn, n)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 100)
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			c, _, err := websocket.Dial(ctx, "ws://"+l.addr+"/api/v1/tail?job=quiet-"+strconv.Itoa(i%100), nil)
+			if err == nil {
+				_, _, err = c.Read(ctx) // hello
+			}
+			if err == nil {
+				_, _, err = c.Read(ctx) // caught_up
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			conns[i] = c
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return res, firstErr
+	}
+	progress("idle: %d clients connected", n)
+	// The clients answer pings in the background.
+	var rwg sync.WaitGroup
+	for _, c := range conns {
+		ctx := c.CloseRead(ctx)
+		rwg.Go(func() { <-ctx.Done() })
+	}
+	for l.metric("livetail_connections") != float64(n) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+	res.after, _ = l.memory()
+	for _, c := range conns {
+		c.CloseNow()
+	}
+	rwg.Wait()
+	return res, nil
+}
+
+// selfCPU is the harness's user + system CPU time in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func loadAverage() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func raiseFileLimit() error {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return err
+	}
+	r.Cur = r.Max
+	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r)
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return max(1, bytes.Count(b, []byte("processor\t:")))
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }

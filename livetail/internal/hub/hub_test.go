@@ -1,0 +1,285 @@
+package hub
+
+import (
+	"errors"
+	"regexp"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func entry(job string, off int64) *Entry {
+	return &Entry{Offset: off, Job: job, Line: job + " line", JSON: []byte(`{}`)}
+}
+
+// entries returns entries of job at the given offsets.
+func entries(job string, offs ...int64) []*Entry {
+	out := make([]*Entry, len(offs))
+	for i, o := range offs {
+		out[i] = entry(job, o)
+	}
+	return out
+}
+
+func offsets(items []Item) []int64 {
+	var out []int64
+	for _, it := range items {
+		if it.Entry != nil {
+			out = append(out, it.Entry.Offset)
+		}
+	}
+	return out
+}
+
+// live subscribes and leaves catch-up mode at once.
+func live(t *testing.T, h *Hub, p int32, job string, filter *regexp.Regexp, limit int) *Sub {
+	t.Helper()
+	s, _, err := h.Subscribe(p, job, filter, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Settle(false); st.Step != StepDone {
+		t.Fatalf("settle: %+v", st)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestPublishRoutesByJob(t *testing.T) {
+	h := New(2, Options{})
+	a := live(t, h, 0, "a", nil, 100)
+	b := live(t, h, 0, "b", nil, 100)
+	grep := live(t, h, 0, "a", regexp.MustCompile(`^a`), 100)
+	none := live(t, h, 0, "a", regexp.MustCompile(`^zzz`), 100)
+	other := live(t, h, 1, "a", nil, 100) // same job name on another partition: not routed
+
+	h.Publish(0, []*Entry{entry("a", 0), entry("b", 1), entry("a", 2), entry("c", 3)}, 4)
+	for name, tt := range map[string]struct {
+		sub  *Sub
+		want []int64
+	}{
+		"a": {a, []int64{0, 2}}, "b": {b, []int64{1}}, "grep": {grep, []int64{0, 2}},
+		"grep none": {none, nil}, "other partition": {other, nil},
+	} {
+		items, err := tt.sub.Take(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := offsets(items); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: got %v, want %v", name, got, tt.want)
+		}
+	}
+	if h.Next(0) != 4 {
+		t.Errorf("next = %d, want 4", h.Next(0))
+	}
+}
+
+// A full queue drops, never blocks, and the drop is announced in place with
+// its count and offset range.
+func TestDropAnnounced(t *testing.T) {
+	pending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "p"})
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "d"})
+	h := New(1, Options{Pending: pending, Dropped: dropped})
+	s := live(t, h, 0, "a", nil, 3)
+
+	h.Publish(0, entries("a", 10, 11, 12, 13, 14, 15), 16)
+	if got := testutil.ToFloat64(pending); got != 3 {
+		t.Fatalf("pending = %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(dropped); got != 3 {
+		t.Fatalf("dropped = %v, want 3", got)
+	}
+	// More arrive while the queue is still full: dropped too.
+	h.Publish(0, entries("a", 20), 21)
+
+	items, _ := s.Take(nil)
+	if got := offsets(items); !slices.Equal(got, []int64{10, 11, 12}) {
+		t.Fatalf("entries %v", got)
+	}
+	last := items[len(items)-1]
+	if last.Entry != nil || last.Drop != (Drop{Count: 4, From: 13, To: 20}) {
+		t.Fatalf("last item %+v, want a drop of 4 from 13 to 20", last)
+	}
+	if got := testutil.ToFloat64(pending); got != 0 {
+		t.Fatalf("pending = %v after Take, want 0", got)
+	}
+
+	// A drop while entries are queued comes after them and before the next.
+	h.Publish(0, entries("a", 30, 31, 32, 33, 34), 35)
+	h.Publish(0, entries("a", 40), 41) // still full
+	items, _ = s.Take(items)
+	if got := offsets(items); !slices.Equal(got, []int64{30, 31, 32}) || items[3].Drop != (Drop{Count: 3, From: 33, To: 40}) {
+		t.Fatalf("items %+v", items)
+	}
+	h.Publish(0, entries("a", 50), 51)
+	items, _ = s.Take(items)
+	if len(items) != 1 || items[0].Entry.Offset != 50 {
+		t.Fatalf("items %+v, want just 50", items)
+	}
+}
+
+// While catching up, an overflow is not dropped: Settle hands back the
+// range to read from Kafka and queueing resumes after it.
+func TestCatchUpGap(t *testing.T) {
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "d"})
+	h := New(1, Options{Dropped: dropped})
+	h.SetNext(0, 100)
+	s, join, err := h.Subscribe(0, "a", nil, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if join != 100 {
+		t.Fatalf("join = %d", join)
+	}
+	h.Publish(0, entries("a", 100, 101, 102, 103), 104) // 102 and 103 do not fit
+	h.Publish(0, append(entries("b", 104), entries("a", 105)...), 106)
+
+	if st := s.Settle(false); st.Step != StepDrain {
+		t.Fatalf("settle with a queue before the gap: %+v", st)
+	}
+	items, _ := s.Take(nil)
+	if got := offsets(items); !slices.Equal(got, []int64{100, 101}) {
+		t.Fatalf("drained %v", got)
+	}
+	st := s.Settle(false)
+	if st != (Settlement{Step: StepGap, From: 102, To: 106}) {
+		t.Fatalf("settle: %+v, want the gap [102, 106)", st)
+	}
+	h.Publish(0, entries("a", 106), 107)
+	if st := s.Settle(false); st.Step != StepDone {
+		t.Fatalf("settle: %+v, want done", st)
+	}
+	items, _ = s.Take(items)
+	if got := offsets(items); !slices.Equal(got, []int64{106}) {
+		t.Fatalf("after the gap: %v", got)
+	}
+	if testutil.ToFloat64(dropped) != 0 {
+		t.Fatal("catching up dropped entries")
+	}
+	// Caught up: overflow now drops.
+	h.Publish(0, entries("a", 107, 108, 109), 110)
+	if testutil.ToFloat64(dropped) != 1 {
+		t.Fatalf("dropped = %v, want 1", testutil.ToFloat64(dropped))
+	}
+}
+
+// The final round of catching up turns a gap into normal dropping.
+func TestCatchUpFinal(t *testing.T) {
+	h := New(1, Options{})
+	s, _, _ := h.Subscribe(0, "a", nil, 1)
+	defer s.Close()
+	h.Publish(0, entries("a", 0, 1), 2)
+	s.Take(nil)
+	if st := s.Settle(true); st != (Settlement{Step: StepGap, From: 1, To: 2}) {
+		t.Fatalf("settle: %+v", st)
+	}
+	h.Publish(0, entries("a", 2, 3), 4)
+	items, _ := s.Take(nil)
+	if got := offsets(items); !slices.Equal(got, []int64{2}) || items[1].Drop != (Drop{Count: 1, From: 3, To: 3}) {
+		t.Fatalf("items %+v", items)
+	}
+}
+
+func TestFailAndRecover(t *testing.T) {
+	h := New(2, Options{})
+	s := live(t, h, 1, "a", nil, 10)
+	other := live(t, h, 0, "a", nil, 10)
+	h.Publish(1, entries("a", 0), 1)
+	cause := errors.New("broker gone")
+	h.Fail(1, cause)
+	select {
+	case <-s.Notify():
+	default:
+		t.Fatal("no notification on failure")
+	}
+	items, err := s.Take(nil)
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, cause) || len(items) != 1 {
+		t.Fatalf("take after fail: %v, %v", items, err)
+	}
+	if _, err := other.Take(nil); err != nil {
+		t.Fatalf("partition 0 failed too: %v", err)
+	}
+	if _, _, err := h.Subscribe(1, "a", nil, 1); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("subscribe to a down partition: %v", err)
+	}
+	if got := h.Down(); !slices.Equal(got, []int32{1}) {
+		t.Fatalf("down = %v", got)
+	}
+	h.Recover(1)
+	if _, _, err := h.Subscribe(1, "a", nil, 1); err != nil {
+		t.Fatalf("subscribe after recover: %v", err)
+	}
+	if len(h.Down()) != 0 {
+		t.Fatal("still down")
+	}
+}
+
+func TestCloseReleasesQueue(t *testing.T) {
+	pending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "p"})
+	h := New(1, Options{Pending: pending})
+	s, _, _ := h.Subscribe(0, "a", nil, 10)
+	h.Publish(0, entries("a", 0, 1, 2), 3)
+	s.Close()
+	if got := testutil.ToFloat64(pending); got != 0 {
+		t.Fatalf("pending = %v after Close", got)
+	}
+	if h.Subscribers() != 0 {
+		t.Fatal("still subscribed")
+	}
+	h.Publish(0, entries("a", 3), 4) // no panic, nothing queued
+}
+
+func TestJobs(t *testing.T) {
+	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	h := New(2, Options{JobsTTL: time.Hour, MaxJobs: 3, Now: func() time.Time { return now }})
+	h.Publish(0, entries("web", 0, 1), 2)
+	h.Publish(1, entries("db", 0), 1)
+	now = now.Add(50 * time.Minute)
+	h.Publish(1, entries("cache", 1), 2)
+	if got := names(h.Jobs()); !slices.Equal(got, []string{"cache", "db", "web"}) {
+		t.Fatalf("jobs %v", got)
+	}
+	now = now.Add(20 * time.Minute) // web and db expire
+	if got := names(h.Jobs()); !slices.Equal(got, []string{"cache"}) {
+		t.Fatalf("jobs after the TTL %v", got)
+	}
+	h.Publish(0, entries("a", 2, 3), 4)
+	h.Publish(0, entries("b", 4), 5)
+	h.Publish(0, entries("c", 5), 6) // over MaxJobs: the least recently seen goes
+	if got := h.Jobs(); len(got) != 3 || got[0].Partition != 0 {
+		t.Fatalf("jobs %+v", got)
+	}
+}
+
+func names(jobs []Job) []string {
+	var out []string
+	for _, j := range jobs {
+		out = append(out, j.Job)
+	}
+	return out
+}
+
+func TestNewEntry(t *testing.T) {
+	value := []byte(`{"@timestamp":"2026-11-21T10:00:00.123456Z","message":"GET /api <b> 200","job":"web-1","host":{"name":"node-a"},"agent":{"name":"node-a"},"log":{"file":{"path":"/var/log/web.log"},"offset":12},"labels":{"env":"dev"}}`)
+	e, ok := NewEntry(7, []byte("web-1"), value, time.Time{})
+	if !ok {
+		t.Fatal("not decoded")
+	}
+	want := `{"offset":7,"ts":"2026-11-21T10:00:00.123456Z","line":"GET /api <b> 200","host":"node-a","file":"/var/log/web.log","labels":{"env":"dev"}}`
+	if string(e.JSON) != want || e.Job != "web-1" || e.Line != "GET /api <b> 200" {
+		t.Fatalf("entry %s %+v", e.JSON, e)
+	}
+	// Not a record: delivered as raw text with the Kafka time.
+	e, ok = NewEntry(8, []byte("web-1"), []byte("plain \xff text"), time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	if ok {
+		t.Fatal("decoded garbage")
+	}
+	want = `{"offset":8,"ts":"2026-01-02T03:04:05.000000Z","line":"plain ` + "\uFFFD" + ` text","host":"","file":"","labels":{}}`
+	if string(e.JSON) != want {
+		t.Fatalf("raw entry %s", e.JSON)
+	}
+}

@@ -1,0 +1,151 @@
+package limit
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/logpipe/logpipe/livetail/internal/redistest"
+)
+
+// acquireN takes n slots of user and returns their release functions.
+func acquireN(t *testing.T, l Limiter, user string, n int) []func() {
+	t.Helper()
+	var rel []func()
+	for i := range n {
+		r, err := l.Acquire(t.Context(), user)
+		if err != nil {
+			t.Fatalf("acquire %d of %s: %v", i+1, user, err)
+		}
+		rel = append(rel, r)
+	}
+	return rel
+}
+
+func expectLimit(t *testing.T, l Limiter, user string) {
+	t.Helper()
+	_, err := l.Acquire(t.Context(), user)
+	var le *Error
+	if !errors.Is(err, ErrLimit) || !errors.As(err, &le) || le.User != user {
+		t.Fatalf("acquire over the limit: %v", err)
+	}
+}
+
+func TestMemory(t *testing.T) {
+	m := NewMemory(3)
+	rel := acquireN(t, m, "alice", 3)
+	expectLimit(t, m, "alice")
+	acquireN(t, m, "bob", 3) // per user
+	rel[0]()
+	rel[0]() // twice is once
+	if m.Count("alice") != 2 {
+		t.Fatalf("count %d", m.Count("alice"))
+	}
+	acquireN(t, m, "alice", 1)
+	expectLimit(t, m, "alice")
+}
+
+func TestMemoryConcurrent(t *testing.T) {
+	m := NewMemory(10)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for range 100 {
+		wg.Go(func() {
+			if _, err := m.Acquire(context.Background(), "u"); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if ok != 10 {
+		t.Fatalf("%d admitted, want 10", ok)
+	}
+}
+
+// Two replicas share the per-user count through Redis; a replica that
+// stops refreshing (crashed) stops counting once its entries expire.
+func TestRedis(t *testing.T) {
+	addr := redistest.Start(t)
+	newReplica := func(ttl time.Duration) *Redis {
+		r := NewRedis(RedisOptions{Addr: addr, Max: 4, TTL: ttl})
+		t.Cleanup(func() { r.Close() })
+		if err := r.Ping(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	a, b := newReplica(time.Minute), newReplica(time.Minute)
+
+	relA := acquireN(t, a, "alice", 2)
+	acquireN(t, b, "alice", 2)
+	expectLimit(t, a, "alice")
+	expectLimit(t, b, "alice")
+	acquireN(t, b, "bob", 4)
+	relA[0]()
+	acquireN(t, b, "alice", 1)
+	expectLimit(t, a, "alice")
+
+	// Concurrent acquires on both replicas admit exactly the limit.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for i := range 40 {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		wg.Go(func() {
+			if _, err := l.Acquire(context.Background(), "carol"); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if ok != 4 {
+		t.Fatalf("%d admitted concurrently, want 4", ok)
+	}
+
+	// A crash: replica c holds dave's four slots and stops refreshing.
+	c := newReplica(time.Second)
+	acquireN(t, c, "dave", 4)
+	expectLimit(t, a, "dave")
+	c.stopRefresh()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := a.Acquire(t.Context(), "dave"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a crashed replica's connections still count after 10 s (TTL 1 s)")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A live replica's entries outlive their TTL through refreshes.
+	d := newReplica(time.Second)
+	acquireN(t, d, "erin", 4)
+	time.Sleep(2500 * time.Millisecond)
+	expectLimit(t, a, "erin")
+}
+
+// Without Redis, connections are admitted and the failure is counted.
+func TestRedisUnavailable(t *testing.T) {
+	errs := prometheus.NewCounter(prometheus.CounterOpts{Name: "e"})
+	r := NewRedis(RedisOptions{Addr: "127.0.0.1:1", Max: 1, Errors: errs})
+	defer r.Close()
+	rel := acquireN(t, r, "u", 3)
+	rel[0]()
+	if testutil.ToFloat64(errs) < 3 {
+		t.Fatalf("errors counted: %v", testutil.ToFloat64(errs))
+	}
+}

@@ -1,0 +1,378 @@
+// Package tail serves livetail's HTTP API: the WebSocket live tail at
+// /api/v1/tail and the jobs list at /api/v1/jobs (DESIGN.md, "livetail HTTP
+// API").
+//
+// Each WebSocket connection is one session with exactly one writer (the
+// handler's goroutine) and one reader goroutine that only notices the peer
+// leaving. The writer sends the requested history, read from Kafka, then the
+// live entries its hub subscription queues, batched; it pings the peer every
+// ping interval and drops it when a pong or a write does not come within
+// that interval. Every way a session ends maps to a close code, preceded by
+// an error frame (except when the peer is gone).
+package tail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/livetail/internal/auth"
+	"github.com/logpipe/logpipe/livetail/internal/hub"
+	"github.com/logpipe/logpipe/livetail/internal/limit"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxConns     = 10000
+	DefaultMaxSession   = 24 * time.Hour
+	DefaultPingInterval = 5 * time.Second
+	DefaultClientBuffer = 1024
+	DefaultBatchSize    = 256
+	DefaultBatchWait    = 20 * time.Millisecond
+	DefaultMaxTail      = 10000
+	DefaultMaxScan      = 1_000_000
+
+	// maxClientMessage bounds a frame from the client; the API has no
+	// client messages, so anything larger closes the connection (1009).
+	maxClientMessage = 4 << 10
+	// maxFrameBytes bounds an entries frame (a single larger entry still goes alone).
+	maxFrameBytes = 1 << 20
+	// maxCatchUpRounds bounds how often a session chases the live stream
+	// with more history before it accepts drops.
+	maxCatchUpRounds = 8
+)
+
+// History is what sessions read from Kafka (package upstream implements it).
+type History interface {
+	// Partition returns the partition of job's records.
+	Partition(job string) int32
+	// Bounds returns the oldest retained offset and the next offset of p.
+	Bounds(ctx context.Context, p int32) (oldest, newest int64, err error)
+	// OffsetAt returns the first offset of p written at t or later.
+	OffsetAt(ctx context.Context, p int32, t time.Time) (int64, error)
+	// Read calls fn with job's entries of p in [from, to), in offset order.
+	Read(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error
+}
+
+// Options configures a Handler. Zero values take the defaults above.
+type Options struct {
+	Auth           auth.Authenticator // auth.None if nil
+	Limiter        limit.Limiter      // per-user limit; required
+	MaxConns       int                // connections of this process
+	MaxSession     time.Duration
+	PingInterval   time.Duration // also bounds every write
+	ClientBuffer   int           // entries queued per client before dropping
+	BatchSize      int           // entries per frame
+	BatchWait      time.Duration // least time between two live frames of a session
+	MaxTail        int
+	MaxScan        int64    // records scanned backwards to find tail=N lines
+	AllowedOrigins []string // origin patterns besides the request's own host
+	Log            logrus.FieldLogger
+	Metrics        *Metrics
+}
+
+func (o *Options) defaults() {
+	if o.Auth == nil {
+		o.Auth = auth.None{}
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.MaxSession <= 0 {
+		o.MaxSession = DefaultMaxSession
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.ClientBuffer <= 0 {
+		o.ClientBuffer = DefaultClientBuffer
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.BatchWait < 0 {
+		o.BatchWait = 0
+	}
+	if o.MaxTail <= 0 {
+		o.MaxTail = DefaultMaxTail
+	}
+	if o.MaxScan <= 0 {
+		o.MaxScan = DefaultMaxScan
+	}
+	if o.Log == nil {
+		l := logrus.New()
+		l.Out = nopWriter{}
+		o.Log = l
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+}
+
+// Rejection reasons of livetail_connections_rejected_total.
+const (
+	ReasonHandshake     = "handshake" // not a valid WebSocket request, or origin not allowed
+	ReasonBadRequest    = "bad_request"
+	ReasonUnauthorized  = "unauthenticated"
+	ReasonForbidden     = "forbidden"
+	ReasonUserLimit     = "user_limit"
+	ReasonServerLimit   = "server_limit"
+	ReasonUpstream      = "upstream"
+	ReasonShuttingDown  = "shutting_down"
+	reasonNotWebSockets = "not_websocket"
+)
+
+// Metrics are the sessions' Prometheus metrics.
+type Metrics struct {
+	Connections prometheus.Gauge
+	Sent        prometheus.Counter
+	Rejected    *prometheus.CounterVec
+	Closed      *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "livetail_connections", Help: "Open live tail sessions.",
+		}),
+		Sent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livetail_entries_sent_total", Help: "Entries written to clients (history and live).",
+		}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livetail_connections_rejected_total", Help: "Tail connections refused, by reason.",
+		}, []string{"reason"}),
+		Closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livetail_sessions_closed_total", Help: "Sessions ended, by close code (gone: the peer left without a close frame or stopped answering).",
+		}, []string{"code"}),
+	}
+	for _, r := range []string{ReasonHandshake, ReasonBadRequest, ReasonUnauthorized, ReasonForbidden, ReasonUserLimit, ReasonServerLimit, ReasonUpstream, ReasonShuttingDown} {
+		m.Rejected.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Connections, m.Sent, m.Rejected, m.Closed)
+	}
+	return m
+}
+
+// Session end causes.
+var (
+	errShutdown   = errors.New("server shutting down")
+	errPeerGone   = errors.New("peer gone")
+	errMaxSession = errors.New("session reached its maximum duration; reconnect with cursor")
+)
+
+// upstreamError is a failure to read Kafka.
+type upstreamError struct{ err error }
+
+func (e upstreamError) Error() string { return "upstream unavailable: " + e.err.Error() }
+func (e upstreamError) Unwrap() error { return e.err }
+
+// Handler serves /api/v1/tail.
+type Handler struct {
+	opts Options
+	hub  *hub.Hub
+	hist History
+	log  logrus.FieldLogger
+	m    *Metrics
+
+	base context.Context
+	stop context.CancelCauseFunc
+
+	flushAt int // queued items that make a live frame go out before BatchWait
+
+	mu      sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
+	conns   atomic.Int64
+}
+
+// New returns a handler serving sessions from h and hist.
+func New(h *hub.Hub, hist History, opts Options) *Handler {
+	opts.defaults()
+	base, stop := context.WithCancelCause(context.Background())
+	return &Handler{
+		opts: opts, hub: h, hist: hist, log: opts.Log, m: opts.Metrics, base: base, stop: stop,
+		flushAt: max(1, min(opts.BatchSize, opts.ClientBuffer/2)),
+	}
+}
+
+// Shutdown closes every session with 1001 and waits for them to end; later
+// requests are answered 503.
+func (h *Handler) Shutdown() {
+	h.mu.Lock()
+	h.closing = true
+	h.mu.Unlock()
+	h.stop(errShutdown)
+	h.wg.Wait()
+}
+
+func (h *Handler) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.wg.Add(1)
+	return true
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		h.m.Rejected.WithLabelValues(reasonNotWebSockets).Inc()
+		http.Error(w, "this is a WebSocket endpoint: connect with a WebSocket client (see /api/v1/tail in the README)", http.StatusUpgradeRequired)
+		return
+	}
+	if !h.enter() {
+		h.m.Rejected.WithLabelValues(ReasonShuttingDown).Inc()
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer h.wg.Done()
+	log := h.log.WithFields(logrus.Fields{"remote": r.RemoteAddr, "request": auth.RedactURL(r)})
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.AllowedOrigins})
+	if err != nil {
+		h.m.Rejected.WithLabelValues(ReasonHandshake).Inc()
+		log.WithError(err).Info("WebSocket handshake refused")
+		return
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(maxClientMessage)
+	h.serve(c, r, log)
+}
+
+func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogger) {
+	id, err := h.opts.Auth.Authenticate(r)
+	if err != nil {
+		h.refuse(c, log, StatusUnauthorized, ReasonUnauthorized, err.Error())
+		return
+	}
+	log = log.WithField("user", id.User)
+	p, err := ParseParams(r.URL.Query(), time.Now(), h.opts.MaxTail)
+	if err != nil {
+		h.refuse(c, log, StatusBadRequest, ReasonBadRequest, err.Error())
+		return
+	}
+	if !id.Allows(p.Job) {
+		h.refuse(c, log, StatusForbidden, ReasonForbidden, fmt.Sprintf("job: user %s may not tail job %s", id.User, p.Job))
+		return
+	}
+	if n := h.conns.Add(1); n > int64(h.opts.MaxConns) {
+		h.conns.Add(-1)
+		h.refuse(c, log, StatusTooMany, ReasonServerLimit, fmt.Sprintf("too many connections on this server (limit %d): close other tails or try later", h.opts.MaxConns))
+		return
+	}
+	defer h.conns.Add(-1)
+	release, err := h.opts.Limiter.Acquire(h.base, id.User)
+	switch {
+	case errors.Is(err, limit.ErrLimit):
+		h.refuse(c, log, StatusTooMany, ReasonUserLimit, err.Error())
+		return
+	case err != nil:
+		h.refuse(c, log, websocket.StatusGoingAway, ReasonShuttingDown, errShutdown.Error())
+		return
+	}
+	defer release()
+	part := h.hist.Partition(p.Job)
+	sub, join, err := h.hub.Subscribe(part, p.Job, p.Grep, h.opts.ClientBuffer)
+	if err != nil {
+		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, upstreamError{err}.Error())
+		return
+	}
+	defer sub.Close()
+
+	h.m.Connections.Inc()
+	defer h.m.Connections.Dec()
+
+	ctx, cancel := context.WithCancelCause(h.base)
+	defer cancel(nil)
+	// The server cancels request contexts when it shuts down.
+	stopAfter := context.AfterFunc(r.Context(), func() { cancel(errShutdown) })
+	defer stopAfter()
+	ctx, cancelMax := context.WithTimeoutCause(ctx, h.opts.MaxSession, errMaxSession)
+	defer cancelMax()
+
+	// The reader only notices the peer leaving: a close frame, a reset, or
+	// the connection closed after a failed write or ping. Its context is not
+	// the session's, so that ending the session can still send a close frame.
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			if _, _, err := c.Read(context.Background()); err != nil {
+				cancel(errPeerGone)
+				return
+			}
+		}
+	}()
+	defer func() {
+		c.CloseNow()
+		<-readerDone
+	}()
+
+	s := &session{h: h, c: c, p: p, part: part, sub: sub, join: join}
+	cause := s.run(ctx)
+	code := h.end(c, cause)
+	log.WithField("code", code).WithError(cause).Debug("session ended")
+}
+
+// end closes the connection as cause says and returns the close code for
+// the metric.
+func (h *Handler) end(c *websocket.Conn, cause error) string {
+	var pe *ParamError
+	var code websocket.StatusCode
+	reason := cause.Error()
+	switch {
+	case errors.Is(cause, errPeerGone):
+		c.CloseNow()
+		h.m.Closed.WithLabelValues("gone").Inc()
+		return "gone"
+	case errors.Is(cause, errShutdown):
+		code = websocket.StatusGoingAway
+	case errors.Is(cause, errMaxSession):
+		code = StatusMaxSession
+	case errors.As(cause, &pe):
+		code = StatusBadRequest
+	case errors.Is(cause, hub.ErrUnavailable):
+		code, reason = websocket.StatusInternalError, upstreamError{cause}.Error()
+	default: // upstreamError, or a bug
+		code = websocket.StatusInternalError
+	}
+	closeWith(c, code, reason)
+	label := fmt.Sprint(int(code))
+	h.m.Closed.WithLabelValues(label).Inc()
+	return label
+}
+
+// refuse ends a connection before its session starts.
+func (h *Handler) refuse(c *websocket.Conn, log logrus.FieldLogger, code websocket.StatusCode, metric, reason string) {
+	h.m.Rejected.WithLabelValues(metric).Inc()
+	log.WithFields(logrus.Fields{"code": int(code), "reason": reason}).Info("tail refused")
+	closeWith(c, code, reason)
+}
+
+// closeWith sends an error frame and closes with code.
+func closeWith(c *websocket.Conn, code websocket.StatusCode, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := c.Write(ctx, websocket.MessageText, errorFrame(code, reason))
+	cancel()
+	if err != nil {
+		c.CloseNow()
+		return
+	}
+	c.Close(code, closeReason(reason))
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }

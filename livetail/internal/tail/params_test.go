@@ -1,0 +1,130 @@
+package tail
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestParseParams(t *testing.T) {
+	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	tests := map[string]struct {
+		query string
+		want  Params
+		param string // the parameter a ParamError names; "" for success
+	}{
+		"live":            {query: "job=web-1", want: Params{Job: "web-1"}},
+		"tail":            {query: "job=web-1&tail=100", want: Params{Job: "web-1", Mode: ModeTail, Tail: 100}},
+		"tail 0":          {query: "job=web-1&tail=0", want: Params{Job: "web-1", Mode: ModeTail}},
+		"since duration":  {query: "job=a&since=5m", want: Params{Job: "a", Mode: ModeSince, Since: now.Add(-5 * time.Minute)}},
+		"since rfc3339":   {query: "job=a&since=2026-11-21T09:00:00Z", want: Params{Job: "a", Mode: ModeSince, Since: now.Add(-time.Hour)}},
+		"since offset tz": {query: "job=a&since=" + url.QueryEscape("2026-11-21T10:00:00+01:00"), want: Params{Job: "a", Mode: ModeSince, Since: now.Add(-time.Hour)}},
+		"cursor":          {query: "job=a&cursor=42", want: Params{Job: "a", Mode: ModeCursor, Cursor: 42}},
+		"token ignored":   {query: "job=a&token=xyz&other=1", want: Params{Job: "a"}},
+		"empty grep":      {query: "job=a&grep=", want: Params{Job: "a"}},
+		"missing job":     {query: "tail=5", param: "job"},
+		"empty job":       {query: "job=", param: "job"},
+		"long job":        {query: "job=" + strings.Repeat("x", 257), param: "job"},
+		"bad utf-8 job":   {query: "job=%ff", param: "job"},
+		"tail too big":    {query: "job=a&tail=10001", param: "tail"},
+		"tail negative":   {query: "job=a&tail=-1", param: "tail"},
+		"tail words":      {query: "job=a&tail=all", param: "tail"},
+		"since garbage":   {query: "job=a&since=yesterday", param: "since"},
+		"since empty":     {query: "job=a&since=", param: "since"},
+		"since negative":  {query: "job=a&since=-1h", param: "since"},
+		"cursor negative": {query: "job=a&cursor=-1", param: "cursor"},
+		"cursor float":    {query: "job=a&cursor=1.5", param: "cursor"},
+		"two modes":       {query: "job=a&since=5m&cursor=3", param: "cursor"},
+		"bad grep":        {query: "job=a&grep=" + url.QueryEscape("a(b"), param: "grep"},
+		"grep backref":    {query: "job=a&grep=" + url.QueryEscape(`(a)\1`), param: "grep"},
+		"long grep":       {query: "job=a&grep=" + strings.Repeat("a", 1025), param: "grep"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			q, err := url.ParseQuery(tt.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ParseParams(q, now, DefaultMaxTail)
+			if tt.param != "" {
+				var pe *ParamError
+				if !errors.As(err, &pe) || pe.Param != tt.param || !strings.HasPrefix(err.Error(), tt.param+": ") {
+					t.Fatalf("error %v, want one naming %s", err, tt.param)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.Grep = nil
+			if !got.Since.Equal(tt.want.Since) {
+				t.Fatalf("since %v, want %v", got.Since, tt.want.Since)
+			}
+			got.Since, tt.want.Since = time.Time{}, time.Time{}
+			if got != tt.want {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// Any query either parses into consistent parameters or fails with an
+// error that names one of them and fits a close frame's reason.
+func FuzzParseParams(f *testing.F) {
+	for _, s := range []string{
+		"job=web-1", "job=a&tail=10", "job=a&since=5m", "job=a&since=2026-11-21T10:00:00Z",
+		"job=a&cursor=7", "job=a&grep=err(or)?", "job=a&tail=1&since=1m", "job=%ff", "grep=(",
+		"job=a&since=9999999999h", "job=a&tail=00000000000000000000001",
+	} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		p, err := ParseParams(q, now, DefaultMaxTail)
+		if err != nil {
+			var pe *ParamError
+			if !errors.As(err, &pe) {
+				t.Fatalf("%q: error %v is not a ParamError", raw, err)
+			}
+			switch pe.Param {
+			case "job", "tail", "since", "cursor", "grep":
+			default:
+				t.Fatalf("%q: error names %q", raw, pe.Param)
+			}
+			if r := closeReason(err.Error()); len(r) > 123 || !utf8.ValidString(r) {
+				t.Fatalf("%q: close reason %q does not fit", raw, r)
+			}
+			if len(errorFrame(StatusBadRequest, err.Error())) == 0 {
+				t.Fatal("no error frame")
+			}
+			return
+		}
+		if p.Job == "" || len(p.Job) > maxJobLen || !utf8.ValidString(p.Job) {
+			t.Fatalf("%q: job %q accepted", raw, p.Job)
+		}
+		if p.Tail < 0 || p.Tail > DefaultMaxTail || p.Cursor < 0 {
+			t.Fatalf("%q: out of range %+v", raw, p)
+		}
+		if p.Mode == ModeSince && p.Since.After(now) && !q.Has("since") {
+			t.Fatalf("%q: since without a since", raw)
+		}
+	})
+}
+
+func TestCloseReason(t *testing.T) {
+	long := strings.Repeat("é", 100)
+	r := closeReason(long)
+	if len(r) > 123 || !utf8.ValidString(r) || !strings.HasSuffix(r, "...") {
+		t.Fatalf("%q (%d bytes)", r, len(r))
+	}
+	if closeReason("short") != "short" {
+		t.Fatal("short reason changed")
+	}
+}

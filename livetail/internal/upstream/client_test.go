@@ -1,0 +1,138 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/logpipe/logpipe/devstack/stack"
+	"github.com/logpipe/logpipe/livetail/internal/hub"
+)
+
+// The client computes a job's partition as the agent's producer does, reads
+// ranges of it, finds offsets by time, and its live consumers publish every
+// record into the hub.
+func TestClient(t *testing.T) {
+	s := stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}})
+	pcfg := sarama.NewConfig()
+	pcfg.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(s.KafkaAddrs(), pcfg) // the default partitioner, as the agent's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+
+	ctx := t.Context()
+	cfg := testConfig()
+	cfg.Brokers, cfg.Topic = s.KafkaAddrs(), "logs"
+	cfg.Retry = Policy{Tries: 2, Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}
+	c, err := Dial(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Partitions() != stack.DefaultPartitions {
+		t.Fatalf("partitions = %d", c.Partitions())
+	}
+	h := hub.New(c.Partitions(), hub.Options{})
+	if err := c.Start(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(runCtx, h) }()
+	defer func() { stop(); <-done }()
+
+	// Partition agrees with the producer for many jobs.
+	offsets := map[string][]int64{}
+	var mark time.Time
+	for i := range 40 {
+		if i == 20 {
+			time.Sleep(5 * time.Millisecond)
+			mark = time.Now()
+			time.Sleep(5 * time.Millisecond)
+		}
+		job := fmt.Sprintf("job-%d", i%7)
+		m := &sarama.ProducerMessage{Topic: "logs", Key: sarama.StringEncoder(job), Value: sarama.StringEncoder(`{"@timestamp":"2026-11-21T10:00:00Z","message":"m","job":"` + job + `"}`)}
+		p, off, err := prod.SendMessage(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Partition(job); got != p {
+			t.Fatalf("Partition(%s) = %d, the producer wrote to %d", job, got, p)
+		}
+		offsets[job] = append(offsets[job], off)
+	}
+
+	job := "job-3"
+	p := c.Partition(job)
+	oldest, newest, err := c.Bounds(ctx, p)
+	if err != nil || oldest != 0 || newest <= offsets[job][len(offsets[job])-1] {
+		t.Fatalf("bounds %d %d %v", oldest, newest, err)
+	}
+	var got []int64
+	if err := c.Read(ctx, p, 0, newest, job, func(e *hub.Entry) error {
+		got = append(got, e.Offset)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, offsets[job]) {
+		t.Fatalf("read %v, want %v", got, offsets[job])
+	}
+	// A sub-range.
+	got = nil
+	want := offsets[job][1:3]
+	if err := c.Read(ctx, p, want[0], want[1]+1, job, func(e *hub.Entry) error {
+		got = append(got, e.Offset)
+		return nil
+	}); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("read %v (%v), want %v", got, err, want)
+	}
+	// By time: the first record of the job from the second half.
+	off, err := c.OffsetAt(ctx, p, mark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstLater := -1
+	for i := 20; i < 40; i++ {
+		if fmt.Sprintf("job-%d", i%7) == job {
+			firstLater = i
+			break
+		}
+	}
+	if idx := slices.Index(offsets[job], off); idx < 0 || 7*idx+3 != firstLater {
+		t.Fatalf("OffsetAt = %d (index %d of %v), want the record produced %d-th", off, idx, offsets[job], firstLater)
+	}
+	// Later than everything: the end.
+	if off, err := c.OffsetAt(ctx, p, time.Now().Add(time.Hour)); err != nil || off != newest {
+		t.Fatalf("OffsetAt(future) = %d %v, want %d", off, err, newest)
+	}
+
+	// The live consumer published everything into the hub.
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Next(p) < newest {
+		if time.Now().After(deadline) {
+			t.Fatalf("hub at %d, want %d", h.Next(p), newest)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	jobs := h.Jobs()
+	if len(jobs) != 7 {
+		t.Fatalf("jobs %+v", jobs)
+	}
+}
+
+// Dial gives up after the retries when nothing answers.
+func TestDialUnavailable(t *testing.T) {
+	cfg := testConfig()
+	cfg.Brokers, cfg.Topic = []string{"127.0.0.1:1"}, "logs"
+	cfg.Retry = Policy{Tries: 1, Min: time.Millisecond, Max: time.Millisecond}
+	if _, err := Dial(t.Context(), cfg); err == nil {
+		t.Fatal("no error")
+	}
+}

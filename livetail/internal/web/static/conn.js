@@ -1,0 +1,203 @@
+// One tail session over livetail's WebSocket API (DESIGN.md, "livetail HTTP
+// API"), with the reconnect policy of its close-code table. A Tail resumes
+// with cursor=<last offset seen> so that a reconnect shows no line twice and
+// skips none, and drops any entry at or below that offset all the same.
+
+/** Close codes and what the viewer does about them. */
+export const CLOSE = {
+  1000: { action: 'stop', text: 'closed by the server' },
+  1001: { action: 'retry', quick: true, text: 'server restarting' },
+  1011: { action: 'retry', text: 'upstream (Kafka) unavailable' },
+  4400: { action: 'stop', text: 'bad request' },
+  4401: { action: 'auth', text: 'token missing, invalid or expired' },
+  4403: { action: 'stop', text: 'the token does not allow this job' },
+  4408: { action: 'retry', quick: true, text: 'session reached its maximum duration' },
+  4429: { action: 'stop', text: 'too many connections: close other tails, then connect again' },
+};
+
+/** closeAction says what to do after a close with code. */
+export function closeAction(code) {
+  return CLOSE[code] ?? {
+    action: 'retry',
+    text: code === 1006 ? 'connection lost' : `connection closed (code ${code})`,
+  };
+}
+
+const QUICK_MS = 500;     // first retry after 1001 and 4408
+const BASE_MS = 1000;     // first retry otherwise
+const MAX_MS = 30000;     // backoff ceiling
+const HEALTHY_MS = 10000; // a session open this long resets the backoff
+
+/**
+ * backoff returns the delay before retry number attempt (1, 2, …): it
+ * doubles from the first delay up to MAX_MS, and a random half of it is
+ * taken off so that many tabs do not come back at once.
+ */
+export function backoff(attempt, quick, random = Math.random) {
+  const first = quick ? QUICK_MS : BASE_MS;
+  const d = Math.min(MAX_MS, first * 2 ** Math.min(attempt - 1, 16));
+  return Math.round(d / 2 + random() * (d / 2));
+}
+
+/** tailURL builds the WebSocket address of /api/v1/tail for params. */
+export function tailURL(base, params) {
+  const u = new URL('api/v1/tail', base);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') u.searchParams.set(k, String(v));
+  }
+  return u.toString();
+}
+
+/**
+ * Tail runs one session: start() connects, stop() closes for good.
+ *
+ * handlers:
+ *   state({state, attempt, text, reason, code}) — connecting,
+ *       catching-up, live, reconnecting, closed; text says what the close
+ *       code means, reason is the server's own words
+ *   entries(list) — new entries, in offset order, never seen before
+ *   dropped({count, from_offset, to_offset})
+ */
+export class Tail {
+  constructor({ base, job, history = {}, grep = '', token = () => '', handlers }) {
+    this.base = base;
+    this.job = job;
+    this.history = history; // {tail: N} or {since: S} or {}
+    this.grep = grep;
+    this.token = token;     // read at each connect: a new token is picked up
+    this.h = handlers;
+    this.last = null;       // the offset after which to resume: last entry seen, skipped or caught up to
+    this.since = null;      // server_time of the first hello: where a live-only tail resumes before caught_up
+    this.attempt = 0;
+    this.ws = null;
+    this.timer = 0;
+    this.healthy = 0;
+    this.stopped = false;
+    this.usedToken = '';
+    this.waitingForToken = false;
+  }
+
+  /** params are the query parameters of the next connect. */
+  params() {
+    const p = { job: this.job, grep: this.grep };
+    const liveOnly = !('tail' in this.history) && !('since' in this.history);
+    if (this.last !== null) p.cursor = this.last;
+    else if (liveOnly && this.since !== null) p.since = this.since;
+    else Object.assign(p, this.history);
+    return p;
+  }
+
+  start() {
+    this.stopped = false;
+    this.waitingForToken = false;
+    this.connect();
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    this.timer = 0;
+    this.usedToken = this.token();
+    const params = this.params();
+    if (this.attempt === 0) this.emit('connecting');
+    const ws = new WebSocket(tailURL(this.base, { ...params, token: this.usedToken }));
+    this.ws = ws;
+    let lastError = null;
+    let opened = false;
+    ws.onopen = () => { opened = true; };
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return;
+      let f;
+      try {
+        f = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      switch (f.type) {
+        case 'hello':
+          if (this.since === null && f.server_time) this.since = f.server_time;
+          this.emit('catching-up', { partition: f.partition });
+          clearTimeout(this.healthy);
+          this.healthy = setTimeout(() => { this.attempt = 0; }, HEALTHY_MS);
+          break;
+        case 'entries':
+          this.onEntries(f.entries ?? []);
+          break;
+        case 'caught_up':
+          // Everything up to this offset has been sent: a reconnect resumes
+          // after it even when none of it was this job's. (-1: the
+          // partition was empty.)
+          if (Number.isInteger(f.offset) && f.offset >= 0 && (this.last === null || f.offset > this.last)) this.last = f.offset;
+          this.attempt = 0;
+          this.emit('live');
+          break;
+        case 'dropped':
+          if (this.last === null || f.to_offset > this.last) this.last = f.to_offset;
+          this.h.dropped?.(f);
+          break;
+        case 'error':
+          lastError = f;
+          break;
+      }
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      clearTimeout(this.healthy);
+      if (this.stopped) return;
+      const code = ev.code || lastError?.code || 1006;
+      const why = code === 1006 && !opened
+        ? { action: 'retry', text: 'cannot reach livetail' }
+        : closeAction(code);
+      const reason = ev.reason || lastError?.reason || '';
+      const text = why.text;
+      if (why.action === 'retry') {
+        this.retry(why.quick, { text, reason, code });
+      } else if (why.action === 'auth' && this.token() !== this.usedToken) {
+        // The token was changed while this one was being refused: try it.
+        this.retry(true, { text, reason, code });
+      } else {
+        this.waitingForToken = why.action === 'auth';
+        this.attempt = 0;
+        this.emit('closed', { text, reason, code });
+      }
+    };
+  }
+
+  onEntries(list) {
+    const fresh = [];
+    for (const e of list) {
+      if (this.last !== null && e.offset <= this.last) continue; // seen already
+      this.last = e.offset;
+      fresh.push(e);
+    }
+    if (fresh.length) this.h.entries(fresh);
+  }
+
+  retry(quick, why) {
+    this.attempt++;
+    const delay = backoff(this.attempt, quick);
+    this.emit('reconnecting', { ...why, delay });
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** tokenChanged reconnects a session that stopped on 4401. */
+  tokenChanged() {
+    if (this.waitingForToken && !this.stopped && this.token() !== this.usedToken) this.start();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.healthy);
+    if (this.ws) {
+      this.ws.close(1000);
+      this.ws = null;
+    }
+    this.emit('closed', { text: 'disconnected', reason: '', code: 0 });
+  }
+
+  emit(state, extra = {}) {
+    this.h.state({ state, attempt: this.attempt, ...extra });
+  }
+}

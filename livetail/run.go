@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/logpipe/logpipe/common/diag"
+	"github.com/logpipe/logpipe/common/logging"
+	"github.com/logpipe/logpipe/common/memlog"
+	"github.com/logpipe/logpipe/livetail/internal/auth"
+	"github.com/logpipe/logpipe/livetail/internal/hub"
+	"github.com/logpipe/logpipe/livetail/internal/limit"
+	"github.com/logpipe/logpipe/livetail/internal/tail"
+	"github.com/logpipe/logpipe/livetail/internal/upstream"
+	"github.com/logpipe/logpipe/livetail/internal/web"
+)
+
+// run starts livetail and serves until ctx is done.
+func run(ctx context.Context, cfg Config) error {
+	s, err := newServer(ctx, cfg, os.Stderr)
+	if err != nil {
+		return err
+	}
+	return s.run(ctx)
+}
+
+// server is a livetail process's components, wired.
+type server struct {
+	log     *logrus.Logger
+	kafka   *upstream.Client
+	hub     *hub.Hub
+	limiter limit.Limiter
+	tail    *tail.Handler
+	diag    *diag.Server
+}
+
+// newServer connects to Kafka (retrying as --upstream-retries says) and
+// binds the listener; run serves.
+func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, error) {
+	ring := memlog.New(0)
+	log, err := logging.New(cfg.Common.LogLevel.Value, cfg.Common.LogFormat.Value, logOut, ring)
+	if err != nil {
+		return nil, err
+	}
+	authn, err := newAuthenticator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	reg := diag.NewRegistry()
+
+	kafka, err := upstream.Dial(ctx, upstream.Config{
+		Brokers:   cfg.Common.KafkaBrokers,
+		Topic:     cfg.Common.KafkaTopic,
+		Retry:     cfg.Retry,
+		StartBack: cfg.StartBack,
+		Log:       log.WithField("component", "upstream"),
+		Metrics:   upstream.NewMetrics(reg),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &server{log: log, kafka: kafka}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+
+	s.hub = hub.New(kafka.Partitions(), hub.Options{
+		Pending: newGauge(reg, "livetail_pending_messages", "Entries queued to clients and not yet written."),
+		Dropped: newCounter(reg, "livetail_entries_dropped_total", "Entries skipped for clients too slow to take them (announced by dropped frames)."),
+		JobsTTL: cfg.JobsTTL,
+	})
+	if err := kafka.Start(ctx, s.hub); err != nil {
+		return nil, err
+	}
+
+	switch cfg.Limiter.Value {
+	case "redis":
+		r := limit.NewRedis(limit.RedisOptions{
+			Addr:   cfg.RedisAddr,
+			Max:    cfg.MaxConnsPerUser,
+			Log:    log.WithField("component", "limiter"),
+			Errors: newCounter(reg, "livetail_limiter_errors_total", "Redis failures of the connection limiter (connections were admitted)."),
+		})
+		s.limiter = r
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := r.Ping(pctx); err != nil {
+			log.WithError(err).WithField("redis", cfg.RedisAddr).Warn("Redis does not answer yet; admitting connections without the per-user limit until it does")
+		}
+		cancel()
+	default:
+		s.limiter = limit.NewMemory(cfg.MaxConnsPerUser)
+	}
+
+	s.tail = tail.New(s.hub, kafka, tail.Options{
+		Auth:           authn,
+		Limiter:        s.limiter,
+		MaxConns:       cfg.MaxConns,
+		MaxSession:     cfg.MaxSession,
+		PingInterval:   cfg.PingInterval,
+		ClientBuffer:   cfg.ClientBuffer,
+		BatchSize:      cfg.BatchSize,
+		BatchWait:      cfg.BatchWait,
+		MaxTail:        cfg.MaxTail,
+		MaxScan:        cfg.MaxHistoryScan,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Log:            log.WithField("component", "tail"),
+		Metrics:        tail.NewMetrics(reg),
+	})
+	s.diag = diag.New(diag.Options{
+		Addr:     cfg.Listen,
+		Registry: reg,
+		Logs:     ring,
+		Ready:    s.ready,
+		Log:      log.WithField("component", "http"),
+	})
+	s.diag.Handle("GET /api/v1/tail", s.tail)
+	s.diag.Handle("GET /api/v1/jobs", tail.JobsHandler(s.hub, kafka, cfg.Jobs))
+	s.diag.Handle("GET /", web.Handler())
+	if err := s.diag.Listen(); err != nil {
+		return nil, err
+	}
+	log.WithFields(logrus.Fields{
+		"addr":       s.diag.Addr(),
+		"brokers":    cfg.Common.KafkaBrokers.String(),
+		"topic":      cfg.Common.KafkaTopic,
+		"partitions": kafka.Partitions(),
+		"auth":       cfg.Auth.Value,
+		"limiter":    cfg.Limiter.Value,
+	}).Info("livetail listening")
+	ok = true
+	return s, nil
+}
+
+// Addr returns the bound listen address.
+func (s *server) Addr() string { return s.diag.Addr() }
+
+// ready is /readyz: not ready while a partition is down.
+func (s *server) ready() error {
+	if down := s.hub.Down(); len(down) > 0 {
+		return fmt.Errorf("kafka partitions %v unavailable", down)
+	}
+	return nil
+}
+
+// run serves until ctx is done; then every session is closed with 1001.
+func (s *server) run(ctx context.Context) error {
+	defer s.close()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.kafka.Run(ctx, s.hub) })
+	g.Go(func() error { return s.diag.Serve(ctx) })
+	g.Go(func() error {
+		<-ctx.Done()
+		s.tail.Shutdown()
+		return nil
+	})
+	err := g.Wait()
+	s.log.Info("livetail stopped")
+	return err
+}
+
+func (s *server) close() {
+	if s.limiter != nil {
+		s.limiter.Close()
+	}
+	s.kafka.Close()
+}
+
+func newAuthenticator(cfg Config) (auth.Authenticator, error) {
+	if cfg.Auth.Value != "jwt" {
+		return auth.None{}, nil
+	}
+	if cfg.JWTSecret != "" {
+		return auth.NewHS256([]byte(cfg.JWTSecret))
+	}
+	pem, err := os.ReadFile(cfg.JWTPublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("--jwt-public-key: %w", err)
+	}
+	a, err := auth.NewPublicKey(pem)
+	if err != nil {
+		return nil, fmt.Errorf("--jwt-public-key %s: %w", cfg.JWTPublicKey, err)
+	}
+	return a, nil
+}
+
+func newGauge(reg prometheus.Registerer, name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	reg.MustRegister(g)
+	return g
+}
+
+func newCounter(reg prometheus.Registerer, name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	reg.MustRegister(c)
+	return c
+}
