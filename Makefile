@@ -2,11 +2,11 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-MODULES  := common devstack agent transfer livetail
+MODULES  := common devstack agent transfer livetail deploy e2e
 BINARIES := agent transfer livetail devstack
 PKGS     := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 # Debian packages the tests use that Go does not fetch: command → package.
-TEST_TOOLS := etcdctl:etcd-client kcat:kcat redis-server:redis-server chromium:chromium
+TEST_TOOLS := etcdctl:etcd-client kcat:kcat redis-server:redis-server chromium:chromium curl:curl
 GO_TEST_FLAGS ?= -race -count=1 -timeout 14m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -23,7 +23,8 @@ run: build ## start the whole pipeline on embedded backends (Ctrl-C stops it)
 	./bin/devstack --all
 
 test: test-deps ## install the Debian tools the tests need, then run every test with -race
-	go test $(GO_TEST_FLAGS) $(PKGS)
+	LOGPIPE_ARTIFACTS=$(CURDIR)/test-output go test $(GO_TEST_FLAGS) $(PKGS)
+	@echo "screenshots of the viewer: test-output/"
 
 test-deps: ## install missing test tools (Debian packages), non-interactively
 	@missing=""; for t in $(TEST_TOOLS); do \
