@@ -38,7 +38,10 @@ test-deps: ## install missing test tools (Debian packages), non-interactively
 		$$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
 
-bench: ## run the benchmarks and print their tables
+bench: ## run the benchmarks and print their tables (several minutes)
+	go run ./agent/bench
+	go test -run '^$$' -bench BenchmarkTransfer -benchtime 300000x ./transfer
+	go run ./livetail/internal/bench
 	go test -run '^$$' -bench . -benchmem ./common/... ./devstack/esfake/...
 
 lint: ## gofmt check, go vet and staticcheck over every module
