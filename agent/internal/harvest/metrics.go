@@ -1,0 +1,39 @@
+package harvest
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the harvester's Prometheus metrics.
+type Metrics struct {
+	LinesRead   prometheus.Counter
+	FilesTailed prometheus.Gauge
+	LagBytes    *prometheus.GaugeVec
+	Truncated   prometheus.Counter
+	Rewinds     prometheus.Counter
+	Rotations   prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		LinesRead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agent_lines_read_total", Help: "Lines (or multiline events) read from files and handed to the Kafka producer.",
+		}),
+		FilesTailed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agent_files_tailed", Help: "Open files being read, rotated ones still draining included.",
+		}),
+		LagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "agent_file_lag_bytes", Help: "Per file: size minus the offset acknowledged by Kafka.",
+		}, []string{"path"}),
+		Truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agent_lines_truncated_total", Help: "Lines cut at --max-line-bytes (or to fit the Kafka record limit).",
+		}),
+		Rewinds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agent_rewinds_total", Help: "Times a file was read again from its committed offset after Kafka failed records.",
+		}),
+		Rotations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agent_file_rotations_total", Help: "Rotations, truncations and deletions noticed.",
+		}),
+	}
+	reg.MustRegister(m.LinesRead, m.FilesTailed, m.LagBytes, m.Truncated, m.Rewinds, m.Rotations)
+	return m
+}

@@ -1,0 +1,257 @@
+// Package registry is the agent's durable offset registry: for each file
+// identity (device, inode and a fingerprint of the first bytes) the offset of
+// the first byte not yet acknowledged by Kafka.
+//
+// A Track follows the records of one file in flight. Kafka acknowledgements
+// may complete out of order across partitions, but a file's committed offset
+// only advances over a contiguous prefix of acknowledged records. The
+// registry file is rewritten atomically (temporary file, fsync, rename, fsync
+// of the directory), so a crash leaves either the old or the new version.
+package registry
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/logpipe/logpipe/agent/internal/tail"
+)
+
+// FileName is the registry's file inside the state directory.
+const FileName = "offsets.json"
+
+// DefaultTTL is how long the offset of a file no longer being read is kept.
+const DefaultTTL = 24 * time.Hour
+
+// ErrBusy is returned by Attach for a file identity another reader holds.
+var ErrBusy = errors.New("registry: file is already being read")
+
+// Entry is one file in the registry file.
+type Entry struct {
+	Identity    tail.Identity    `json:"identity"`
+	Fingerprint tail.Fingerprint `json:"fingerprint"`
+	Path        string           `json:"path"`
+	Offset      int64            `json:"offset"`
+	Seen        time.Time        `json:"seen"`
+}
+
+type fileFormat struct {
+	Version int     `json:"version"`
+	Files   []Entry `json:"files"`
+}
+
+type entry struct {
+	Entry
+	track *Track
+}
+
+// Registry holds the offsets of every known file.
+type Registry struct {
+	path string
+	ttl  time.Duration
+	now  func() time.Time
+
+	mu      sync.Mutex
+	entries map[tail.Identity]*entry
+	last    []byte // what was last written
+}
+
+// Open loads the registry from dir, creating dir if needed. A registry file
+// that cannot be parsed is kept aside as offsets.json.corrupt and reported,
+// and the registry starts empty.
+func Open(dir string) (*Registry, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	r := &Registry{
+		path:    filepath.Join(dir, FileName),
+		ttl:     DefaultTTL,
+		now:     time.Now,
+		entries: make(map[tail.Identity]*entry),
+	}
+	// Temporary files of a write cut short by a crash.
+	if stale, _ := filepath.Glob(r.path + ".tmp-*"); len(stale) > 0 {
+		for _, s := range stale {
+			_ = os.Remove(s)
+		}
+	}
+	data, err := os.ReadFile(r.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", r.path, err)
+	}
+	var f fileFormat
+	if err := json.Unmarshal(data, &f); err != nil {
+		aside := r.path + ".corrupt"
+		_ = os.Rename(r.path, aside)
+		return r, fmt.Errorf("registry %s does not parse (kept as %s); starting empty: %w", r.path, aside, err)
+	}
+	for _, e := range f.Files {
+		r.entries[e.Identity] = &entry{Entry: e}
+	}
+	r.last = data
+	return r, nil
+}
+
+// Attach claims the file with identity id for reading. verify tells whether
+// the file still starts with a stored fingerprint. When the registry knows
+// the file, Attach returns its Track positioned at the stored offset and
+// known true; otherwise a Track that the caller positions with Advance.
+// ErrBusy means another reader holds the identity.
+func (r *Registry) Attach(id tail.Identity, path string, verify func(tail.Fingerprint) (bool, error)) (t *Track, known bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.entries[id]
+	if e != nil && e.track != nil {
+		return nil, false, ErrBusy
+	}
+	if e != nil {
+		ok, err := verify(e.Fingerprint)
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
+			e = nil // a different file that got the same inode
+		}
+	}
+	if e == nil {
+		e = &entry{Entry: Entry{Identity: id}}
+		r.entries[id] = e
+	} else {
+		known = true
+	}
+	e.Path = path
+	e.Seen = r.now()
+	t = newTrack(r, id, e.Offset, e.Fingerprint)
+	e.track = t
+	return t, known, nil
+}
+
+// detach records t's final offset and frees its identity.
+func (r *Registry) detach(t *Track) {
+	off, fp := t.snapshot()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.entries[t.id]; e != nil && e.track == t {
+		e.track = nil
+		e.Offset, e.Fingerprint, e.Seen = off, fp, r.now()
+	}
+}
+
+// Offset returns the stored or live committed offset of a file.
+func (r *Registry) Offset(id tail.Identity) (int64, bool) {
+	r.mu.Lock()
+	e := r.entries[id]
+	r.mu.Unlock()
+	if e == nil {
+		return 0, false
+	}
+	if e.track != nil {
+		off, _ := e.track.snapshot()
+		return off, true
+	}
+	return e.Offset, true
+}
+
+// Save writes the registry if it changed.
+func (r *Registry) Save() error {
+	r.mu.Lock()
+	now := r.now()
+	f := fileFormat{Version: 1, Files: make([]Entry, 0, len(r.entries))}
+	for id, e := range r.entries {
+		if e.track != nil {
+			e.Offset, e.Fingerprint = e.track.snapshot()
+			e.Seen = now
+		} else if now.Sub(e.Seen) > r.ttl {
+			delete(r.entries, id)
+			continue
+		}
+		f.Files = append(f.Files, e.Entry)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(f.Files, func(a, b Entry) int {
+		return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.Identity.Dev, b.Identity.Dev), cmp.Compare(a.Identity.Ino, b.Identity.Ino))
+	})
+	// Seen changes on every save; compare without it to skip idle writes.
+	cmpView := make([]Entry, len(f.Files))
+	copy(cmpView, f.Files)
+	for i := range cmpView {
+		cmpView[i].Seen = time.Time{}
+	}
+	key, _ := json.Marshal(cmpView)
+	data, err := json.MarshalIndent(f, "", " ")
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	same := bytes.Equal(key, r.last)
+	r.mu.Unlock()
+	if same {
+		return nil
+	}
+	if err := writeAtomic(r.path, data); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.last = key
+	r.mu.Unlock()
+	return nil
+}
+
+// writeAtomic replaces path with data: temporary file, fsync, rename, fsync
+// of the directory.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing registry: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename this fails harmlessly
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing registry: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing registry: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing registry: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing registry: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("writing registry: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("writing registry: %w", err)
+	}
+	return nil
+}
+
+// Entries returns a copy of the registry, live offsets included.
+func (r *Registry) Entries() []Entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Entry, 0, len(r.entries))
+	for _, e := range r.entries {
+		x := e.Entry
+		if e.track != nil {
+			x.Offset, x.Fingerprint = e.track.snapshot()
+		}
+		out = append(out, x)
+	}
+	return out
+}

@@ -1,0 +1,121 @@
+// Package status publishes the agent's status at
+// /logpipe/status/agents/<name> under an etcd lease, so that the key
+// disappears when the agent dies (DESIGN.md, "etcd keys"). The key is
+// rewritten every Interval and on Kick; the lease is kept alive with each
+// write and granted again when etcd has lost it.
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Status is the value of the status key.
+type Status struct {
+	ConfigRevision int64     `json:"config_revision"`
+	AppliedAt      time.Time `json:"applied_at"`
+	Files          any       `json:"files"`
+	Errors         []string  `json:"errors"`
+}
+
+// Options configure a Publisher.
+type Options struct {
+	Key      string
+	TTL      time.Duration // lease TTL; default 10s
+	Interval time.Duration // default 2s
+	Timeout  time.Duration // per etcd call; default 3s
+	Log      logrus.FieldLogger
+}
+
+// Publisher writes the status key.
+type Publisher struct {
+	cli     *clientv3.Client
+	opts    Options
+	collect func() Status
+	kick    chan struct{}
+}
+
+// New returns a Publisher that writes what collect returns.
+func New(cli *clientv3.Client, opts Options, collect func() Status) *Publisher {
+	if opts.TTL <= 0 {
+		opts.TTL = 10 * time.Second
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 2 * time.Second
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 3 * time.Second
+	}
+	if opts.Log == nil {
+		l := logrus.New()
+		l.SetLevel(logrus.PanicLevel)
+		opts.Log = l
+	}
+	return &Publisher{cli: cli, opts: opts, collect: collect, kick: make(chan struct{}, 1)}
+}
+
+// Kick asks for a write now.
+func (p *Publisher) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes the status until ctx is done, then revokes the lease so that
+// the key goes away at once.
+func (p *Publisher) Run(ctx context.Context) error {
+	var lease clientv3.LeaseID
+	failing := false
+	t := time.NewTicker(p.opts.Interval)
+	defer t.Stop()
+	for {
+		err := p.publish(ctx, &lease)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			p.opts.Log.WithError(err).Warn("cannot write the status key; retrying")
+			failing = true
+		case err == nil && failing:
+			p.opts.Log.Info("status key written again")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			if lease != 0 {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.Timeout)
+				_, _ = p.cli.Revoke(rctx, lease)
+				cancel()
+			}
+			return nil
+		case <-t.C:
+		case <-p.kick:
+		}
+	}
+}
+
+func (p *Publisher) publish(ctx context.Context, lease *clientv3.LeaseID) error {
+	data, err := json.Marshal(p.collect())
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	if *lease != 0 {
+		if _, err := p.cli.KeepAliveOnce(cctx, *lease); err != nil {
+			*lease = 0 // expired or etcd lost it: grant another
+		}
+	}
+	if *lease == 0 {
+		g, err := p.cli.Grant(cctx, int64(p.opts.TTL/time.Second))
+		if err != nil {
+			return err
+		}
+		*lease = g.ID
+	}
+	_, err = p.cli.Put(cctx, p.opts.Key, string(data), clientv3.WithLease(*lease))
+	return err
+}

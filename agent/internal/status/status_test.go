@@ -1,0 +1,99 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/logpipe/logpipe/devstack/stack"
+)
+
+func setup(t *testing.T) *clientv3.Client {
+	t.Helper()
+	s := stack.New(t, stack.Options{Without: []string{stack.Kafka, stack.ES}})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: s.EtcdEndpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func get(t *testing.T, cli *clientv3.Client, key string) (Status, int64, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return Status{}, 0, false
+	}
+	var st Status
+	if err := json.Unmarshal(resp.Kvs[0].Value, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st, resp.Kvs[0].Lease, true
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPublishesUnderLeaseAndRevokes(t *testing.T) {
+	cli := setup(t)
+	var rev atomic.Int64
+	rev.Store(7)
+	p := New(cli, Options{Key: "/s/a", Interval: time.Hour, TTL: 10 * time.Second}, func() Status {
+		return Status{ConfigRevision: rev.Load(), Errors: []string{}}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+
+	var lease int64
+	waitFor(t, "the status key", func() bool {
+		st, l, ok := get(t, cli, "/s/a")
+		lease = l
+		return ok && st.ConfigRevision == 7
+	})
+	if lease == 0 {
+		t.Fatal("status written without a lease")
+	}
+	ttl, err := cli.TimeToLive(context.Background(), clientv3.LeaseID(lease))
+	if err != nil || ttl.GrantedTTL != 10 {
+		t.Fatalf("lease TTL %+v %v", ttl, err)
+	}
+	rev.Store(8)
+	p.Kick()
+	waitFor(t, "the kicked update", func() bool { st, _, _ := get(t, cli, "/s/a"); return st.ConfigRevision == 8 })
+
+	// A lease lost in etcd is granted again.
+	if _, err := cli.Revoke(context.Background(), clientv3.LeaseID(lease)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the key to go with its lease", func() bool { _, _, ok := get(t, cli, "/s/a"); return !ok })
+	p.Kick()
+	waitFor(t, "the key under a new lease", func() bool { _, l, ok := get(t, cli, "/s/a"); return ok && l != lease })
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := get(t, cli, "/s/a"); ok {
+		t.Fatal("status key left after Run returned")
+	}
+}

@@ -1,0 +1,516 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/logpipe/logpipe/agent/internal/status"
+	"github.com/logpipe/logpipe/agent/internal/testkit"
+	"github.com/logpipe/logpipe/common/keys"
+	"github.com/logpipe/logpipe/devstack/stack"
+)
+
+// agentBin is the agent binary the tests run, built once by TestMain.
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "agent-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	agentBin = filepath.Join(dir, "agent")
+	build := exec.Command("go", "build", "-o", agentBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the agent:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running agent process.
+type proc struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	done    chan struct{}
+	mu      sync.Mutex
+	logs    bytes.Buffer
+	metrics string // address of /metrics, from the startup log line
+	addrCh  chan string
+}
+
+var metricsAddrRe = regexp.MustCompile(`"metrics":"([0-9.:]+)"`)
+
+// startAgent runs the agent with the given flags (plus JSON logs and a free
+// metrics port) and waits until its diagnostics listener is up.
+func startAgent(t testing.TB, args ...string) *proc {
+	t.Helper()
+	args = append([]string{"--log-format", "json", "--metrics-addr", "127.0.0.1:0"}, args...)
+	p := &proc{t: t, cmd: exec.Command(agentBin, args...), done: make(chan struct{}), addrCh: make(chan string, 1)}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go p.readLogs(stderr)
+	t.Cleanup(func() {
+		p.kill(syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("agent log:\n%s", p.log())
+		}
+	})
+	select {
+	case p.metrics = <-p.addrCh:
+	case <-p.done:
+		t.Fatalf("agent exited at start: %s", p.log())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("agent did not start: %s", p.log())
+	}
+	return p
+}
+
+func (p *proc) readLogs(r io.Reader) {
+	defer func() {
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sent := false
+	for sc.Scan() {
+		line := sc.Text()
+		p.mu.Lock()
+		p.logs.WriteString(line + "\n")
+		p.mu.Unlock()
+		if m := metricsAddrRe.FindStringSubmatch(line); m != nil && !sent {
+			p.addrCh <- m[1]
+			sent = true
+		}
+	}
+}
+
+func (p *proc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// kill sends sig and waits for the process to exit.
+func (p *proc) kill(sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// metric returns the value of a metric without labels from /metrics.
+func (p *proc) metric(name string) (float64, bool) {
+	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+// rss returns the process's resident and peak resident memory in bytes.
+func (p *proc) rss() (cur, peak int64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			switch f[0] {
+			case "VmRSS:":
+				cur = n << 10
+			case "VmHWM:":
+				peak = n << 10
+			}
+		}
+	}
+	return cur, peak
+}
+
+type world struct {
+	t     testing.TB
+	stack *stack.Stack
+	etcd  *clientv3.Client
+	kafka *testkit.Reader
+	dir   string
+	state string
+}
+
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	s := stack.New(t, stack.Options{Without: []string{stack.ES}})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: s.EtcdEndpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return &world{
+		t: t, stack: s, etcd: cli,
+		kafka: testkit.NewReader(t, s.KafkaAddrs(), "logs"),
+		dir:   t.TempDir(), state: t.TempDir(),
+	}
+}
+
+func (w *world) path(name string) string { return filepath.Join(w.dir, name) }
+
+func (w *world) agentArgs(name string, extra ...string) []string {
+	return append([]string{
+		"--name", name,
+		"--etcd-endpoints", strings.Join(w.stack.EtcdEndpoints(), ","),
+		"--kafka-brokers", strings.Join(w.stack.KafkaAddrs(), ","),
+		"--state-dir", w.state,
+		"--scan-interval", "200ms",
+		"--poll-interval", "50ms",
+		"--status-interval", "200ms",
+	}, extra...)
+}
+
+func (w *world) put(key, value string) int64 {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := w.etcd.Put(ctx, key, value)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// statusOf reads the agent's status key.
+func (w *world) statusOf(name string) (statusView, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := w.etcd.Get(ctx, keys.AgentStatus(name))
+	if err != nil || len(resp.Kvs) == 0 {
+		return statusView{}, false
+	}
+	var st statusView
+	if err := json.Unmarshal(resp.Kvs[0].Value, &st); err != nil {
+		w.t.Fatalf("status %q: %v", resp.Kvs[0].Value, err)
+	}
+	if resp.Kvs[0].Lease == 0 {
+		w.t.Fatal("status written without a lease")
+	}
+	return st, true
+}
+
+type statusView struct {
+	status.Status
+	Files []struct {
+		Path   string `json:"path"`
+		Job    string `json:"job"`
+		Offset int64  `json:"offset"`
+		Size   int64  `json:"size"`
+		Inode  uint64 `json:"inode"`
+	} `json:"files"`
+}
+
+func (w *world) waitStatus(name, what string, cond func(statusView) bool) statusView {
+	w.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, ok := w.statusOf(name)
+		if ok && cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("status of %s never showed %s; last: %+v", name, what, st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitLines waits for tag's lines [0, n) and checks them; it returns the
+// number of duplicates.
+func (w *world) waitLines(tag string, n int, timeout time.Duration) int {
+	w.t.Helper()
+	recs := w.kafka.WaitFor(timeout, fmt.Sprintf("%d %q lines", n, tag), func(recs []testkit.Record) bool {
+		_, distinct := testkit.Count(recs, tag)
+		return distinct >= n
+	})
+	dups, err := testkit.Check(recs, tag, n)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return dups
+}
+
+func configJSON(entries ...string) string { return "[" + strings.Join(entries, ",") + "]" }
+
+func entryJSON(path string, extra string) string {
+	s := fmt.Sprintf(`{"path":%q,"from":"beginning"`, path)
+	if extra != "" {
+		s += "," + extra
+	}
+	return s + "}"
+}
+
+func TestHotReload(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	a, b, c := w.path("a.log"), w.path("b.log"), w.path("c.log")
+	for _, p := range []string{a, b, c} {
+		testkit.Append(t, p, testkit.Numbered(strings.TrimSuffix(filepath.Base(p), ".log"), 0, 100, 60)...)
+	}
+	rev1 := w.put(keys.AgentConfig("node-a"), configJSON(
+		entryJSON(a, `"job":"web-1","labels":{"env":"dev"}`),
+		entryJSON(b, `"topic":"logs"`),
+	))
+	agent := startAgent(t, w.agentArgs("node-a")...)
+
+	w.waitLines("a", 100, 20*time.Second)
+	w.waitLines("b", 100, 20*time.Second)
+	for _, r := range w.kafka.ForPath(a) {
+		if r.Key != "web-1" || r.Rec.Job != "web-1" || r.Rec.Labels["env"] != "dev" || r.Rec.Agent.Name != "node-a" || r.Rec.Host.Name == "" {
+			t.Fatalf("record of a.log: key %q %+v", r.Key, r.Rec)
+		}
+	}
+	st := w.waitStatus("node-a", "the first config", func(s statusView) bool {
+		return s.ConfigRevision == rev1 && len(s.Files) == 2 && s.Files[1].Offset == s.Files[1].Size
+	})
+	if st.Files[0].Path != a || st.Files[0].Job != "web-1" || st.Files[0].Inode == 0 {
+		t.Fatalf("status files %+v", st.Files)
+	}
+
+	// Changed config: a removed, b unchanged, c added.
+	rev2 := w.put(keys.AgentConfig("node-a"), configJSON(entryJSON(b, `"topic":"logs"`), entryJSON(c, "")))
+	w.waitStatus("node-a", "the second config", func(s statusView) bool { return s.ConfigRevision == rev2 })
+	testkit.Append(t, a, testkit.Numbered("a", 100, 200, 60)...)
+	testkit.Append(t, b, testkit.Numbered("b", 100, 200, 60)...)
+	w.waitLines("c", 100, 20*time.Second)
+	if dups := w.waitLines("b", 200, 20*time.Second); dups != 0 {
+		t.Fatalf("unchanged entry repeated %d lines across a reload", dups)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if total, _ := testkit.Count(w.kafka.Records(), "a"); total != 100 {
+		t.Fatalf("removed entry: %d lines in Kafka, want 100", total)
+	}
+
+	// A broken config keeps the last good one running and is reported.
+	bad := w.put(keys.AgentConfig("node-a"), `[{"path":""}]`)
+	st = w.waitStatus("node-a", "the config error", func(s statusView) bool { return len(s.Errors) > 0 })
+	if st.ConfigRevision != rev2 || !strings.Contains(st.Errors[0], "path is empty") || !strings.Contains(st.Errors[0], strconv.FormatInt(bad, 10)) {
+		t.Fatalf("status after a bad config: revision %d errors %q", st.ConfigRevision, st.Errors)
+	}
+	testkit.Append(t, c, testkit.Numbered("c", 100, 150, 60)...)
+	if dups := w.waitLines("c", 150, 20*time.Second); dups != 0 {
+		t.Fatalf("%d duplicates", dups)
+	}
+	if !strings.Contains(agent.log(), "path is empty") {
+		t.Fatal("the config error is not in the log")
+	}
+
+	// A fixed config clears the error; a clean stop removes the status.
+	rev3 := w.put(keys.AgentConfig("node-a"), configJSON(entryJSON(c, "")))
+	w.waitStatus("node-a", "the fixed config", func(s statusView) bool { return s.ConfigRevision == rev3 && len(s.Errors) == 0 })
+	if v, ok := agent.metric("agent_files_tailed"); !ok || v != 1 {
+		t.Fatalf("agent_files_tailed %v %v", v, ok)
+	}
+	agent.kill(syscall.SIGTERM)
+	if code := agent.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	if _, ok := w.statusOf("node-a"); ok {
+		t.Fatal("status key still there after a clean stop")
+	}
+}
+
+func TestConfigWatchSurvivesEtcdOutage(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	p := w.path("e.log")
+	testkit.Append(t, p, testkit.Numbered("e", 0, 10, 0)...)
+	w.put(keys.AgentConfig("node-e"), configJSON(entryJSON(p, "")))
+	startAgent(t, w.agentArgs("node-e")...)
+	w.waitLines("e", 10, 20*time.Second)
+	if err := w.stack.StopEtcd(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Append(t, p, testkit.Numbered("e", 10, 20, 0)...) // reading goes on without etcd
+	w.waitLines("e", 20, 20*time.Second)
+	time.Sleep(time.Second)
+	if err := w.stack.StartEtcd(); err != nil {
+		t.Fatal(err)
+	}
+	q := w.path("f.log")
+	testkit.Append(t, q, testkit.Numbered("f", 0, 10, 0)...)
+	rev := w.put(keys.AgentConfig("node-e"), configJSON(entryJSON(p, ""), entryJSON(q, "")))
+	w.waitLines("f", 10, 30*time.Second)
+	w.waitStatus("node-e", "the config after the outage", func(s statusView) bool { return s.ConfigRevision == rev })
+}
+
+func TestAtLeastOnceUnderSIGKILL(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	const files, perFile = 2, 50000
+	paths := []string{w.path("k0.log"), w.path("k1.log")}
+	w.put(keys.AgentConfig("node-k"), configJSON(entryJSON(paths[0], ""), entryJSON(paths[1], "")))
+	args := w.agentArgs("node-k")
+	agent := startAgent(t, args...)
+
+	// Writers: 100,000 lines of 200 bytes, 500 lines every 50 ms per file.
+	var wg sync.WaitGroup
+	writing := make(chan struct{})
+	for i := range files {
+		wg.Go(func() {
+			tag := fmt.Sprintf("k%d", i)
+			for from := 0; from < perFile; from += 500 {
+				testkit.Append(t, paths[i], testkit.Numbered(tag, from, from+500, 199)...)
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+	go func() { wg.Wait(); close(writing) }()
+
+	kills := 0
+	for done := false; !done; {
+		select {
+		case <-writing:
+			done = true
+		case <-time.After(time.Second):
+		}
+		if !done {
+			agent.kill(syscall.SIGKILL)
+			kills++
+			agent = startAgent(t, args...)
+		}
+	}
+	for i := range files {
+		dups := w.waitLines(fmt.Sprintf("k%d", i), perFile, 90*time.Second)
+		total, _ := testkit.Count(w.kafka.Records(), fmt.Sprintf("k%d", i))
+		t.Logf("file %d: %d lines, %d records in Kafka, %d duplicates after %d SIGKILLs", i, perFile, total, dups, kills)
+	}
+	if kills < 3 {
+		t.Fatalf("only %d kills happened while writing", kills)
+	}
+}
+
+func TestKafkaOutageBoundedMemory(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	p := w.path("o.log")
+	w.put(keys.AgentConfig("node-o"), configJSON(entryJSON(p, "")))
+	agent := startAgent(t, w.agentArgs("node-o", "--max-inflight-bytes", "1MiB")...)
+	testkit.Append(t, p, testkit.Numbered("o", 0, 1000, 200)...)
+	w.waitLines("o", 1000, 20*time.Second)
+	_, base := agent.rss()
+
+	if err := w.stack.StopKafka(); err != nil {
+		t.Fatal(err)
+	}
+	// 20 MiB written while Kafka is away, far more than the in-flight limit.
+	const total = 1000 + 10*10000
+	for from := 1000; from < total; from += 10000 {
+		testkit.Append(t, p, testkit.Numbered("o", from, from+10000, 200)...)
+	}
+	maxInflight := 0.0
+	for range 20 {
+		if v, ok := agent.metric("agent_inflight_bytes"); ok {
+			maxInflight = max(maxInflight, v)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	st := w.waitStatus("node-o", "the Kafka error", func(s statusView) bool { return len(s.Errors) > 0 })
+	if !strings.Contains(st.Errors[0], "Kafka") {
+		t.Fatalf("status errors during the outage: %q", st.Errors)
+	}
+	cur, peak := agent.rss()
+	t.Logf("during the outage: RSS %d MiB (peak %d MiB, before %d MiB), in flight at most %.1f MiB", cur>>20, peak>>20, base>>20, maxInflight/(1<<20))
+	if maxInflight > 1<<20 {
+		t.Fatalf("%.0f bytes in flight, limit 1 MiB", maxInflight)
+	}
+	if peak > base+40<<20 {
+		t.Fatalf("peak RSS %d MiB grew by more than 40 MiB over %d MiB with 20 MiB of file waiting", peak>>20, base>>20)
+	}
+	if err := w.stack.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	dups := w.waitLines("o", total, 90*time.Second)
+	t.Logf("after the outage: %d lines, %d duplicates", total, dups)
+	w.waitStatus("node-o", "no errors after the outage", func(s statusView) bool { return len(s.Errors) == 0 })
+}
+
+func TestFlags(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		code int
+		want string
+	}{
+		"help":           {args: []string{"--help"}, code: 0, want: "--max-line-bytes"},
+		"bad size":       {args: []string{"--max-line-bytes", "lots"}, code: 2, want: "lots"},
+		"bad name":       {args: []string{"--name", "a/b"}, code: 2, want: `"a/b"`},
+		"bad duration":   {args: []string{"--poll-interval", "0s"}, code: 2, want: "poll-interval"},
+		"bad codec":      {args: []string{"--kafka-compression", "brotli"}, code: 2, want: "brotli"},
+		"unknown flag":   {args: []string{"--nope"}, code: 2, want: "nope"},
+		"positional":     {args: []string{"extra"}, code: 2, want: "extra"},
+		"small inflight": {args: []string{"--max-inflight-bytes", "1KiB"}, code: 2, want: "max-inflight-bytes"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(agentBin, tc.args...)
+			out, _ := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != tc.code {
+				t.Fatalf("exit %d, want %d: %s", code, tc.code, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Fatalf("output %q does not name %q", out, tc.want)
+			}
+			if tc.code == 2 && strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+				t.Fatalf("error is not one line: %q", out)
+			}
+		})
+	}
+}
