@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// tailClient follows one job on livetail the way the viewer does: it starts
+// with since=, and after any disconnect reconnects with cursor=<last offset
+// seen>, so that it should see every line once, in order.
+type tailClient struct {
+	addr, job string
+
+	mu         sync.Mutex
+	lines      []string
+	lastOffset int64
+	have       bool
+	dups       int
+	reconnects int
+	closes     []string // close codes and reasons seen
+}
+
+// run follows the job until ctx ends.
+func (c *tailClient) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := c.session(ctx)
+		c.mu.Lock()
+		c.closes = append(c.closes, fmt.Sprint(websocket.CloseStatus(err), " ", err))
+		c.reconnects++
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (c *tailClient) session(ctx context.Context) error {
+	q := url.Values{"job": {c.job}}
+	c.mu.Lock()
+	if c.have {
+		q.Set("cursor", strconv.FormatInt(c.lastOffset, 10))
+	} else {
+		q.Set("since", "1h")
+	}
+	c.mu.Unlock()
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	conn, _, err := websocket.Dial(dctx, "ws://"+c.addr+"/api/v1/tail?"+q.Encode(), nil)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(16 << 20)
+	for {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		var f struct {
+			Type    string `json:"type"`
+			Entries []struct {
+				Offset int64  `json:"offset"`
+				Line   string `json:"line"`
+			} `json:"entries"`
+		}
+		if err := json.Unmarshal(data, &f); err != nil {
+			return fmt.Errorf("frame %q: %w", data, err)
+		}
+		if f.Type != "entries" {
+			continue
+		}
+		c.mu.Lock()
+		for _, e := range f.Entries {
+			if c.have && e.Offset <= c.lastOffset {
+				c.dups++
+				continue
+			}
+			c.lines = append(c.lines, e.Line)
+			c.lastOffset, c.have = e.Offset, true
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *tailClient) snapshot() (lines []string, dups, reconnects int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.lines...), c.dups, c.reconnects
+}
