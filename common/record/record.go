@@ -67,15 +67,15 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"@timestamp":"`...)
 	dst = r.Timestamp.UTC().AppendFormat(dst, TimeLayout)
 	dst = append(dst, `","message":`...)
-	dst = appendString(dst, r.Message)
+	dst = AppendString(dst, r.Message)
 	dst = append(dst, `,"job":`...)
-	dst = appendString(dst, r.Job)
+	dst = AppendString(dst, r.Job)
 	dst = append(dst, `,"host":{"name":`...)
-	dst = appendString(dst, r.Host.Name)
+	dst = AppendString(dst, r.Host.Name)
 	dst = append(dst, `},"agent":{"name":`...)
-	dst = appendString(dst, r.Agent.Name)
+	dst = AppendString(dst, r.Agent.Name)
 	dst = append(dst, `},"log":{"file":{"path":`...)
-	dst = appendString(dst, r.Log.File.Path)
+	dst = AppendString(dst, r.Log.File.Path)
 	dst = append(dst, `},"offset":`...)
 	dst = strconv.AppendInt(dst, r.Log.Offset, 10)
 	if len(r.Log.Flags) > 0 {
@@ -84,7 +84,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendString(dst, f)
+			dst = AppendString(dst, f)
 		}
 		dst = append(dst, ']')
 	}
@@ -95,9 +95,9 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendString(dst, k)
+			dst = AppendString(dst, k)
 			dst = append(dst, ':')
-			dst = appendString(dst, r.Labels[k])
+			dst = AppendString(dst, r.Labels[k])
 		}
 		dst = append(dst, '}')
 	}
@@ -142,12 +142,21 @@ func (r *Record) HasFlag(f string) bool {
 
 const hex = "0123456789abcdef"
 
-// appendString appends s as a JSON string, escaping as encoding/json does
-// (without HTML escaping) and replacing invalid UTF-8 with U+FFFD.
-func appendString(dst []byte, s string) []byte {
+// AppendString appends s as a JSON string, escaped as encoding/json does
+// (without HTML escaping), with invalid UTF-8 replaced by U+FFFD and U+2028
+// and U+2029 escaped. It is the string encoder of AppendJSON, exported for
+// encoders that specialise a record's layout on a hot path.
+func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Log lines are mostly plain ASCII: skip eight such bytes at a time.
+		for i+8 <= len(s) && plain8(load8(s, i)) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		if b := s[i]; b < utf8.RuneSelf {
 			if b >= 0x20 && b != '"' && b != '\\' {
 				i++
@@ -190,6 +199,25 @@ func appendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// load8 reads s[i:i+8] as a little-endian word (the compiler makes it one load).
+func load8(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
+// plain8 reports whether none of the eight bytes in w needs escaping: all
+// are ASCII, none below 0x20, none '"' or '\\'.
+func plain8(w uint64) bool {
+	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	return (w&highs)|((w-0x20*ones) & ^w & highs)|hasZero(w^('"'*ones))|hasZero(w^('\\'*ones)) == 0
 }
 
 func sortedKeys(m map[string]string) []string {
