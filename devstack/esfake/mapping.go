@@ -711,24 +711,21 @@ func contains(list []string, s string) bool {
 // globMatch matches s against a pattern in which * stands for any run of
 // characters, the only wildcard Elasticsearch's simple patterns have.
 func globMatch(pattern, s string) bool {
-	for {
-		star := strings.IndexByte(pattern, '*')
-		if star < 0 {
-			return pattern == s
-		}
-		if !strings.HasPrefix(s, pattern[:star]) {
-			return false
-		}
-		s = s[star:]
-		pattern = pattern[star+1:]
-		if pattern == "" {
-			return true
-		}
-		for i := 0; i <= len(s); i++ {
-			if globMatch(pattern, s[i:]) {
-				return true
-			}
-		}
+	star := strings.IndexByte(pattern, '*')
+	if star < 0 {
+		return pattern == s
+	}
+	if !strings.HasPrefix(s, pattern[:star]) {
 		return false
 	}
+	s, pattern = s[star:], pattern[star+1:]
+	if pattern == "" {
+		return true
+	}
+	for i := 0; i <= len(s); i++ {
+		if globMatch(pattern, s[i:]) {
+			return true
+		}
+	}
+	return false
 }

@@ -222,7 +222,6 @@ func TestSearchOptionsAndErrors(t *testing.T) {
 			}
 		})
 	}
-	_, ids, _ = env.search(t, "app,missing", `{}`)
 	status, m = esResult(t)(env.es.Search(env.es.Search.WithIndex("app", "missing"), env.es.Search.WithIgnoreUnavailable(true)))
 	if status != http.StatusOK || dig(m, "hits", "total", "value") != float64(6) {
 		t.Errorf("ignore_unavailable: %d %v", status, m)

@@ -297,7 +297,7 @@ func (r *reader) rewind(ctx context.Context, cause error, backoff *time.Duration
 	off := r.track.Rewind()
 	m.opts.Metrics.Rewinds.Inc()
 	*backoff = min(max(2**backoff, 100*time.Millisecond), 5*time.Second)
-	m.setErr(r.h.path, fmt.Errorf("Kafka failed records (%w); sending again from offset %d", cause, off))
+	m.setErr(r.h.path, fmt.Errorf("sending again from offset %d: Kafka failed records: %w", off, cause))
 	if err := r.f.SeekTo(off); err != nil {
 		m.setErr(r.h.path, err)
 		return 0, false
