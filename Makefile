@@ -35,7 +35,7 @@ test-deps: ## install missing test tools (Debian packages), non-interactively
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		$$sudo apt-get update -qq && \
-		$$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+		$$sudo apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
 
 bench: ## run the benchmarks and print their tables (several minutes)
