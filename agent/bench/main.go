@@ -91,10 +91,10 @@ func run(nLines, lineBytes, rounds int, extra, kcatExtra []string) error {
 	}
 	fmt.Fprintln(os.Stderr, "building the agent...")
 	bin := filepath.Join(work, "agent")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	build := exec.Command("go", "build", "-o", bin, "github.com/logpipe/logpipe/agent")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
-		return fmt.Errorf("building the agent (run from agent/): %w", err)
+		return fmt.Errorf("building the agent (run inside the repository): %w", err)
 	}
 
 	ctx := context.Background()

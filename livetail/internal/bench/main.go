@@ -75,10 +75,10 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "livetail")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	build := exec.Command("go", "build", "-o", bin, "github.com/logpipe/logpipe/livetail")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		return fmt.Errorf("building livetail (run from the livetail directory): %w", err)
+		return fmt.Errorf("building livetail (run inside the repository): %w", err)
 	}
 
 	fmt.Printf("livetail benchmark: %d cores, Kafka %s (kfake, in the harness process), %d partitions\n\n",
