@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
+	"github.com/logpipe/logpipe/agent/internal/procmem"
 	"github.com/logpipe/logpipe/agent/internal/status"
 	"github.com/logpipe/logpipe/agent/internal/testkit"
 	"github.com/logpipe/logpipe/common/keys"
@@ -160,25 +161,7 @@ func (p *proc) metric(name string) (float64, bool) {
 }
 
 // rss returns the process's resident and peak resident memory in bytes.
-func (p *proc) rss() (cur, peak int64) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			switch f[0] {
-			case "VmRSS:":
-				cur = n << 10
-			case "VmHWM:":
-				peak = n << 10
-			}
-		}
-	}
-	return cur, peak
-}
+func (p *proc) rss() (cur, peak int64) { return procmem.RSS(p.cmd.Process.Pid) }
 
 type world struct {
 	t     testing.TB

@@ -31,6 +31,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/logpipe/logpipe/agent/internal/procmem"
 	"github.com/logpipe/logpipe/common/keys"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
@@ -224,7 +225,7 @@ func runAgent(ctx context.Context, bin string, s *stack.Stack, cli *clientv3.Cli
 	deadline := start.Add(10 * time.Minute)
 	for {
 		acked, _ := metric(addr, "agent_lines_acked_total")
-		cur, peak := rss(agent.Process.Pid)
+		cur, peak := procmem.RSS(agent.Process.Pid)
 		if cur > 0 {
 			ag.rssMin, ag.rssMax, ag.rssPeak = min(ag.rssMin, cur), max(ag.rssMax, cur), peak
 		}
@@ -310,24 +311,4 @@ func metric(addr, name string) (float64, bool) {
 		}
 	}
 	return 0, false
-}
-
-func rss(pid int) (cur, peak int64) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			switch f[0] {
-			case "VmRSS:":
-				cur = n << 10
-			case "VmHWM:":
-				peak = n << 10
-			}
-		}
-	}
-	return cur, peak
 }
