@@ -155,7 +155,7 @@ func SaramaConfig(cfg Config) *sarama.Config {
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Compression = cfg.Compression
 	sc.Producer.MaxMessageBytes = cfg.MaxMessageBytes
-	sc.Producer.Partitioner = sarama.NewHashPartitioner
+	sc.Producer.Partitioner = NewMurmur2Partitioner
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	sc.Producer.Flush.Frequency = cfg.Linger

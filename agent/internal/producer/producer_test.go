@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/logpipe/logpipe/agent/internal/testkit"
+	"github.com/logpipe/logpipe/common/partition"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
@@ -231,5 +234,29 @@ func TestBudget(t *testing.T) {
 	}
 	if u := b.used.Load(); u != 8 {
 		t.Fatalf("used %d, want 8", u)
+	}
+}
+
+// The agent puts each job's lines on the partition Java's default
+// partitioner picks, which franz-go's Kafka-compatible hasher computes too.
+func TestPartitionLikeJava(t *testing.T) {
+	s := stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}, Partitions: 7})
+	p := newProducer(t, s.KafkaAddrs(), nil)
+	o := &owner{}
+	jobs := []string{"21", "foobar", "abc", "web-1", "a-little-bit-longer-string", "jöb-ü"}
+	for _, job := range jobs {
+		if err := send(t, p, o, job, `{"message":"x","@timestamp":"2026-11-21T10:00:00Z"}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCounts(t, o, len(jobs), 0)
+	java := kgo.StickyKeyPartitioner(nil).ForTopic("logs") // murmur2, as Kafka's Java client
+	r := testkit.NewReader(t, s.KafkaAddrs(), "logs")
+	recs := r.WaitFor(10*time.Second, "the records", func(recs []testkit.Record) bool { return len(recs) >= len(jobs) })
+	for _, rec := range recs {
+		want := int32(java.Partition(&kgo.Record{Key: []byte(rec.Key)}, 7))
+		if rec.Partition != want || rec.Partition != partition.ForJob(rec.Key, 7) {
+			t.Errorf("job %q on partition %d, want %d", rec.Key, rec.Partition, want)
+		}
 	}
 }
