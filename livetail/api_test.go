@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// The jobs list, the viewer's placeholder, health, readiness and metrics
-// share the --listen address; a plain GET of the tail endpoint is told to
-// use a WebSocket.
+// The jobs list, the viewer, health and readiness are on the --listen
+// address, metrics and the process's own log only on --metrics-addr; a
+// plain GET of the tail endpoint is told to use a WebSocket.
 func TestHTTPEndpoints(t *testing.T) {
 	s := newKafka(t)
 	cfg := testConfig(s)
@@ -35,7 +35,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	if jobs[0].Job != "configured-only" || !jobs[0].LastSeen.IsZero() || jobs[1].Job != "db-1" || jobs[2].Job != "web-1" || jobs[2].LastSeen.IsZero() {
 		t.Fatalf("jobs %+v", jobs)
 	}
-	if jobs[2].Partition != ts.kafka.Partition("web-1") {
+	if jobs[2].Partition != p.partition("web-1") {
 		t.Fatalf("partition %d", jobs[2].Partition)
 	}
 
@@ -49,11 +49,20 @@ func TestHTTPEndpoints(t *testing.T) {
 	if code, _ := httpGet(t, base+"/api/v1/tail?job=a"); code != http.StatusUpgradeRequired {
 		t.Errorf("plain GET of the tail endpoint: %d", code)
 	}
-	_, metrics := httpGet(t, base+"/metrics")
+	for _, path := range []string{"/metrics", "/debug/logs"} {
+		if code, _ := httpGet(t, base+path); code != http.StatusNotFound {
+			t.Errorf("%s on the public listener: %d, want 404", path, code)
+		}
+	}
+	diagBase := "http://" + ts.MetricsAddr()
+	if code, _ := httpGet(t, diagBase+"/debug/logs"); code != http.StatusOK {
+		t.Errorf("/debug/logs on --metrics-addr: %d", code)
+	}
+	_, metrics := httpGet(t, diagBase+"/metrics")
 	for _, name := range []string{
 		"livetail_connections ", "livetail_pending_messages ", "livetail_entries_sent_total ",
 		"livetail_entries_dropped_total ", `livetail_connections_rejected_total{reason="user_limit"}`,
-		"go_goroutines ", "process_resident_memory_bytes ",
+		"go_goroutines ", "process_resident_memory_bytes ", "livetail_partitions 3", "livetail_history_reads ",
 	} {
 		if !strings.Contains(metrics, name) {
 			t.Errorf("/metrics lacks %s", name)

@@ -171,7 +171,7 @@ func TestCloseMaxSession(t *testing.T) {
 }
 
 // The 11th connection of one user is refused with 4429, with both limiters;
-// closing one makes room. --max-conns refuses with 4429 too.
+// closing one makes room. --max-conns refuses with 1013 (try again later).
 func TestCloseTooMany(t *testing.T) {
 	s := newKafka(t)
 	redisAddr := redistest.Start(t)
@@ -220,7 +220,7 @@ func TestCloseTooMany(t *testing.T) {
 		for range 2 {
 			mustDial(t, ts.url(query("job", "j"))).mustNext()
 		}
-		expectClose(t, ts.url(query("job", "j")), nil, tail.StatusTooMany, "too many connections on this server (limit 2)")
+		expectClose(t, ts.url(query("job", "j")), nil, websocket.StatusTryAgainLater, "this server is at its connection limit (2): try again later")
 	})
 }
 

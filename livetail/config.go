@@ -36,9 +36,13 @@ type Config struct {
 	Auth           conf.OneOf `yaml:"auth"`
 	JWTSecret      string     `yaml:"jwt-secret"`
 	JWTPublicKey   string     `yaml:"jwt-public-key"`
+	JWTAudience    string     `yaml:"jwt-audience"`
+	JWTIssuer      string     `yaml:"jwt-issuer"`
 	AllowedOrigins conf.List  `yaml:"allowed-origins"`
 
-	Retry upstream.Policy `yaml:",inline"`
+	Retry            upstream.Policy `yaml:",inline"`
+	HistoryConns     int             `yaml:"history-conns"`
+	PartitionRefresh time.Duration   `yaml:"partition-refresh"`
 
 	Jobs      conf.List     `yaml:"jobs"`
 	JobsTTL   time.Duration `yaml:"jobs-ttl"`
@@ -48,48 +52,54 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Common:          conf.DefaultCommon(""),
-		Listen:          "127.0.0.1:8080",
-		MaxConnsPerUser: 10,
-		MaxConns:        tail.DefaultMaxConns,
-		MaxSession:      tail.DefaultMaxSession,
-		PingInterval:    tail.DefaultPingInterval,
-		ClientBuffer:    tail.DefaultClientBuffer,
-		BatchSize:       tail.DefaultBatchSize,
-		BatchWait:       tail.DefaultBatchWait,
-		MaxTail:         tail.DefaultMaxTail,
-		MaxHistoryScan:  tail.DefaultMaxScan,
-		Limiter:         conf.OneOf{Value: "memory", Allowed: []string{"memory", "redis"}},
-		RedisAddr:       "127.0.0.1:6379",
-		Auth:            conf.OneOf{Value: "none", Allowed: []string{"none", "jwt"}},
-		Retry:           upstream.DefaultPolicy(),
-		JobsTTL:         24 * time.Hour,
-		StartBack:       1000,
+		Common:           conf.DefaultCommon("127.0.0.1:9103"),
+		Listen:           "127.0.0.1:8080",
+		MaxConnsPerUser:  10,
+		MaxConns:         tail.DefaultMaxConns,
+		MaxSession:       tail.DefaultMaxSession,
+		PingInterval:     tail.DefaultPingInterval,
+		ClientBuffer:     tail.DefaultClientBuffer,
+		BatchSize:        tail.DefaultBatchSize,
+		BatchWait:        tail.DefaultBatchWait,
+		MaxTail:          tail.DefaultMaxTail,
+		MaxHistoryScan:   tail.DefaultMaxScan,
+		Limiter:          conf.OneOf{Value: "memory", Allowed: []string{"memory", "redis"}},
+		RedisAddr:        "127.0.0.1:6379",
+		Auth:             conf.OneOf{Value: "none", Allowed: []string{"none", "jwt"}},
+		Retry:            upstream.DefaultPolicy(),
+		HistoryConns:     upstream.DefaultHistoryConns,
+		PartitionRefresh: upstream.DefaultRefresh,
+		JobsTTL:          24 * time.Hour,
+		StartBack:        1000,
 	}
 }
 
 // Register adds the flags to fs, with c's values as defaults.
 func (c *Config) Register(fs *flag.FlagSet) {
-	c.Common.Register(fs, false)
-	fs.StringVar(&c.Listen, "listen", c.Listen, "listen address for the viewer, the API, /metrics, /healthz, /readyz and /debug/logs")
+	c.Common.Register(fs, true)
+	fs.StringVar(&c.Listen, "listen", c.Listen, "listen address for the viewer, the API, /healthz and /readyz (/metrics and /debug/logs are on --metrics-addr)")
 	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", c.MaxConnsPerUser, "live tail connections one user may hold at once (4429 beyond)")
-	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "live tail connections this server holds at most (4429 beyond)")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "live tail connections this server holds at most (1013, try again later, beyond)")
 	fs.DurationVar(&c.MaxSession, "max-session", c.MaxSession, "longest session; then it is closed with 4408 and the client reconnects with its cursor")
 	fs.DurationVar(&c.PingInterval, "ping-interval", c.PingInterval, "how often clients are pinged; a client that does not answer, or take a frame, within it is dropped")
 	fs.IntVar(&c.ClientBuffer, "client-buffer", c.ClientBuffer, "entries queued per client before lines are dropped for it (and announced)")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "most entries in one entries frame")
 	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "least time between two live entries frames of a client (lines arriving meanwhile are batched)")
 	fs.IntVar(&c.MaxTail, "max-tail", c.MaxTail, "largest tail=N a client may ask for")
-	fs.Int64Var(&c.MaxHistoryScan, "max-history-scan", c.MaxHistoryScan, "most records read backwards to find a job's last N lines")
+	fs.Int64Var(&c.MaxHistoryScan, "max-history-scan", c.MaxHistoryScan, "most records one session's history (tail, since or cursor) reads from Kafka; beyond, the oldest part is skipped and announced by a dropped frame")
 	fs.Var(&c.Limiter, "limiter", "where per-user connection counts live: memory (this process) or redis (shared by replicas)")
 	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address for --limiter redis")
 	fs.Var(&c.Auth, "auth", "authentication: none (the user is the client address) or jwt")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "HS256 secret for --auth jwt")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", c.JWTPublicKey, "PEM file of the RSA (RS256) or P-256 ECDSA (ES256) public key for --auth jwt")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", c.JWTAudience, "when set, a token's aud claim must include it (--auth jwt)")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", c.JWTIssuer, "when set, a token's iss claim must equal it (--auth jwt)")
 	fs.Var(&c.AllowedOrigins, "allowed-origins", "comma-separated origin host patterns allowed to open a WebSocket besides the server's own host (e.g. viewer.example.com,*.example.org)")
 	fs.IntVar(&c.Retry.Tries, "upstream-retries", c.Retry.Tries, "reconnect attempts after a Kafka partition consumer fails, before its sessions are closed with 1011")
 	fs.DurationVar(&c.Retry.Min, "upstream-backoff-min", c.Retry.Min, "shortest wait before a Kafka reconnect attempt")
 	fs.DurationVar(&c.Retry.Max, "upstream-backoff-max", c.Retry.Max, "longest wait before a Kafka reconnect attempt")
+	fs.IntVar(&c.HistoryConns, "history-conns", c.HistoryConns, "Kafka clients (each with its own connections) that history reads are spread over")
+	fs.DurationVar(&c.PartitionRefresh, "partition-refresh", c.PartitionRefresh, "how often the topic's partitions are looked up again, to follow partitions added")
 	fs.Var(&c.Jobs, "jobs", "comma-separated jobs always listed by /api/v1/jobs")
 	fs.DurationVar(&c.JobsTTL, "jobs-ttl", c.JobsTTL, "how long /api/v1/jobs lists a job after its last line")
 	fs.Int64Var(&c.StartBack, "jobs-scan", c.StartBack, "records per partition read back at start to fill the jobs list")
@@ -109,6 +119,9 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return bad("--listen %q: want host:port", c.Listen)
 	}
+	if _, _, err := net.SplitHostPort(c.Common.MetricsAddr); err != nil {
+		return bad("--metrics-addr %q: want host:port", c.Common.MetricsAddr)
+	}
 	positive := []struct {
 		flag string
 		v    int64
@@ -119,6 +132,7 @@ func (c *Config) Validate() error {
 		{"batch-size", int64(c.BatchSize)},
 		{"max-tail", int64(c.MaxTail)},
 		{"max-history-scan", c.MaxHistoryScan},
+		{"history-conns", int64(c.HistoryConns)},
 	}
 	for _, p := range positive {
 		if p.v < 1 {
@@ -132,6 +146,7 @@ func (c *Config) Validate() error {
 		{"max-session", c.MaxSession},
 		{"ping-interval", c.PingInterval},
 		{"jobs-ttl", c.JobsTTL},
+		{"partition-refresh", c.PartitionRefresh},
 	}
 	for _, d := range durations {
 		if d.v <= 0 {
@@ -156,8 +171,8 @@ func (c *Config) Validate() error {
 			return bad("--auth jwt needs exactly one of --jwt-secret (HS256) and --jwt-public-key (RS256/ES256)")
 		}
 	default:
-		if c.JWTSecret != "" || c.JWTPublicKey != "" {
-			return bad("--jwt-secret or --jwt-public-key is set but --auth is %s (want --auth jwt)", c.Auth.Value)
+		if c.JWTSecret != "" || c.JWTPublicKey != "" || c.JWTAudience != "" || c.JWTIssuer != "" {
+			return bad("--jwt-secret, --jwt-public-key, --jwt-audience or --jwt-issuer is set but --auth is %s (want --auth jwt)", c.Auth.Value)
 		}
 	}
 	return nil

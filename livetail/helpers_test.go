@@ -32,6 +32,7 @@ func newKafka(t testing.TB) *stack.Stack {
 func testConfig(s *stack.Stack) Config {
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
+	cfg.Common.MetricsAddr = "127.0.0.1:0"
 	cfg.Common.KafkaBrokers = conf.List(s.KafkaAddrs())
 	cfg.Common.LogLevel.Value = "warning"
 	cfg.Retry.Min, cfg.Retry.Max = 50*time.Millisecond, 100*time.Millisecond
@@ -139,6 +140,7 @@ type producer struct {
 	topic string
 	mu    sync.Mutex
 	sent  map[string][]int64 // job → offsets, in order
+	parts map[string]int32   // job → the partition of its lines
 	pad   string             // appended to every line
 }
 
@@ -154,7 +156,7 @@ func newProducer(t testing.TB, s *stack.Stack) *producer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	return &producer{p: p, topic: "logs", sent: map[string][]int64{}}
+	return &producer{p: p, topic: "logs", sent: map[string][]int64{}, parts: map[string]int32{}}
 }
 
 func line(job string, i int) string { return fmt.Sprintf("%s line %d", job, i) }
@@ -193,6 +195,7 @@ func (p *producer) try(job string, first, n int) ([]int64, error) {
 	}
 	p.mu.Lock()
 	p.sent[job] = append(p.sent[job], offs...)
+	p.parts[job] = msgs[0].Partition
 	p.mu.Unlock()
 	return offs, nil
 }
@@ -236,6 +239,13 @@ func checkContiguous(t testing.TB, got, want []int64, from int) {
 			t.Fatalf("entry %d: offset %d, want %d (got %v..., want %v...)", i, off, want[from+i], got[:min(len(got), i+3)], want[from:min(len(want), from+i+3)])
 		}
 	}
+}
+
+// partition returns the partition job's lines went to.
+func (p *producer) partition(job string) int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.parts[job]
 }
 
 func (p *producer) offsets(job string) []int64 {

@@ -94,7 +94,7 @@ func TestTailExact(t *testing.T) {
 		p.produce(t, "other", i, 50) // interleaved on the same or other partitions
 	}
 	offs := p.offsets("exact")
-	part := ts.kafka.Partition("exact")
+	part := p.partition("exact")
 	eventually(t, 10*time.Second, "hub caught up", func() bool { return ts.hub.Next(part) > offs[len(offs)-1] })
 
 	for _, n := range []int{1, 50, 499, 500} {

@@ -1,7 +1,8 @@
 // Command livetail serves live tails of logpipe's log topic to browsers over
 // WebSocket: history on connect, then live lines, per job (DESIGN.md,
 // "livetail HTTP API"). It also serves the browser viewer at /, the jobs list,
-// /metrics, /healthz, /readyz and /debug/logs on its --listen address.
+// /healthz and /readyz on its --listen address, and /metrics and /debug/logs
+// on --metrics-addr.
 package main
 
 import (

@@ -38,7 +38,8 @@ type server struct {
 	hub     *hub.Hub
 	limiter limit.Limiter
 	tail    *tail.Handler
-	diag    *diag.Server
+	diag    *diag.Server // --metrics-addr: /metrics, /debug/logs, health
+	public  *diag.Server // --listen: the viewer, the API, health
 }
 
 // newServer connects to Kafka (retrying as --upstream-retries says) and
@@ -56,12 +57,14 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	reg := diag.NewRegistry()
 
 	kafka, err := upstream.Dial(ctx, upstream.Config{
-		Brokers:   cfg.Common.KafkaBrokers,
-		Topic:     cfg.Common.KafkaTopic,
-		Retry:     cfg.Retry,
-		StartBack: cfg.StartBack,
-		Log:       log.WithField("component", "upstream"),
-		Metrics:   upstream.NewMetrics(reg),
+		Brokers:      cfg.Common.KafkaBrokers,
+		Topic:        cfg.Common.KafkaTopic,
+		Retry:        cfg.Retry,
+		StartBack:    cfg.StartBack,
+		HistoryConns: cfg.HistoryConns,
+		Refresh:      cfg.PartitionRefresh,
+		Log:          log.WithField("component", "upstream"),
+		Metrics:      upstream.NewMetrics(reg),
 	})
 	if err != nil {
 		return nil, err
@@ -117,20 +120,30 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		Metrics:        tail.NewMetrics(reg),
 	})
 	s.diag = diag.New(diag.Options{
-		Addr:     cfg.Listen,
+		Addr:     cfg.Common.MetricsAddr,
 		Registry: reg,
 		Logs:     ring,
 		Ready:    s.ready,
-		Log:      log.WithField("component", "http"),
+		Log:      log.WithField("component", "diag"),
 	})
-	s.diag.Handle("GET /api/v1/tail", s.tail)
-	s.diag.Handle("GET /api/v1/jobs", tail.JobsHandler(s.hub, kafka, cfg.Jobs))
-	s.diag.Handle("GET /", web.Handler())
+	s.public = diag.New(diag.Options{
+		Addr:   cfg.Listen,
+		Ready:  s.ready,
+		Log:    log.WithField("component", "http"),
+		Public: true,
+	})
+	s.public.Handle("GET /api/v1/tail", s.tail)
+	s.public.Handle("GET /api/v1/jobs", tail.JobsHandler(s.hub, kafka, cfg.Jobs, authn))
+	s.public.Handle("GET /", web.Handler())
+	if err := s.public.Listen(); err != nil {
+		return nil, err
+	}
 	if err := s.diag.Listen(); err != nil {
 		return nil, err
 	}
 	log.WithFields(logrus.Fields{
-		"addr":       s.diag.Addr(),
+		"addr":       s.public.Addr(),
+		"metrics":    s.diag.Addr(),
 		"brokers":    cfg.Common.KafkaBrokers.String(),
 		"topic":      cfg.Common.KafkaTopic,
 		"partitions": kafka.Partitions(),
@@ -142,7 +155,10 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 }
 
 // Addr returns the bound listen address.
-func (s *server) Addr() string { return s.diag.Addr() }
+func (s *server) Addr() string { return s.public.Addr() }
+
+// MetricsAddr returns the bound metrics address.
+func (s *server) MetricsAddr() string { return s.diag.Addr() }
 
 // ready is /readyz: not ready while a partition is down.
 func (s *server) ready() error {
@@ -157,6 +173,7 @@ func (s *server) run(ctx context.Context) error {
 	defer s.close()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.kafka.Run(ctx, s.hub) })
+	g.Go(func() error { return s.public.Serve(ctx) })
 	g.Go(func() error { return s.diag.Serve(ctx) })
 	g.Go(func() error {
 		<-ctx.Done()
@@ -179,14 +196,15 @@ func newAuthenticator(cfg Config) (auth.Authenticator, error) {
 	if cfg.Auth.Value != "jwt" {
 		return auth.None{}, nil
 	}
+	want := auth.Claims{Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer}
 	if cfg.JWTSecret != "" {
-		return auth.NewHS256([]byte(cfg.JWTSecret))
+		return auth.NewHS256([]byte(cfg.JWTSecret), want)
 	}
 	pem, err := os.ReadFile(cfg.JWTPublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("--jwt-public-key: %w", err)
 	}
-	a, err := auth.NewPublicKey(pem)
+	a, err := auth.NewPublicKey(pem, want)
 	if err != nil {
 		return nil, fmt.Errorf("--jwt-public-key %s: %w", cfg.JWTPublicKey, err)
 	}

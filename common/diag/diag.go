@@ -67,6 +67,10 @@ type Options struct {
 	// ShutdownTimeout bounds the graceful shutdown; zero means
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// Public leaves /metrics and /debug/logs out, for a listener that
+	// serves users (livetail's --listen): only /healthz, /readyz and the
+	// routes added with Handle are served.
+	Public bool
 }
 
 // NewRegistry returns a registry with the Go runtime and process collectors
@@ -121,14 +125,17 @@ func New(opts Options) *Server {
 
 	// Routes name the method, so that a binary may add a catch-all "/" or
 	// "GET /" without conflicting with them.
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
-		ErrorLog: opts.Log,
-		Registry: opts.Registry,
-	}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok")
 	})
 	s.mux.HandleFunc("GET /readyz", s.serveReady)
+	if opts.Public {
+		return s
+	}
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
+		ErrorLog: opts.Log,
+		Registry: opts.Registry,
+	}))
 	if opts.Logs != nil {
 		s.mux.Handle("GET /debug/logs", opts.Logs.Handler())
 	}

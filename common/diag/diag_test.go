@@ -174,6 +174,26 @@ func TestDebugLogs(t *testing.T) {
 	}
 }
 
+// A public server answers health and readiness but serves neither the
+// metrics nor the process's own log, not even to a catch-all route.
+func TestPublicLeavesOutMetricsAndLogs(t *testing.T) {
+	ring := memlog.New(1 << 16)
+	fmt.Fprintln(ring, "secret client address")
+	s := start(t, diag.Options{Logs: ring, Public: true})
+	s.Handle("GET /", http.NotFoundHandler())
+	for _, path := range []string{"/metrics", "/debug/logs"} {
+		if code, body := get(t, s.url+path); code != http.StatusNotFound || strings.Contains(body, "secret") || strings.Contains(body, "go_goroutines") {
+			t.Errorf("GET %s = %d %q, want 404", path, code, body)
+		}
+	}
+	if code, _ := get(t, s.url+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz = %d", code)
+	}
+	if code, _ := get(t, s.url+"/readyz"); code != http.StatusOK {
+		t.Errorf("GET /readyz = %d", code)
+	}
+}
+
 func TestHandleAddsRoutes(t *testing.T) {
 	// A binary may add a catch-all with or without a method.
 	for _, catchAll := range []string{"/", "GET /"} {

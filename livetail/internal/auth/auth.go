@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"time"
 )
 
 // ErrUnauthenticated is returned when the token is missing, invalid or
@@ -26,6 +27,9 @@ type Identity struct {
 	// Jobs lists glob patterns (path.Match syntax) of the jobs the user may
 	// tail; nil allows every job.
 	Jobs []string
+	// Expires is when the credentials stop being accepted (a token's exp,
+	// plus the leeway); zero means never. A session ends then with 4401.
+	Expires time.Time
 }
 
 // Allows reports whether the identity may tail job.

@@ -48,7 +48,7 @@ func sign(t *testing.T, m jwt.SigningMethod, key any, claims jwt.MapClaims) stri
 }
 
 func TestHS256(t *testing.T) {
-	a, err := NewHS256([]byte(secret))
+	a, err := NewHS256([]byte(secret), Claims{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +88,48 @@ func TestHS256(t *testing.T) {
 			}
 			if id.User != tt.user || !slices.Equal(id.Jobs, tt.jobs) || (tt.jobs != nil && id.Jobs == nil) {
 				t.Fatalf("identity %+v", id)
+			}
+		})
+	}
+}
+
+// With an audience and an issuer configured, a token must name both; the
+// identity expires when the token does (plus the leeway).
+func TestAudienceIssuer(t *testing.T) {
+	a, err := NewHS256([]byte(secret), Claims{Audience: "livetail", Issuer: "https://idp.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour).Truncate(time.Second)
+	tok := func(claims jwt.MapClaims) string {
+		claims["sub"], claims["exp"] = "alice", exp.Unix()
+		return "token=" + sign(t, jwt.SigningMethodHS256, []byte(secret), claims)
+	}
+	tests := map[string]struct {
+		query string
+		fail  string
+	}{
+		"both":           {query: tok(jwt.MapClaims{"aud": "livetail", "iss": "https://idp.example"})},
+		"aud in a list":  {query: tok(jwt.MapClaims{"aud": []string{"grafana", "livetail"}, "iss": "https://idp.example"})},
+		"other audience": {query: tok(jwt.MapClaims{"aud": "grafana", "iss": "https://idp.example"}), fail: "audience"},
+		"no audience":    {query: tok(jwt.MapClaims{"iss": "https://idp.example"}), fail: "aud"},
+		"other issuer":   {query: tok(jwt.MapClaims{"aud": "livetail", "iss": "https://evil.example"}), fail: "issuer"},
+		"no issuer":      {query: tok(jwt.MapClaims{"aud": "livetail"}), fail: "iss"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			id, err := a.Authenticate(req(tt.query, "").r)
+			if tt.fail != "" {
+				if !errors.Is(err, ErrUnauthenticated) || !strings.Contains(err.Error(), tt.fail) {
+					t.Fatalf("error %v, want ErrUnauthenticated mentioning %q", err, tt.fail)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !id.Expires.Equal(exp.Add(Leeway)) {
+				t.Fatalf("expires %v, want %v", id.Expires, exp.Add(Leeway))
 			}
 		})
 	}
@@ -137,7 +179,7 @@ func TestPublicKeys(t *testing.T) {
 		}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			a, err := NewPublicKey(tt.pem)
+			a, err := NewPublicKey(tt.pem, Claims{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,11 +202,11 @@ func TestPublicKeys(t *testing.T) {
 		"private": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}}),
 		"bad DER": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2}}),
 	} {
-		if _, err := NewPublicKey(p); !errors.Is(err, ErrKey) {
+		if _, err := NewPublicKey(p, Claims{}); !errors.Is(err, ErrKey) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if _, err := NewHS256(nil); !errors.Is(err, ErrKey) {
+	if _, err := NewHS256(nil, Claims{}); !errors.Is(err, ErrKey) {
 		t.Errorf("empty secret: %v", err)
 	}
 }

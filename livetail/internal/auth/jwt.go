@@ -21,6 +21,13 @@ var ErrKey = errors.New("auth: bad JWT key")
 // Leeway is the clock skew tolerated on exp and nbf.
 const Leeway = 5 * time.Second
 
+// Claims are the registered claims a token must carry besides sub and exp:
+// when set, aud must include Audience and iss must equal Issuer.
+type Claims struct {
+	Audience string
+	Issuer   string
+}
+
 // JWT authenticates bearer tokens signed with one pinned algorithm.
 type JWT struct {
 	alg    string
@@ -36,17 +43,17 @@ type claims struct {
 }
 
 // NewHS256 returns an authenticator for HS256 tokens signed with secret.
-func NewHS256(secret []byte) (*JWT, error) {
+func NewHS256(secret []byte, want Claims) (*JWT, error) {
 	if len(secret) == 0 {
 		return nil, fmt.Errorf("%w: the HS256 secret is empty", ErrKey)
 	}
-	return newJWT("HS256", secret, nil), nil
+	return newJWT("HS256", secret, want, nil), nil
 }
 
 // NewPublicKey returns an authenticator for tokens signed with the private
 // key of the PEM-encoded public key: RS256 for an RSA key, ES256 for a P-256
 // ECDSA key. The algorithm follows from the key and no other is accepted.
-func NewPublicKey(pemData []byte) (*JWT, error) {
+func NewPublicKey(pemData []byte, want Claims) (*JWT, error) {
 	block, _ := pem.Decode(pemData)
 	if block == nil {
 		return nil, fmt.Errorf("%w: no PEM block found", ErrKey)
@@ -74,21 +81,27 @@ func NewPublicKey(pemData []byte) (*JWT, error) {
 		if k.N.BitLen() < 2048 {
 			return nil, fmt.Errorf("%w: RSA key of %d bits, want at least 2048", ErrKey, k.N.BitLen())
 		}
-		return newJWT("RS256", k, nil), nil
+		return newJWT("RS256", k, want, nil), nil
 	case *ecdsa.PublicKey:
 		if k.Curve != elliptic.P256() {
 			return nil, fmt.Errorf("%w: ECDSA key on %s, want P-256 (ES256)", ErrKey, k.Curve.Params().Name)
 		}
-		return newJWT("ES256", k, nil), nil
+		return newJWT("ES256", k, want, nil), nil
 	}
 	return nil, fmt.Errorf("%w: %T keys are not supported (want RSA or P-256 ECDSA)", ErrKey, pub)
 }
 
-func newJWT(alg string, key any, now func() time.Time) *JWT {
+func newJWT(alg string, key any, want Claims, now func() time.Time) *JWT {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{alg}),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(Leeway),
+	}
+	if want.Audience != "" {
+		opts = append(opts, jwt.WithAudience(want.Audience))
+	}
+	if want.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(want.Issuer))
 	}
 	if now != nil {
 		opts = append(opts, jwt.WithTimeFunc(now))
@@ -113,7 +126,7 @@ func (j *JWT) Authenticate(r *http.Request) (Identity, error) {
 	if c.Subject == "" {
 		return Identity{}, fmt.Errorf("%w: token has no sub claim", ErrUnauthenticated)
 	}
-	id := Identity{User: c.Subject}
+	id := Identity{User: c.Subject, Expires: c.ExpiresAt.Add(Leeway)}
 	if c.Jobs != nil {
 		id.Jobs = make([]string, 0, len(*c.Jobs))
 		for _, pat := range *c.Jobs {

@@ -1,21 +1,28 @@
 // Package hub fans the records of a topic out by job to live subscribers.
 //
 // One partition consumer per partition (package upstream) publishes entries
-// in offset order; every subscriber of the entry's job gets it through its own
-// bounded queue. Publishing never blocks: when a subscriber's queue is full
+// in offset order. A subscriber follows one job on every partition of the
+// topic, since a job's lines are wherever their producers' partitioners put
+// them (several partitions when producers differ, a new one after partitions
+// were added), and gets them through its own bounded queue. Publishing never
+// blocks and runs no per-subscriber filter: when a subscriber's queue is full
 // the entry is dropped for that subscriber only, and the subscriber later
 // receives a drop marker with the count and offset range of what it missed.
+// Filtering (grep) is the subscriber's own work, done when it takes entries.
 //
 // A new subscriber starts in catch-up mode, while its session sends history
-// read from Kafka: an overflow then does not drop anything but marks where
-// the queue stopped, so that the session reads the rest from Kafka too
-// (see Sub.Settle). That is how history joins the live stream with no gap and
-// no duplicate.
+// read from Kafka: an overflow then does not drop anything but marks, per
+// partition, where the queue stopped, so that the session reads the rest from
+// Kafka too (see Sub.Settle). That is how history joins the live stream with
+// no gap and no duplicate.
+//
+// The hub also remembers which jobs it saw on which partitions (Jobs,
+// JobPartitions), so that history is read where a job's lines are.
 package hub
 
 import (
 	"errors"
-	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -37,9 +44,12 @@ type Options struct {
 
 // Hub routes entries of a topic's partitions to subscribers by job.
 type Hub struct {
-	parts   []*partition
 	pending prometheus.Gauge
 	dropped prometheus.Counter
+
+	mu    sync.RWMutex // guards parts (its length) and subs
+	parts []*partition
+	subs  map[*Sub]struct{}
 
 	jobs jobs
 }
@@ -50,6 +60,10 @@ type partition struct {
 	next int64 // offset of the next record to publish
 	subs map[string]map[*Sub]struct{}
 	down error // non-nil while the consumer has failed for good
+}
+
+func newPartition(id int32, next int64) *partition {
+	return &partition{id: id, next: next, subs: map[string]map[*Sub]struct{}{}}
 }
 
 // New returns a hub for n partitions, each starting at offset 0 until
@@ -71,24 +85,54 @@ func New(n int, opts Options) *Hub {
 		opts.Now = time.Now
 	}
 	h := &Hub{
-		parts:   make([]*partition, n),
 		pending: opts.Pending,
 		dropped: opts.Dropped,
-		jobs:    jobs{ttl: opts.JobsTTL, max: opts.MaxJobs, now: opts.Now, seen: map[string]Job{}},
+		parts:   make([]*partition, n),
+		subs:    map[*Sub]struct{}{},
+		jobs:    jobs{ttl: opts.JobsTTL, max: opts.MaxJobs, now: opts.Now, seen: map[string]*jobState{}},
 	}
 	for i := range h.parts {
-		h.parts[i] = &partition{id: int32(i), subs: map[string]map[*Sub]struct{}{}}
+		h.parts[i] = newPartition(int32(i), 0)
 	}
 	return h
 }
 
+// part returns partition p, or nil when the hub has no such partition.
+func (h *Hub) part(p int32) *partition {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if p < 0 || int(p) >= len(h.parts) {
+		return nil
+	}
+	return h.parts[p]
+}
+
 // Partitions returns the number of partitions.
-func (h *Hub) Partitions() int { return len(h.parts) }
+func (h *Hub) Partitions() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.parts)
+}
+
+// AddPartitions adds partitions after the existing ones (partitions added
+// to the topic), the i-th starting at offset starts[i]. Every subscriber
+// follows them from there on.
+func (h *Hub) AddPartitions(starts []int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, next := range starts {
+		pt := newPartition(int32(len(h.parts)), next)
+		for s := range h.subs {
+			s.join(pt)
+		}
+		h.parts = append(h.parts, pt)
+	}
+}
 
 // SetNext sets the offset the partition's consumer will publish next; call
 // it before the consumer starts.
 func (h *Hub) SetNext(p int32, next int64) {
-	pt := h.parts[p]
+	pt := h.part(p)
 	pt.mu.Lock()
 	pt.next = next
 	pt.mu.Unlock()
@@ -96,17 +140,20 @@ func (h *Hub) SetNext(p int32, next int64) {
 
 // Next returns the offset of the next record the partition will publish.
 func (h *Hub) Next(p int32) int64 {
-	pt := h.parts[p]
+	pt := h.part(p)
+	if pt == nil {
+		return 0
+	}
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	return pt.next
 }
 
-// Publish hands entries, in offset order, to the subscribers of their jobs
-// and records that the partition continues at next. It never blocks on a
-// subscriber.
+// Publish hands entries of partition p, in offset order, to the subscribers
+// of their jobs and records that the partition continues at next. It never
+// blocks on a subscriber and evaluates no subscriber's filter.
 func (h *Hub) Publish(p int32, entries []*Entry, next int64) {
-	pt := h.parts[p]
+	pt := h.part(p)
 	pt.mu.Lock()
 	for _, e := range entries {
 		for s := range pt.subs[e.Job] {
@@ -120,25 +167,28 @@ func (h *Hub) Publish(p int32, entries []*Entry, next int64) {
 	h.jobs.saw(p, entries)
 }
 
-// Fail marks the partition unavailable and ends every subscription on it
-// with err (wrapped in ErrUnavailable). New subscriptions fail until Recover.
+// Fail marks the partition unavailable and ends, with err (wrapped in
+// ErrUnavailable), every subscription that depends on it: those whose job
+// is, or may be, on it (Subscribe's deps). New subscriptions that depend on
+// it fail until Recover.
 func (h *Hub) Fail(p int32, err error) {
 	err = errors.Join(ErrUnavailable, err)
-	pt := h.parts[p]
+	pt := h.part(p)
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	pt.down = err
-	for job, set := range pt.subs {
+	for _, set := range pt.subs {
 		for s := range set {
-			s.fail(err)
+			if slices.Contains(s.deps, p) {
+				s.fail(err)
+			}
 		}
-		delete(pt.subs, job)
 	}
 }
 
 // Recover marks the partition available again.
 func (h *Hub) Recover(p int32) {
-	pt := h.parts[p]
+	pt := h.part(p)
 	pt.mu.Lock()
 	pt.down = nil
 	pt.mu.Unlock()
@@ -146,8 +196,11 @@ func (h *Hub) Recover(p int32) {
 
 // Down returns the partitions that have failed for good.
 func (h *Hub) Down() []int32 {
+	h.mu.RLock()
+	parts := h.parts
+	h.mu.RUnlock()
 	var down []int32
-	for _, pt := range h.parts {
+	for _, pt := range parts {
 		pt.mu.Lock()
 		if pt.down != nil {
 			down = append(down, pt.id)
@@ -157,69 +210,88 @@ func (h *Hub) Down() []int32 {
 	return down
 }
 
-// Subscribe registers a subscriber for job on partition p, in catch-up
-// mode, and returns it with the join offset: every entry of the job from
-// that offset on goes to the subscriber's queue; the session reads what came
-// before from Kafka. filter, when not nil, keeps only matching lines. limit
-// bounds the queue.
-func (h *Hub) Subscribe(p int32, job string, filter *regexp.Regexp, limit int) (*Sub, int64, error) {
+// Subscribe registers a subscriber for job on every partition, in catch-up
+// mode, with a queue of at most limit entries. deps are the partitions
+// where the job's lines are or may be: the subscription fails with the
+// first of them that goes down. It returns the subscriber and, per
+// partition, the join offset: every entry of the job from that offset on
+// goes to the queue; the session reads what came before from Kafka.
+func (h *Hub) Subscribe(job string, deps []int32, limit int) (*Sub, []int64, error) {
 	if limit < 1 {
 		limit = 1
 	}
-	pt := h.parts[p]
 	s := &Sub{
-		part:       pt,
 		hub:        h,
 		job:        job,
-		filter:     filter,
+		deps:       slices.Clone(deps),
 		limit:      limit,
 		notify:     make(chan struct{}, 1),
 		catchingUp: true,
-		gapFrom:    -1,
+		gapFrom:    map[int32]int64{},
 	}
-	pt.mu.Lock()
-	defer pt.mu.Unlock()
-	if pt.down != nil {
-		return nil, 0, pt.down
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range deps {
+		if p < 0 || int(p) >= len(h.parts) {
+			continue
+		}
+		pt := h.parts[p]
+		pt.mu.Lock()
+		down := pt.down
+		pt.mu.Unlock()
+		if down != nil {
+			return nil, nil, down
+		}
 	}
-	set := pt.subs[job]
-	if set == nil {
-		set = map[*Sub]struct{}{}
-		pt.subs[job] = set
+	for _, pt := range h.parts {
+		s.join(pt)
 	}
-	set[s] = struct{}{}
-	return s, pt.next, nil
+	h.subs[s] = struct{}{}
+	return s, slices.Clone(s.joins), nil
 }
 
 // Subscribers returns the number of active subscriptions.
 func (h *Hub) Subscribers() int {
-	n := 0
-	for _, pt := range h.parts {
-		pt.mu.Lock()
-		for _, set := range pt.subs {
-			n += len(set)
-		}
-		pt.mu.Unlock()
-	}
-	return n
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.subs)
 }
 
 // Job is one entry of the jobs list.
 type Job struct {
-	Job       string    `json:"job"`
-	Partition int32     `json:"partition"`
-	LastSeen  time.Time `json:"last_seen,omitzero"`
+	Job string `json:"job"`
+	// Partition is where the job's latest line was seen.
+	Partition int32 `json:"partition"`
+	// Partitions are every partition the job's lines were seen on.
+	Partitions []int32   `json:"partitions,omitempty"`
+	LastSeen   time.Time `json:"last_seen,omitzero"`
+}
+
+// Seen is a partition where a job's lines were seen, and the first offset
+// of the job this process saw there.
+type Seen struct {
+	Partition int32
+	First     int64
 }
 
 // Jobs returns the jobs seen within the TTL, sorted by name.
 func (h *Hub) Jobs() []Job { return h.jobs.list() }
+
+// JobPartitions returns where job's lines were seen, by partition.
+func (h *Hub) JobPartitions(job string) []Seen { return h.jobs.partitions(job) }
+
+type jobState struct {
+	last     int32
+	seen     []Seen
+	lastSeen time.Time
+}
 
 type jobs struct {
 	ttl  time.Duration
 	max  int
 	now  func() time.Time
 	mu   sync.Mutex
-	seen map[string]Job
+	seen map[string]*jobState
 }
 
 func (j *jobs) saw(p int32, entries []*Entry) {
@@ -235,10 +307,18 @@ func (j *jobs) saw(p int32, entries []*Entry) {
 			continue
 		}
 		last = e.Job
-		if _, ok := j.seen[e.Job]; !ok && len(j.seen) >= j.max {
-			j.pruneLocked(now, true)
+		st := j.seen[e.Job]
+		if st == nil {
+			if len(j.seen) >= j.max {
+				j.pruneLocked(now, true)
+			}
+			st = &jobState{}
+			j.seen[e.Job] = st
 		}
-		j.seen[e.Job] = Job{Job: e.Job, Partition: p, LastSeen: now}
+		st.last, st.lastSeen = p, now
+		if !slices.ContainsFunc(st.seen, func(s Seen) bool { return s.Partition == p }) {
+			st.seen = append(st.seen, Seen{Partition: p, First: e.Offset})
+		}
 	}
 }
 
@@ -247,13 +327,13 @@ func (j *jobs) saw(p int32, entries []*Entry) {
 func (j *jobs) pruneLocked(now time.Time, force bool) {
 	var oldest string
 	var oldestAt time.Time
-	for name, job := range j.seen {
-		if now.Sub(job.LastSeen) > j.ttl {
+	for name, st := range j.seen {
+		if now.Sub(st.lastSeen) > j.ttl {
 			delete(j.seen, name)
 			continue
 		}
-		if oldest == "" || job.LastSeen.Before(oldestAt) {
-			oldest, oldestAt = name, job.LastSeen
+		if oldest == "" || st.lastSeen.Before(oldestAt) {
+			oldest, oldestAt = name, st.lastSeen
 		}
 	}
 	if force && len(j.seen) >= j.max && oldest != "" {
@@ -265,10 +345,25 @@ func (j *jobs) list() []Job {
 	j.mu.Lock()
 	j.pruneLocked(j.now(), false)
 	out := make([]Job, 0, len(j.seen))
-	for _, job := range j.seen {
+	for name, st := range j.seen {
+		job := Job{Job: name, Partition: st.last, LastSeen: st.lastSeen}
+		for _, s := range st.seen {
+			job.Partitions = append(job.Partitions, s.Partition)
+		}
+		slices.Sort(job.Partitions)
 		out = append(out, job)
 	}
 	j.mu.Unlock()
 	sort.Slice(out, func(a, b int) bool { return out[a].Job < out[b].Job })
 	return out
+}
+
+func (j *jobs) partitions(job string) []Seen {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	st := j.seen[job]
+	if st == nil {
+		return nil
+	}
+	return slices.Clone(st.seen)
 }

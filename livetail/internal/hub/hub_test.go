@@ -2,7 +2,6 @@ package hub
 
 import (
 	"errors"
-	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -11,15 +10,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-func entry(job string, off int64) *Entry {
-	return &Entry{Offset: off, Job: job, Line: job + " line", JSON: []byte(`{}`)}
+func entry(job string, off int64) *Entry { return entryOn(0, job, off) }
+
+func entryOn(p int32, job string, off int64) *Entry {
+	return &Entry{Partition: p, Offset: off, Job: job, Line: job + " line", JSON: []byte(`{}`)}
 }
 
-// entries returns entries of job at the given offsets.
-func entries(job string, offs ...int64) []*Entry {
+// entries returns entries of job at the given offsets of partition 0.
+func entries(job string, offs ...int64) []*Entry { return entriesOn(0, job, offs...) }
+
+// entriesOn returns entries of job at the given offsets of partition p.
+func entriesOn(p int32, job string, offs ...int64) []*Entry {
 	out := make([]*Entry, len(offs))
 	for i, o := range offs {
-		out[i] = entry(job, o)
+		out[i] = entryOn(p, job, o)
 	}
 	return out
 }
@@ -34,10 +38,10 @@ func offsets(items []Item) []int64 {
 	return out
 }
 
-// live subscribes and leaves catch-up mode at once.
-func live(t *testing.T, h *Hub, p int32, job string, filter *regexp.Regexp, limit int) *Sub {
+// live subscribes (depending on partition p) and leaves catch-up mode at once.
+func live(t *testing.T, h *Hub, p int32, job string, limit int) *Sub {
 	t.Helper()
-	s, _, err := h.Subscribe(p, job, filter, limit)
+	s, _, err := h.Subscribe(job, []int32{p}, limit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,21 +52,21 @@ func live(t *testing.T, h *Hub, p int32, job string, filter *regexp.Regexp, limi
 	return s
 }
 
+// A subscriber gets its job's entries from every partition, whichever
+// partition it depends on, and no other job's.
 func TestPublishRoutesByJob(t *testing.T) {
 	h := New(2, Options{})
-	a := live(t, h, 0, "a", nil, 100)
-	b := live(t, h, 0, "b", nil, 100)
-	grep := live(t, h, 0, "a", regexp.MustCompile(`^a`), 100)
-	none := live(t, h, 0, "a", regexp.MustCompile(`^zzz`), 100)
-	other := live(t, h, 1, "a", nil, 100) // same job name on another partition: not routed
+	a := live(t, h, 0, "a", 100)
+	b := live(t, h, 0, "b", 100)
+	other := live(t, h, 1, "a", 100) // its job's lines on partition 0 reach it too
 
 	h.Publish(0, []*Entry{entry("a", 0), entry("b", 1), entry("a", 2), entry("c", 3)}, 4)
+	h.Publish(1, entriesOn(1, "a", 7), 8)
 	for name, tt := range map[string]struct {
 		sub  *Sub
 		want []int64
 	}{
-		"a": {a, []int64{0, 2}}, "b": {b, []int64{1}}, "grep": {grep, []int64{0, 2}},
-		"grep none": {none, nil}, "other partition": {other, nil},
+		"a": {a, []int64{0, 2, 7}}, "b": {b, []int64{1}}, "other partition": {other, []int64{0, 2, 7}},
 	} {
 		items, err := tt.sub.Take(nil)
 		if err != nil {
@@ -83,7 +87,7 @@ func TestDropAnnounced(t *testing.T) {
 	pending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "p"})
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "d"})
 	h := New(1, Options{Pending: pending, Dropped: dropped})
-	s := live(t, h, 0, "a", nil, 3)
+	s := live(t, h, 0, "a", 3)
 
 	h.Publish(0, entries("a", 10, 11, 12, 13, 14, 15), 16)
 	if got := testutil.ToFloat64(pending); got != 3 {
@@ -100,7 +104,7 @@ func TestDropAnnounced(t *testing.T) {
 		t.Fatalf("entries %v", got)
 	}
 	last := items[len(items)-1]
-	if last.Entry != nil || last.Drop != (Drop{Count: 4, From: 13, To: 20}) {
+	if last.Entry != nil || last.Drop != (Drop{Partition: 0, Count: 4, From: 13, To: 20}) {
 		t.Fatalf("last item %+v, want a drop of 4 from 13 to 20", last)
 	}
 	if got := testutil.ToFloat64(pending); got != 0 {
@@ -111,7 +115,7 @@ func TestDropAnnounced(t *testing.T) {
 	h.Publish(0, entries("a", 30, 31, 32, 33, 34), 35)
 	h.Publish(0, entries("a", 40), 41) // still full
 	items, _ = s.Take(items)
-	if got := offsets(items); !slices.Equal(got, []int64{30, 31, 32}) || items[3].Drop != (Drop{Count: 3, From: 33, To: 40}) {
+	if got := offsets(items); !slices.Equal(got, []int64{30, 31, 32}) || items[3].Drop != (Drop{Partition: 0, Count: 3, From: 33, To: 40}) {
 		t.Fatalf("items %+v", items)
 	}
 	h.Publish(0, entries("a", 50), 51)
@@ -127,13 +131,13 @@ func TestCatchUpGap(t *testing.T) {
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "d"})
 	h := New(1, Options{Dropped: dropped})
 	h.SetNext(0, 100)
-	s, join, err := h.Subscribe(0, "a", nil, 2)
+	s, joins, err := h.Subscribe("a", []int32{0}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if join != 100 {
-		t.Fatalf("join = %d", join)
+	if !slices.Equal(joins, []int64{100}) {
+		t.Fatalf("joins = %v", joins)
 	}
 	h.Publish(0, entries("a", 100, 101, 102, 103), 104) // 102 and 103 do not fit
 	h.Publish(0, append(entries("b", 104), entries("a", 105)...), 106)
@@ -146,7 +150,7 @@ func TestCatchUpGap(t *testing.T) {
 		t.Fatalf("drained %v", got)
 	}
 	st := s.Settle(false)
-	if st != (Settlement{Step: StepGap, From: 102, To: 106}) {
+	if st.Step != StepGap || !slices.Equal(st.Gaps, []Gap{{Partition: 0, From: 102, To: 106}}) {
 		t.Fatalf("settle: %+v, want the gap [102, 106)", st)
 	}
 	h.Publish(0, entries("a", 106), 107)
@@ -170,24 +174,24 @@ func TestCatchUpGap(t *testing.T) {
 // The final round of catching up turns a gap into normal dropping.
 func TestCatchUpFinal(t *testing.T) {
 	h := New(1, Options{})
-	s, _, _ := h.Subscribe(0, "a", nil, 1)
+	s, _, _ := h.Subscribe("a", []int32{0}, 1)
 	defer s.Close()
 	h.Publish(0, entries("a", 0, 1), 2)
 	s.Take(nil)
-	if st := s.Settle(true); st != (Settlement{Step: StepGap, From: 1, To: 2}) {
+	if st := s.Settle(true); st.Step != StepGap || !slices.Equal(st.Gaps, []Gap{{Partition: 0, From: 1, To: 2}}) {
 		t.Fatalf("settle: %+v", st)
 	}
 	h.Publish(0, entries("a", 2, 3), 4)
 	items, _ := s.Take(nil)
-	if got := offsets(items); !slices.Equal(got, []int64{2}) || items[1].Drop != (Drop{Count: 1, From: 3, To: 3}) {
+	if got := offsets(items); !slices.Equal(got, []int64{2}) || items[1].Drop != (Drop{Partition: 0, Count: 1, From: 3, To: 3}) {
 		t.Fatalf("items %+v", items)
 	}
 }
 
 func TestFailAndRecover(t *testing.T) {
 	h := New(2, Options{})
-	s := live(t, h, 1, "a", nil, 10)
-	other := live(t, h, 0, "a", nil, 10)
+	s := live(t, h, 1, "a", 10)
+	other := live(t, h, 0, "a", 10)
 	h.Publish(1, entries("a", 0), 1)
 	cause := errors.New("broker gone")
 	h.Fail(1, cause)
@@ -203,15 +207,17 @@ func TestFailAndRecover(t *testing.T) {
 	if _, err := other.Take(nil); err != nil {
 		t.Fatalf("partition 0 failed too: %v", err)
 	}
-	if _, _, err := h.Subscribe(1, "a", nil, 1); !errors.Is(err, ErrUnavailable) {
+	if _, _, err := h.Subscribe("a", []int32{0, 1}, 1); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("subscribe to a down partition: %v", err)
 	}
 	if got := h.Down(); !slices.Equal(got, []int32{1}) {
 		t.Fatalf("down = %v", got)
 	}
 	h.Recover(1)
-	if _, _, err := h.Subscribe(1, "a", nil, 1); err != nil {
+	if s, _, err := h.Subscribe("a", []int32{1}, 1); err != nil {
 		t.Fatalf("subscribe after recover: %v", err)
+	} else {
+		s.Close()
 	}
 	if len(h.Down()) != 0 {
 		t.Fatal("still down")
@@ -221,7 +227,7 @@ func TestFailAndRecover(t *testing.T) {
 func TestCloseReleasesQueue(t *testing.T) {
 	pending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "p"})
 	h := New(1, Options{Pending: pending})
-	s, _, _ := h.Subscribe(0, "a", nil, 10)
+	s, _, _ := h.Subscribe("a", []int32{0}, 10)
 	h.Publish(0, entries("a", 0, 1, 2), 3)
 	s.Close()
 	if got := testutil.ToFloat64(pending); got != 0 {
@@ -253,6 +259,61 @@ func TestJobs(t *testing.T) {
 	if got := h.Jobs(); len(got) != 3 || got[0].Partition != 0 {
 		t.Fatalf("jobs %+v", got)
 	}
+	// A job whose producers partition differently is on several partitions.
+	h.Publish(1, entriesOn(1, "c", 9), 10)
+	if got := h.JobPartitions("c"); !slices.Equal(got, []Seen{{0, 5}, {1, 9}}) {
+		t.Fatalf("partitions of c: %+v", got)
+	}
+	if got := h.Jobs(); got[2].Job != "c" || got[2].Partition != 1 || !slices.Equal(got[2].Partitions, []int32{0, 1}) {
+		t.Fatalf("jobs %+v", got)
+	}
+}
+
+// While catching up, overflows on two partitions are two gaps, each up to
+// its partition's next offset.
+func TestCatchUpGapsOnTwoPartitions(t *testing.T) {
+	h := New(2, Options{})
+	s, _, err := h.Subscribe("a", []int32{0, 1}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h.Publish(0, entriesOn(0, "a", 0, 1), 2)
+	h.Publish(1, entriesOn(1, "a", 0, 1), 2) // do not fit
+	h.Publish(0, entriesOn(0, "a", 2), 3)    // does not fit
+	h.Publish(1, entriesOn(1, "a", 2), 3)
+	if st := s.Settle(false); st.Step != StepDrain {
+		t.Fatalf("settle: %+v", st)
+	}
+	s.Take(nil)
+	st := s.Settle(false)
+	want := []Gap{{Partition: 0, From: 2, To: 3}, {Partition: 1, From: 0, To: 3}}
+	if st.Step != StepGap || !slices.Equal(st.Gaps, want) {
+		t.Fatalf("settle: %+v, want gaps %+v", st, want)
+	}
+	if st := s.Settle(false); st.Step != StepDone {
+		t.Fatalf("settle: %+v", st)
+	}
+}
+
+// Partitions added to the topic are followed by existing subscribers.
+func TestAddPartitions(t *testing.T) {
+	h := New(1, Options{})
+	s := live(t, h, 0, "a", 10)
+	h.AddPartitions([]int64{0, 5})
+	if h.Partitions() != 3 || h.Next(2) != 5 {
+		t.Fatalf("partitions %d, next of 2 = %d", h.Partitions(), h.Next(2))
+	}
+	h.Publish(2, entriesOn(2, "a", 5), 6)
+	items, _ := s.Take(nil)
+	if len(items) != 1 || items[0].Entry.Partition != 2 {
+		t.Fatalf("items %+v", items)
+	}
+	s2, joins, _ := h.Subscribe("a", []int32{0}, 10)
+	defer s2.Close()
+	if !slices.Equal(joins, []int64{0, 0, 6}) {
+		t.Fatalf("joins %v", joins)
+	}
 }
 
 func names(jobs []Job) []string {
@@ -265,20 +326,20 @@ func names(jobs []Job) []string {
 
 func TestNewEntry(t *testing.T) {
 	value := []byte(`{"@timestamp":"2026-11-21T10:00:00.123456Z","message":"GET /api <b> 200","job":"web-1","host":{"name":"node-a"},"agent":{"name":"node-a"},"log":{"file":{"path":"/var/log/web.log"},"offset":12},"labels":{"env":"dev"}}`)
-	e, ok := NewEntry(7, []byte("web-1"), value, time.Time{})
+	e, ok := NewEntry(3, 7, []byte("web-1"), value, time.Time{})
 	if !ok {
 		t.Fatal("not decoded")
 	}
-	want := `{"offset":7,"ts":"2026-11-21T10:00:00.123456Z","line":"GET /api <b> 200","host":"node-a","file":"/var/log/web.log","labels":{"env":"dev"}}`
+	want := `{"partition":3,"offset":7,"ts":"2026-11-21T10:00:00.123456Z","line":"GET /api <b> 200","host":"node-a","file":"/var/log/web.log","labels":{"env":"dev"}}`
 	if string(e.JSON) != want || e.Job != "web-1" || e.Line != "GET /api <b> 200" {
 		t.Fatalf("entry %s %+v", e.JSON, e)
 	}
 	// Not a record: delivered as raw text with the Kafka time.
-	e, ok = NewEntry(8, []byte("web-1"), []byte("plain \xff text"), time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	e, ok = NewEntry(3, 8, []byte("web-1"), []byte("plain \xff text"), time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	if ok {
 		t.Fatal("decoded garbage")
 	}
-	want = `{"offset":8,"ts":"2026-01-02T03:04:05.000000Z","line":"plain ` + "\uFFFD" + ` text","host":"","file":"","labels":{}}`
+	want = `{"partition":3,"offset":8,"ts":"2026-01-02T03:04:05.000000Z","line":"plain ` + "\uFFFD" + ` text","host":"","file":"","labels":{}}`
 	if string(e.JSON) != want {
 		t.Fatalf("raw entry %s", e.JSON)
 	}

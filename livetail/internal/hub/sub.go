@@ -1,23 +1,16 @@
 package hub
 
 import (
-	"regexp"
+	"slices"
 	"sync"
 )
 
-// Drop describes lines a subscriber missed: Count lines of its job, the
-// first at offset From and the last at offset To.
+// Drop describes lines a subscriber missed on one partition: Count lines of
+// its job, the first at offset From and the last at offset To.
 type Drop struct {
-	Count    int64
-	From, To int64
-}
-
-func (d *Drop) add(offset int64) {
-	if d.Count == 0 {
-		d.From = offset
-	}
-	d.To = offset
-	d.Count++
+	Partition int32
+	Count     int64
+	From, To  int64
 }
 
 // Item is one element of a subscriber's queue: an entry, or (Entry nil) a
@@ -27,23 +20,41 @@ type Item struct {
 	Drop  Drop
 }
 
-// Sub is one subscription: a bounded queue that the publisher fills and the
+// Sub is one subscription: a bounded queue that the publishers fill and the
 // session's single writer empties with Take.
 type Sub struct {
-	part   *partition
 	hub    *Hub
 	job    string
-	filter *regexp.Regexp
+	deps   []int32
 	limit  int
 	notify chan struct{}
 
 	mu         sync.Mutex
+	parts      []*partition // where it is registered, by partition id
+	joins      []int64      // the partitions' next offsets when it was registered
 	queue      []Item
-	drop       Drop  // lines dropped since the last queued item
-	catchingUp bool  // history is still being sent: overflow marks gapFrom instead of dropping
-	gapFrom    int64 // catch-up overflow: first offset not queued, or -1
-	err        error // the upstream failed for good
+	drops      []Drop          // per partition, lines dropped since its last queued entry
+	catchingUp bool            // history is still being sent: overflow marks gapFrom instead of dropping
+	gapFrom    map[int32]int64 // catch-up overflow: per partition, the first offset not queued
+	err        error           // the upstream failed for good
 	closed     bool
+}
+
+// join registers s on pt at its current next offset. The hub's lock is held.
+func (s *Sub) join(pt *partition) {
+	pt.mu.Lock()
+	set := pt.subs[s.job]
+	if set == nil {
+		set = map[*Sub]struct{}{}
+		pt.subs[s.job] = set
+	}
+	set[s] = struct{}{}
+	next := pt.next
+	pt.mu.Unlock()
+	s.mu.Lock()
+	s.parts = append(s.parts, pt)
+	s.joins = append(s.joins, next)
+	s.mu.Unlock()
 }
 
 // Notify returns a channel that receives a value after new items were
@@ -55,32 +66,47 @@ func (s *Sub) Job() string { return s.job }
 
 // offer queues e unless the queue is full. The partition's lock is held.
 func (s *Sub) offer(e *Entry) {
-	if s.filter != nil && !s.filter.MatchString(e.Line) {
+	s.mu.Lock()
+	if s.err != nil || s.closed {
+		s.mu.Unlock()
 		return
 	}
-	s.mu.Lock()
-	if s.err != nil || s.closed || s.gapFrom >= 0 {
+	if _, gap := s.gapFrom[e.Partition]; gap {
 		s.mu.Unlock()
 		return
 	}
 	if len(s.queue) >= s.limit {
 		if s.catchingUp {
-			s.gapFrom = e.Offset
+			s.gapFrom[e.Partition] = e.Offset
 		} else {
-			s.drop.add(e.Offset)
+			s.dropLocked(e)
 			s.hub.dropped.Inc()
 		}
 		s.mu.Unlock()
 		return
 	}
-	if s.drop.Count > 0 {
-		s.queue = append(s.queue, Item{Drop: s.drop})
-		s.drop = Drop{}
+	if i := s.dropIndex(e.Partition); i >= 0 {
+		s.queue = append(s.queue, Item{Drop: s.drops[i]})
+		s.drops = slices.Delete(s.drops, i, i+1)
 	}
 	s.queue = append(s.queue, Item{Entry: e})
 	s.mu.Unlock()
 	s.hub.pending.Inc()
 	s.wake()
+}
+
+func (s *Sub) dropIndex(p int32) int {
+	return slices.IndexFunc(s.drops, func(d Drop) bool { return d.Partition == p })
+}
+
+func (s *Sub) dropLocked(e *Entry) {
+	i := s.dropIndex(e.Partition)
+	if i < 0 {
+		s.drops = append(s.drops, Drop{Partition: e.Partition, From: e.Offset})
+		i = len(s.drops) - 1
+	}
+	s.drops[i].To = e.Offset
+	s.drops[i].Count++
 }
 
 func (s *Sub) wake() {
@@ -93,7 +119,9 @@ func (s *Sub) wake() {
 // fail ends the subscription with err. The partition's lock is held.
 func (s *Sub) fail(err error) {
 	s.mu.Lock()
-	s.err = err
+	if s.err == nil {
+		s.err = err
+	}
 	s.mu.Unlock()
 	s.wake()
 }
@@ -105,7 +133,7 @@ func (s *Sub) Len() int {
 	return len(s.queue)
 }
 
-// Take removes and returns every queued item, followed by a drop marker for
+// Take removes and returns every queued item, followed by drop markers for
 // lines dropped since, if any. buf, when not nil, is a slice previously
 // returned by Take that the caller no longer uses; it is reused. err is
 // non-nil once the upstream failed for good: the caller sends what it got
@@ -115,9 +143,11 @@ func (s *Sub) Take(buf []Item) (items []Item, err error) {
 	s.mu.Lock()
 	items = s.queue
 	s.queue = buf[:0]
-	if s.drop.Count > 0 && !s.catchingUp {
-		items = append(items, Item{Drop: s.drop})
-		s.drop = Drop{}
+	if len(s.drops) > 0 && !s.catchingUp {
+		for _, d := range s.drops {
+			items = append(items, Item{Drop: d})
+		}
+		s.drops = s.drops[:0]
 	}
 	err = s.err
 	s.mu.Unlock()
@@ -140,56 +170,87 @@ type Step int
 const (
 	// StepDrain: items are queued before a gap; Take and send them, then Settle again.
 	StepDrain Step = iota
-	// StepGap: read history [From, To) from Kafka, then Settle again.
+	// StepGap: read the Gaps from Kafka, then Settle again.
 	StepGap
 	// StepDone: caught up; everything after this comes through the queue.
 	StepDone
 )
 
+// Gap is a range of a partition to read from Kafka: [From, To).
+type Gap struct {
+	Partition int32
+	From, To  int64
+}
+
 // Settlement is the result of Settle.
 type Settlement struct {
-	Step     Step
-	From, To int64 // StepGap: the history range to read
+	Step Step
+	Gaps []Gap // StepGap: the history ranges to read, by partition
 }
 
 // Settle is called by a catching-up session after it has sent the history
 // it knew about and taken the queue. If the queue overflowed meanwhile, it
-// returns the range to read from Kafka and resumes queueing after it
-// (StepGap). Otherwise the subscription leaves catch-up mode (StepDone). With
-// final set, a gap also ends catch-up mode, so that later overflow drops
-// lines instead of asking for more history.
+// returns the ranges to read from Kafka, one per partition that overflowed,
+// and resumes queueing after them (StepGap). Otherwise the subscription
+// leaves catch-up mode (StepDone). With final set, a gap also ends catch-up
+// mode, so that later overflow drops lines instead of asking for more
+// history.
 func (s *Sub) Settle(final bool) Settlement {
-	pt := s.part
-	pt.mu.Lock()
-	defer pt.mu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gapFrom >= 0 {
-		if len(s.queue) > 0 {
-			return Settlement{Step: StepDrain}
-		}
-		st := Settlement{Step: StepGap, From: s.gapFrom, To: pt.next}
-		s.gapFrom = -1
-		if final {
-			s.catchingUp = false
-		}
-		return st
+	if len(s.gapFrom) == 0 {
+		s.catchingUp = false
+		s.mu.Unlock()
+		return Settlement{Step: StepDone}
 	}
-	s.catchingUp = false
-	return Settlement{Step: StepDone}
+	if len(s.queue) > 0 {
+		s.mu.Unlock()
+		return Settlement{Step: StepDrain}
+	}
+	if final {
+		// From here an overflow drops; what overflowed before is read.
+		s.catchingUp = false
+	}
+	gapped := make([]*partition, 0, len(s.gapFrom))
+	for p := range s.gapFrom {
+		gapped = append(gapped, s.parts[p])
+	}
+	s.mu.Unlock()
+	slices.SortFunc(gapped, func(a, b *partition) int { return int(a.id - b.id) })
+	st := Settlement{Step: StepGap}
+	for _, pt := range gapped {
+		// The partition's lock first, as offer takes them: its next offset
+		// and the gap are then consistent.
+		pt.mu.Lock()
+		s.mu.Lock()
+		if from, ok := s.gapFrom[pt.id]; ok {
+			st.Gaps = append(st.Gaps, Gap{Partition: pt.id, From: from, To: pt.next})
+			delete(s.gapFrom, pt.id)
+		}
+		s.mu.Unlock()
+		pt.mu.Unlock()
+	}
+	return st
 }
 
 // Close ends the subscription and releases its queue.
 func (s *Sub) Close() {
-	pt := s.part
-	pt.mu.Lock()
-	if set := pt.subs[s.job]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
-			delete(pt.subs, s.job)
+	h := s.hub
+	h.mu.Lock()
+	delete(h.subs, s)
+	s.mu.Lock()
+	parts := s.parts
+	s.mu.Unlock()
+	for _, pt := range parts {
+		pt.mu.Lock()
+		if set := pt.subs[s.job]; set != nil {
+			delete(set, s)
+			if len(set) == 0 {
+				delete(pt.subs, s.job)
+			}
 		}
+		pt.mu.Unlock()
 	}
-	pt.mu.Unlock()
+	h.mu.Unlock()
 	s.mu.Lock()
 	n := 0
 	for i := range s.queue {

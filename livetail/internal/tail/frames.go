@@ -35,6 +35,7 @@ type Frame struct {
 	Type       string      `json:"type"`
 	Job        string      `json:"job,omitempty"`
 	Partition  *int32      `json:"partition,omitempty"`
+	Partitions []int32     `json:"partitions,omitempty"`
 	ServerTime string      `json:"server_time,omitempty"`
 	Entries    []EntryJSON `json:"entries,omitempty"`
 	Offset     *int64      `json:"offset,omitempty"`
@@ -43,42 +44,55 @@ type Frame struct {
 	ToOffset   *int64      `json:"to_offset,omitempty"`
 	Code       int         `json:"code,omitempty"`
 	Reason     string      `json:"reason,omitempty"`
+	Cursor     string      `json:"cursor,omitempty"`
 }
 
 // EntryJSON is one entry of an entries frame.
 type EntryJSON struct {
-	Offset int64             `json:"offset"`
-	TS     string            `json:"ts"`
-	Line   string            `json:"line"`
-	Host   string            `json:"host"`
-	File   string            `json:"file"`
-	Labels map[string]string `json:"labels"`
+	Partition int32             `json:"partition"`
+	Offset    int64             `json:"offset"`
+	TS        string            `json:"ts"`
+	Line      string            `json:"line"`
+	Host      string            `json:"host"`
+	File      string            `json:"file"`
+	Labels    map[string]string `json:"labels"`
 }
 
-func helloFrame(job string, partition int32, now time.Time) []byte {
+// helloFrame names the job's home partition and the partitions its history
+// is read from.
+func helloFrame(job string, partition int32, partitions []int32, now time.Time) []byte {
 	b, _ := json.Marshal(struct {
-		Type       string `json:"type"`
-		Job        string `json:"job"`
-		Partition  int32  `json:"partition"`
-		ServerTime string `json:"server_time"`
-	}{TypeHello, job, partition, now.UTC().Format(record.TimeLayout)})
+		Type       string  `json:"type"`
+		Job        string  `json:"job"`
+		Partition  int32   `json:"partition"`
+		Partitions []int32 `json:"partitions"`
+		ServerTime string  `json:"server_time"`
+	}{TypeHello, job, partition, partitions, now.UTC().Format(record.TimeLayout)})
 	return b
 }
 
-func caughtUpFrame(dst []byte, offset int64) []byte {
+// caughtUpFrame carries the home partition's position as offset, and the
+// cursor.
+func caughtUpFrame(dst []byte, offset int64, pos map[int32]int64) []byte {
 	dst = append(dst, `{"type":"caught_up","offset":`...)
 	dst = strconv.AppendInt(dst, offset, 10)
-	return append(dst, '}')
+	dst = append(dst, `,"cursor":"`...)
+	dst = appendCursor(dst, pos)
+	return append(dst, '"', '}')
 }
 
-func droppedFrame(dst []byte, d hub.Drop) []byte {
-	dst = append(dst, `{"type":"dropped","count":`...)
+func droppedFrame(dst []byte, d hub.Drop, pos map[int32]int64) []byte {
+	dst = append(dst, `{"type":"dropped","partition":`...)
+	dst = strconv.AppendInt(dst, int64(d.Partition), 10)
+	dst = append(dst, `,"count":`...)
 	dst = strconv.AppendInt(dst, d.Count, 10)
 	dst = append(dst, `,"from_offset":`...)
 	dst = strconv.AppendInt(dst, d.From, 10)
 	dst = append(dst, `,"to_offset":`...)
 	dst = strconv.AppendInt(dst, d.To, 10)
-	return append(dst, '}')
+	dst = append(dst, `,"cursor":"`...)
+	dst = appendCursor(dst, pos)
+	return append(dst, '"', '}')
 }
 
 func errorFrame(code websocket.StatusCode, reason string) []byte {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,13 +54,19 @@ const (
 
 // History is what sessions read from Kafka (package upstream implements it).
 type History interface {
-	// Partition returns the partition of job's records.
-	Partition(job string) int32
+	// Partitions returns the topic's number of partitions.
+	Partitions() int
+	// Home returns the partition DESIGN.md's partitioner gives job.
+	Home(job string) int32
+	// Candidates returns the partitions standard producers put job's
+	// records on, the home partition first.
+	Candidates(job string) []int32
 	// Bounds returns the oldest retained offset and the next offset of p.
 	Bounds(ctx context.Context, p int32) (oldest, newest int64, err error)
 	// OffsetAt returns the first offset of p written at t or later.
 	OffsetAt(ctx context.Context, p int32, t time.Time) (int64, error)
-	// Read calls fn with job's entries of p in [from, to), in offset order.
+	// Read calls fn with job's entries of p in [from, to), in offset order,
+	// and with nil now and then while it scans (to ping the client).
 	Read(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error
 }
 
@@ -74,7 +81,7 @@ type Options struct {
 	BatchSize      int           // entries per frame
 	BatchWait      time.Duration // least time between two live frames of a session
 	MaxTail        int
-	MaxScan        int64    // records scanned backwards to find tail=N lines
+	MaxScan        int64    // records one session's history reads scan at most
 	AllowedOrigins []string // origin patterns besides the request's own host
 	Log            logrus.FieldLogger
 	Metrics        *Metrics
@@ -169,6 +176,7 @@ var (
 	errShutdown   = errors.New("server shutting down")
 	errPeerGone   = errors.New("peer gone")
 	errMaxSession = errors.New("session reached its maximum duration; reconnect with cursor")
+	errExpired    = errors.New("token expired: reconnect with a fresh token and the cursor")
 )
 
 // upstreamError is a failure to read Kafka.
@@ -269,7 +277,7 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 	}
 	if n := h.conns.Add(1); n > int64(h.opts.MaxConns) {
 		h.conns.Add(-1)
-		h.refuse(c, log, StatusTooMany, ReasonServerLimit, fmt.Sprintf("too many connections on this server (limit %d): close other tails or try later", h.opts.MaxConns))
+		h.refuse(c, log, websocket.StatusTryAgainLater, ReasonServerLimit, fmt.Sprintf("this server is at its connection limit (%d): try again later", h.opts.MaxConns))
 		return
 	}
 	defer h.conns.Add(-1)
@@ -283,8 +291,12 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 		return
 	}
 	defer release()
-	part := h.hist.Partition(p.Job)
-	sub, join, err := h.hub.Subscribe(part, p.Job, p.Grep, h.opts.ClientBuffer)
+	home, deps, err := h.partitions(&p)
+	if err != nil {
+		h.refuse(c, log, StatusBadRequest, ReasonBadRequest, err.Error())
+		return
+	}
+	sub, joins, err := h.hub.Subscribe(p.Job, deps, h.opts.ClientBuffer)
 	if err != nil {
 		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, upstreamError{err}.Error())
 		return
@@ -301,6 +313,11 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 	defer stopAfter()
 	ctx, cancelMax := context.WithTimeoutCause(ctx, h.opts.MaxSession, errMaxSession)
 	defer cancelMax()
+	if !id.Expires.IsZero() {
+		var cancelExp context.CancelFunc
+		ctx, cancelExp = context.WithDeadlineCause(ctx, id.Expires, errExpired)
+		defer cancelExp()
+	}
 
 	// The reader only notices the peer leaving: a close frame, a reset, or
 	// the connection closed after a failed write or ping. Its context is not
@@ -320,10 +337,47 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 		<-readerDone
 	}()
 
-	s := &session{h: h, c: c, p: p, part: part, sub: sub, join: join}
+	s := newSession(h, c, p, home, deps, sub, joins)
 	cause := s.run(ctx)
 	code := h.end(c, cause)
 	log.WithField("code", code).WithError(cause).Debug("session ended")
+}
+
+// partitions returns the job's home partition and the partitions its
+// history is read from: where standard producers put its lines, where this
+// process saw them, and those of the cursor. A bare offset as cursor (of a
+// single-partition client) is taken as one of the partition where the job's
+// lines are when that is one partition, else of the home partition.
+func (h *Handler) partitions(p *Params) (home int32, deps []int32, err error) {
+	home = h.hist.Home(p.Job)
+	deps = slices.Clone(h.hist.Candidates(p.Job))
+	add := func(q int32) {
+		if !slices.Contains(deps, q) {
+			deps = append(deps, q)
+		}
+	}
+	seen := h.hub.JobPartitions(p.Job)
+	for _, s := range seen {
+		add(s.Partition)
+	}
+	n := h.hub.Partitions()
+	for i, c := range p.Cursor {
+		if c.Partition == homePartition {
+			p.Cursor[i].Partition = home
+			if len(seen) == 1 {
+				p.Cursor[i].Partition = seen[0].Partition
+			}
+			continue
+		}
+		switch {
+		case int(c.Partition) >= n:
+			return 0, nil, &ParamError{Param: "cursor", Reason: fmt.Sprintf("partition %d does not exist (the topic has %d)", c.Partition, n)}
+		default:
+			add(c.Partition)
+		}
+	}
+	slices.Sort(deps)
+	return home, deps, nil
 }
 
 // end closes the connection as cause says and returns the close code for
@@ -341,6 +395,8 @@ func (h *Handler) end(c *websocket.Conn, cause error) string {
 		code = websocket.StatusGoingAway
 	case errors.Is(cause, errMaxSession):
 		code = StatusMaxSession
+	case errors.Is(cause, errExpired):
+		code = StatusUnauthorized
 	case errors.As(cause, &pe):
 		code = StatusBadRequest
 	case errors.Is(cause, hub.ErrUnavailable):

@@ -24,7 +24,7 @@ const (
 	ModeLive   Mode = iota // no history: live lines only
 	ModeTail               // the job's last Tail lines
 	ModeSince              // lines written at Since or later
-	ModeCursor             // lines after offset Cursor
+	ModeCursor             // lines after the positions of Cursor
 )
 
 // Params are the query parameters of /api/v1/tail.
@@ -33,7 +33,7 @@ type Params struct {
 	Mode   Mode
 	Tail   int
 	Since  time.Time
-	Cursor int64
+	Cursor []Position
 	Grep   *regexp.Regexp
 }
 
@@ -93,12 +93,11 @@ func ParseParams(q url.Values, now time.Time, maxTail int) (Params, error) {
 		}
 		p.Mode, p.Since = ModeSince, t
 	case q.Has("cursor"):
-		v := q.Get("cursor")
-		off, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil || off < 0 {
-			return p, badParam("cursor", "%q is not an offset (the last offset received, 0 or more)", clip(v))
+		c, err := ParseCursor(q.Get("cursor"))
+		if err != nil {
+			return p, badParam("cursor", "%s", err)
 		}
-		p.Mode, p.Cursor = ModeCursor, off
+		p.Mode, p.Cursor = ModeCursor, c
 	}
 
 	if q.Has("grep") {

@@ -1,6 +1,7 @@
 package tail
 
 import (
+	"reflect"
 	"errors"
 	"net/url"
 	"strings"
@@ -22,7 +23,12 @@ func TestParseParams(t *testing.T) {
 		"since duration":  {query: "job=a&since=5m", want: Params{Job: "a", Mode: ModeSince, Since: now.Add(-5 * time.Minute)}},
 		"since rfc3339":   {query: "job=a&since=2026-11-21T09:00:00Z", want: Params{Job: "a", Mode: ModeSince, Since: now.Add(-time.Hour)}},
 		"since offset tz": {query: "job=a&since=" + url.QueryEscape("2026-11-21T10:00:00+01:00"), want: Params{Job: "a", Mode: ModeSince, Since: now.Add(-time.Hour)}},
-		"cursor":          {query: "job=a&cursor=42", want: Params{Job: "a", Mode: ModeCursor, Cursor: 42}},
+		"cursor":          {query: "job=a&cursor=42", want: Params{Job: "a", Mode: ModeCursor, Cursor: []Position{{homePartition, 42}}}},
+		"cursor none yet": {query: "job=a&cursor=-1", want: Params{Job: "a", Mode: ModeCursor, Cursor: []Position{{homePartition, -1}}}},
+		"cursor parts":    {query: "job=a&cursor=3:17,0:-1", want: Params{Job: "a", Mode: ModeCursor, Cursor: []Position{{0, -1}, {3, 17}}}},
+		"cursor twice":    {query: "job=a&cursor=3:17,3:18", param: "cursor"},
+		"cursor no part":  {query: "job=a&cursor=:17", param: "cursor"},
+		"cursor neg part": {query: "job=a&cursor=-2:17", param: "cursor"},
 		"token ignored":   {query: "job=a&token=xyz&other=1", want: Params{Job: "a"}},
 		"empty grep":      {query: "job=a&grep=", want: Params{Job: "a"}},
 		"missing job":     {query: "tail=5", param: "job"},
@@ -35,7 +41,7 @@ func TestParseParams(t *testing.T) {
 		"since garbage":   {query: "job=a&since=yesterday", param: "since"},
 		"since empty":     {query: "job=a&since=", param: "since"},
 		"since negative":  {query: "job=a&since=-1h", param: "since"},
-		"cursor negative": {query: "job=a&cursor=-1", param: "cursor"},
+		"cursor negative": {query: "job=a&cursor=-2", param: "cursor"},
 		"cursor float":    {query: "job=a&cursor=1.5", param: "cursor"},
 		"two modes":       {query: "job=a&since=5m&cursor=3", param: "cursor"},
 		"bad grep":        {query: "job=a&grep=" + url.QueryEscape("a(b"), param: "grep"},
@@ -64,7 +70,7 @@ func TestParseParams(t *testing.T) {
 				t.Fatalf("since %v, want %v", got.Since, tt.want.Since)
 			}
 			got.Since, tt.want.Since = time.Time{}, time.Time{}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
 		})
@@ -76,7 +82,7 @@ func TestParseParams(t *testing.T) {
 func FuzzParseParams(f *testing.F) {
 	for _, s := range []string{
 		"job=web-1", "job=a&tail=10", "job=a&since=5m", "job=a&since=2026-11-21T10:00:00Z",
-		"job=a&cursor=7", "job=a&grep=err(or)?", "job=a&tail=1&since=1m", "job=%ff", "grep=(",
+		"job=a&cursor=7", "job=a&cursor=0:3,2:-1", "job=a&grep=err(or)?", "job=a&tail=1&since=1m", "job=%ff", "grep=(",
 		"job=a&since=9999999999h", "job=a&tail=00000000000000000000001",
 	} {
 		f.Add(s)
@@ -109,8 +115,13 @@ func FuzzParseParams(f *testing.F) {
 		if p.Job == "" || len(p.Job) > maxJobLen || !utf8.ValidString(p.Job) {
 			t.Fatalf("%q: job %q accepted", raw, p.Job)
 		}
-		if p.Tail < 0 || p.Tail > DefaultMaxTail || p.Cursor < 0 {
+		if p.Tail < 0 || p.Tail > DefaultMaxTail {
 			t.Fatalf("%q: out of range %+v", raw, p)
+		}
+		for _, c := range p.Cursor {
+			if c.Offset < -1 || c.Partition < homePartition {
+				t.Fatalf("%q: cursor out of range %+v", raw, p.Cursor)
+			}
 		}
 		if p.Mode == ModeSince && p.Since.After(now) && !q.Has("since") {
 			t.Fatalf("%q: since without a since", raw)

@@ -2,7 +2,10 @@ package tail
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -17,21 +20,43 @@ type conn interface {
 	Ping(ctx context.Context) error
 }
 
-// session is one live tail: history, then live entries, on one connection.
-type session struct {
-	h    *Handler
-	c    conn
-	p    Params
-	part int32
-	sub  *hub.Sub
-	join int64 // first offset the subscription queues
+// coverEvery is how often a live session moves its cursor past records of
+// other jobs, so that a resume does not scan them again.
+const coverEvery = time.Second
 
-	lastSent  int64 // highest offset sent (entries at or below it are skipped)
+// session is one live tail: history, then live entries, on one connection.
+//
+// A job's lines may be on several partitions (producers with different
+// partitioners, partitions added): the session follows the job on every
+// partition, reads history from those where its lines are or may be
+// (deps), merges partitions by time, and keeps, per partition, the last
+// offset sent (to skip what was sent already) and the cursor position.
+type session struct {
+	h     *Handler
+	c     conn
+	p     Params
+	home  int32   // the job's partition under DESIGN.md's partitioner
+	deps  []int32 // partitions history is read from, in order
+	sub   *hub.Sub
+	joins []int64 // per partition, the first offset the subscription queues
+
+	sent      map[int32]int64 // per partition, the highest offset sent (entries at or below are skipped)
+	pos       map[int32]int64 // the cursor: per partition, the last offset the client has everything up to
 	frame     []byte
 	items     []hub.Item
 	pend      []*hub.Entry
 	ping      *time.Ticker
 	lastFlush time.Time
+	lastCover time.Time
+	caughtUp  bool
+	tailEnd   map[int32]int64 // tail=N: per partition, the end of what was read
+}
+
+func newSession(h *Handler, c conn, p Params, home int32, deps []int32, sub *hub.Sub, joins []int64) *session {
+	return &session{
+		h: h, c: c, p: p, home: home, deps: deps, sub: sub, joins: joins,
+		sent: map[int32]int64{}, pos: map[int32]int64{},
+	}
 }
 
 // run sends the session's frames until ctx ends or something fails, and
@@ -48,86 +73,196 @@ func (s *session) run(ctx context.Context) error {
 }
 
 func (s *session) stream(ctx context.Context) error {
-	if err := s.write(helloFrame(s.p.Job, s.part, time.Now())); err != nil {
+	if err := s.write(helloFrame(s.p.Job, s.home, s.deps, time.Now())); err != nil {
 		return err
 	}
-	start, pre, gap, err := s.start(ctx)
+	ranges, pre, gaps, err := s.start(ctx)
 	if err != nil {
 		return err
 	}
-	s.lastSent = start - 1
-	if s.p.Mode == ModeTail {
-		s.lastSent = -1 // pre holds the lines before start
-	}
-	if gap.Count > 0 {
-		if err := s.write(droppedFrame(s.frame[:0], gap)); err != nil {
+	for _, g := range gaps {
+		if err := s.write(s.droppedFrame(g)); err != nil {
 			return err
 		}
 	}
 	if err := s.sendEntries(pre); err != nil {
 		return err
 	}
-	if err := s.catchUp(ctx, start); err != nil {
+	for p, hi := range s.tailEnd {
+		// What tail=N read beyond the join offset and left out is older
+		// than the last N lines: the queued copies are skipped too.
+		s.sent[p] = max(s.sentOf(p), hi-1)
+		s.pos[p] = max(s.posOf(p), hi-1)
+	}
+	if err := s.readRanges(ctx, ranges); err != nil {
+		return err
+	}
+	if err := s.catchUp(ctx); err != nil {
 		return err
 	}
 	return s.live(ctx)
 }
 
-// start returns the offset history starts at, the entries already read for
-// tail=N, and the range lost to retention for a cursor older than the data.
-func (s *session) start(ctx context.Context) (start int64, pre []*hub.Entry, gap hub.Drop, err error) {
-	switch s.p.Mode {
-	case ModeCursor:
-		start = s.p.Cursor + 1
-		oldest, newest, err := s.h.hist.Bounds(ctx, s.part)
-		if err != nil {
-			return 0, nil, gap, upstreamError{err}
-		}
-		if start > newest {
-			return 0, nil, gap, &ParamError{Param: "cursor", Reason: fmt.Sprintf("offset %d is beyond the end of partition %d (next offset %d)", s.p.Cursor, s.part, newest)}
-		}
-		if start < oldest {
-			// Retention deleted what followed the cursor: the count is of
-			// offsets, an upper bound on the job's lines.
-			gap = hub.Drop{Count: oldest - start, From: start, To: oldest - 1}
-			start = oldest
-		}
-		return start, nil, gap, nil
-	case ModeSince:
-		off, err := s.h.hist.OffsetAt(ctx, s.part, s.p.Since)
-		if err != nil {
-			return 0, nil, gap, upstreamError{err}
-		}
-		return off, nil, gap, nil
-	case ModeTail:
-		if s.p.Tail == 0 {
-			return s.join, nil, gap, nil
-		}
-		pre, err := s.lastLines(ctx, s.p.Tail)
-		return s.join, pre, gap, err
+// join returns the first offset of p the subscription queues.
+func (s *session) join(p int32) int64 {
+	if int(p) < len(s.joins) {
+		return s.joins[p]
 	}
-	return s.join, nil, gap, nil
+	return 0
 }
 
-// lastLines reads the job's last n lines, scanning the partition backwards
-// in growing windows, at most MaxScan records, from its end (or from the
-// join offset if the hub is ahead of what Bounds saw). Live entries the
-// subscription queued up to there are skipped as already sent.
+// start works out the history: the ranges to read from Kafka, the entries
+// already read for tail=N, and the ranges skipped (a cursor older than the
+// retained data, or history beyond --max-history-scan). It sets, per
+// partition, where the session's cursor and duplicate check begin.
+func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry, gaps []hub.Drop, err error) {
+	for _, p := range s.deps {
+		s.pos[p] = s.join(p) - 1
+		if s.p.Mode != ModeTail { // tail=N sends lines before the join offsets
+			s.sent[p] = s.join(p) - 1
+		}
+	}
+	switch s.p.Mode {
+	case ModeTail:
+		if s.p.Tail > 0 {
+			pre, err = s.lastLines(ctx, s.p.Tail)
+		}
+		return nil, pre, nil, err
+	case ModeSince:
+		for _, p := range s.deps {
+			off, err := s.h.hist.OffsetAt(ctx, p, s.p.Since)
+			if err != nil {
+				return nil, nil, nil, upstreamError{err}
+			}
+			ranges = append(ranges, hub.Gap{Partition: p, From: off, To: s.join(p)})
+		}
+	case ModeCursor:
+		given := map[int32]bool{}
+		for _, c := range s.p.Cursor { // the handler resolved a bare offset's partition
+			p := c.Partition
+			given[p] = true
+			oldest, newest, err := s.h.hist.Bounds(ctx, p)
+			if err != nil {
+				return nil, nil, nil, upstreamError{err}
+			}
+			start := c.Offset + 1
+			if end := max(newest, s.join(p)); start > end {
+				return nil, nil, nil, &ParamError{Param: "cursor", Reason: fmt.Sprintf("offset %d is beyond the end of partition %d (next offset %d)", c.Offset, p, end)}
+			}
+			if start < oldest {
+				// Retention deleted what followed the cursor: the count is of
+				// offsets, an upper bound on the job's lines.
+				gaps = append(gaps, hub.Drop{Partition: p, Count: oldest - start, From: start, To: oldest - 1})
+				start = oldest
+			}
+			ranges = append(ranges, hub.Gap{Partition: p, From: start, To: s.join(p)})
+		}
+		// Where the job's lines appeared after the cursor was made (a
+		// producer with another partitioner, partitions added), read them
+		// from the first this process saw.
+		for _, seen := range s.h.hub.JobPartitions(s.p.Job) {
+			if !given[seen.Partition] && seen.First < s.join(seen.Partition) {
+				ranges = append(ranges, hub.Gap{Partition: seen.Partition, From: seen.First, To: s.join(seen.Partition)})
+			}
+		}
+	default:
+		return nil, nil, nil, nil
+	}
+	ranges, skipped := bound(ranges, s.h.opts.MaxScan)
+	for _, r := range ranges {
+		s.sent[r.Partition] = r.From - 1
+		s.pos[r.Partition] = r.From - 1
+	}
+	return ranges, nil, append(gaps, skipped...), nil
+}
+
+// bound shortens ranges so that together they hold at most budget records,
+// each range losing its oldest part and no range shrinking below an equal
+// share of the budget while another is longer; it returns the ranges to
+// read and what was cut off (as drops: counts of offsets, upper bounds on
+// the job's lines).
+func bound(ranges []hub.Gap, budget int64) (kept []hub.Gap, cut []hub.Drop) {
+	var total int64
+	for _, r := range ranges {
+		total += max(0, r.To-r.From)
+	}
+	if total <= budget {
+		return ranges, nil
+	}
+	// Water-fill: the shortest ranges are read whole, the rest get equal
+	// shares of what is left.
+	order := make([]int, len(ranges))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		la, lb := ranges[a].To-ranges[a].From, ranges[b].To-ranges[b].From
+		return int(la - lb)
+	})
+	allow := make([]int64, len(ranges))
+	left := budget
+	for i, idx := range order {
+		share := left / int64(len(order)-i)
+		n := min(max(0, ranges[idx].To-ranges[idx].From), share)
+		allow[idx] = n
+		left -= n
+	}
+	for i, r := range ranges {
+		if from := r.To - allow[i]; from > r.From {
+			cut = append(cut, hub.Drop{Partition: r.Partition, Count: from - r.From, From: r.From, To: from - 1})
+			r.From = from
+		}
+		kept = append(kept, r)
+	}
+	return kept, cut
+}
+
+// lastLines reads the job's last n lines over its partitions: each
+// partition is scanned backwards in growing windows from its end (or from
+// the subscription's join offset if the hub is ahead of what Bounds saw),
+// within an equal share of MaxScan records; the partitions' lines are merged
+// by time and the last n kept.
 func (s *session) lastLines(ctx context.Context, n int) ([]*hub.Entry, error) {
-	oldest, newest, err := s.h.hist.Bounds(ctx, s.part)
+	share := max(1, s.h.opts.MaxScan/int64(max(1, len(s.deps))))
+	var lists [][]*hub.Entry
+	for _, p := range s.deps {
+		list, err := s.lastLinesOf(ctx, p, n, share)
+		if err != nil {
+			return nil, err
+		}
+		if len(list) > 0 {
+			lists = append(lists, list)
+		}
+	}
+	out := mergeByTime(lists)
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out, nil
+}
+
+func (s *session) lastLinesOf(ctx context.Context, p int32, n int, maxScan int64) ([]*hub.Entry, error) {
+	oldest, newest, err := s.h.hist.Bounds(ctx, p)
 	if err != nil {
 		return nil, upstreamError{err}
 	}
-	hi := max(s.join, newest)
+	hi := max(s.join(p), newest)
+	if s.tailEnd == nil {
+		s.tailEnd = map[int32]int64{}
+	}
+	s.tailEnd[p] = hi
 	window := int64(max(4*n, 1024))
 	var scanned int64
 	var chunks [][]*hub.Entry
 	total := 0
-	for hi > oldest && total < n && scanned < s.h.opts.MaxScan {
-		lo := max(oldest, hi-window, hi-(s.h.opts.MaxScan-scanned))
+	for hi > oldest && total < n && scanned < maxScan {
+		lo := max(oldest, hi-window, hi-(maxScan-scanned))
 		need := n - total
 		var chunk []*hub.Entry
-		err := s.h.hist.Read(ctx, s.part, lo, hi, s.p.Job, func(e *hub.Entry) error {
+		err := s.h.hist.Read(ctx, p, lo, hi, s.p.Job, func(e *hub.Entry) error {
+			if e == nil {
+				return s.pingIfDue()
+			}
 			if s.p.Grep != nil && !s.p.Grep.MatchString(e.Line) {
 				return nil
 			}
@@ -140,7 +275,7 @@ func (s *session) lastLines(ctx context.Context, n int) ([]*hub.Entry, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, upstreamError{err}
+			return nil, s.readError(ctx, err)
 		}
 		if len(chunk) > need {
 			chunk = chunk[len(chunk)-need:]
@@ -158,20 +293,47 @@ func (s *session) lastLines(ctx context.Context, n int) ([]*hub.Entry, error) {
 	return out, nil
 }
 
-// catchUp sends history from start up to the join offset, then what the
-// subscription queued meanwhile; when the queue overflowed it reads the
-// missing range from Kafka too, and so on until it has caught up. Then it
-// sends caught_up.
-func (s *session) catchUp(ctx context.Context, start int64) error {
-	from, to := start, s.join
-	caught := s.join - 1
-	for round := 0; ; round++ {
-		if from < to {
-			if err := s.readHistory(ctx, from, to); err != nil {
-				return err
+// mergeByTime merges lists, each in offset order, into one ordered by time
+// where lists differ; each list's own order is kept.
+func mergeByTime(lists [][]*hub.Entry) []*hub.Entry {
+	if len(lists) == 1 {
+		return lists[0]
+	}
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	out := make([]*hub.Entry, 0, n)
+	next := make([]int, len(lists))
+	for len(out) < n {
+		best := -1
+		for i, l := range lists {
+			if next[i] < len(l) && (best < 0 || l[next[i]].TS < lists[best][next[best]].TS) {
+				best = i
 			}
 		}
-		caught = max(caught, to-1)
+		out = append(out, lists[best][next[best]])
+		next[best]++
+	}
+	return out
+}
+
+// readError turns a failed history read into the session's end cause.
+func (s *session) readError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if errors.Is(err, errPeerGone) {
+		return err
+	}
+	return upstreamError{err}
+}
+
+// catchUp sends what the subscription queued while history was read; when
+// the queue overflowed it reads the missing ranges from Kafka too, and so
+// on until it has caught up. Then it sends caught_up.
+func (s *session) catchUp(ctx context.Context) error {
+	for round := 0; ; round++ {
 	settle:
 		for {
 			st := s.sub.Settle(round >= maxCatchUpRounds)
@@ -181,42 +343,119 @@ func (s *session) catchUp(ctx context.Context, start int64) error {
 					return err
 				}
 			case hub.StepGap:
-				from, to = st.From, st.To
+				if err := s.readRanges(ctx, st.Gaps); err != nil {
+					return err
+				}
 				break settle
 			case hub.StepDone:
-				return s.write(caughtUpFrame(s.frame[:0], max(s.lastSent, caught)))
+				s.caughtUp = true
+				return s.write(s.caughtUpFrame())
 			}
 		}
 	}
 }
 
-// readHistory sends the job's entries in [from, to) read from Kafka.
-func (s *session) readHistory(ctx context.Context, from, to int64) error {
-	var sendErr error
-	err := s.h.hist.Read(ctx, s.part, from, to, s.p.Job, func(e *hub.Entry) error {
-		if s.p.Grep != nil && !s.p.Grep.MatchString(e.Line) {
-			return nil
+// stream is one partition's history read by its own goroutine.
+type stream struct {
+	ch   chan *hub.Entry
+	head *hub.Entry
+	done bool
+	err  error // set before ch is closed
+}
+
+// readRanges sends the job's entries in ranges, read from Kafka, one
+// goroutine per range, merged by time. It pings the client while it waits
+// for them; leaving (the client gone, the session ended) stops the reads.
+func (s *session) readRanges(ctx context.Context, ranges []hub.Gap) error {
+	ranges = slices.DeleteFunc(slices.Clone(ranges), func(r hub.Gap) bool { return r.From >= r.To })
+	if len(ranges) == 0 {
+		return nil
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	var streams []*stream
+	grep := s.p.Grep
+	for _, r := range ranges {
+		st := &stream{ch: make(chan *hub.Entry, 256)}
+		streams = append(streams, st)
+		wg.Go(func() {
+			defer close(st.ch)
+			st.err = s.h.hist.Read(rctx, r.Partition, r.From, r.To, s.p.Job, func(e *hub.Entry) error {
+				if e == nil || (grep != nil && !grep.MatchString(e.Line)) {
+					return nil
+				}
+				select {
+				case st.ch <- e:
+					return nil
+				case <-rctx.Done():
+					return rctx.Err()
+				}
+			})
+		})
+	}
+	for {
+		for _, st := range streams {
+			for st.head == nil && !st.done {
+				if err := s.receive(ctx, st); err != nil {
+					return err
+				}
+			}
 		}
-		s.pend = append(s.pend, e)
-		if len(s.pend) < s.h.opts.BatchSize {
-			return nil
+		var best *stream
+		for _, st := range streams {
+			if st.head != nil && (best == nil || st.head.TS < best.head.TS) {
+				best = st
+			}
 		}
-		sendErr = s.flushPending()
-		if sendErr == nil {
-			sendErr = s.pingIfDue()
+		if best == nil {
+			break
 		}
-		return sendErr
-	})
-	switch {
-	case sendErr != nil:
-		return sendErr
-	case err != nil:
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
+		s.pend = append(s.pend, best.head)
+		best.head = nil
+		if len(s.pend) >= s.h.opts.BatchSize {
+			if err := s.flushPending(); err != nil {
+				return err
+			}
 		}
-		return upstreamError{err}
+	}
+	for i, r := range ranges {
+		if err := streams[i].err; err != nil {
+			return s.readError(ctx, err)
+		}
+		s.pos[r.Partition] = max(s.pos[r.Partition], r.To-1)
 	}
 	return s.flushPending()
+}
+
+// receive waits for st's next entry, sending what is pending first and
+// pinging the client meanwhile.
+func (s *session) receive(ctx context.Context, st *stream) error {
+	select {
+	case e, ok := <-st.ch:
+		st.head, st.done = e, !ok
+		return nil
+	default:
+	}
+	if err := s.flushPending(); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-s.ping.C:
+			if err := s.doPing(); err != nil {
+				return err
+			}
+		case e, ok := <-st.ch:
+			st.head, st.done = e, !ok
+			return nil
+		}
+	}
 }
 
 func (s *session) flushPending() error {
@@ -265,48 +504,65 @@ func (s *session) live(ctx context.Context) error {
 	}
 }
 
-// takeAndSend sends everything queued. An upstream failure is returned
-// after what was queued before it has been sent.
+// takeAndSend sends everything queued that passes grep. An upstream
+// failure is returned after what was queued before it has been sent. Now
+// and then it also moves the cursor past the records of other jobs that the
+// partitions published meanwhile.
 func (s *session) takeAndSend() error {
+	var cover map[int32]int64
+	if now := time.Now(); s.caughtUp && now.Sub(s.lastCover) >= coverEvery {
+		s.lastCover = now
+		// Read before Take: every record below these offsets has been
+		// offered to the queue, so it is in what Take returns (or dropped,
+		// and announced).
+		cover = make(map[int32]int64, len(s.pos))
+		for p := range s.pos {
+			cover[p] = s.h.hub.Next(p) - 1
+		}
+	}
 	items, upErr := s.sub.Take(s.items)
 	s.items = items
 	if len(items) > 0 {
 		s.lastFlush = time.Now()
 	}
-	start := -1 // first entry of the current run of entries
 	for i := range items {
-		if items[i].Entry != nil {
-			if start < 0 {
-				start = i
+		if e := items[i].Entry; e != nil {
+			if s.p.Grep == nil || s.p.Grep.MatchString(e.Line) {
+				s.pend = append(s.pend, e)
 			}
 			continue
 		}
-		if start >= 0 {
-			if err := s.sendItems(items[start:i]); err != nil {
-				return err
-			}
-			start = -1
+		if err := s.flushPending(); err != nil {
+			return err
 		}
-		if err := s.write(droppedFrame(s.frame[:0], items[i].Drop)); err != nil {
+		d := items[i].Drop
+		s.sent[d.Partition] = max(s.sentOf(d.Partition), d.To)
+		s.pos[d.Partition] = max(s.posOf(d.Partition), d.To)
+		if err := s.write(s.droppedFrame(d)); err != nil {
 			return err
 		}
 	}
-	if start >= 0 {
-		if err := s.sendItems(items[start:]); err != nil {
-			return err
-		}
+	for p, off := range cover {
+		s.pos[p] = max(s.pos[p], off)
 	}
-	if upErr != nil {
-		return upErr
+	if err := s.flushPending(); err != nil {
+		return err
 	}
-	return nil
+	return upErr
 }
 
-func (s *session) sendItems(items []hub.Item) error {
-	for i := range items {
-		s.pend = append(s.pend, items[i].Entry)
+func (s *session) sentOf(p int32) int64 {
+	if off, ok := s.sent[p]; ok {
+		return off
 	}
-	return s.flushPending()
+	return -1
+}
+
+func (s *session) posOf(p int32) int64 {
+	if off, ok := s.pos[p]; ok {
+		return off
+	}
+	return -1
 }
 
 // sendEntries writes entries frames, skipping what was sent already.
@@ -314,7 +570,7 @@ func (s *session) sendEntries(entries []*hub.Entry) error {
 	b := append(s.frame[:0], entriesPrefix...)
 	n := 0
 	for _, e := range entries {
-		if e.Offset <= s.lastSent {
+		if e.Offset <= s.sentOf(e.Partition) {
 			continue
 		}
 		if n > 0 && (n >= s.h.opts.BatchSize || len(b)+len(e.JSON) > maxFrameBytes) {
@@ -328,7 +584,8 @@ func (s *session) sendEntries(entries []*hub.Entry) error {
 		}
 		b = append(b, e.JSON...)
 		n++
-		s.lastSent = e.Offset
+		s.sent[e.Partition] = e.Offset
+		s.pos[e.Partition] = max(s.posOf(e.Partition), e.Offset)
 	}
 	if n == 0 {
 		return nil
@@ -337,7 +594,9 @@ func (s *session) sendEntries(entries []*hub.Entry) error {
 }
 
 func (s *session) writeEntries(b []byte, n int) error {
-	b = append(b, ']', '}')
+	b = append(b, `],"cursor":"`...)
+	b = appendCursor(b, s.pos)
+	b = append(b, '"', '}')
 	err := s.write(b)
 	if cap(b) > 256<<10 {
 		s.frame = nil // do not keep a large buffer for the session's life
@@ -348,6 +607,14 @@ func (s *session) writeEntries(b []byte, n int) error {
 		s.h.m.Sent.Add(float64(n))
 	}
 	return err
+}
+
+func (s *session) caughtUpFrame() []byte {
+	return caughtUpFrame(s.frame[:0], s.posOf(s.home), s.pos)
+}
+
+func (s *session) droppedFrame(d hub.Drop) []byte {
+	return droppedFrame(s.frame[:0], d, s.pos)
 }
 
 // write writes one frame within the ping interval. Its context is not the

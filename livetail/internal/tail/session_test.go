@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -55,24 +58,54 @@ func (c *fakeConn) got() ([]Frame, []time.Time) {
 	return append([]Frame(nil), c.frames...), append([]time.Time(nil), c.times...)
 }
 
-// fakeHistory is one partition held in memory.
+// fakeHistory is partitions held in memory.
 type fakeHistory struct {
-	log    []*hub.Entry // log[i].Offset == i
-	onRead func()       // called for every record read
+	logs   [][]*hub.Entry // logs[p][i].Offset == i
+	onRead func()         // called for every record read
+	home   int32
+	cands  []int32 // Candidates; [home] when nil
+	reads  atomic.Int64 // records read
 }
 
-func (f *fakeHistory) Partition(string) int32 { return 0 }
-func (f *fakeHistory) Bounds(context.Context, int32) (int64, int64, error) {
-	return 0, int64(len(f.log)), nil
+func (f *fakeHistory) Partitions() int           { return len(f.logs) }
+func (f *fakeHistory) Home(string) int32         { return f.home }
+func (f *fakeHistory) Candidates(string) []int32 {
+	if f.cands != nil {
+		return f.cands
+	}
+	return []int32{f.home}
 }
-func (f *fakeHistory) OffsetAt(context.Context, int32, time.Time) (int64, error) { return 0, nil }
-func (f *fakeHistory) Read(ctx context.Context, _ int32, from, to int64, job string, fn func(*hub.Entry) error) error {
-	for off := from; off < to && off < int64(len(f.log)); off++ {
+func (f *fakeHistory) Bounds(_ context.Context, p int32) (int64, int64, error) {
+	return 0, int64(len(f.logs[p])), nil
+}
+
+// OffsetAt finds the first entry at t or later by its TS.
+func (f *fakeHistory) OffsetAt(_ context.Context, p int32, t time.Time) (int64, error) {
+	for i, e := range f.logs[p] {
+		if e.TS >= t.UnixNano() {
+			return int64(i), nil
+		}
+	}
+	return int64(len(f.logs[p])), nil
+}
+
+func (f *fakeHistory) Read(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error {
+	log := f.logs[p]
+	for off := from; off < to && off < int64(len(log)); off++ {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if f.onRead != nil {
 			f.onRead()
 		}
-		if e := f.log[off]; e.Job == job {
+		f.reads.Add(1)
+		if e := log[off]; e.Job == job {
 			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if off%100 == 99 {
+			if err := fn(nil); err != nil {
 				return err
 			}
 		}
@@ -80,11 +113,17 @@ func (f *fakeHistory) Read(ctx context.Context, _ int32, from, to int64, job str
 	return ctx.Err()
 }
 
-func newLog(n int, jobs ...string) []*hub.Entry {
+func newLog(n int, jobs ...string) []*hub.Entry { return newLogOn(0, n, jobs...) }
+
+// newLogOn returns n entries of partition p, the jobs in turn, one a
+// millisecond from 2026-01-01.
+func newLogOn(p int32, n int, jobs ...string) []*hub.Entry {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 	log := make([]*hub.Entry, n)
 	for i := range log {
 		job := jobs[i%len(jobs)]
-		log[i] = &hub.Entry{Offset: int64(i), Job: job, Line: job, JSON: fmt.Appendf(nil, `{"offset":%d,"ts":"","line":%q,"host":"","file":"","labels":{}}`, i, job)}
+		log[i] = &hub.Entry{Partition: p, Offset: int64(i), TS: base + int64(i)*int64(time.Millisecond), Job: job, Line: job,
+			JSON: fmt.Appendf(nil, `{"partition":%d,"offset":%d,"ts":"","line":%q,"host":"","file":"","labels":{}}`, p, i, job)}
 	}
 	return log
 }
@@ -96,22 +135,29 @@ type harness struct {
 	conn *fakeConn
 }
 
-func newHarness(opts Options, log []*hub.Entry) *harness {
+func newHarness(opts Options, logs ...[]*hub.Entry) *harness {
 	opts.Limiter = limit.NewMemory(10)
-	h := hub.New(1, hub.Options{})
-	hist := &fakeHistory{log: log}
+	if len(logs) == 0 {
+		logs = [][]*hub.Entry{nil}
+	}
+	h := hub.New(len(logs), hub.Options{})
+	hist := &fakeHistory{logs: logs}
 	return &harness{h: h, hist: hist, tail: New(h, hist, opts), conn: &fakeConn{}}
 }
 
 // start runs a session for p in the background; wait returns its result.
 func (x *harness) start(t *testing.T, p Params) (cancel context.CancelCauseFunc, wait func() error) {
 	t.Helper()
-	sub, join, err := x.h.Subscribe(0, p.Job, p.Grep, x.tail.opts.ClientBuffer)
+	home, deps, err := x.tail.partitions(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, joins, err := x.h.Subscribe(p.Job, deps, x.tail.opts.ClientBuffer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancelCause(t.Context())
-	s := &session{h: x.tail, c: x.conn, p: p, part: 0, sub: sub, join: join}
+	s := newSession(x.tail, x.conn, p, home, deps, sub, joins)
 	errc := make(chan error, 1)
 	go func() {
 		defer sub.Close()
@@ -259,6 +305,170 @@ func TestSessionUpstreamFails(t *testing.T) {
 		frames, _ := x.conn.got()
 		if last := frames[len(frames)-1]; last.Type != TypeEntries {
 			t.Fatalf("last frame %+v, want the entry queued before the failure", last)
+		}
+	})
+}
+
+// entriesOf returns the entries frames' entries and the last cursor seen.
+func entriesOf(frames []Frame) (got []EntryJSON, cursor string, drops []Frame) {
+	for _, f := range frames {
+		switch f.Type {
+		case TypeEntries:
+			got = append(got, f.Entries...)
+		case TypeDropped:
+			drops = append(drops, f)
+		}
+		if f.Cursor != "" {
+			cursor = f.Cursor
+		}
+	}
+	return got, cursor, drops
+}
+
+// A job on two partitions (producers with different partitioners): since=
+// merges them by time, and a session resumed with the cursor of any frame
+// continues with no gap and no duplicate.
+func TestSessionTwoPartitions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Partition 0 has a's lines at even milliseconds, partition 1 at odd.
+		p0, p1 := newLogOn(0, 200, "a", "b"), newLogOn(1, 200, "b", "a")
+		x := newHarness(Options{PingInterval: time.Hour, BatchSize: 7}, p0, p1)
+		x.hist.cands = []int32{0, 1}
+		x.h.SetNext(0, 200)
+		x.h.SetNext(1, 200)
+		since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeSince, Since: since})
+		synctest.Wait()
+		cancel(errShutdown)
+		wait()
+		frames, _ := x.conn.got()
+		if frames[0].Type != TypeHello || !slices.Equal(frames[0].Partitions, []int32{0, 1}) {
+			t.Fatalf("hello %+v", frames[0])
+		}
+		got, cursor, drops := entriesOf(frames)
+		if len(got) != 200 || len(drops) > 0 {
+			t.Fatalf("%d entries, drops %+v", len(got), drops)
+		}
+		for i, e := range got {
+			// By time: 0:0, 1:1, 0:2, 1:3, ...
+			if e.Partition != int32(i%2) || e.Offset != int64(i/2*2+i%2) {
+				t.Fatalf("entry %d at %d:%d, want %d:%d", i, e.Partition, e.Offset, i%2, i/2*2+i%2)
+			}
+		}
+		if cursor != "0:199,1:199" {
+			t.Fatalf("cursor %q", cursor)
+		}
+
+		// Resume from the cursor of a frame in the middle: the rest, once.
+		var mid string
+		n := 0
+		for _, f := range frames {
+			if f.Type == TypeEntries {
+				n += len(f.Entries)
+				if n >= 100 {
+					mid = f.Cursor
+					break
+				}
+			}
+		}
+		c, err := ParseCursor(mid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.conn = &fakeConn{}
+		cancel, wait = x.start(t, Params{Job: "a", Mode: ModeCursor, Cursor: c})
+		synctest.Wait()
+		cancel(errShutdown)
+		wait()
+		frames, _ = x.conn.got()
+		rest, _, _ := entriesOf(frames)
+		if len(rest) != 200-n {
+			t.Fatalf("resumed from %q: %d entries, want %d", mid, len(rest), 200-n)
+		}
+		if all := append(got[:n:n], rest...); !slices.EqualFunc(all, got, func(a, b EntryJSON) bool { return a.Partition == b.Partition && a.Offset == b.Offset }) {
+			t.Fatal("resumed entries differ from the rest of the first session's")
+		}
+	})
+}
+
+// History bounded by MaxScan: since= over a long partition reads at most
+// MaxScan records, says which range it skipped, and pings the client while
+// it scans records of other jobs.
+func TestSessionScanBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := newLog(10000, "b", "b", "b", "b", "b", "b", "b", "b", "b", "a")
+		x := newHarness(Options{PingInterval: 5 * time.Second, MaxScan: 3000}, log)
+		x.h.SetNext(0, 10000)
+		x.hist.onRead = func() { time.Sleep(10 * time.Millisecond) } // 30 s for the scan
+		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeSince, Since: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)})
+		synctest.Wait()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		cancel(errShutdown)
+		wait()
+		frames, _ := x.conn.got()
+		got, _, drops := entriesOf(frames)
+		if x.hist.reads.Load() != 3000 {
+			t.Fatalf("%d records read, want 3000", x.hist.reads.Load())
+		}
+		if len(drops) != 1 || drops[0].Count != 7000 || *drops[0].FromOffset != 0 || *drops[0].ToOffset != 6999 {
+			t.Fatalf("drops %+v", drops)
+		}
+		if len(got) != 300 || got[0].Offset != 7009 {
+			t.Fatalf("%d entries from %d", len(got), got[0].Offset)
+		}
+		if x.conn.pings < 5 {
+			t.Fatalf("%d pings during a 30 s scan, want one every 5 s", x.conn.pings)
+		}
+	})
+}
+
+// A client that vanishes during a long scan is dropped by the ping, and
+// the scan stops.
+func TestSessionScanStopsWhenPeerVanishes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := newLog(100000, "b")
+		x := newHarness(Options{PingInterval: 5 * time.Second}, log)
+		x.h.SetNext(0, 100000)
+		x.hist.onRead = func() { time.Sleep(time.Millisecond) } // 100 s for the scan
+		x.conn.silent = true
+		_, wait := x.start(t, Params{Job: "a", Mode: ModeSince, Since: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)})
+		if err := wait(); !errors.Is(err, errPeerGone) {
+			t.Fatalf("ended with %v", err)
+		}
+		synctest.Wait()
+		if x.hist.reads.Load() > 20000 {
+			t.Fatalf("%d records read after the client vanished, want the scan stopped within two ping intervals", x.hist.reads.Load())
+		}
+	})
+}
+
+// grep is applied by the session, to history and live lines alike.
+func TestSessionGrep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := newLog(100, "a")
+		for i, e := range log {
+			if i%10 == 3 {
+				e.Line = "error here"
+			}
+		}
+		x := newHarness(Options{PingInterval: time.Hour}, log[:50])
+		x.h.SetNext(0, 50)
+		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeTail, Tail: 3, Grep: regexp.MustCompile("error")})
+		synctest.Wait()
+		x.h.Publish(0, log[50:], 100)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		cancel(errShutdown)
+		wait()
+		frames, _ := x.conn.got()
+		got, _, _ := entriesOf(frames)
+		var offs []int64
+		for _, e := range got {
+			offs = append(offs, e.Offset)
+		}
+		if want := []int64{23, 33, 43, 53, 63, 73, 83, 93}; !slices.Equal(offs, want) {
+			t.Fatalf("offsets %v, want %v", offs, want)
 		}
 	})
 }

@@ -1,6 +1,11 @@
 // Package upstream reads the log topic from Kafka for livetail: one partition
 // consumer per partition for the whole process, publishing into a hub, and
-// history reads (by offset range, by time) for sessions that ask for them.
+// history reads (by offset range, by time) for sessions that ask for them,
+// spread over a small pool of connections so that one long scan does not
+// hold up the others.
+//
+// The topic's partitions are looked up again every Config.Refresh: the
+// consumers follow partitions added to the topic.
 //
 // When a partition consumer fails it is reopened at the next offset to
 // publish, after a jittered delay, up to Policy.Tries times; sessions notice
@@ -13,13 +18,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/common/partition"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
+)
+
+// Defaults of Config.
+const (
+	DefaultHistoryConns = 4
+	DefaultRefresh      = 30 * time.Second
+	// progressEvery is how many records a history read scans between two
+	// progress calls (fn(nil)), so that a session can ping its client
+	// during a long scan that finds nothing.
+	progressEvery = 1024
 )
 
 func init() {
@@ -41,8 +60,13 @@ type Config struct {
 	// live consumers start at, so that the jobs list is filled after a
 	// restart.
 	StartBack int64
-	Log       logrus.FieldLogger
-	Metrics   *Metrics
+	// HistoryConns is the number of Kafka clients (each with its own
+	// connections) that history reads are spread over.
+	HistoryConns int
+	// Refresh is how often the topic's partitions are looked up again.
+	Refresh time.Duration
+	Log     logrus.FieldLogger
+	Metrics *Metrics
 }
 
 // Client is livetail's connection to Kafka: the live partition consumers
@@ -51,8 +75,25 @@ type Client struct {
 	cfg        Config
 	live       sarama.Client
 	consumer   sarama.Consumer
-	hist       sarama.Client
-	partitions int32
+	hist       []*histConn
+	partitions atomic.Int32
+}
+
+// histConn is one history client of the pool and the reads it serves.
+type histConn struct {
+	c    sarama.Client
+	busy atomic.Int32
+}
+
+// pick returns the history client with the fewest reads under way.
+func (c *Client) pick() *histConn {
+	best := c.hist[0]
+	for _, h := range c.hist[1:] {
+		if h.busy.Load() < best.busy.Load() {
+			best = h
+		}
+	}
+	return best
 }
 
 func saramaConfig() *sarama.Config {
@@ -81,6 +122,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.HistoryConns < 1 {
+		cfg.HistoryConns = DefaultHistoryConns
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = DefaultRefresh
 	}
 	c := &Client{cfg: cfg}
 	err := cfg.Retry.Do(ctx, func() error {
@@ -114,45 +161,81 @@ func (c *Client) connect() error {
 		live.Close()
 		return err
 	}
-	hist, err := sarama.NewClient(c.cfg.Brokers, saramaConfig())
-	if err != nil {
-		live.Close()
-		return err
+	hist := make([]*histConn, 0, c.cfg.HistoryConns)
+	for range c.cfg.HistoryConns {
+		hc, err := sarama.NewClient(c.cfg.Brokers, saramaConfig())
+		if err != nil {
+			for _, h := range hist {
+				h.c.Close()
+			}
+			consumer.Close()
+			live.Close()
+			return err
+		}
+		hist = append(hist, &histConn{c: hc})
 	}
-	c.live, c.consumer, c.hist, c.partitions = live, consumer, hist, int32(len(parts))
+	c.live, c.consumer, c.hist = live, consumer, hist
+	c.partitions.Store(int32(len(parts)))
 	return nil
 }
 
 // Close closes the connections. Call it after Run has returned.
 func (c *Client) Close() error {
-	return errors.Join(c.consumer.Close(), c.live.Close(), c.hist.Close())
+	errs := []error{c.consumer.Close(), c.live.Close()}
+	for _, h := range c.hist {
+		errs = append(errs, h.c.Close())
+	}
+	return errors.Join(errs...)
 }
 
-// Partitions returns the topic's number of partitions.
-func (c *Client) Partitions() int { return int(c.partitions) }
+// Partitions returns the topic's number of partitions, as last looked up.
+func (c *Client) Partitions() int { return int(c.partitions.Load()) }
 
-// Partition returns the partition that holds job's records. The agent
-// produces with sarama's default partitioner (the hash partitioner, FNV-1a of
-// the key), so the same partitioner computes it here.
-func (c *Client) Partition(job string) int32 {
+// Home returns the partition that DESIGN.md's partitioner (Kafka's Java
+// default, murmur2 of the key) gives job: where the agent puts its lines.
+func (c *Client) Home(job string) int32 {
+	return partition.ForJob(job, c.partitions.Load())
+}
+
+// Candidates returns the partitions where standard producers keyed by job
+// put its lines, the home partition first: murmur2 (Java clients, the
+// agent, librdkafka's murmur2 partitioners), CRC32 (librdkafka's default,
+// consistent_random, as kcat, rsyslog, Fluent Bit use) and FNV-1a (sarama's
+// default).
+func (c *Client) Candidates(job string) []int32 {
+	return candidates(job, c.partitions.Load())
+}
+
+func candidates(job string, n int32) []int32 {
+	if n <= 0 {
+		return nil
+	}
+	key := []byte(job)
+	out := []int32{partition.ForKey(key, n)}
+	add := func(p int32) {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	add(int32(crc32.ChecksumIEEE(key) % uint32(n)))
 	// A hash partitioner holds its hash state: one per call, as they are
 	// not safe for concurrent use.
-	p, err := sarama.NewHashPartitioner(c.cfg.Topic).Partition(&sarama.ProducerMessage{Topic: c.cfg.Topic, Key: sarama.StringEncoder(job)}, c.partitions)
-	if err != nil { // only for zero partitions, which Dial rules out
-		return 0
+	if p, err := sarama.NewHashPartitioner("").Partition(&sarama.ProducerMessage{Key: sarama.ByteEncoder(key)}, n); err == nil {
+		add(p)
 	}
-	return p
+	return out
 }
 
 // Bounds returns the oldest offset still retained and the next offset to be
 // written (the high watermark) of partition p.
 func (c *Client) Bounds(ctx context.Context, p int32) (oldest, newest int64, err error) {
+	hc := c.pick()
 	err = c.cfg.Retry.Do(ctx, func() error {
 		var e error
-		if oldest, e = c.hist.GetOffset(c.cfg.Topic, p, sarama.OffsetOldest); e != nil {
+		if oldest, e = hc.c.GetOffset(c.cfg.Topic, p, sarama.OffsetOldest); e != nil {
 			return e
 		}
-		newest, e = c.hist.GetOffset(c.cfg.Topic, p, sarama.OffsetNewest)
+		newest, e = hc.c.GetOffset(c.cfg.Topic, p, sarama.OffsetNewest)
 		return e
 	})
 	return oldest, newest, err
@@ -162,11 +245,12 @@ func (c *Client) Bounds(ctx context.Context, p int32) (oldest, newest int64, err
 // at t or later, or the high watermark when there is none.
 func (c *Client) OffsetAt(ctx context.Context, p int32, t time.Time) (int64, error) {
 	var off int64
+	hc := c.pick()
 	err := c.cfg.Retry.Do(ctx, func() error {
 		var e error
-		off, e = c.hist.GetOffset(c.cfg.Topic, p, t.UnixMilli())
+		off, e = hc.c.GetOffset(c.cfg.Topic, p, t.UnixMilli())
 		if e == nil && off < 0 {
-			off, e = c.hist.GetOffset(c.cfg.Topic, p, sarama.OffsetNewest)
+			off, e = hc.c.GetOffset(c.cfg.Topic, p, sarama.OffsetNewest)
 		}
 		return e
 	})
@@ -174,21 +258,30 @@ func (c *Client) OffsetAt(ctx context.Context, p int32, t time.Time) (int64, err
 }
 
 // Read reads partition p from offset from up to (not including) offset to,
-// and calls fn with each entry of job, in offset order. It reopens the
-// partition after a failure as the retry policy allows. An error from fn
-// ends the read and is returned.
+// and calls fn with each entry of job, in offset order, and with nil after
+// every so many records scanned (progress, so that the caller may ping its
+// client). It reopens the partition after a failure as the retry policy
+// allows. It stops when ctx ends. An error from fn ends the read and is
+// returned.
 func (c *Client) Read(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error {
 	next := from
+	hc := c.pick()
+	hc.busy.Add(1)
+	c.cfg.Metrics.HistoryReads.Inc()
+	defer func() {
+		hc.busy.Add(-1)
+		c.cfg.Metrics.HistoryReads.Dec()
+	}()
 	return c.cfg.Retry.Do(ctx, func() error {
 		if next >= to {
 			return nil
 		}
-		return c.readOnce(ctx, p, &next, to, job, fn)
+		return c.readOnce(ctx, hc.c, p, &next, to, job, fn)
 	})
 }
 
-func (c *Client) readOnce(ctx context.Context, p int32, next *int64, to int64, job string, fn func(*hub.Entry) error) error {
-	consumer, err := sarama.NewConsumerFromClient(c.hist)
+func (c *Client) readOnce(ctx context.Context, client sarama.Client, p int32, next *int64, to int64, job string, fn func(*hub.Entry) error) error {
+	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
 		return err
 	}
@@ -218,9 +311,16 @@ func (c *Client) readOnce(ctx context.Context, p int32, next *int64, to int64, j
 				*next = to
 				return nil
 			}
+			scanned := m.Offset + 1 - *next
 			*next = m.Offset + 1
+			c.cfg.Metrics.HistoryScanned.Add(float64(scanned))
+			if m.Offset/progressEvery != (m.Offset-scanned)/progressEvery {
+				if err := fn(nil); err != nil {
+					return permanent(err)
+				}
+			}
 			if string(m.Key) == job {
-				e, ok := hub.NewEntry(m.Offset, m.Key, m.Value, m.Timestamp)
+				e, ok := hub.NewEntry(p, m.Offset, m.Key, m.Value, m.Timestamp)
 				if !ok {
 					c.cfg.Metrics.Undecodable.Inc()
 				}

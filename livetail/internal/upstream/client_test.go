@@ -3,12 +3,16 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
+	"hash/fnv"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/logpipe/logpipe/common/partition"
 	"github.com/logpipe/logpipe/devstack/stack"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
 )
@@ -49,6 +53,7 @@ func TestClient(t *testing.T) {
 
 	// Partition agrees with the producer for many jobs.
 	offsets := map[string][]int64{}
+	parts := map[string]int32{}
 	var mark time.Time
 	for i := range 40 {
 		if i == 20 {
@@ -62,21 +67,24 @@ func TestClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := c.Partition(job); got != p {
-			t.Fatalf("Partition(%s) = %d, the producer wrote to %d", job, got, p)
+		if got := c.Candidates(job); !slices.Contains(got, p) {
+			t.Fatalf("Candidates(%s) = %v, the producer wrote to %d", job, got, p)
 		}
+		parts[job] = p
 		offsets[job] = append(offsets[job], off)
 	}
 
 	job := "job-3"
-	p := c.Partition(job)
+	p := parts[job]
 	oldest, newest, err := c.Bounds(ctx, p)
 	if err != nil || oldest != 0 || newest <= offsets[job][len(offsets[job])-1] {
 		t.Fatalf("bounds %d %d %v", oldest, newest, err)
 	}
 	var got []int64
 	if err := c.Read(ctx, p, 0, newest, job, func(e *hub.Entry) error {
-		got = append(got, e.Offset)
+		if e != nil {
+			got = append(got, e.Offset)
+		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -88,7 +96,9 @@ func TestClient(t *testing.T) {
 	got = nil
 	want := offsets[job][1:3]
 	if err := c.Read(ctx, p, want[0], want[1]+1, job, func(e *hub.Entry) error {
-		got = append(got, e.Offset)
+		if e != nil {
+			got = append(got, e.Offset)
+		}
 		return nil
 	}); err != nil || !slices.Equal(got, want) {
 		t.Fatalf("read %v (%v), want %v", got, err, want)
@@ -125,6 +135,36 @@ func TestClient(t *testing.T) {
 	if len(jobs) != 7 {
 		t.Fatalf("jobs %+v", jobs)
 	}
+}
+
+// Candidates names the partitions of the standard partitioners, the home
+// (murmur2) one first, as franz-go's independent implementations of Java's
+// and librdkafka's partitioners compute them.
+func TestCandidates(t *testing.T) {
+	java := kgo.StickyKeyPartitioner(nil).ForTopic("logs")
+	librdkafka := kgo.StickyKeyPartitioner(kgo.SaramaHasher(crc32.ChecksumIEEE)).ForTopic("logs")
+	sar := kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(fnv32a)).ForTopic("logs")
+	for n := int32(1); n <= 12; n++ {
+		for i := range 50 {
+			job := fmt.Sprintf("job-%d", i)
+			r := &kgo.Record{Key: []byte(job)}
+			got := candidates(job, n)
+			if got[0] != int32(java.Partition(r, int(n))) || got[0] != partition.ForJob(job, n) {
+				t.Fatalf("%d partitions: home of %s = %d, want %d", n, job, got[0], java.Partition(r, int(n)))
+			}
+			for _, want := range []int{librdkafka.Partition(r, int(n)), sar.Partition(r, int(n))} {
+				if !slices.Contains(got, int32(want)) {
+					t.Fatalf("%d partitions: candidates of %s = %v, want %d among them", n, job, got, want)
+				}
+			}
+		}
+	}
+}
+
+func fnv32a(b []byte) uint32 {
+	h := fnv.New32a()
+	h.Write(b)
+	return h.Sum32()
 }
 
 // Dial gives up after the retries when nothing answers.

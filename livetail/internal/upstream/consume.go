@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,10 +18,13 @@ const maxPublish = 256
 
 // Metrics are the upstream's Prometheus metrics.
 type Metrics struct {
-	Consumed    prometheus.Counter
-	Undecodable prometheus.Counter
-	Reconnects  prometheus.Counter
-	Down        prometheus.Gauge
+	Consumed       prometheus.Counter
+	Undecodable    prometheus.Counter
+	Reconnects     prometheus.Counter
+	Down           prometheus.Gauge
+	Partitions     prometheus.Gauge
+	HistoryReads   prometheus.Gauge
+	HistoryScanned prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -38,9 +42,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Down: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "livetail_upstream_partitions_down", Help: "Partitions whose consumer failed for good (their sessions were closed with 1011).",
 		}),
+		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "livetail_partitions", Help: "Partitions of the topic that livetail consumes.",
+		}),
+		HistoryReads: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "livetail_history_reads", Help: "History reads (tail, since, cursor) under way.",
+		}),
+		HistoryScanned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livetail_history_records_scanned_total", Help: "Records read from Kafka for history, of every job.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Consumed, m.Undecodable, m.Reconnects, m.Down)
+		reg.MustRegister(m.Consumed, m.Undecodable, m.Reconnects, m.Down, m.Partitions, m.HistoryReads, m.HistoryScanned)
 	}
 	return m
 }
@@ -54,12 +67,14 @@ type source interface {
 	consume(ctx context.Context, p int32, from int64, opened func(), deliver func([]*hub.Entry, int64)) error
 	// bounds returns the oldest and next offsets of p, in one attempt.
 	bounds(p int32) (oldest, newest int64, err error)
+	// partitions looks the topic's number of partitions up again.
+	partitions() (int, error)
 }
 
 // Start sets where each partition's live consumer begins: StartBack records
 // before the end, or the oldest retained record.
 func (c *Client) Start(ctx context.Context, h *hub.Hub) error {
-	for p := range c.partitions {
+	for p := range c.partitions.Load() {
 		oldest, newest, err := c.Bounds(ctx, p)
 		if err != nil {
 			return err
@@ -70,17 +85,67 @@ func (c *Client) Start(ctx context.Context, h *hub.Hub) error {
 }
 
 // Run runs one consumer per partition, publishing into h, until ctx is done.
+// It looks the topic's partitions up every Config.Refresh and starts
+// consumers for those added, from their oldest record.
 func (c *Client) Run(ctx context.Context, h *hub.Hub) error {
-	runPartitions(ctx, saramaSource{c}, h, c.cfg)
+	runPartitions(ctx, saramaSource{c}, h, c.cfg, func(n int) { c.partitions.Store(int32(n)) })
 	return nil
 }
 
-func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config) {
+// runPartitions supervises a consumer per partition of h and follows
+// partitions added to the topic; grown, when not nil, learns the new count.
+func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config, grown func(int)) {
 	var wg sync.WaitGroup
-	for p := range h.Partitions() {
-		wg.Go(func() { supervise(ctx, src, h, int32(p), cfg) })
+	defer wg.Wait()
+	started := 0
+	startNew := func() {
+		for ; started < h.Partitions(); started++ {
+			p := int32(started)
+			wg.Go(func() { supervise(ctx, src, h, p, cfg) })
+		}
+		cfg.Metrics.Partitions.Set(float64(started))
 	}
-	wg.Wait()
+	startNew()
+	refresh := cfg.Refresh
+	if refresh <= 0 {
+		refresh = DefaultRefresh
+	}
+	t := time.NewTicker(refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := src.partitions()
+		if err != nil {
+			cfg.Log.WithError(err).Warn("looking up the topic's partitions")
+			continue
+		}
+		have := h.Partitions()
+		if n <= have {
+			continue
+		}
+		starts := make([]int64, 0, n-have)
+		for p := have; p < n; p++ {
+			oldest, _, err := src.bounds(int32(p))
+			if err != nil {
+				cfg.Log.WithError(err).WithField("partition", p).Warn("partition added to the topic: reading its bounds")
+				break
+			}
+			starts = append(starts, oldest)
+		}
+		if len(starts) == 0 {
+			continue
+		}
+		h.AddPartitions(starts)
+		if grown != nil {
+			grown(have + len(starts))
+		}
+		cfg.Log.WithFields(logrus.Fields{"from": have, "to": have + len(starts)}).Info("partitions added to the topic; consuming them")
+		startNew()
+	}
 }
 
 // supervise keeps partition p's consumer running: after a failure it waits a
@@ -160,6 +225,14 @@ func reposition(src source, h *hub.Hub, p int32, log logrus.FieldLogger) bool {
 
 type saramaSource struct{ c *Client }
 
+func (s saramaSource) partitions() (int, error) {
+	if err := s.c.live.RefreshMetadata(s.c.cfg.Topic); err != nil {
+		return 0, err
+	}
+	parts, err := s.c.live.Partitions(s.c.cfg.Topic)
+	return len(parts), err
+}
+
 func (s saramaSource) bounds(p int32) (oldest, newest int64, err error) {
 	if oldest, err = s.c.live.GetOffset(s.c.cfg.Topic, p, sarama.OffsetOldest); err != nil {
 		return 0, 0, err
@@ -215,7 +288,7 @@ func (s saramaSource) consume(ctx context.Context, p int32, from int64, opened f
 }
 
 func (s saramaSource) entry(m *sarama.ConsumerMessage) *hub.Entry {
-	e, ok := hub.NewEntry(m.Offset, m.Key, m.Value, m.Timestamp)
+	e, ok := hub.NewEntry(m.Partition, m.Offset, m.Key, m.Value, m.Timestamp)
 	if !ok {
 		s.c.cfg.Metrics.Undecodable.Inc()
 	}
