@@ -1,9 +1,9 @@
 package tail
 
 import (
-	"reflect"
 	"errors"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"

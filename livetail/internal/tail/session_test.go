@@ -63,12 +63,12 @@ type fakeHistory struct {
 	logs   [][]*hub.Entry // logs[p][i].Offset == i
 	onRead func()         // called for every record read
 	home   int32
-	cands  []int32 // Candidates; [home] when nil
+	cands  []int32      // Candidates; [home] when nil
 	reads  atomic.Int64 // records read
 }
 
-func (f *fakeHistory) Partitions() int           { return len(f.logs) }
-func (f *fakeHistory) Home(string) int32         { return f.home }
+func (f *fakeHistory) Partitions() int   { return len(f.logs) }
+func (f *fakeHistory) Home(string) int32 { return f.home }
 func (f *fakeHistory) Candidates(string) []int32 {
 	if f.cands != nil {
 		return f.cands
