@@ -259,6 +259,21 @@ type client struct {
 	t        testing.TB
 	c        *websocket.Conn
 	caughtUp bool // a caught_up frame was read
+	live     collected
+}
+
+// cursorAt returns the cursor of the first live frame that brought the
+// client to at least n live lines, and how many live lines it had then.
+func (c *client) cursorAt(n int) (string, int) {
+	c.t.Helper()
+	got := c.live
+	for i := got.caughtUp + n - 1; i < len(got.cursors); i++ {
+		if i+1 == len(got.cursors) || got.cursors[i+1] != got.cursors[i] {
+			return got.cursors[i], i + 1 - got.caughtUp
+		}
+	}
+	c.t.Fatalf("fewer than %d live lines", n)
+	return "", 0
 }
 
 func dial(t testing.TB, rawURL string, header http.Header) (*client, error) {
@@ -334,6 +349,8 @@ func (c *client) closeCode(timeout time.Duration) (websocket.StatusCode, string)
 // collected is what a client received.
 type collected struct {
 	offsets  []int64
+	parts    []int32
+	cursors  []string // per entry, the cursor of its frame
 	lines    []string
 	caughtUp int // index in offsets where caught_up came, or -1
 	dropped  []tail.Frame
@@ -356,6 +373,8 @@ func (c *client) collect(wantLive int, timeout time.Duration) collected {
 		case tail.TypeEntries:
 			for _, e := range f.Entries {
 				got.offsets = append(got.offsets, e.Offset)
+				got.parts = append(got.parts, e.Partition)
+				got.cursors = append(got.cursors, f.Cursor)
 				got.lines = append(got.lines, e.Line)
 			}
 		case tail.TypeCaughtUp:
@@ -366,6 +385,7 @@ func (c *client) collect(wantLive int, timeout time.Duration) collected {
 			c.t.Fatalf("error frame: %d %s", f.Code, f.Reason)
 		}
 	}
+	c.live = got
 	return got
 }
 

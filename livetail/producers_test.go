@@ -1,0 +1,240 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/logpipe/logpipe/common/partition"
+	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/stack"
+	"github.com/logpipe/logpipe/livetail/internal/tail"
+)
+
+// Lines of one job written by producers nobody here wrote (kcat with
+// librdkafka's default partitioner and with murmur2_random) and by sarama's
+// default partitioner land on up to three partitions; livetail shows them
+// all, live, with tail=N, since= and cursor=, with no gap and no duplicate.
+func TestEveryProducersLines(t *testing.T) {
+	s := newKafka(t)
+	testProducers(t, s, "logs")
+}
+
+// testProducers runs the cross-producer checks against the Kafka of s and
+// its topic, which needs at least three partitions: the same test runs on
+// devstack's kfake and on a real broker.
+func testProducers(t *testing.T, s *stack.Stack, topic string) {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatalf("kcat is not installed (make test-deps installs it): %v", err)
+	}
+	cfg := testConfig(s)
+	cfg.Common.KafkaTopic = topic
+	ts := startServer(t, cfg)
+	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic, sarama: newProducer(t, s)}
+	w.sarama.topic = topic
+
+	// A job whose three partitioners pick three different partitions.
+	job := ""
+	for i := 0; job == ""; i++ {
+		if c := ts.kafka.Candidates(fmt.Sprintf("mixed-%d", i)); len(c) == 3 {
+			job = fmt.Sprintf("mixed-%d", i)
+		}
+	}
+	w.round(job, 3) // 90 lines of history
+	time.Sleep(5 * time.Millisecond)
+	mark := time.Now()
+	time.Sleep(5 * time.Millisecond)
+
+	live := mustDial(t, ts.url(query("job", job)))
+	hello := live.mustNext()
+	if hello.Type != tail.TypeHello || !slices.Equal(hello.Partitions, sorted(ts.kafka.Candidates(job))) {
+		t.Fatalf("hello %+v, want the partitions %v", hello, ts.kafka.Candidates(job))
+	}
+	live.collect(0, 10*time.Second)
+	first := len(w.lines)
+	w.round(job, 3) // 90 live lines
+	all := w.lines
+
+	got := live.collect(90, 30*time.Second)
+	checkLines(t, "live", got, all[first:])
+	partitions := map[int32]bool{}
+	for _, p := range got.parts {
+		partitions[p] = true
+	}
+	if len(partitions) != 3 {
+		t.Fatalf("live lines came from partitions %v, want three", partitions)
+	}
+
+	eventually(t, 10*time.Second, "the hub caught up", func() bool {
+		c := mustDial(t, ts.url(query("job", job, "tail", "200")))
+		return len(c.collect(0, 10*time.Second).lines) == len(all)
+	})
+	for _, n := range []int{1, 50, 180} {
+		c := mustDial(t, ts.url(query("job", job, "tail", fmt.Sprint(n))))
+		checkLines(t, fmt.Sprintf("tail=%d", n), c.collect(0, 10*time.Second), all[len(all)-n:])
+	}
+
+	c := mustDial(t, ts.url(query("job", job, "since", mark.Format(time.RFC3339Nano))))
+	checkLines(t, "since", c.collect(0, 10*time.Second), all[first:])
+
+	// Resume from the cursor of the frame after about half the live lines.
+	cursor, seen := live.cursorAt(45)
+	c = mustDial(t, ts.url(query("job", job, "cursor", cursor)))
+	checkLines(t, "cursor "+cursor, c.collect(0, 10*time.Second), all[first+seen:])
+}
+
+// writers produce a job's lines with kcat and sarama, as records the agent
+// would write, and remember them in order.
+type writers struct {
+	t       *testing.T
+	brokers []string
+	topic   string
+	sarama  *producer
+	lines   []string
+}
+
+// round writes n rounds of ten lines from each producer in turn.
+func (w *writers) round(job string, n int) {
+	w.t.Helper()
+	for range n {
+		w.kcat(job, "consistent_random", 10)
+		w.kcat(job, "murmur2_random", 10)
+		w.saramaLines(job, 10)
+	}
+}
+
+func (w *writers) next(job, by string) record.Record {
+	msg := fmt.Sprintf("%s %s line %d", job, by, len(w.lines))
+	w.lines = append(w.lines, msg)
+	time.Sleep(time.Millisecond) // distinct, increasing times
+	return record.Record{
+		Timestamp: time.Now(), Message: msg, Job: job,
+		Host: record.Host{Name: "node-k"}, Agent: record.Agent{Name: "node-k"},
+	}
+}
+
+// kcat writes n lines with kcat and the given librdkafka partitioner.
+func (w *writers) kcat(job, partitioner string, n int) {
+	w.t.Helper()
+	var in strings.Builder
+	for range n {
+		rec := w.next(job, partitioner)
+		in.Write(rec.AppendJSON(nil))
+		in.WriteByte('\n')
+	}
+	cmd := exec.Command("kcat", "-b", strings.Join(w.brokers, ","), "-t", w.topic, "-k", job, "-P",
+		"-X", "partitioner="+partitioner)
+	cmd.Stdin = strings.NewReader(in.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		w.t.Fatalf("kcat: %v\n%s", err, out)
+	}
+}
+
+// saramaLines writes n lines with sarama's default (FNV-1a) partitioner.
+func (w *writers) saramaLines(job string, n int) {
+	w.t.Helper()
+	msgs := make([]*sarama.ProducerMessage, n)
+	for i := range msgs {
+		rec := w.next(job, "sarama")
+		msgs[i] = &sarama.ProducerMessage{Topic: w.topic, Key: sarama.StringEncoder(job), Value: sarama.ByteEncoder(rec.AppendJSON(nil))}
+	}
+	if err := w.sarama.p.SendMessages(msgs); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// checkLines fails unless got holds exactly want, in order, before
+// caught_up (history) or after it (live), and nothing else.
+func checkLines(t *testing.T, what string, got collected, want []string) {
+	t.Helper()
+	lines := got.lines
+	if got.caughtUp > 0 {
+		lines = lines[:got.caughtUp] // history
+		if len(got.lines) > got.caughtUp {
+			t.Fatalf("%s: %d lines after caught_up besides the history", what, len(got.lines)-got.caughtUp)
+		}
+	}
+	if !slices.Equal(lines, want) {
+		t.Fatalf("%s: got %d lines %q..., want %d lines %q...", what, len(lines), head(lines), len(want), head(want))
+	}
+	if len(got.dropped) > 0 {
+		t.Fatalf("%s: dropped %+v", what, got.dropped)
+	}
+}
+
+func head(s []string) []string { return s[:min(3, len(s))] }
+
+func sorted(p []int32) []int32 {
+	p = slices.Clone(p)
+	slices.Sort(p)
+	return p
+}
+
+// Partitions added while livetail runs: a job whose lines move to a new
+// partition is shown within a minute, and its history spans both.
+func TestPartitionsAdded(t *testing.T) {
+	s := newKafka(t) // 3 partitions
+	cfg := testConfig(s)
+	cfg.PartitionRefresh = 200 * time.Millisecond
+	ts := startServer(t, cfg)
+	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: "logs"}
+	job := ""
+	for i := 0; job == ""; i++ {
+		j := fmt.Sprintf("moving-%d", i)
+		if partition.ForJob(j, 6) >= 3 {
+			job = j
+		}
+	}
+	c := mustDial(t, ts.url(query("job", job)))
+	c.collect(0, 10*time.Second)
+	w.kcat(job, "murmur2_random", 5)
+	before := c.collect(5, 10*time.Second)
+	if before.parts[0] != partition.ForJob(job, 3) {
+		t.Fatalf("lines on partition %d, want %d", before.parts[0], partition.ForJob(job, 3))
+	}
+
+	addPartitions(t, s, "logs", 6)
+	eventually(t, time.Minute, "livetail consumes 6 partitions", func() bool {
+		return ts.metric(t, "livetail_partitions") == 6
+	})
+	w.kcat(job, "murmur2_random", 5)
+	after := c.collect(5, time.Minute)
+	checkLines(t, "live after partitions were added", after, w.lines[5:])
+	if p := after.parts[0]; p != partition.ForJob(job, 6) {
+		t.Fatalf("lines on partition %d, want the new partition %d", p, partition.ForJob(job, 6))
+	}
+	h := mustDial(t, ts.url(query("job", job, "tail", "10")))
+	checkLines(t, "tail=10 over both partitions", h.collect(0, 10*time.Second), w.lines)
+}
+
+// addPartitions grows topic to n partitions.
+func addPartitions(t testing.TB, s *stack.Stack, topic string, n int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrCreatePartitionsRequest()
+	rt := kmsg.NewCreatePartitionsRequestTopic()
+	rt.Topic, rt.Count = topic, n
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 10000
+	resp, err := req.RequestWith(t.Context(), cl)
+	if err != nil {
+		t.Fatalf("adding partitions: %v", err)
+	}
+	for _, r := range resp.Topics {
+		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
+			t.Fatalf("adding partitions to %s: %v", r.Topic, err)
+		}
+	}
+}
