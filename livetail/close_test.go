@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -353,4 +355,98 @@ func TestOriginAndClientFrames(t *testing.T) {
 	if code := websocket.CloseStatus(err); code != websocket.StatusMessageTooBig {
 		t.Fatalf("after a 5000-byte message: %v, want close 1009", err)
 	}
+}
+
+// --jwt-audience and --jwt-issuer must match; /api/v1/jobs needs a token
+// and lists only the jobs it allows; a session ends with 4401 when its
+// token expires.
+func TestAuthAudienceJobsExpiry(t *testing.T) {
+	s := newKafka(t)
+	cfg := testConfig(s)
+	cfg.Auth.Value = "jwt"
+	cfg.JWTSecret = testSecret
+	cfg.JWTAudience = "livetail"
+	cfg.JWTIssuer = "https://idp.example"
+	ts := startServer(t, cfg)
+	p := newProducer(t, s)
+	p.produce(t, "web-1", 0, 1)
+	p.produce(t, "other-1", 0, 1)
+	p.produce(t, "other-2", 0, 1)
+
+	exp := time.Now().Add(time.Hour).Unix()
+	token := func(claims jwt.MapClaims) string {
+		c := jwt.MapClaims{"sub": "alice", "exp": exp, "aud": "livetail", "iss": "https://idp.example"}
+		maps.Copy(c, claims)
+		for k, v := range c {
+			if v == nil {
+				delete(c, k)
+			}
+		}
+		return hsToken(t, c)
+	}
+	for name, tt := range map[string]struct{ token, reason string }{
+		"other audience": {token(jwt.MapClaims{"aud": "grafana"}), "audience"},
+		"no audience":    {token(jwt.MapClaims{"aud": nil}), "aud"},
+		"other issuer":   {token(jwt.MapClaims{"iss": "https://evil.example"}), "issuer"},
+		"no issuer":      {token(jwt.MapClaims{"iss": nil}), "iss"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			expectClose(t, ts.url(query("job", "web-1", "token", tt.token)), nil, tail.StatusUnauthorized, tt.reason)
+		})
+	}
+
+	t.Run("jobs list", func(t *testing.T) {
+		jobsURL := "http://" + ts.Addr() + "/api/v1/jobs"
+		for name, auth := range map[string]string{
+			"no token":       "",
+			"bad token":      "Bearer not.a.token",
+			"other audience": "Bearer " + token(jwt.MapClaims{"aud": "grafana"}),
+		} {
+			if code, body := httpGetAuth(t, jobsURL, auth); code != http.StatusUnauthorized || strings.Contains(body, "web-1") {
+				t.Errorf("%s: %d %q, want 401 without the jobs", name, code, body)
+			}
+		}
+		limited := "Bearer " + token(jwt.MapClaims{"jobs": []string{"other-*"}})
+		eventually(t, 10*time.Second, "the allowed jobs listed", func() bool {
+			_, body := httpGetAuth(t, jobsURL, limited)
+			return strings.Contains(body, `"other-1"`) && strings.Contains(body, `"other-2"`)
+		})
+		if _, body := httpGetAuth(t, jobsURL, limited); strings.Contains(body, "web-1") {
+			t.Fatalf("a token for other-* was shown web-1: %s", body)
+		}
+		if _, body := httpGetAuth(t, jobsURL, "Bearer "+token(nil)); !strings.Contains(body, "web-1") {
+			t.Fatalf("a token without a jobs claim does not see web-1: %s", body)
+		}
+	})
+
+	t.Run("expiry", func(t *testing.T) {
+		short := token(jwt.MapClaims{"exp": time.Now().Add(3 * time.Second).Unix()})
+		c := mustDial(t, ts.url(query("job", "web-1", "token", short)))
+		code, reason := c.closeCode(30 * time.Second)
+		if code != tail.StatusUnauthorized || !strings.Contains(reason, "token expired") {
+			t.Fatalf("close %d %q, want 4401 token expired", code, reason)
+		}
+		if !c.caughtUp {
+			t.Fatal("the session ended before it was live")
+		}
+	})
+}
+
+// httpGetAuth is a GET with an Authorization header (none when empty).
+func httpGetAuth(t testing.TB, rawURL, authorization string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
