@@ -183,14 +183,11 @@ func TestComposeDependsOn(t *testing.T) {
 	}
 }
 
-// listenAddr is the address a Go service serves /metrics on: livetail's
-// --listen, the others' --metrics-addr.
+// listenAddr is the address a Go service serves /metrics on: its
+// --metrics-addr.
 func listenAddr(tb testing.TB, s types.ServiceConfig) string {
 	tb.Helper()
 	name := "LOGPIPE_METRICS_ADDR"
-	if s.Name == "livetail" {
-		name = "LOGPIPE_LISTEN"
-	}
 	v, ok := env(s, name)
 	if !ok {
 		tb.Fatalf("%s does not set %s", s.Name, name)
@@ -199,12 +196,7 @@ func listenAddr(tb testing.TB, s types.ServiceConfig) string {
 }
 
 // listenFlag is the flag behind listenAddr.
-func listenFlag(svc string) string {
-	if svc == "livetail" {
-		return "listen"
-	}
-	return "metrics-addr"
-}
+func listenFlag(string) string { return "metrics-addr" }
 
 func TestComposePortsOnLoopback(t *testing.T) {
 	p := loadProject(t, "monitoring")

@@ -43,8 +43,8 @@ func services(cfg Config, etcd, kafka, es, stateDir string) []service {
 			"--kafka-brokers", kafka, "--es-addresses", es, "--metrics-addr", cfg.TransferMetricsAddr,
 		}, healthz: "http://" + cfg.TransferMetricsAddr + "/readyz"},
 		{name: "livetail", args: []string{
-			"--kafka-brokers", kafka, "--listen", cfg.ViewerAddr,
-		}, healthz: "http://" + cfg.ViewerAddr + "/readyz"},
+			"--kafka-brokers", kafka, "--listen", cfg.ViewerAddr, "--metrics-addr", cfg.LivetailMetricsAddr,
+		}, healthz: "http://" + cfg.LivetailMetricsAddr + "/readyz"},
 	}
 }
 

@@ -95,7 +95,7 @@ func summary(cfg Config, etcd, es, logDir string) string {
 	w("  viewer      http://%s/?job=web&tail=100", cfg.ViewerAddr)
 	w("  jobs        web, checkout, worker (sample logs in %s)", logDir)
 	w("  metrics     agent http://%s/metrics  transfer http://%s/metrics  livetail http://%s/metrics",
-		cfg.AgentMetricsAddr, cfg.TransferMetricsAddr, cfg.ViewerAddr)
+		cfg.AgentMetricsAddr, cfg.TransferMetricsAddr, cfg.LivetailMetricsAddr)
 	w("  own logs    http://%s/debug/logs (and the other two metrics addresses)", cfg.AgentMetricsAddr)
 	w("")
 	w("Tail another file: add an entry to the agent's config (etcdctl from Debian's etcd-client):")

@@ -29,6 +29,7 @@ type Config struct {
 	ViewerAddr          string
 	AgentMetricsAddr    string
 	TransferMetricsAddr string
+	LivetailMetricsAddr string
 	SampleInterval      time.Duration
 }
 
@@ -47,6 +48,7 @@ func DefaultConfig() Config {
 		ViewerAddr:          "127.0.0.1:8080",
 		AgentMetricsAddr:    "127.0.0.1:9101",
 		TransferMetricsAddr: "127.0.0.1:9102",
+		LivetailMetricsAddr: "127.0.0.1:9103",
 		SampleInterval:      200 * time.Millisecond,
 	}
 }
@@ -64,6 +66,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ViewerAddr, "viewer-addr", c.ViewerAddr, "with --all: livetail's listen address (the viewer)")
 	fs.StringVar(&c.AgentMetricsAddr, "agent-metrics-addr", c.AgentMetricsAddr, "with --all: the agent's metrics address")
 	fs.StringVar(&c.TransferMetricsAddr, "transfer-metrics-addr", c.TransferMetricsAddr, "with --all: transfer's metrics address")
+	fs.StringVar(&c.LivetailMetricsAddr, "livetail-metrics-addr", c.LivetailMetricsAddr, "with --all: livetail's metrics address")
 	fs.DurationVar(&c.SampleInterval, "sample-interval", c.SampleInterval, "with --all: how often the sample writer appends to its logs")
 }
 
@@ -72,6 +75,7 @@ func (c *Config) Validate() error {
 	for _, a := range []struct{ flag, addr string }{
 		{"etcd-addr", c.EtcdAddr}, {"kafka-addr", c.KafkaAddr}, {"es-addr", c.ESAddr},
 		{"viewer-addr", c.ViewerAddr}, {"agent-metrics-addr", c.AgentMetricsAddr}, {"transfer-metrics-addr", c.TransferMetricsAddr},
+		{"livetail-metrics-addr", c.LivetailMetricsAddr},
 	} {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			return fmt.Errorf("%w: --%s %q: want host:port", conf.ErrValue, a.flag, a.addr)

@@ -111,7 +111,7 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("--help: exit %d, stderr %q", r.code, r.stderr)
 	}
 	help := stdout + r.stderr
-	for _, flag := range []string{"etcd-addr", "kafka-addr", "es-addr", "data-dir", "partitions", "all", "viewer-addr", "agent-metrics-addr", "transfer-metrics-addr", "sample-interval", "log-level", "log-format", "config"} {
+	for _, flag := range []string{"etcd-addr", "kafka-addr", "es-addr", "data-dir", "partitions", "all", "viewer-addr", "agent-metrics-addr", "transfer-metrics-addr", "livetail-metrics-addr", "sample-interval", "log-level", "log-format", "config"} {
 		if !strings.Contains(help, "--"+flag) {
 			t.Errorf("--help does not list --%s:\n%s", flag, help)
 		}

@@ -36,12 +36,12 @@ func TestPipeline(t *testing.T) {
 	cfgKey := keys.AgentConfig(agentName)
 	etcdctl(t, etcd, "put", cfgKey, fmt.Sprintf(`[{"path":%q,"job":"e2e-a","labels":{"env":"test"},"from":"beginning"}]`, logA))
 
-	agentAddr, transferAddr, liveAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	agentAddr, transferAddr, liveAddr, liveMetricsAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	agent := startProc(t, "agent", "--name", agentName, "--etcd-endpoints", etcd, "--kafka-brokers", kafka,
 		"--state-dir", filepath.Join(dir, "state"), "--metrics-addr", agentAddr)
 	transfer := startProc(t, "transfer", "--kafka-brokers", kafka, "--es-addresses", st.ESURL(),
 		"--metrics-addr", transferAddr)
-	livetail := startProc(t, "livetail", "--kafka-brokers", kafka, "--listen", liveAddr)
+	livetail := startProc(t, "livetail", "--kafka-brokers", kafka, "--listen", liveAddr, "--metrics-addr", liveMetricsAddr)
 	for name, addr := range map[string]string{"agent": agentAddr, "transfer": transferAddr, "livetail": liveAddr} {
 		waitReady(t, name, addr, 30*time.Second)
 	}

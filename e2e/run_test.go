@@ -23,7 +23,7 @@ const readyWithin = 60 * time.Second
 // stop cleanly on SIGINT.
 func TestMakeRunStack(t *testing.T) {
 	ports := map[string]string{}
-	for _, f := range []string{"etcd-addr", "kafka-addr", "es-addr", "viewer-addr", "agent-metrics-addr", "transfer-metrics-addr"} {
+	for _, f := range []string{"etcd-addr", "kafka-addr", "es-addr", "viewer-addr", "agent-metrics-addr", "transfer-metrics-addr", "livetail-metrics-addr"} {
 		ports[f] = freeAddr(t)
 	}
 	args := []string{"--all", "--sample-interval", "50ms"}

@@ -111,9 +111,10 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 
 // livetail is the child process.
 type livetail struct {
-	cmd  *exec.Cmd
-	addr string
-	out  bytes.Buffer
+	cmd     *exec.Cmd
+	addr    string
+	metrics string // --metrics-addr
+	out     bytes.Buffer
 }
 
 func startLivetail(bin string, s *stack.Stack, extra ...string) (*livetail, error) {
@@ -121,9 +122,13 @@ func startLivetail(bin string, s *stack.Stack, extra ...string) (*livetail, erro
 	if err != nil {
 		return nil, err
 	}
-	l := &livetail{addr: "127.0.0.1:" + strconv.Itoa(port)}
+	mport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	l := &livetail{addr: "127.0.0.1:" + strconv.Itoa(port), metrics: "127.0.0.1:" + strconv.Itoa(mport)}
 	args := append([]string{
-		"--listen", l.addr, "--kafka-brokers", s.KafkaAddrs()[0], "--log-level", "warning",
+		"--listen", l.addr, "--metrics-addr", l.metrics, "--kafka-brokers", s.KafkaAddrs()[0], "--log-level", "warning",
 		"--max-conns", "20000", "--max-conns-per-user", "20000", "--jobs-scan", "0",
 	}, extra...)
 	l.cmd = exec.Command(bin, args...)
@@ -195,7 +200,7 @@ func (l *livetail) memory() (rss, peak int64) {
 }
 
 func (l *livetail) metric(name string) float64 {
-	resp, err := http.Get("http://" + l.addr + "/metrics")
+	resp, err := http.Get("http://" + l.metrics + "/metrics")
 	if err != nil {
 		return -1
 	}

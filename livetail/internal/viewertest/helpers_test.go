@@ -102,6 +102,7 @@ func startLivetail(t testing.TB, brokers []string, extra ...string) *livetail {
 	l := &livetail{t: t, Addr: freeAddr(t)}
 	l.args = append([]string{
 		"--listen", l.Addr,
+		"--metrics-addr", freeAddr(t),
 		"--kafka-brokers", strings.Join(brokers, ","),
 		"--log-level", "info",
 		"--upstream-backoff-min", "50ms",
