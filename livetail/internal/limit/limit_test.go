@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,5 +148,61 @@ func TestRedisUnavailable(t *testing.T) {
 	rel[0]()
 	if testutil.ToFloat64(errs) < 3 {
 		t.Fatalf("errors counted: %v", testutil.ToFloat64(errs))
+	}
+}
+
+// A connection released between the refresher's listing and its update in
+// Redis stays released.
+func TestRedisRefreshAfterRelease(t *testing.T) {
+	addr := redistest.Start(t)
+	r := NewRedis(RedisOptions{Addr: addr, Max: 2, TTL: time.Hour})
+	defer r.Close()
+	ctx := t.Context()
+	a := acquireN(t, r, "u", 2)
+	batch := r.snapshot()
+	a[0]()
+	a[1]()
+	r.push(batch)
+	if n := r.client.ZCard(ctx, r.key("u")).Val(); n != 0 {
+		t.Fatalf("%d connections counted after both closed, want 0", n)
+	}
+	acquireN(t, r, "u", 2) // no 4429
+}
+
+// Connections opened and closed while the refresher runs never count after
+// they closed: a refresh that read a connection just before it was released
+// must not bring it back (no false 4429 after tabs were closed).
+func TestRedisChurn(t *testing.T) {
+	addr := redistest.Start(t)
+	errs := prometheus.NewCounter(prometheus.CounterOpts{Name: "e"})
+	// Refreshes every 20 ms; a ghost entry would count for 60 ms.
+	r := NewRedis(RedisOptions{Addr: addr, Max: 3, TTL: 60 * time.Millisecond, Errors: errs})
+	defer r.Close()
+	ctx := t.Context()
+	held, err := r.Acquire(ctx, "u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held()
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for range 2 {
+		wg.Go(func() {
+			for range 1000 {
+				release, err := r.Acquire(ctx, "u")
+				if err != nil {
+					refused.Add(1)
+					continue
+				}
+				release()
+			}
+		})
+	}
+	wg.Wait()
+	if n := refused.Load(); n > 0 {
+		t.Fatalf("%d of 2000 connections refused while at most 3 were open", n)
+	}
+	if testutil.ToFloat64(errs) != 0 {
+		t.Fatal("Redis errors")
 	}
 }

@@ -37,13 +37,15 @@ return 1
 `)
 
 // refreshScript extends the expiry of this replica's live connections of one
-// user. KEYS[1] as above; ARGV: ttl in ms, members...
+// user. KEYS[1] as above; ARGV: ttl in ms, members... Only members still in
+// the set are updated (ZADD XX): a connection released after the refresher
+// listed it stays released.
 var refreshScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local exp = now + tonumber(ARGV[1])
 for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], exp, ARGV[i])
+  redis.call('ZADD', KEYS[1], 'XX', exp, ARGV[i])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
@@ -188,7 +190,11 @@ func (r *Redis) refresher() {
 }
 
 // refresh extends the expiry of every connection this replica holds.
-func (r *Redis) refresh() {
+func (r *Redis) refresh() { r.push(r.snapshot()) }
+
+// snapshot lists, per user, the refresh script's arguments for the
+// connections this replica holds.
+func (r *Redis) snapshot() map[string][]any {
 	r.mu.Lock()
 	batch := make(map[string][]any, len(r.live))
 	for user, set := range r.live {
@@ -200,6 +206,11 @@ func (r *Redis) refresh() {
 		batch[user] = args
 	}
 	r.mu.Unlock()
+	return batch
+}
+
+// push runs the refresh script for batch.
+func (r *Redis) push(batch map[string][]any) {
 	if len(batch) == 0 {
 		return
 	}
