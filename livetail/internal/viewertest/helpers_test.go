@@ -343,7 +343,7 @@ type tab struct {
 }
 
 // openTab opens the viewer at url in a new tab of the browser.
-func openTab(t testing.TB, browser context.Context, url string) *tab {
+func openTab(t testing.TB, browser context.Context, url string, scripts ...string) *tab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser)
 	t.Cleanup(cancel)
@@ -351,8 +351,10 @@ func openTab(t testing.TB, browser context.Context, url string) *tab {
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
 		t.Fatalf("opening a tab: %v", err)
 	}
-	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: probe}); err != nil {
-		t.Fatalf("installing the probe: %v", err)
+	for _, src := range append([]string{probe}, scripts...) {
+		if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: src}); err != nil {
+			t.Fatalf("installing a script before the page's own: %v", err)
+		}
 	}
 	// Tabs of one browser run side by side: each behaves as if it had the
 	// focus (the clipboard, for one, wants it).

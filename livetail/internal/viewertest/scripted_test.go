@@ -131,6 +131,7 @@ func TestViewerCloseCodes(t *testing.T) {
 		"c4400": {4400, `tail: "x" is not a number of lines`, false, `Closed: bad request — tail: "x" is not a number of lines`},
 		"c4403": {4403, "job: user ann may not tail job c4403", false, "Closed: the token does not allow this job — job: user ann may not tail job c4403"},
 		"c4408": {4408, "session reached its maximum duration; reconnect with cursor", true, "session reached its maximum duration"},
+		"c1013": {websocket.StatusTryAgainLater, "this server is at its connection limit (10000): try again later", true, "the server is full: trying again later"},
 		"c4429": {4429, "too many connections for user 127.0.0.1 (limit 10): close other tails", false, "Closed: too many connections: close other tails, then connect again — too many connections for user 127.0.0.1 (limit 10): close other tails"},
 	}
 	srv := newScripted(t, func(job string, n int) []step {

@@ -34,6 +34,7 @@ const STATE_TEXT = {
 let tail = null;                     // the current session, if any
 let conn = { state: 'idle' };        // its last reported state
 let session = null;                  // {job, history, grep} of the current session
+let linkNote = '';                   // what became of a regular expression from the link
 const narrow = matchMedia('(max-width: 600px)');
 
 const view = new LogView(ui.log, { onChange: refresh });
@@ -149,12 +150,22 @@ function connect(s) {
     history: s.history,
     grep: s.grep,
     token: () => ui.token.value.trim(),
+    // A page that embeds the viewer may define window.livetailToken, an
+    // async function returning a fresh token: it is asked when the token
+    // expires (4401), and the session resumes with its cursor.
+    freshToken: typeof window.livetailToken === 'function' ? () => window.livetailToken() : null,
     handlers: {
       state: setConn,
+      token: (tok) => { ui.token.value = tok; },
       entries: (list) => view.add(list),
+      // Before caught_up, skipped lines are history that was not read (older
+      // than Kafka keeps, or beyond the server's scan limit); after, lines
+      // the browser was too slow to take.
       dropped: (f) => view.marker(
-        `${f.count} lines skipped: the browser fell behind`,
-        `offsets ${f.from_offset} to ${f.to_offset}`,
+        conn.state === 'live'
+          ? `${f.count} lines skipped: the browser fell behind`
+          : `${f.count} lines of history skipped: older than the server reads`,
+        `offsets ${f.from_offset} to ${f.to_offset}${Number.isInteger(f.partition) ? ` of partition ${f.partition}` : ''}`,
       ),
     },
   });
@@ -214,6 +225,21 @@ function readAddress() {
   ui.filter.value = q.get('filter') ?? '';
   ui.regex.checked = q.get('regex') === '1';
   ui.matchCase.checked = q.get('case') === '1';
+  linkNote = '';
+  if (ui.regex.checked && ui.filter.value) {
+    // A regular expression from a link is never run in this tab, where a
+    // pattern such as (a+)+$ could freeze it: it becomes the server-side
+    // grep (RE2, linear time) when there is none.
+    const pattern = ui.filter.value;
+    ui.filter.value = '';
+    ui.regex.checked = false;
+    if (!ui.grep.value) {
+      ui.grep.value = ui.matchCase.checked ? pattern : `(?i)${pattern}`;
+      linkNote = 'The regular expression from the link filters on the server (grep), so that it cannot slow this tab.';
+    } else {
+      linkNote = 'The regular expression from the link was not applied: the link also has a grep.';
+    }
+  }
   historyChanged(false);
   return !!ui.job.value;
 }
@@ -230,6 +256,7 @@ function historyChanged(reset = true) {
 // ---- filter ----
 
 function applyFilter() {
+  linkNote = '';
   let m = null;
   try {
     m = makeMatcher(ui.filter.value, { regex: ui.regex.checked, matchCase: ui.matchCase.checked });
@@ -445,6 +472,10 @@ loadPrefs();
 applyOptions();
 const named = readAddress();
 if (ui.filter.value) applyFilter();
+if (linkNote) {
+  ui.filterError.textContent = linkNote;
+  ui.filterError.hidden = false;
+}
 refresh();
 loadJobs();
 if (named) {

@@ -1,13 +1,15 @@
 // One tail session over livetail's WebSocket API (DESIGN.md, "livetail HTTP
 // API"), with the reconnect policy of its close-code table. A Tail resumes
-// with cursor=<last offset seen> so that a reconnect shows no line twice and
-// skips none, and drops any entry at or below that offset all the same.
+// with the cursor of the last frame it got (opaque: it is only echoed), so
+// that a reconnect shows no line twice and skips none, and drops any entry
+// at or below the offset it last saw of that entry's partition all the same.
 
 /** Close codes and what the viewer does about them. */
 export const CLOSE = {
   1000: { action: 'stop', text: 'closed by the server' },
   1001: { action: 'retry', quick: true, text: 'server restarting' },
   1011: { action: 'retry', text: 'upstream (Kafka) unavailable' },
+  1013: { action: 'retry', slow: true, text: 'the server is full: trying again later' },
   4400: { action: 'stop', text: 'bad request' },
   4401: { action: 'auth', text: 'token missing, invalid or expired' },
   4403: { action: 'stop', text: 'the token does not allow this job' },
@@ -25,17 +27,22 @@ export function closeAction(code) {
 
 const QUICK_MS = 500;     // first retry after 1001 and 4408
 const BASE_MS = 1000;     // first retry otherwise
+const SLOW_MS = 5000;     // first retry after 1013 (the server is full)
 const MAX_MS = 30000;     // backoff ceiling
+const SLOW_MAX_MS = 60000; // backoff ceiling after 1013
 const HEALTHY_MS = 10000; // a session open this long resets the backoff
 
 /**
  * backoff returns the delay before retry number attempt (1, 2, …): it
- * doubles from the first delay up to MAX_MS, and a random half of it is
- * taken off so that many tabs do not come back at once.
+ * doubles from the first delay up to the ceiling, and a random half of it
+ * is taken off so that many tabs do not come back at once. speed is
+ * 'quick' (1001, 4408), 'slow' (1013: longer, as the server asked) or
+ * anything else.
  */
-export function backoff(attempt, quick, random = Math.random) {
-  const first = quick ? QUICK_MS : BASE_MS;
-  const d = Math.min(MAX_MS, first * 2 ** Math.min(attempt - 1, 16));
+export function backoff(attempt, speed, random = Math.random) {
+  const first = speed === 'quick' || speed === true ? QUICK_MS : speed === 'slow' ? SLOW_MS : BASE_MS;
+  const ceiling = speed === 'slow' ? SLOW_MAX_MS : MAX_MS;
+  const d = Math.min(ceiling, first * 2 ** Math.min(attempt - 1, 16));
   return Math.round(d / 2 + random() * (d / 2));
 }
 
@@ -60,14 +67,16 @@ export function tailURL(base, params) {
  *   dropped({count, from_offset, to_offset})
  */
 export class Tail {
-  constructor({ base, job, history = {}, grep = '', token = () => '', handlers }) {
+  constructor({ base, job, history = {}, grep = '', token = () => '', freshToken = null, handlers }) {
     this.base = base;
     this.job = job;
     this.history = history; // {tail: N} or {since: S} or {}
     this.grep = grep;
     this.token = token;     // read at each connect: a new token is picked up
+    this.freshToken = freshToken; // optional async () => token, asked after 4401
     this.h = handlers;
-    this.last = null;       // the offset after which to resume: last entry seen, skipped or caught up to
+    this.last = null;       // the cursor to resume with: of the last frame that carried one
+    this.seen = new Map();  // partition → the highest offset seen there
     this.since = null;      // server_time of the first hello: where a live-only tail resumes before caught_up
     this.attempt = 0;
     this.ws = null;
@@ -122,17 +131,17 @@ export class Tail {
           break;
         case 'entries':
           this.onEntries(f.entries ?? []);
+          this.cursor(f);
           break;
         case 'caught_up':
-          // Everything up to this offset has been sent: a reconnect resumes
-          // after it even when none of it was this job's. (-1: the
-          // partition was empty.)
-          if (Number.isInteger(f.offset) && f.offset >= 0 && (this.last === null || f.offset > this.last)) this.last = f.offset;
+          // Everything up to the cursor has been sent: a reconnect resumes
+          // after it even when none of it was this job's.
+          this.cursor(f);
           this.attempt = 0;
           this.emit('live');
           break;
         case 'dropped':
-          if (this.last === null || f.to_offset > this.last) this.last = f.to_offset;
+          this.cursor(f);
           this.h.dropped?.(f);
           break;
         case 'error':
@@ -152,10 +161,29 @@ export class Tail {
       const reason = ev.reason || lastError?.reason || '';
       const text = why.text;
       if (why.action === 'retry') {
-        this.retry(why.quick, { text, reason, code });
+        this.retry(why.quick ? 'quick' : why.slow ? 'slow' : '', { text, reason, code });
       } else if (why.action === 'auth' && this.token() !== this.usedToken) {
         // The token was changed while this one was being refused: try it.
-        this.retry(true, { text, reason, code });
+        this.retry('quick', { text, reason, code });
+      } else if (why.action === 'auth' && this.freshToken && this.attempt === 0) {
+        // Ask for a fresh token once, then resume with the cursor.
+        this.attempt++;
+        this.emit('reconnecting', { text, reason, code, delay: 0 });
+        Promise.resolve().then(() => this.freshToken()).then((tok) => {
+          if (this.stopped) return;
+          if (tok && tok !== this.usedToken) {
+            this.h.token?.(tok);
+            this.connect();
+          } else {
+            this.waitingForToken = true;
+            this.attempt = 0;
+            this.emit('closed', { text, reason, code });
+          }
+        }, () => {
+          this.waitingForToken = true;
+          this.attempt = 0;
+          this.emit('closed', { text, reason, code });
+        });
       } else {
         this.waitingForToken = why.action === 'auth';
         this.attempt = 0;
@@ -167,21 +195,35 @@ export class Tail {
   onEntries(list) {
     const fresh = [];
     for (const e of list) {
-      if (this.last !== null && e.offset <= this.last) continue; // seen already
-      this.last = e.offset;
+      const p = e.partition ?? 0;
+      const last = this.seen.get(p);
+      if (last !== undefined && e.offset <= last) continue; // seen already
+      this.seen.set(p, e.offset);
       fresh.push(e);
     }
     if (fresh.length) this.h.entries(fresh);
   }
 
-  retry(quick, why) {
+  /** cursor keeps the cursor of frame f, or, from a server without cursors, its offset. */
+  cursor(f) {
+    if (typeof f.cursor === 'string' && f.cursor !== '') {
+      this.last = f.cursor;
+      return;
+    }
+    const off = f.type === 'dropped' ? f.to_offset
+      : f.type === 'entries' ? f.entries?.at(-1)?.offset
+      : f.offset;
+    if (Number.isInteger(off) && off >= 0 && (this.last === null || typeof this.last !== 'number' || off > this.last)) this.last = off;
+  }
+
+  retry(speed, why) {
     this.attempt++;
-    const delay = backoff(this.attempt, quick);
+    const delay = backoff(this.attempt, speed);
     this.emit('reconnecting', { ...why, delay });
     this.timer = setTimeout(() => this.connect(), delay);
   }
 
-  /** tokenChanged reconnects a session that stopped on 4401. */
+  /** tokenChanged reconnects, with its cursor, a session that stopped on 4401. */
   tokenChanged() {
     if (this.waitingForToken && !this.stopped && this.token() !== this.usedToken) this.start();
   }
