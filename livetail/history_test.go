@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -117,5 +118,68 @@ func TestTailExact(t *testing.T) {
 	got = c.collect(0, 10*time.Second)
 	if !slices.Equal(got.lines, []string{"exact line 479", "exact line 489", "exact line 499"}) {
 		t.Fatalf("tail=3 with grep: %q", got.lines)
+	}
+}
+
+// since= over a partition longer than --max-history-scan reads at most that
+// many records, announces what it skipped, and shows the job's lines within
+// the bound; a client that vanishes during such scans leaves no history
+// read, goroutine or connection behind.
+func TestHistoryScanBounded(t *testing.T) {
+	s := newKafka(t)
+	cfg := testConfig(s)
+	cfg.MaxHistoryScan = 5000
+	ts := startServer(t, cfg)
+	p := newProducer(t, s)
+	const job = "needle"
+	p.produce(t, job, 0, 20)
+	part := p.partition(job)
+	noise := ""
+	for i := 0; noise == ""; i++ { // a job on the same partition
+		n := "noise-" + strconv.Itoa(i)
+		p.produce(t, n, 0, 1)
+		if p.partition(n) == part {
+			noise = n
+		}
+	}
+	for i := 0; i < 30000; i += 1000 {
+		p.produce(t, noise, i, 1000)
+	}
+	p.produce(t, job, 20, 5)
+	want := p.offsets(job)
+	eventually(t, 30*time.Second, "hub caught up", func() bool { return ts.hub.Next(part) > want[len(want)-1] })
+
+	scanned := ts.metric(t, "livetail_history_records_scanned_total")
+	c := mustDial(t, ts.url(query("job", job, "since", "1h")))
+	got := c.collect(0, 30*time.Second)
+	if n := ts.metric(t, "livetail_history_records_scanned_total") - scanned; n > 5000 {
+		t.Fatalf("%v records scanned, want at most --max-history-scan 5000", n)
+	}
+	if len(got.dropped) != 1 || got.dropped[0].Partition == nil || *got.dropped[0].Partition != part || *got.dropped[0].FromOffset != 0 {
+		t.Fatalf("dropped %+v, want one frame for the start of partition %d", got.dropped, part)
+	}
+	checkContiguous(t, got.offsets, want, 20)
+	if len(got.offsets) != 5 {
+		t.Fatalf("%d lines, want the 5 within the bound", len(got.offsets))
+	}
+	c.c.CloseNow()
+
+	// Ten clients ask for the history and vanish at once; the first round
+	// also opens the history clients' connections, which stay.
+	baseline := 0
+	for round := range 2 {
+		for range 10 {
+			c := mustDial(t, ts.url(query("job", job, "since", "1h")))
+			c.mustNext() // hello: the scan is under way
+			c.c.CloseNow()
+		}
+		eventually(t, 30*time.Second, "history reads back to 0", func() bool { return ts.metric(t, "livetail_history_reads") == 0 })
+		eventually(t, 30*time.Second, "livetail_connections back to 0", func() bool { return ts.metric(t, "livetail_connections") == 0 })
+		if round == 0 {
+			time.Sleep(200 * time.Millisecond)
+			baseline = runtime.NumGoroutine()
+			continue
+		}
+		eventually(t, 30*time.Second, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= baseline })
 	}
 }
