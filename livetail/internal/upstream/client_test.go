@@ -176,3 +176,32 @@ func TestDialUnavailable(t *testing.T) {
 		t.Fatal("no error")
 	}
 }
+
+// History reads go to the pool's least busy client, so that one long scan
+// does not hold up the reads of other sessions.
+func TestHistoryPoolSpreadsReads(t *testing.T) {
+	s := stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}})
+	cfg := testConfig()
+	cfg.Brokers, cfg.Topic, cfg.HistoryConns = s.KafkaAddrs(), "logs", 3
+	c, err := Dial(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if len(c.hist) != 3 {
+		t.Fatalf("%d history clients, want 3", len(c.hist))
+	}
+	var picked []*histConn
+	for range 3 {
+		h := c.pick()
+		h.busy.Add(1) // a read under way
+		picked = append(picked, h)
+	}
+	if picked[0] == picked[1] || picked[1] == picked[2] || picked[0] == picked[2] {
+		t.Fatal("three reads at once share a history client while others are idle")
+	}
+	picked[1].busy.Add(-1)
+	if c.pick() != picked[1] {
+		t.Fatal("a read did not go to the idle client")
+	}
+}
