@@ -25,6 +25,7 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 		ESAddr:     cfg.ESAddr,
 		DataDir:    cfg.DataDir,
 		Partitions: cfg.Partitions,
+		Backends:   cfg.Backends.Value,
 		Logger:     log,
 	})
 	if err != nil {
@@ -32,6 +33,9 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	fmt.Fprint(out, endpoints(s))
 	where := "in memory"
+	if cfg.Backends.Value == stack.Real {
+		where = "in temporary directories"
+	}
 	if cfg.DataDir != "" {
 		where = cfg.DataDir
 	}
@@ -50,16 +54,30 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 	return err
 }
 
-// endpoints is one line per backend:
+// endpoints is one line per backend, saying what runs:
 //
 //	etcd      http://127.0.0.1:2379
 //	kafka     127.0.0.1:9092 (topics logs, logs.dlq; 6 partitions)
 //	esfake    ... (esfake's own startup line)
+//
+// or with real backends:
+//
+//	etcd       http://127.0.0.1:2379
+//	kafka      127.0.0.1:9092 (Apache Kafka 4.1.1; topics logs, logs.dlq; 6 partitions)
+//	opensearch http://127.0.0.1:9200 (OpenSearch 2.19.6 behind an Elasticsearch-compatible proxy)
 func endpoints(s *stack.Stack) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-9s %s\n", "etcd", strings.Join(s.EtcdEndpoints(), ","))
-	fmt.Fprintf(&b, "%-9s %s (topics %s; %d partitions)\n", "kafka",
-		strings.Join(s.KafkaAddrs(), ","), strings.Join(s.Topics(), ", "), s.Partitions())
-	fmt.Fprintln(&b, esfake.StartupLine(s.ESAddr()))
+	kind := ""
+	if k := s.RealKafka(); k != nil {
+		kind = "Apache Kafka " + k.Version() + "; "
+	}
+	fmt.Fprintf(&b, "%-9s %s (%stopics %s; %d partitions)\n", "kafka",
+		strings.Join(s.KafkaAddrs(), ","), kind, strings.Join(s.Topics(), ", "), s.Partitions())
+	if o := s.OpenSearch(); o != nil {
+		fmt.Fprintf(&b, "%-9s %s (OpenSearch %s behind an Elasticsearch-compatible proxy)\n", "opensearch", o.URL(), o.Version())
+	} else {
+		fmt.Fprintln(&b, esfake.StartupLine(s.ESAddr()))
+	}
 	return b.String()
 }
