@@ -26,6 +26,7 @@ type Config struct {
 	DataDir    string
 	Partitions int
 	All        bool
+	Fetch      bool
 
 	// Used with --all only.
 	ViewerAddr          string
@@ -64,6 +65,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ESAddr, "es-addr", c.ESAddr, "Elasticsearch API listen address: esfake's, or the proxy's in front of OpenSearch (port 0: a free port)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for etcd, Kafka (and OpenSearch) data, kept across runs (empty: gone on exit)")
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of the logs and logs.dlq topics")
+	fs.BoolVar(&c.Fetch, "fetch", c.Fetch, "with --backends real: fetch the jars the JVMs need (once, into the cache) and exit")
 	fs.BoolVar(&c.All, "all", c.All, "also run agent, transfer, livetail (from the directory of this binary) and a sample log writer")
 	fs.StringVar(&c.ViewerAddr, "viewer-addr", c.ViewerAddr, "with --all: livetail's listen address (the viewer)")
 	fs.StringVar(&c.AgentMetricsAddr, "agent-metrics-addr", c.AgentMetricsAddr, "with --all: the agent's metrics address")

@@ -7,8 +7,12 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/common/conf"
 	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/devstack/esfake"
+	"github.com/logpipe/logpipe/devstack/real"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
@@ -18,6 +22,9 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 	log, err := logging.New(cfg.LogLevel.Value, cfg.LogFormat.Value, os.Stderr, nil)
 	if err != nil {
 		return err
+	}
+	if cfg.Fetch {
+		return fetch(ctx, cfg, log, out)
 	}
 	s, err := stack.Start(ctx, stack.Options{
 		EtcdAddr:   cfg.EtcdAddr,
@@ -80,4 +87,18 @@ func endpoints(s *stack.Stack) string {
 		fmt.Fprintln(&b, esfake.StartupLine(s.ESAddr()))
 	}
 	return b.String()
+}
+
+// fetch prepares the real backends' jars and Java mains (Maven and javac,
+// the first time) and says where they are.
+func fetch(ctx context.Context, cfg Config, log logrus.FieldLogger, out io.Writer) error {
+	if cfg.Backends.Value != stack.Real {
+		return fmt.Errorf("%w: --fetch is for --backends real", conf.ErrValue)
+	}
+	dist, err := real.Prepare(ctx, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "real backends ready to start: Apache Kafka %s and OpenSearch %s, in %s\n", dist.KafkaVersion, dist.OpenSearchVersion, dist.Dir)
+	return nil
 }

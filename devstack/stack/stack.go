@@ -35,6 +35,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,6 +98,11 @@ type Options struct {
 	// Backends is Embedded (the default when "") or Real.
 	Backends string
 
+	// Private asks New for real backends of the test's own instead of the
+	// shared ones of the test run (see EnvBackendsFile): for a test that
+	// stops Kafka. Start always starts backends of its own.
+	Private bool
+
 	Partitions int      // partitions of each topic, seeded or created on first use; 0 means DefaultPartitions
 	Topics     []string // created at start; empty means DefaultTopics
 	Without    []string // backends not to start: Etcd, Kafka, ES
@@ -153,6 +159,12 @@ type Stack struct {
 	// With real backends.
 	realKafka  *real.Kafka
 	openSearch *real.OpenSearch
+
+	// On the shared real backends of a test run (shared.go): their
+	// addresses, and the suffix of this stack's topics and data streams.
+	sharedKafka string
+	sharedES    string
+	suffix      string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -278,9 +290,32 @@ func (s *Stack) startReal(ctx context.Context) error {
 
 // New starts a stack for a test and stops it when the test ends. It fails
 // the test if the stack does not start.
+//
+// With Options.Backends Real, the test gets the shared real backends of the
+// test run when there are some (see EnvBackendsFile), and is skipped when
+// there are none, unless EnvRequireReal is "1"; with Options.Private or
+// Options.DataDir, it gets backends of its own.
 func New(tb testing.TB, opts Options) *Stack {
 	tb.Helper()
-	s, err := Start(tb.Context(), opts)
+	if err := opts.setDefaults(); err != nil {
+		tb.Fatal(err)
+	}
+	var s *Stack
+	var err error
+	if opts.wantsShared() {
+		sh, ok, serr := sharedBackends(tb.Context())
+		switch {
+		case serr != nil:
+			tb.Fatal(serr)
+		case !ok && os.Getenv(EnvRequireReal) == "1":
+			tb.Fatalf("real backends: %s is not set; run the tests with make test, which starts them", EnvBackendsFile)
+		case !ok:
+			tb.Skipf("real backends: run with make test, or set %s to the output file of a running `devstack --backends real` (see README, Tests)", EnvBackendsFile)
+		}
+		s, err = newShared(tb, opts, sh)
+	} else {
+		s, err = Start(tb.Context(), opts)
+	}
 	if err != nil {
 		tb.Fatalf("starting the backends: %v", err)
 	}
@@ -297,6 +332,9 @@ func New(tb testing.TB, opts Options) *Stack {
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
+		if s.suffix != "" {
+			errs = append(errs, s.closeShared())
+		}
 		if s.es != nil {
 			errs = append(errs, wrap("esfake", s.es.Close()))
 		}
@@ -344,6 +382,8 @@ func (s *Stack) KafkaAddrs() []string {
 		return []string{s.kafka.Addr()}
 	case s.realKafka != nil:
 		return []string{s.realKafka.Addr()}
+	case s.sharedKafka != "":
+		return []string{s.sharedKafka}
 	}
 	return nil
 }
@@ -366,6 +406,8 @@ func (s *Stack) ESAddr() string {
 		return s.es.Addr()
 	case s.openSearch != nil:
 		return s.openSearch.Addr()
+	case s.sharedES != "":
+		return strings.TrimPrefix(s.sharedES, "http://")
 	}
 	return ""
 }
@@ -403,7 +445,13 @@ func (s *Stack) Kafka() *kfake.Cluster {
 func (s *Stack) Partitions() int { return s.opts.Partitions }
 
 // Topics are the topics created at start.
-func (s *Stack) Topics() []string { return slices.Clone(s.opts.Topics) }
+func (s *Stack) Topics() []string {
+	names := make([]string, len(s.opts.Topics))
+	for i, t := range s.opts.Topics {
+		names[i] = s.Topic(t)
+	}
+	return names
+}
 
 // StopKafka takes the broker off the network: its address refuses
 // connections and every open connection is cut. Its data and consumer
@@ -415,6 +463,8 @@ func (s *Stack) StopKafka() error {
 		return s.kafka.g.Down()
 	case s.realKafka != nil:
 		return s.realKafka.Stop()
+	case s.sharedKafka != "":
+		return ErrShared
 	}
 	return fmt.Errorf("%w: kafka", ErrWithout)
 }
@@ -430,6 +480,8 @@ func (s *Stack) StartKafka() error {
 		ctx, cancel := context.WithTimeout(context.Background(), realRestartLimit)
 		defer cancel()
 		return s.realKafka.Start(ctx)
+	case s.sharedKafka != "":
+		return ErrShared
 	}
 	return fmt.Errorf("%w: kafka", ErrWithout)
 }
