@@ -22,8 +22,13 @@ build: ## build agent, transfer, livetail and devstack into bin/
 run: build ## start the whole pipeline on embedded backends (Ctrl-C stops it)
 	./bin/devstack --all
 
-test: test-deps ## install the Debian tools the tests need, then run every test with -race
-	LOGPIPE_ARTIFACTS=$(CURDIR)/test-output go test $(GO_TEST_FLAGS) $(PKGS)
+# The cross-binary tests run on both kinds of backends: embedded ones in each
+# test, and one real devstack (Apache Kafka, OpenSearch) shared by the whole
+# run, started beside `go test` by scripts/with-real-backends.
+test: test-deps ## install what the tests need, then run every test with -race, on embedded and real backends
+	@mkdir -p bin && go build -o bin/devstack ./devstack
+	./bin/devstack --backends real --fetch
+	LOGPIPE_ARTIFACTS=$(CURDIR)/test-output scripts/with-real-backends go test $(GO_TEST_FLAGS) $(PKGS)
 	@echo "screenshots of the viewer: test-output/"
 
 test-deps: ## install missing test tools (Debian packages), non-interactively

@@ -56,7 +56,7 @@ func runAll(ctx context.Context, cfg Config, s *stack.Stack, log logrus.FieldLog
 	g.Go(func() error {
 		svcs := services(cfg, etcd, strings.Join(s.KafkaAddrs(), ","), s.ESURL(), stateDir)
 		err := runServices(gctx, binDir, svcs, log, func() {
-			fmt.Fprint(out, summary(cfg, etcd, s.ESURL(), logDir))
+			fmt.Fprint(out, summary(cfg, etcd, s.ESURL(), s.OpenSearch() != nil, logDir))
 			fmt.Fprintln(out, "ready")
 			log.Info("devstack ready: whole pipeline running")
 		})
@@ -87,7 +87,7 @@ func putAgentConfig(ctx context.Context, endpoints []string, config string) erro
 }
 
 // summary tells a person what is running and how to use it.
-func summary(cfg Config, etcd, es, logDir string) string {
+func summary(cfg Config, etcd, es string, openSearch bool, logDir string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("")
@@ -105,7 +105,11 @@ func summary(cfg Config, etcd, es, logDir string) string {
 		`{"path":"/tmp/myapp.log","job":"myapp","from":"beginning"}`))
 	w("  etcdctl --endpoints=%s get %s   # the agent's status", etcd, keys.AgentStatus(agentName))
 	w("")
-	w("Search the index (esfake, the development stand-in for Elasticsearch):")
+	if openSearch {
+		w("Search the index (OpenSearch, through its Elasticsearch-compatible proxy):")
+	} else {
+		w("Search the index (esfake, the development stand-in for Elasticsearch):")
+	}
 	w(`  curl -s '%s/logs-logpipe-default/_search?pretty' -H 'Content-Type: application/json' -d '{"query":{"match":{"message":"error"}},"size":5,"sort":[{"@timestamp":"desc"}]}'`, es)
 	w(`  curl -s '%s/logs-logpipe-default/_count'`, es)
 	w("")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/logpipe/logpipe/common/conf"
+	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 // binary is the program name in messages.
@@ -18,12 +19,14 @@ const binary = "devstack"
 type Config struct {
 	LogLevel   conf.OneOf
 	LogFormat  conf.OneOf
+	Backends   conf.OneOf
 	EtcdAddr   string
 	KafkaAddr  string
 	ESAddr     string
 	DataDir    string
 	Partitions int
 	All        bool
+	Fetch      bool
 
 	// Used with --all only.
 	ViewerAddr          string
@@ -40,6 +43,7 @@ func DefaultConfig() Config {
 	return Config{
 		LogLevel:   common.LogLevel,
 		LogFormat:  common.LogFormat,
+		Backends:   conf.OneOf{Value: stack.Embedded, Allowed: []string{stack.Embedded, stack.Real}},
 		EtcdAddr:   "127.0.0.1:2379",
 		KafkaAddr:  "127.0.0.1:9092",
 		ESAddr:     "127.0.0.1:9200",
@@ -57,11 +61,13 @@ func DefaultConfig() Config {
 func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Var(&c.LogLevel, "log-level", "log level: "+strings.Join(c.LogLevel.Allowed, ", "))
 	fs.Var(&c.LogFormat, "log-format", "log format: text or json")
+	fs.Var(&c.Backends, "backends", "embedded: kfake and esfake in this process; real: Apache Kafka and OpenSearch in JVMs (Java and Maven needed; jars fetched once)")
 	fs.StringVar(&c.EtcdAddr, "etcd-addr", c.EtcdAddr, "etcd client listen address (port 0: a free port)")
 	fs.StringVar(&c.KafkaAddr, "kafka-addr", c.KafkaAddr, "Kafka listen address (port 0: a free port)")
-	fs.StringVar(&c.ESAddr, "es-addr", c.ESAddr, "esfake (Elasticsearch API stand-in) listen address (port 0: a free port)")
-	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for etcd and Kafka data, kept across runs (empty: in memory, gone on exit)")
+	fs.StringVar(&c.ESAddr, "es-addr", c.ESAddr, "Elasticsearch API listen address: esfake's, or the proxy's in front of OpenSearch (port 0: a free port)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for etcd, Kafka (and OpenSearch) data, kept across runs (empty: gone on exit)")
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of the logs and logs.dlq topics")
+	fs.BoolVar(&c.Fetch, "fetch", c.Fetch, "with --backends real: fetch the jars the JVMs need (once, into the cache) and exit")
 	fs.BoolVar(&c.All, "all", c.All, "also run agent, transfer, livetail (from the directory of this binary) and a sample log writer")
 	fs.StringVar(&c.ViewerAddr, "viewer-addr", c.ViewerAddr, "with --all: livetail's listen address (the viewer)")
 	fs.StringVar(&c.AgentMetricsAddr, "agent-metrics-addr", c.AgentMetricsAddr, "with --all: the agent's metrics address")

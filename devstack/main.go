@@ -1,8 +1,10 @@
 // Command devstack runs logpipe's backends on this machine, in one process:
 // a real etcd server, a Kafka-protocol broker (kfake) with the logs and
 // logs.dlq topics, and esfake, a development stand-in for the Elasticsearch
-// API. It prints one line per endpoint, then "ready", and stops cleanly on
-// SIGINT or SIGTERM. See README.md.
+// API. With --backends real, Kafka is Apache Kafka and the Elasticsearch
+// API is OpenSearch behind a compatibility proxy, each in a JVM child
+// process. It prints one line per endpoint, then "ready", and stops cleanly
+// on SIGINT or SIGTERM. See README.md.
 package main
 
 import (

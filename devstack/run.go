@@ -7,8 +7,12 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/common/conf"
 	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/devstack/esfake"
+	"github.com/logpipe/logpipe/devstack/real"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
@@ -19,12 +23,16 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Fetch {
+		return fetch(ctx, cfg, log, out)
+	}
 	s, err := stack.Start(ctx, stack.Options{
 		EtcdAddr:   cfg.EtcdAddr,
 		KafkaAddr:  cfg.KafkaAddr,
 		ESAddr:     cfg.ESAddr,
 		DataDir:    cfg.DataDir,
 		Partitions: cfg.Partitions,
+		Backends:   cfg.Backends.Value,
 		Logger:     log,
 	})
 	if err != nil {
@@ -32,6 +40,9 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	fmt.Fprint(out, endpoints(s))
 	where := "in memory"
+	if cfg.Backends.Value == stack.Real {
+		where = "in temporary directories"
+	}
 	if cfg.DataDir != "" {
 		where = cfg.DataDir
 	}
@@ -50,16 +61,44 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 	return err
 }
 
-// endpoints is one line per backend:
+// endpoints is one line per backend, saying what runs:
 //
 //	etcd      http://127.0.0.1:2379
 //	kafka     127.0.0.1:9092 (topics logs, logs.dlq; 6 partitions)
 //	esfake    ... (esfake's own startup line)
+//
+// or with real backends:
+//
+//	etcd       http://127.0.0.1:2379
+//	kafka      127.0.0.1:9092 (Apache Kafka 4.1.1; topics logs, logs.dlq; 6 partitions)
+//	opensearch http://127.0.0.1:9200 (OpenSearch 2.19.6 behind an Elasticsearch-compatible proxy)
 func endpoints(s *stack.Stack) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-9s %s\n", "etcd", strings.Join(s.EtcdEndpoints(), ","))
-	fmt.Fprintf(&b, "%-9s %s (topics %s; %d partitions)\n", "kafka",
-		strings.Join(s.KafkaAddrs(), ","), strings.Join(s.Topics(), ", "), s.Partitions())
-	fmt.Fprintln(&b, esfake.StartupLine(s.ESAddr()))
+	kind := ""
+	if k := s.RealKafka(); k != nil {
+		kind = "Apache Kafka " + k.Version() + "; "
+	}
+	fmt.Fprintf(&b, "%-9s %s (%stopics %s; %d partitions)\n", "kafka",
+		strings.Join(s.KafkaAddrs(), ","), kind, strings.Join(s.Topics(), ", "), s.Partitions())
+	if o := s.OpenSearch(); o != nil {
+		fmt.Fprintf(&b, "%-9s %s (OpenSearch %s behind an Elasticsearch-compatible proxy)\n", "opensearch", o.URL(), o.Version())
+	} else {
+		fmt.Fprintln(&b, esfake.StartupLine(s.ESAddr()))
+	}
 	return b.String()
+}
+
+// fetch prepares the real backends' jars and Java mains (Maven and javac,
+// the first time) and says where they are.
+func fetch(ctx context.Context, cfg Config, log logrus.FieldLogger, out io.Writer) error {
+	if cfg.Backends.Value != stack.Real {
+		return fmt.Errorf("%w: --fetch is for --backends real", conf.ErrValue)
+	}
+	dist, err := real.Prepare(ctx, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "real backends ready to start: Apache Kafka %s and OpenSearch %s, in %s\n", dist.KafkaVersion, dist.OpenSearchVersion, dist.Dir)
+	return nil
 }

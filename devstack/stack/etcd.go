@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
+	"syscall"
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -20,12 +22,35 @@ type etcdServer struct {
 	fwd *forwarder
 }
 
+// etcdStartTries bounds the starts of etcd whose internal client port,
+// free when picked, was taken before etcd bound it.
+const etcdStartTries = 5
+
 // startEtcd starts etcd with its data in dir and waits until it serves.
 func startEtcd(ctx context.Context, addr, dir string) (*etcdServer, error) {
 	g, err := newGate(addr)
 	if err != nil {
 		return nil, err
 	}
+	for try := 1; ; try++ {
+		s, err := startEtcdBehind(ctx, g, dir)
+		if err == nil {
+			return s, nil
+		}
+		if try == etcdStartTries || !addrInUse(err) {
+			g.Close()
+			return nil, err
+		}
+	}
+}
+
+// addrInUse reports whether err is a bind that found its address taken.
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+// startEtcdBehind starts etcd serving through g.
+func startEtcdBehind(ctx context.Context, g *gate, dir string) (*etcdServer, error) {
 	public := url.URL{Scheme: "http", Host: g.Addr().String()}
 	// The internal client URL needs a real port: etcd's HTTP/JSON gateway
 	// dials it as configured. The peer URL keeps port 0: nothing dials it,
@@ -33,7 +58,6 @@ func startEtcd(ctx context.Context, addr, dir string) (*etcdServer, error) {
 	// kept data directory requires.
 	clientAddr, err := pickAddr()
 	if err != nil {
-		g.Close()
 		return nil, fmt.Errorf("starting etcd: %w", err)
 	}
 	internalClient := url.URL{Scheme: "http", Host: clientAddr}
@@ -60,23 +84,19 @@ func startEtcd(ctx context.Context, addr, dir string) (*etcdServer, error) {
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		g.Close()
 		return nil, fmt.Errorf("starting etcd: %w", err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		g.Close()
 		return nil, fmt.Errorf("starting etcd: %w", err)
 	case <-ctx.Done():
 		e.Close()
-		g.Close()
 		return nil, fmt.Errorf("starting etcd: %w", context.Cause(ctx))
 	}
 	if len(e.Clients) == 0 {
 		e.Close()
-		g.Close()
 		return nil, errors.New("starting etcd: no client listener")
 	}
 	return &etcdServer{e: e, g: g, fwd: startForwarder(g, e.Clients[0].Addr().String())}, nil

@@ -1,8 +1,15 @@
-// Package stack starts logpipe's backends in-process, for tests and for the
-// devstack binary: a real single-member etcd server (etcd's embed package), a
-// Kafka-protocol broker (kfake) and esfake, the development stand-in for the
-// Elasticsearch API. Everything is up and ready when Start returns, usually
-// well under a second later.
+// Package stack starts logpipe's backends, for tests and for the devstack
+// binary. By default (Options.Backends "embedded") they all run in-process:
+// a real single-member etcd server (etcd's embed package), a Kafka-protocol
+// broker (kfake) and esfake, the development stand-in for the Elasticsearch
+// API. Everything is up and ready when Start returns, usually well under a
+// second later.
+//
+// With Options.Backends "real", Kafka is Apache Kafka and the Elasticsearch
+// API is OpenSearch behind an Elasticsearch-compatible proxy, each in a JVM
+// child process (package devstack/real; Java and Maven needed); etcd stays
+// embedded. Start then takes a quarter of a minute or so, and the first
+// one on a machine longer, while Maven fetches the jars.
 //
 //	s := stack.New(t, stack.Options{})
 //	cli, _ := clientv3.New(clientv3.Config{Endpoints: s.EtcdEndpoints()})
@@ -17,7 +24,7 @@
 // The Kafka broker is a single node. Like Kafka by default, it creates a
 // topic on first use (with Options.Partitions partitions); unlike Kafka's
 // default of 6 s, it accepts consumer group session timeouts down to 100 ms,
-// so that tests notice a dead member quickly.
+// so that tests notice a dead member quickly. Both kinds of backends do.
 package stack
 
 import (
@@ -28,14 +35,17 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/logpipe/logpipe/devstack/esfake"
+	"github.com/logpipe/logpipe/devstack/real"
 )
 
 // Backend names, for Options.Without.
@@ -45,11 +55,21 @@ const (
 	ES    = "es"
 )
 
+// Kinds of backends, for Options.Backends.
+const (
+	Embedded = "embedded" // etcd, kfake and esfake in this process
+	Real     = "real"     // embedded etcd, Apache Kafka and OpenSearch in JVM child processes
+)
+
 // Defaults.
 const (
 	DefaultPartitions = 6
-	// startLimit bounds Start when its context has no deadline.
-	startLimit = 30 * time.Second
+	// startLimit bounds Start when its context has no deadline;
+	// realStartLimit with real backends, whose first start fetches jars.
+	startLimit     = 30 * time.Second
+	realStartLimit = 4 * time.Minute
+	// realRestartLimit bounds StartKafka with real backends.
+	realRestartLimit = 2 * time.Minute
 )
 
 // DefaultTopics are created when Options.Topics is empty.
@@ -69,9 +89,19 @@ type Options struct {
 	ESAddr    string // "" means 127.0.0.1:0
 
 	// DataDir keeps etcd's and Kafka's data under DataDir/etcd and
-	// DataDir/kafka, where a later Start finds them again. "" keeps Kafka
-	// in memory and etcd in a temporary directory removed by Close.
+	// DataDir/kafka (and OpenSearch's under DataDir/opensearch with real
+	// backends), where a later Start finds them again. "" keeps Kafka
+	// in memory (real backends: in temporary directories) and etcd in a
+	// temporary directory, removed by Close.
 	DataDir string
+
+	// Backends is Embedded (the default when "") or Real.
+	Backends string
+
+	// Private asks New for real backends of the test's own instead of the
+	// shared ones of the test run (see EnvBackendsFile): for a test that
+	// stops Kafka. Start always starts backends of its own.
+	Private bool
 
 	Partitions int      // partitions of each topic, seeded or created on first use; 0 means DefaultPartitions
 	Topics     []string // created at start; empty means DefaultTopics
@@ -100,6 +130,13 @@ func (o *Options) setDefaults() error {
 			return fmt.Errorf("%w: without %q: want %s, %s or %s", ErrOptions, w, Etcd, Kafka, ES)
 		}
 	}
+	switch o.Backends {
+	case "":
+		o.Backends = Embedded
+	case Embedded, Real:
+	default:
+		return fmt.Errorf("%w: backends %q: want %s or %s", ErrOptions, o.Backends, Embedded, Real)
+	}
 	if o.Logger == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
@@ -119,6 +156,16 @@ type Stack struct {
 	kafka *kafkaBroker
 	es    *esServer
 
+	// With real backends.
+	realKafka  *real.Kafka
+	openSearch *real.OpenSearch
+
+	// On the shared real backends of a test run (shared.go): their
+	// addresses, and the suffix of this stack's topics and data streams.
+	sharedKafka string
+	sharedES    string
+	suffix      string
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -130,12 +177,20 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		return nil, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
+		limit := startLimit
+		if opts.Backends == Real {
+			limit = realStartLimit
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, startLimit)
+		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
 	s := &Stack{opts: opts}
-	if err := s.start(ctx); err != nil {
+	start := s.start
+	if opts.Backends == Real {
+		start = s.startReal
+	}
+	if err := start(ctx); err != nil {
 		return nil, errors.Join(err, s.Close())
 	}
 	return s, nil
@@ -165,29 +220,102 @@ func (s *Stack) start(ctx context.Context) error {
 		log.WithField("addr", k.Addr()).Debug("kafka started")
 	}
 	if o.with(Etcd) {
-		dir := filepath.Join(o.DataDir, "etcd")
-		if o.DataDir == "" {
-			tmp, err := os.MkdirTemp("", "logpipe-devstack-etcd-")
-			if err != nil {
-				return fmt.Errorf("etcd: %w", err)
-			}
-			s.tmpDir, dir = tmp, tmp
-		}
-		e, err := startEtcd(ctx, o.EtcdAddr, dir)
-		if err != nil {
-			return fmt.Errorf("etcd: %w", err)
-		}
-		s.etcd = e
-		log.WithField("endpoint", e.Endpoint()).Debug("etcd started")
+		return s.startEtcd(ctx)
 	}
 	return nil
 }
 
+func (s *Stack) startEtcd(ctx context.Context) error {
+	o := &s.opts
+	dir := filepath.Join(o.DataDir, "etcd")
+	if o.DataDir == "" {
+		tmp, err := os.MkdirTemp("", "logpipe-devstack-etcd-")
+		if err != nil {
+			return fmt.Errorf("etcd: %w", err)
+		}
+		s.tmpDir, dir = tmp, tmp
+	}
+	e, err := startEtcd(ctx, o.EtcdAddr, dir)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	s.etcd = e
+	o.Logger.WithField("endpoint", e.Endpoint()).Debug("etcd started")
+	return nil
+}
+
+// startReal starts etcd, Apache Kafka and OpenSearch at once: the JVMs
+// take several seconds each.
+func (s *Stack) startReal(ctx context.Context) error {
+	o := &s.opts
+	var dist real.Dist
+	if o.with(Kafka) || o.with(ES) {
+		var err error
+		if dist, err = real.Prepare(ctx, o.Logger); err != nil {
+			return err
+		}
+	}
+	dataDir := func(name string) string {
+		if o.DataDir == "" {
+			return ""
+		}
+		return filepath.Join(o.DataDir, name)
+	}
+	// Each goroutine sets its own field; Close stops whatever started.
+	var g errgroup.Group
+	if o.with(Kafka) {
+		g.Go(func() error {
+			k, err := real.StartKafka(ctx, dist, real.KafkaOptions{
+				Addr: o.KafkaAddr, DataDir: dataDir("kafka"),
+				Partitions: o.Partitions, Topics: o.Topics, Log: o.Logger,
+			})
+			s.realKafka = k
+			return err
+		})
+	}
+	if o.with(ES) {
+		g.Go(func() error {
+			node, err := real.StartOpenSearch(ctx, dist, real.OpenSearchOptions{
+				Addr: o.ESAddr, DataDir: dataDir("opensearch"), Log: o.Logger,
+			})
+			s.openSearch = node
+			return err
+		})
+	}
+	if o.with(Etcd) {
+		g.Go(func() error { return s.startEtcd(ctx) })
+	}
+	return g.Wait()
+}
+
 // New starts a stack for a test and stops it when the test ends. It fails
 // the test if the stack does not start.
+//
+// With Options.Backends Real, the test gets the shared real backends of the
+// test run when there are some (see EnvBackendsFile), and is skipped when
+// there are none, unless EnvRequireReal is "1"; with Options.Private or
+// Options.DataDir, it gets backends of its own.
 func New(tb testing.TB, opts Options) *Stack {
 	tb.Helper()
-	s, err := Start(tb.Context(), opts)
+	if err := opts.setDefaults(); err != nil {
+		tb.Fatal(err)
+	}
+	var s *Stack
+	var err error
+	if opts.wantsShared() {
+		sh, ok, serr := sharedBackends(tb.Context())
+		switch {
+		case serr != nil:
+			tb.Fatal(serr)
+		case !ok && os.Getenv(EnvRequireReal) == "1":
+			tb.Fatalf("real backends: %s is not set; run the tests with make test, which starts them", EnvBackendsFile)
+		case !ok:
+			tb.Skipf("real backends: run with make test, or set %s to the output file of a running `devstack --backends real` (see README, Tests)", EnvBackendsFile)
+		}
+		s, err = newShared(tb, opts, sh)
+	} else {
+		s, err = Start(tb.Context(), opts)
+	}
 	if err != nil {
 		tb.Fatalf("starting the backends: %v", err)
 	}
@@ -204,8 +332,17 @@ func New(tb testing.TB, opts Options) *Stack {
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
+		if s.suffix != "" {
+			errs = append(errs, s.closeShared())
+		}
 		if s.es != nil {
 			errs = append(errs, wrap("esfake", s.es.Close()))
+		}
+		if s.openSearch != nil {
+			errs = append(errs, s.openSearch.Close())
+		}
+		if s.realKafka != nil {
+			errs = append(errs, s.realKafka.Close())
 		}
 		if s.kafka != nil {
 			errs = append(errs, wrap("kafka", s.kafka.Close()))
@@ -240,30 +377,54 @@ func (s *Stack) EtcdEndpoints() []string {
 // KafkaAddrs are the Kafka bootstrap addresses, such as ["127.0.0.1:9092"];
 // nil without Kafka.
 func (s *Stack) KafkaAddrs() []string {
-	if s.kafka == nil {
-		return nil
+	switch {
+	case s.kafka != nil:
+		return []string{s.kafka.Addr()}
+	case s.realKafka != nil:
+		return []string{s.realKafka.Addr()}
+	case s.sharedKafka != "":
+		return []string{s.sharedKafka}
 	}
-	return []string{s.kafka.Addr()}
+	return nil
 }
 
-// ESURL is esfake's base URL, such as "http://127.0.0.1:9200"; "" without it.
+// ESURL is the Elasticsearch API's base URL, such as
+// "http://127.0.0.1:9200" (esfake's, or with real backends the proxy's in
+// front of OpenSearch); "" without it.
 func (s *Stack) ESURL() string {
-	if s.es == nil {
-		return ""
+	if addr := s.ESAddr(); addr != "" {
+		return "http://" + addr
 	}
-	return s.es.URL()
+	return ""
 }
 
-// ESAddr is esfake's listen address, such as "127.0.0.1:9200"; "" without it.
+// ESAddr is the Elasticsearch API's listen address, such as
+// "127.0.0.1:9200"; "" without it.
 func (s *Stack) ESAddr() string {
-	if s.es == nil {
-		return ""
+	switch {
+	case s.es != nil:
+		return s.es.Addr()
+	case s.openSearch != nil:
+		return s.openSearch.Addr()
+	case s.sharedES != "":
+		return strings.TrimPrefix(s.sharedES, "http://")
 	}
-	return s.es.Addr()
+	return ""
 }
+
+// Backends is Embedded or Real.
+func (s *Stack) Backends() string { return s.opts.Backends }
+
+// RealKafka is the Apache Kafka node with real backends, for its version,
+// data folder and process id; nil otherwise.
+func (s *Stack) RealKafka() *real.Kafka { return s.realKafka }
+
+// OpenSearch is the OpenSearch node with real backends, for its version,
+// own URL and process id; nil otherwise.
+func (s *Stack) OpenSearch() *real.OpenSearch { return s.openSearch }
 
 // ES is the running esfake server, for fault injection and document checks;
-// nil without it.
+// nil without it and with real backends.
 func (s *Stack) ES() *esfake.Server {
 	if s.es == nil {
 		return nil
@@ -272,7 +433,7 @@ func (s *Stack) ES() *esfake.Server {
 }
 
 // Kafka is the kfake cluster, for tests that need its controls; nil
-// without Kafka.
+// without Kafka and with real backends.
 func (s *Stack) Kafka() *kfake.Cluster {
 	if s.kafka == nil {
 		return nil
@@ -284,24 +445,45 @@ func (s *Stack) Kafka() *kfake.Cluster {
 func (s *Stack) Partitions() int { return s.opts.Partitions }
 
 // Topics are the topics created at start.
-func (s *Stack) Topics() []string { return slices.Clone(s.opts.Topics) }
+func (s *Stack) Topics() []string {
+	names := make([]string, len(s.opts.Topics))
+	for i, t := range s.opts.Topics {
+		names[i] = s.Topic(t)
+	}
+	return names
+}
 
 // StopKafka takes the broker off the network: its address refuses
 // connections and every open connection is cut. Its data and consumer
-// groups stay as they are.
+// groups stay as they are. With real backends it stops the JVM, which
+// keeps its data on disk.
 func (s *Stack) StopKafka() error {
-	if s.kafka == nil {
-		return fmt.Errorf("%w: kafka", ErrWithout)
+	switch {
+	case s.kafka != nil:
+		return s.kafka.g.Down()
+	case s.realKafka != nil:
+		return s.realKafka.Stop()
+	case s.sharedKafka != "":
+		return ErrShared
 	}
-	return s.kafka.g.Down()
+	return fmt.Errorf("%w: kafka", ErrWithout)
 }
 
-// StartKafka puts the broker back on its address after StopKafka.
+// StartKafka puts the broker back on its address after StopKafka. With
+// real backends it starts the JVM again and returns once the broker serves
+// its topics, which takes several seconds.
 func (s *Stack) StartKafka() error {
-	if s.kafka == nil {
-		return fmt.Errorf("%w: kafka", ErrWithout)
+	switch {
+	case s.kafka != nil:
+		return s.kafka.g.Up()
+	case s.realKafka != nil:
+		ctx, cancel := context.WithTimeout(context.Background(), realRestartLimit)
+		defer cancel()
+		return s.realKafka.Start(ctx)
+	case s.sharedKafka != "":
+		return ErrShared
 	}
-	return s.kafka.g.Up()
+	return fmt.Errorf("%w: kafka", ErrWithout)
 }
 
 // StopEtcd takes etcd off the network: its address refuses connections and

@@ -1,0 +1,393 @@
+package real
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Kafka settings that differ from Kafka's defaults, for a development node.
+const (
+	// MinSessionTimeout is the shortest consumer group session timeout the
+	// broker accepts (group.min.session.timeout.ms; Kafka's default is
+	// 6 s), so that tests can notice a dead member quickly. The embedded
+	// broker (kfake) accepts the same.
+	MinSessionTimeout = 100 * time.Millisecond
+
+	// DefaultPartitions is KafkaOptions.Partitions when it is 0.
+	DefaultPartitions = 6
+
+	kafkaHeap  = "-Xmx512m"
+	startTries = 5 // starts on fresh random ports when one was taken
+)
+
+// ErrClosed is returned by Start after Close.
+var ErrClosed = errors.New("real backends: closed")
+
+// KafkaOptions says how to run the Kafka node.
+type KafkaOptions struct {
+	// Addr is the broker's listen address, such as 127.0.0.1:9092. ""
+	// means 127.0.0.1:0; port 0 means a random free port below 32768,
+	// kept for Stop and Start.
+	Addr string
+
+	// DataDir holds the node's log (kafka.log), configuration and data
+	// (logs/), kept after Close for a later start. "" means a temporary
+	// folder removed by Close.
+	DataDir string
+
+	Partitions int      // partitions of new topics (num.partitions); 0 means DefaultPartitions
+	Topics     []string // created at start if missing, with Partitions partitions
+
+	Log logrus.FieldLogger // optional
+}
+
+// Kafka is a running Apache Kafka node: broker and KRaft controller in one
+// JVM, with auto.create.topics.enable on, replication factor 1 for its
+// internal topics, no initial rebalance delay and MinSessionTimeout.
+type Kafka struct {
+	dist      Dist
+	opts      KafkaOptions
+	log       logrus.FieldLogger
+	dir       string
+	tmp       bool // dir is removed by Close
+	clusterID string
+	host      string
+	port      int // the broker's port, kept for Start
+	fixedPort bool
+	ctrlPort  int // the controller's port; changes only when taken
+
+	mu     sync.Mutex
+	j      *jvm // nil while stopped
+	closed bool
+}
+
+// StartKafka starts the node and returns once its broker answers and every
+// topic in opts.Topics exists with a leader, or ctx ends (a cold JVM takes
+// several seconds).
+func StartKafka(ctx context.Context, dist Dist, opts KafkaOptions) (*Kafka, error) {
+	if opts.Partitions < 0 {
+		return nil, fmt.Errorf("kafka: partitions %d is negative", opts.Partitions)
+	}
+	if opts.Partitions == 0 {
+		opts.Partitions = DefaultPartitions
+	}
+	opts.Topics = slices.Clone(opts.Topics)
+	if opts.Log == nil {
+		opts.Log = discard()
+	}
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	host, portStr, err := net.SplitHostPort(opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: address %q: %w", opts.Addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("kafka: address %q: bad port", opts.Addr)
+	}
+	k := &Kafka{dist: dist, opts: opts, log: opts.Log.WithField("backend", "kafka"),
+		dir: opts.DataDir, host: host, port: port, fixedPort: port != 0}
+	if k.dir == "" {
+		if k.dir, err = os.MkdirTemp("", "logpipe-kafka-"); err != nil {
+			return nil, fmt.Errorf("kafka: %w", err)
+		}
+		k.tmp = true
+	} else if err := os.MkdirAll(k.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("kafka: data folder: %w", err)
+	}
+	if k.clusterID, err = clusterID(filepath.Join(k.dir, "cluster-id")); err != nil {
+		k.removeTmp()
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	if err := k.start(ctx, !k.fixedPort); err != nil {
+		k.removeTmp()
+		return nil, err
+	}
+	return k, nil
+}
+
+// Addr is the broker's address, such as 127.0.0.1:9092.
+func (k *Kafka) Addr() string { return net.JoinHostPort(k.host, strconv.Itoa(k.port)) }
+
+// Version is Apache Kafka's version, such as 4.1.1.
+func (k *Kafka) Version() string { return k.dist.KafkaVersion }
+
+// DataDir is the node's folder, holding kafka.log.
+func (k *Kafka) DataDir() string { return k.dir }
+
+// PID is the JVM's process id; 0 while stopped.
+func (k *Kafka) PID() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.j == nil {
+		return 0
+	}
+	return k.j.PID()
+}
+
+// Stop stops the JVM (SIGTERM, then SIGKILL after StopGrace), keeping its
+// data: the address refuses connections until Start.
+func (k *Kafka) Stop() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return ErrClosed
+	}
+	k.stopLocked()
+	return nil
+}
+
+// Start starts the JVM again after Stop, on the same address with the same
+// data, and returns once the broker serves its topics. It does nothing if
+// the node is running.
+func (k *Kafka) Start(ctx context.Context) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return ErrClosed
+	}
+	if k.j != nil {
+		return nil
+	}
+	return k.startLocked(ctx, false)
+}
+
+// Close stops the node and removes its folder if it was temporary. It is
+// safe to call more than once.
+func (k *Kafka) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return nil
+	}
+	k.closed = true
+	k.stopLocked()
+	return k.removeTmp()
+}
+
+func (k *Kafka) stopLocked() {
+	if k.j == nil {
+		return
+	}
+	start := time.Now()
+	k.j.stop(StopGrace, k.log)
+	k.log.WithField("took", time.Since(start).Round(time.Millisecond)).Debug("kafka stopped")
+	k.j = nil
+}
+
+func (k *Kafka) removeTmp() error {
+	if !k.tmp {
+		return nil
+	}
+	return os.RemoveAll(k.dir)
+}
+
+func (k *Kafka) start(ctx context.Context, newPort bool) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.startLocked(ctx, newPort)
+}
+
+// startLocked starts the JVM and waits until it is ready. A port found
+// taken is replaced by another random one and the start tried again: the
+// controller's always, the broker's when newPort says so.
+func (k *Kafka) startLocked(ctx context.Context, newPort bool) error {
+	begin := time.Now()
+	for try := 1; ; try++ {
+		if newPort {
+			k.port = randomPort()
+		}
+		for k.ctrlPort == 0 || k.ctrlPort == k.port {
+			k.ctrlPort = randomPort()
+		}
+		props := filepath.Join(k.dir, "server.properties")
+		if err := os.WriteFile(props, []byte(k.properties()), 0o644); err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+		args := []string{
+			"-Xms512m", kafkaHeap, "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+			"-Dlog4j2.configurationFile=" + k.dist.kafkaLog4j(),
+			"-cp", k.dist.kafkaClassPath(), "io.logpipe.devstack.kafka.Main", props, k.clusterID,
+		}
+		j, err := startJVM("kafka", k.dist.Java, args, filepath.Join(k.dir, "kafka.log"), k.log, nil)
+		if err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+		err = k.waitReady(ctx, j)
+		if err == nil {
+			k.j = j
+			k.log.WithFields(logrus.Fields{"addr": k.Addr(), "pid": j.PID(), "took": time.Since(begin).Round(time.Millisecond)}).
+				Info("kafka ready")
+			return nil
+		}
+		j.stop(StopGrace, k.log)
+		brokerTaken := strings.Contains(j.out.addrInUseLine(), k.Addr())
+		if !j.out.AddrInUse() || try == startTries || (brokerTaken && !newPort) || ctx.Err() != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+		k.log.WithField("try", try).Debug("kafka: a port was taken; trying other ports")
+		k.ctrlPort = 0
+	}
+}
+
+// properties is server.properties for the node.
+func (k *Kafka) properties() string {
+	ctrl := net.JoinHostPort(k.host, strconv.Itoa(k.ctrlPort))
+	lines := []string{
+		"# Written by devstack at each start.",
+		"process.roles=broker,controller",
+		"node.id=1",
+		"controller.quorum.voters=1@" + ctrl,
+		"listeners=PLAINTEXT://" + k.Addr() + ",CONTROLLER://" + ctrl,
+		"advertised.listeners=PLAINTEXT://" + k.Addr(),
+		"controller.listener.names=CONTROLLER",
+		"inter.broker.listener.name=PLAINTEXT",
+		"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+		"log.dirs=" + filepath.Join(k.dir, "logs"),
+		"num.partitions=" + strconv.Itoa(k.opts.Partitions),
+		"auto.create.topics.enable=true",
+		"offsets.topic.replication.factor=1",
+		"offsets.topic.num.partitions=" + strconv.Itoa(k.opts.Partitions),
+		"transaction.state.log.replication.factor=1",
+		"transaction.state.log.min.isr=1",
+		"share.coordinator.state.topic.replication.factor=1",
+		"share.coordinator.state.topic.min.isr=1",
+		"group.initial.rebalance.delay.ms=0",
+		"group.min.session.timeout.ms=" + strconv.FormatInt(MinSessionTimeout.Milliseconds(), 10),
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// waitReady polls the broker until it serves every topic (creating the
+// missing ones), the JVM exits, or ctx ends.
+func (k *Kafka) waitReady(ctx context.Context, j *jvm) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Addr()), kgo.DialTimeout(time.Second),
+		kgo.WithLogger(kgo.BasicLogger(io.Discard, kgo.LogLevelNone, nil)))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	last := errors.New("no answer yet")
+	for {
+		select {
+		case <-j.exited:
+			return j.failed(fmt.Sprintf("exited while starting (%v)", j.err))
+		case <-ctx.Done():
+			return j.failed(fmt.Sprintf("not ready: %v (last: %v)", context.Cause(ctx), last))
+		case <-tick.C:
+		}
+		if last = k.check(ctx, cl); last == nil {
+			return nil
+		}
+	}
+}
+
+// check asks for the topics' metadata and creates the missing ones; nil
+// means that this node (not another one on the same port) serves them all.
+func (k *Kafka) check(ctx context.Context, cl *kgo.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrMetadataRequest()
+	for _, name := range k.opts.Topics {
+		t := kmsg.NewMetadataRequestTopic()
+		t.Topic = kmsg.StringPtr(name)
+		req.Topics = append(req.Topics, t)
+	}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	if resp.ClusterID == nil || *resp.ClusterID != k.clusterID {
+		return fmt.Errorf("another Kafka cluster answers on %s", k.Addr())
+	}
+	var missing []string
+	for _, t := range resp.Topics {
+		name := kmsg.StringPtr("")
+		if t.Topic != nil {
+			name = t.Topic
+		}
+		switch err := kerr.ErrorForCode(t.ErrorCode); {
+		case errors.Is(err, kerr.UnknownTopicOrPartition):
+			missing = append(missing, *name)
+			continue
+		case err != nil:
+			return fmt.Errorf("topic %s: %w", *name, err)
+		}
+		if len(t.Partitions) == 0 {
+			return fmt.Errorf("topic %s has no partitions yet", *name)
+		}
+		for _, p := range t.Partitions {
+			if p.Leader < 0 || p.ErrorCode != 0 {
+				return fmt.Errorf("topic %s partition %d has no leader yet", *name, p.Partition)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return k.createTopics(ctx, cl, missing)
+	}
+	return nil
+}
+
+// createTopics creates topics and returns an error to check again: they
+// have no leader yet.
+func (k *Kafka) createTopics(ctx context.Context, cl *kgo.Client, topics []string) error {
+	req := kmsg.NewPtrCreateTopicsRequest()
+	for _, name := range topics {
+		t := kmsg.NewCreateTopicsRequestTopic()
+		t.Topic = name
+		t.NumPartitions = int32(k.opts.Partitions)
+		t.ReplicationFactor = 1
+		req.Topics = append(req.Topics, t)
+	}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("creating topics %s: %w", strings.Join(topics, ", "), err)
+	}
+	for _, t := range resp.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", t.Topic, err)
+		}
+	}
+	return fmt.Errorf("created topics %s", strings.Join(topics, ", "))
+}
+
+// clusterID reads the node's cluster id from path, or makes one and writes
+// it there: a random one, so that a start can tell its own broker from
+// another one that holds the port.
+func clusterID(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	}
+	var id string
+	for id == "" || id[0] == '-' { // Kafka's tools would read a leading '-' as an option
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		id = base64.RawURLEncoding.EncodeToString(b[:])
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	return id, nil
+}

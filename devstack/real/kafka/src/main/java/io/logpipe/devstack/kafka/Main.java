@@ -1,0 +1,48 @@
+package io.logpipe.devstack.kafka;
+
+import java.io.IOException;
+import java.io.InputStream;
+
+/**
+ * Runs an Apache Kafka node (broker and KRaft controller) for logpipe's
+ * devstack in one JVM: it formats the storage named in the properties file
+ * unless it already is, then runs the broker as kafka.Kafka does.
+ *
+ * <p>Usage: {@code Main SERVER_PROPERTIES CLUSTER_ID}. The broker stops on
+ * SIGTERM and when standard input ends, which is how it notices that
+ * devstack has gone.
+ */
+public final class Main {
+    public static void main(String[] args) throws Exception {
+        if (args.length != 2) {
+            System.err.println("usage: Main SERVER_PROPERTIES CLUSTER_ID");
+            System.exit(2);
+        }
+        exitWhenInputEnds();
+        int rc = kafka.tools.StorageTool.execute(new String[] {
+            "format", "--config", args[0], "--cluster-id", args[1], "--ignore-formatted",
+        }, System.out);
+        if (rc != 0) {
+            System.exit(rc);
+        }
+        kafka.Kafka.main(new String[] {args[0]});
+    }
+
+    /** Exits (running Kafka's shutdown hook) when standard input reaches its end. */
+    static void exitWhenInputEnds() {
+        Thread t = new Thread(() -> {
+            InputStream in = System.in;
+            byte[] buf = new byte[64];
+            try {
+                while (in.read(buf) >= 0) {
+                    // devstack writes nothing; only the end matters.
+                }
+            } catch (IOException e) {
+                // a broken pipe is an end too
+            }
+            System.exit(0);
+        }, "devstack-parent-watch");
+        t.setDaemon(true);
+        t.start();
+    }
+}
