@@ -113,6 +113,26 @@ func TestMappingFeatures(t *testing.T) {
 	})
 }
 
+// TestDynamicDateFormats: a mapping's dynamic_date_formats replace the
+// formats date detection tries (the defaults are in the contract tests).
+func TestDynamicDateFormats(t *testing.T) {
+	env := newTestServer(t, nil)
+	putTemplate(t, env, "dates", `{"index_patterns":["dates-*"],"template":{
+	  "mappings":{"dynamic_date_formats":["dd.MM.yyyy"],
+	    "dynamic_templates":[{"dates_as_strings":{"match":"s_*","match_mapping_type":"date","mapping":{"type":"date"}}}]}}}`)
+	runSteps(t, env, []step{
+		{"PUT", "/dates-1/_doc/1", `{"a":"21.11.2026","b":"2026-11-21","s_c":"22.11.2026"}`, 201, nil},
+		{"GET", "/dates-1/_mapping", "", 200, map[string]any{
+			"dates-1/mappings/properties/a/type":     "date",
+			"dates-1/mappings/properties/a/format":   "dd.MM.yyyy",
+			"dates-1/mappings/properties/b/type":     "text",
+			"dates-1/mappings/properties/s_c/format": "dd.MM.yyyy"}},
+		{"GET", "/dates-1/_count", `{"query":{"range":{"a":{"gte":"20.11.2026"}}}}`, 200, map[string]any{"count": 1}},
+		{"PUT", "/other/_doc/1", `{"a":"2026/11/21"}`, 201, nil},
+		{"PUT", "/other/_doc/2", `{"a":"not a date"}`, 400, map[string]any{"error/type": "document_parsing_exception"}},
+	})
+}
+
 func TestWithoutBuiltinTemplates(t *testing.T) {
 	env := newTestServer(t, nil, esfake.WithoutBuiltinTemplates())
 	runSteps(t, env, []step{

@@ -48,6 +48,7 @@ var contract = []struct {
 	{"search defaults", contractSearchDefaults},
 	{"search queries, sort, size and from", contractSearchQueries},
 	{"search errors", contractSearchErrors},
+	{"dynamic mapping", contractDynamicMapping},
 }
 
 func TestContract(t *testing.T) {
@@ -700,4 +701,70 @@ func contractSearchErrors(t *testing.T, e *engine) {
 	missing := e.name("missing")
 	status, _, m := e.search(t, missing, "")
 	e.wantError(t, status, m, http.StatusNotFound, same("index_not_found_exception"), "no such index ["+missing+"]")
+}
+
+func contractDynamicMapping(t *testing.T, e *engine) {
+	idx := e.name("dynamic") // a plain index, created on first write without a template
+	m := e.bulk(t, fmt.Sprintf(`{"index":{"_index":%q,"_id":"1"}}`, idx),
+		`{"count":5,"ratio":0.5,"big":1e3,"ok":true,"msg":"hello","when":"2026-11-21T10:00:00.123+01:00","day":"2026-11-21",`+
+			`"slashed":"2026/11/21 10:00:00","slashed_day":"2026/11/21","numeric":"42","word":"2026","obj":{"inner":"x"},"list":[1,2],"nothing":null}`)
+	wantCreated(t, item(t, m, 0), "1")
+	if got := item(t, m, 0)["_index"]; got != idx {
+		t.Errorf("_index %v, want %s", got, idx)
+	}
+
+	m = e.must(t, http.MethodGet, "/"+idx+"/_mapping", "")
+	props, _ := dig(m, idx, "mappings", "properties").(map[string]any)
+	text := `{"type":"text","fields":{"keyword":{"type":"keyword","ignore_above":256}}}`
+	slashed := `{"type":"date","format":"yyyy/MM/dd HH:mm:ss||yyyy/MM/dd||epoch_millis"}`
+	want := map[string]string{
+		"count":       `{"type":"long"}`,
+		"ratio":       `{"type":"float"}`,
+		"big":         `{"type":"float"}`,
+		"ok":          `{"type":"boolean"}`,
+		"msg":         text,
+		"when":        `{"type":"date"}`,
+		"day":         `{"type":"date"}`,
+		"slashed":     slashed,
+		"slashed_day": slashed,
+		"numeric":     text, // no numeric detection
+		"word":        text, // nor dates from pure numbers
+		"obj":         `{"properties":{"inner":` + text + `}}`,
+		"list":        `{"type":"long"}`,
+	}
+	for field, w := range want {
+		got, _ := props[field].(map[string]any)
+		delete(got, "print_format") // OpenSearch's addition to slashed dates
+		if !jsonEqual(t, got, w) {
+			t.Errorf("mapping of %s: %v, want %s", field, props[field], w)
+		}
+	}
+	if _, ok := props["nothing"]; ok || len(props) != len(want) {
+		t.Errorf("mapped fields %v, want exactly %d (null maps nothing)", props, len(want))
+	}
+
+	// The first value fixed each type: later documents must fit it.
+	m = e.bulk(t,
+		fmt.Sprintf(`{"index":{"_index":%q,"_id":"2"}}`, idx), `{"count":"7","slashed":"2026/11/22","msg":12}`,
+		fmt.Sprintf(`{"index":{"_index":%q,"_id":"3"}}`, idx), `{"count":"seven"}`,
+		fmt.Sprintf(`{"index":{"_index":%q,"_id":"4"}}`, idx), `{"slashed":"yesterday"}`,
+		fmt.Sprintf(`{"index":{"_index":%q,"_id":"5"}}`, idx), `{"obj":"flat"}`,
+	)
+	wantCreated(t, item(t, m, 0), "2")
+	e.wantItemError(t, item(t, m, 1), http.StatusBadRequest, docParsing, "")
+	e.wantItemError(t, item(t, m, 2), http.StatusBadRequest, docParsing, "")
+	e.wantItemError(t, item(t, m, 3), http.StatusBadRequest, docParsing, "")
+
+	e.refresh(t, idx)
+	for query, want := range map[string][]string{
+		`{"range":{"slashed":{"gte":"2026/11/21 12:00:00"}}}`: {"2"},
+		`{"term":{"msg":"hello"}}`:                            {"1"},
+		`{"term":{"msg.keyword":"12"}}`:                       {"2"},
+		`{"range":{"when":{"lt":"2026-11-21T09:30:00Z"}}}`:    {"1"},
+	} {
+		status, ids, m := e.search(t, idx, `{"query":`+query+`}`)
+		if status != http.StatusOK || !slices.Equal(ids, want) {
+			t.Errorf("search %s: %d %v, want %v: %v", query, status, ids, want, m)
+		}
+	}
 }

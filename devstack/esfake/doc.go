@@ -52,17 +52,18 @@
 // date, date_nanos (millisecond precision), boolean, ip, flattened, binary,
 // object and nested (treated as object). Parameters acted on: properties,
 // fields (multi-fields), dynamic (runtime acts as true), enabled, format,
-// ignore_above, ignore_malformed, index, and dynamic_templates (match,
-// unmatch, path_match, path_unmatch, match_mapping_type, match_pattern);
-// others are kept without effect. Index settings acted on:
+// ignore_above, ignore_malformed, index, dynamic_date_formats and
+// dynamic_templates (match, unmatch, path_match, path_unmatch,
+// match_mapping_type, match_pattern); others are kept without effect. Index settings acted on:
 // index.mapping.total_fields.limit (1000),
 // index.mapping.total_fields.ignore_dynamic_beyond_limit,
 // index.mapping.depth.limit (20) and index.mapping.ignore_malformed.
 //
 // Dynamic mapping follows Elasticsearch: the first value of an unmapped
 // field fixes its type (a string becomes text with a keyword sub-field, or
-// a date when it looks like one; an integer long; a fraction float; then
-// boolean and object). A value that does not fit its field fails that
+// a date when it looks like one: ISO 8601, or yyyy/MM/dd with an optional
+// HH:mm:ss, which gets that format; an integer long; a fraction float;
+// then boolean and object). A value that does not fit its field fails that
 // document only, with a 400 document_parsing_exception such as
 // "[1:6] failed to parse field [n] of type [long] in document with id '7'.
 // Preview of field's value: 'abc'"; numbers in strings are coerced as
