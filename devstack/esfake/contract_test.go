@@ -49,6 +49,8 @@ var contract = []struct {
 	{"search queries, sort, size and from", contractSearchQueries},
 	{"search errors", contractSearchErrors},
 	{"dynamic mapping", contractDynamicMapping},
+	{"document ids", contractIDs},
+	{"malformed bulk requests", contractMalformedBulk},
 }
 
 func TestContract(t *testing.T) {
@@ -766,5 +768,82 @@ func contractDynamicMapping(t *testing.T, e *engine) {
 		if status != http.StatusOK || !slices.Equal(ids, want) {
 			t.Errorf("search %s: %d %v, want %v: %v", query, status, ids, want, m)
 		}
+	}
+}
+
+func contractIDs(t *testing.T, e *engine) {
+	ds := e.dataStream(t, "ids", `{"@timestamp":{"type":"date"}}`)
+	create := func(id string) string { return fmt.Sprintf(`{"create":{"_index":%q,"_id":%q}}`, ds, id) }
+	doc := `{"@timestamp":"2026-11-21T10:00:00Z"}`
+	longest := strings.Repeat("x", 512)
+	ids := []string{"logs-0-17", "_starts-with-underscore", "with/slash and space", "ünïcödé", longest}
+	var lines []string
+	for _, id := range ids {
+		lines = append(lines, create(id), doc)
+	}
+	lines = append(lines, create(""), doc, // an empty id fails its item only
+		fmt.Sprintf(`{"create":{"_index":%q}}`, ds), doc, // no id: one is made up
+		create("inside"), `{"@timestamp":"2026-11-21T10:00:00Z","_id":"x"}`) // _id is no field
+	m := e.bulk(t, lines...)
+	for i, id := range ids {
+		wantCreated(t, item(t, m, i), id)
+	}
+	empty := item(t, m, len(ids))
+	e.wantItemError(t, empty, http.StatusBadRequest, same("illegal_argument_exception"), "if _id is specified it must not be empty")
+	if empty["_id"] != "" {
+		t.Errorf("item with an empty _id answers _id %v, want \"\"", empty["_id"])
+	}
+	made := item(t, m, len(ids)+1)
+	if id, _ := made["_id"].(string); made["status"] != float64(http.StatusCreated) || len(id) != 20 {
+		t.Errorf("create without an id: %v, want 201 with a 20-character _id", made)
+	}
+	e.wantItemError(t, item(t, m, len(ids)+2), http.StatusBadRequest, docParsing, "")
+
+	// An id over 512 bytes fails the whole request.
+	status, m := esResult(t)(e.es.Bulk(strings.NewReader(create(longest+"y") + "\n" + doc + "\n")))
+	e.wantError(t, status, m, http.StatusBadRequest, same("action_request_validation_exception"),
+		"Validation Failed: 1: id ["+longest+"y] is too long, must be no longer than 512 bytes but was: 513;")
+
+	e.refresh(t, ds)
+	if n := e.count(t, ds, ""); n != len(ids)+1 {
+		t.Errorf("count %d, want %d", n, len(ids)+1)
+	}
+	for _, id := range ids[:4] {
+		if n := e.count(t, ds, fmt.Sprintf(`{"query":{"ids":{"values":[%q]}}}`, id)); n != 1 {
+			t.Errorf("documents with id %q: %d, want 1", id, n)
+		}
+	}
+}
+
+func contractMalformedBulk(t *testing.T, e *engine) {
+	idx := e.name("malformed")
+	tests := map[string]struct {
+		body, typ, reason string
+	}{
+		"no body":           {"", "parse_exception", "request body is required"},
+		"blank body":        {"\n", "action_request_validation_exception", "Validation Failed: 1: no requests added;"},
+		"no final newline":  {`{"create":{"_index":"` + idx + `","_id":"1"}}` + "\n{}", "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]"},
+		"action only":       {`{"create":{"_index":"` + idx + `","_id":"1"}}` + "\n", "action_request_validation_exception", "Validation Failed: 1: no requests added;"},
+		"unknown action":    {`{"upsert":{"_index":"` + idx + `"}}` + "\n{}\n", "illegal_argument_exception", "Malformed action/metadata line [1], expected one of [create, delete, index, update] but found [upsert]"},
+		"unknown parameter": {`{"create":{"_index":"` + idx + `","bogus":1}}` + "\n{}\n", "illegal_argument_exception", "Action/metadata line [1] contains an unknown parameter [bogus]"},
+		"no index":          {`{"create":{"_id":"1"}}` + "\n{}\n", "action_request_validation_exception", "Validation Failed: 1: index is missing;"},
+		"delete without id": {`{"delete":{"_index":"` + idx + `"}}` + "\n", "action_request_validation_exception", "Validation Failed: 1: id is missing;"},
+		"delete with no id": {`{"delete":{"_index":"` + idx + `","_id":""}}` + "\n", "action_request_validation_exception", "Validation Failed: 1: id is missing;"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			status, m := e.do(t, http.MethodPost, "/_bulk", tc.body)
+			e.wantError(t, status, m, http.StatusBadRequest, same(tc.typ), tc.reason)
+		})
+	}
+	// The last action without a source is dropped; the rest is done.
+	m := e.bulk(t, fmt.Sprintf(`{"index":{"_index":%q,"_id":"1"}}`, idx), `{"a":1}`, fmt.Sprintf(`{"index":{"_index":%q,"_id":"2"}}`, idx))
+	if items, _ := m["items"].([]any); len(items) != 1 {
+		t.Fatalf("bulk with a last action without source: %v, want one item", m)
+	}
+	wantCreated(t, item(t, m, 0), "1")
+	status, m := e.do(t, http.MethodGet, "/"+idx+"/_doc/2", "")
+	if status != http.StatusNotFound || m["found"] != false {
+		t.Errorf("the dropped action's document: %d %v, want 404 found false", status, m)
 	}
 }
