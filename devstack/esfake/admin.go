@@ -21,7 +21,7 @@ func (s *Server) dataStreamInfo(ds *dataStream) obj {
 		{"indices", indices},
 		{"generation", len(ds.indices)},
 		{"status", "GREEN"},
-		{"template", ds.template},
+		{"template", s.streamTemplateName(ds)},
 		{"next_generation_managed_by", "Unmanaged"},
 		{"prefer_ilm", true},
 		{"hidden", ds.hidden},
@@ -30,6 +30,15 @@ func (s *Server) dataStreamInfo(ds *dataStream) obj {
 		{"replicated", false},
 		{"rollover_on_write", false},
 	}
+}
+
+// streamTemplateName names the template a data stream matches now, as
+// Elasticsearch reports it; the one it was made from if none does.
+func (s *Server) streamTemplateName(ds *dataStream) string {
+	if t := s.findTemplate(ds.name); t != nil {
+		return t.name
+	}
+	return ds.template
 }
 
 func (s *Server) handleDataStream(w http.ResponseWriter, r *request) {

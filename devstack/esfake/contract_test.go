@@ -51,6 +51,7 @@ var contract = []struct {
 	{"dynamic mapping", contractDynamicMapping},
 	{"document ids", contractIDs},
 	{"malformed bulk requests", contractMalformedBulk},
+	{"index template priority and overlap", contractTemplates},
 }
 
 func TestContract(t *testing.T) {
@@ -146,16 +147,35 @@ func (e *engine) refresh(t *testing.T, target string) {
 }
 
 // template installs an index template and removes it when the case ends,
-// after the data streams it made (a template in use cannot be removed).
+// after the data streams its patterns match (a template in use cannot be
+// removed).
 func (e *engine) template(t *testing.T, name, body string) {
 	t.Helper()
-	e.must(t, http.MethodPut, "/_index_template/"+name, body)
-	t.Cleanup(func() {
-		e.do(t, http.MethodDelete, "/_data_stream/"+name+"*", "")
-		if status, m := e.do(t, http.MethodDelete, "/_index_template/"+name, ""); status != http.StatusOK && status != http.StatusNotFound {
-			t.Errorf("removing index template %s: %d %v", name, status, m)
-		}
-	})
+	if status, m := e.putTemplate(t, name, body); status != http.StatusOK {
+		t.Fatalf("PUT /_index_template/%s: %d %v", name, status, m)
+	}
+}
+
+// putTemplate tries to install an index template and returns the answer;
+// if it was installed, it is removed when the case ends.
+func (e *engine) putTemplate(t *testing.T, name, body string) (int, map[string]any) {
+	t.Helper()
+	var def struct {
+		Patterns []string `json:"index_patterns"`
+	}
+	_ = json.Unmarshal([]byte(body), &def)
+	status, m := e.do(t, http.MethodPut, "/_index_template/"+name, body)
+	if status == http.StatusOK {
+		t.Cleanup(func() {
+			for _, p := range def.Patterns {
+				e.do(t, http.MethodDelete, "/_data_stream/"+p, "")
+			}
+			if status, m := e.do(t, http.MethodDelete, "/_index_template/"+name, ""); status != http.StatusOK {
+				t.Errorf("removing index template %s: %d %v", name, status, m)
+			}
+		})
+	}
+	return status, m
 }
 
 // dataStream installs a data stream template for one name of this case's
@@ -846,4 +866,62 @@ func contractMalformedBulk(t *testing.T, e *engine) {
 	if status != http.StatusNotFound || m["found"] != false {
 		t.Errorf("the dropped action's document: %d %v, want 404 found false", status, m)
 	}
+}
+
+func contractTemplates(t *testing.T, e *engine) {
+	ds := e.dataStream(t, "templates", `{"@timestamp":{"type":"date"}}`) // priority 500
+
+	// Two templates of the same priority may not match one name.
+	overlap := ds + "-overlap"
+	status, m := e.putTemplate(t, overlap, fmt.Sprintf(`{"index_patterns":[%q],"priority":500}`, ds+"*"))
+	e.wantError(t, status, m, http.StatusBadRequest, same("illegal_argument_exception"),
+		fmt.Sprintf("index template [%s] has index patterns [%s*] matching patterns from existing templates [%s] with patterns (%s => [%s]) "+
+			"that have the same priority [500], multiple index templates may not match during index creation, please use a different priority",
+			overlap, ds, ds, ds, ds))
+	for name, body := range map[string]string{
+		"no patterns":       `{"priority":1}`,
+		"negative priority": fmt.Sprintf(`{"index_patterns":[%q],"priority":-1}`, overlap),
+	} {
+		status, m := e.putTemplate(t, overlap, body)
+		want, reason := same("illegal_argument_exception"), "Required [index_patterns]"
+		if name == "negative priority" {
+			want, reason = same("action_request_validation_exception"), "Validation Failed: 1: index template priority must be >= 0;"
+		}
+		e.wantError(t, status, m, http.StatusBadRequest, want, reason)
+	}
+
+	e.bulk(t, fmt.Sprintf(`{"create":{"_index":%q}}`, ds), `{"@timestamp":"2026-11-21T10:00:00Z"}`)
+	dataStreamTemplate := func() any {
+		return dig(e.must(t, http.MethodGet, "/_data_stream/"+ds, ""), "data_streams", "0", "template")
+	}
+	if got := dataStreamTemplate(); got != ds {
+		t.Errorf("data stream %s reports template %v, want %s", ds, got, ds)
+	}
+
+	// A template may not take existing data streams away from a data
+	// stream template, nor may the template they need alone go.
+	higher := ds + "-higher"
+	status, m = e.putTemplate(t, higher, fmt.Sprintf(`{"index_patterns":[%q],"priority":600}`, ds))
+	e.wantError(t, status, m, http.StatusBadRequest, same("illegal_argument_exception"),
+		fmt.Sprintf("composable template [%s] with index patterns [%s], priority [600] and no data stream configuration would cause data streams [%s] to no longer match a data stream template",
+			higher, ds, ds))
+	status, m = e.do(t, http.MethodDelete, "/_index_template/"+ds, "")
+	e.wantError(t, status, m, http.StatusBadRequest, same("illegal_argument_exception"),
+		fmt.Sprintf("unable to remove composable templates [%s] as they are in use by a data streams [%s]", ds, ds))
+
+	// A higher data stream template is taken; the data stream reports it.
+	e.template(t, higher, fmt.Sprintf(`{"index_patterns":[%q],"priority":600,"data_stream":{}}`, ds))
+	if got := dataStreamTemplate(); got != higher {
+		t.Errorf("data stream %s reports template %v, want %s", ds, got, higher)
+	}
+	m = e.bulk(t, fmt.Sprintf(`{"create":{"_index":%q}}`, ds), `{"@timestamp":"2026-11-21T10:00:00Z"}`)
+	if st := item(t, m, 0)["status"]; st != float64(http.StatusCreated) {
+		t.Errorf("write after the template change: %v", m)
+	}
+
+	missing := ds + "-missing"
+	status, m = e.do(t, http.MethodGet, "/_index_template/"+missing, "")
+	e.wantError(t, status, m, http.StatusNotFound, same("resource_not_found_exception"), "index template matching ["+missing+"] not found")
+	status, m = e.do(t, http.MethodDelete, "/_index_template/"+missing, "")
+	e.wantError(t, status, m, http.StatusNotFound, same("index_template_missing_exception"), "index_template ["+missing+"] missing")
 }
