@@ -478,6 +478,9 @@ func (s *Server) apply(items []bulkItem) {
 		}
 		ix, concrete, e := s.writeTarget(it.index, it.op, true)
 		it.concrete = concrete
+		if e == nil {
+			e = blocked(levelWrite, ix)
+		}
 		if e != nil {
 			it.fail(e)
 			continue
@@ -689,6 +692,10 @@ func (s *Server) getDoc(w http.ResponseWriter, r *request) {
 	ix := s.indices[r.target]
 	if ix == nil {
 		s.fail(w, r, indexNotFound(r.target))
+		return
+	}
+	if e := blocked(levelRead, ix); e != nil {
+		s.fail(w, r, e)
 		return
 	}
 	d := ix.docs[r.name]

@@ -52,6 +52,7 @@ var contract = []struct {
 	{"document ids", contractIDs},
 	{"malformed bulk requests", contractMalformedBulk},
 	{"index template priority and overlap", contractTemplates},
+	{"index blocks: 429 and 403", contractBlocks},
 }
 
 func TestContract(t *testing.T) {
@@ -924,4 +925,67 @@ func contractTemplates(t *testing.T, e *engine) {
 	e.wantError(t, status, m, http.StatusNotFound, same("resource_not_found_exception"), "index template matching ["+missing+"] not found")
 	status, m = e.do(t, http.MethodDelete, "/_index_template/"+missing, "")
 	e.wantError(t, status, m, http.StatusNotFound, same("index_template_missing_exception"), "index_template ["+missing+"] missing")
+}
+
+func contractBlocks(t *testing.T, e *engine) {
+	// The flood-stage block: writes to that index answer 429, so clients
+	// retry; the rest of the request is indexed; reads go on.
+	full, other := e.name("full"), e.name("other")
+	e.must(t, http.MethodPut, "/"+full, `{"settings":{"index.blocks.read_only_allow_delete":true}}`)
+	m := e.bulk(t,
+		fmt.Sprintf(`{"index":{"_index":%q,"_id":"1"}}`, full), `{"a":1}`,
+		fmt.Sprintf(`{"index":{"_index":%q,"_id":"1"}}`, other), `{"a":1}`,
+		fmt.Sprintf(`{"delete":{"_index":%q,"_id":"1"}}`, full))
+	flood := "index [" + full + "] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];"
+	e.wantItemError(t, item(t, m, 0), http.StatusTooManyRequests, same("cluster_block_exception"), flood)
+	wantCreated(t, item(t, m, 1), "1")
+	e.wantItemError(t, item(t, m, 2), http.StatusTooManyRequests, same("cluster_block_exception"), flood)
+	status, m := e.do(t, http.MethodPut, "/"+full+"/_doc/2", `{"a":2}`)
+	e.wantError(t, status, m, http.StatusTooManyRequests, same("cluster_block_exception"), flood)
+	if n := e.count(t, full, ""); n != 0 {
+		t.Errorf("count of the blocked index %d, want 0", n)
+	}
+	// Lifting the block (null removes the setting) lets writes in again.
+	if m := e.must(t, http.MethodPut, "/"+full+"/_settings", `{"index.blocks.read_only_allow_delete":null}`); m["acknowledged"] != true {
+		t.Errorf("lifting the block: %v", m)
+	}
+	m = e.bulk(t, fmt.Sprintf(`{"index":{"_index":%q,"_id":"1"}}`, full), `{"a":1}`)
+	wantCreated(t, item(t, m, 0), "1")
+
+	// A write block, set on a data stream's backing index: 403, which a
+	// client must not take for a problem with the document.
+	ds := e.dataStream(t, "blocked", `{"@timestamp":{"type":"date"}}`)
+	create := func(id string) string { return fmt.Sprintf(`{"create":{"_index":%q,"_id":%q}}`, ds, id) }
+	doc := `{"@timestamp":"2026-11-21T10:00:00Z"}`
+	backing := item(t, e.bulk(t, create("1"), doc), 0)["_index"].(string)
+	e.must(t, http.MethodPut, "/"+ds+"/_settings", `{"index":{"blocks":{"write":true}}}`)
+	m = e.bulk(t, create("2"), doc)
+	e.wantItemError(t, item(t, m, 0), http.StatusForbidden, same("cluster_block_exception"),
+		"index ["+backing+"] blocked by: [FORBIDDEN/8/index write (api)];")
+	if got := item(t, m, 0)["_index"]; got != backing {
+		t.Errorf("blocked item's _index %v, want %s", got, backing)
+	}
+	m = e.must(t, http.MethodGet, "/"+ds+"/_settings?flat_settings=true", "")
+	if got := dig(m, backing, "settings", "index.blocks.write"); got != "true" {
+		t.Errorf("flat settings of %s: index.blocks.write %v: %v", ds, got, m)
+	}
+	e.must(t, http.MethodPut, "/"+ds+"/_settings", `{"index.blocks.write":false}`)
+	wantCreated(t, item(t, e.bulk(t, create("2"), doc), 0), "2")
+
+	// A read block stops searches and counts with 403.
+	e.must(t, http.MethodPut, "/"+ds+"/_settings", `{"settings":{"index.blocks.read":true}}`)
+	readBlock := "index [" + backing + "] blocked by: [FORBIDDEN/7/index read (api)];"
+	status, _, m = e.search(t, ds, "")
+	e.wantError(t, status, m, http.StatusForbidden, same("cluster_block_exception"), readBlock)
+	status, m = e.do(t, http.MethodGet, "/"+ds+"/_count", "")
+	e.wantError(t, status, m, http.StatusForbidden, same("cluster_block_exception"), readBlock)
+	e.must(t, http.MethodPut, "/"+ds+"/_settings", `{"index.blocks.read":null}`)
+	e.refresh(t, ds)
+	if n := e.count(t, ds, ""); n != 2 {
+		t.Errorf("count after lifting the read block %d, want 2", n)
+	}
+
+	missing := e.name("missing")
+	status, m = e.do(t, http.MethodPut, "/"+missing+"/_settings", `{"index.blocks.write":true}`)
+	e.wantError(t, status, m, http.StatusNotFound, same("index_not_found_exception"), "no such index ["+missing+"]")
 }

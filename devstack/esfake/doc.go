@@ -33,7 +33,14 @@
 //     the create op (index and delete answer a 400 item error), every
 //     document needs one @timestamp, and there is no rollover.
 //   - Indices: auto-created on first write, or with PUT /<index>; GET, HEAD
-//     and DELETE /<index>; GET /<index>/_mapping.
+//     and DELETE /<index>; GET /<index>/_mapping; GET /<index>/_settings,
+//     and PUT /<target>/_settings for the index.blocks.* settings only.
+//   - Index blocks (index.blocks.read_only, read, write, metadata and
+//     read_only_allow_delete), set when an index is made or with PUT
+//     _settings, answer Elasticsearch's cluster_block_exception: 403, or
+//     429 for read_only_allow_delete, the block a node sets when its disk
+//     passes the flood stage. In a bulk request only the blocked items
+//     fail.
 //   - Writes: _bulk and /<index>/_bulk with create, index and delete (not
 //     update); /<index>/_doc/<id>, POST /<index>/_doc, /<index>/_create/<id>.
 //     Gzip request bodies are accepted.
@@ -57,7 +64,8 @@
 // match_mapping_type, match_pattern); others are kept without effect. Index settings acted on:
 // index.mapping.total_fields.limit (1000),
 // index.mapping.total_fields.ignore_dynamic_beyond_limit,
-// index.mapping.depth.limit (20) and index.mapping.ignore_malformed.
+// index.mapping.depth.limit (20), index.mapping.ignore_malformed and the
+// index.blocks.* settings.
 //
 // Dynamic mapping follows Elasticsearch: the first value of an unmapped
 // field fixes its type (a string becomes text with a keyword sub-field, or

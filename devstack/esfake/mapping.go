@@ -134,6 +134,10 @@ func mappingSettingsOf(settings map[string]any) (mappingSettings, *esError) {
 			ms.ignoreBeyondLimit, e = asBool(v, k)
 		case "index.mapping.ignore_malformed":
 			ms.ignoreMalformed, e = asBool(v, k)
+		default:
+			if _, err := asBool(v, k); isBlockSetting(k) && err != nil {
+				return ms, illegalArgument("Failed to parse value [%v] as only [true] or [false] are allowed.", v)
+			}
 		}
 		if e != nil {
 			return ms, e

@@ -574,6 +574,9 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *request) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ixs, e := s.resolveRead(r.target, readOptionsOf(r))
+	if e == nil {
+		e = blocked(levelRead, ixs...)
+	}
 	if e != nil {
 		s.fail(w, r, e)
 		return
@@ -686,6 +689,9 @@ func (s *Server) handleCount(w http.ResponseWriter, r *request) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ixs, e := s.resolveRead(r.target, readOptionsOf(r))
+	if e == nil {
+		e = blocked(levelRead, ixs...)
+	}
 	if e != nil {
 		s.fail(w, r, e)
 		return
