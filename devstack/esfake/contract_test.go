@@ -53,6 +53,7 @@ var contract = []struct {
 	{"malformed bulk requests", contractMalformedBulk},
 	{"index template priority and overlap", contractTemplates},
 	{"index blocks: 429 and 403", contractBlocks},
+	{"keyword values longer than a term", contractImmenseTerm},
 }
 
 func TestContract(t *testing.T) {
@@ -252,6 +253,9 @@ func same(typ string) errType { return errType{typ, typ} }
 var (
 	// A document that does not fit its mapping.
 	docParsing = errType{"document_parsing_exception", "mapper_parsing_exception"}
+	// A keyword value over Lucene's term limit: Elasticsearch 8's keyword
+	// field refuses it while parsing, OpenSearch's index writer after.
+	immense = errType{"document_parsing_exception", "illegal_argument_exception"}
 )
 
 func (e *engine) typeOK(got string, want errType) bool {
@@ -988,4 +992,27 @@ func contractBlocks(t *testing.T, e *engine) {
 	missing := e.name("missing")
 	status, m = e.do(t, http.MethodPut, "/"+missing+"/_settings", `{"index.blocks.write":true}`)
 	e.wantError(t, status, m, http.StatusNotFound, same("index_not_found_exception"), "no such index ["+missing+"]")
+}
+
+func contractImmenseTerm(t *testing.T, e *engine) {
+	// As transfer maps labels: keywords without ignore_above.
+	ds := e.name("immense")
+	e.template(t, ds, fmt.Sprintf(`{"index_patterns":[%q],"data_stream":{},"priority":500,"template":{"mappings":{
+		"dynamic_templates":[{"labels":{"path_match":"labels.*","mapping":{"type":"keyword"}}}],
+		"properties":{"@timestamp":{"type":"date"},"capped":{"type":"keyword","ignore_above":1024}}}}}`, ds))
+	create := func(id string) string { return fmt.Sprintf(`{"create":{"_index":%q,"_id":%q}}`, ds, id) }
+	doc := func(field string, n int) string {
+		return fmt.Sprintf(`{"@timestamp":"2026-11-21T10:00:00Z",%s:%q}`, field, strings.Repeat("é", n/2)) // 2 bytes each
+	}
+	m := e.bulk(t,
+		create("limit"), doc(`"labels":{"big"`, 32766)+"}",
+		create("over"), doc(`"labels":{"big"`, 32768)+"}",
+		create("capped"), doc(`"capped"`, 40000))
+	wantCreated(t, item(t, m, 0), "limit")
+	errObj := e.wantItemError(t, item(t, m, 1), http.StatusBadRequest, immense, "")
+	want := `Document contains at least one immense term in field="labels.big" (whose UTF8 encoding is longer than the max length 32766)`
+	if r, _ := errObj["reason"].(string); !strings.Contains(r, want) && !strings.Contains(fmt.Sprint(dig(errObj, "caused_by", "reason")), want) {
+		t.Errorf("error %v does not say %q", errObj, want)
+	}
+	wantCreated(t, item(t, m, 2), "capped") // over ignore_above: kept in _source, not indexed
 }

@@ -75,7 +75,9 @@
 // document only, with a 400 document_parsing_exception such as
 // "[1:6] failed to parse field [n] of type [long] in document with id '7'.
 // Preview of field's value: 'abc'"; numbers in strings are coerced as
-// Elasticsearch does. A document that fails to parse leaves the mapping
+// Elasticsearch does. A keyword value longer than Lucene's term limit
+// (32766 bytes of UTF-8) fails its document too, unless ignore_above
+// leaves it unindexed. A document that fails to parse leaves the mapping
 // as it was.
 //
 // # Queries

@@ -261,6 +261,10 @@ func (p *docParser) leaf(m *mapper, tok any, pos int) *esError {
 	case kindKeyword:
 		s := scalarText(tok)
 		if m.indexed && (m.ignoreAbove == 0 || utf8.RuneCountInString(s) <= m.ignoreAbove) {
+			if len(s) > maxTermBytes {
+				cause = immenseTerm(m.path, s)
+				break
+			}
 			v := p.values(m.path)
 			v.strs = append(v.strs, s)
 		}
@@ -517,6 +521,21 @@ func (p *docParser) failParse(pos int, msg string, cause *esError) *esError {
 	e := newError(400, "document_parsing_exception", "[1:%d] failed to parse: %s", pos+1, msg)
 	e.causedBy = cause
 	return e
+}
+
+// maxTermBytes is the longest term Lucene indexes: a keyword value longer
+// than this in UTF-8 fails its document, unless ignore_above skips it.
+const maxTermBytes = 32766
+
+// immenseTerm is the error for a keyword value over maxTermBytes, with its
+// first 30 bytes as Java prints a byte array.
+func immenseTerm(field, value string) *esError {
+	prefix := make([]string, 30)
+	for i := range prefix {
+		prefix[i] = strconv.Itoa(int(int8(value[i])))
+	}
+	return illegalArgument("Document contains at least one immense term in field=\"%s\" (whose UTF8 encoding is longer than the max length %d), all of which were skipped. Please correct the analyzer to not produce such terms. The prefix of the first immense term is: '[%s]...'",
+		field, maxTermBytes, strings.Join(prefix, ", "))
 }
 
 func (p *docParser) fieldError(m *mapper, pos int, preview string, cause *esError) *esError {
