@@ -54,6 +54,7 @@ var contract = []struct {
 	{"index template priority and overlap", contractTemplates},
 	{"index blocks: 429 and 403", contractBlocks},
 	{"keyword values longer than a term", contractImmenseTerm},
+	{"the Go client in compatibility mode", contractCompatibilityMode},
 }
 
 func TestContract(t *testing.T) {
@@ -1015,4 +1016,29 @@ func contractImmenseTerm(t *testing.T, e *engine) {
 		t.Errorf("error %v does not say %q", errObj, want)
 	}
 	wantCreated(t, item(t, m, 2), "capped") // over ignore_above: kept in _source, not indexed
+}
+
+// contractCompatibilityMode: with EnableCompatibilityMode the Go client sends
+// and accepts application/vnd.elasticsearch+json;compatible-with=8, which
+// OpenSearch refuses unless devstack's proxy rewrites it.
+func contractCompatibilityMode(t *testing.T, e *engine) {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{e.url}, Transport: tr, EnableCompatibilityMode: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, m := esResult(t)(es.Info()); status != http.StatusOK {
+		t.Fatalf("GET / in compatibility mode: %d %v", status, m)
+	}
+	idx := e.name("compat")
+	status, m := esResult(t)(es.Bulk(strings.NewReader(fmt.Sprintf(`{"index":{"_index":%q,"_id":"1"}}`, idx)+"\n{\"a\":1}\n"),
+		es.Bulk.WithRefresh("true")))
+	if status != http.StatusOK || m["errors"] != false {
+		t.Fatalf("bulk in compatibility mode: %d %v", status, m)
+	}
+	status, m = esResult(t)(es.Search(es.Search.WithIndex(idx), es.Search.WithBody(strings.NewReader(`{"query":{"term":{"a":1}}}`))))
+	if status != http.StatusOK || dig(m, "hits", "total", "value") != float64(1) {
+		t.Fatalf("search in compatibility mode: %d %v", status, m)
+	}
 }
