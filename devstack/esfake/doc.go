@@ -105,6 +105,14 @@
 // Elasticsearch-shaped 400 error that names what is missing, never a
 // silently wrong result.
 //
+// # Fidelity
+//
+// The contract tests (contract_test.go) run one table of cases against
+// esfake and against a real engine (OpenSearch, with devstack --backends
+// real). The differences that remain, and those between Elasticsearch 8
+// and OpenSearch, are listed in the repository's README, "esfake and the
+// real engines".
+//
 // # Faults and benchmarks
 //
 // FailBulk answers 429 or 503 to the next bulk requests, SetLatency delays
