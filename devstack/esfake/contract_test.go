@@ -54,6 +54,7 @@ var contract = []struct {
 	{"index template priority and overlap", contractTemplates},
 	{"index blocks: 429 and 403", contractBlocks},
 	{"keyword values longer than a term", contractImmenseTerm},
+	{"the total fields limit", contractFieldLimit},
 	{"the Go client in compatibility mode", contractCompatibilityMode},
 }
 
@@ -257,6 +258,8 @@ var (
 	// A keyword value over Lucene's term limit: Elasticsearch 8's keyword
 	// field refuses it while parsing, OpenSearch's index writer after.
 	immense = errType{"document_parsing_exception", "illegal_argument_exception"}
+	// More fields than index.mapping.total_fields.limit.
+	fieldLimit = errType{"document_parsing_exception", "illegal_argument_exception"}
 )
 
 func (e *engine) typeOK(got string, want errType) bool {
@@ -1040,5 +1043,22 @@ func contractCompatibilityMode(t *testing.T, e *engine) {
 	status, m = esResult(t)(es.Search(es.Search.WithIndex(idx), es.Search.WithBody(strings.NewReader(`{"query":{"term":{"a":1}}}`))))
 	if status != http.StatusOK || dig(m, "hits", "total", "value") != float64(1) {
 		t.Fatalf("search in compatibility mode: %d %v", status, m)
+	}
+}
+
+func contractFieldLimit(t *testing.T, e *engine) {
+	idx := e.name("limited")
+	e.must(t, http.MethodPut, "/"+idx, `{"settings":{"index.mapping.total_fields.limit":3}}`)
+	index := func(id string) string { return fmt.Sprintf(`{"index":{"_index":%q,"_id":%q}}`, idx, id) }
+	m := e.bulk(t, index("1"), `{"a":1,"b":2}`, index("2"), `{"c":1,"d":2}`, index("3"), `{"a":3,"c":3}`)
+	wantCreated(t, item(t, m, 0), "1")
+	errObj := e.wantItemError(t, item(t, m, 1), http.StatusBadRequest, fieldLimit, "")
+	if r, _ := errObj["reason"].(string); !strings.Contains(r, "Limit of total fields [3] has been exceeded") {
+		t.Errorf("reason %q does not name the limit", r)
+	}
+	wantCreated(t, item(t, m, 2), "3") // the refused document added no field
+	m = e.must(t, http.MethodGet, "/"+idx+"/_mapping", "")
+	if props, _ := dig(m, idx, "mappings", "properties").(map[string]any); len(props) != 3 {
+		t.Errorf("mapping after the refused document: %v, want a, b and c", props)
 	}
 }
