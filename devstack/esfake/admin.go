@@ -21,7 +21,7 @@ func (s *Server) dataStreamInfo(ds *dataStream) obj {
 		{"indices", indices},
 		{"generation", len(ds.indices)},
 		{"status", "GREEN"},
-		{"template", ds.template},
+		{"template", s.streamTemplateName(ds)},
 		{"next_generation_managed_by", "Unmanaged"},
 		{"prefer_ilm", true},
 		{"hidden", ds.hidden},
@@ -30,6 +30,15 @@ func (s *Server) dataStreamInfo(ds *dataStream) obj {
 		{"replicated", false},
 		{"rollover_on_write", false},
 	}
+}
+
+// streamTemplateName names the template a data stream matches now, as
+// Elasticsearch reports it; the one it was made from if none does.
+func (s *Server) streamTemplateName(ds *dataStream) string {
+	if t := s.findTemplate(ds.name); t != nil {
+		return t.name
+	}
+	return ds.template
 }
 
 func (s *Server) handleDataStream(w http.ResponseWriter, r *request) {
@@ -66,6 +75,12 @@ func (s *Server) handleDataStream(w http.ResponseWriter, r *request) {
 		if !ok {
 			s.fail(w, r, indexNotFound(r.name))
 			return
+		}
+		for _, n := range names {
+			if e := blocked(levelMetadataWrite, s.streams[n].indices...); e != nil {
+				s.fail(w, r, e)
+				return
+			}
 		}
 		for _, n := range names {
 			for _, ix := range s.streams[n].indices {
@@ -116,6 +131,10 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *request) {
 				s.fail(w, r, illegalArgument("index [%s] is the write index for data stream [%s] and cannot be deleted", name, ix.stream))
 				return
 			}
+			if e := blocked(levelMetadataWrite, ix); e != nil {
+				s.fail(w, r, e)
+				return
+			}
 		}
 		for _, name := range strings.Split(r.target, ",") {
 			delete(s.indices, name)
@@ -138,7 +157,7 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *request) {
 			info := obj{
 				{"aliases", obj{}},
 				{"mappings", ix.mapping.render()},
-				{"settings", obj{{"index", s.indexSettings(ix)}}},
+				{"settings", s.renderSettings(ix, r.flag("flat_settings"))},
 			}
 			if ix.stream != "" {
 				info = append(info, kv{"data_stream", ix.stream})
@@ -149,22 +168,42 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *request) {
 	}
 }
 
-func (s *Server) indexSettings(ix *index) obj {
-	o := obj{
-		{"number_of_shards", "1"},
-		{"number_of_replicas", "0"},
-		{"uuid", ix.uuid},
-		{"provided_name", ix.name},
-		{"creation_date", fmt.Sprint(ix.created.UnixMilli())},
-		{"version", obj{{"created", "8537000"}}},
+// renderSettings gives an index's settings as GET /<index>/_settings does:
+// nested objects of strings, or with flat set dotted keys.
+func (s *Server) renderSettings(ix *index, flat bool) map[string]any {
+	all := map[string]string{
+		"index.number_of_shards":   "1",
+		"index.number_of_replicas": "0",
+		"index.uuid":               ix.uuid,
+		"index.provided_name":      ix.name,
+		"index.creation_date":      fmt.Sprint(ix.created.UnixMilli()),
+		"index.version.created":    "8537000",
 	}
 	if ix.stream != "" {
-		o = append(o, kv{"hidden", "true"})
+		all["index.hidden"] = "true"
 	}
-	for _, k := range sortedKeys(ix.settings) {
-		o = append(o, kv{k, fmt.Sprint(ix.settings[k])})
+	for k, v := range ix.settings {
+		all[k] = fmt.Sprint(v)
 	}
-	return o
+	out := map[string]any{}
+	for k, v := range all {
+		if flat {
+			out[k] = v
+			continue
+		}
+		parts := strings.Split(k, ".")
+		m := out
+		for _, p := range parts[:len(parts)-1] {
+			sub, ok := m[p].(map[string]any)
+			if !ok {
+				sub = map[string]any{}
+				m[p] = sub
+			}
+			m = sub
+		}
+		m[parts[len(parts)-1]] = v
+	}
+	return out
 }
 
 func (s *Server) createIndexRequest(w http.ResponseWriter, r *request) {

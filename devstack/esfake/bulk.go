@@ -36,11 +36,15 @@ func (it *bulkItem) fail(e *esError) {
 }
 
 // parseBulk reads an NDJSON bulk body: action lines, each but delete
-// followed by a source line. Whatever Elasticsearch refuses as a whole
-// (malformed action lines, a missing final newline, missing indices) is
-// an error for the whole request; problems with one document's source
-// are left for that item.
+// followed by a source line (a last action without one is dropped, as
+// Elasticsearch does). Whatever Elasticsearch refuses as a whole
+// (malformed action lines, a missing final newline, missing indices, ids
+// too long) is an error for the whole request; an empty _id and problems
+// with one document's source are left for that item.
 func parseBulk(body []byte, defaultIndex string) ([]bulkItem, *esError) {
+	if len(body) == 0 {
+		return nil, newError(http.StatusBadRequest, "parse_exception", "request body is required")
+	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, validationFailed("no requests added")
 	}
@@ -75,7 +79,7 @@ func parseBulk(body []byte, defaultIndex string) ([]bulkItem, *esError) {
 		if it.op != "delete" {
 			src, ok := nextLine()
 			if !ok {
-				return nil, validationFailed("source is missing")
+				break
 			}
 			it.source = src
 		}
@@ -89,16 +93,20 @@ func parseBulk(body []byte, defaultIndex string) ([]bulkItem, *esError) {
 		switch {
 		case it.index == "":
 			problems = append(problems, "index is missing")
-		case it.hasID && it.id == "":
-			problems = append(problems, "if _id is specified it must not be empty")
 		case len(it.id) > maxIDBytes:
 			problems = append(problems, fmt.Sprintf("id [%s] is too long, must be no longer than %d bytes but was: %d", it.id, maxIDBytes, len(it.id)))
-		case it.op == "delete" && !it.hasID:
+		case it.op == "delete" && it.id == "":
 			problems = append(problems, "id is missing")
 		}
 	}
 	if len(problems) > 0 {
 		return nil, validationFailed(problems...)
+	}
+	for i := range items {
+		if it := &items[i]; it.hasID && it.id == "" && it.err == nil {
+			// Refused when the item is routed, so for that item alone.
+			it.fail(illegalArgument("if _id is specified it must not be empty"))
+		}
 	}
 	return items, nil
 }
@@ -470,6 +478,9 @@ func (s *Server) apply(items []bulkItem) {
 		}
 		ix, concrete, e := s.writeTarget(it.index, it.op, true)
 		it.concrete = concrete
+		if e == nil {
+			e = blocked(levelWrite, ix)
+		}
 		if e != nil {
 			it.fail(e)
 			continue
@@ -568,7 +579,7 @@ func appendItemBody(b []byte, it *bulkItem, forcedRefresh bool) []byte {
 	b = append(b, `{"_index":`...)
 	b = appendString(b, it.concrete)
 	b = append(b, `,"_id":`...)
-	if it.id == "" {
+	if it.id == "" && !it.hasID {
 		b = append(b, "null"...)
 	} else {
 		b = appendString(b, it.id)
@@ -681,6 +692,10 @@ func (s *Server) getDoc(w http.ResponseWriter, r *request) {
 	ix := s.indices[r.target]
 	if ix == nil {
 		s.fail(w, r, indexNotFound(r.target))
+		return
+	}
+	if e := blocked(levelRead, ix); e != nil {
+		s.fail(w, r, e)
 		return
 	}
 	d := ix.docs[r.name]

@@ -204,8 +204,10 @@ func TestBulkMalformedRequests(t *testing.T) {
 		"unknown parameter": {"/_bulk", `{"create":{"_index":"a","_type":"doc"}}` + "\n{}\n", "illegal_argument_exception", "contains an unknown parameter [_type]"},
 		"not an object":     {"/_bulk", `"create"` + "\n{}\n", "illegal_argument_exception", "expected START_OBJECT or END_OBJECT but found [VALUE_STRING]"},
 		"missing index":     {"/_bulk", `{"create":{"_id":"1"}}` + "\n{}\n", "action_request_validation_exception", "index is missing"},
-		"empty body":        {"/_bulk", "\n", "action_request_validation_exception", "no requests added"},
-		"missing source":    {"/x/_bulk", `{"create":{"_id":"1"}}` + "\n", "action_request_validation_exception", "source is missing"},
+		"blank body":        {"/_bulk", "\n", "action_request_validation_exception", "no requests added"},
+		"no body":           {"/_bulk", "", "parse_exception", "request body is required"},
+		"missing source":    {"/x/_bulk", `{"create":{"_id":"1"}}` + "\n", "action_request_validation_exception", "no requests added"},
+		"delete without id": {"/_bulk", `{"delete":{"_index":"a","_id":""}}` + "\n", "action_request_validation_exception", "id is missing"},
 		"bad refresh":       {"/_bulk?refresh=soon", `{"create":{"_index":"a"}}` + "\n{}\n", "illegal_argument_exception", "Unknown value for refresh: [soon]"},
 	}
 	for name, tc := range tests {

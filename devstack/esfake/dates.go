@@ -67,6 +67,32 @@ func newDateFormat(spec string) (*dateFormat, error) {
 
 var defaultDates = mustDateFormat(defaultDateFormat)
 
+// defaultDynamicDates are the formats date detection tries when a mapping
+// has no dynamic_date_formats, as in Elasticsearch: ISO 8601, then
+// slashed dates such as 2026/11/21 and 2026/11/21 10:00:00.
+var defaultDynamicDates = []*dateFormat{defaultDates, slashedDates}
+
+var slashedDates = mustDateFormat("yyyy/MM/dd HH:mm:ss||yyyy/MM/dd||epoch_millis")
+
+// parseDynamicDateFormats reads a mapping's dynamic_date_formats: a list of
+// date formats.
+func parseDynamicDateFormats(v any) ([]*dateFormat, *esError) {
+	list, ok := v.([]any)
+	if !ok {
+		list = []any{v}
+	}
+	var out []*dateFormat
+	for _, x := range list {
+		spec, _ := x.(string)
+		f, err := newDateFormat(spec)
+		if err != nil || spec == "" {
+			return nil, newError(400, "mapper_parsing_exception", "Invalid format: [%v]: %v", x, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
 func mustDateFormat(spec string) *dateFormat {
 	f, err := newDateFormat(spec)
 	if err != nil {

@@ -33,7 +33,14 @@
 //     the create op (index and delete answer a 400 item error), every
 //     document needs one @timestamp, and there is no rollover.
 //   - Indices: auto-created on first write, or with PUT /<index>; GET, HEAD
-//     and DELETE /<index>; GET /<index>/_mapping.
+//     and DELETE /<index>; GET /<index>/_mapping; GET /<index>/_settings,
+//     and PUT /<target>/_settings for the index.blocks.* settings only.
+//   - Index blocks (index.blocks.read_only, read, write, metadata and
+//     read_only_allow_delete), set when an index is made or with PUT
+//     _settings, answer Elasticsearch's cluster_block_exception: 403, or
+//     429 for read_only_allow_delete, the block a node sets when its disk
+//     passes the flood stage. In a bulk request only the blocked items
+//     fail.
 //   - Writes: _bulk and /<index>/_bulk with create, index and delete (not
 //     update); /<index>/_doc/<id>, POST /<index>/_doc, /<index>/_create/<id>.
 //     Gzip request bodies are accepted.
@@ -52,21 +59,25 @@
 // date, date_nanos (millisecond precision), boolean, ip, flattened, binary,
 // object and nested (treated as object). Parameters acted on: properties,
 // fields (multi-fields), dynamic (runtime acts as true), enabled, format,
-// ignore_above, ignore_malformed, index, and dynamic_templates (match,
-// unmatch, path_match, path_unmatch, match_mapping_type, match_pattern);
-// others are kept without effect. Index settings acted on:
+// ignore_above, ignore_malformed, index, dynamic_date_formats and
+// dynamic_templates (match, unmatch, path_match, path_unmatch,
+// match_mapping_type, match_pattern); others are kept without effect. Index settings acted on:
 // index.mapping.total_fields.limit (1000),
 // index.mapping.total_fields.ignore_dynamic_beyond_limit,
-// index.mapping.depth.limit (20) and index.mapping.ignore_malformed.
+// index.mapping.depth.limit (20), index.mapping.ignore_malformed and the
+// index.blocks.* settings.
 //
 // Dynamic mapping follows Elasticsearch: the first value of an unmapped
 // field fixes its type (a string becomes text with a keyword sub-field, or
-// a date when it looks like one; an integer long; a fraction float; then
-// boolean and object). A value that does not fit its field fails that
+// a date when it looks like one: ISO 8601, or yyyy/MM/dd with an optional
+// HH:mm:ss, which gets that format; an integer long; a fraction float;
+// then boolean and object). A value that does not fit its field fails that
 // document only, with a 400 document_parsing_exception such as
 // "[1:6] failed to parse field [n] of type [long] in document with id '7'.
 // Preview of field's value: 'abc'"; numbers in strings are coerced as
-// Elasticsearch does. A document that fails to parse leaves the mapping
+// Elasticsearch does. A keyword value longer than Lucene's term limit
+// (32766 bytes of UTF-8) fails its document too, unless ignore_above
+// leaves it unindexed. A document that fails to parse leaves the mapping
 // as it was.
 //
 // # Queries
@@ -93,6 +104,14 @@
 // filter_path (answers are not filtered). Asking for them gets an
 // Elasticsearch-shaped 400 error that names what is missing, never a
 // silently wrong result.
+//
+// # Fidelity
+//
+// The contract tests (contract_test.go) run one table of cases against
+// esfake and against a real engine (OpenSearch, with devstack --backends
+// real). The differences that remain, and those between Elasticsearch 8
+// and OpenSearch, are listed in the repository's README, "esfake and the
+// real engines".
 //
 // # Faults and benchmarks
 //

@@ -149,7 +149,7 @@ func (p *docParser) field(obj *mapper, key string, keyPos int) *esError {
 	for i, part := range parts[:len(parts)-1] {
 		child := p.child(parent, part)
 		if child == nil {
-			c, skip, e := p.dynamic(parent, part, "object", keyPos)
+			c, skip, e := p.dynamic(parent, part, "object", nil, keyPos)
 			if e != nil {
 				return e
 			}
@@ -207,7 +207,8 @@ func (p *docParser) value(parent *mapper, name string, tok any, pos int) *esErro
 	}
 	m := p.child(parent, name)
 	if m == nil {
-		nm, skip, e := p.dynamic(parent, name, p.detect(tok), pos)
+		detected, dates := p.detect(tok)
+		nm, skip, e := p.dynamic(parent, name, detected, dates, pos)
 		if e != nil {
 			return e
 		}
@@ -260,6 +261,10 @@ func (p *docParser) leaf(m *mapper, tok any, pos int) *esError {
 	case kindKeyword:
 		s := scalarText(tok)
 		if m.indexed && (m.ignoreAbove == 0 || utf8.RuneCountInString(s) <= m.ignoreAbove) {
+			if len(s) > maxTermBytes {
+				cause = immenseTerm(m.path, s)
+				break
+			}
 			v := p.values(m.path)
 			v.strs = append(v.strs, s)
 		}
@@ -370,8 +375,9 @@ func (p *docParser) flattened(m *mapper, key string, tok any) *esError {
 }
 
 // dynamic maps a field seen for the first time, as the dynamic setting of
-// its object allows. skip reports that the value is to be left unindexed.
-func (p *docParser) dynamic(parent *mapper, name, detected string, pos int) (m *mapper, skip bool, e *esError) {
+// its object allows; dates is the format that detected a date. skip
+// reports that the value is to be left unindexed.
+func (p *docParser) dynamic(parent *mapper, name, detected string, dates *dateFormat, pos int) (m *mapper, skip bool, e *esError) {
 	switch dynamicMode(parent) {
 	case "strict":
 		within := parent.path
@@ -388,7 +394,7 @@ func (p *docParser) dynamic(parent *mapper, name, detected string, pos int) (m *
 		msg := fmt.Sprintf("Limit of mapping depth [%d] has been exceeded due to object field [%s]", p.rm.depthLimit, path)
 		return nil, false, p.failParse(pos, msg, illegalArgument("%s", msg))
 	}
-	m, e = p.rm.newDynamicMapper(name, path, detected, parent)
+	m, e = p.rm.newDynamicMapper(name, path, detected, dates, parent)
 	if e != nil {
 		return nil, false, e
 	}
@@ -421,32 +427,35 @@ func dynamicMode(m *mapper) string {
 	return "true"
 }
 
-// detect names the JSON type of a first value as dynamic templates do.
-func (p *docParser) detect(tok any) string {
+// detect names the JSON type of a first value as dynamic templates do,
+// and for a date the dynamic date format that recognised it.
+func (p *docParser) detect(tok any) (string, *dateFormat) {
 	switch v := tok.(type) {
 	case string:
 		numeric := isNumeric(v)
 		if numeric && p.rm.numericDetection {
 			if _, err := strconv.ParseInt(v, 10, 64); err == nil {
-				return "long"
+				return "long", nil
 			}
-			return "double"
+			return "double", nil
 		}
 		if !numeric && p.rm.dateDetection { // pure numbers are never taken for dates
-			if _, _, ok := parseISO(v, true, time.UTC); ok {
-				return "date"
+			for _, f := range p.rm.dynamicDates {
+				if _, _, ok := f.parse(v, time.UTC); ok {
+					return "date", f
+				}
 			}
 		}
-		return "string"
+		return "string", nil
 	case json.Number:
 		if strings.ContainsAny(string(v), ".eE") {
-			return "double"
+			return "double", nil
 		}
-		return "long"
+		return "long", nil
 	case bool:
-		return "boolean"
+		return "boolean", nil
 	default:
-		return "object"
+		return "object", nil
 	}
 }
 
@@ -512,6 +521,21 @@ func (p *docParser) failParse(pos int, msg string, cause *esError) *esError {
 	e := newError(400, "document_parsing_exception", "[1:%d] failed to parse: %s", pos+1, msg)
 	e.causedBy = cause
 	return e
+}
+
+// maxTermBytes is the longest term Lucene indexes: a keyword value longer
+// than this in UTF-8 fails its document, unless ignore_above skips it.
+const maxTermBytes = 32766
+
+// immenseTerm is the error for a keyword value over maxTermBytes, with its
+// first 30 bytes as Java prints a byte array.
+func immenseTerm(field, value string) *esError {
+	prefix := make([]string, 30)
+	for i := range prefix {
+		prefix[i] = strconv.Itoa(int(int8(value[i])))
+	}
+	return illegalArgument("Document contains at least one immense term in field=\"%s\" (whose UTF8 encoding is longer than the max length %d), all of which were skipped. Please correct the analyzer to not produce such terms. The prefix of the first immense term is: '[%s]...'",
+		field, maxTermBytes, strings.Join(prefix, ", "))
 }
 
 func (p *docParser) fieldError(m *mapper, pos int, preview string, cause *esError) *esError {

@@ -93,6 +93,7 @@ type rootMapping struct {
 	root             *mapper
 	dynamicTemplates []*dynamicTemplate
 	dateDetection    bool
+	dynamicDates     []*dateFormat // dynamic_date_formats: what date detection tries, in order
 	numericDetection bool
 	dataStream       bool           // a data stream's backing index: @timestamp is required
 	extra            map[string]any // _meta, _source and the like, shown by GET _mapping
@@ -133,6 +134,10 @@ func mappingSettingsOf(settings map[string]any) (mappingSettings, *esError) {
 			ms.ignoreBeyondLimit, e = asBool(v, k)
 		case "index.mapping.ignore_malformed":
 			ms.ignoreMalformed, e = asBool(v, k)
+		default:
+			if _, err := asBool(v, k); isBlockSetting(k) && err != nil {
+				return ms, illegalArgument("Failed to parse value [%v] as only [true] or [false] are allowed.", v)
+			}
 		}
 		if e != nil {
 			return ms, e
@@ -192,6 +197,7 @@ func newMapping(def map[string]any, dataStream bool, settings map[string]any) (*
 	rm := &rootMapping{
 		root:            &mapper{typ: "object", kind: kindObject, enabled: true, indexed: true, props: map[string]*mapper{}},
 		dateDetection:   true,
+		dynamicDates:    defaultDynamicDates,
 		dataStream:      dataStream,
 		extra:           map[string]any{},
 		mappingSettings: ms,
@@ -213,7 +219,11 @@ func newMapping(def map[string]any, dataStream bool, settings map[string]any) (*
 			rm.dateDetection, err = asBool(v, k)
 		case "numeric_detection":
 			rm.numericDetection, err = asBool(v, k)
-		case "_meta", "_source", "_routing", "_data_stream_timestamp", "subobjects", "_field_names", "dynamic_date_formats", "enabled":
+		case "dynamic_date_formats":
+			if rm.dynamicDates, err = parseDynamicDateFormats(v); err == nil {
+				rm.extra[k] = v
+			}
+		case "_meta", "_source", "_routing", "_data_stream_timestamp", "subobjects", "_field_names", "enabled":
 			rm.extra[k] = v
 		default:
 			err = newError(400, "mapper_parsing_exception", "Root mapping definition has unsupported parameters:  [%s : %v]", k, v)
@@ -475,8 +485,9 @@ var defaultDynamicType = map[string]string{
 }
 
 // newDynamicMapper maps a field seen for the first time, through the first
-// matching dynamic template or Elasticsearch's defaults.
-func (rm *rootMapping) newDynamicMapper(name, path, detected string, parent *mapper) (*mapper, *esError) {
+// matching dynamic template or Elasticsearch's defaults. A detected date
+// gets the format that recognised it (dates) unless its template names one.
+func (rm *rootMapping) newDynamicMapper(name, path, detected string, dates *dateFormat, parent *mapper) (*mapper, *esError) {
 	for _, t := range rm.dynamicTemplates {
 		if !t.matches(name, path, detected) {
 			continue
@@ -485,7 +496,11 @@ func (rm *rootMapping) newDynamicMapper(name, path, detected string, parent *map
 		if _, ok := def["type"]; !ok {
 			def["type"] = defaultDynamicType[detected]
 		}
-		return parseField(name, path, def, parent)
+		m, e := parseField(name, path, def, parent)
+		if e == nil && m.kind == kindDate && !m.formatSet && dates != nil {
+			m.dates, m.formatSet = dates, dates.spec != defaultDateFormat
+		}
+		return m, e
 	}
 	m := &mapper{name: name, path: path, typ: defaultDynamicType[detected], parent: parent, enabled: true, indexed: true}
 	m.kind = fieldKinds[m.typ]
@@ -497,6 +512,9 @@ func (rm *rootMapping) newDynamicMapper(name, path, detected string, parent *map
 			kind: kindKeyword, parent: m, enabled: true, indexed: true, ignoreAbove: dynamicIgnoreAbove}}
 	case "date":
 		m.dates = defaultDates
+		if dates != nil {
+			m.dates, m.formatSet = dates, dates.spec != defaultDateFormat
+		}
 	}
 	return m, nil
 }

@@ -341,11 +341,12 @@ func newSorter(fields []sortField, ix *index) (*sorter, *esError) {
 		m := ix.mapping.lookup(f.field)
 		if m == nil {
 			if f.unmappedType == "" {
-				return nil, queryShard("No mapping found for [%s] in order to sort on", f.field)
+				// A sort is not a query: no "failed to create query" prefix.
+				return nil, newError(400, "query_shard_exception", "No mapping found for [%s] in order to sort on", f.field)
 			}
 			k, ok := fieldKinds[f.unmappedType]
 			if !ok {
-				return nil, queryShard("No handler for type [%s]", f.unmappedType)
+				return nil, illegalArgument("No mapper found for type [%s]", f.unmappedType)
 			}
 			so.kinds[i] = sortKind(k)
 			continue
@@ -573,6 +574,9 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *request) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ixs, e := s.resolveRead(r.target, readOptionsOf(r))
+	if e == nil {
+		e = blocked(levelRead, ixs...)
+	}
 	if e != nil {
 		s.fail(w, r, e)
 		return
@@ -685,6 +689,9 @@ func (s *Server) handleCount(w http.ResponseWriter, r *request) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ixs, e := s.resolveRead(r.target, readOptionsOf(r))
+	if e == nil {
+		e = blocked(levelRead, ixs...)
+	}
 	if e != nil {
 		s.fail(w, r, e)
 		return

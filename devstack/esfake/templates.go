@@ -2,6 +2,7 @@ package esfake
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -126,6 +127,41 @@ func (s *Server) findTemplate(name string) *indexTemplate {
 	return best
 }
 
+// streamsOnlyMatchedBy lists the data streams that no template but the
+// named ones matches: Elasticsearch 8 refuses to remove templates that
+// data streams depend on alone. Call with s.mu held.
+func (s *Server) streamsOnlyMatchedBy(names []string) []string {
+	var out []string
+	for _, dn := range sortedKeys(s.streams) {
+		matched, other := false, false
+		for tn, t := range s.templates {
+			if t.matches(dn) {
+				if contains(names, tn) {
+					matched = true
+				} else {
+					other = true
+				}
+			}
+		}
+		if matched && !other {
+			out = append(out, dn)
+		}
+	}
+	return out
+}
+
+// unreferencedStreams lists the data streams whose names no template with
+// a data stream section would now be chosen for. Call with s.mu held.
+func (s *Server) unreferencedStreams() []string {
+	var out []string
+	for _, dn := range sortedKeys(s.streams) {
+		if t := s.findTemplate(dn); t == nil || t.dataStream == nil {
+			out = append(out, dn)
+		}
+	}
+	return out
+}
+
 // templatePart merges one part ("mappings" or "settings") of a template's
 // component templates, in order, and then of the template itself.
 func (s *Server) templatePart(t *indexTemplate, part string) map[string]any {
@@ -150,18 +186,22 @@ func (s *Server) handleIndexTemplate(w http.ResponseWriter, r *request) {
 	case http.MethodDelete:
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		t := s.templates[r.name]
-		if t == nil {
-			s.fail(w, r, resourceNotFound("index_template matching [%s] not found", r.name))
-			return
-		}
-		for _, dn := range sortedKeys(s.streams) {
-			if s.streams[dn].template == t.name {
-				s.fail(w, r, illegalArgument("unable to remove composable templates [%s] as they are in use by a data streams [%s]", t.name, dn))
+		names, _ := matchNames(r.name, sortedKeys(s.templates))
+		if len(names) == 0 {
+			if r.name == "*" || r.name == "_all" {
+				s.reply(w, r, http.StatusOK, obj{{"acknowledged", true}})
 				return
 			}
+			s.fail(w, r, newError(http.StatusNotFound, "index_template_missing_exception", "index_template [%s] missing", r.name))
+			return
 		}
-		delete(s.templates, r.name)
+		if inUse := s.streamsOnlyMatchedBy(names); len(inUse) > 0 {
+			s.fail(w, r, illegalArgument("unable to remove composable templates %s as they are in use by a data streams %s", javaList(names), javaList(inUse)))
+			return
+		}
+		for _, n := range names {
+			delete(s.templates, n)
+		}
 		s.reply(w, r, http.StatusOK, obj{{"acknowledged", true}})
 	default:
 		s.mu.RLock()
@@ -264,7 +304,7 @@ func (s *Server) putIndexTemplate(w http.ResponseWriter, r *request) {
 		}
 	}
 	if len(t.patterns) == 0 {
-		s.fail(w, r, validationFailed("index patterns are missing"))
+		s.fail(w, r, illegalArgument("Required [index_patterns]"))
 		return
 	}
 	var ignoreMissing []string
@@ -314,7 +354,34 @@ func (s *Server) putIndexTemplate(w http.ResponseWriter, r *request) {
 		s.fail(w, r, e)
 		return
 	}
+	// A template may not leave existing data streams without a data
+	// stream template, as when it outranks theirs without "data_stream".
+	before := s.unreferencedStreams()
+	old := s.templates[t.name]
 	s.templates[t.name] = t
+	if after := s.unreferencedStreams(); len(after) > len(before) {
+		if old != nil {
+			s.templates[t.name] = old
+		} else {
+			delete(s.templates, t.name)
+		}
+		var newly []string
+		for _, dn := range after {
+			if !contains(before, dn) {
+				newly = append(newly, dn)
+			}
+		}
+		priority, noDataStream := "null", ""
+		if t.prioritySet {
+			priority = strconv.FormatInt(t.priority, 10)
+		}
+		if t.dataStream == nil {
+			noDataStream = "and no data stream configuration "
+		}
+		s.fail(w, r, illegalArgument("composable template [%s] with index patterns %s, priority [%s] %swould cause data streams %s to no longer match a data stream template",
+			t.name, javaList(t.patterns), priority, noDataStream, javaList(newly)))
+		return
+	}
 	s.reply(w, r, http.StatusOK, obj{{"acknowledged", true}})
 }
 
