@@ -163,10 +163,10 @@ func (o *OpenSearch) waitReady(ctx context.Context) error {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	last := errors.New("no answer yet")
 	for {
 		var health struct{ Status string }
-		if last = getJSON(ctx, client, o.URL()+"/_cluster/health?wait_for_status=yellow&timeout=2s", &health); last == nil {
+		last := getJSON(ctx, client, o.URL()+"/_cluster/health?wait_for_status=yellow&timeout=2s", &health)
+		if last == nil {
 			if health.Status == "yellow" || health.Status == "green" {
 				break
 			}
