@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -56,34 +57,40 @@ type OpenSearch struct {
 // StartOpenSearch starts the node and the proxy and returns once the
 // cluster's health is yellow or green through the proxy, or ctx ends (a
 // cold JVM takes ten seconds or more).
-func StartOpenSearch(ctx context.Context, dist Dist, opts OpenSearchOptions) (o *OpenSearch, err error) {
+func StartOpenSearch(ctx context.Context, dist Dist, opts OpenSearchOptions) (*OpenSearch, error) {
 	if opts.Log == nil {
 		opts.Log = discard()
 	}
-	o = &OpenSearch{dist: dist, log: opts.Log.WithField("backend", "opensearch"), dir: opts.DataDir}
+	o := &OpenSearch{dist: dist, log: opts.Log.WithField("backend", "opensearch"), dir: opts.DataDir}
 	ln, err := listen(opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("opensearch proxy: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			ln.Close() // unless the proxy serves on it, and closes it
-			err = errors.Join(err, o.Close())
-		}
-	}()
+	if err := o.start(ctx, ln); err != nil {
+		ln.Close() // unless the proxy serves on it, and closes it
+		return nil, errors.Join(err, o.Close())
+	}
+	return o, nil
+}
+
+// start starts the node and the proxy on ln, and waits until they serve.
+func (o *OpenSearch) start(ctx context.Context, ln net.Listener) error {
+	var err error
 	if o.dir == "" {
 		if o.dir, err = os.MkdirTemp("", "logpipe-opensearch-"); err != nil {
-			return nil, fmt.Errorf("opensearch: %w", err)
+			return fmt.Errorf("opensearch: %w", err)
 		}
 		o.tmp = true
 	} else if err := os.MkdirAll(o.dir, 0o755); err != nil {
-		return nil, fmt.Errorf("opensearch: data folder: %w", err)
+		return fmt.Errorf("opensearch: data folder: %w", err)
 	}
-
+	if err := writeLogConfig(o.dir); err != nil {
+		return fmt.Errorf("opensearch: %w", err)
+	}
 	begin := time.Now()
 	bound := make(chan string, 1)
 	onLine := func(line string) {
-		if addr, ok := strings.CutPrefix(line, openSearchReady); ok {
+		if _, addr, ok := strings.Cut(line, openSearchReady); ok {
 			select {
 			case bound <- strings.TrimSpace(addr):
 			default:
@@ -93,27 +100,27 @@ func StartOpenSearch(ctx context.Context, dist Dist, opts OpenSearchOptions) (o 
 	args := []string{
 		"-Xms512m", "-Xmx512m", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
 		"-Dlog4j2.disable.jmx=true", "-Dio.netty.allocator.numDirectArenas=0",
-		"-cp", dist.openSearchClassPath(), "io.logpipe.devstack.opensearch.Main",
+		"-cp", o.dist.openSearchClassPath(), "io.logpipe.devstack.opensearch.Main",
 		o.dir, randomRange(100), randomRange(100),
 	}
-	if o.j, err = startJVM("opensearch", dist.Java, args, filepath.Join(o.dir, "opensearch.log"), o.log, onLine); err != nil {
-		return nil, fmt.Errorf("opensearch: %w", err)
+	if o.j, err = startJVM("opensearch", o.dist.Java, args, filepath.Join(o.dir, "opensearch.log"), o.log, onLine); err != nil {
+		return fmt.Errorf("opensearch: %w", err)
 	}
 	select {
 	case addr := <-bound:
 		o.engine = &url.URL{Scheme: "http", Host: addr}
 	case <-o.j.exited:
-		return nil, fmt.Errorf("opensearch: %w", o.j.failed(fmt.Sprintf("exited while starting (%v)", o.j.err)))
+		return fmt.Errorf("opensearch: %w", o.j.failed(fmt.Sprintf("exited while starting (%v)", o.j.err)))
 	case <-ctx.Done():
-		return nil, fmt.Errorf("opensearch: %w", o.j.failed(fmt.Sprintf("did not bind its HTTP port: %v", context.Cause(ctx))))
+		return fmt.Errorf("opensearch: %w", o.j.failed(fmt.Sprintf("did not bind its HTTP port: %v", context.Cause(ctx))))
 	}
 	o.proxy = serveProxy(ln, o.engine)
 	if err := o.waitReady(ctx); err != nil {
-		return nil, fmt.Errorf("opensearch: %w", err)
+		return fmt.Errorf("opensearch: %w", err)
 	}
 	o.log.WithFields(logrus.Fields{"url": o.URL(), "engine": o.engine.String(), "pid": o.j.PID(),
 		"took": time.Since(begin).Round(time.Millisecond)}).Info("opensearch ready")
-	return o, nil
+	return nil
 }
 
 // URL is the proxy's URL, for Elasticsearch clients, such as
@@ -194,6 +201,18 @@ func (o *OpenSearch) waitReady(ctx context.Context) error {
 	}
 	o.version = info.Version.Number
 	return nil
+}
+
+// writeLogConfig writes the node's log4j2.properties into dir/config.
+func writeLogConfig(dir string) error {
+	b, err := project.ReadFile("opensearch/log4j2.properties")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "config"), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "config", "log4j2.properties"), b, 0o644)
 }
 
 // getJSON gets url and decodes its JSON body into v.
