@@ -38,8 +38,8 @@ type OpenSearchOptions struct {
 }
 
 // OpenSearch is a running single OpenSearch node (single-node discovery,
-// no security plugin, disk watermarks off, indices created on first use)
-// and the proxy in front of it.
+// no security plugin, disk watermarks off, indices created on first use,
+// no replicas unless an index asks for them) and the proxy in front of it.
 type OpenSearch struct {
 	dist    Dist
 	log     logrus.FieldLogger
@@ -165,7 +165,8 @@ func (o *OpenSearch) Close() error {
 }
 
 // waitReady polls the cluster's health through the proxy until it is
-// yellow or green, then reads the node's version.
+// yellow or green, sets the default number of replicas to 0 and reads the
+// node's version.
 func (o *OpenSearch) waitReady(ctx context.Context) error {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -186,6 +187,23 @@ func (o *OpenSearch) waitReady(ctx context.Context) error {
 			return o.j.failed(fmt.Sprintf("not ready: %v (last: %v)", context.Cause(ctx), last))
 		case <-tick.C:
 		}
+	}
+	// One node holds no replica: indices without a replica count of their
+	// own are green, as esfake reports them. The setting is a cluster
+	// setting, which the node's settings at start do not set.
+	body := strings.NewReader(`{"persistent":{"cluster.default_number_of_replicas":0}}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, o.URL()+"/_cluster/settings", body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("setting the default number of replicas: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("setting the default number of replicas: %s", resp.Status)
 	}
 	var info struct {
 		Version struct {

@@ -296,6 +296,14 @@ func testElasticsearchClient(t *testing.T, url string) {
 	if err := json.Unmarshal(body, &br); err != nil || br.Errors || len(br.Items) != 3 || br.Items[0]["create"].Status != 201 {
 		t.Fatalf("bulk: %s (%v), want three creates", body, err)
 	}
+	// One node, no replicas: the data stream's index is green.
+	body = check("health")(es.Cluster.Health(es.Cluster.Health.WithIndex(index), es.Cluster.Health.WithContext(ctx)))
+	var hr struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(body, &hr); err != nil || hr.Status != "green" {
+		t.Errorf("health of %s: %s (%v), want green", index, body, err)
+	}
 	body = check("count")(es.Count(es.Count.WithIndex(index), es.Count.WithContext(ctx)))
 	var cr struct {
 		Count int `json:"count"`
