@@ -233,6 +233,7 @@ func (k *Kafka) startLocked(ctx context.Context, newPort bool) error {
 		}
 		err = k.waitReady(ctx, j)
 		if err == nil {
+			j.ready.Store(true)
 			k.j = j
 			k.log.WithFields(logrus.Fields{"addr": k.Addr(), "pid": j.PID(), "took": time.Since(begin).Round(time.Millisecond)}).
 				Info("kafka ready")

@@ -118,6 +118,7 @@ func (o *OpenSearch) start(ctx context.Context, ln net.Listener) error {
 	if err := o.waitReady(ctx); err != nil {
 		return fmt.Errorf("opensearch: %w", err)
 	}
+	o.j.ready.Store(true)
 	o.log.WithFields(logrus.Fields{"url": o.URL(), "engine": o.engine.String(), "pid": o.j.PID(),
 		"took": time.Since(begin).Round(time.Millisecond)}).Info("opensearch ready")
 	return nil

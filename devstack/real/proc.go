@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,6 +34,9 @@ type jvm struct {
 	out    *output
 	exited chan struct{} // closed when the process has exited
 	err    error         // its exit status, set before exited is closed
+
+	ready    atomic.Bool // set once it serves: an exit then is news
+	stopping atomic.Bool // set by stop: an exit is expected
 }
 
 // startJVM starts java with args. Its output is appended to logPath and
@@ -67,6 +71,10 @@ func startJVM(name, java string, args []string, logPath string, log logrus.Field
 	go func() {
 		j.err = cmd.Wait()
 		close(j.exited)
+		if j.ready.Load() && !j.stopping.Load() {
+			// During a start the caller reports it; later nobody else would.
+			log.WithField("log", logPath).Errorf("%s exited by itself (%v)", name, j.err)
+		}
 	}()
 	log.WithFields(logrus.Fields{"pid": cmd.Process.Pid, "log": logPath}).Debugf("%s started", name)
 	return j, nil
@@ -92,6 +100,7 @@ func (j *jvm) failed(why string) error {
 // stop sends SIGTERM, kills the process if it has not exited after grace,
 // and waits for it.
 func (j *jvm) stop(grace time.Duration, log logrus.FieldLogger) {
+	j.stopping.Store(true)
 	select {
 	case <-j.exited:
 	default:

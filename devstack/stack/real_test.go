@@ -20,6 +20,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -50,7 +52,8 @@ func TestRealBackends(t *testing.T) {
 	curl := lookTool(t, "curl", "curl")
 	dir := t.TempDir()
 	ctx := testContext(t, 5*time.Minute)
-	s, err := Start(ctx, Options{Backends: Real, DataDir: dir, Topics: []string{"logs", "logs.dlq", "outage"}})
+	log, logged := logtest.NewNullLogger()
+	s, err := Start(ctx, Options{Backends: Real, DataDir: dir, Topics: []string{"logs", "logs.dlq", "outage"}, Logger: log})
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -114,6 +117,23 @@ func TestRealBackends(t *testing.T) {
 	})
 
 	kafkaPID, openSearchPID := s.RealKafka().PID(), s.OpenSearch().PID()
+	t.Run("a JVM that dies is logged", func(t *testing.T) {
+		if err := syscall.Kill(kafkaPID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			for _, e := range logged.AllEntries() {
+				if e.Level == logrus.ErrorLevel && strings.Contains(e.Message, "kafka exited by itself") {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no error logged 20 s after Kafka's JVM was killed")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 	if err := s.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
