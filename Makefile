@@ -6,7 +6,11 @@ MODULES  := common devstack agent transfer livetail deploy e2e
 BINARIES := agent transfer livetail devstack
 PKGS     := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 # Debian packages the tests use that Go does not fetch: command → package.
-TEST_TOOLS := etcdctl:etcd-client kcat:kcat redis-server:redis-server chromium:chromium curl:curl
+# Java and Maven run the real backends (Apache Kafka, OpenSearch).
+TEST_TOOLS := etcdctl:etcd-client kcat:kcat redis-server:redis-server chromium:chromium curl:curl \
+	java:openjdk-17-jdk-headless javac:openjdk-17-jdk-headless mvn:maven
+# make run's backends: embedded (in devstack's process) or real (JVMs).
+BACKENDS ?= embedded
 GO_TEST_FLAGS ?= -race -count=1 -timeout 14m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -19,8 +23,8 @@ build: ## build agent, transfer, livetail and devstack into bin/
 	@mkdir -p bin
 	@for b in $(BINARIES); do echo "go build -o bin/$$b ./$$b" && go build -o bin/$$b ./$$b || exit 1; done
 
-run: build ## start the whole pipeline on embedded backends (Ctrl-C stops it)
-	./bin/devstack --all
+run: build ## start the whole pipeline (BACKENDS=real: on Apache Kafka and OpenSearch; Ctrl-C stops it)
+	./bin/devstack --all --backends $(BACKENDS)
 
 # The cross-binary tests run on both kinds of backends: embedded ones in each
 # test, and one real devstack (Apache Kafka, OpenSearch) shared by the whole
@@ -33,7 +37,7 @@ test: test-deps ## install what the tests need, then run every test with -race, 
 
 test-deps: ## install missing test tools (Debian packages), non-interactively
 	@missing=""; for t in $(TEST_TOOLS); do \
-		command -v "$${t%%:*}" >/dev/null 2>&1 || missing="$$missing $${t#*:}"; \
+		command -v "$${t%%:*}" >/dev/null 2>&1 || case " $$missing " in *" $${t#*:} "*) ;; *) missing="$$missing $${t#*:}";; esac; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \

@@ -111,7 +111,7 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("--help: exit %d, stderr %q", r.code, r.stderr)
 	}
 	help := stdout + r.stderr
-	for _, flag := range []string{"etcd-addr", "kafka-addr", "es-addr", "data-dir", "partitions", "all", "viewer-addr", "agent-metrics-addr", "transfer-metrics-addr", "livetail-metrics-addr", "sample-interval", "log-level", "log-format", "config"} {
+	for _, flag := range []string{"backends", "fetch", "etcd-addr", "kafka-addr", "es-addr", "data-dir", "partitions", "all", "viewer-addr", "agent-metrics-addr", "transfer-metrics-addr", "livetail-metrics-addr", "sample-interval", "log-level", "log-format", "config"} {
 		if !strings.Contains(help, "--"+flag) {
 			t.Errorf("--help does not list --%s:\n%s", flag, help)
 		}
@@ -137,6 +137,7 @@ func TestBadValues(t *testing.T) {
 		"unknown flag":            {args: []string{"--kafka-brokers", "x:1"}, want: "kafka-brokers"},
 		"environment":             {env: []string{"LOGPIPE_PARTITIONS=many"}, want: "LOGPIPE_PARTITIONS"},
 		"sample interval":         {args: []string{"--all", "--sample-interval", "0s"}, want: "--sample-interval"},
+		"backends":                {args: []string{"--backends", "docker"}, want: "docker"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -15,8 +15,8 @@
 //	dist, err := real.Prepare(ctx, log)
 //	k, err := real.StartKafka(ctx, dist, real.KafkaOptions{Topics: []string{"logs"}})
 //	defer k.Close()
-//	os, err := real.StartOpenSearch(ctx, dist, real.OpenSearchOptions{})
-//	defer os.Close()
+//	node, err := real.StartOpenSearch(ctx, dist, real.OpenSearchOptions{})
+//	defer node.Close()
 //
 // Java (17 or newer) and Maven must be on the PATH; make test-deps installs
 // Debian's openjdk-17-jdk-headless and maven.
@@ -24,5 +24,6 @@
 // Addresses with port 0 get a random loopback port below the kernel's
 // ephemeral range (32768), and a start that finds the port taken tries
 // another one. The JVMs write their output to a log file in their data
-// folder (kafka.log, opensearch.log); a failed start returns its last lines.
+// folder (kafka.log, opensearch.log); a failed start returns the first
+// lines that look like errors and the last lines.
 package real

@@ -233,14 +233,16 @@ func (k *Kafka) startLocked(ctx context.Context, newPort bool) error {
 		}
 		err = k.waitReady(ctx, j)
 		if err == nil {
+			j.ready.Store(true)
 			k.j = j
 			k.log.WithFields(logrus.Fields{"addr": k.Addr(), "pid": j.PID(), "took": time.Since(begin).Round(time.Millisecond)}).
 				Info("kafka ready")
 			return nil
 		}
 		j.stop(StopGrace, k.log)
-		brokerTaken := strings.Contains(j.out.addrInUseLine(), k.Addr())
-		if !j.out.AddrInUse() || try == startTries || (brokerTaken && !newPort) || ctx.Err() != nil {
+		inUse := j.out.InUse()
+		brokerTaken := slices.ContainsFunc(inUse, func(l string) bool { return strings.Contains(l, k.Addr()+":") })
+		if len(inUse) == 0 || try == startTries || (brokerTaken && !newPort) || ctx.Err() != nil {
 			return fmt.Errorf("kafka: %w", err)
 		}
 		k.log.WithField("try", try).Debug("kafka: a port was taken; trying other ports")
@@ -321,6 +323,8 @@ func (k *Kafka) check(ctx context.Context, cl *kgo.Client) error {
 		return fmt.Errorf("another Kafka cluster answers on %s", k.Addr())
 	}
 	var missing []string
+	offsets := kmsg.NewPtrListOffsetsRequest()
+	offsets.ReplicaID = -1
 	for _, t := range resp.Topics {
 		name := kmsg.StringPtr("")
 		if t.Topic != nil {
@@ -336,14 +340,37 @@ func (k *Kafka) check(ctx context.Context, cl *kgo.Client) error {
 		if len(t.Partitions) == 0 {
 			return fmt.Errorf("topic %s has no partitions yet", *name)
 		}
+		ot := kmsg.NewListOffsetsRequestTopic()
+		ot.Topic = *name
 		for _, p := range t.Partitions {
 			if p.Leader < 0 || p.ErrorCode != 0 {
 				return fmt.Errorf("topic %s partition %d has no leader yet", *name, p.Partition)
 			}
+			op := kmsg.NewListOffsetsRequestTopicPartition()
+			op.Partition = p.Partition
+			op.Timestamp = -1 // the end
+			ot.Partitions = append(ot.Partitions, op)
 		}
+		offsets.Topics = append(offsets.Topics, ot)
 	}
 	if len(missing) > 0 {
 		return k.createTopics(ctx, cl, missing)
+	}
+	if len(offsets.Topics) == 0 {
+		return nil
+	}
+	// The metadata can name the node as leader before it has loaded a
+	// partition after a restart: a partition serves once its offsets do.
+	oresp, err := offsets.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	for _, t := range oresp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return fmt.Errorf("topic %s partition %d: %w", t.Topic, p.Partition, err)
+			}
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,8 +38,8 @@ type OpenSearchOptions struct {
 }
 
 // OpenSearch is a running single OpenSearch node (single-node discovery,
-// no security plugin, disk watermarks off, indices created on first use)
-// and the proxy in front of it.
+// no security plugin, disk watermarks off, indices created on first use,
+// no replicas unless an index asks for them) and the proxy in front of it.
 type OpenSearch struct {
 	dist    Dist
 	log     logrus.FieldLogger
@@ -56,34 +57,40 @@ type OpenSearch struct {
 // StartOpenSearch starts the node and the proxy and returns once the
 // cluster's health is yellow or green through the proxy, or ctx ends (a
 // cold JVM takes ten seconds or more).
-func StartOpenSearch(ctx context.Context, dist Dist, opts OpenSearchOptions) (o *OpenSearch, err error) {
+func StartOpenSearch(ctx context.Context, dist Dist, opts OpenSearchOptions) (*OpenSearch, error) {
 	if opts.Log == nil {
 		opts.Log = discard()
 	}
-	o = &OpenSearch{dist: dist, log: opts.Log.WithField("backend", "opensearch"), dir: opts.DataDir}
+	o := &OpenSearch{dist: dist, log: opts.Log.WithField("backend", "opensearch"), dir: opts.DataDir}
 	ln, err := listen(opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("opensearch proxy: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			ln.Close() // unless the proxy serves on it, and closes it
-			err = errors.Join(err, o.Close())
-		}
-	}()
+	if err := o.start(ctx, ln); err != nil {
+		ln.Close() // unless the proxy serves on it, and closes it
+		return nil, errors.Join(err, o.Close())
+	}
+	return o, nil
+}
+
+// start starts the node and the proxy on ln, and waits until they serve.
+func (o *OpenSearch) start(ctx context.Context, ln net.Listener) error {
+	var err error
 	if o.dir == "" {
 		if o.dir, err = os.MkdirTemp("", "logpipe-opensearch-"); err != nil {
-			return nil, fmt.Errorf("opensearch: %w", err)
+			return fmt.Errorf("opensearch: %w", err)
 		}
 		o.tmp = true
 	} else if err := os.MkdirAll(o.dir, 0o755); err != nil {
-		return nil, fmt.Errorf("opensearch: data folder: %w", err)
+		return fmt.Errorf("opensearch: data folder: %w", err)
 	}
-
+	if err := writeLogConfig(o.dir); err != nil {
+		return fmt.Errorf("opensearch: %w", err)
+	}
 	begin := time.Now()
 	bound := make(chan string, 1)
 	onLine := func(line string) {
-		if addr, ok := strings.CutPrefix(line, openSearchReady); ok {
+		if _, addr, ok := strings.Cut(line, openSearchReady); ok {
 			select {
 			case bound <- strings.TrimSpace(addr):
 			default:
@@ -93,27 +100,28 @@ func StartOpenSearch(ctx context.Context, dist Dist, opts OpenSearchOptions) (o 
 	args := []string{
 		"-Xms512m", "-Xmx512m", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
 		"-Dlog4j2.disable.jmx=true", "-Dio.netty.allocator.numDirectArenas=0",
-		"-cp", dist.openSearchClassPath(), "io.logpipe.devstack.opensearch.Main",
+		"-cp", o.dist.openSearchClassPath(), "io.logpipe.devstack.opensearch.Main",
 		o.dir, randomRange(100), randomRange(100),
 	}
-	if o.j, err = startJVM("opensearch", dist.Java, args, filepath.Join(o.dir, "opensearch.log"), o.log, onLine); err != nil {
-		return nil, fmt.Errorf("opensearch: %w", err)
+	if o.j, err = startJVM("opensearch", o.dist.Java, args, filepath.Join(o.dir, "opensearch.log"), o.log, onLine); err != nil {
+		return fmt.Errorf("opensearch: %w", err)
 	}
 	select {
 	case addr := <-bound:
 		o.engine = &url.URL{Scheme: "http", Host: addr}
 	case <-o.j.exited:
-		return nil, fmt.Errorf("opensearch: %w", o.j.failed(fmt.Sprintf("exited while starting (%v)", o.j.err)))
+		return fmt.Errorf("opensearch: %w", o.j.failed(fmt.Sprintf("exited while starting (%v)", o.j.err)))
 	case <-ctx.Done():
-		return nil, fmt.Errorf("opensearch: %w", o.j.failed(fmt.Sprintf("did not bind its HTTP port: %v", context.Cause(ctx))))
+		return fmt.Errorf("opensearch: %w", o.j.failed(fmt.Sprintf("did not bind its HTTP port: %v", context.Cause(ctx))))
 	}
 	o.proxy = serveProxy(ln, o.engine)
 	if err := o.waitReady(ctx); err != nil {
-		return nil, fmt.Errorf("opensearch: %w", err)
+		return fmt.Errorf("opensearch: %w", err)
 	}
+	o.j.ready.Store(true)
 	o.log.WithFields(logrus.Fields{"url": o.URL(), "engine": o.engine.String(), "pid": o.j.PID(),
 		"took": time.Since(begin).Round(time.Millisecond)}).Info("opensearch ready")
-	return o, nil
+	return nil
 }
 
 // URL is the proxy's URL, for Elasticsearch clients, such as
@@ -158,15 +166,16 @@ func (o *OpenSearch) Close() error {
 }
 
 // waitReady polls the cluster's health through the proxy until it is
-// yellow or green, then reads the node's version.
+// yellow or green, sets the default number of replicas to 0 and reads the
+// node's version.
 func (o *OpenSearch) waitReady(ctx context.Context) error {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	last := errors.New("no answer yet")
 	for {
 		var health struct{ Status string }
-		if last = getJSON(ctx, client, o.URL()+"/_cluster/health?wait_for_status=yellow&timeout=2s", &health); last == nil {
+		last := getJSON(ctx, client, o.URL()+"/_cluster/health?wait_for_status=yellow&timeout=2s", &health)
+		if last == nil {
 			if health.Status == "yellow" || health.Status == "green" {
 				break
 			}
@@ -179,6 +188,23 @@ func (o *OpenSearch) waitReady(ctx context.Context) error {
 			return o.j.failed(fmt.Sprintf("not ready: %v (last: %v)", context.Cause(ctx), last))
 		case <-tick.C:
 		}
+	}
+	// One node holds no replica: indices without a replica count of their
+	// own are green, as esfake reports them. The setting is a cluster
+	// setting, which the node's settings at start do not set.
+	body := strings.NewReader(`{"persistent":{"cluster.default_number_of_replicas":0}}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, o.URL()+"/_cluster/settings", body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("setting the default number of replicas: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("setting the default number of replicas: %s", resp.Status)
 	}
 	var info struct {
 		Version struct {
@@ -194,6 +220,18 @@ func (o *OpenSearch) waitReady(ctx context.Context) error {
 	}
 	o.version = info.Version.Number
 	return nil
+}
+
+// writeLogConfig writes the node's log4j2.properties into dir/config.
+func writeLogConfig(dir string) error {
+	b, err := project.ReadFile("opensearch/log4j2.properties")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "config"), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "config", "log4j2.properties"), b, 0o644)
 }
 
 // getJSON gets url and decodes its JSON body into v.

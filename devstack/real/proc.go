@@ -2,11 +2,14 @@ package real
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,8 +19,12 @@ import (
 // StopGrace is how long a JVM has to stop after SIGTERM before it is killed.
 const StopGrace = 20 * time.Second
 
-// tailLines is how many lines of a JVM's output a failed start reports.
-const tailLines = 25
+// A failed start reports the first problemLines lines of the JVM's output
+// that look like errors, and its last tailLines lines.
+const (
+	problemLines = 6
+	tailLines    = 12
+)
 
 // jvm is one running Java child process.
 type jvm struct {
@@ -27,6 +34,9 @@ type jvm struct {
 	out    *output
 	exited chan struct{} // closed when the process has exited
 	err    error         // its exit status, set before exited is closed
+
+	ready    atomic.Bool // set once it serves: an exit then is news
+	stopping atomic.Bool // set by stop: an exit is expected
 }
 
 // startJVM starts java with args. Its output is appended to logPath and
@@ -61,6 +71,10 @@ func startJVM(name, java string, args []string, logPath string, log logrus.Field
 	go func() {
 		j.err = cmd.Wait()
 		close(j.exited)
+		if j.ready.Load() && !j.stopping.Load() {
+			// During a start the caller reports it; later nobody else would.
+			log.WithField("log", logPath).Errorf("%s exited by itself (%v)", name, j.err)
+		}
 	}()
 	log.WithFields(logrus.Fields{"pid": cmd.Process.Pid, "log": logPath}).Debugf("%s started", name)
 	return j, nil
@@ -69,15 +83,24 @@ func startJVM(name, java string, args []string, logPath string, log logrus.Field
 // PID is the process id.
 func (j *jvm) PID() int { return j.cmd.Process.Pid }
 
-// failed is the error for a JVM that did not start: why, then the last
-// lines of its output.
+// failed is the error for a JVM that did not start: why, then the first
+// lines of its output that look like errors and its last lines.
 func (j *jvm) failed(why string) error {
-	return fmt.Errorf("%s %s; the last lines of %s:\n%s", j.name, why, j.out.path, j.out.Tail())
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", j.name, why)
+	if p := j.out.Problems(); len(p) > 0 {
+		fmt.Fprintf(&b, "; its first errors:\n  %s\n", strings.Join(p, "\n  "))
+	} else {
+		b.WriteString(";\n")
+	}
+	fmt.Fprintf(&b, "the last lines of %s:\n  %s", j.out.path, strings.Join(j.out.Tail(), "\n  "))
+	return errors.New(b.String())
 }
 
 // stop sends SIGTERM, kills the process if it has not exited after grace,
 // and waits for it.
 func (j *jvm) stop(grace time.Duration, log logrus.FieldLogger) {
+	j.stopping.Store(true)
 	select {
 	case <-j.exited:
 	default:
@@ -101,11 +124,12 @@ type output struct {
 	path   string
 	onLine func(string)
 
-	mu        sync.Mutex
-	f         *os.File
-	partial   []byte   // the start of a line not yet ended
-	tail      []string // the last tailLines lines
-	addrInUse string   // the last line that said that an address was in use
+	mu       sync.Mutex
+	f        *os.File
+	partial  []byte   // the start of a line not yet ended
+	tail     []string // the last tailLines lines
+	problems []string // the first problemLines lines that look like errors
+	inUse    []string // the first lines that say that an address is in use
 }
 
 func newOutput(path string, onLine func(string)) (*output, error) {
@@ -134,8 +158,11 @@ func (o *output) Write(p []byte) (int, error) {
 			o.tail = append(o.tail[:0], o.tail[1:]...)
 		}
 		o.tail = append(o.tail, line)
-		if strings.Contains(line, "Address already in use") {
-			o.addrInUse = line
+		if len(o.problems) < problemLines && looksLikeError(line) {
+			o.problems = append(o.problems, line)
+		}
+		if len(o.inUse) < problemLines && strings.Contains(line, "Address already in use") {
+			o.inUse = append(o.inUse, line)
 		}
 		if o.onLine != nil {
 			o.onLine(line)
@@ -147,21 +174,36 @@ func (o *output) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Tail is the last lines written.
-func (o *output) Tail() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return strings.Join(o.tail, "\n")
+// looksLikeError reports whether a line of a JVM's output starts an error
+// report: a log line at level ERROR or FATAL, or an exception, but not a
+// stack frame.
+func looksLikeError(line string) bool {
+	if line == "" || line[0] == '\t' || line[0] == ' ' || strings.HasPrefix(line, "Caused by:") {
+		return false
+	}
+	return strings.Contains(line, " ERROR ") || strings.Contains(line, " FATAL ") || strings.Contains(line, "[ERROR]") ||
+		strings.Contains(line, "Exception: ") || strings.Contains(line, "Error: ")
 }
 
-// AddrInUse reports whether a line said that an address was in use.
-func (o *output) AddrInUse() bool { return o.addrInUseLine() != "" }
-
-// addrInUseLine is the last line that said that an address was in use.
-func (o *output) addrInUseLine() string {
+// Tail is the last lines written.
+func (o *output) Tail() []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.addrInUse
+	return slices.Clone(o.tail)
+}
+
+// Problems are the first lines written that look like errors.
+func (o *output) Problems() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.problems)
+}
+
+// InUse are the first lines written that say that an address is in use.
+func (o *output) InUse() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.inUse)
 }
 
 func (o *output) Close() error {

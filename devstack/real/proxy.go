@@ -88,7 +88,8 @@ func plainMediaTypes(h http.Header, key string) {
 	for _, v := range vals {
 		parts := strings.Split(v, ",")
 		for i, part := range parts {
-			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			parts[i] = strings.TrimSpace(part)
+			mt, params, err := mime.ParseMediaType(parts[i])
 			if err != nil {
 				continue
 			}

@@ -338,12 +338,17 @@ func (s *Stack) Close() error {
 		if s.es != nil {
 			errs = append(errs, wrap("esfake", s.es.Close()))
 		}
+		// The JVMs take a moment each to stop: both at once.
+		var jvms sync.WaitGroup
+		var osErr, kafkaErr error
 		if s.openSearch != nil {
-			errs = append(errs, s.openSearch.Close())
+			jvms.Go(func() { osErr = s.openSearch.Close() })
 		}
 		if s.realKafka != nil {
-			errs = append(errs, s.realKafka.Close())
+			jvms.Go(func() { kafkaErr = s.realKafka.Close() })
 		}
+		jvms.Wait()
+		errs = append(errs, osErr, kafkaErr)
 		if s.kafka != nil {
 			errs = append(errs, wrap("kafka", s.kafka.Close()))
 		}

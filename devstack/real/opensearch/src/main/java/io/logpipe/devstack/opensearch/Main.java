@@ -2,6 +2,7 @@ package io.logpipe.devstack.opensearch;
 
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.Collections;
 import java.util.List;
@@ -26,7 +27,7 @@ import org.opensearch.transport.Netty4Plugin;
  *
  * <p>Usage: {@code Main HOME HTTP_PORTS TRANSPORT_PORTS}, where the ports are
  * a port ("9200") or a range ("20000-32000") that OpenSearch binds the first
- * free port of. Once the node is started it prints one line,
+ * free port of. HOME/config/log4j2.properties configures the node's log. Once the node is started it prints one line,
  * {@code devstack-opensearch http HOST:PORT}, with the bound HTTP address.
  * It stops the node on SIGTERM and when its standard input ends, which is
  * how it notices that devstack has gone.
@@ -69,10 +70,14 @@ public final class Main {
             .put("bootstrap.memory_lock", false)
             .build();
 
+        // OpenSearch's log configuration sends System.out into a logger:
+        // the line for devstack goes to the real standard output.
+        PrintStream stdout = System.out;
         LogConfigurator.registerErrorListener();
-        LogConfigurator.configureWithoutConfig(settings);
         Environment env = InternalSettingsPreparer.prepareEnvironment(
             settings, Collections.emptyMap(), home.resolve("config"), () -> "devstack");
+        LogConfigurator.setNodeName("devstack");
+        LogConfigurator.configure(env);
         Node node = new EmbeddedNode(env);
 
         CountDownLatch stopped = new CountDownLatch(1);
@@ -89,8 +94,8 @@ public final class Main {
 
         node.start();
         HttpServerTransport http = node.injector().getInstance(HttpServerTransport.class);
-        System.out.println(READY + http.boundAddress().publishAddress());
-        System.out.flush();
+        stdout.println(READY + http.boundAddress().publishAddress());
+        stdout.flush();
         stopped.await(); // the node's threads keep the JVM alive; this keeps main for the hook
     }
 
