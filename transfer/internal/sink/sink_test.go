@@ -310,3 +310,130 @@ func TestBatchBounds(t *testing.T) {
 		t.Fatal("Reset left records behind")
 	}
 }
+
+// TestRefusalsAreRetriedNotDeadLettered: refusals about the cluster or the
+// credentials, for single items or the whole request, hold the batch back
+// (retrying, counted, Ready red with the reason) and dead-letter nothing;
+// once lifted, every record is indexed.
+func TestRefusalsAreRetriedNotDeadLettered(t *testing.T) {
+	items := func(status int, typ, reason string) func(f *fixture) {
+		return func(f *fixture) {
+			f.fake.RejectItems(func(_, _ string, _ []byte) (int, string, string, bool) {
+				return status, typ, reason, true
+			})
+		}
+	}
+	tests := map[string]struct {
+		refuse     func(f *fixture)
+		wantReason string // label of transfer_es_refusals_total
+		wantReady  string // in Ready's error
+	}{
+		"write block": {
+			refuse:     items(http.StatusForbidden, "cluster_block_exception", "index [.ds-logs-logpipe-default-2026.11.21-000001] blocked by: [FORBIDDEN/8/index write (api)];"),
+			wantReason: metrics.RefusedBlock, wantReady: "403 cluster_block_exception: index [.ds-logs-logpipe-default",
+		},
+		"missing privilege": {
+			refuse:     items(http.StatusForbidden, "security_exception", "action [indices:data/write/bulk[s]] is unauthorized for user [transfer]"),
+			wantReason: metrics.RefusedSecurity, wantReady: "403 security_exception: action [indices:data/write/bulk[s]]",
+		},
+		"missing index, auto-create off": {
+			refuse:     items(http.StatusNotFound, "index_not_found_exception", "no such index [logs-logpipe-default]"),
+			wantReason: metrics.RefusedIndexMissing, wantReady: "404 index_not_found_exception",
+		},
+		"closed index": {
+			refuse:     items(http.StatusBadRequest, "index_closed_exception", "closed"),
+			wantReason: metrics.RefusedIndexClosed, wantReady: "400 index_closed_exception",
+		},
+		"403 of another type": {
+			refuse:     items(http.StatusForbidden, "access_denied", "no"),
+			wantReason: metrics.RefusedForbidden, wantReady: "403 access_denied",
+		},
+		"bad credentials, whole request": {
+			refuse:     func(f *fixture) { f.fake.FailBulk(1<<30, http.StatusUnauthorized) },
+			wantReason: metrics.RefusedUnauthorized, wantReady: "401 exception",
+		},
+		"whole request forbidden": {
+			refuse:     func(f *fixture) { f.fake.FailBulk(1<<30, http.StatusForbidden) },
+			wantReason: metrics.RefusedForbidden, wantReady: "403",
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			tt.refuse(f)
+			done := make(chan error, 1)
+			go func() {
+				done <- f.sink.Write(context.Background(), batch(0, "a", `{"status":200}`, "raw:not a record"))
+			}()
+
+			refusals := f.m.Refusals.WithLabelValues(tt.wantReason)
+			deadline := time.Now().Add(10 * time.Second)
+			for testutil.ToFloat64(refusals) < 6 || testutil.ToFloat64(f.m.Retries.WithLabelValues(metrics.RetryRefused)) < 3 {
+				if time.Now().After(deadline) {
+					t.Fatalf("transfer_es_refusals_total{reason=%q} = %v, want several attempts", tt.wantReason, testutil.ToFloat64(refusals))
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if err := f.sink.Ready(); err == nil || !strings.Contains(err.Error(), tt.wantReady) || !strings.Contains(err.Error(), index) {
+				t.Fatalf("Ready = %v, want the refusal %q of %s", err, tt.wantReady, index)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("Write returned %v while refused", err)
+			default:
+			}
+			if l := f.dlq.all(); len(l) != 0 {
+				t.Fatalf("dead letters while refused: %+v", l)
+			}
+
+			f.fake.RejectItems(nil)
+			f.fake.FailBulk(0, 0)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got, want := ids(f.fake.Docs(index)), "logs-0-0,logs-0-1"; got != want {
+				t.Fatalf("indexed %q, want %q", got, want)
+			}
+			// Only the record that is not a record is dead-lettered.
+			if l := f.dlq.all(); len(l) != 1 || l[0].Type != dlq.TypeInvalidRecord {
+				t.Fatalf("dead letters = %+v, want the invalid record alone", l)
+			}
+			if err := f.sink.Ready(); err != nil {
+				t.Fatalf("Ready = %v after the refusal was lifted", err)
+			}
+		})
+	}
+}
+
+func TestRefusalOf(t *testing.T) {
+	tests := map[string]struct {
+		status int
+		typ    string
+		want   string
+	}{
+		"mapping error":         {400, "document_parsing_exception", ""},
+		"mapper error":          {400, "mapper_parsing_exception", ""},
+		"illegal argument":      {400, "illegal_argument_exception", ""},
+		"closed index":          {400, "index_closed_exception", metrics.RefusedIndexClosed},
+		"write block":           {403, "cluster_block_exception", metrics.RefusedBlock},
+		"privileges":            {403, "security_exception", metrics.RefusedSecurity},
+		"credentials":           {401, "security_exception", metrics.RefusedSecurity},
+		"401 untyped":           {401, "", metrics.RefusedUnauthorized},
+		"missing index":         {404, "index_not_found_exception", metrics.RefusedIndexMissing},
+		"404 untyped":           {404, "", metrics.RefusedNotFound},
+		"other 4xx":             {408, "", metrics.RefusedOther},
+		"conflict":              {409, "version_conflict_engine_exception", ""},
+		"too large":             {413, "", ""},
+		"busy":                  {429, "es_rejected_execution_exception", ""},
+		"flood-stage watermark": {429, "cluster_block_exception", ""},
+		"no master":             {503, "cluster_block_exception", ""},
+		"created":               {201, "", ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := refusalOf(tt.status, tt.typ); got != tt.want {
+				t.Fatalf("refusalOf(%d, %q) = %q, want %q", tt.status, tt.typ, got, tt.want)
+			}
+		})
+	}
+}
