@@ -115,9 +115,13 @@ func (s *service) Run(ctx context.Context) error {
 	g.Go(func() error {
 		return s.es.Maintain(gctx, esbulk.Setup{
 			TemplateName: s.cfg.ESIndex,
-			Template:     document.Template(s.cfg.ESIndex),
-			Backoff:      s.cfg.backoff(),
-			PingEvery:    esPingEvery,
+			Template: func(i esbulk.Info) []byte {
+				return document.Template(s.cfg.ESIndex, document.EngineOf(i.Distribution))
+			},
+			Component:     document.CustomTemplate,
+			ComponentBody: document.CustomTemplateBody(),
+			Backoff:       s.cfg.backoff(),
+			PingEvery:     esPingEvery,
 		}, s.log)
 	})
 	g.Go(func() error {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,7 +75,7 @@ func newFixture(t testing.TB, wrap func(http.Handler) http.Handler) *fixture {
 	}
 	t.Cleanup(es.Close)
 	f.es = es
-	if err := es.PutTemplate(context.Background(), index, document.Template(index)); err != nil {
+	if err := es.PutTemplate(context.Background(), index, document.Template(index, document.Elasticsearch)); err != nil {
 		t.Fatal(err)
 	}
 	log := logrus.New()
@@ -152,8 +153,13 @@ func TestWrite(t *testing.T) {
 			messages: []string{"a", "b", "c", "d"},
 			wantIDs:  "logs-0-0,logs-0-1,logs-0-2,logs-0-3",
 		},
-		"mapping conflict goes to the dead-letter topic": {
-			messages:    []string{`{"status":200}`, `{"status":"not a number"}`, `{"status":404}`},
+		"json types that differ are all indexed": {
+			messages: []string{`{"status":200}`, `{"status":"not a number"}`, `{"status":{"code":404}}`},
+			wantIDs:  "logs-0-0,logs-0-1,logs-0-2",
+		},
+		"a document refused for its content goes to the dead-letter topic": {
+			setup:       rejectContent("logs-0-1"),
+			messages:    []string{"a", "b", "c"},
 			wantIDs:     "logs-0-0,logs-0-2",
 			wantLetters: []string{"document_parsing_exception/400"},
 		},
@@ -202,8 +208,20 @@ func TestWrite(t *testing.T) {
 	}
 }
 
+// rejectContent makes esfake refuse the documents ids as Elasticsearch
+// refuses a value that does not fit its field.
+func rejectContent(ids ...string) func(f *fixture) {
+	return func(f *fixture) {
+		f.fake.RejectItems(func(_, id string, _ []byte) (int, string, string, bool) {
+			return http.StatusBadRequest, "document_parsing_exception",
+				"[1:40] failed to parse field [json.n] of type [long] in document with id '" + id + "'", slices.Contains(ids, id)
+		})
+	}
+}
+
 func TestWriteRejectedLetterCarriesTheError(t *testing.T) {
 	f := newFixture(t, nil)
+	rejectContent("logs-0-1")(f)
 	if err := f.sink.Write(context.Background(), batch(0, `{"n":1}`, `{"n":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
