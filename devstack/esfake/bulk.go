@@ -470,6 +470,9 @@ func (s *Server) apply(items []bulkItem) {
 		}
 		ix, concrete, e := s.writeTarget(it.index, it.op, true)
 		it.concrete = concrete
+		if e == nil {
+			e = ix.writeBlock(it.op)
+		}
 		if e != nil {
 			it.fail(e)
 			continue

@@ -290,8 +290,10 @@ var (
 	streamRoute     = route{[]string{get, put, del}, streamParams, (*Server).handleDataStream}
 	indexRoute      = route{[]string{get, head, put, del}, append([]string{"wait_for_active_shards", "timeout", "master_timeout",
 		"include_defaults", "flat_settings", "local", "features"}, indicesOptions...), (*Server).handleIndex}
-	mappingRoute = route{[]string{get}, append([]string{"local", "master_timeout"}, indicesOptions...), (*Server).handleMapping}
-	docParams    = []string{"refresh", "routing", "op_type", "pipeline", "timeout", "version", "version_type",
+	mappingRoute  = route{[]string{get}, append([]string{"local", "master_timeout"}, indicesOptions...), (*Server).handleMapping}
+	settingsRoute = route{[]string{get, put}, append([]string{"flat_settings", "include_defaults", "local", "master_timeout",
+		"preserve_existing", "reopen", "timeout"}, indicesOptions...), (*Server).handleSettings}
+	docParams = []string{"refresh", "routing", "op_type", "pipeline", "timeout", "version", "version_type",
 		"if_seq_no", "if_primary_term", "require_alias", "require_data_stream", "wait_for_active_shards",
 		"preference", "realtime", "_source", "_source_excludes", "_source_includes", "stored_fields", "include_source_on_error"}
 	docRoute     = route{[]string{get, head, put, post, del}, docParams, (*Server).handleDoc}
@@ -352,6 +354,8 @@ func routeFor(segs []string) (rt route, target, name string, ok bool) {
 			return searchRoute, first, "", true
 		case "_mapping":
 			return mappingRoute, first, "", true
+		case "_settings":
+			return settingsRoute, first, "", true
 		case "_doc":
 			return docAutoRoute, first, "", true
 		}
