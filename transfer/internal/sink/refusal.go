@@ -100,6 +100,6 @@ func (r *refusals) err() error {
 	if oldest.typ != "" {
 		what += " " + oldest.typ + ": " + oldest.reason
 	}
-	return fmt.Errorf("elasticsearch refuses writes to %s since %s (%d partitions waiting): %s; retrying, nothing is dead-lettered or committed past it",
+	return fmt.Errorf("elasticsearch refuses writes to %s since %s, %d partitions retrying, nothing dead-lettered or committed past it: %s",
 		oldest.index, oldest.since.UTC().Format(time.RFC3339), len(r.waiting), what)
 }
