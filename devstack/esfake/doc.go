@@ -33,7 +33,10 @@
 //     the create op (index and delete answer a 400 item error), every
 //     document needs one @timestamp, and there is no rollover.
 //   - Indices: auto-created on first write, or with PUT /<index>; GET, HEAD
-//     and DELETE /<index>; GET /<index>/_mapping.
+//     and DELETE /<index>; GET /<index>/_mapping; GET and PUT
+//     /<index>/_settings, which updates the index blocks only
+//     (index.blocks.write and read_only: a write answers its item 403
+//     cluster_block_exception; read_only_allow_delete: 429).
 //   - Writes: _bulk and /<index>/_bulk with create, index and delete (not
 //     update); /<index>/_doc/<id>, POST /<index>/_doc, /<index>/_create/<id>.
 //     Gzip request bodies are accepted.
