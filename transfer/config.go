@@ -70,7 +70,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Var(&c.Topics, "kafka-topics", "comma-separated topics to consume (when not set, --kafka-topic)")
 	fs.StringVar(&c.Group, "group", c.Group, "Kafka consumer group")
 	fs.StringVar(&c.Instance, "group-instance-id", c.Instance, "static group membership: a restarted instance gets its partitions back at once (unique per instance; empty: dynamic)")
-	fs.StringVar(&c.DLQTopic, "dlq-topic", c.DLQTopic, "dead-letter topic for records Elasticsearch rejects and values that are not records")
+	fs.StringVar(&c.DLQTopic, "dlq-topic", c.DLQTopic, "dead-letter topic for records Elasticsearch refuses for their own content (400 parsing or mapping errors) and values that are not records")
 	fs.BoolVar(&c.ParseJSON, "parse-json", c.ParseJSON, "also index a message that is a JSON object under json.*")
 	fs.Var(&c.ESAddresses, "es-addresses", "comma-separated Elasticsearch URLs")
 	fs.StringVar(&c.ESIndex, "es-index", c.ESIndex, "data stream to write to; its index template is installed at start")

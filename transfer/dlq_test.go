@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"net/http"
 	"strconv"
 	"testing"
 	"time"
@@ -13,17 +15,23 @@ import (
 	"github.com/logpipe/logpipe/transfer/internal/document"
 )
 
-// TestMappingConflictGoesToDLQ: a record whose JSON message does not fit the
-// mapping, and a value that is not a record, land in logs.dlq with their
+// TestRefusedDocumentGoesToDLQ: a record that Elasticsearch refuses for
+// its own content (esfake refuses it as a value that does not fit a
+// field), and a value that is not a record, land in logs.dlq with their
 // error headers; the records around them are indexed and the partition's
 // committed offset moves past them.
-func TestMappingConflictGoesToDLQ(t *testing.T) {
+func TestRefusedDocumentGoesToDLQ(t *testing.T) {
 	s := newStack(t)
+	s.ES().RejectItems(func(_, id string, doc []byte) (int, string, string, bool) {
+		return http.StatusBadRequest, "document_parsing_exception",
+			"[1:30] failed to parse field [json.code] of type [long] in document with id '" + id + "'",
+			bytes.Contains(doc, []byte(`"code":"not a number"`))
+	})
 	p := newProducer(t, s.KafkaAddrs())
 	cfg := testConfig(t, s)
 	r := startService(t, "transfer", cfg)
 
-	// One key, so one partition; json.code is mapped long by the first record.
+	// One key, so one partition.
 	value := func(msg string) sarama.Encoder {
 		rec := record.Record{Timestamp: time.Now().UTC(), Message: msg, Job: "api"}
 		return sarama.ByteEncoder(rec.AppendJSON(nil))
@@ -31,7 +39,7 @@ func TestMappingConflictGoesToDLQ(t *testing.T) {
 	messages := []sarama.Encoder{
 		value(`{"code":1}`),
 		value(`plain line`),
-		value(`{"code":"not a number"}`), // offset 2: mapping conflict
+		value(`{"code":"not a number"}`), // offset 2: refused
 		value(`{"code":3}`),
 		sarama.StringEncoder(`not a record`), // offset 4: invalid record
 		value(`{"code":5}`),

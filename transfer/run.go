@@ -44,6 +44,7 @@ type service struct {
 	diag  *diag.Server
 	es    *esbulk.Client
 	dlq   *dlq.Producer
+	sink  *sink.Sink
 	group *group.Group
 }
 
@@ -72,7 +73,7 @@ func newService(cfg Config, logOut io.Writer) (*service, error) {
 	sk := sink.New(es, dl, cfg.backoff(), m, log)
 	grp := group.New(cfg.groupConfig(), sk, func() *sink.Batch { return sink.NewBatch(cfg.ESIndex, builder) }, m, log)
 
-	s := &service{cfg: cfg, log: log, es: es, dlq: dl, group: grp}
+	s := &service{cfg: cfg, log: log, es: es, dlq: dl, sink: sk, group: grp}
 	s.diag = diag.New(diag.Options{
 		Addr:     cfg.Common.MetricsAddr,
 		Registry: reg,
@@ -87,10 +88,11 @@ func newService(cfg Config, logOut io.Writer) (*service, error) {
 	return s, nil
 }
 
-// ready is /readyz: Elasticsearch has the template and answers, and the
-// consumer group has a session.
+// ready is /readyz: Elasticsearch has the template, answers and takes the
+// documents (no block, privilege or missing-index refusal is being
+// retried), and the consumer group has a session.
 func (s *service) ready() error {
-	return errors.Join(s.es.Ready(), s.group.Ready())
+	return errors.Join(s.es.Ready(), s.sink.Ready(), s.group.Ready())
 }
 
 // Run serves until ctx ends. Consuming starts once the index template is
@@ -113,9 +115,13 @@ func (s *service) Run(ctx context.Context) error {
 	g.Go(func() error {
 		return s.es.Maintain(gctx, esbulk.Setup{
 			TemplateName: s.cfg.ESIndex,
-			Template:     document.Template(s.cfg.ESIndex),
-			Backoff:      s.cfg.backoff(),
-			PingEvery:    esPingEvery,
+			Template: func(i esbulk.Info) []byte {
+				return document.Template(s.cfg.ESIndex, document.EngineOf(i.Distribution))
+			},
+			Component:     document.CustomTemplate,
+			ComponentBody: document.CustomTemplateBody(),
+			Backoff:       s.cfg.backoff(),
+			PingEvery:     esPingEvery,
 		}, s.log)
 	})
 	g.Go(func() error {

@@ -52,17 +52,34 @@ type Config struct {
 	Backoff  backoff.Policy
 }
 
+// ErrClosed is returned by Send after Close.
+var ErrClosed = errors.New("dlq: the dead-letter producer is closed")
+
 // Producer sends dead letters with an idempotent producer and acks=all. It
 // connects on first use, so that a Kafka outage at start does not stop the
-// service. It is safe for concurrent use.
+// service. It is safe for concurrent use: the partitions share one
+// connection, and a send that fails retires it for a fresh one (a fresh
+// idempotent session) without closing it under the others' sends.
 type Producer struct {
 	cfg     Config
 	metrics *metrics.Metrics
 	log     logrus.FieldLogger
 
 	mu     sync.Mutex
-	client sarama.Client
-	prod   sarama.SyncProducer
+	cur    *conn // nil until the next send connects
+	closed bool
+	open   sync.WaitGroup // connections not closed yet
+}
+
+// conn is one connection: a client and the producer on it. Senders hold
+// it while they send; once retired (after a failed send, or by Close) it
+// is closed by whoever lets go of it last, so that no send ever runs on a
+// closed producer.
+type conn struct {
+	client  sarama.Client
+	prod    sarama.SyncProducer
+	users   int
+	retired bool
 }
 
 // New returns a Producer; it does not connect yet.
@@ -85,46 +102,57 @@ func (p *Producer) saramaConfig() *sarama.Config {
 	return c
 }
 
-func (p *Producer) producer() (sarama.SyncProducer, error) {
+// acquire returns the current connection, connecting first if there is
+// none, and holds it for the caller until release.
+func (p *Producer) acquire() (*conn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.prod != nil {
-		return p.prod, nil
+	if p.closed {
+		return nil, ErrClosed
 	}
-	// The client is made apart so that it can be closed when the producer
-	// cannot start: NewSyncProducer would leave it running.
-	client, err := sarama.NewClient(p.cfg.Brokers, p.saramaConfig())
-	if err != nil {
-		return nil, fmt.Errorf("connecting the dead-letter producer: %w", err)
+	if p.cur == nil {
+		// The client is made apart so that it can be closed when the
+		// producer cannot start: NewSyncProducer would leave it running.
+		client, err := sarama.NewClient(p.cfg.Brokers, p.saramaConfig())
+		if err != nil {
+			return nil, fmt.Errorf("connecting the dead-letter producer: %w", err)
+		}
+		prod, err := sarama.NewSyncProducerFromClient(client)
+		if err != nil {
+			_ = client.Close()
+			return nil, fmt.Errorf("starting the dead-letter producer: %w", err)
+		}
+		p.cur = &conn{client: client, prod: prod}
+		p.open.Add(1)
 	}
-	prod, err := sarama.NewSyncProducerFromClient(client)
-	if err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("starting the dead-letter producer: %w", err)
-	}
-	p.client, p.prod = client, prod
-	return prod, nil
+	p.cur.users++
+	return p.cur, nil
 }
 
-// reset drops a producer that failed, so that the next attempt starts from a
-// fresh idempotent session.
-func (p *Producer) reset(prod sarama.SyncProducer) {
+// release lets go of c. After a failed send (failed), c is retired, so
+// that the next send starts from a fresh idempotent session; a retired
+// connection is closed when its last sender lets go.
+func (p *Producer) release(c *conn, failed bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.prod == prod {
-		_ = p.closeLocked()
+	c.users--
+	if failed && p.cur == c {
+		p.cur, c.retired = nil, true
+	}
+	last := c.retired && c.users == 0
+	p.mu.Unlock()
+	if last {
+		if err := p.closeConn(c); err != nil {
+			p.log.WithError(err).Debug("dead-letter topic: closing a failed producer")
+		}
 	}
 }
 
-func (p *Producer) closeLocked() error {
-	if p.prod == nil {
-		return nil
-	}
-	err := p.prod.Close()
-	if e := p.client.Close(); err == nil {
+func (p *Producer) closeConn(c *conn) error {
+	defer p.open.Done()
+	err := c.prod.Close()
+	if e := c.client.Close(); err == nil {
 		err = e
 	}
-	p.prod, p.client = nil, nil
 	return err
 }
 
@@ -142,10 +170,14 @@ func (p *Producer) Send(ctx context.Context, letters []Letter) error {
 	}
 	b := p.cfg.Backoff.Start()
 	for {
-		prod, err := p.producer()
+		c, err := p.acquire()
+		if errors.Is(err, ErrClosed) {
+			return err
+		}
 		if err == nil {
-			err = prod.SendMessages(msgs)
+			err = c.prod.SendMessages(msgs)
 			if err == nil {
+				p.release(c, false)
 				return nil
 			}
 			var perrs sarama.ProducerErrors
@@ -156,7 +188,7 @@ func (p *Producer) Send(ctx context.Context, letters []Letter) error {
 				}
 				msgs = failed
 			}
-			p.reset(prod)
+			p.release(c, true)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -207,9 +239,23 @@ func (p *Producer) message(l Letter) *sarama.ProducerMessage {
 	return pm
 }
 
-// Close closes the producer, if it was ever connected.
+// Close closes the producer, if it was ever connected, once the sends in
+// progress on it have ended; later sends return ErrClosed.
 func (p *Producer) Close() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.closeLocked()
+	p.closed = true
+	c := p.cur
+	p.cur = nil
+	last := false
+	if c != nil {
+		c.retired = true
+		last = c.users == 0
+	}
+	p.mu.Unlock()
+	var err error
+	if last {
+		err = p.closeConn(c)
+	}
+	p.open.Wait()
+	return err
 }

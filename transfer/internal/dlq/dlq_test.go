@@ -18,11 +18,16 @@ import (
 
 func newProducer(t testing.TB, brokers []string) (*Producer, *metrics.Metrics) {
 	t.Helper()
+	return newProducerTo(t, brokers, "logs.dlq")
+}
+
+func newProducerTo(t testing.TB, brokers []string, topic string) (*Producer, *metrics.Metrics) {
+	t.Helper()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	m := metrics.New(prometheus.NewRegistry())
 	p := New(Config{
-		Brokers: brokers, Topic: "logs.dlq", ClientID: "test",
+		Brokers: brokers, Topic: topic, ClientID: "test",
 		Backoff: backoff.Policy{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond},
 	}, m, log)
 	t.Cleanup(func() {

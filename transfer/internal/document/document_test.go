@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +29,26 @@ func value(t testing.TB, message string, labels map[string]string) []byte {
 		Labels:    labels,
 	}
 	return r.AppendJSON(nil)
+}
+
+// Strings longer and shorter than a json.* leaf may be.
+var (
+	long   = strings.Repeat("x", maxJSONLeafBytes)
+	medium = strings.Repeat("y", maxJSONLeafBytes/2)
+)
+
+// deep is a JSON object whose objects nest n deep.
+func deep(n int) string {
+	return strings.Repeat(`{"a":`, n-1) + `{"v":1}` + strings.Repeat("}", n-1)
+}
+
+func decoded(t testing.TB, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func TestAppend(t *testing.T) {
@@ -89,6 +110,23 @@ func TestAppend(t *testing.T) {
 			value: value(t, `{"a":1}{"b":2}`, nil), parseJSON: true,
 			want: with("message", `{"a":1}{"b":2}`),
 		},
+		"json nested deeper than flattened allows is left out": {
+			value: value(t, deep(maxJSONDepth+1), nil), parseJSON: true,
+			want: with("message", deep(maxJSONDepth+1)),
+		},
+		"json nested as deep as flattened allows": {
+			value: value(t, deep(maxJSONDepth), nil), parseJSON: true,
+			want: with("message", deep(maxJSONDepth), "json", decoded(t, deep(maxJSONDepth))),
+		},
+		"json leaves too long for a term are left out": {
+			value: value(t, `{"level":"error","trace":"`+long+`","n":[1,"`+long+`"],"x":{"`+long+`":{"y":1},"ok":"`+medium+`"}}`, nil), parseJSON: true,
+			want: with("message", `{"level":"error","trace":"`+long+`","n":[1,"`+long+`"],"x":{"`+long+`":{"y":1},"ok":"`+medium+`"}}`,
+				"json", map[string]any{"level": "error", "n": []any{float64(1)}, "x": map[string]any{"ok": medium}}),
+		},
+		"json with a long leaf that fits is kept whole": {
+			value: value(t, `{"trace":"`+medium+`","a":{"b":{"c":"<&>\u2028"}}}`, nil), parseJSON: true,
+			want: with("message", `{"trace":"`+medium+`","a":{"b":{"c":"<&>\u2028"}}}`, "json", decoded(t, `{"trace":"`+medium+`","a":{"b":{"c":"<&>\u2028"}}}`)),
+		},
 		"not json":          {value: []byte("GET /api 200"), wantErr: true},
 		"missing timestamp": {value: []byte(`{"message":"x"}`), wantErr: true},
 		"bad timestamp":     {value: []byte(`{"@timestamp":"yesterday","message":"x"}`), wantErr: true},
@@ -144,36 +182,6 @@ func TestSourceID(t *testing.T) {
 				t.Fatalf("ID() = %q, want %q", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestTemplate(t *testing.T) {
-	var tmpl struct {
-		IndexPatterns []string       `json:"index_patterns"`
-		DataStream    map[string]any `json:"data_stream"`
-		Priority      int            `json:"priority"`
-		Template      struct {
-			Mappings struct {
-				Properties map[string]any `json:"properties"`
-			} `json:"mappings"`
-		} `json:"template"`
-	}
-	if err := json.Unmarshal(Template("logs-logpipe-default"), &tmpl); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(tmpl.IndexPatterns, []string{"logs-logpipe-default"}) || tmpl.DataStream == nil || tmpl.Priority <= 100 {
-		t.Fatalf("template header = %+v", tmpl)
-	}
-	p := tmpl.Template.Mappings.Properties
-	for path, want := range map[string]string{
-		"@timestamp": "date", "message": "text", "job": "keyword",
-		"host.name": "keyword", "log.file.path": "keyword", "log.offset": "long",
-		"kafka.topic": "keyword", "kafka.partition": "integer", "kafka.offset": "long",
-		"event.ingested": "date",
-	} {
-		if got := lookupType(p, path); got != want {
-			t.Errorf("mapping of %s = %q, want %q", path, got, want)
-		}
 	}
 }
 

@@ -1,16 +1,73 @@
 package document
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // TemplatePriority is above the priority (100) of the built-in templates that
 // Elasticsearch ships for logs-*-*, so that ours wins for our data stream.
 const TemplatePriority = 200
 
+// CustomTemplate is the component template that transfer's index template
+// is composed of, for operators: retention and other settings of their own
+// go there (index.lifecycle.name for an ILM policy on Elasticsearch, or a
+// data stream lifecycle). transfer creates it, empty, only when it does not
+// exist, and never changes it; the index template, which transfer installs
+// at every start, is its own.
+const CustomTemplate = "logs-logpipe@custom"
+
+// Engine is the search engine a template is for: they differ in the field
+// type that indexes arbitrary JSON without mapping each key.
+type Engine string
+
+// Engines, named as GET / says in version.distribution (Elasticsearch
+// leaves it out).
+const (
+	Elasticsearch Engine = "elasticsearch" // json is "flattened"
+	OpenSearch    Engine = "opensearch"    // json is "flat_object"
+)
+
+// EngineOf is the engine of a version.distribution from GET /.
+func EngineOf(distribution string) Engine {
+	if strings.EqualFold(distribution, string(OpenSearch)) {
+		return OpenSearch
+	}
+	return Elasticsearch
+}
+
+// jsonType maps json.*: one field whatever the keys, every leaf indexed as
+// a keyword under its dotted path, so that json.status:200 and
+// json.status:ok are both found, one job's types never reject another
+// job's lines, and the number of fields stays fixed.
+func (e Engine) jsonType() string {
+	if e == OpenSearch {
+		return "flat_object"
+	}
+	return "flattened"
+}
+
+// template is an index template's body, its keys in the order people read
+// them.
+type template struct {
+	IndexPatterns []string `json:"index_patterns"`
+	DataStream    struct{} `json:"data_stream"`
+	Priority      int      `json:"priority"`
+	ComposedOf    []string `json:"composed_of"`
+	// Elasticsearch (8.7 and later) only: the template installs even
+	// before CustomTemplate exists. OpenSearch refuses the key.
+	IgnoreMissing []string       `json:"ignore_missing_component_templates,omitempty"`
+	Template      map[string]any `json:"template"`
+	Meta          map[string]any `json:"_meta"`
+}
+
 // Template returns the body of the composable index template for the data
-// stream named index: a data stream whose mappings fit the documents that
-// Builder makes. labels.* and json.* strings are mapped as keyword.
-func Template(index string) []byte {
+// stream named index on engine e: a data stream whose mappings fit the
+// documents that Builder makes, composed of CustomTemplate. It is
+// indented, as configs/index-template.json shows it.
+func Template(index string, e Engine) []byte {
 	keyword := map[string]any{"type": "keyword"}
+	typ := func(t string) map[string]any { return map[string]any{"type": t} }
 	props := func(kv ...any) map[string]any {
 		m := map[string]any{}
 		for i := 0; i < len(kv); i += 2 {
@@ -18,12 +75,11 @@ func Template(index string) []byte {
 		}
 		return map[string]any{"properties": m}
 	}
-	typ := func(t string) map[string]any { return map[string]any{"type": t} }
-	t := map[string]any{
-		"index_patterns": []string{index},
-		"data_stream":    map[string]any{},
-		"priority":       TemplatePriority,
-		"template": map[string]any{
+	t := template{
+		IndexPatterns: []string{index},
+		Priority:      TemplatePriority,
+		ComposedOf:    []string{CustomTemplate},
+		Template: map[string]any{
 			"mappings": map[string]any{
 				"dynamic_templates": []any{
 					map[string]any{"labels": map[string]any{
@@ -38,7 +94,12 @@ func Template(index string) []byte {
 					"host":       props("name", keyword),
 					"agent":      props("name", keyword),
 					"log": props(
-						"file", props("path", keyword),
+						"file", props(
+							"path", keyword,
+							"device_id", keyword,
+							"inode", keyword,
+							"fingerprint", keyword,
+						),
 						"offset", typ("long"),
 						"flags", keyword,
 					),
@@ -49,15 +110,27 @@ func Template(index string) []byte {
 						"offset", typ("long"),
 					),
 					"event": props("ingested", typ("date")),
-					"json":  map[string]any{"type": "object", "dynamic": true},
+					"json":  typ(e.jsonType()),
 				},
 			},
 		},
-		"_meta": map[string]any{"managed_by": "logpipe-transfer"},
+		Meta: map[string]any{
+			"description": "logpipe log records: one document per log line, written by transfer; installed by transfer at every start, so put settings of your own (retention) in the component template " + CustomTemplate,
+			"managed_by":  "logpipe-transfer",
+		},
 	}
-	b, err := json.Marshal(t)
+	if e == Elasticsearch {
+		t.IgnoreMissing = []string{CustomTemplate}
+	}
+	b, err := json.MarshalIndent(t, "", "  ")
 	if err != nil {
 		panic(err) // static structure: cannot fail
 	}
-	return b
+	return append(b, '\n')
+}
+
+// CustomTemplateBody is the body CustomTemplate is created with: nothing
+// yet, for operators to fill.
+func CustomTemplateBody() []byte {
+	return []byte(`{"template":{},"_meta":{"description":"settings of your own for the logs-logpipe-* data streams, such as index.lifecycle.name; created empty by logpipe's transfer when absent, never changed by it"}}`)
 }

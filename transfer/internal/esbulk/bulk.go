@@ -37,6 +37,14 @@ type ItemError struct {
 // OK reports a 2xx item.
 func (it Item) OK() bool { return it.Status >= 200 && it.Status < 300 }
 
+// ErrorType is Elasticsearch's error.type for the item, or "".
+func (it Item) ErrorType() string {
+	if it.Error == nil {
+		return ""
+	}
+	return it.Error.Type
+}
+
 // Bulk sends body, a bulk request of n actions, and appends the outcome of
 // each action, in order, to out[:0]. A transport failure is returned as is,
 // a non-2xx answer to the whole request as a *StatusError, and a response

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -184,6 +185,59 @@ func (c *Client) Ping(ctx context.Context) error {
 	err = check(res, err)
 	c.note(err)
 	return err
+}
+
+// Info is what GET / says about the cluster.
+type Info struct {
+	// Distribution is version.distribution: "opensearch" for OpenSearch;
+	// Elasticsearch leaves it out ("").
+	Distribution string
+	Version      string // version.number
+}
+
+// Info asks the cluster what it is.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	res, err := esapi.InfoRequest{}.Do(ctx, c.es)
+	if err != nil {
+		c.note(err)
+		return Info{}, err
+	}
+	defer drainClose(res.Body)
+	if res.StatusCode < 200 || res.StatusCode >= 300 {
+		err := statusError(res)
+		c.note(err)
+		return Info{}, err
+	}
+	var body struct {
+		Version struct {
+			Distribution string `json:"distribution"`
+			Number       string `json:"number"`
+		} `json:"version"`
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&body); err != nil {
+		err = fmt.Errorf("%w: GET /: %w", ErrResponse, err)
+		c.note(err)
+		return Info{}, err
+	}
+	c.note(nil)
+	return Info{Distribution: body.Version.Distribution, Version: body.Version.Number}, nil
+}
+
+// CreateComponentTemplate creates the component template name unless it
+// exists; an existing one is left as it is. created tells which.
+func (c *Client) CreateComponentTemplate(ctx context.Context, name string, body []byte) (created bool, err error) {
+	create := true
+	res, err := esapi.ClusterPutComponentTemplateRequest{Name: name, Body: bytes.NewReader(body), Create: &create}.Do(ctx, c.es)
+	err = check(res, err)
+	c.note(err)
+	var se *StatusError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &se) && se.Status == http.StatusBadRequest && strings.Contains(se.Reason, "already exists"):
+		return false, nil
+	}
+	return false, fmt.Errorf("creating component template %s: %w", name, err)
 }
 
 // PutTemplate installs (or replaces) the composable index template name.

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -273,7 +274,7 @@ func TestMaintainInstallsTemplateOnceReachable(t *testing.T) {
 	done := make(chan error)
 	go func() {
 		done <- c.Maintain(ctx, Setup{
-			TemplateName: index, Template: template,
+			TemplateName: index, Template: func(Info) []byte { return template },
 			Backoff:   backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond},
 			PingEvery: 10 * time.Millisecond,
 		}, discardLog())
@@ -340,5 +341,111 @@ func TestTLSWithCAFile(t *testing.T) {
 	untrusted := newClient(t, Config{Addresses: []string{srv.URL}})
 	if err := untrusted.Ping(context.Background()); err == nil {
 		t.Fatal("Ping without the CA file succeeded")
+	}
+}
+
+// TestMaintainCreatesTheComponentOnlyWhenAbsent: the component template
+// belongs to the operators; the index template is chosen for the engine
+// that GET / names.
+func TestMaintainCreatesTheComponentOnlyWhenAbsent(t *testing.T) {
+	for name, existing := range map[string]string{
+		"absent":  "",
+		"present": `{"template":{"settings":{"index":{"lifecycle":{"name":"logs-30d"}}}}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, srv := newFake(t)
+			if existing != "" {
+				put(t, srv.URL+"/_component_template/custom", existing)
+			}
+			c := newClient(t, Config{Addresses: []string{srv.URL}})
+			var asked Info
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() {
+				done <- c.Maintain(ctx, Setup{
+					TemplateName: index,
+					Template: func(i Info) []byte {
+						asked = i
+						return []byte(`{"index_patterns":["` + index + `"],"data_stream":{},"priority":200,"composed_of":["custom"]}`)
+					},
+					Component: "custom", ComponentBody: []byte(`{"template":{}}`),
+					Backoff:   backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond},
+					PingEvery: time.Hour,
+				}, discardLog())
+			}()
+			<-c.Installed()
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if asked.Distribution != "" || asked.Version == "" {
+				t.Errorf("Template got %+v, want esfake's Elasticsearch version", asked)
+			}
+			var got struct {
+				ComponentTemplates []struct {
+					ComponentTemplate struct {
+						Template map[string]any `json:"template"`
+					} `json:"component_template"`
+				} `json:"component_templates"`
+			}
+			get(t, srv.URL+"/_component_template/custom", &got)
+			want := map[string]any{}
+			if existing != "" {
+				var body struct {
+					Template map[string]any `json:"template"`
+				}
+				if err := json.Unmarshal([]byte(existing), &body); err != nil {
+					t.Fatal(err)
+				}
+				want = body.Template
+			}
+			if len(got.ComponentTemplates) != 1 || !reflect.DeepEqual(got.ComponentTemplates[0].ComponentTemplate.Template, want) {
+				t.Fatalf("component template = %+v, want template %v", got, want)
+			}
+		})
+	}
+}
+
+func TestInfoTellsOpenSearch(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"name":"n","version":{"distribution":"opensearch","number":"2.19.6"},"tagline":"The OpenSearch Project"}`)
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, Config{Addresses: []string{srv.URL}})
+	info, err := c.Info(context.Background())
+	if err != nil || info.Distribution != "opensearch" || info.Version != "2.19.6" {
+		t.Fatalf("Info = %+v, %v", info, err)
+	}
+}
+
+func put(t testing.TB, url, body string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(res.Body)
+		t.Fatalf("PUT %s: %d %s", url, res.StatusCode, b)
+	}
+}
+
+func get(t testing.TB, url string, v any) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
+		t.Fatal(err)
 	}
 }

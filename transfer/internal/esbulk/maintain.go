@@ -13,21 +13,45 @@ import (
 // Setup is what Maintain installs and how it watches Elasticsearch.
 type Setup struct {
 	TemplateName string
-	Template     []byte
-	Backoff      backoff.Policy
+	// Template is the index template's body for the cluster that GET /
+	// describes: Elasticsearch and OpenSearch differ in field types.
+	Template func(Info) []byte
+	// Component, when set, is a component template that Template is
+	// composed of and that belongs to the operators: Maintain creates it
+	// with ComponentBody when it does not exist, and never changes it.
+	Component     string
+	ComponentBody []byte
+	Backoff       backoff.Policy
 	// PingEvery is how long Elasticsearch may go without a request before
 	// Maintain pings it, so that Health notices an outage while idle.
 	PingEvery time.Duration
 }
 
-// Maintain installs the index template, retrying until it succeeds or ctx
-// ends, and then closes the channel that Installed returns. After that it
-// pings Elasticsearch whenever no request has ended for s.PingEvery. It
-// returns nil when ctx ends.
+// install asks the cluster what it is, creates the component template if
+// it is missing and puts the index template.
+func (c *Client) install(ctx context.Context, s Setup) (Info, error) {
+	info, err := c.Info(ctx)
+	if err != nil {
+		return info, fmt.Errorf("asking Elasticsearch what it is: %w", err)
+	}
+	if s.Component != "" {
+		if _, err := c.CreateComponentTemplate(ctx, s.Component, s.ComponentBody); err != nil {
+			return info, err
+		}
+	}
+	return info, c.PutTemplate(ctx, s.TemplateName, s.Template(info))
+}
+
+// Maintain installs the index template (see Setup), retrying until it
+// succeeds or ctx ends, and then closes the channel that Installed
+// returns. After that it pings Elasticsearch whenever no request has ended
+// for s.PingEvery. It returns nil when ctx ends.
 func (c *Client) Maintain(ctx context.Context, s Setup, log logrus.FieldLogger) error {
 	b := s.Backoff.Start()
+	var info Info
 	for {
-		err := c.PutTemplate(ctx, s.TemplateName, s.Template)
+		var err error
+		info, err = c.install(ctx, s)
 		if err == nil {
 			break
 		}
@@ -47,7 +71,11 @@ func (c *Client) Maintain(ctx context.Context, s Setup, log logrus.FieldLogger) 
 	c.setupErr = nil
 	c.mu.Unlock()
 	close(c.installed)
-	log.WithField("template", s.TemplateName).Info("elasticsearch: index template installed")
+	distribution := info.Distribution
+	if distribution == "" {
+		distribution = "elasticsearch"
+	}
+	log.WithFields(logrus.Fields{"template": s.TemplateName, "engine": distribution + " " + info.Version}).Info("elasticsearch: index template installed")
 
 	t := time.NewTicker(s.PingEvery)
 	defer t.Stop()

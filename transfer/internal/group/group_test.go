@@ -112,7 +112,7 @@ func TestBatchBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(es.Close)
-	if err := es.PutTemplate(context.Background(), index, document.Template(index)); err != nil {
+	if err := es.PutTemplate(context.Background(), index, document.Template(index, document.Elasticsearch)); err != nil {
 		t.Fatal(err)
 	}
 	bo := backoff.Policy{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}

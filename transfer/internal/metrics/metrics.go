@@ -22,6 +22,21 @@ const (
 	RetryItems     = "items"      // some items got a 429 or 5xx
 	RetryDLQ       = "dlq"        // producing to the dead-letter topic failed
 	RetryTooLarge  = "request413" // the request was too large and is split
+	RetryRefused   = "refused"    // Elasticsearch refused the documents for a reason about the cluster or the credentials
+)
+
+// Reasons Elasticsearch refuses documents for something other than their
+// content, the reason label of transfer_es_refusals_total: its error type
+// when it is one of these, else the HTTP status's meaning.
+const (
+	RefusedBlock        = "cluster_block_exception"   // a write or read-only block on the index or cluster
+	RefusedSecurity     = "security_exception"        // missing privileges or bad credentials
+	RefusedIndexMissing = "index_not_found_exception" // no such index, and it may not be created
+	RefusedIndexClosed  = "index_closed_exception"    // the index is closed
+	RefusedUnauthorized = "unauthorized"              // 401 of another type
+	RefusedForbidden    = "forbidden"                 // 403 of another type
+	RefusedNotFound     = "not_found"                 // 404 of another type
+	RefusedOther        = "other"                     // any other 4xx but 400, 409, 413 and 429
 )
 
 // Metrics holds every transfer metric.
@@ -33,6 +48,7 @@ type Metrics struct {
 	BulkRequests  *prometheus.CounterVec // by HTTP status class, or "error"
 	Retries       *prometheus.CounterVec // by reason
 	DocsRetried   prometheus.Counter     // item-level retries, document by document
+	Refusals      *prometheus.CounterVec // documents refused for a reason not their own, by reason
 	Lag           *prometheus.GaugeVec   // by topic and partition
 	BatchDocs     prometheus.Histogram
 }
@@ -63,12 +79,16 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"status"}),
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "transfer_bulk_retries_total",
-			Help: "Backoffs before a retry, by reason (transport, request, items, request413, dlq).",
+			Help: "Backoffs before a retry, by reason (transport, request, items, request413, refused, dlq).",
 		}, []string{"reason"}),
 		DocsRetried: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "transfer_docs_retried_total",
 			Help: "Documents sent again after a 429 or 5xx item or request.",
 		}),
+		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "transfer_es_refusals_total",
+			Help: "Documents Elasticsearch refused for a reason about the cluster or the credentials (write block, privileges, missing or closed index), by reason, counted at each attempt; they are retried, never dead-lettered.",
+		}, []string{"reason"}),
 		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "transfer_consumer_lag",
 			Help: "Records in a claimed partition not yet indexed or dead-lettered: high watermark minus the next offset to commit.",
@@ -82,11 +102,15 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{ReasonRejected, ReasonInvalidRecord} {
 		m.DocsDLQ.WithLabelValues(r)
 	}
-	for _, r := range []string{RetryTransport, RetryRequest, RetryItems, RetryDLQ, RetryTooLarge} {
+	for _, r := range []string{RetryTransport, RetryRequest, RetryItems, RetryDLQ, RetryTooLarge, RetryRefused} {
 		m.Retries.WithLabelValues(r)
 	}
+	for _, r := range []string{RefusedBlock, RefusedSecurity, RefusedIndexMissing, RefusedIndexClosed,
+		RefusedUnauthorized, RefusedForbidden, RefusedNotFound, RefusedOther} {
+		m.Refusals.WithLabelValues(r)
+	}
 	reg.MustRegister(m.DocsIndexed, m.DocsDuplicate, m.DocsDLQ, m.BulkSeconds, m.BulkRequests,
-		m.Retries, m.DocsRetried, m.Lag, m.BatchDocs)
+		m.Retries, m.DocsRetried, m.Refusals, m.Lag, m.BatchDocs)
 	return m
 }
 

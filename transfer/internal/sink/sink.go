@@ -1,9 +1,14 @@
 // Package sink indexes batches of Kafka records into Elasticsearch with
 // transfer's delivery policy: every record of a batch ends up either indexed
-// (2xx, or 409: already there) or in the dead-letter topic (400-class item
-// errors and values that are not records) before Write returns; 429 and 5xx
-// answers, for the whole request or single items, and transport errors are
-// retried with capped, jittered exponential backoff, for as long as it takes.
+// (2xx, or 409: already there) or in the dead-letter topic before Write
+// returns. Only documents refused for their own content (a 400 parsing or
+// mapping error) and values that are not records are dead-lettered. 429
+// and 5xx answers, transport errors, and refusals that are about the
+// cluster or the credentials rather than the document (403 blocks and
+// privileges, 401, 404 missing index, closed index), for the whole request
+// or single items, are retried with capped, jittered exponential backoff,
+// for as long as it takes; while a batch waits on such a refusal, Ready
+// says why.
 package sink
 
 import (
@@ -38,6 +43,8 @@ type Sink struct {
 	backoff backoff.Policy
 	m       *metrics.Metrics
 	log     logrus.FieldLogger
+
+	refused refusals
 }
 
 // New returns a Sink.
@@ -48,11 +55,17 @@ func New(es Indexer, dl DeadLetters, p backoff.Policy, m *metrics.Metrics, log l
 // deadLetter is an item bound for the dead-letter topic.
 type deadLetter = dlq.Letter
 
+// Ready is nil unless a batch is held back because Elasticsearch refuses
+// its documents for a reason about the cluster or the credentials; then it
+// names the index, the status and Elasticsearch's error.
+func (s *Sink) Ready() error { return s.refused.err() }
+
 // Write returns nil once every record of b is indexed or dead-lettered. It
 // returns ctx's error if ctx ends first; then some records of b may be
 // indexed or dead-lettered and others not, and the caller must not treat
 // any of them as done.
 func (s *Sink) Write(ctx context.Context, b *Batch) error {
+	defer s.refused.clear(b)
 	b.pending = b.pending[:0]
 	for i, it := range b.items {
 		if it.err != nil {
@@ -96,8 +109,13 @@ func (s *Sink) Write(ctx context.Context, b *Batch) error {
 				continue
 			}
 			reason := metrics.RetryRequest
-			if status == 0 {
+			switch {
+			case status == 0:
 				reason = metrics.RetryTransport
+			case refusalOf(status, se.Type) != "":
+				reason = metrics.RetryRefused
+				s.m.Refusals.WithLabelValues(refusalOf(status, se.Type)).Add(float64(len(chunk)))
+				s.refused.set(b, status, &esbulk.ItemError{Type: se.Type, Reason: se.Reason})
 			}
 			if err := s.wait(ctx, bo, reason, len(chunk), err); err != nil {
 				return err
@@ -107,7 +125,7 @@ func (s *Sink) Write(ctx context.Context, b *Batch) error {
 		s.m.BulkRequests.WithLabelValues("2xx").Inc()
 
 		// Sort the outcomes: keep the items to retry at the front of pending.
-		kept, indexed, dups := 0, 0, 0
+		kept, indexed, dups, refused := 0, 0, 0, -1
 		for k, i := range chunk {
 			res := b.results[k]
 			switch {
@@ -119,6 +137,13 @@ func (s *Sink) Write(ctx context.Context, b *Batch) error {
 			case res.Status == http.StatusTooManyRequests || res.Status >= 500:
 				b.pending[kept] = i
 				kept++
+			case refusalOf(res.Status, res.ErrorType()) != "":
+				s.m.Refusals.WithLabelValues(refusalOf(res.Status, res.ErrorType())).Inc()
+				if refused < 0 {
+					refused = k
+				}
+				b.pending[kept] = i
+				kept++
 			default:
 				b.letters = append(b.letters, rejected(b.items[i], res))
 			}
@@ -127,6 +152,15 @@ func (s *Sink) Write(ctx context.Context, b *Batch) error {
 		s.m.DocsDuplicate.Add(float64(dups))
 		rest := copy(b.pending[kept:], b.pending[len(chunk):])
 		b.pending = b.pending[:kept+rest]
+		if refused >= 0 {
+			res := b.results[refused]
+			s.refused.set(b, res.Status, res.Error)
+			if err := s.wait(ctx, bo, metrics.RetryRefused, kept, itemError(b.results)); err != nil {
+				return err
+			}
+			continue
+		}
+		s.refused.clear(b)
 		if kept > 0 {
 			s.m.DocsRetried.Add(float64(kept))
 			if err := s.wait(ctx, bo, metrics.RetryItems, kept, itemError(b.results)); err != nil {
@@ -158,9 +192,12 @@ func (s *Sink) wait(ctx context.Context, bo *backoff.Backoff, reason string, doc
 	n := bo.Attempt()
 	if n&(n-1) == 0 || d >= s.backoff.Max/2 {
 		entry := s.log.WithError(cause).WithFields(logrus.Fields{"reason": reason, "docs": docs, "attempt": n, "retry_in": d.Round(time.Millisecond)})
-		if n == 1 {
+		switch {
+		case reason == metrics.RetryRefused:
+			entry.Warn("elasticsearch: refuses the documents for a reason that is not theirs (block, privileges, missing or closed index); retrying, nothing is dead-lettered")
+		case n == 1:
 			entry.Info("elasticsearch: retrying")
-		} else {
+		default:
 			entry.Warn("elasticsearch: retrying")
 		}
 	}
@@ -179,10 +216,10 @@ func rejected(it item, res esbulk.Item) deadLetter {
 	return l
 }
 
-// itemError describes the first retryable item of a response, for the log.
+// itemError describes the first retried item of a response, for the log.
 func itemError(results []esbulk.Item) error {
 	for _, r := range results {
-		if r.Status == http.StatusTooManyRequests || r.Status >= 500 {
+		if r.Status == http.StatusTooManyRequests || r.Status >= 500 || refusalOf(r.Status, r.ErrorType()) != "" {
 			if r.Error != nil {
 				return &esbulk.StatusError{Status: r.Status, Type: r.Error.Type, Reason: r.Error.Reason}
 			}

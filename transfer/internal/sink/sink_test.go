@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,7 +75,7 @@ func newFixture(t testing.TB, wrap func(http.Handler) http.Handler) *fixture {
 	}
 	t.Cleanup(es.Close)
 	f.es = es
-	if err := es.PutTemplate(context.Background(), index, document.Template(index)); err != nil {
+	if err := es.PutTemplate(context.Background(), index, document.Template(index, document.Elasticsearch)); err != nil {
 		t.Fatal(err)
 	}
 	log := logrus.New()
@@ -152,8 +153,13 @@ func TestWrite(t *testing.T) {
 			messages: []string{"a", "b", "c", "d"},
 			wantIDs:  "logs-0-0,logs-0-1,logs-0-2,logs-0-3",
 		},
-		"mapping conflict goes to the dead-letter topic": {
-			messages:    []string{`{"status":200}`, `{"status":"not a number"}`, `{"status":404}`},
+		"json types that differ are all indexed": {
+			messages: []string{`{"status":200}`, `{"status":"not a number"}`, `{"status":{"code":404}}`},
+			wantIDs:  "logs-0-0,logs-0-1,logs-0-2",
+		},
+		"a document refused for its content goes to the dead-letter topic": {
+			setup:       rejectContent("logs-0-1"),
+			messages:    []string{"a", "b", "c"},
 			wantIDs:     "logs-0-0,logs-0-2",
 			wantLetters: []string{"document_parsing_exception/400"},
 		},
@@ -202,8 +208,20 @@ func TestWrite(t *testing.T) {
 	}
 }
 
+// rejectContent makes esfake refuse the documents ids as Elasticsearch
+// refuses a value that does not fit its field.
+func rejectContent(ids ...string) func(f *fixture) {
+	return func(f *fixture) {
+		f.fake.RejectItems(func(_, id string, _ []byte) (int, string, string, bool) {
+			return http.StatusBadRequest, "document_parsing_exception",
+				"[1:40] failed to parse field [json.n] of type [long] in document with id '" + id + "'", slices.Contains(ids, id)
+		})
+	}
+}
+
 func TestWriteRejectedLetterCarriesTheError(t *testing.T) {
 	f := newFixture(t, nil)
+	rejectContent("logs-0-1")(f)
 	if err := f.sink.Write(context.Background(), batch(0, `{"n":1}`, `{"n":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -308,5 +326,132 @@ func TestBatchBounds(t *testing.T) {
 	b.Reset()
 	if b.Len() != 0 || b.Size() != 0 || b.Last() != nil {
 		t.Fatal("Reset left records behind")
+	}
+}
+
+// TestRefusalsAreRetriedNotDeadLettered: refusals about the cluster or the
+// credentials, for single items or the whole request, hold the batch back
+// (retrying, counted, Ready red with the reason) and dead-letter nothing;
+// once lifted, every record is indexed.
+func TestRefusalsAreRetriedNotDeadLettered(t *testing.T) {
+	items := func(status int, typ, reason string) func(f *fixture) {
+		return func(f *fixture) {
+			f.fake.RejectItems(func(_, _ string, _ []byte) (int, string, string, bool) {
+				return status, typ, reason, true
+			})
+		}
+	}
+	tests := map[string]struct {
+		refuse     func(f *fixture)
+		wantReason string // label of transfer_es_refusals_total
+		wantReady  string // in Ready's error
+	}{
+		"write block": {
+			refuse:     items(http.StatusForbidden, "cluster_block_exception", "index [.ds-logs-logpipe-default-2026.11.21-000001] blocked by: [FORBIDDEN/8/index write (api)];"),
+			wantReason: metrics.RefusedBlock, wantReady: "403 cluster_block_exception: index [.ds-logs-logpipe-default",
+		},
+		"missing privilege": {
+			refuse:     items(http.StatusForbidden, "security_exception", "action [indices:data/write/bulk[s]] is unauthorized for user [transfer]"),
+			wantReason: metrics.RefusedSecurity, wantReady: "403 security_exception: action [indices:data/write/bulk[s]]",
+		},
+		"missing index, auto-create off": {
+			refuse:     items(http.StatusNotFound, "index_not_found_exception", "no such index [logs-logpipe-default]"),
+			wantReason: metrics.RefusedIndexMissing, wantReady: "404 index_not_found_exception",
+		},
+		"closed index": {
+			refuse:     items(http.StatusBadRequest, "index_closed_exception", "closed"),
+			wantReason: metrics.RefusedIndexClosed, wantReady: "400 index_closed_exception",
+		},
+		"403 of another type": {
+			refuse:     items(http.StatusForbidden, "access_denied", "no"),
+			wantReason: metrics.RefusedForbidden, wantReady: "403 access_denied",
+		},
+		"bad credentials, whole request": {
+			refuse:     func(f *fixture) { f.fake.FailBulk(1<<30, http.StatusUnauthorized) },
+			wantReason: metrics.RefusedUnauthorized, wantReady: "401 exception",
+		},
+		"whole request forbidden": {
+			refuse:     func(f *fixture) { f.fake.FailBulk(1<<30, http.StatusForbidden) },
+			wantReason: metrics.RefusedForbidden, wantReady: "403",
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			tt.refuse(f)
+			done := make(chan error, 1)
+			go func() {
+				done <- f.sink.Write(context.Background(), batch(0, "a", `{"status":200}`, "raw:not a record"))
+			}()
+
+			refusals := f.m.Refusals.WithLabelValues(tt.wantReason)
+			deadline := time.Now().Add(10 * time.Second)
+			for testutil.ToFloat64(refusals) < 6 || testutil.ToFloat64(f.m.Retries.WithLabelValues(metrics.RetryRefused)) < 3 {
+				if time.Now().After(deadline) {
+					t.Fatalf("transfer_es_refusals_total{reason=%q} = %v, want several attempts", tt.wantReason, testutil.ToFloat64(refusals))
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if err := f.sink.Ready(); err == nil || !strings.Contains(err.Error(), tt.wantReady) || !strings.Contains(err.Error(), index) {
+				t.Fatalf("Ready = %v, want the refusal %q of %s", err, tt.wantReady, index)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("Write returned %v while refused", err)
+			default:
+			}
+			if l := f.dlq.all(); len(l) != 0 {
+				t.Fatalf("dead letters while refused: %+v", l)
+			}
+
+			f.fake.RejectItems(nil)
+			f.fake.FailBulk(0, 0)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got, want := ids(f.fake.Docs(index)), "logs-0-0,logs-0-1"; got != want {
+				t.Fatalf("indexed %q, want %q", got, want)
+			}
+			// Only the record that is not a record is dead-lettered.
+			if l := f.dlq.all(); len(l) != 1 || l[0].Type != dlq.TypeInvalidRecord {
+				t.Fatalf("dead letters = %+v, want the invalid record alone", l)
+			}
+			if err := f.sink.Ready(); err != nil {
+				t.Fatalf("Ready = %v after the refusal was lifted", err)
+			}
+		})
+	}
+}
+
+func TestRefusalOf(t *testing.T) {
+	tests := map[string]struct {
+		status int
+		typ    string
+		want   string
+	}{
+		"mapping error":         {400, "document_parsing_exception", ""},
+		"mapper error":          {400, "mapper_parsing_exception", ""},
+		"illegal argument":      {400, "illegal_argument_exception", ""},
+		"closed index":          {400, "index_closed_exception", metrics.RefusedIndexClosed},
+		"write block":           {403, "cluster_block_exception", metrics.RefusedBlock},
+		"privileges":            {403, "security_exception", metrics.RefusedSecurity},
+		"credentials":           {401, "security_exception", metrics.RefusedSecurity},
+		"401 untyped":           {401, "", metrics.RefusedUnauthorized},
+		"missing index":         {404, "index_not_found_exception", metrics.RefusedIndexMissing},
+		"404 untyped":           {404, "", metrics.RefusedNotFound},
+		"other 4xx":             {408, "", metrics.RefusedOther},
+		"conflict":              {409, "version_conflict_engine_exception", ""},
+		"too large":             {413, "", ""},
+		"busy":                  {429, "es_rejected_execution_exception", ""},
+		"flood-stage watermark": {429, "cluster_block_exception", ""},
+		"no master":             {503, "cluster_block_exception", ""},
+		"created":               {201, "", ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := refusalOf(tt.status, tt.typ); got != tt.want {
+				t.Fatalf("refusalOf(%d, %q) = %q, want %q", tt.status, tt.typ, got, tt.want)
+			}
+		})
 	}
 }
