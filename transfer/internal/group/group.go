@@ -110,6 +110,14 @@ func (g *Group) setJoined(joined bool, err error) {
 }
 
 // saramaConfig is the consumer configuration.
+//
+// The session timeout and heartbeat interval are sarama's (10 s and 3 s).
+// A dynamic member that dies without leaving (SIGKILL) keeps its partitions
+// until its session ends; one killed inside a rebalance is still handed
+// partitions when that rebalance completes, and keeps them for one more
+// session. The rebalance timeout only bounds how long the group waits for
+// live members to drain and rejoin: Kafka expires dead members by their
+// session, not by it. transfer's TestRecoveryAfterTwoSIGKILLs shows both.
 func (g *Group) saramaConfig() *sarama.Config {
 	c := kafka.NewConfig(g.cfg.ClientID)
 	c.Consumer.Return.Errors = true
