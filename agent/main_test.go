@@ -168,21 +168,32 @@ type world struct {
 	stack *stack.Stack
 	etcd  *clientv3.Client
 	kafka *testkit.Reader
+	topic string // the agent's --kafka-topic, of this test's own on shared real backends
 	dir   string
 	state string
 }
 
+// newWorld starts etcd and an embedded Kafka for a test of the agent binary.
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	s := stack.New(t, stack.Options{Without: []string{stack.ES}})
+	return newWorldOn(t, stack.Options{})
+}
+
+// newWorldOn starts etcd and the Kafka that opts ask for (opts.Backends:
+// embedded or real; Private for a Kafka of the test's own).
+func newWorldOn(t testing.TB, opts stack.Options) *world {
+	t.Helper()
+	opts.Without = []string{stack.ES}
+	s := stack.New(t, opts)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: s.EtcdEndpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
+	topic := s.Topic("logs")
 	return &world{
-		t: t, stack: s, etcd: cli,
-		kafka: testkit.NewReader(t, s.KafkaAddrs(), "logs"),
+		t: t, stack: s, etcd: cli, topic: topic,
+		kafka: testkit.NewReader(t, s.KafkaAddrs(), topic),
 		dir:   t.TempDir(), state: t.TempDir(),
 	}
 }
@@ -194,6 +205,7 @@ func (w *world) agentArgs(name string, extra ...string) []string {
 		"--name", name,
 		"--etcd-endpoints", strings.Join(w.stack.EtcdEndpoints(), ","),
 		"--kafka-brokers", strings.Join(w.stack.KafkaAddrs(), ","),
+		"--kafka-topic", w.topic,
 		"--state-dir", w.state,
 		"--scan-interval", "200ms",
 		"--poll-interval", "50ms",
