@@ -376,7 +376,7 @@ func (r *reader) send(start, end int64, text []byte, flags []string) error {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	val := r.encode(msg.Value(), text, now, start, flags)
+	val := r.encode(msg.Buffer(r.enc.size(len(text), len(flags))), text, now, start, flags)
 	msg.Start, msg.End = start, end
 	m.opts.Metrics.LinesRead.Inc()
 	msg.Timestamp = now
@@ -414,7 +414,7 @@ func (r *reader) encode(dst, text []byte, now time.Time, start int64, flags []st
 			flags = flagsBoth
 		}
 		r.h.t.m.opts.Metrics.Truncated.Inc()
-		val = r.enc.append(dst[:0], now, text, start, flags)
+		val = r.enc.append(val[:0], now, text, start, flags)
 	}
 	return val
 }
