@@ -387,6 +387,7 @@ func (h *harvester) open(first bool, prev *reader) (*reader, error) {
 		r.f.Close()
 		return nil, err
 	}
+	r.f.SetFingerprint(t.Fingerprint())
 	t.Advance(start)
 	m.mu.Lock()
 	m.readers[r] = struct{}{}

@@ -61,17 +61,18 @@ func TestCommittedAdvancesOnlyContiguously(t *testing.T) {
 	}
 }
 
-func TestFailureRewinds(t *testing.T) {
+func TestFailureRetriesFromMemory(t *testing.T) {
 	r := openReg(t, t.TempDir())
 	tr, _, _ := r.Attach(tail.Identity{Dev: 1, Ino: 3}, "b.log", always)
 	tr.Advance(100)
-	ms := []*producer.Message{msg(100, 110), msg(110, 120), msg(120, 130)}
+	ms := []*producer.Message{msg(100, 110), msg(110, 120), msg(120, 130), msg(130, 140)}
 	for _, m := range ms {
 		tr.Push(m, m.End)
 	}
 	tr.Done(ms[0], nil)
 	tr.Done(ms[1], errors.New("broker down"))
-	tr.Done(ms[2], nil) // after the failure: does not count
+	tr.Done(ms[2], nil) // after the failure: does not count yet
+	tr.Done(ms[3], errors.New("broker down"))
 	if failed, err := tr.Failed(); !failed || err == nil {
 		t.Fatal("failure not reported")
 	}
@@ -79,14 +80,33 @@ func TestFailureRewinds(t *testing.T) {
 		t.Fatalf("committed %d, want 110", c)
 	}
 	<-tr.Idle()
-	if off := tr.Rewind(); off != 110 {
-		t.Fatalf("rewind to %d, want 110", off)
+	again := tr.Retry()
+	if len(again) != 3 || again[0] != ms[1] || again[1] != ms[2] || again[2] != ms[3] {
+		t.Fatalf("retry gave %d records, want the three from the first failed one, in file order", len(again))
 	}
 	if failed, _ := tr.Failed(); failed {
-		t.Fatal("still failed after rewind")
+		t.Fatal("still failed after retry")
 	}
+	select {
+	case <-tr.Idle():
+		t.Fatal("idle with the records sent again")
+	default:
+	}
+	if c, n := tr.Consumed(), tr.Inflight(); c != 140 || n != 3 {
+		t.Fatalf("consumed %d and %d in flight after retry, want 140 and 3", c, n)
+	}
+	tr.Done(ms[2], nil)
 	if c := tr.Committed(); c != 110 {
-		t.Fatalf("committed %d after rewind", c)
+		t.Fatalf("committed %d, want 110 (the first record sent again is not acknowledged)", c)
+	}
+	tr.Done(ms[1], nil)
+	if c := tr.Committed(); c != 130 {
+		t.Fatalf("committed %d, want 130", c)
+	}
+	tr.Done(ms[3], nil)
+	<-tr.Idle()
+	if c := tr.Committed(); c != 140 {
+		t.Fatalf("committed %d, want 140", c)
 	}
 }
 
