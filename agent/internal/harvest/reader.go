@@ -62,9 +62,12 @@ type reader struct {
 	size atomic.Int64
 }
 
-func newReader(h *harvester, prev *reader) (*reader, error) {
+// newReader opens the file at path (the harvester's path, or where a file of
+// it was renamed to) for the harvester. Its records carry the harvester's
+// path and job.
+func newReader(h *harvester, path string, prev *reader) (*reader, error) {
 	m := h.t.m
-	f, err := tail.Open(h.path, m.opts.MaxLineBytes)
+	f, err := tail.Open(path, m.opts.MaxLineBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +100,24 @@ func newReader(h *harvester, prev *reader) (*reader, error) {
 		r.ml, r.mlCfg = multiline.New(cfg), cfg
 	}
 	return r, nil
+}
+
+// attached positions the reader at its Track's committed offset and
+// counts it among the open files. On error the file is released.
+func (r *reader) attached(t *registry.Track) error {
+	m := r.h.t.m
+	r.track = t
+	if err := r.f.SeekTo(t.Committed()); err != nil {
+		t.Close()
+		r.f.Close()
+		return err
+	}
+	r.f.SetFingerprint(t.Fingerprint())
+	m.mu.Lock()
+	m.readers[r] = struct{}{}
+	m.mu.Unlock()
+	m.opts.Metrics.FilesTailed.Inc()
+	return nil
 }
 
 // rotate tells the reader that its path names another file now.
