@@ -387,50 +387,54 @@ func TestConfigWatchSurvivesEtcdOutage(t *testing.T) {
 	w.waitStatus("node-e", "the config after the outage", func(s statusView) bool { return s.ConfigRevision == rev })
 }
 
+// 100,000 lines written while the agent is killed with SIGKILL every
+// second and started again: every line reaches Kafka, in file order.
 func TestAtLeastOnceUnderSIGKILL(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	const files, perFile = 2, 50000
-	paths := []string{w.path("k0.log"), w.path("k1.log")}
-	w.put(keys.AgentConfig("node-k"), configJSON(entryJSON(paths[0], ""), entryJSON(paths[1], "")))
-	args := w.agentArgs("node-k")
-	agent := startAgent(t, args...)
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		w := newWorldOn(t, stack.Options{Backends: kind})
+		const files, perFile = 2, 50000
+		paths := []string{w.path("k0.log"), w.path("k1.log")}
+		w.put(keys.AgentConfig("node-k"), configJSON(entryJSON(paths[0], ""), entryJSON(paths[1], "")))
+		args := w.agentArgs("node-k")
+		agent := startAgent(t, args...)
 
-	// Writers: 100,000 lines of 200 bytes, 500 lines every 50 ms per file.
-	var wg sync.WaitGroup
-	writing := make(chan struct{})
-	for i := range files {
-		wg.Go(func() {
-			tag := fmt.Sprintf("k%d", i)
-			for from := 0; from < perFile; from += 500 {
-				testkit.Append(t, paths[i], testkit.Numbered(tag, from, from+500, 199)...)
-				time.Sleep(50 * time.Millisecond)
+		// Writers: 100,000 lines of 200 bytes, 500 lines every 50 ms per file.
+		var wg sync.WaitGroup
+		writing := make(chan struct{})
+		for i := range files {
+			wg.Go(func() {
+				tag := fmt.Sprintf("k%d", i)
+				for from := 0; from < perFile; from += 500 {
+					testkit.Append(t, paths[i], testkit.Numbered(tag, from, from+500, 199)...)
+					time.Sleep(50 * time.Millisecond)
+				}
+			})
+		}
+		go func() { wg.Wait(); close(writing) }()
+
+		kills := 0
+		for done := false; !done; {
+			select {
+			case <-writing:
+				done = true
+			case <-time.After(time.Second):
 			}
-		})
-	}
-	go func() { wg.Wait(); close(writing) }()
-
-	kills := 0
-	for done := false; !done; {
-		select {
-		case <-writing:
-			done = true
-		case <-time.After(time.Second):
+			if !done {
+				agent.kill(syscall.SIGKILL)
+				kills++
+				agent = startAgent(t, args...)
+			}
 		}
-		if !done {
-			agent.kill(syscall.SIGKILL)
-			kills++
-			agent = startAgent(t, args...)
+		for i := range files {
+			dups := w.waitLines(fmt.Sprintf("k%d", i), perFile, 90*time.Second)
+			total, _ := testkit.Count(w.kafka.Records(), fmt.Sprintf("k%d", i))
+			t.Logf("%s: file %d: %d lines, %d records in Kafka, %d duplicates after %d SIGKILLs", kind, i, perFile, total, dups, kills)
 		}
-	}
-	for i := range files {
-		dups := w.waitLines(fmt.Sprintf("k%d", i), perFile, 90*time.Second)
-		total, _ := testkit.Count(w.kafka.Records(), fmt.Sprintf("k%d", i))
-		t.Logf("file %d: %d lines, %d records in Kafka, %d duplicates after %d SIGKILLs", i, perFile, total, dups, kills)
-	}
-	if kills < 3 {
-		t.Fatalf("only %d kills happened while writing", kills)
-	}
+		if kills < 3 {
+			t.Fatalf("only %d kills happened while writing", kills)
+		}
+	})
 }
 
 func TestKafkaOutageBoundedMemory(t *testing.T) {

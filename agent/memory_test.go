@@ -16,6 +16,7 @@ import (
 // memory within what README.md states: 48 MiB + 2 × --max-inflight-bytes,
 // plus 4 × the line length for a file of long lines.
 func TestLongLinesMemory(t *testing.T) {
+	t.Parallel()
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		w := newWorldOn(t, stack.Options{Backends: kind})
 		p := w.path("trace.log")
