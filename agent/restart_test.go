@@ -139,6 +139,9 @@ func TestDayLongGapWithKafkaDown(t *testing.T) {
 		gate.open()
 		w.once("day", 100)
 		w.none("before")
+		if v := agent.waitMetric("agent_lines_acked_total", func(v float64) bool { return v >= 50 }); v != 50 {
+			t.Fatalf("the agent sent %v lines after the gap, want the 50 written meanwhile", v)
+		}
 		t.Logf("%s: after a gap of 30 h and a start with Kafka down: 100 lines once each, offset kept", kind)
 	})
 }
