@@ -41,7 +41,7 @@ type Entry struct {
 	Topic     string            `json:"topic,omitempty"`     // default: the agent's --kafka-topic
 	Job       string            `json:"job,omitempty"`       // default: the file's base name without extension
 	Labels    map[string]string `json:"labels,omitempty"`    // copied into every record
-	From      string            `json:"from,omitempty"`      // FromEnd (default) or FromBeginning, for files never seen
+	From      string            `json:"from,omitempty"`      // FromEnd (default) or FromBeginning, for the files present when the entry is first applied
 	Multiline *Multiline        `json:"multiline,omitempty"` // optional grouping of physical lines into events
 }
 

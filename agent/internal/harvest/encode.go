@@ -36,6 +36,16 @@ func newEncoder(rec record.Record) *encoder {
 	return &encoder{mid: tmpl[i:j], rest: tmpl[j+1:]}
 }
 
+// size is the length of the record of a message of n bytes that need no
+// escaping, with nflags flags: the room to ask for.
+func (e *encoder) size(n, nflags int) int {
+	s := len(encHead) + len(record.TimeLayout) + len(encMsg) + 2 + n + len(e.mid) + 20 + len(e.rest)
+	if nflags > 0 {
+		s += 32
+	}
+	return s
+}
+
 // append appends the record of one line.
 func (e *encoder) append(dst []byte, now time.Time, msg []byte, offset int64, flags []string) []byte {
 	if !now.Equal(e.tsAt) || e.ts == nil {

@@ -10,6 +10,15 @@
 // reader that sends its lines to Kafka and follows the acknowledgements.
 // A rotated or deleted file is read to its end, and kept open until it has
 // not grown for RotatedIdle, before it is closed.
+//
+// An entry's "from" only applies to the files its first scan finds the
+// first time it is applied (the registry remembers applied entries across
+// restarts): any file found later, including one created while the agent
+// was stopped, is read from its first byte. When an entry starts, it also
+// looks for the files of its paths that the registry knows and nobody
+// reads: one renamed away while the agent was stopped (found in the same
+// directory) is read from its stored offset to its end, before the new
+// file at its path; one that is gone is forgotten.
 package harvest
 
 import (
@@ -27,6 +36,7 @@ import (
 
 	"github.com/logpipe/logpipe/agent/internal/producer"
 	"github.com/logpipe/logpipe/agent/internal/registry"
+	"github.com/logpipe/logpipe/agent/internal/tail"
 	"github.com/logpipe/logpipe/common/collect"
 )
 
@@ -43,6 +53,7 @@ type Options struct {
 	RotatedIdle    time.Duration // a rotated or deleted file is closed after this long without growth
 	MultilineFlush time.Duration // a pending multiline event is sent after this long without a new line
 	StopTimeout    time.Duration // how long a stopped file waits for its records in flight
+	SweepInterval  time.Duration // how often an entry looks for the registry's files nobody reads
 	Log            logrus.FieldLogger
 	Metrics        *Metrics
 }
@@ -59,6 +70,7 @@ func DefaultOptions() Options {
 		RotatedIdle:    5 * time.Second,
 		MultilineFlush: time.Second,
 		StopTimeout:    5 * time.Second,
+		SweepInterval:  time.Minute,
 	}
 }
 
@@ -134,11 +146,13 @@ func (m *Manager) Apply(cfg collect.Config) {
 		<-t.done
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed || m.ctx.Err() != nil {
+		m.mu.Unlock()
 		return
 	}
+	paths := make([]string, 0, len(cfg))
 	for _, e := range cfg { // config order: the first entry to match a file owns it
+		paths = append(paths, e.Path)
 		if _, ok := m.targets[e.Path]; ok {
 			continue
 		}
@@ -146,6 +160,41 @@ func (m *Manager) Apply(cfg collect.Config) {
 		m.targets[e.Path] = t
 		m.wg.Go(t.run)
 	}
+	m.mu.Unlock()
+	m.reg.KeepApplied(paths)
+	m.expire()
+}
+
+// expire forgets the offsets of files that no entry of the applied config
+// covers and that were not read for the registry's TTL.
+func (m *Manager) expire() {
+	m.mu.Lock()
+	entries := make([]collect.Entry, 0, len(m.targets))
+	for _, t := range m.targets {
+		entries = append(entries, t.entry)
+	}
+	m.mu.Unlock()
+	gone := m.reg.Expire(func(path string) bool {
+		for _, e := range entries {
+			if covers(e, path) {
+				return true
+			}
+		}
+		return false
+	})
+	for _, e := range gone {
+		m.opts.Log.WithFields(logrus.Fields{"path": e.Path, "inode": e.Identity.Ino, "offset": e.Offset}).
+			Info("forgetting the offset of a file that no collect entry covers any more")
+	}
+}
+
+// covers reports whether the entry's path or glob names path.
+func covers(e collect.Entry, path string) bool {
+	if path == e.Path {
+		return true
+	}
+	ok, _ := filepath.Match(e.Path, path)
+	return ok
 }
 
 // Wait returns when every reader has stopped, after the Manager's context
@@ -224,9 +273,14 @@ func (t *target) run() {
 	defer close(t.done)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	log := t.m.opts.Log.WithField("entry", t.entry.Path)
-	log.Info("collect entry started")
+	m := t.m
+	log := m.opts.Log.WithField("entry", t.entry.Path)
+	applied := m.reg.Applied(t.entry.Path)
+	log.WithField("first_time", !applied).Info("collect entry started")
 	defer log.Info("collect entry stopped")
+	missing := make(map[tail.Identity]bool)
+	orphans := t.sweep(missing, true)
+	lastSweep := time.Now()
 	initial := true
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -238,30 +292,143 @@ func (t *target) run() {
 		}
 		matches, err := filepath.Glob(t.entry.Path)
 		if err != nil {
-			t.m.setErr(t.entry.Path, err)
+			m.setErr(t.entry.Path, err)
 		}
+		var opened chan struct{}
+		if initial && !applied {
+			opened = make(chan struct{}, len(matches))
+		}
+		started := 0
 		for _, path := range matches {
-			if h := t.claim(path, initial); h != nil {
+			if h := t.claim(path, initial && !applied, orphans[path], opened); h != nil {
+				started++
+				wg.Go(func() { h.run(t.ctx) })
+			}
+			delete(orphans, path)
+		}
+		for path, files := range orphans { // their path names no file now
+			if h := t.claim(path, false, files, nil); h != nil {
 				wg.Go(func() { h.run(t.ctx) })
 			}
 		}
+		orphans = nil
+		if initial && !applied {
+			// "from" applied to the files found now: remember that it has,
+			// once they are in the registry, so that after a restart any
+			// other file is read from its start.
+			for range started {
+				select {
+				case <-opened:
+				case <-t.ctx.Done():
+					return
+				}
+			}
+			m.reg.MarkApplied(t.entry.Path)
+		}
 		initial = false
-		timer.Reset(t.m.opts.ScanInterval)
+		if time.Since(lastSweep) >= m.opts.SweepInterval {
+			t.sweep(missing, false)
+			m.expire()
+			lastSweep = time.Now()
+		}
+		timer.Reset(m.opts.ScanInterval)
 	}
 }
 
-// claim creates the harvester of path unless the path has one.
-func (t *target) claim(path string, initial bool) *harvester {
-	fi, err := os.Stat(path)
-	if err != nil || !fi.Mode().IsRegular() {
+// orphan is a file the registry knows under one of the entry's paths,
+// found at another path of the same directory.
+type orphan struct {
+	entry registry.Entry
+	at    string
+}
+
+// sweep looks for the files of the entry's paths that the registry knows
+// and nobody reads. A file still at its path is left to the scan. One
+// found elsewhere in the same directory (renamed by a rotation while the
+// agent was stopped) is returned by path when orphans is set and it has
+// bytes not read yet. One found nowhere is forgotten when it was already
+// missing at the previous sweep (missing keeps that between sweeps), so
+// that a file renamed into a path another entry covers is taken up there
+// first.
+func (t *target) sweep(missing map[tail.Identity]bool, orphans bool) map[string][]orphan {
+	m := t.m
+	detached := m.reg.Detached(func(path string) bool { return covers(t.entry, path) })
+	out := make(map[string][]orphan)
+	dirs := make(map[string]map[tail.Identity]string) // per directory: where each file is; nil when unreadable
+	for _, e := range detached {
+		if fi, err := os.Stat(e.Path); err == nil && identityOf(fi) == e.Identity {
+			delete(missing, e.Identity)
+			continue
+		}
+		dir := filepath.Dir(e.Path)
+		files, ok := dirs[dir]
+		if !ok {
+			files = listDir(dir)
+			dirs[dir] = files
+		}
+		if files == nil {
+			continue // cannot tell
+		}
+		at, found := files[e.Identity]
+		switch {
+		case found:
+			delete(missing, e.Identity)
+			if orphans && !covers(t.entry, at) {
+				out[e.Path] = append(out[e.Path], orphan{entry: e, at: at})
+			}
+		case missing[e.Identity]:
+			delete(missing, e.Identity)
+			if m.reg.Forget(e.Identity, e.Fingerprint) {
+				m.opts.Log.WithFields(logrus.Fields{"path": e.Path, "inode": e.Identity.Ino, "offset": e.Offset}).
+					Info("file gone: forgetting its offset")
+			}
+		default:
+			missing[e.Identity] = true
+		}
+	}
+	return out
+}
+
+// listDir maps the identities of the regular files in dir to their paths;
+// nil when dir cannot be read (an empty map when it no longer exists).
+func listDir(dir string) map[tail.Identity]string {
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[tail.Identity]string{}
+	}
+	if err != nil {
 		return nil
+	}
+	files := make(map[tail.Identity]string, len(des))
+	for _, de := range des {
+		if !de.Type().IsRegular() {
+			continue
+		}
+		if fi, err := de.Info(); err == nil {
+			files[identityOf(fi)] = filepath.Join(dir, de.Name())
+		}
+	}
+	return files
+}
+
+// claim creates the harvester of path unless the path has one. initial
+// tells that "from" applies to the first file it opens; orphans are files
+// of the path renamed away while the agent was stopped, read to their end
+// first; opened, when set, hears once the harvester has tried to open its
+// first file.
+func (t *target) claim(path string, initial bool, orphans []orphan, opened chan<- struct{}) *harvester {
+	if len(orphans) == 0 {
+		fi, err := os.Stat(path)
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
 	}
 	t.m.mu.Lock()
 	defer t.m.mu.Unlock()
 	if _, ok := t.m.paths[path]; ok {
 		return nil
 	}
-	h := &harvester{t: t, path: path, job: t.entry.JobFor(path), initial: initial}
+	h := &harvester{t: t, path: path, job: t.entry.JobFor(path), initial: initial, orphans: orphans, opened: opened}
 	t.m.paths[path] = h
 	return h
 }
@@ -281,21 +448,52 @@ type harvester struct {
 	t       *target
 	path    string
 	job     string
-	initial bool // found by the entry's first scan: "from" applies
+	initial bool            // found by the first scan of an entry applied for the first time: "from" applies
+	orphans []orphan        // files of this path renamed away while the agent was stopped
+	opened  chan<- struct{} // told once the first file was tried
+}
+
+// tried tells the target that the first file was tried.
+func (h *harvester) tried() {
+	if h.opened != nil {
+		h.opened <- struct{}{}
+		h.opened = nil
+	}
 }
 
 func (h *harvester) run(ctx context.Context) {
 	defer h.t.release(h)
+	defer h.tried()
 	m := h.t.m
 	var (
 		wg       sync.WaitGroup
 		cur      *reader
+		before   *reader // the last file renamed away while the agent was stopped
 		live     = make(map[*reader]struct{})
-		ended    = make(chan *reader, 16)
+		ended    = make(chan *reader, 16+len(h.orphans))
 		first    = true
 		interval = min(m.opts.ScanInterval, m.opts.PollMax)
 	)
 	defer wg.Wait()
+	start := func(r *reader) {
+		live[r] = struct{}{}
+		wg.Go(func() {
+			r.run(ctx)
+			select {
+			case ended <- r:
+			case <-ctx.Done():
+			}
+		})
+	}
+	for _, o := range h.orphans {
+		r, err := h.openOrphan(o, before)
+		if err != nil {
+			m.opts.Log.WithFields(logrus.Fields{"path": h.path, "at": o.at}).WithError(err).Info("not reading the rest of a file renamed away")
+			continue
+		}
+		before = r
+		start(r)
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -317,7 +515,12 @@ func (h *harvester) run(ctx context.Context) {
 			if cur != nil && cur.f.Identity() == identityOf(fi) {
 				continue
 			}
-			r, err := h.open(first, cur)
+			prev := cur
+			if prev == nil {
+				prev = before
+			}
+			r, err := h.open(first, prev)
+			h.tried()
 			if errors.Is(err, registry.ErrBusy) {
 				continue // still read under another path: try again later
 			}
@@ -331,17 +534,11 @@ func (h *harvester) run(ctx context.Context) {
 				m.opts.Log.WithField("path", h.path).Info("file rotated: reading the old one to its end and the new one from its start")
 				cur.rotate()
 			}
-			first = false
+			first, before = false, nil
 			cur = r
-			live[r] = struct{}{}
-			wg.Go(func() {
-				r.run(ctx)
-				select {
-				case ended <- r:
-				case <-ctx.Done():
-				}
-			})
+			start(r)
 		case err != nil && errors.Is(err, os.ErrNotExist):
+			h.tried()
 			if cur != nil {
 				m.opts.Metrics.Rotations.Inc()
 				m.opts.Log.WithField("path", h.path).Info("file deleted or moved: reading it to its end")
@@ -352,46 +549,66 @@ func (h *harvester) run(ctx context.Context) {
 				return // gone and read: a later scan picks up a new file at this path
 			}
 		case err != nil:
+			h.tried()
 			m.setErr(h.path, err)
+		default:
+			h.tried()
 		}
 	}
 }
 
-// open opens the file now at the path and attaches it to the registry.
+// open opens the file now at the path and attaches it to the registry: a
+// known file resumes at its offset; a new one starts at its end when
+// "from" is "end" and applies (first is the harvester's first file, found
+// by the first scan of an entry applied for the first time), else at 0.
 func (h *harvester) open(first bool, prev *reader) (*reader, error) {
 	m := h.t.m
-	r, err := newReader(h, prev)
+	r, err := newReader(h, h.path, prev)
 	if err != nil {
 		return nil, err
 	}
-	t, known, err := m.reg.Attach(r.f.Identity(), h.path, r.f.Matches)
-	if err != nil {
-		r.f.Close()
-		return nil, err
-	}
-	r.track = t
 	start := int64(0)
-	switch {
-	case known:
-		start = t.Committed()
-	case first && h.initial && h.t.entry.From == collect.FromEnd:
-		start, err = lastLineStart(r.f)
-		if err != nil {
-			t.Close()
+	if first && h.initial && h.t.entry.From == collect.FromEnd {
+		if start, err = lastLineStart(r.f); err != nil {
 			r.f.Close()
 			return nil, err
 		}
 	}
-	if err := r.f.SeekTo(start); err != nil {
-		t.Close()
+	t, known, err := m.reg.Attach(r.f.Identity(), h.path, r.f.Matches, start)
+	if err != nil {
 		r.f.Close()
 		return nil, err
 	}
-	t.Advance(start)
-	m.mu.Lock()
-	m.readers[r] = struct{}{}
-	m.mu.Unlock()
-	m.opts.Metrics.FilesTailed.Inc()
-	m.opts.Log.WithFields(logrus.Fields{"path": h.path, "inode": r.f.Identity().Ino, "offset": start, "known": known}).Info("file opened")
+	if err := r.attached(t); err != nil {
+		return nil, err
+	}
+	m.opts.Log.WithFields(logrus.Fields{"path": h.path, "inode": r.f.Identity().Ino, "offset": t.Committed(), "known": known}).Info("file opened")
+	return r, nil
+}
+
+// openOrphan opens a file of the path that was renamed away while the
+// agent was stopped, to read it from its stored offset to its end.
+func (h *harvester) openOrphan(o orphan, prev *reader) (*reader, error) {
+	m := h.t.m
+	r, err := newReader(h, o.at, prev)
+	if err != nil {
+		return nil, err
+	}
+	if r.f.Identity() != o.entry.Identity {
+		r.f.Close()
+		return nil, fmt.Errorf("%s is another file now", o.at)
+	}
+	t, err := m.reg.Reattach(o.entry.Identity, h.path, r.f.Matches)
+	if err != nil {
+		r.f.Close()
+		return nil, err
+	}
+	if err := r.attached(t); err != nil {
+		return nil, err
+	}
+	r.rotate()
+	m.opts.Metrics.Rotations.Inc()
+	m.opts.Log.WithFields(logrus.Fields{"path": h.path, "at": o.at, "inode": r.f.Identity().Ino, "offset": t.Committed()}).
+		Info("file rotated while the agent was stopped: reading it to its end")
 	return r, nil
 }

@@ -23,19 +23,23 @@ const waitLimit = 20 * time.Second
 
 type env struct {
 	t        testing.TB
+	stack    *stack.Stack
 	brokers  []string
 	dir      string
 	stateDir string
 	kafka    *testkit.Reader
 	opts     Options
 	mgr      *Manager
+	prod     *producer.Producer
+	reg      *registry.Registry
+	pcfg     func(*producer.Config) // changes the producer's defaults, at the next start
 	stop     func()
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	s := stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}})
-	e := &env{t: t, brokers: s.KafkaAddrs(), dir: t.TempDir(), stateDir: t.TempDir()}
+	e := &env{t: t, stack: s, brokers: s.KafkaAddrs(), dir: t.TempDir(), stateDir: t.TempDir()}
 	e.kafka = testkit.NewReader(t, e.brokers, "logs")
 	e.opts = DefaultOptions()
 	e.opts.AgentName, e.opts.HostName = "test-agent", "test-host"
@@ -63,6 +67,9 @@ func (e *env) start() {
 	}
 	pcfg := producer.DefaultConfig()
 	pcfg.Brokers = e.brokers
+	if e.pcfg != nil {
+		e.pcfg(&pcfg)
+	}
 	p, err := producer.New(pcfg)
 	if err != nil {
 		e.t.Fatal(err)
@@ -70,6 +77,7 @@ func (e *env) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.opts.Metrics = NewMetrics(prometheus.NewRegistry())
 	e.mgr = New(ctx, e.opts, p, reg)
+	e.prod, e.reg = p, reg
 	stopped := false
 	e.stop = func() {
 		if stopped {

@@ -28,7 +28,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "agent_lines_truncated_total", Help: "Lines cut at --max-line-bytes (or to fit the Kafka record limit).",
 		}),
 		Rewinds: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "agent_rewinds_total", Help: "Times a file was read again from its committed offset after Kafka failed records.",
+			Name: "agent_rewinds_total", Help: "Times records that Kafka failed were sent again (from memory, in file order).",
 		}),
 		Rotations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agent_file_rotations_total", Help: "Rotations, truncations and deletions noticed.",

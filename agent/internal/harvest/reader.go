@@ -51,7 +51,6 @@ type reader struct {
 	ctx    context.Context    // the reader's life
 	pass   context.Context    // also ends when a record fails
 	cancel context.CancelFunc // of pass
-	sent   bool               // something was sent since the last end of file
 	maxRec int
 
 	prev    *reader       // the file this one replaced at the path
@@ -63,9 +62,12 @@ type reader struct {
 	size atomic.Int64
 }
 
-func newReader(h *harvester, prev *reader) (*reader, error) {
+// newReader opens the file at path (the harvester's path, or where a file of
+// it was renamed to) for the harvester. Its records carry the harvester's
+// path and job.
+func newReader(h *harvester, path string, prev *reader) (*reader, error) {
 	m := h.t.m
-	f, err := tail.Open(h.path, m.opts.MaxLineBytes)
+	f, err := tail.Open(path, m.opts.MaxLineBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -98,6 +100,24 @@ func newReader(h *harvester, prev *reader) (*reader, error) {
 		r.ml, r.mlCfg = multiline.New(cfg), cfg
 	}
 	return r, nil
+}
+
+// attached positions the reader at its Track's committed offset and
+// counts it among the open files. On error the file is released.
+func (r *reader) attached(t *registry.Track) error {
+	m := r.h.t.m
+	r.track = t
+	if err := r.f.SeekTo(t.Committed()); err != nil {
+		t.Close()
+		r.f.Close()
+		return err
+	}
+	r.f.SetFingerprint(t.Fingerprint())
+	m.mu.Lock()
+	m.readers[r] = struct{}{}
+	m.mu.Unlock()
+	m.opts.Metrics.FilesTailed.Inc()
+	return nil
 }
 
 // rotate tells the reader that its path names another file now.
@@ -142,7 +162,8 @@ func (r *reader) run(ctx context.Context) {
 	poll := m.opts.PollMin
 	lastGrowth := time.Now()
 	var backoff time.Duration
-	rewoundAt := int64(-1) // set while recovering from failed records
+	retryAcked := uint64(0) // set while recovering from failed records
+	retrying := false
 	r.pass, r.cancel = context.WithCancel(ctx)
 	r.track.OnFail(r.cancel)
 	defer func() {
@@ -153,22 +174,18 @@ func (r *reader) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if r.pass.Err() != nil {
-			r.pass, r.cancel = context.WithCancel(ctx)
-			r.track.OnFail(r.cancel)
-		}
+		r.renewPass()
 		if failed, err := r.track.Failed(); failed {
-			off, ok := r.rewind(ctx, err, &backoff)
-			if !ok {
+			if !r.retry(ctx, err, &backoff) {
 				return
 			}
-			rewoundAt = off
+			retrying, retryAcked = true, r.track.Acked()
 			continue
 		}
-		if rewoundAt >= 0 && r.track.Committed() > rewoundAt {
+		if retrying && r.track.Acked() > retryAcked {
 			r.log.Info("Kafka acknowledges records again")
 			m.setErr(r.h.path, nil)
-			rewoundAt, backoff = -1, 0
+			retrying, backoff = false, 0
 		}
 		size, err := r.f.Size()
 		if err != nil {
@@ -177,22 +194,12 @@ func (r *reader) run(ctx context.Context) {
 		}
 		r.size.Store(size)
 		if size < r.f.ReadOffset() {
-			if !r.truncated(ctx, size) {
+			if !r.truncated(ctx, size, &backoff) {
 				return
 			}
 			continue
 		}
 		before := r.f.ReadOffset()
-		if !r.sent && size > before && before > 0 && !r.isRotated() {
-			// A new burst after a pause: make sure the file was not
-			// truncated and rewritten past our offset in between.
-			if ok, err := r.f.Matches(r.track.Fingerprint()); err == nil && !ok {
-				if !r.truncated(ctx, 0) {
-					return
-				}
-				continue
-			}
-		}
 		err = r.f.ReadLines(r.line)
 		if errors.Is(err, errStopped) || ctx.Err() != nil {
 			return
@@ -200,24 +207,26 @@ func (r *reader) run(ctx context.Context) {
 		if errors.Is(err, errFailed) {
 			continue
 		}
+		if errors.Is(err, tail.ErrTruncated) {
+			if !r.truncated(ctx, size, &backoff) {
+				return
+			}
+			continue
+		}
 		if err != nil {
 			m.setErr(r.h.path, err)
 			return
 		}
+		if fp := r.f.ReadFingerprint(); fp != r.track.Fingerprint() {
+			r.track.SetFingerprint(fp)
+		}
 		now := time.Now()
 		if r.f.ReadOffset() > before {
-			r.sent = true
 			poll = m.opts.PollMin
 			lastGrowth = now
-			if fp := r.track.Fingerprint(); fp.Len < tail.FingerprintSize && r.f.ReadOffset() > int64(fp.Len) {
-				if fp, err := r.f.Fingerprint(); err == nil {
-					r.track.SetFingerprint(fp)
-				}
-			}
 			continue
 		}
 		// At the end of the file.
-		r.sent = false
 		m.opts.Metrics.LagBytes.WithLabelValues(r.h.path).Set(float64(size - r.track.Committed()))
 		if r.ml != nil && now.Sub(lastGrowth) >= m.opts.MultilineFlush {
 			if err := r.ml.Flush(r.event); errors.Is(err, errStopped) {
@@ -253,6 +262,14 @@ func (r *reader) run(ctx context.Context) {
 	}
 }
 
+// renewPass starts a new pass after a failure ended the last one.
+func (r *reader) renewPass() {
+	if r.pass.Err() != nil {
+		r.pass, r.cancel = context.WithCancel(r.ctx)
+		r.track.OnFail(r.cancel)
+	}
+}
+
 // flush sends what is left of a file that will not grow any more: a last
 // line without a newline and a pending multiline event.
 func (r *reader) flush() error {
@@ -285,55 +302,99 @@ func (r *reader) finish() {
 	m.opts.Metrics.FilesTailed.Dec()
 }
 
-// rewind waits until Kafka has answered for every record in flight, then
-// reads the file again from the first record that failed, after a backoff.
-func (r *reader) rewind(ctx context.Context, cause error, backoff *time.Duration) (int64, bool) {
+// retry waits until Kafka has answered for every record in flight, then,
+// after a backoff, sends the records it failed again, as they were read,
+// and reads on after the last record sent (the lines read meanwhile, whose
+// sending the failure interrupted, are read again).
+func (r *reader) retry(ctx context.Context, cause error, backoff *time.Duration) bool {
 	m := r.h.t.m
-	select {
-	case <-r.track.Idle():
-	case <-ctx.Done():
-		return 0, false
+	if !r.resend(ctx, cause, backoff) {
+		return false
 	}
-	off := r.track.Rewind()
-	m.opts.Metrics.Rewinds.Inc()
-	*backoff = min(max(2**backoff, 100*time.Millisecond), 5*time.Second)
-	m.setErr(r.h.path, fmt.Errorf("sending again from offset %d: Kafka failed records: %w", off, cause))
-	if err := r.f.SeekTo(off); err != nil {
+	if err := r.f.SeekTo(r.track.Consumed()); err != nil {
 		m.setErr(r.h.path, err)
-		return 0, false
+		return false
 	}
 	if r.ml != nil {
 		r.ml = multiline.New(r.mlCfg)
 	}
-	return off, sleep(ctx, *backoff/2+rand.N(*backoff/2+1))
+	return true
 }
 
-// truncated handles a file that became shorter than the read offset (or was
-// rewritten): what was read is sent, then reading starts again at 0.
-func (r *reader) truncated(ctx context.Context, size int64) bool {
+// resend waits until nothing is in flight, backs off, and sends the failed
+// records again from memory: the file may no longer hold them (truncated).
+func (r *reader) resend(ctx context.Context, cause error, backoff *time.Duration) bool {
 	m := r.h.t.m
-	m.opts.Metrics.Rotations.Inc()
-	r.log.WithField("size", size).Info("file truncated: reading it again from the start")
-	if err := r.flush(); errors.Is(err, errStopped) {
-		return false
-	}
 	select {
 	case <-r.track.Idle():
 	case <-ctx.Done():
 		return false
 	}
-	if failed, err := r.track.Failed(); failed {
-		// The bytes those records came from are gone.
-		r.log.WithError(err).Error("records failed and the file was truncated before they could be read again")
+	*backoff = min(max(2**backoff, 100*time.Millisecond), 5*time.Second)
+	m.setErr(r.h.path, fmt.Errorf("sending records again from offset %d: Kafka failed them: %w", r.track.Committed(), cause))
+	if !sleep(ctx, *backoff/2+rand.N(*backoff/2+1)) {
+		return false
 	}
-	r.track.Rewind()
+	msgs := r.track.Retry()
+	m.opts.Metrics.Rewinds.Inc()
+	for i, msg := range msgs {
+		if err := m.prod.Resend(ctx, msg); err != nil {
+			for _, rest := range msgs[i+1:] {
+				r.track.Done(rest, err)
+			}
+			return false
+		}
+	}
+	return true
+}
+
+// truncated handles a file that became shorter than the read offset or no
+// longer starts with the bytes it had. What was read before is sent first
+// (from memory: the file no longer holds it), a partial last line
+// included; then reading starts again at 0.
+func (r *reader) truncated(ctx context.Context, size int64, backoff *time.Duration) bool {
+	m := r.h.t.m
+	m.opts.Metrics.Rotations.Inc()
+	r.log.WithField("size", size).Info("file truncated: reading it again from the start")
+	if !r.drain(ctx, backoff) {
+		return false
+	}
+	r.renewPass()
+	if err := r.flush(); errors.Is(err, errStopped) {
+		return false
+	}
+	if !r.drain(ctx, backoff) {
+		return false
+	}
 	if err := r.f.SeekTo(0); err != nil {
 		m.setErr(r.h.path, err)
 		return false
 	}
 	r.track.Advance(0)
 	r.track.SetFingerprint(tail.Fingerprint{})
+	if r.ml != nil {
+		r.ml = multiline.New(r.mlCfg)
+	}
 	return true
+}
+
+// drain waits until Kafka has acknowledged every record in flight, sending
+// the failed ones again.
+func (r *reader) drain(ctx context.Context, backoff *time.Duration) bool {
+	for {
+		select {
+		case <-r.track.Idle():
+		case <-ctx.Done():
+			return false
+		}
+		failed, err := r.track.Failed()
+		if !failed {
+			return true
+		}
+		if !r.resend(ctx, err, backoff) {
+			return false
+		}
+	}
 }
 
 // line handles one physical line.
@@ -376,7 +437,7 @@ func (r *reader) send(start, end int64, text []byte, flags []string) error {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	val := r.encode(msg.Value(), text, now, start, flags)
+	val := r.encode(msg.Buffer(r.enc.size(len(text), len(flags))), text, now, start, flags)
 	msg.Start, msg.End = start, end
 	m.opts.Metrics.LinesRead.Inc()
 	msg.Timestamp = now
@@ -414,7 +475,7 @@ func (r *reader) encode(dst, text []byte, now time.Time, start int64, flags []st
 			flags = flagsBoth
 		}
 		r.h.t.m.opts.Metrics.Truncated.Inc()
-		val = r.enc.append(dst[:0], now, text, start, flags)
+		val = r.enc.append(val[:0], now, text, start, flags)
 	}
 	return val
 }

@@ -34,7 +34,7 @@ func BenchmarkProduce(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		m, _ := p.Acquire(ctx)
-		_ = p.Send(ctx, m, o, "logs", []byte("bench"), append(m.Value(), val...))
+		_ = p.Send(ctx, m, o, "logs", []byte("bench"), append(m.Buffer(len(val)), val...))
 		n++
 	}
 	for o.n.Load() < int64(n) {

@@ -2,11 +2,15 @@
 // idempotent, acks from all in-sync replicas, one request in flight per
 // broker, lz4 by default, key = job.
 //
-// Memory is bounded: a record can only be sent with a Message taken from a
-// fixed pool, and the bytes of the records in flight are counted against a
-// budget, so a reader blocks in Acquire when Kafka is slow or down. Every
-// Message reports its outcome to its Owner (the file it came from); the
-// Owner decides when the Message goes back to the pool.
+// Memory is bounded by bytes: a record can only be sent with a Message
+// taken from a fixed pool, its value is written into a buffer the producer
+// hands out, and the capacity of the buffers of the records in flight is
+// counted against a budget (MaxInflightSize), so a reader blocks when Kafka
+// is slow or down. Released buffers are kept for reuse up to an eighth of
+// the budget, whatever the lengths of the lines (buffers.go). Every Message
+// reports its outcome to its Owner (the file it came from); the Owner
+// decides when the Message goes back to the pool, and may send a failed
+// one again as it is (Resend).
 //
 // Batching is sarama's: with no flush thresholds a batch leaves as soon as
 // the previous request to that broker has been answered, so a lone line goes
@@ -41,7 +45,7 @@ type Config struct {
 	Compression     sarama.CompressionCodec
 	MaxMessageBytes int           // largest record value; see Encoded limits in the caller
 	MaxInflight     int           // records taken from the pool and not yet released
-	MaxInflightSize int64         // bytes of those records
+	MaxInflightSize int64         // bytes of those records: the capacity of their value buffers
 	Linger          time.Duration // sarama Producer.Flush.Frequency; 0 sends as soon as possible
 	DialTimeout     time.Duration
 }
@@ -84,12 +88,24 @@ type Message struct {
 	Acked, Failed bool
 }
 
-// Value returns the record value buffer to append to, emptied.
-func (m *Message) Value() []byte { return m.val[:0] }
+// Buffer returns an empty buffer with room for n bytes, to append the
+// record value to and pass to Send. A value that outgrows it is fine.
+func (m *Message) Buffer(n int) []byte {
+	if m.p == nil {
+		return make([]byte, 0, n)
+	}
+	if m.val == nil || cap(m.val) < n {
+		if m.val != nil {
+			m.p.bufs.put(m.val)
+		}
+		m.val = m.p.bufs.get(n)
+	}
+	return m.val[:0]
+}
 
-// Release returns m to the pool and frees its bytes from the budget. A
-// Message made outside a Producer (in tests) has no pool: Release only
-// resets it.
+// Release returns m to the pool, its value buffer to the kept buffers, and
+// frees its bytes from the budget. A Message made outside a Producer (in
+// tests) has no pool: Release only resets it.
 func (m *Message) Release() {
 	p := m.p
 	if p == nil {
@@ -100,9 +116,11 @@ func (m *Message) Release() {
 		p.budget.Release(m.size)
 		m.size = 0
 	}
-	if cap(m.val) > 64<<10 {
+	if m.val != nil {
+		p.bufs.put(m.val)
 		m.val = nil
 	}
+	m.pm = sarama.ProducerMessage{Metadata: m}
 	m.owner, m.key = nil, nil
 	m.Acked, m.Failed, m.Timestamp = false, false, time.Time{}
 	p.inflight.Add(-1)
@@ -121,14 +139,17 @@ type Stats struct {
 	Acked, Failed uint64
 	Inflight      int64
 	InflightBytes int64
+	KeptBytes     int64 // value buffers kept for reuse
 }
 
 // Producer is an AsyncProducer with a bounded pool of Messages.
 type Producer struct {
 	cfg    Config
 	ap     sarama.AsyncProducer
-	free   chan *Message
+	free   chan *Message // released Messages; more are made up to MaxInflight
+	made   atomic.Int64
 	budget *budget
+	bufs   *buffers
 
 	inflight  atomic.Int64
 	bytes     atomic.Int64
@@ -199,12 +220,8 @@ func New(cfg Config) (*Producer, error) {
 		ap:     ap,
 		free:   make(chan *Message, cfg.MaxInflight),
 		budget: newBudget(cfg.MaxInflightSize),
+		bufs:   newBuffers(max(cfg.MaxInflightSize/8, 1<<20)),
 		done:   make(chan struct{}),
-	}
-	for range cfg.MaxInflight {
-		m := &Message{p: p}
-		m.pm.Metadata = m
-		p.free <- m
 	}
 	p.wg.Add(2)
 	go p.successes()
@@ -216,6 +233,7 @@ func New(cfg Config) (*Producer, error) {
 var ErrClosed = errors.New("producer: closed")
 
 // Acquire takes a Message from the pool, waiting while all are in flight.
+// Messages are made as needed, up to MaxInflight.
 func (p *Producer) Acquire(ctx context.Context) (*Message, error) {
 	select {
 	case m := <-p.free:
@@ -223,6 +241,13 @@ func (p *Producer) Acquire(ctx context.Context) (*Message, error) {
 		return m, nil
 	default:
 	}
+	if p.made.Add(1) <= int64(p.cfg.MaxInflight) {
+		m := &Message{p: p}
+		m.pm.Metadata = m
+		p.inflight.Add(1)
+		return m, nil
+	}
+	p.made.Add(-1)
 	select {
 	case m := <-p.free:
 		p.inflight.Add(1)
@@ -234,36 +259,68 @@ func (p *Producer) Acquire(ctx context.Context) (*Message, error) {
 	}
 }
 
-// Send sends m with value val (from m.Value, appended to) and key to topic.
-// It waits while the bytes in flight are over budget. On error m has not
-// been sent (nor reported to owner) and still belongs to the caller, who
-// must Release it.
+// Send sends m with value val (from m.Buffer, appended to) and key to
+// topic. It waits while the bytes in flight (the capacity of the value
+// buffers) are over budget. On error m has not been sent (nor reported to
+// owner) and still belongs to the caller, who must Release it.
 func (p *Producer) Send(ctx context.Context, m *Message, owner Owner, topic string, key, val []byte) error {
-	size := min(int64(len(val)+len(key)), p.cfg.MaxInflightSize)
+	if cap(m.val) > 0 && (cap(val) == 0 || &m.val[:1][0] != &val[:1][0]) {
+		// The value outgrew the buffer Buffer gave.
+		p.bufs.put(m.val)
+	}
+	m.val = val
+	size := min(int64(cap(val)+len(key)), p.cfg.MaxInflightSize)
 	if err := p.budget.Acquire(ctx, size); err != nil {
 		return err
 	}
 	m.size = size
 	m.owner = owner
 	m.key = key
-	m.val = val
 	m.pm = sarama.ProducerMessage{Topic: topic, Key: &m.key, Value: &m.val, Metadata: m, Timestamp: m.Timestamp}
 	p.bytes.Add(size)
 	owner.Sent(m)
+	return p.input(ctx, m, false)
+}
+
+// Resend sends again, as it is, a Message that its Owner got back as
+// failed and has not released. It keeps the bytes it holds in the budget
+// and waits for nothing but room in sarama's input. When ctx ends or the
+// producer closes first, the Owner gets m back as failed and Resend returns
+// the reason.
+func (p *Producer) Resend(ctx context.Context, m *Message) error {
+	m.pm = sarama.ProducerMessage{Topic: m.pm.Topic, Key: &m.key, Value: &m.val, Metadata: m, Timestamp: m.Timestamp}
+	p.bytes.Add(m.size)
+	return p.input(ctx, m, true)
+}
+
+// input hands m to sarama. Send (resend false) does not give up when ctx
+// ends, only when the producer closes: the owner already counts m.
+func (p *Producer) input(ctx context.Context, m *Message, resend bool) error {
+	wait := ctx.Done()
+	if !resend {
+		wait = nil
+	}
+	err := ErrClosed
 	p.sending.RLock()
-	defer p.sending.RUnlock()
 	select {
 	case <-p.done:
 	default:
 		select {
 		case p.ap.Input() <- &m.pm:
+			p.sending.RUnlock()
 			return nil
 		case <-p.done:
+		case <-wait:
+			err = context.Cause(ctx)
 		}
 	}
+	p.sending.RUnlock()
 	// Not sent: the owner gets its message back as failed.
 	p.bytes.Add(-m.size)
-	owner.Done(m, ErrClosed)
+	m.owner.Done(m, err)
+	if resend {
+		return err
+	}
 	return nil
 }
 
@@ -294,6 +351,7 @@ func (p *Producer) Stats() Stats {
 		Failed:        uint64(p.failed.Load()),
 		Inflight:      p.inflight.Load(),
 		InflightBytes: p.bytes.Load(),
+		KeptBytes:     p.bufs.held(),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func send(t *testing.T, p *Producer, o Owner, key, val string) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := append(m.Value(), val...)
+	v := append(m.Buffer(len(val)), val...)
 	if err := p.Send(context.Background(), m, o, "logs", []byte(key), v); err != nil {
 		m.Release()
 		return err
@@ -143,7 +144,7 @@ func TestBytesBudget(t *testing.T) {
 	m, _ := p.Acquire(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if err := p.Send(ctx, m, held, "logs", nil, append(m.Value(), big...)); !errors.Is(err, context.DeadlineExceeded) {
+	if err := p.Send(ctx, m, held, "logs", nil, append(m.Buffer(len(big)), big...)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("send over budget: %v", err)
 	}
 	m.Release()
@@ -258,5 +259,118 @@ func TestPartitionLikeJava(t *testing.T) {
 		if rec.Partition != want || rec.Partition != partition.ForJob(rec.Key, 7) {
 			t.Errorf("job %q on partition %d, want %d", rec.Key, rec.Partition, want)
 		}
+	}
+}
+
+// What the producer keeps for reuse is bounded by bytes whatever the
+// record sizes, and favours the small buffers that most lines need.
+func TestBuffersBoundedByBytes(t *testing.T) {
+	b := newBuffers(1 << 20)
+	for range 100 {
+		b.put(make([]byte, 0, 48<<10))
+	}
+	if h := b.held(); h > 1<<20 || h < 1<<20-48<<10 {
+		t.Fatalf("%d bytes kept of 100 buffers of 48 KiB, limit 1 MiB", h)
+	}
+	for range 4096 {
+		b.put(make([]byte, 0, 256))
+	}
+	if h := b.held(); h > 1<<20 {
+		t.Fatalf("%d bytes kept, limit 1 MiB", h)
+	}
+	large := 0
+	for _, c := range b.free[len(classSizes)/2:] {
+		large += len(c)
+	}
+	if large != 0 {
+		t.Fatalf("%d large buffers kept while small ones were dropped", large)
+	}
+	b.put(make([]byte, 0, 8<<20)) // larger than any class
+	if h := b.held(); h > 1<<20 {
+		t.Fatalf("%d bytes kept after an oversized buffer", h)
+	}
+	for _, n := range []int{0, 1, 255, 256, 257, 1000, 48 << 10, 256<<10 + 300, 1000000, 5 << 20} {
+		buf := b.get(n)
+		if len(buf) != 0 || cap(buf) < n || (n > minClass && cap(buf) > n+n/stepsPerPow2) {
+			t.Fatalf("get(%d): len %d cap %d", n, len(buf), cap(buf))
+		}
+	}
+}
+
+func TestValueBuffersReused(t *testing.T) {
+	s := stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}})
+	p := newProducer(t, s.KafkaAddrs(), nil)
+	o := &owner{}
+	m, _ := p.Acquire(context.Background())
+	first := m.Buffer(1000)
+	if err := p.Send(context.Background(), m, o, "logs", []byte("k"), append(first, strings.Repeat("v", 1000)...)); err != nil {
+		t.Fatal(err)
+	}
+	waitCounts(t, o, 1, 0)
+	if st := p.Stats(); st.KeptBytes < int64(cap(first)) {
+		t.Fatalf("stats %+v: the released buffer is not kept", st)
+	}
+	m2, _ := p.Acquire(context.Background())
+	defer m2.Release()
+	if again := m2.Buffer(1000); &again[:1][0] != &first[:1][0] {
+		t.Fatal("a kept buffer of the right class was not reused")
+	}
+}
+
+// A record that Kafka failed is sent again as it was, keeping its bytes in
+// the budget (it is not counted twice).
+func TestResendAfterFailure(t *testing.T) {
+	s := stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}})
+	p := newProducer(t, s.KafkaAddrs(), nil)
+	var mu sync.Mutex
+	var failed []*Message
+	var acked int
+	held := ownerFunc(func(m *Message, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed = append(failed, m)
+			return
+		}
+		acked++
+		m.Release()
+	})
+	if err := s.StopKafka(); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(t, p, held, "k", `{"message":"again","@timestamp":"2026-11-21T10:00:00Z"}`); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(failed)
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the record did not fail while Kafka was down")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	used := p.budget.used.Load()
+	if err := s.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Resend(context.Background(), failed[0]); err != nil {
+		t.Fatal(err)
+	}
+	if u := p.budget.used.Load(); u != used {
+		t.Fatalf("budget %d after a resend, was %d", u, used)
+	}
+	r := testkit.NewReader(t, s.KafkaAddrs(), "logs")
+	r.WaitFor(30*time.Second, "the record sent again", func(recs []testkit.Record) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(recs) == 1 && recs[0].Rec.Message == "again" && acked == 1
+	})
+	if u := p.budget.used.Load(); u != 0 {
+		t.Fatalf("budget %d after the record was acknowledged and released", u)
 	}
 }

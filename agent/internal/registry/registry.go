@@ -1,6 +1,14 @@
 // Package registry is the agent's durable offset registry: for each file
 // identity (device, inode and a fingerprint of the first bytes) the offset of
-// the first byte not yet acknowledged by Kafka.
+// the first byte not yet acknowledged by Kafka, and which collect entries
+// have been applied before (an entry's "from" is only for the files that
+// exist when it is first applied).
+//
+// Nothing is dropped from the registry when the agent starts, however long
+// it was stopped: a file's offset is forgotten only when the file is gone
+// (the harvester that covers its path looked for it and did not find it,
+// Forget) or, for a file that no collect entry covers any more, once it has
+// not been read for the TTL (Expire, called once the config is applied).
 //
 // A Track follows the records of one file in flight. Kafka acknowledgements
 // may complete out of order across partitions, but a file's committed offset
@@ -27,11 +35,16 @@ import (
 // FileName is the registry's file inside the state directory.
 const FileName = "offsets.json"
 
-// DefaultTTL is how long the offset of a file no longer being read is kept.
+// DefaultTTL is how long the offset of a file that no collect entry covers
+// is kept after it was last read.
 const DefaultTTL = 24 * time.Hour
 
-// ErrBusy is returned by Attach for a file identity another reader holds.
-var ErrBusy = errors.New("registry: file is already being read")
+var (
+	// ErrBusy is returned by Attach for a file identity another reader holds.
+	ErrBusy = errors.New("registry: file is already being read")
+	// ErrUnknown is returned by Reattach for a file the registry does not know.
+	ErrUnknown = errors.New("registry: file not in the registry")
+)
 
 // Entry is one file in the registry file.
 type Entry struct {
@@ -42,9 +55,16 @@ type Entry struct {
 	Seen        time.Time        `json:"seen"`
 }
 
+// Applied is a collect entry, by its path, applied since At.
+type Applied struct {
+	Path string    `json:"path"`
+	At   time.Time `json:"at"`
+}
+
 type fileFormat struct {
-	Version int     `json:"version"`
-	Files   []Entry `json:"files"`
+	Version int       `json:"version"`
+	Files   []Entry   `json:"files"`
+	Applied []Applied `json:"applied"`
 }
 
 type entry struct {
@@ -60,7 +80,8 @@ type Registry struct {
 
 	mu      sync.Mutex
 	entries map[tail.Identity]*entry
-	last    []byte // what was last written
+	applied map[string]time.Time // collect entries by path: when first applied
+	last    []byte               // what was last written
 }
 
 // Open loads the registry from dir, creating dir if needed. A registry file
@@ -75,6 +96,7 @@ func Open(dir string) (*Registry, error) {
 		ttl:     DefaultTTL,
 		now:     time.Now,
 		entries: make(map[tail.Identity]*entry),
+		applied: make(map[string]time.Time),
 	}
 	// Temporary files of a write cut short by a crash.
 	if stale, _ := filepath.Glob(r.path + ".tmp-*"); len(stale) > 0 {
@@ -98,16 +120,29 @@ func Open(dir string) (*Registry, error) {
 	for _, e := range f.Files {
 		r.entries[e.Identity] = &entry{Entry: e}
 	}
-	r.last = data
+	for _, a := range f.Applied {
+		r.applied[a.Path] = a.At
+	}
 	return r, nil
 }
 
-// Attach claims the file with identity id for reading. verify tells whether
-// the file still starts with a stored fingerprint. When the registry knows
-// the file, Attach returns its Track positioned at the stored offset and
-// known true; otherwise a Track that the caller positions with Advance.
-// ErrBusy means another reader holds the identity.
-func (r *Registry) Attach(id tail.Identity, path string, verify func(tail.Fingerprint) (bool, error)) (t *Track, known bool, err error) {
+// Attach claims the file with identity id for reading under path. verify
+// tells whether the file still starts with a stored fingerprint. When the
+// registry knows the file, Attach returns its Track positioned at the
+// stored offset and known true; otherwise it records the file at offset
+// start. ErrBusy means another reader holds the identity.
+func (r *Registry) Attach(id tail.Identity, path string, verify func(tail.Fingerprint) (bool, error), start int64) (t *Track, known bool, err error) {
+	return r.attach(id, path, verify, start, true)
+}
+
+// Reattach is Attach for a file the registry knows only: ErrUnknown when it
+// does not know it (or the fingerprint differs), and nothing is recorded.
+func (r *Registry) Reattach(id tail.Identity, path string, verify func(tail.Fingerprint) (bool, error)) (*Track, error) {
+	t, _, err := r.attach(id, path, verify, 0, false)
+	return t, err
+}
+
+func (r *Registry) attach(id tail.Identity, path string, verify func(tail.Fingerprint) (bool, error), start int64, create bool) (t *Track, known bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.entries[id]
@@ -123,11 +158,14 @@ func (r *Registry) Attach(id tail.Identity, path string, verify func(tail.Finger
 			e = nil // a different file that got the same inode
 		}
 	}
-	if e == nil {
-		e = &entry{Entry: Entry{Identity: id}}
-		r.entries[id] = e
-	} else {
+	switch {
+	case e != nil:
 		known = true
+	case !create:
+		return nil, false, ErrUnknown
+	default:
+		e = &entry{Entry: Entry{Identity: id, Offset: start}}
+		r.entries[id] = e
 	}
 	e.Path = path
 	e.Seen = r.now()
@@ -166,26 +204,27 @@ func (r *Registry) Offset(id tail.Identity) (int64, bool) {
 func (r *Registry) Save() error {
 	r.mu.Lock()
 	now := r.now()
-	f := fileFormat{Version: 1, Files: make([]Entry, 0, len(r.entries))}
-	for id, e := range r.entries {
+	f := fileFormat{Version: 1, Files: make([]Entry, 0, len(r.entries)), Applied: make([]Applied, 0, len(r.applied))}
+	for _, e := range r.entries {
 		if e.track != nil {
 			e.Offset, e.Fingerprint = e.track.snapshot()
 			e.Seen = now
-		} else if now.Sub(e.Seen) > r.ttl {
-			delete(r.entries, id)
-			continue
 		}
 		f.Files = append(f.Files, e.Entry)
+	}
+	for path, at := range r.applied {
+		f.Applied = append(f.Applied, Applied{Path: path, At: at})
 	}
 	r.mu.Unlock()
 	slices.SortFunc(f.Files, func(a, b Entry) int {
 		return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.Identity.Dev, b.Identity.Dev), cmp.Compare(a.Identity.Ino, b.Identity.Ino))
 	})
+	slices.SortFunc(f.Applied, func(a, b Applied) int { return cmp.Compare(a.Path, b.Path) })
 	// Seen changes on every save; compare without it to skip idle writes.
-	cmpView := make([]Entry, len(f.Files))
-	copy(cmpView, f.Files)
-	for i := range cmpView {
-		cmpView[i].Seen = time.Time{}
+	cmpView := fileFormat{Files: make([]Entry, len(f.Files)), Applied: f.Applied}
+	copy(cmpView.Files, f.Files)
+	for i := range cmpView.Files {
+		cmpView.Files[i].Seen = time.Time{}
 	}
 	key, _ := json.Marshal(cmpView)
 	data, err := json.MarshalIndent(f, "", " ")
@@ -252,6 +291,85 @@ func (r *Registry) Entries() []Entry {
 			x.Offset, x.Fingerprint = e.track.snapshot()
 		}
 		out = append(out, x)
+	}
+	return out
+}
+
+// Applied reports whether the collect entry with this path was applied
+// before (and not removed from the config since).
+func (r *Registry) Applied(entry string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.applied[entry]
+	return ok
+}
+
+// MarkApplied records that the collect entry with this path has been
+// applied: from now on, across restarts, its "from" no longer applies.
+func (r *Registry) MarkApplied(entry string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.applied[entry]; !ok {
+		r.applied[entry] = r.now().UTC()
+	}
+}
+
+// KeepApplied forgets the applied collect entries not in entries: the
+// config no longer has them, and should one come back, it is applied anew.
+func (r *Registry) KeepApplied(entries []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for path := range r.applied {
+		if !slices.Contains(entries, path) {
+			delete(r.applied, path)
+		}
+	}
+}
+
+// Detached returns the files that nobody reads and whose path covered
+// tells, sorted by when they were last read.
+func (r *Registry) Detached(covered func(path string) bool) []Entry {
+	r.mu.Lock()
+	var out []Entry
+	for _, e := range r.entries {
+		if e.track == nil && covered(e.Path) {
+			out = append(out, e.Entry)
+		}
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b Entry) int {
+		return cmp.Or(a.Seen.Compare(b.Seen), cmp.Compare(a.Identity.Ino, b.Identity.Ino))
+	})
+	return out
+}
+
+// Forget drops a file that is gone: only when nobody reads it and it still
+// has fingerprint fp (it was not taken up again as another file since).
+func (r *Registry) Forget(id tail.Identity, fp tail.Fingerprint) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.entries[id]
+	if e == nil || e.track != nil || e.Fingerprint != fp {
+		return false
+	}
+	delete(r.entries, id)
+	return true
+}
+
+// Expire drops the files that nobody reads, that no collect entry covers
+// (covered tells by path) and that were last read more than the TTL ago,
+// and returns them. The agent calls it once a config is applied, never
+// before: a file is not forgotten because the agent could not read it yet.
+func (r *Registry) Expire(covered func(path string) bool) []Entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	var out []Entry
+	for id, e := range r.entries {
+		if e.track == nil && now.Sub(e.Seen) > r.ttl && !covered(e.Path) {
+			out = append(out, e.Entry)
+			delete(r.entries, id)
+		}
 	}
 	return out
 }

@@ -13,8 +13,10 @@ import (
 //
 // When Kafka reports a record as failed (sarama gave up retrying), the
 // records after it stop counting: once nothing is in flight the reader calls
-// Rewind and reads the file again from the failed record, so that a file's
-// records reach Kafka in file order, with at worst some duplicates.
+// Retry and sends them all again from the failed one, as they were read,
+// before anything newer: whatever happened to the file meanwhile (it may
+// have been truncated), the last copies of its records in Kafka are in
+// file order.
 type Track struct {
 	reg *Registry
 	id  tail.Identity
@@ -69,7 +71,7 @@ func (t *Track) Advance(off int64) {
 }
 
 // OnFail sets a function called (under the Track's lock: it must not call
-// back) when a record fails after none had since the last Rewind. A reader
+// back) when a record fails after none had since the last Retry. A reader
 // uses it to stop waiting for room in the producer, which the failed
 // records hold until it rewinds.
 func (t *Track) OnFail(f func()) {
@@ -134,7 +136,7 @@ func (t *Track) pop() {
 	}
 }
 
-// Failed reports whether a record failed since the last Rewind, and the
+// Failed reports whether a record failed since the last Retry, and the
 // last error.
 func (t *Track) Failed() (bool, error) {
 	t.mu.Lock()
@@ -163,20 +165,35 @@ func (t *Track) Acked() uint64 {
 	return t.acked
 }
 
-// Rewind forgets every record after the committed offset and returns that
-// offset, where the reader must continue. Call it only when Idle.
-func (t *Track) Rewind() int64 {
+// Retry counts the records from the first one Kafka failed as in flight
+// again, acknowledged ones after it included, and returns them in file
+// order for the reader to send again as they are (producer.Resend): their
+// values are kept until the records before them are acknowledged. Kafka
+// may have acknowledged some later records before it failed an earlier
+// one; sending the whole run again means that its last copies are in file
+// order. Call it only when Idle.
+func (t *Track) Retry() []*producer.Message {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	off := t.committed()
+	out := make([]*producer.Message, 0, len(t.q)-t.head)
 	for _, m := range t.q[t.head:] {
-		m.Release()
+		m.Acked, m.Failed = false, false
+		out = append(out, m)
 	}
-	clear(t.q)
-	t.q, t.head = t.q[:0], 0
+	if len(out) > 0 {
+		t.idle = make(chan struct{})
+		t.inflight = len(out)
+	}
 	t.failed, t.lastErr = 0, nil
-	t.consumed = off
-	return off
+	return out
+}
+
+// Consumed is the offset up to which the reader has handed the file to
+// Kafka: the end of the last record sent, or where Advance put it.
+func (t *Track) Consumed() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.consumed
 }
 
 // Committed is the offset of the first byte not yet acknowledged.

@@ -35,8 +35,14 @@ const FingerprintSize = 1024
 // minBuffer is the read buffer of a file whose lines are short.
 const minBuffer = 64 << 10
 
-// ErrNotRegular is returned by Open for directories, pipes and devices.
-var ErrNotRegular = errors.New("tail: not a regular file")
+var (
+	// ErrNotRegular is returned by Open for directories, pipes and devices.
+	ErrNotRegular = errors.New("tail: not a regular file")
+	// ErrTruncated is returned by ReadLines when the file no longer starts
+	// with the bytes it had: it was truncated (and maybe written again past
+	// the read offset) since the last read.
+	ErrTruncated = errors.New("tail: file truncated or rewritten")
+)
 
 // Identity names a file independently of its path: device and inode.
 type Identity struct {
@@ -89,6 +95,9 @@ type File struct {
 	skipping  bool   // discarding the rest of a line longer than maxLine
 	long      []byte // the first maxLine bytes of that line
 	longStart int64  // its offset
+
+	fp    Fingerprint // of the first bytes read: checked before every read
+	fpBuf [FingerprintSize]byte
 }
 
 // Open opens path for reading. maxLine is the longest line kept whole; a
@@ -150,7 +159,8 @@ func (t *File) Consumed() int64 {
 	return t.rOff
 }
 
-// SeekTo drops buffered data and continues reading at off.
+// SeekTo drops buffered data and continues reading at off. Seeking to 0
+// forgets the fingerprint: the file is read as new.
 func (t *File) SeekTo(off int64) error {
 	if _, err := t.f.Seek(off, io.SeekStart); err != nil {
 		return err
@@ -160,6 +170,42 @@ func (t *File) SeekTo(off int64) error {
 	t.skipping, t.long = false, nil
 	if cap(t.buf) > minBuffer {
 		t.buf = nil
+	}
+	if off == 0 {
+		t.fp = Fingerprint{}
+	}
+	return nil
+}
+
+// SetFingerprint sets the fingerprint the file is expected to start with,
+// such as the one stored for it in the registry.
+func (t *File) SetFingerprint(fp Fingerprint) { t.fp = fp }
+
+// ReadFingerprint is the fingerprint of the file's first bytes as last
+// checked: it covers up to FingerprintSize bytes before the read offset.
+func (t *File) ReadFingerprint() Fingerprint { return t.fp }
+
+// verify checks, before a read at a nonzero offset, that the file still
+// starts with the bytes its fingerprint was made of, so that a truncation
+// is noticed whatever the size looks like now (it may have been written
+// again past the read offset) and whenever the reader comes back (it may
+// have waited for Kafka meanwhile). It extends the fingerprint while it
+// covers less than FingerprintSize bytes.
+func (t *File) verify() error {
+	want := int(min(t.eofOff, FingerprintSize))
+	if t.fp.Len > want {
+		want = t.fp.Len
+	}
+	b := t.fpBuf[:want]
+	n, err := t.f.ReadAt(b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if t.fp.Len > 0 && (n < t.fp.Len || hashBytes(b[:t.fp.Len]) != t.fp.Hash) {
+		return fmt.Errorf("%w: %s", ErrTruncated, t.path)
+	}
+	if n > t.fp.Len {
+		t.fp = Fingerprint{Len: n, Hash: hashBytes(b[:n])}
 	}
 	return nil
 }
@@ -277,6 +323,11 @@ func (t *File) fill() (int, error) {
 	}
 	if t.buf == nil {
 		t.buf = make([]byte, minBuffer)
+	}
+	if t.eofOff > 0 {
+		if err := t.verify(); err != nil {
+			return 0, err
+		}
 	}
 	if t.w == len(t.buf) {
 		if t.r > 0 {

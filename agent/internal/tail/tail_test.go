@@ -1,6 +1,7 @@
 package tail
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -241,5 +242,60 @@ func BenchmarkReadLines(b *testing.B) {
 		if n != 50000 {
 			b.Fatal(n)
 		}
+	}
+}
+
+// A truncation is noticed at the next read whatever the size is by then:
+// here the file is written again past the read offset, so only its first
+// bytes tell. Lines read before are not affected.
+func TestTruncationNoticedWhenRewrittenLonger(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.log")
+	write(t, path, "first old line\nsecond old line\n")
+	f := open(t, path, 100)
+	if lines := collect(t, f); len(lines) != 2 {
+		t.Fatalf("lines %+v", lines)
+	}
+	if fp := f.ReadFingerprint(); fp.Len != 31 {
+		t.Fatalf("fingerprint covers %d bytes, want 31", fp.Len)
+	}
+	if err := os.WriteFile(path, []byte(strings.Repeat("a new and longer line\n", 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := f.ReadLines(func(l Line) error {
+		t.Fatalf("line %q handed out from the old offset of a rewritten file", l.Text)
+		return nil
+	})
+	if !errors.Is(err, ErrTruncated) {
+		t.Fatalf("read after a rewrite: %v, want ErrTruncated", err)
+	}
+	if err := f.SeekTo(0); err != nil {
+		t.Fatal(err)
+	}
+	if lines := collect(t, f); len(lines) != 10 || lines[0].text != "a new and longer line" {
+		t.Fatalf("after seeking to 0: %+v", lines)
+	}
+}
+
+// A file opened at a stored offset is checked against its stored
+// fingerprint before the first read.
+func TestStoredFingerprintChecked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.log")
+	write(t, path, "one\ntwo\n")
+	f := open(t, path, 100)
+	fp, err := f.Fingerprint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.WriteFile(path, []byte("ONE\ntwo\nthree\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := open(t, path, 100)
+	g.SetFingerprint(fp)
+	if err := g.SeekTo(4); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ReadLines(func(Line) error { return nil }); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("read with a stale fingerprint: %v", err)
 	}
 }

@@ -175,6 +175,39 @@ func Check(recs []Record, tag string, n int) (dups int, err error) {
 	return dups, nil
 }
 
+// CheckLast verifies the numbered lines of tag in recs: every number in
+// [0, n) present and their last copies in order, which is what the agent
+// guarantees when Kafka failed records and they were sent again (Kafka may
+// have kept later ones meanwhile). It returns the number of duplicates.
+func CheckLast(recs []Record, tag string, n int) (dups int, err error) {
+	last := make([]int, n)
+	for i := range last {
+		last[i] = -1
+	}
+	for pos, x := range recs {
+		t, i, ok := Parse(x.Rec.Message)
+		if !ok || t != tag {
+			continue
+		}
+		if i < 0 || i >= n {
+			return dups, fmt.Errorf("%s: unexpected line %d", tag, i)
+		}
+		if last[i] >= 0 {
+			dups++
+		}
+		last[i] = pos
+	}
+	for i, pos := range last {
+		switch {
+		case pos < 0:
+			return dups, fmt.Errorf("%s: line %d of %d missing", tag, i, n)
+		case i > 0 && pos < last[i-1]:
+			return dups, fmt.Errorf("%s: the last copy of line %d comes before that of line %d", tag, i, i-1)
+		}
+	}
+	return dups, nil
+}
+
 // Count returns how many records carry tag, and how many distinct numbers.
 func Count(recs []Record, tag string) (total, distinct int) {
 	seen := map[int]bool{}
