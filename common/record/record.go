@@ -50,9 +50,31 @@ type Log struct {
 	Flags  []string `json:"flags,omitempty"` // only when needed: FlagTruncated, FlagMultiline
 }
 
-// File is ECS log.file.*.
+// File is ECS log.file.*. DeviceID, Inode and Fingerprint name the file
+// itself, independently of its path: with agent.name and log.offset they are
+// the line's source position, from which transfer derives the document _id
+// (see HasPosition). Producers other than the agent leave them empty, and
+// empty fields are not written.
 type File struct {
-	Path string `json:"path"`
+	Path        string `json:"path"`
+	DeviceID    string `json:"device_id,omitempty"`   // decimal st_dev
+	Inode       string `json:"inode,omitempty"`       // decimal st_ino
+	Fingerprint string `json:"fingerprint,omitempty"` // see FingerprintSize
+}
+
+// FingerprintSize is how many of a file's first bytes log.file.fingerprint
+// covers: the fingerprint of a line at offset o is the FNV-1a 64 hash, in 16
+// lowercase hex digits, of the file's first min(o, FingerprintSize) bytes.
+// It depends only on bytes that precede the line, so a line sent again
+// after a crash carries the same fingerprint, however much of the file
+// existed when it was first sent.
+const FingerprintSize = 1024
+
+// HasPosition reports whether the record carries its full source position:
+// agent.name, log.file.device_id, log.file.inode and log.file.fingerprint
+// (log.offset is always present).
+func (r *Record) HasPosition() bool {
+	return r.Agent.Name != "" && r.Log.File.DeviceID != "" && r.Log.File.Inode != "" && r.Log.File.Fingerprint != ""
 }
 
 // MarshalJSON encodes r exactly as the contract shows.
@@ -76,6 +98,18 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = AppendString(dst, r.Agent.Name)
 	dst = append(dst, `},"log":{"file":{"path":`...)
 	dst = AppendString(dst, r.Log.File.Path)
+	if r.Log.File.DeviceID != "" {
+		dst = append(dst, `,"device_id":`...)
+		dst = AppendString(dst, r.Log.File.DeviceID)
+	}
+	if r.Log.File.Inode != "" {
+		dst = append(dst, `,"inode":`...)
+		dst = AppendString(dst, r.Log.File.Inode)
+	}
+	if r.Log.File.Fingerprint != "" {
+		dst = append(dst, `,"fingerprint":`...)
+		dst = AppendString(dst, r.Log.File.Fingerprint)
+	}
 	dst = append(dst, `},"offset":`...)
 	dst = strconv.AppendInt(dst, r.Log.Offset, 10)
 	if len(r.Log.Flags) > 0 {

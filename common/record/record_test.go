@@ -17,7 +17,8 @@ func sample() record.Record {
 		Host:      record.Host{Name: "node-a"},
 		Agent:     record.Agent{Name: "node-a"},
 		Log: record.Log{
-			File:   record.File{Path: "/var/log/web/access.log"},
+			File: record.File{Path: "/var/log/web/access.log", DeviceID: "2049", Inode: "1835017",
+				Fingerprint: "9f2c41d07a5b3e88"},
 			Offset: 123456,
 			Flags:  []string{record.FlagTruncated},
 		},
@@ -29,7 +30,8 @@ func sample() record.Record {
 func TestEncodingMatchesContract(t *testing.T) {
 	want := `{"@timestamp":"2026-11-21T10:00:00.123456Z","message":"GET /api 200",` +
 		`"job":"web-1","host":{"name":"node-a"},"agent":{"name":"node-a"},` +
-		`"log":{"file":{"path":"/var/log/web/access.log"},"offset":123456,"flags":["truncated"]},` +
+		`"log":{"file":{"path":"/var/log/web/access.log","device_id":"2049","inode":"1835017",` +
+		`"fingerprint":"9f2c41d07a5b3e88"},"offset":123456,"flags":["truncated"]},` +
 		`"labels":{"env":"dev"}}`
 	r := sample()
 	got, err := json.Marshal(r)
@@ -45,11 +47,28 @@ func TestOptionalFieldsOmitted(t *testing.T) {
 	r := sample()
 	r.Log.Flags = nil
 	r.Labels = nil
+	r.Log.File = record.File{Path: "/var/log/web/access.log"}
 	got := string(r.AppendJSON(nil))
-	for _, absent := range []string{`"flags"`, `"labels"`} {
+	if r.HasPosition() {
+		t.Errorf("a record without device, inode and fingerprint has a source position")
+	}
+	for _, absent := range []string{`"flags"`, `"labels"`, `"device_id"`, `"inode"`, `"fingerprint"`} {
 		if strings.Contains(got, absent) {
 			t.Errorf("%s present in %s", absent, got)
 		}
+	}
+}
+
+// The agent encodes every line with AppendJSON's layout: it must not allocate.
+func TestAppendJSONDoesNotAllocate(t *testing.T) {
+	r := sample()
+	if !r.HasPosition() {
+		t.Fatal("the contract's example has no source position")
+	}
+	r.Labels = nil // sorting labels takes one allocation
+	buf := make([]byte, 0, 1024)
+	if n := testing.AllocsPerRun(100, func() { buf = r.AppendJSON(buf[:0]) }); n != 0 {
+		t.Fatalf("AppendJSON allocates %v times per record", n)
 	}
 }
 
@@ -130,11 +149,12 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func FuzzRoundTrip(f *testing.F) {
-	f.Add("GET /api 200", "web-1", "/var/log/x.log", int64(0))
-	f.Add("\xff\x00\"\\", "", "", int64(-1))
-	f.Fuzz(func(t *testing.T, msg, job, path string, off int64) {
+	f.Add("GET /api 200", "web-1", "/var/log/x.log", int64(0), "2049")
+	f.Add("\xff\x00\"\\", "", "", int64(-1), "")
+	f.Fuzz(func(t *testing.T, msg, job, path string, off int64, dev string) {
 		r := sample()
 		r.Message, r.Job, r.Log.File.Path, r.Log.Offset = msg, job, path, off
+		r.Log.File.DeviceID = dev
 		data := r.AppendJSON(nil)
 		if !json.Valid(data) {
 			t.Fatalf("invalid JSON for %q: %s", msg, data)
@@ -142,6 +162,9 @@ func FuzzRoundTrip(f *testing.F) {
 		back, err := record.Decode(data)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if strings.ToValidUTF8(dev, "\ufffd") == dev && back.Log.File.DeviceID != dev {
+			t.Fatalf("device_id %q -> %q", dev, back.Log.File.DeviceID)
 		}
 		if back.Log.Offset != off {
 			t.Fatalf("offset %d != %d", back.Log.Offset, off)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,10 +85,15 @@ func newReader(h *harvester, path string, prev *reader) (*reader, error) {
 		log:     m.opts.Log.WithFields(logrus.Fields{"path": h.path, "inode": f.Identity().Ino}),
 		job:     h.job,
 		enc: newEncoder(record.Record{
-			Job:    h.job,
-			Host:   record.Host{Name: m.opts.HostName},
-			Agent:  record.Agent{Name: m.opts.AgentName},
-			Log:    record.Log{File: record.File{Path: h.path}},
+			Job:   h.job,
+			Host:  record.Host{Name: m.opts.HostName},
+			Agent: record.Agent{Name: m.opts.AgentName},
+			Log: record.Log{File: record.File{
+				Path:        h.path,
+				DeviceID:    strconv.FormatUint(f.Identity().Dev, 10),
+				Inode:       strconv.FormatUint(f.Identity().Ino, 10),
+				Fingerprint: fpPlaceholder, // each line's own, see tail.File.LineFingerprint
+			}},
 			Labels: e.Labels,
 		}),
 	}
@@ -437,7 +443,8 @@ func (r *reader) send(start, end int64, text []byte, flags []string) error {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	val := r.encode(msg.Buffer(r.enc.size(len(text), len(flags))), text, now, start, flags)
+	fp := r.f.LineFingerprint(start)
+	val := r.encode(msg.Buffer(r.enc.size(len(text), len(flags))), text, now, start, fp, flags)
 	msg.Start, msg.End = start, end
 	m.opts.Metrics.LinesRead.Inc()
 	msg.Timestamp = now
@@ -459,8 +466,8 @@ func (r *reader) interrupted() error {
 // encode appends the record's JSON, cutting the message further when the
 // record would exceed the Kafka limit (escaping can make a line grow up to
 // six times).
-func (r *reader) encode(dst, text []byte, now time.Time, start int64, flags []string) []byte {
-	val := r.enc.append(dst, now, text, start, flags)
+func (r *reader) encode(dst, text []byte, now time.Time, start int64, fp uint64, flags []string) []byte {
+	val := r.enc.append(dst, now, text, start, fp, flags)
 	for len(val) > r.maxRec && len(text) > 0 {
 		over := len(val) - r.maxRec
 		n := len(text) - over
@@ -475,7 +482,7 @@ func (r *reader) encode(dst, text []byte, now time.Time, start int64, flags []st
 			flags = flagsBoth
 		}
 		r.h.t.m.opts.Metrics.Truncated.Inc()
-		val = r.enc.append(val[:0], now, text, start, flags)
+		val = r.enc.append(val[:0], now, text, start, fp, flags)
 	}
 	return val
 }

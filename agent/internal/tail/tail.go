@@ -27,10 +27,13 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/logpipe/logpipe/common/record"
 )
 
-// FingerprintSize is how many leading bytes of a file its fingerprint covers.
-const FingerprintSize = 1024
+// FingerprintSize is how many leading bytes of a file its fingerprint covers;
+// the same bytes as a record's log.file.fingerprint.
+const FingerprintSize = record.FingerprintSize
 
 // minBuffer is the read buffer of a file whose lines are short.
 const minBuffer = 64 << 10
@@ -98,6 +101,13 @@ type File struct {
 
 	fp    Fingerprint // of the first bytes read: checked before every read
 	fpBuf [FingerprintSize]byte
+
+	// The file's first bytes as read, for LineFingerprint: fpBuf[:headLen]
+	// (verify and fill keep it), and the hash of all FingerprintSize of them
+	// once known.
+	headLen  int
+	headFull uint64
+	headDone bool
 }
 
 // Open opens path for reading. maxLine is the longest line kept whole; a
@@ -174,7 +184,44 @@ func (t *File) SeekTo(off int64) error {
 	if off == 0 {
 		t.fp = Fingerprint{}
 	}
+	t.headLen, t.headDone = 0, false
 	return nil
+}
+
+// LineFingerprint is the log.file.fingerprint of a line at off that was
+// handed out since the last SeekTo: the FNV-1a 64 hash of the file's first
+// min(off, FingerprintSize) bytes (see record.FingerprintSize). It depends
+// only on bytes before the line, so the same line read again after a
+// restart has the same one. It does not allocate.
+func (t *File) LineFingerprint(off int64) uint64 {
+	n := int(min(max(off, 0), FingerprintSize))
+	if n > t.headLen {
+		// Not reached for lines handed out (fill and verify keep the
+		// head), but cheap to get right.
+		m, err := t.f.ReadAt(t.fpBuf[:], 0)
+		if err != nil && !errors.Is(err, io.EOF) {
+			m = 0
+		}
+		t.headLen, t.headDone = m, false
+		n = min(n, m)
+	}
+	if n == FingerprintSize {
+		if !t.headDone {
+			t.headFull, t.headDone = fnv1a(t.fpBuf[:]), true
+		}
+		return t.headFull
+	}
+	return fnv1a(t.fpBuf[:n])
+}
+
+// fnv1a is FNV-1a 64, as hash/fnv computes it, without an allocation.
+func fnv1a(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
 }
 
 // SetFingerprint sets the fingerprint the file is expected to start with,
@@ -206,6 +253,9 @@ func (t *File) verify() error {
 	}
 	if n > t.fp.Len {
 		t.fp = Fingerprint{Len: n, Hash: hashBytes(b[:n])}
+	}
+	if n != t.headLen {
+		t.headLen, t.headDone = n, false
 	}
 	return nil
 }
@@ -349,6 +399,9 @@ func (t *File) fill() (int, error) {
 	n, err := t.f.Read(t.buf[t.w:])
 	if n > 0 {
 		t.readAt = time.Now()
+		if p := int(min(t.eofOff, FingerprintSize)); p == t.headLen && p < FingerprintSize {
+			t.headLen += copy(t.fpBuf[p:], t.buf[t.w:t.w+n])
+		}
 	}
 	t.w += n
 	t.eofOff += int64(n)

@@ -37,6 +37,15 @@ func decodeCanonical(v []byte) (r record.Record, ok bool) {
 	r.Agent.Name = s.str()
 	s.lit(`},"log":{"file":{"path":`)
 	r.Log.File.Path = s.str()
+	if s.peek(`,"device_id":`) {
+		r.Log.File.DeviceID = s.str()
+	}
+	if s.peek(`,"inode":`) {
+		r.Log.File.Inode = s.str()
+	}
+	if s.peek(`,"fingerprint":`) {
+		r.Log.File.Fingerprint = s.str()
+	}
 	s.lit(`},"offset":`)
 	r.Log.Offset = s.int()
 	if s.peek(`,"flags":[`) {

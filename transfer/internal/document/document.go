@@ -19,14 +19,16 @@ import (
 // ErrInvalidRecord is returned for a Kafka value that is not a record.
 var ErrInvalidRecord = errors.New("invalid record")
 
-// Source is where a record was read: it becomes kafka.* and the document _id.
+// Source is where a record was read: it becomes kafka.* and, for a record
+// without a source position, the document _id.
 type Source struct {
 	Topic     string
 	Partition int32
 	Offset    int64
 }
 
-// AppendID appends the document _id, "<topic>-<partition>-<offset>". Kafka
+// AppendID appends the _id of a record without a source position,
+// "<topic>-<partition>-<offset>" (see AppendRecordID). Kafka
 // topic names use only [a-zA-Z0-9._-], so the result needs no escaping.
 func (s Source) AppendID(dst []byte) []byte {
 	dst = append(dst, s.Topic...)
@@ -52,6 +54,13 @@ type Builder struct {
 // of JSON, to dst. A value that is not a record leaves dst as it was and
 // returns an error wrapping ErrInvalidRecord that says why.
 func (b Builder) Append(dst, value []byte, src Source) ([]byte, error) {
+	dst, _, err := b.AppendDocument(dst, nil, value, src)
+	return dst, err
+}
+
+// AppendDocument is Append that also appends the document's _id to id
+// (AppendRecordID). On error both are left as they were.
+func (b Builder) AppendDocument(dst, id, value []byte, src Source) (doc, docID []byte, err error) {
 	start := len(dst)
 	r, ok := decodeCanonical(value)
 	if ok {
@@ -61,7 +70,7 @@ func (b Builder) Append(dst, value []byte, src Source) ([]byte, error) {
 	if !ok {
 		var err error
 		if r, err = record.Decode(value); err != nil {
-			return dst[:start], fmt.Errorf("%w: %w", ErrInvalidRecord, err)
+			return dst[:start], id, fmt.Errorf("%w: %w", ErrInvalidRecord, err)
 		}
 		dst = r.AppendJSON(dst[:start])
 	}
@@ -83,7 +92,7 @@ func (b Builder) Append(dst, value []byte, src Source) ([]byte, error) {
 		dst = appendJSONMessage(dst, r.Message)
 	}
 	dst = append(dst, '}')
-	return dst, nil
+	return dst, AppendRecordID(id, &r, src), nil
 }
 
 // Bounds of json.*, so that the engine never refuses a document for it.

@@ -18,6 +18,7 @@ type Batch struct {
 	docs  int    // items that have lines in body
 
 	id      []byte        // scratch: one _id
+	doc     []byte        // scratch: one document
 	scratch []byte        // scratch: the body of a partial retry
 	results []esbulk.Item // scratch: outcomes of one request
 	pending []int         // scratch: items still to index
@@ -42,15 +43,16 @@ func NewBatch(index string, b document.Builder) *Batch {
 func (b *Batch) Add(msg *sarama.ConsumerMessage) {
 	src := document.Source{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
 	start := len(b.body)
-	b.id = src.AppendID(b.id[:0])
-	b.body = esbulk.AppendCreate(b.body, b.index, b.id)
 	var err error
-	b.body, err = b.builder.Append(b.body, msg.Value, src)
+	b.doc, b.id, err = b.builder.AppendDocument(b.doc[:0], b.id[:0], msg.Value, src)
 	if err != nil {
-		b.body = b.body[:start]
 		b.items = append(b.items, item{msg: msg, start: start, end: start, err: err})
 		return
 	}
+	// The _id comes from the record (its source position when it has one),
+	// so the action line is written once the document is built.
+	b.body = esbulk.AppendCreate(b.body, b.index, b.id)
+	b.body = append(b.body, b.doc...)
 	b.body = append(b.body, '\n')
 	b.items = append(b.items, item{msg: msg, start: start, end: len(b.body)})
 	b.docs++
