@@ -35,6 +35,7 @@ type Config struct {
 	RotatedIdle        time.Duration
 	MultilineFlush     time.Duration
 	SaveInterval       time.Duration
+	SaveDelay          time.Duration
 	StatusInterval     time.Duration
 	ShutdownTimeout    time.Duration
 	Pprof              bool
@@ -58,6 +59,7 @@ func DefaultConfig() Config {
 		RotatedIdle:        5 * time.Second,
 		MultilineFlush:     time.Second,
 		SaveInterval:       250 * time.Millisecond,
+		SaveDelay:          10 * time.Millisecond,
 		StatusInterval:     2 * time.Second,
 		ShutdownTimeout:    10 * time.Second,
 	}
@@ -80,7 +82,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "longest wait for new data at the end of a file")
 	fs.DurationVar(&c.RotatedIdle, "rotated-idle", c.RotatedIdle, "a rotated or deleted file is closed after this long without growth")
 	fs.DurationVar(&c.MultilineFlush, "multiline-flush", c.MultilineFlush, "a pending multiline event is sent after this long without a new line")
-	fs.DurationVar(&c.SaveInterval, "save-interval", c.SaveInterval, "how often the offset registry is written")
+	fs.DurationVar(&c.SaveInterval, "save-interval", c.SaveInterval, "how often the offset registry is written when nothing was acknowledged")
+	fs.DurationVar(&c.SaveDelay, "save-delay", c.SaveDelay, "how long after Kafka acknowledged lines the offset registry is written (the acknowledgements meanwhile share the write)")
 	fs.DurationVar(&c.StatusInterval, "status-interval", c.StatusInterval, "how often the status key is written")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a shutdown waits for Kafka to acknowledge records in flight")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/ on the metrics listener")
@@ -114,7 +117,7 @@ func (c *Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"scan-interval": c.ScanInterval, "poll-interval": c.PollInterval, "rotated-idle": c.RotatedIdle,
-		"multiline-flush": c.MultilineFlush, "save-interval": c.SaveInterval, "status-interval": c.StatusInterval,
+		"multiline-flush": c.MultilineFlush, "save-interval": c.SaveInterval, "save-delay": c.SaveDelay, "status-interval": c.StatusInterval,
 		"shutdown-timeout": c.ShutdownTimeout,
 	} {
 		if d <= 0 {

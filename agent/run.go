@@ -146,7 +146,7 @@ func run(ctx context.Context, cfg Config) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx) })
-	g.Go(func() error { return saveLoop(gctx, reg, cfg.SaveInterval, log) })
+	g.Go(func() error { return saveLoop(gctx, reg, cfg.SaveDelay, cfg.SaveInterval, log) })
 	g.Go(func() error { return pub.Run(gctx) })
 	g.Go(func() error {
 		p := connect(gctx, pcfg, log, ap)
@@ -201,8 +201,11 @@ func connect(ctx context.Context, cfg producer.Config, log logrus.FieldLogger, a
 	}
 }
 
-// saveLoop writes the offset registry every interval.
-func saveLoop(ctx context.Context, reg *registry.Registry, interval time.Duration, log logrus.FieldLogger) error {
+// saveLoop writes the offset registry delay after Kafka acknowledged
+// records (the acknowledgements meanwhile share the write), and every
+// interval for the other changes. Saving right after the acknowledgements,
+// rather than on a fixed tick, keeps short what a killed agent sends again.
+func saveLoop(ctx context.Context, reg *registry.Registry, delay, interval time.Duration, log logrus.FieldLogger) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	failing := false
@@ -211,6 +214,16 @@ func saveLoop(ctx context.Context, reg *registry.Registry, interval time.Duratio
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-reg.Acked():
+			if delay > 0 {
+				d := time.NewTimer(delay)
+				select {
+				case <-ctx.Done():
+					d.Stop()
+					return nil
+				case <-d.C:
+				}
+			}
 		}
 		err := reg.Save()
 		switch {

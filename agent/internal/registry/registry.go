@@ -82,6 +82,8 @@ type Registry struct {
 	entries map[tail.Identity]*entry
 	applied map[string]time.Time // collect entries by path: when first applied
 	last    []byte               // what was last written
+
+	acked chan struct{} // told (without blocking) when Kafka acknowledged records
 }
 
 // Open loads the registry from dir, creating dir if needed. A registry file
@@ -97,6 +99,7 @@ func Open(dir string) (*Registry, error) {
 		now:     time.Now,
 		entries: make(map[tail.Identity]*entry),
 		applied: make(map[string]time.Time),
+		acked:   make(chan struct{}, 1),
 	}
 	// Temporary files of a write cut short by a crash.
 	if stale, _ := filepath.Glob(r.path + ".tmp-*"); len(stale) > 0 {
@@ -198,6 +201,17 @@ func (r *Registry) Offset(id tail.Identity) (int64, bool) {
 		return off, true
 	}
 	return e.Offset, true
+}
+
+// Acked hears, coalesced, when Kafka acknowledged records of any file: the
+// moment to Save, so that a killed agent sends again as little as possible.
+func (r *Registry) Acked() <-chan struct{} { return r.acked }
+
+func (r *Registry) notifyAcked() {
+	select {
+	case r.acked <- struct{}{}:
+	default:
+	}
 }
 
 // Save writes the registry if it changed.

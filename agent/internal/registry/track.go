@@ -108,6 +108,9 @@ func (t *Track) Done(m *producer.Message, err error) {
 		}
 	} else {
 		t.acked++
+		if t.reg != nil {
+			t.reg.notifyAcked()
+		}
 	}
 	t.inflight--
 	t.pop()
