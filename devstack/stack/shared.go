@@ -224,6 +224,80 @@ func (s *Stack) createSharedTopics(ctx context.Context) error {
 			return fmt.Errorf("shared kafka %s: creating topic %s: %w", s.sharedKafka, t.Topic, err)
 		}
 	}
+	return s.waitTopicsServe(ctx, cl)
+}
+
+// topicsServeLimit bounds how long New waits for new topics to serve.
+const topicsServeLimit = time.Minute
+
+// waitTopicsServe returns once every partition of the stack's topics has a
+// leader that answers ListOffsets. Kafka answers CreateTopics before that,
+// and a producer that starts at once gets "not the leader" for a moment,
+// which a client with few retries takes for a failure.
+func (s *Stack) waitTopicsServe(ctx context.Context, cl *kgo.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, topicsServeLimit)
+	defer cancel()
+	var last error
+	for {
+		if last = s.topicsServe(ctx, cl); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("shared kafka %s: new topics not serving after %v: %w", s.sharedKafka, topicsServeLimit, last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Stack) topicsServe(ctx context.Context, cl *kgo.Client) error {
+	meta := kmsg.NewPtrMetadataRequest()
+	for _, name := range s.opts.Topics {
+		t := kmsg.NewMetadataRequestTopic()
+		t.Topic = kmsg.StringPtr(s.Topic(name))
+		meta.Topics = append(meta.Topics, t)
+	}
+	resp, err := meta.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	offsets := kmsg.NewPtrListOffsetsRequest()
+	offsets.ReplicaID = -1
+	for _, t := range resp.Topics {
+		name := ""
+		if t.Topic != nil {
+			name = *t.Topic
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return fmt.Errorf("topic %s: %w", name, err)
+		}
+		if len(t.Partitions) != s.opts.Partitions {
+			return fmt.Errorf("topic %s has %d of %d partitions", name, len(t.Partitions), s.opts.Partitions)
+		}
+		ot := kmsg.NewListOffsetsRequestTopic()
+		ot.Topic = name
+		for _, p := range t.Partitions {
+			if p.Leader < 0 || p.ErrorCode != 0 {
+				return fmt.Errorf("topic %s partition %d has no leader yet", name, p.Partition)
+			}
+			op := kmsg.NewListOffsetsRequestTopicPartition()
+			op.Partition = p.Partition
+			op.Timestamp = -1 // the end
+			ot.Partitions = append(ot.Partitions, op)
+		}
+		offsets.Topics = append(offsets.Topics, ot)
+	}
+	oresp, err := offsets.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	for _, t := range oresp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return fmt.Errorf("topic %s partition %d: %w", t.Topic, p.Partition, err)
+			}
+		}
+	}
 	return nil
 }
 
