@@ -47,7 +47,36 @@ func newWorld(t testing.TB, kind string) *world {
 		group: s.Topic("logpipe-transfer"), // a name of the test's own, not a topic
 	}
 	w.es = &esAPI{t: t, url: s.ESURL(), index: w.index}
+	w.waitLeaders(w.topic, w.dlq)
 	return w
+}
+
+// waitLeaders waits until every partition of topics has a leader that
+// answers for it. On the shared Kafka, New creates the topics just before:
+// the broker can still answer a produce request NOT_LEADER_OR_FOLLOWER
+// then, which the producer retries only a few times within a few hundred
+// milliseconds. A ListOffsets request is served by the partition's leader
+// too, and adds no record.
+func (w *world) waitLeaders(topics ...string) {
+	w.t.Helper()
+	client, err := sarama.NewClient(w.s.KafkaAddrs(), sarama.NewConfig())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer client.Close()
+	for _, topic := range topics {
+		waitFor(w.t, 30*time.Second, "a leader for every partition of "+topic, func() bool {
+			if client.RefreshMetadata(topic) != nil {
+				return false
+			}
+			for p := range int32(w.s.Partitions()) {
+				if _, err := client.GetOffset(topic, p, sarama.OffsetNewest); err != nil {
+					return false
+				}
+			}
+			return true
+		})
+	}
 }
 
 // engine is the search engine of the world, as transfer detects it.
@@ -91,7 +120,7 @@ func (w *world) produce(job string, values ...[]byte) []string {
 			msgs[i] = &sarama.ProducerMessage{Topic: w.topic, Key: sarama.StringEncoder(job), Value: sarama.ByteEncoder(v)}
 		}
 		if err := p.SendMessages(msgs); err != nil {
-			w.t.Fatalf("producing: %v", err)
+			w.t.Fatalf("producing to %s: %v", w.topic, produceError(err))
 		}
 		for _, m := range msgs {
 			ids = append(ids, document.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}.ID())

@@ -175,7 +175,7 @@ func (p *producer) send(n int) {
 func (p *producer) sendRaw(msgs ...*sarama.ProducerMessage) {
 	p.t.Helper()
 	if err := p.p.SendMessages(msgs); err != nil {
-		p.t.Errorf("producing: %v", err)
+		p.t.Errorf("producing to %s: %v", p.topic, produceError(err))
 		return
 	}
 	p.mu.Lock()
@@ -196,6 +196,15 @@ func (p *producer) sentIDs() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Sorted(maps.Keys(p.ids))
+}
+
+// produceError is err with the reason of its first failed message.
+func produceError(err error) error {
+	var pe sarama.ProducerErrors
+	if errors.As(err, &pe) && len(pe) > 0 {
+		return fmt.Errorf("%w: the first, to partition %d: %w", err, pe[0].Msg.Partition, pe[0].Err)
+	}
+	return err
 }
 
 // waitFor polls cond until it holds or limit passes.
