@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,18 +53,33 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startProc(t testing.TB, bin string, s *stack.Stack, out *syncBuffer) *proc {
+// startProc starts the binary on the world's topics, data stream and
+// group, with static membership (--group-instance-id).
+func startProc(t testing.TB, bin string, w *world, out *syncBuffer) *proc {
 	t.Helper()
-	cmd := exec.Command(bin,
-		"--kafka-brokers", strings.Join(s.KafkaAddrs(), ","),
-		"--es-addresses", s.ESURL(),
-		"--metrics-addr", "127.0.0.1:0",
+	return startBinary(t, bin, w, out,
 		"--group-instance-id", "transfer-0",
 		"--batch-docs", "200",
 		"--batch-wait", "50ms",
 		"--backoff-min", "10ms",
 		"--backoff-max", "200ms",
 	)
+}
+
+// startBinary starts the binary on the world's backends, topics, data
+// stream and group, with more flags; it is killed at the end of the test
+// if it still runs.
+func startBinary(t testing.TB, bin string, w *world, out *syncBuffer, flags ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{
+		"--kafka-brokers", strings.Join(w.s.KafkaAddrs(), ","),
+		"--kafka-topics", w.topic,
+		"--dlq-topic", w.dlq,
+		"--es-addresses", w.s.ESURL(),
+		"--es-index", w.index,
+		"--group", w.group,
+		"--metrics-addr", "127.0.0.1:0",
+	}, flags...)...)
 	cmd.Env = os.Environ()
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -85,59 +101,58 @@ func startProc(t testing.TB, bin string, s *stack.Stack, out *syncBuffer) *proc 
 // never passed an unindexed record.
 func TestExactlyOnceAcrossSIGKILL(t *testing.T) {
 	bin := buildBinary(t)
-	s := newStack(t)
-	p := newProducer(t, s.KafkaAddrs())
-	out := &syncBuffer{}
-	defer func() {
-		if t.Failed() {
-			t.Logf("transfer output:\n%s", out.String())
-		}
-	}()
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		w := newWorld(t, kind)
+		p := w.newProducer()
+		out := &syncBuffer{}
+		defer func() {
+			if t.Failed() {
+				t.Logf("transfer output:\n%s", out.String())
+			}
+		}()
 
-	const rounds, perRound = 60, 200
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for i := 0; i < rounds; i++ {
-			p.send(perRound)
-			time.Sleep(25 * time.Millisecond)
-		}
-	}()
+		const rounds, perRound = 60, 200
+		produced := make(chan struct{})
+		go func() {
+			defer close(produced)
+			for i := 0; i < rounds; i++ {
+				p.send(perRound)
+				time.Sleep(25 * time.Millisecond)
+			}
+		}()
+		defer func() { <-produced }() // also when the test fails early
 
-	const kills = 4
-	for k := 0; k < kills; k++ {
-		proc := startProc(t, bin, s, out)
-		before := s.ES().Count(testIndex)
-		waitFor(t, 60*time.Second, "progress before the kill", func() bool { return s.ES().Count(testIndex) >= before+300 })
-		if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		const kills = 4
+		for k := 0; k < kills; k++ {
+			proc := startProc(t, bin, w, out)
+			before := w.es.count("")
+			waitFor(t, 60*time.Second, "progress before the kill", func() bool {
+				n, status := w.es.tryCount("")
+				return status == http.StatusOK && n >= before+300
+			})
+			if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = proc.cmd.Wait()
+			w.checkCommitted(nil)
+			t.Logf("kill %d: %d documents indexed so far", k+1, w.es.count(""))
+		}
+		<-produced
+		proc := startProc(t, bin, w, out)
+
+		const n = rounds * perRound
+		w.waitCount(90*time.Second, n)
+		w.checkExactly(p.sentIDs())
+		end := w.offsets(w.topic)
+		waitFor(t, 20*time.Second, "offsets committed to the end", func() bool { return w.committedAt(end) })
+		w.checkCommitted(nil)
+
+		// A graceful stop exits 0.
+		if err := proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		_ = proc.cmd.Wait()
-		checkCommitted(t, s, "logpipe-transfer", nil)
-		t.Logf("kill %d: %d documents indexed so far", k+1, s.ES().Count(testIndex))
-	}
-	<-produced
-	proc := startProc(t, bin, s, out)
-
-	const n = rounds * perRound
-	waitFor(t, 90*time.Second, "every record indexed", func() bool { return s.ES().Count(testIndex) >= n })
-	checkExactlyOnce(t, s, p.sent())
-	end := endOffsets(t, s.KafkaAddrs())
-	waitFor(t, 20*time.Second, "offsets committed to the end", func() bool {
-		c := checkCommitted(t, s, "logpipe-transfer", nil)
-		for part, off := range end {
-			if c[part] != off {
-				return false
-			}
+		if err := proc.cmd.Wait(); err != nil {
+			t.Fatalf("transfer after SIGTERM: %v", err)
 		}
-		return true
 	})
-
-	// A graceful stop exits 0.
-	if err := proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := proc.cmd.Wait(); err != nil {
-		t.Fatalf("transfer after SIGTERM: %v", err)
-	}
 }
