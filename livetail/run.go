@@ -118,6 +118,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	})
 	s.diag = diag.New(diag.Options{
 		Addr:     cfg.Listen,
+		Name:     "http",
 		Registry: reg,
 		Logs:     ring,
 		Ready:    s.ready,

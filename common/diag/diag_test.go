@@ -1,6 +1,7 @@
 package diag_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/logpipe/logpipe/common/diag"
+	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/common/memlog"
 )
 
@@ -264,6 +267,52 @@ func TestRun(t *testing.T) {
 	case <-time.After(deadline):
 		t.Fatal("Run did not return after its context was cancelled")
 	}
+}
+
+// TestServeLogsListening checks the line that tells a process's starter
+// which port it got.
+func TestServeLogsListening(t *testing.T) {
+	for name, want := range map[string]string{"": "metrics", "http": "http"} {
+		t.Run(want, func(t *testing.T) {
+			var out lockedBuffer
+			log, err := logging.New("info", "json", &out, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := start(t, diag.Options{Name: name, Log: log})
+			var lines []string
+			for end := time.Now().Add(deadline); ; time.Sleep(5 * time.Millisecond) {
+				lines = strings.Split(strings.TrimSpace(out.String()), "\n")
+				if gotName, addr, ok := logging.ParseListening(lines[0]); ok {
+					if gotName != want || addr != r.Addr() {
+						t.Fatalf("listening line %q: listener %q on %s, want %q on %s", lines[0], gotName, addr, want, r.Addr())
+					}
+					return
+				}
+				if time.Now().After(end) {
+					t.Fatalf("no listening line logged: %q", lines)
+				}
+			}
+		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for writers on other goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestShutdownWaitsForHandlers(t *testing.T) {
