@@ -51,17 +51,23 @@ func listen(addr string) (net.Listener, error) {
 }
 
 // gate is a net.Listener whose address can be taken off the network (Down:
-// the socket is closed, so connections are refused, and every accepted
-// connection is cut) and put back on the same address (Up), while whoever
-// calls Accept keeps waiting through the outage. It is how the stack fakes a
-// backend outage without losing the backend's state.
+// connections are refused, and every accepted connection is cut) and put
+// back (Up), while whoever calls Accept keeps waiting through the outage. It
+// is how the stack fakes a backend outage without losing the backend's
+// state.
+//
+// The socket stays bound through the outage, so that no other process can
+// take the port meanwhile (as one could between a close and a new bind):
+// Down stops it listening (shutdown(2) of a listening socket, on Linux) and
+// Up makes it listen again (listen(2)).
 type gate struct {
 	addr net.Addr
+	ln   *net.TCPListener
 
 	mu      sync.Mutex
-	ln      net.Listener // nil while down
+	down    bool
 	closed  bool
-	changed chan struct{} // closed and replaced when ln or closed changes
+	changed chan struct{} // closed and replaced when down or closed changes
 	conns   map[*gateConn]struct{}
 
 	busy atomic.Int64 // Accept, Read and Write calls in progress
@@ -73,9 +79,14 @@ func newGate(addr string) (*gate, error) {
 	if err != nil {
 		return nil, err
 	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		ln.Close()
+		return nil, fmt.Errorf("address %s: not a TCP listener", addr)
+	}
 	return &gate{
 		addr:    ln.Addr(),
-		ln:      ln,
+		ln:      tl,
 		changed: make(chan struct{}),
 		conns:   map[*gateConn]struct{}{},
 	}, nil
@@ -97,23 +108,23 @@ func (g *gate) Accept() (net.Conn, error) {
 			g.mu.Unlock()
 			return nil, net.ErrClosed
 		}
-		ln, changed := g.ln, g.changed
+		down, changed := g.down, g.changed
 		g.mu.Unlock()
-		if ln == nil {
+		if down {
 			<-changed
 			continue
 		}
-		c, err := ln.Accept()
+		c, err := g.ln.Accept()
 		g.mu.Lock()
-		current := g.ln == ln && !g.closed
+		up := !g.down && !g.closed
 		if err != nil {
 			g.mu.Unlock()
-			if current {
+			if up {
 				return nil, err
 			}
 			continue // taken down or closed while accepting
 		}
-		if !current {
+		if !up {
 			g.mu.Unlock()
 			c.Close()
 			continue
@@ -128,7 +139,8 @@ func (g *gate) Accept() (net.Conn, error) {
 // Addr is the address, the same through Down and Up.
 func (g *gate) Addr() net.Addr { return g.addr }
 
-// Down closes the socket and cuts every accepted connection.
+// Down stops listening, so that connections are refused, and cuts every
+// accepted connection.
 func (g *gate) Down() error {
 	g.mu.Lock()
 	if g.closed {
@@ -136,9 +148,9 @@ func (g *gate) Down() error {
 		return net.ErrClosed
 	}
 	var err error
-	if g.ln != nil {
-		err = g.ln.Close()
-		g.ln = nil
+	if !g.down {
+		err = control(g.ln, stopListening)
+		g.down = true
 		g.signal()
 	}
 	conns := g.takeConns()
@@ -147,21 +159,20 @@ func (g *gate) Down() error {
 	return err
 }
 
-// Up binds the address again after Down.
+// Up listens again after Down.
 func (g *gate) Up() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
 		return net.ErrClosed
 	}
-	if g.ln != nil {
+	if !g.down {
 		return nil
 	}
-	ln, err := net.Listen("tcp", g.addr.String())
-	if err != nil {
-		return err
+	if err := control(g.ln, listenAgain); err != nil {
+		return fmt.Errorf("listening on %s again: %w", g.addr, err)
 	}
-	g.ln = ln
+	g.down = false
 	g.signal()
 	return nil
 }
@@ -174,16 +185,48 @@ func (g *gate) Close() error {
 		return nil
 	}
 	g.closed = true
-	var err error
-	if g.ln != nil {
-		err = g.ln.Close()
-		g.ln = nil
-	}
+	err := g.ln.Close()
 	g.signal()
 	conns := g.takeConns()
 	g.mu.Unlock()
 	closeAll(conns)
 	return err
+}
+
+// stopListening makes a listening socket refuse connections while keeping
+// its port: without SO_REUSEADDR no other socket can bind the port, and
+// shutdown(2) of a listening socket ends the listening (and wakes Accept
+// with an error) but, as the port was bound explicitly, not the binding.
+func stopListening(fd int) error {
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 0); err != nil {
+		return fmt.Errorf("clearing SO_REUSEADDR: %w", err)
+	}
+	if err := syscall.Shutdown(fd, syscall.SHUT_RD); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// listenAgain undoes stopListening. SO_REUSEADDR comes back first: the
+// connections cut by Down linger in TIME_WAIT on the same port.
+func listenAgain(fd int) error {
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		return fmt.Errorf("setting SO_REUSEADDR: %w", err)
+	}
+	return syscall.Listen(fd, syscall.SOMAXCONN)
+}
+
+// control runs f on the listener's file descriptor.
+func control(ln *net.TCPListener, f func(fd int) error) error {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
 }
 
 // Quiet waits up to limit until no Accept, Read or Write call on the gate

@@ -400,6 +400,7 @@ func TestStopStartKafka(t *testing.T) {
 		c.Close()
 		t.Fatalf("dial %s while stopped: connected, want refused", addrs[0])
 	}
+	checkPortHeld(t, addrs[0])
 	if err := s.StartKafka(); err != nil {
 		t.Fatalf("StartKafka: %v", err)
 	}
@@ -489,5 +490,20 @@ func TestPortInUse(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), addr) {
 			t.Errorf("error %q does not name %s", err, addr)
 		}
+	}
+}
+
+// checkPortHeld fails unless binding addr fails because it is in use: a
+// backend taken off the network keeps its port, so that no other process
+// can take it before the backend comes back.
+func checkPortHeld(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		ln.Close()
+		t.Fatalf("listen on %s while stopped: the port was free, want it kept", addr)
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("listen on %s while stopped: %v, want address in use", addr, err)
 	}
 }
