@@ -292,13 +292,13 @@ func (c *gateConn) Close() error {
 // backend that cannot be handed a listener (etcd) behind a gate.
 type forwarder struct {
 	g      *gate
-	target string
+	target net.Addr
 	wg     sync.WaitGroup
 }
 
 // startForwarder starts relaying connections accepted by g to target; Close
 // stops it.
-func startForwarder(g *gate, target string) *forwarder {
+func startForwarder(g *gate, target net.Addr) *forwarder {
 	f := &forwarder{g: g, target: target}
 	f.wg.Go(f.serve)
 	return f
@@ -316,7 +316,7 @@ func (f *forwarder) serve() {
 
 func (f *forwarder) relay(c net.Conn) {
 	defer c.Close()
-	u, err := net.Dial("tcp", f.target)
+	u, err := net.Dial(f.target.Network(), f.target.String())
 	if err != nil {
 		return
 	}
