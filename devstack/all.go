@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,13 +18,16 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/logpipe/logpipe/common/logging"
 )
 
 // service is one logpipe binary that devstack --all runs as a child process.
 type service struct {
-	name    string
-	args    []string
-	healthz string // URL of its /readyz
+	name     string
+	args     []string
+	addr     string // the address of its listener; port 0: the one it logs
+	listener string // its listener's name in the line it logs (logging.Listening)
 }
 
 // stopGrace is how long a service has to stop after SIGTERM before SIGKILL.
@@ -38,13 +42,13 @@ func services(cfg Config, etcd, kafka, es, stateDir string) []service {
 		{name: "agent", args: []string{
 			"--name", agentName, "--etcd-endpoints", etcd, "--kafka-brokers", kafka,
 			"--state-dir", stateDir, "--metrics-addr", cfg.AgentMetricsAddr,
-		}, healthz: "http://" + cfg.AgentMetricsAddr + "/readyz"},
+		}, addr: cfg.AgentMetricsAddr, listener: "metrics"},
 		{name: "transfer", args: []string{
 			"--kafka-brokers", kafka, "--es-addresses", es, "--metrics-addr", cfg.TransferMetricsAddr,
-		}, healthz: "http://" + cfg.TransferMetricsAddr + "/readyz"},
+		}, addr: cfg.TransferMetricsAddr, listener: "metrics"},
 		{name: "livetail", args: []string{
 			"--kafka-brokers", kafka, "--listen", cfg.ViewerAddr,
-		}, healthz: "http://" + cfg.ViewerAddr + "/readyz"},
+		}, addr: cfg.ViewerAddr, listener: "http"},
 	}
 }
 
@@ -52,26 +56,35 @@ func services(cfg Config, etcd, kafka, es, stateDir string) []service {
 const agentName = "devstack"
 
 // runServices starts every service from binDir, waits until each reports
-// ready on /readyz, calls ready, and then keeps them running until ctx ends
-// (SIGTERM, then SIGKILL after stopGrace) or one of them exits by itself,
-// which stops the others and is returned as an error.
-func runServices(ctx context.Context, binDir string, svcs []service, log logrus.FieldLogger, ready func()) error {
+// ready on /readyz, calls ready with the address of each (by name), and
+// then keeps them running until ctx ends (SIGTERM, then SIGKILL after
+// stopGrace) or one of them exits by itself, which stops the others and is
+// returned as an error.
+func runServices(ctx context.Context, binDir string, svcs []service, log logrus.FieldLogger, ready func(addrs map[string]string)) error {
 	for _, s := range svcs {
 		if _, err := os.Stat(filepath.Join(binDir, s.name)); err != nil {
 			return fmt.Errorf("%s binary not found next to devstack in %s: build it first (make build)", s.name, binDir)
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	for _, s := range svcs {
-		g.Go(func() error { return supervise(gctx, filepath.Join(binDir, s.name), s, log) })
+	bound := make([]chan string, len(svcs))
+	for i, s := range svcs {
+		bound[i] = make(chan string, 1)
+		g.Go(func() error { return supervise(gctx, filepath.Join(binDir, s.name), s, log, bound[i]) })
 	}
 	g.Go(func() error {
-		for _, s := range svcs {
-			if err := waitReady(gctx, s.healthz); err != nil {
+		addrs := map[string]string{}
+		for i, s := range svcs {
+			addr, err := boundAddr(gctx, s, bound[i])
+			if err == nil {
+				err = waitReady(gctx, "http://"+addr+"/readyz")
+			}
+			if err != nil {
 				return fmt.Errorf("%s not ready: %w", s.name, err)
 			}
+			addrs[s.name] = addr
 		}
-		ready()
+		ready(addrs)
 		return nil
 	})
 	err := g.Wait()
@@ -81,15 +94,37 @@ func runServices(ctx context.Context, binDir string, svcs []service, log logrus.
 	return err
 }
 
+// boundAddr is the address of the service's listener: the one it was given,
+// or with port 0 the one it logs (received on bound).
+func boundAddr(ctx context.Context, s service, bound <-chan string) (string, error) {
+	if _, port, err := net.SplitHostPort(s.addr); err == nil && port != "0" {
+		return s.addr, nil
+	}
+	select {
+	case addr := <-bound:
+		return addr, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("no %s line with its address: %w", logging.ListeningMessage, context.Cause(ctx))
+	}
+}
+
 // supervise runs one service until ctx ends or it exits by itself. Its
-// output goes to stderr, each line prefixed with its name.
-func supervise(ctx context.Context, path string, s service, log logrus.FieldLogger) error {
+// output goes to stderr, each line prefixed with its name; the address in
+// its listening line goes to bound.
+func supervise(ctx context.Context, path string, s service, log logrus.FieldLogger, bound chan<- string) error {
 	cmd := exec.Command(path, s.args...)
 	// A process group of its own: the terminal's Ctrl-C reaches devstack
 	// alone, which then stops each service once, with SIGTERM. Pdeathsig
 	// stops the service if devstack itself is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	out := prefixWriter(os.Stderr, s.name)
+	out := prefixWriter(os.Stderr, s.name, func(line string) {
+		if name, addr, ok := logging.ParseListening(line); ok && name == s.listener {
+			select {
+			case bound <- addr:
+			default: // already told
+			}
+		}
+	})
 	defer out.Close()
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -142,8 +177,9 @@ func waitReady(ctx context.Context, url string) error {
 	}
 }
 
-// prefixWriter copies whole lines to w, each prefixed with "name | ".
-func prefixWriter(w io.Writer, name string) io.WriteCloser {
+// prefixWriter copies whole lines to w, each prefixed with "name | ", and
+// hands each line to onLine first.
+func prefixWriter(w io.Writer, name string, onLine func(string)) io.WriteCloser {
 	pr, pw := io.Pipe()
 	var mu sync.Mutex
 	done := make(chan struct{})
@@ -152,6 +188,7 @@ func prefixWriter(w io.Writer, name string) io.WriteCloser {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			onLine(sc.Text())
 			mu.Lock()
 			fmt.Fprintf(w, "%-8s | %s\n", name, sc.Text())
 			mu.Unlock()

@@ -26,13 +26,14 @@ func TestExternalClients(t *testing.T) {
 	t.Run("kcat", func(t *testing.T) { testKcat(t, kcat, p.kafka) })
 	t.Run("http", func(t *testing.T) { testESRoot(t, "http://"+p.es) })
 
-	if code := p.stop(t); code != 0 {
-		t.Errorf("exit %d after SIGTERM, want 0; stderr %q", code, p.stderr)
+	if code := p.Stop(t); code != 0 {
+		t.Errorf("exit %d after SIGTERM, want 0", code)
 	}
 }
 
 func toolContext(tb testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Generous: etcdctl and kcat answer at once, but the machine may be loaded.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	tb.Cleanup(cancel)
 	return ctx
 }
@@ -88,7 +89,7 @@ func testEtcdctl(t *testing.T, etcdctl, endpoint string) {
 	}()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(time.Minute)
 	for i := 0; ; i++ {
 		tool(t, "", etcdctl, ep, "put", "/logpipe/status/agents/web-1", "v"+strconv.Itoa(i))
 	wait:

@@ -15,9 +15,10 @@ import (
 
 // builds holds the binaries Build made in this test binary.
 var builds struct {
-	mu   sync.Mutex
-	dir  string // made on first use, removed by Main
-	byPk map[string]*build
+	mu    sync.Mutex
+	dir   string // made on first use, removed by Main
+	byPkg map[string]*build
+	bases map[string]string // base name → the package built under it in dir
 }
 
 type build struct {
@@ -29,19 +30,22 @@ type build struct {
 // Build builds the main package pkg (an import path, such as
 // "github.com/logpipe/logpipe/agent") once per test binary, however many
 // tests ask for it, and returns the executable's path. The go command runs
-// in the test's directory, inside the go.work workspace.
+// in the test's directory, inside the go.work workspace. The binaries land
+// side by side in one directory, as make build's bin/ does (devstack --all
+// runs the services it finds beside itself); a second package with the same
+// base name goes in a directory of its own.
 func Build(tb testing.TB, pkg string) string {
 	tb.Helper()
 	builds.mu.Lock()
-	if builds.byPk == nil {
-		builds.byPk = map[string]*build{}
+	if builds.byPkg == nil {
+		builds.byPkg, builds.bases = map[string]*build{}, map[string]string{}
 	}
-	b, ok := builds.byPk[pkg]
+	b, ok := builds.byPkg[pkg]
 	if !ok {
 		b = &build{}
-		builds.byPk[pkg] = b
+		builds.byPkg[pkg] = b
 	}
-	n := len(builds.byPk)
+	n := len(builds.byPkg)
 	builds.mu.Unlock()
 
 	b.once.Do(func() { b.path, b.err = goBuild(pkg, n) })
@@ -51,9 +55,9 @@ func Build(tb testing.TB, pkg string) string {
 	return b.path
 }
 
-// goBuild builds pkg into a directory of its own (the n-th), so that two
-// packages with one base name do not overwrite each other.
+// goBuild builds pkg, the n-th package asked for.
 func goBuild(pkg string, n int) (string, error) {
+	base := path.Base(pkg)
 	builds.mu.Lock()
 	if builds.dir == "" {
 		dir, err := os.MkdirTemp("", "logpipe-test-bin-")
@@ -63,12 +67,17 @@ func goBuild(pkg string, n int) (string, error) {
 		}
 		builds.dir = dir
 	}
-	dir := filepath.Join(builds.dir, strconv.Itoa(n))
+	dir := builds.dir
+	if other, taken := builds.bases[base]; taken && other != pkg {
+		dir = filepath.Join(dir, strconv.Itoa(n))
+	} else {
+		builds.bases[base] = pkg
+	}
 	builds.mu.Unlock()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("building %s: %w", pkg, err)
 	}
-	bin := filepath.Join(dir, path.Base(pkg))
+	bin := filepath.Join(dir, base)
 	// go test puts its own go command first in PATH. Without symbol tables
 	// the link takes half the time; tracebacks still have file and line.
 	cmd := exec.Command("go", "build", "-buildvcs=false", "-ldflags=-s -w", "-o", bin, pkg)
@@ -85,7 +94,7 @@ func RemoveBuilds() {
 	defer builds.mu.Unlock()
 	if builds.dir != "" {
 		os.RemoveAll(builds.dir)
-		builds.dir, builds.byPk = "", nil
+		builds.dir, builds.byPkg, builds.bases = "", nil, nil
 	}
 }
 

@@ -44,6 +44,25 @@ func TestBuildOnce(t *testing.T) {
 	}
 }
 
+// TestBuildSideBySide checks that binaries land in one directory (as
+// devstack --all wants its services beside it), and that a second package
+// with the same base name does not overwrite the first.
+func TestBuildSideBySide(t *testing.T) {
+	first := child(t)
+	other := proc.Build(t, "github.com/logpipe/logpipe/devstack/proc/testdata/other")
+	same := proc.Build(t, "github.com/logpipe/logpipe/devstack/proc/testdata/other/child")
+	if filepath.Dir(other) != filepath.Dir(first) {
+		t.Errorf("binaries in %s and %s, want one directory", filepath.Dir(first), filepath.Dir(other))
+	}
+	if same == first || filepath.Base(same) != "child" {
+		t.Errorf("second package named child built at %s, first at %s; want both, apart", same, first)
+	}
+	p := proc.Start(t, same)
+	if p.Wait(t, wait); p.Stdout() != "the other child\n" {
+		t.Errorf("%s printed %q, want the other child's line", same, p.Stdout())
+	}
+}
+
 func TestBuildError(t *testing.T) {
 	tb := &fakeTB{TB: t}
 	func() {
