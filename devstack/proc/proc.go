@@ -17,8 +17,9 @@
 // back the address the process printed (logging.Listening, or devstack's
 // endpoint lines), so that no other test can take the port in between. A
 // client that must keep one address while the process behind it restarts
-// (a browser page) goes through a Relay, whose listener the test holds until
-// it ends.
+// (a browser page) goes through a Relay, whose socket the test holds until
+// it ends; a Relay without a target is also an address that refuses
+// connections.
 //
 // Packages that call Build use Main as their TestMain: it removes the
 // binaries at the end and checks for leaked goroutines.

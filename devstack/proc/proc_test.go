@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,27 +276,48 @@ func TestRelay(t *testing.T) {
 	a, b := echoServer(t, "a"), echoServer(t, "b")
 	r := proc.NewRelay(t)
 
-	// No target: connections are closed at once.
-	if got := roundTrip(t, r.Addr()); got != "" {
-		t.Errorf("without a target: got %q, want the connection closed", got)
-	}
+	// No target: refused, as where nothing listens, and the port is kept.
+	refused(t, r.Addr())
 	r.To(a)
 	held := dialRelay(t, r.Addr())
-	if got := roundTrip(t, r.Addr()); got != "a:ping" {
+	if got := roundTrip(t, held); got != "a:ping" {
 		t.Errorf("to a: %q, want a:ping", got)
 	}
-	r.To(b) // a restart: the new process is elsewhere, the address stays
-	if got := roundTrip(t, r.Addr()); got != "b:ping" {
+	r.To("") // the process behind it stops
+	refused(t, r.Addr())
+	if got := roundTrip(t, held); got != "" {
+		t.Errorf("a connection relayed before To(\"\") still answers %q", got)
+	}
+	r.To(b) // and comes back elsewhere; the address stays
+	if got := roundTrip(t, dialRelay(t, r.Addr())); got != "b:ping" {
 		t.Errorf("to b: %q, want b:ping", got)
 	}
+	held = dialRelay(t, r.Addr())
 	r.Close()
-	held.SetReadDeadline(time.Now().Add(wait))
-	if _, err := held.Read(make([]byte, 1)); err == nil {
-		t.Error("a relayed connection is still open after Close")
+	if got := roundTrip(t, held); got != "" {
+		t.Errorf("a relayed connection still answers %q after Close", got)
 	}
 	if c, err := net.Dial("tcp", r.Addr()); err == nil {
 		c.Close()
 		t.Error("the relay still accepts connections after Close")
+	}
+}
+
+// refused fails unless connections to addr are refused while the port
+// stays bound.
+func refused(t *testing.T, addr string) {
+	t.Helper()
+	if c, err := net.Dial("tcp", addr); !errors.Is(err, syscall.ECONNREFUSED) {
+		if err == nil {
+			c.Close()
+		}
+		t.Errorf("dial %s: %v, want connection refused", addr, err)
+	}
+	if ln, err := net.Listen("tcp", addr); !errors.Is(err, syscall.EADDRINUSE) {
+		if err == nil {
+			ln.Close()
+		}
+		t.Errorf("listen on %s: %v, want the port kept (address in use)", addr, err)
 	}
 }
 
@@ -370,11 +392,10 @@ func dialRelay(t *testing.T, addr string) net.Conn {
 	return c
 }
 
-// roundTrip sends "ping" through a new connection and returns the answer,
-// "" when the connection is closed instead.
-func roundTrip(t *testing.T, addr string) string {
+// roundTrip sends "ping" on c and returns the answer, "" when the
+// connection is closed instead.
+func roundTrip(t *testing.T, c net.Conn) string {
 	t.Helper()
-	c := dialRelay(t, addr)
 	c.SetDeadline(time.Now().Add(wait))
 	if _, err := c.Write([]byte("ping")); err != nil {
 		return ""

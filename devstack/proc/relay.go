@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/logpipe/logpipe/devstack/internal/listener"
 )
 
 // relayDial bounds how long the relay waits to connect to its target.
@@ -13,42 +15,67 @@ const relayDial = 10 * time.Second
 
 // Relay is a loopback address that stays the same while the process behind
 // it restarts on new ports: it relays each connection to the target of the
-// moment (To). The test holds its listener until it ends, so no other
+// moment (To). The test holds the relay's socket until it ends, so no other
 // process can take the port, as one could between a process's exit and its
-// restart on a fixed port. A connection that comes while there is no
-// target, or that the target refuses, is closed at once.
+// restart on a fixed port. Without a target the address refuses
+// connections, as one where nothing listens does.
 type Relay struct {
-	ln net.Listener
+	tb testing.TB
+	ln *net.TCPListener
 	wg sync.WaitGroup
 
-	mu     sync.Mutex
-	to     string
-	conns  map[net.Conn]struct{}
-	closed bool
+	mu      sync.Mutex
+	to      string
+	changed chan struct{} // closed and replaced when to or closed changes
+	conns   map[net.Conn]struct{}
+	closed  bool
 }
 
-// NewRelay listens on a loopback port until the test ends.
+// NewRelay binds a loopback port until the test ends, without a target.
 func NewRelay(tb testing.TB) *Relay {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listener.Listen("127.0.0.1:0")
+	if err == nil {
+		err = listener.Pause(ln)
+	}
 	if err != nil {
 		tb.Fatalf("relay: %v", err)
 	}
-	r := &Relay{ln: ln, conns: map[net.Conn]struct{}{}}
+	r := &Relay{tb: tb, ln: ln, changed: make(chan struct{}), conns: map[net.Conn]struct{}{}}
 	r.wg.Go(r.serve)
 	tb.Cleanup(r.Close)
 	return r
 }
 
-// Addr is the relay's address, such as 127.0.0.1:41733.
+// Addr is the relay's address, such as 127.0.0.1:21733.
 func (r *Relay) Addr() string { return r.ln.Addr().String() }
 
-// To makes addr the target of connections from now on; "" closes them as
-// they come. Connections already relayed stay as they are.
+// To makes addr the target of connections from now on, and cuts the
+// connections relayed so far (their process is gone, or going). "" takes
+// the relay's address off the network: connections are refused.
 func (r *Relay) To(addr string) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	for c := range r.conns {
+		c.Close()
+	}
+	var err error
+	switch {
+	case r.to == "" && addr != "":
+		err = listener.Resume(r.ln)
+	case r.to != "" && addr == "":
+		err = listener.Pause(r.ln)
+	}
+	if err != nil {
+		r.tb.Errorf("relay to %q: %v", addr, err)
+		return
+	}
 	r.to = addr
-	r.mu.Unlock()
+	close(r.changed)
+	r.changed = make(chan struct{})
 }
 
 // Close stops listening, cuts every relayed connection and waits for the
@@ -63,6 +90,7 @@ func (r *Relay) Close() {
 	for c := range r.conns {
 		c.Close()
 	}
+	close(r.changed)
 	r.mu.Unlock()
 	r.ln.Close()
 	r.wg.Wait()
@@ -70,22 +98,45 @@ func (r *Relay) Close() {
 
 func (r *Relay) serve() {
 	for {
-		c, err := r.ln.Accept()
-		if err != nil {
-			return
-		}
 		r.mu.Lock()
-		to := r.to
+		closed, to, changed := r.closed, r.to, r.changed
 		r.mu.Unlock()
+		switch {
+		case closed:
+			return
+		case to == "":
+			<-changed // paused: Accept would fail at once
+			continue
+		}
+		c, err := r.ln.Accept()
+		r.mu.Lock()
+		closed, to = r.closed, r.to
+		r.mu.Unlock()
+		switch {
+		case closed:
+			if err == nil {
+				c.Close()
+			}
+			return
+		case err != nil && to == "":
+			continue // paused while accepting
+		case err != nil:
+			r.tb.Errorf("relay %s: %v", r.Addr(), err)
+			return
+		case to == "":
+			c.Close() // accepted just before the pause
+			continue
+		}
 		r.wg.Go(func() { r.relay(c, to) })
 	}
 }
 
-// track adds c to the connections Close cuts; it is false after Close.
-func (r *Relay) track(c net.Conn) bool {
+// track adds c, relayed to to, to the connections To and Close cut; it is
+// false after Close or once the target changed.
+func (r *Relay) track(c net.Conn, to string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
+	if r.closed || r.to != to {
 		return false
 	}
 	r.conns[c] = struct{}{}
@@ -100,19 +151,16 @@ func (r *Relay) untrack(c net.Conn) {
 }
 
 func (r *Relay) relay(c net.Conn, to string) {
-	if !r.track(c) {
+	if !r.track(c, to) {
 		c.Close()
 		return
 	}
 	defer r.untrack(c)
-	if to == "" {
-		return
-	}
 	u, err := net.DialTimeout("tcp", to, relayDial)
 	if err != nil {
-		return
+		return // as the target would: refused
 	}
-	if !r.track(u) {
+	if !r.track(u, to) {
 		u.Close()
 		return
 	}

@@ -1,53 +1,23 @@
 package stack
 
 import (
-	"errors"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-)
 
-// Ports picked for an address with port 0 lie in [pickLow, pickHigh): below
-// the kernel's ephemeral range (which starts at 32768 here), so that no
-// outgoing connection takes the port while a backend is down for an outage
-// test.
-const (
-	pickLow   = 20000
-	pickHigh  = 32768
-	pickTries = 200
+	"github.com/logpipe/logpipe/devstack/internal/listener"
 )
 
 // listen binds a TCP listener on addr. An empty addr means 127.0.0.1:0; a
 // port of 0 is replaced by a free port picked at random below the ephemeral
-// range.
-func listen(addr string) (net.Listener, error) {
+// range, so that no outgoing connection holds it (see listener.Listen).
+func listen(addr string) (*net.TCPListener, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("address %q: %w", addr, err)
-	}
-	if port != "0" {
-		return net.Listen("tcp", addr)
-	}
-	for range pickTries {
-		try := net.JoinHostPort(host, strconv.Itoa(pickLow+rand.IntN(pickHigh-pickLow)))
-		ln, err := net.Listen("tcp", try)
-		if err == nil {
-			return ln, nil
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) {
-			return nil, err
-		}
-	}
-	return nil, fmt.Errorf("address %s: no free port found in %d tries between %d and %d", addr, pickTries, pickLow, pickHigh-1)
+	return listener.Listen(addr)
 }
 
 // gate is a net.Listener whose address can be taken off the network (Down:
@@ -58,8 +28,7 @@ func listen(addr string) (net.Listener, error) {
 //
 // The socket stays bound through the outage, so that no other process can
 // take the port meanwhile (as one could between a close and a new bind):
-// Down stops it listening (shutdown(2) of a listening socket, on Linux) and
-// Up makes it listen again (listen(2)).
+// Down pauses it and Up resumes it (package listener).
 type gate struct {
 	addr net.Addr
 	ln   *net.TCPListener
@@ -79,14 +48,9 @@ func newGate(addr string) (*gate, error) {
 	if err != nil {
 		return nil, err
 	}
-	tl, ok := ln.(*net.TCPListener)
-	if !ok {
-		ln.Close()
-		return nil, fmt.Errorf("address %s: not a TCP listener", addr)
-	}
 	return &gate{
 		addr:    ln.Addr(),
-		ln:      tl,
+		ln:      ln,
 		changed: make(chan struct{}),
 		conns:   map[*gateConn]struct{}{},
 	}, nil
@@ -149,7 +113,7 @@ func (g *gate) Down() error {
 	}
 	var err error
 	if !g.down {
-		err = control(g.ln, stopListening)
+		err = listener.Pause(g.ln)
 		g.down = true
 		g.signal()
 	}
@@ -169,8 +133,8 @@ func (g *gate) Up() error {
 	if !g.down {
 		return nil
 	}
-	if err := control(g.ln, listenAgain); err != nil {
-		return fmt.Errorf("listening on %s again: %w", g.addr, err)
+	if err := listener.Resume(g.ln); err != nil {
+		return err
 	}
 	g.down = false
 	g.signal()
@@ -191,42 +155,6 @@ func (g *gate) Close() error {
 	g.mu.Unlock()
 	closeAll(conns)
 	return err
-}
-
-// stopListening makes a listening socket refuse connections while keeping
-// its port: without SO_REUSEADDR no other socket can bind the port, and
-// shutdown(2) of a listening socket ends the listening (and wakes Accept
-// with an error) but, as the port was bound explicitly, not the binding.
-func stopListening(fd int) error {
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 0); err != nil {
-		return fmt.Errorf("clearing SO_REUSEADDR: %w", err)
-	}
-	if err := syscall.Shutdown(fd, syscall.SHUT_RD); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
-}
-
-// listenAgain undoes stopListening. SO_REUSEADDR comes back first: the
-// connections cut by Down linger in TIME_WAIT on the same port.
-func listenAgain(fd int) error {
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-		return fmt.Errorf("setting SO_REUSEADDR: %w", err)
-	}
-	return syscall.Listen(fd, syscall.SOMAXCONN)
-}
-
-// control runs f on the listener's file descriptor.
-func control(ln *net.TCPListener, f func(fd int) error) error {
-	rc, err := ln.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
 }
 
 // Quiet waits up to limit until no Accept, Read or Write call on the gate
