@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/logpipe/logpipe/common/conf"
 	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 	"github.com/logpipe/logpipe/livetail/internal/tail"
 )
@@ -44,7 +44,7 @@ type testServer struct {
 	*server
 	cancel context.CancelFunc
 	done   chan error
-	logs   *syncBuffer
+	logs   *proc.Buffer
 }
 
 // startServer runs livetail with cfg until the test ends (or stop).
@@ -53,7 +53,7 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &proc.Buffer{}
 	s, err := newServer(context.Background(), cfg, logs)
 	if err != nil {
 		t.Fatalf("starting livetail: %v", err)
@@ -119,6 +119,11 @@ func (ts *testServer) metric(t testing.TB, name string, labels ...string) float6
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// within bounds the waits for livetail to do something: far more than it
+// takes on an idle machine, so that a loaded one does not fail a test. No
+// test measures speed with it.
+const within = time.Minute
 
 // eventually polls cond until it holds or the limit passes.
 func eventually(t testing.TB, limit time.Duration, what string, cond func() bool) {
@@ -253,7 +258,7 @@ type client struct {
 
 func dial(t testing.TB, rawURL string, header http.Header) (*client, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{HTTPHeader: header})
 	if err != nil {
@@ -293,7 +298,7 @@ func (c *client) next(timeout time.Duration) (tail.Frame, error) {
 
 func (c *client) mustNext() tail.Frame {
 	c.t.Helper()
-	f, err := c.next(10 * time.Second)
+	f, err := c.next(within)
 	if err != nil {
 		c.t.Fatalf("reading a frame: %v", err)
 	}
@@ -357,24 +362,6 @@ func (c *client) collect(wantLive int, timeout time.Duration) collected {
 		}
 	}
 	return got
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func query(kv ...string) string {

@@ -57,7 +57,7 @@ func TestHistoryJoinsLive(t *testing.T) {
 			if f := c.mustNext(); f.Type != "hello" {
 				t.Fatalf("first frame %+v", f)
 			}
-			got := c.collect(300, 30*time.Second)
+			got := c.collect(300, within)
 			if err := stop(); err != nil {
 				t.Fatal(err)
 			}
@@ -95,11 +95,11 @@ func TestTailExact(t *testing.T) {
 	}
 	offs := p.offsets("exact")
 	part := ts.kafka.Partition("exact")
-	eventually(t, 10*time.Second, "hub caught up", func() bool { return ts.hub.Next(part) > offs[len(offs)-1] })
+	eventually(t, within, "hub caught up", func() bool { return ts.hub.Next(part) > offs[len(offs)-1] })
 
 	for _, n := range []int{1, 50, 499, 500} {
 		c := mustDial(t, ts.url(query("job", "exact", "tail", strconv.Itoa(n))))
-		got := c.collect(0, 10*time.Second)
+		got := c.collect(0, within)
 		if got.caughtUp != n {
 			t.Fatalf("tail=%d: %d entries before caught_up", n, got.caughtUp)
 		}
@@ -107,14 +107,14 @@ func TestTailExact(t *testing.T) {
 	}
 	// More than there is: everything.
 	c := mustDial(t, ts.url(query("job", "exact", "tail", "1000")))
-	got := c.collect(0, 10*time.Second)
+	got := c.collect(0, within)
 	if got.caughtUp != 500 {
 		t.Fatalf("tail=1000: %d entries before caught_up, want all 500", got.caughtUp)
 	}
 	checkContiguous(t, got.offsets, offs, 0)
 	// With grep: the last N matching lines.
 	c = mustDial(t, ts.url(query("job", "exact", "tail", "3", "grep", "line 4[0-9]9$")))
-	got = c.collect(0, 10*time.Second)
+	got = c.collect(0, within)
 	if !slices.Equal(got.lines, []string{"exact line 479", "exact line 489", "exact line 499"}) {
 		t.Fatalf("tail=3 with grep: %q", got.lines)
 	}

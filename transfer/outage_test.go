@@ -39,7 +39,10 @@ func (e *switchedES) url() string { return "http://" + e.relay.Addr() }
 func (e *switchedES) up() { e.relay.To(e.srv.Listener.Addr().String()) }
 
 // down takes it off: connections are cut and refused.
-func (e *switchedES) down() { e.relay.To("") }
+func (e *switchedES) down() {
+	e.relay.To("")
+	e.relay.Cut()
+}
 
 func readyz(t testing.TB, addr string) (int, string) {
 	t.Helper()

@@ -285,8 +285,12 @@ func TestRelay(t *testing.T) {
 	}
 	r.To("") // the process behind it stops
 	refused(t, r.Addr())
+	if got := roundTrip(t, held); got != "a:ping" {
+		t.Errorf("a connection relayed before To(\"\"): %q, want it kept", got)
+	}
+	r.Cut()
 	if got := roundTrip(t, held); got != "" {
-		t.Errorf("a connection relayed before To(\"\") still answers %q", got)
+		t.Errorf("a connection relayed before Cut still answers %q", got)
 	}
 	r.To(b) // and comes back elsewhere; the address stays
 	if got := roundTrip(t, dialRelay(t, r.Addr())); got != "b:ping" {

@@ -50,17 +50,14 @@ func NewRelay(tb testing.TB) *Relay {
 // Addr is the relay's address, such as 127.0.0.1:21733.
 func (r *Relay) Addr() string { return r.ln.Addr().String() }
 
-// To makes addr the target of connections from now on, and cuts the
-// connections relayed so far (their process is gone, or going). "" takes
-// the relay's address off the network: connections are refused.
+// To makes addr the target of new connections; "" takes the relay's
+// address off the network: connections are refused. Connections relayed
+// so far stay (they end with their process, or with Cut).
 func (r *Relay) To(addr string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return
-	}
-	for c := range r.conns {
-		c.Close()
 	}
 	var err error
 	switch {
@@ -76,6 +73,15 @@ func (r *Relay) To(addr string) {
 	r.to = addr
 	close(r.changed)
 	r.changed = make(chan struct{})
+}
+
+// Cut closes every connection relayed so far, as a network failure would.
+func (r *Relay) Cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.Close()
+	}
 }
 
 // Close stops listening, cuts every relayed connection and waits for the
@@ -131,7 +137,7 @@ func (r *Relay) serve() {
 	}
 }
 
-// track adds c, relayed to to, to the connections To and Close cut; it is
+// track adds c, relayed to to, to the connections Cut and Close cut; it is
 // false after Close or once the target changed.
 func (r *Relay) track(c net.Conn, to string) bool {
 	r.mu.Lock()
