@@ -1,7 +1,6 @@
 package diag_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,12 +8,12 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/logpipe/logpipe/common/diag"
 	"github.com/logpipe/logpipe/common/logging"
@@ -274,45 +273,30 @@ func TestRun(t *testing.T) {
 func TestServeLogsListening(t *testing.T) {
 	for name, want := range map[string]string{"": "metrics", "http": "http"} {
 		t.Run(want, func(t *testing.T) {
-			var out lockedBuffer
-			log, err := logging.New("info", "json", &out, nil)
+			log, err := logging.New("info", "json", io.Discard, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
+			hook := logtest.NewLocal(log)
 			r := start(t, diag.Options{Name: name, Log: log})
-			var lines []string
 			for end := time.Now().Add(deadline); ; time.Sleep(5 * time.Millisecond) {
-				lines = strings.Split(strings.TrimSpace(out.String()), "\n")
-				if gotName, addr, ok := logging.ParseListening(lines[0]); ok {
-					if gotName != want || addr != r.Addr() {
-						t.Fatalf("listening line %q: listener %q on %s, want %q on %s", lines[0], gotName, addr, want, r.Addr())
+				if e := hook.LastEntry(); e != nil {
+					line, err := e.String()
+					if err != nil {
+						t.Fatal(err)
+					}
+					gotName, addr, ok := logging.ParseListening(strings.TrimSpace(line))
+					if !ok || gotName != want || addr != r.Addr() {
+						t.Fatalf("first line %q: listener %q on %s, want %q on %s", line, gotName, addr, want, r.Addr())
 					}
 					return
 				}
 				if time.Now().After(end) {
-					t.Fatalf("no listening line logged: %q", lines)
+					t.Fatal("nothing logged")
 				}
 			}
 		})
 	}
-}
-
-// lockedBuffer is a bytes.Buffer for writers on other goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestShutdownWaitsForHandlers(t *testing.T) {
