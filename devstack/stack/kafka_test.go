@@ -116,7 +116,7 @@ func readBack(tb testing.TB, addrs []string, msgs []*sarama.ProducerMessage) {
 				}
 			case err := <-pc.Errors():
 				tb.Fatalf("partition %d: %v", p, err)
-			case <-time.After(10 * time.Second):
+			case <-time.After(time.Minute):
 				tb.Fatalf("partition %d: record %d of %d did not arrive", p, i, len(want[p]))
 			}
 		}
@@ -260,7 +260,7 @@ func (m *groupMember) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Consu
 // waitClaims waits for an assignment of m with n partitions of "logs".
 func (m *groupMember) waitClaims(tb testing.TB, n int) []int32 {
 	tb.Helper()
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(time.Minute)
 	for {
 		select {
 		case c := <-m.claims:
@@ -277,7 +277,7 @@ func (m *groupMember) waitClaims(tb testing.TB, n int) []int32 {
 func (m *groupMember) receive(tb testing.TB, n int) []string {
 	tb.Helper()
 	var got []string
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(time.Minute)
 	for len(got) < n {
 		select {
 		case msg := <-m.msgs:
@@ -302,7 +302,7 @@ func waitCommitted(tb testing.TB, addrs []string, group string, partitions, tota
 		all[i] = int32(i)
 	}
 	var sum int64
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{"logs": all})
 		if err != nil {
 			tb.Fatalf("committed offsets: %v", err)
