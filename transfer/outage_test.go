@@ -144,7 +144,9 @@ func TestShutdownAbandonsUncommitted(t *testing.T) {
 
 	start := time.Now()
 	r.stop()
-	if d := time.Since(start); d > 10*time.Second {
+	// Without the drain timeout it would not end while Elasticsearch refuses;
+	// the bound is far above the timeout, for a loaded machine.
+	if d := time.Since(start); d > time.Minute {
 		t.Errorf("shutdown took %s with a drain timeout of %s", d, cfg.DrainTimeout)
 	}
 	if c := committed(t, s.KafkaAddrs(), cfg.Group); len(c) != 0 {
