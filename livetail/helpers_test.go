@@ -36,6 +36,11 @@ func testConfig(s *stack.Stack) Config {
 	cfg.Common.LogLevel.Value = "warning"
 	cfg.Retry.Min, cfg.Retry.Max = 50*time.Millisecond, 100*time.Millisecond
 	cfg.BatchWait = 5 * time.Millisecond
+	// Test clients read (and so answer pings) only when the test asks for
+	// a frame: with the default 5 s interval, a test slowed down by a
+	// loaded machine would see its idle connections dropped. Tests of pings
+	// set their own interval.
+	cfg.PingInterval = time.Hour
 	return cfg
 }
 

@@ -21,7 +21,6 @@ func TestSlowClient(t *testing.T) {
 	s := newKafka(t)
 	cfg := testConfig(s)
 	cfg.ClientBuffer = 100
-	cfg.PingInterval = time.Minute // the slow client does not answer pings while it does not read
 	ts := startServer(t, cfg)
 	p := newProducer(t, s)
 
