@@ -61,7 +61,6 @@ type Process struct {
 	cmd  *exec.Cmd
 	out  *output
 	done chan struct{} // closed once the process exited and its output is read
-	err  error         // cmd.Wait's result, set before done is closed
 }
 
 // Launch starts cmd, keeping its output; name prefixes the output lines
@@ -83,10 +82,9 @@ func Launch(name string, cmd *exec.Cmd) (*Process, error) {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	go func() {
-		err := cmd.Wait()
+		_ = cmd.Wait() // the exit status is in cmd.ProcessState
 		stdout.flush()
 		stderr.flush()
-		p.err = err
 		close(p.done)
 	}()
 	return p, nil
