@@ -248,6 +248,44 @@ func checkContiguous(t testing.TB, got, want []int64, from int) {
 	}
 }
 
+// checkAnnounced is checkContiguous for a live stream that a slow client
+// may fall behind: every gap must be exactly what a dropped frame just
+// before it announces, and none may come before caught_up (history is
+// never dropped). It returns the index in want of each entry.
+func checkAnnounced(t testing.TB, got collected, want []int64, from int) []int {
+	t.Helper()
+	index := make(map[int64]int, len(want))
+	for i, off := range want {
+		index[off] = i
+	}
+	next := from
+	at := make([]int, len(got.offsets))
+	d := 0
+	for k := 0; k <= len(got.offsets); k++ {
+		for ; d < len(got.dropped) && got.droppedAt[d] == k; d++ {
+			f := got.dropped[d]
+			if got.caughtUp < 0 || k < got.caughtUp {
+				t.Fatalf("dropped frame %+v after %d entries, before caught_up (at %d)", f, k, got.caughtUp)
+			}
+			first, ok1 := index[*f.FromOffset]
+			last, ok2 := index[*f.ToOffset]
+			if !ok1 || !ok2 || first != next || int64(last-first+1) != f.Count {
+				t.Fatalf("dropped %d from offset %d to %d, want from line %d (offset %d)", f.Count, *f.FromOffset, *f.ToOffset, next, want[min(next, len(want)-1)])
+			}
+			next = last + 1
+		}
+		if k == len(got.offsets) {
+			break
+		}
+		if i, ok := index[got.offsets[k]]; !ok || i != next {
+			t.Fatalf("entry %d at offset %d is line %d, want line %d (a gap without a dropped frame, or a duplicate)", k, got.offsets[k], i, next)
+		}
+		at[k] = next
+		next++
+	}
+	return at
+}
+
 func (p *producer) offsets(job string) []int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -333,10 +371,11 @@ func (c *client) closeCode(timeout time.Duration) (websocket.StatusCode, string)
 
 // collected is what a client received.
 type collected struct {
-	offsets  []int64
-	lines    []string
-	caughtUp int // index in offsets where caught_up came, or -1
-	dropped  []tail.Frame
+	offsets   []int64
+	lines     []string
+	caughtUp  int // index in offsets where caught_up came, or -1
+	dropped   []tail.Frame
+	droppedAt []int // index in offsets where each dropped frame came
 }
 
 // collect reads frames until want entries arrived after caught_up.
@@ -362,6 +401,7 @@ func (c *client) collect(wantLive int, timeout time.Duration) collected {
 			got.caughtUp = len(got.offsets)
 		case tail.TypeDropped:
 			got.dropped = append(got.dropped, f)
+			got.droppedAt = append(got.droppedAt, len(got.offsets))
 		case tail.TypeError:
 			c.t.Fatalf("error frame: %d %s", f.Code, f.Reason)
 		}

@@ -61,9 +61,6 @@ func TestHistoryJoinsLive(t *testing.T) {
 			if err := stop(); err != nil {
 				t.Fatal(err)
 			}
-			if len(got.dropped) > 0 {
-				t.Fatalf("dropped frames: %+v", got.dropped)
-			}
 			want := p.offsets(job)
 			first := slices.Index(want, got.offsets[0])
 			if tt.first != nil {
@@ -74,11 +71,16 @@ func TestHistoryJoinsLive(t *testing.T) {
 				// The hub may lag the producer a little, but not by 100 lines.
 				t.Fatalf("first entry is line %d, want one of the last 50 before the session joined", first)
 			}
-			checkContiguous(t, got.offsets, want, first)
+			// Once live, a test slowed down by a loaded machine is a slow
+			// client: it may miss lines, announced by dropped frames.
+			at := checkAnnounced(t, got, want, first)
 			for i, l := range got.lines {
-				if l != line(job, first+i) {
-					t.Fatalf("entry %d: %q, want %q", i, l, line(job, first+i))
+				if l != line(job, at[i]) {
+					t.Fatalf("entry %d: %q, want %q", i, l, line(job, at[i]))
 				}
+			}
+			if len(got.dropped) > 0 {
+				t.Logf("the test read too slowly: %d dropped frames after caught_up", len(got.dropped))
 			}
 		})
 	}
