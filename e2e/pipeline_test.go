@@ -40,7 +40,10 @@ func TestPipeline(t *testing.T) {
 	agentArgs := []string{"--name", agentName, "--etcd-endpoints", etcd, "--kafka-brokers", kafka,
 		"--state-dir", stateDir, "--metrics-addr", "127.0.0.1:0"}
 	transferArgs := []string{"--kafka-brokers", kafka, "--es-addresses", st.ESURL(), "--metrics-addr", "127.0.0.1:0"}
-	livetailArgs := []string{"--kafka-brokers", kafka, "--listen", "127.0.0.1:0"}
+	// A client buffer larger than all the lines of the test: however slowly
+	// a loaded machine lets the client read, it is never a slow client
+	// whose lines are dropped (the livetail tests cover that).
+	livetailArgs := []string{"--kafka-brokers", kafka, "--listen", "127.0.0.1:0", "--client-buffer", "100000"}
 	agent := proc.Start(t, binary(t, "agent"), agentArgs...)
 	transfer := proc.Start(t, binary(t, "transfer"), transferArgs...)
 	livetail := proc.Start(t, binary(t, "livetail"), livetailArgs...)
