@@ -28,7 +28,8 @@ func newKafka(t testing.TB) *stack.Stack {
 	return stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}, Partitions: 3})
 }
 
-// testConfig is a configuration for a test server on a free port.
+// testConfig is a configuration for a test server on a port the kernel
+// picks (127.0.0.1:0).
 func testConfig(s *stack.Stack) Config {
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
