@@ -175,6 +175,33 @@ func Check(recs []Record, tag string, n int) (dups int, err error) {
 	return dups, nil
 }
 
+// CheckAtLeastOnce is Check without the order: every line of tag in [0, n)
+// arrived at least once, and no other. It returns the number of
+// duplicates.
+func CheckAtLeastOnce(recs []Record, tag string, n int) (dups int, err error) {
+	seen := make([]bool, n)
+	distinct := 0
+	for _, x := range recs {
+		t, i, ok := Parse(x.Rec.Message)
+		if !ok || t != tag {
+			continue
+		}
+		if i < 0 || i >= n {
+			return dups, fmt.Errorf("%s: unexpected line %d", tag, i)
+		}
+		if seen[i] {
+			dups++
+			continue
+		}
+		seen[i] = true
+		distinct++
+	}
+	if distinct != n {
+		return dups, fmt.Errorf("%s: %d of %d lines arrived; first missing %d", tag, distinct, n, slices.Index(seen, false))
+	}
+	return dups, nil
+}
+
 // Count returns how many records carry tag, and how many distinct numbers.
 func Count(recs []Record, tag string) (total, distinct int) {
 	seen := map[int]bool{}
