@@ -41,7 +41,7 @@ func expectClose(t *testing.T, rawURL string, header http.Header, code websocket
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	got, reason := c.closeCode(15 * time.Second)
+	got, reason := c.closeCode(within)
 	if got != code {
 		t.Fatalf("close code %d (reason %q), want %d", got, reason, code)
 	}
@@ -205,12 +205,12 @@ func TestCloseTooMany(t *testing.T) {
 				t.Errorf("rejected{user_limit} = %v", n)
 			}
 			open[0].c.Close(websocket.StatusNormalClosure, "")
-			eventually(t, 10*time.Second, "a slot freed", func() bool {
+			eventually(t, within, "a slot freed", func() bool {
 				c, err := dial(t, b.url(query("job", "j")), nil)
 				if err != nil {
 					return false
 				}
-				f, err := c.next(5 * time.Second)
+				f, err := c.next(within)
 				return err == nil && f.Type == tail.TypeHello
 			})
 		})
@@ -239,7 +239,7 @@ func TestCloseShutdown(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- ts.stop() }()
 	for i, c := range cs {
-		code, reason := c.closeCode(15 * time.Second)
+		code, reason := c.closeCode(within)
 		if code != websocket.StatusGoingAway || !strings.Contains(reason, "shutting down") {
 			t.Errorf("client %d: close %d %q, want 1001", i, code, reason)
 		}
@@ -258,14 +258,14 @@ func TestCloseUpstreamGone(t *testing.T) {
 	ts := startServer(t, cfg)
 	p := newProducer(t, s)
 	c := mustDial(t, ts.url(query("job", "up")))
-	c.collect(0, 10*time.Second)
+	c.collect(0, within)
 	p.produce(t, "up", 0, 5)
-	c.collect(5, 10*time.Second)
+	c.collect(5, within)
 
 	if err := s.StopKafka(); err != nil {
 		t.Fatal(err)
 	}
-	code, reason := c.closeCode(30 * time.Second)
+	code, reason := c.closeCode(within)
 	if code != websocket.StatusInternalError || !strings.Contains(reason, "upstream unavailable") {
 		t.Fatalf("close %d %q, want 1011 upstream unavailable", code, reason)
 	}
@@ -278,13 +278,13 @@ func TestCloseUpstreamGone(t *testing.T) {
 	if err := s.StartKafka(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "ready again", func() bool {
+	eventually(t, within, "ready again", func() bool {
 		status, _ := httpGet(t, "http://"+ts.Addr()+"/readyz")
 		return status == http.StatusOK
 	})
 	c = mustDial(t, ts.url(query("job", "up", "cursor", "0")))
 	p.produce(t, "up", 5, 5)
-	got := c.collect(4, 20*time.Second)
+	got := c.collect(4, within)
 	checkContiguous(t, got.offsets, p.offsets("up"), 1)
 }
 
@@ -293,24 +293,24 @@ func TestCloseUpstreamGone(t *testing.T) {
 func TestUpstreamShortOutage(t *testing.T) {
 	s := newKafka(t)
 	cfg := testConfig(s)
-	cfg.Retry.Tries = 100
+	cfg.Retry.Tries = 1000 // over a minute of retries: far longer than the outage, however slow the machine
 	ts := startServer(t, cfg)
 	p := newProducer(t, s)
 	c := mustDial(t, ts.url(query("job", "blip")))
-	c.collect(0, 10*time.Second)
+	c.collect(0, within)
 	p.produce(t, "blip", 0, 50)
 
 	if err := s.StopKafka(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "a reconnect attempt", func() bool {
+	eventually(t, within, "a reconnect attempt", func() bool {
 		return ts.metric(t, "livetail_upstream_reconnects_total") >= 2
 	})
 	if err := s.StartKafka(); err != nil {
 		t.Fatal(err)
 	}
 	p.produce(t, "blip", 50, 50)
-	got := c.collect(100, 30*time.Second)
+	got := c.collect(100, within)
 	checkContiguous(t, got.offsets, p.offsets("blip"), 0)
 	if len(got.dropped) > 0 {
 		t.Fatalf("dropped: %+v", got.dropped)
@@ -341,7 +341,7 @@ func TestOriginAndClientFrames(t *testing.T) {
 
 	// A small message is ignored; a large one closes the connection with 1009.
 	c := mustDial(t, ts.url(query("job", "a")))
-	c.collect(0, 10*time.Second)
+	c.collect(0, within)
 	ctx := t.Context()
 	if err := c.c.Write(ctx, websocket.MessageText, []byte(`{"hello":"server"}`)); err != nil {
 		t.Fatal(err)
@@ -351,7 +351,7 @@ func TestOriginAndClientFrames(t *testing.T) {
 	if err := c.c.Write(ctx, websocket.MessageText, make([]byte, 5000)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.next(10 * time.Second)
+	_, err := c.next(within)
 	if code := websocket.CloseStatus(err); code != websocket.StatusMessageTooBig {
 		t.Fatalf("after a 5000-byte message: %v, want close 1009", err)
 	}

@@ -58,12 +58,9 @@ func TestHistoryJoinsLive(t *testing.T) {
 			if f := c.mustNext(); f.Type != "hello" {
 				t.Fatalf("first frame %+v", f)
 			}
-			got := c.collect(300, 30*time.Second)
+			got := c.collect(300, within)
 			if err := stop(); err != nil {
 				t.Fatal(err)
-			}
-			if len(got.dropped) > 0 {
-				t.Fatalf("dropped frames: %+v", got.dropped)
 			}
 			want := p.offsets(job)
 			first := slices.Index(want, got.offsets[0])
@@ -75,11 +72,16 @@ func TestHistoryJoinsLive(t *testing.T) {
 				// The hub may lag the producer a little, but not by 100 lines.
 				t.Fatalf("first entry is line %d, want one of the last 50 before the session joined", first)
 			}
-			checkContiguous(t, got.offsets, want, first)
+			// Once live, a test slowed down by a loaded machine is a slow
+			// client: it may miss lines, announced by dropped frames.
+			at := checkAnnounced(t, got, want, first)
 			for i, l := range got.lines {
-				if l != line(job, first+i) {
-					t.Fatalf("entry %d: %q, want %q", i, l, line(job, first+i))
+				if l != line(job, at[i]) {
+					t.Fatalf("entry %d: %q, want %q", i, l, line(job, at[i]))
 				}
+			}
+			if len(got.dropped) > 0 {
+				t.Logf("the test read too slowly: %d dropped frames after caught_up", len(got.dropped))
 			}
 		})
 	}
@@ -96,11 +98,11 @@ func TestTailExact(t *testing.T) {
 	}
 	offs := p.offsets("exact")
 	part := p.partition("exact")
-	eventually(t, 10*time.Second, "hub caught up", func() bool { return ts.hub.Next(part) > offs[len(offs)-1] })
+	eventually(t, within, "hub caught up", func() bool { return ts.hub.Next(part) > offs[len(offs)-1] })
 
 	for _, n := range []int{1, 50, 499, 500} {
 		c := mustDial(t, ts.url(query("job", "exact", "tail", strconv.Itoa(n))))
-		got := c.collect(0, 10*time.Second)
+		got := c.collect(0, within)
 		if got.caughtUp != n {
 			t.Fatalf("tail=%d: %d entries before caught_up", n, got.caughtUp)
 		}
@@ -108,14 +110,14 @@ func TestTailExact(t *testing.T) {
 	}
 	// More than there is: everything.
 	c := mustDial(t, ts.url(query("job", "exact", "tail", "1000")))
-	got := c.collect(0, 10*time.Second)
+	got := c.collect(0, within)
 	if got.caughtUp != 500 {
 		t.Fatalf("tail=1000: %d entries before caught_up, want all 500", got.caughtUp)
 	}
 	checkContiguous(t, got.offsets, offs, 0)
 	// With grep: the last N matching lines.
 	c = mustDial(t, ts.url(query("job", "exact", "tail", "3", "grep", "line 4[0-9]9$")))
-	got = c.collect(0, 10*time.Second)
+	got = c.collect(0, within)
 	if !slices.Equal(got.lines, []string{"exact line 479", "exact line 489", "exact line 499"}) {
 		t.Fatalf("tail=3 with grep: %q", got.lines)
 	}

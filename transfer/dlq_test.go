@@ -59,7 +59,7 @@ func TestRefusedDocumentGoesToDLQ(t *testing.T) {
 		return document.Source{Topic: testTopic, Partition: part, Offset: msgs[i].Offset}.ID()
 	}
 
-	waitFor(t, 30*time.Second, "the four good records", func() bool { return s.ES().Count(testIndex) >= 4 })
+	waitFor(t, within, "the four good records", func() bool { return s.ES().Count(testIndex) >= 4 })
 	checkExactlyOnce(t, s, map[string]bool{id(0): true, id(1): true, id(3): true, id(5): true})
 
 	letters := readTopic(t, s.KafkaAddrs(), testDLQ, 2)
@@ -89,7 +89,7 @@ func TestRefusedDocumentGoesToDLQ(t *testing.T) {
 	}
 
 	dead := map[string]bool{id(2): true, id(4): true}
-	waitFor(t, 20*time.Second, "the partition committed past the dead letters", func() bool {
+	waitFor(t, within, "the partition committed past the dead letters", func() bool {
 		return checkCommitted(t, s, cfg.Group, dead)[part] == msgs[5].Offset+1
 	})
 	if got := scrape(t, r.svc.Addr(), "transfer_docs_dlq_total"); got != 2 {
@@ -120,7 +120,7 @@ func readTopic(t testing.TB, brokers []string, topic string, n int) []*sarama.Co
 		t.Fatal(err)
 	}
 	ends := map[int32]int64{}
-	waitFor(t, 20*time.Second, fmt.Sprintf("%d records in %s", n, topic), func() bool {
+	waitFor(t, within, fmt.Sprintf("%d records in %s", n, topic), func() bool {
 		total := int64(0)
 		for _, p := range parts {
 			end, err := client.GetOffset(topic, p, sarama.OffsetNewest)

@@ -28,23 +28,23 @@ func TestRebalance(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	waitFor(t, 30*time.Second, "instance a indexing", func() bool { return scrape(t, a.svc.Addr(), "transfer_docs_indexed_total") > 500 })
+	waitFor(t, within, "instance a indexing", func() bool { return scrape(t, a.svc.Addr(), "transfer_docs_indexed_total") > 500 })
 
 	b := startService(t, "transfer-b", cfg)
-	waitFor(t, 60*time.Second, "instance b indexing", func() bool { return scrape(t, b.svc.Addr(), "transfer_docs_indexed_total") > 300 })
+	waitFor(t, within, "instance b indexing", func() bool { return scrape(t, b.svc.Addr(), "transfer_docs_indexed_total") > 300 })
 	aBefore := scrape(t, a.svc.Addr(), "transfer_docs_indexed_total")
 	b.stop() // leaves the group; a takes every partition again
-	waitFor(t, 60*time.Second, "instance a indexing after b left", func() bool {
+	waitFor(t, within, "instance a indexing after b left", func() bool {
 		return scrape(t, a.svc.Addr(), "transfer_docs_indexed_total") > aBefore+500
 	})
 	close(stopProducing)
 	<-produced
 
 	want := p.sent()
-	waitFor(t, 60*time.Second, "every record indexed", func() bool { return s.ES().Count(testIndex) >= len(want) })
+	waitFor(t, within, "every record indexed", func() bool { return s.ES().Count(testIndex) >= len(want) })
 	checkExactlyOnce(t, s, want)
 	end := endOffsets(t, s.KafkaAddrs())
-	waitFor(t, 20*time.Second, "offsets committed to the end", func() bool {
+	waitFor(t, within, "offsets committed to the end", func() bool {
 		c := checkCommitted(t, s, cfg.Group, nil)
 		for part, off := range end {
 			if c[part] != off {

@@ -7,17 +7,16 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
@@ -71,7 +70,7 @@ var recoveryBackends = []recoveryBackend{
 // until their sessions end; then the last instance must consume every
 // partition, and every record must be indexed exactly once.
 func TestRecoveryAfterTwoSIGKILLs(t *testing.T) {
-	bin := buildBinary(t)
+	bin := transferBinary(t)
 	for _, b := range recoveryBackends {
 		t.Run(b.name, func(t *testing.T) { testRecovery(t, bin, b) })
 	}
@@ -87,26 +86,20 @@ func testRecovery(t *testing.T, bin string, b recoveryBackend) {
 	s := b.start(t)
 	brokers := s.KafkaAddrs()
 	p := newProducer(t, brokers)
-	out := &syncBuffer{}
-	defer func() {
-		if t.Failed() {
-			t.Logf("transfer output:\n%s", out.String())
-		}
-	}()
 	w := watchGroup(t, brokers, group)
 	es := &esHTTP{t: t, url: s.ESURL()}
 
 	p.send(first)
 
 	// Instance a indexes part of the records and dies.
-	a := startDefaultProc(t, bin, s, out)
+	a := startDefaultProc(t, bin, s)
 	poll(t, waitMax, "instance a indexing", func() bool { return es.count() >= 1000 })
-	kill(t, a)
+	a.Kill()
 	beforeB := w.membersSeen()
 
 	// Instance b joins; the group waits for a's session to end.
 	bStart := time.Now()
-	bProc := startDefaultProc(t, bin, s, out)
+	bProc := startDefaultProc(t, bin, s)
 	var bID string
 	poll(t, waitMax, "instance b in the group", func() bool {
 		bID = w.newMember(beforeB)
@@ -123,14 +116,14 @@ func testRecovery(t *testing.T, bin string, b recoveryBackend) {
 			return stable && len(parts) > 0
 		})
 	}
-	kill(t, bProc)
+	bProc.Kill()
 	t.Logf("instance b killed %s after its start", time.Since(bStart).Round(100*time.Millisecond))
 	beforeC := w.membersSeen()
 
 	// Instance c must take every partition once the dead members are gone,
 	// including those of records produced after it started.
 	cStart := time.Now()
-	c := startDefaultProc(t, bin, s, out)
+	c := startDefaultProc(t, bin, s)
 	p.send(total - first)
 	want := p.sent()
 	if len(want) != total {
@@ -167,11 +160,8 @@ func testRecovery(t *testing.T, bin string, b recoveryBackend) {
 	es.checkExactlyOnce(want)
 
 	// A graceful stop still exits 0.
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.cmd.Wait(); err != nil {
-		t.Fatalf("transfer after SIGTERM: %v", err)
+	if code := c.Stop(t); code != 0 {
+		t.Fatalf("transfer exited %d after SIGTERM, want 0", code)
 	}
 }
 
@@ -188,37 +178,17 @@ func poll(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
-// startDefaultProc starts the binary with the default group flags.
-func startDefaultProc(t testing.TB, bin string, s *stack.Stack, out *syncBuffer) *proc {
+// startDefaultProc starts the binary with the default group flags until it
+// is killed or the test ends.
+func startDefaultProc(t testing.TB, bin string, s *stack.Stack) *proc.Process {
 	t.Helper()
-	cmd := exec.Command(bin,
+	return proc.Start(t, bin,
 		"--kafka-brokers", strings.Join(s.KafkaAddrs(), ","),
 		"--es-addresses", s.ESURL(),
 		"--metrics-addr", "127.0.0.1:0",
 		"--batch-docs", "200",
 		"--batch-wait", "50ms",
 	)
-	cmd.Env = os.Environ()
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, out: out}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
-	})
-	return p
-}
-
-func kill(t testing.TB, p *proc) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = p.cmd.Wait()
 }
 
 // partitionsOf returns the partitions of the given document ids.

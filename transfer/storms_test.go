@@ -73,10 +73,10 @@ func TestStormsAndLatency(t *testing.T) {
 	}
 	es.SetLatency(0)
 	const n = rounds * perRound
-	waitFor(t, 60*time.Second, "every record indexed", func() bool { return es.Count(testIndex) >= n })
+	waitFor(t, within, "every record indexed", func() bool { return es.Count(testIndex) >= n })
 	checkExactlyOnce(t, s, p.sent())
 	end := endOffsets(t, s.KafkaAddrs())
-	waitFor(t, 20*time.Second, "offsets committed to the end", func() bool {
+	waitFor(t, within, "offsets committed to the end", func() bool {
 		c := checkCommitted(t, s, cfg.Group, nil)
 		for part, off := range end {
 			if c[part] != off {

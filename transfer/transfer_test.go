@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/transfer/internal/document"
@@ -19,7 +18,7 @@ func TestExactlyOnce(t *testing.T) {
 	p.send(2000)
 	cfg := testConfig(t, s)
 	r := startService(t, "transfer", cfg)
-	waitFor(t, 20*time.Second, "/readyz", func() bool {
+	waitFor(t, within, "/readyz", func() bool {
 		res, err := http.Get("http://" + r.svc.Addr() + "/readyz")
 		if err != nil {
 			return false
@@ -28,11 +27,11 @@ func TestExactlyOnce(t *testing.T) {
 		return res.StatusCode == http.StatusOK
 	})
 	p.send(2000)
-	waitFor(t, 60*time.Second, "4000 documents", func() bool { return s.ES().Count(testIndex) >= 4000 })
+	waitFor(t, within, "4000 documents", func() bool { return s.ES().Count(testIndex) >= 4000 })
 	checkExactlyOnce(t, s, p.sent())
 
 	end := endOffsets(t, s.KafkaAddrs())
-	waitFor(t, 20*time.Second, "offsets committed to the end", func() bool {
+	waitFor(t, within, "offsets committed to the end", func() bool {
 		c := committed(t, s.KafkaAddrs(), cfg.Group)
 		for part, off := range end {
 			if c[part] != off {
