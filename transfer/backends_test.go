@@ -2,10 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,36 @@ func newWorld(t testing.TB, kind string) *world {
 		group: s.Topic("logpipe-transfer"), // a name of the test's own, not a topic
 	}
 	w.es = &esAPI{t: t, url: s.ESURL(), index: w.index}
+	w.waitLeaders(w.topic, w.dlq)
 	return w
+}
+
+// waitLeaders waits until every partition of topics has a leader that
+// answers for it. On the shared Kafka, New creates the topics just before:
+// the broker can still answer a produce request NOT_LEADER_OR_FOLLOWER
+// then, which the producer retries only a few times within a few hundred
+// milliseconds. A ListOffsets request is served by the partition's leader
+// too, and adds no record.
+func (w *world) waitLeaders(topics ...string) {
+	w.t.Helper()
+	client, err := sarama.NewClient(w.s.KafkaAddrs(), sarama.NewConfig())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer client.Close()
+	for _, topic := range topics {
+		waitFor(w.t, 30*time.Second, "a leader for every partition of "+topic, func() bool {
+			if client.RefreshMetadata(topic) != nil {
+				return false
+			}
+			for p := range int32(w.s.Partitions()) {
+				if _, err := client.GetOffset(topic, p, sarama.OffsetNewest); err != nil {
+					return false
+				}
+			}
+			return true
+		})
+	}
 }
 
 // engine is the search engine of the world, as transfer detects it.
@@ -90,7 +120,7 @@ func (w *world) produce(job string, values ...[]byte) []string {
 			msgs[i] = &sarama.ProducerMessage{Topic: w.topic, Key: sarama.StringEncoder(job), Value: sarama.ByteEncoder(v)}
 		}
 		if err := p.SendMessages(msgs); err != nil {
-			w.t.Fatalf("producing: %v", err)
+			w.t.Fatalf("producing to %s: %v", w.topic, produceError(err))
 		}
 		for _, m := range msgs {
 			ids = append(ids, document.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}.ID())
@@ -131,32 +161,17 @@ func (w *world) records(topic string) int64 {
 	return n
 }
 
+// newProducer is a producer of test records to the log topic.
+func (w *world) newProducer() *producer {
+	w.t.Helper()
+	return newProducer(w.t, w.s.KafkaAddrs(), w.topic)
+}
+
 // committed returns the group's committed offsets of the log topic, read
 // with a Kafka admin client.
 func (w *world) committed() map[int32]int64 {
 	w.t.Helper()
-	admin, err := sarama.NewClusterAdmin(w.s.KafkaAddrs(), sarama.NewConfig())
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer admin.Close()
-	out := map[int32]int64{}
-	res, err := admin.ListConsumerGroupOffsets(w.group, nil)
-	if errors.Is(err, sarama.ErrGroupIDNotFound) {
-		return out // nothing committed yet
-	}
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	for p, b := range res.Blocks[w.topic] {
-		if b.Err != sarama.ErrNoError {
-			w.t.Fatalf("committed offset of partition %d: %v", p, b.Err)
-		}
-		if b.Offset >= 0 {
-			out[p] = b.Offset
-		}
-	}
-	return out
+	return committed(w.t, w.s.KafkaAddrs(), w.group, w.topic)
 }
 
 // committedAt tells whether every partition is committed exactly at end
@@ -172,37 +187,100 @@ func (w *world) committedAt(end map[int32]int64) bool {
 }
 
 // checkExactly checks, by _id, that the data stream holds each of ids
-// once and nothing else.
+// once and nothing else: _count is the number of records, an ids query
+// for each record finds its document once, a query for every other _id
+// finds nothing, and each partition's documents carry its kafka.topic and
+// kafka.partition.
 func (w *world) checkExactly(ids []string) {
 	w.t.Helper()
-	want := map[string]bool{}
-	for _, id := range ids {
-		want[id] = true
+	ids = slices.Sorted(slices.Values(ids))
+	if len(slices.Compact(slices.Clone(ids))) != len(ids) {
+		w.t.Fatalf("checkExactly: the %d ids asked for are not distinct", len(ids))
 	}
-	got := w.es.ids()
-	var missing, extra []string
-	seen := map[string]int{}
-	for _, id := range got {
-		seen[id]++
-		if !want[id] {
-			extra = append(extra, id)
+	total := w.es.count("")
+
+	const chunk = 1000
+	found := map[string]int{}
+	for i := 0; i < len(ids); i += chunk {
+		for _, id := range w.es.search(idsQuery(ids[i:min(i+chunk, len(ids))]), chunk+1) { // one more: a duplicate would show
+			found[id]++
 		}
 	}
-	var dups []string
-	for id, n := range seen {
-		if n > 1 {
+	var missing, dups []string
+	for _, id := range ids {
+		switch found[id] {
+		case 0:
+			missing = append(missing, id)
+		case 1:
+		default:
 			dups = append(dups, id)
 		}
 	}
-	for id := range want {
-		if seen[id] == 0 {
-			missing = append(missing, id)
+	extra := w.es.search(`{"bool":{"must_not":`+idsQuery(ids)+`}}`, 5)
+	if total != len(ids) || len(missing)+len(dups)+len(extra) > 0 {
+		w.t.Fatalf("data stream holds %d documents for %d records: %d missing %v, %d duplicated %v, unexpected ones such as %v",
+			total, len(ids), len(missing), head(missing), len(dups), head(dups), extra)
+	}
+
+	// Per partition, through the kafka.* fields of the documents.
+	perPartition := map[int32]int{}
+	for _, id := range ids {
+		perPartition[w.partitionOf(id)]++
+	}
+	for p, n := range perPartition {
+		if got := w.es.count(fmt.Sprintf(`{"bool":{"filter":[{"term":{"kafka.topic":%q}},{"term":{"kafka.partition":%d}}]}}`, w.topic, p)); got != n {
+			w.t.Fatalf("partition %d: %d documents with its kafka.topic and kafka.partition, want %d", p, got, n)
 		}
 	}
-	if len(got) != len(want) || len(missing)+len(extra)+len(dups) > 0 {
-		w.t.Fatalf("data stream holds %d documents for %d records: %d missing %v, %d duplicated %v, %d unexpected %v",
-			len(got), len(want), len(missing), head(missing), len(dups), head(dups), len(extra), head(extra))
+}
+
+// checkCommitted checks that no committed offset of the log topic passes
+// a record that is neither indexed nor in deadLettered (by _id), and
+// returns the committed offsets. It counts, per partition, the documents
+// below the committed offset: transfer creates each document with its
+// record's _id, and the data stream has one backing index, where an _id is
+// unique, so that count is the number of distinct records indexed.
+func (w *world) checkCommitted(deadLettered map[string]bool) map[int32]int64 {
+	w.t.Helper()
+	offsets := w.committed() // before counting: what was committed was indexed before
+	for p, c := range offsets {
+		want := c
+		for id := range deadLettered {
+			if w.partitionOf(id) == p && offsetOf(id) < c {
+				want--
+			}
+		}
+		q := fmt.Sprintf(`{"bool":{"filter":[{"term":{"kafka.topic":%q}},{"term":{"kafka.partition":%d}},{"range":{"kafka.offset":{"lt":%d}}}]}}`, w.topic, p, c)
+		if got := w.es.count(q); int64(got) != want {
+			w.t.Fatalf("partition %d committed at %d: %d documents below it, want %d (every record below it indexed once, or dead-lettered)", p, c, got, want)
+		}
 	}
+	return offsets
+}
+
+// partitionOf is the partition of a record of the log topic, by its _id
+// (<topic>-<partition>-<offset>).
+func (w *world) partitionOf(id string) int32 {
+	w.t.Helper()
+	rest, ok := strings.CutPrefix(id, w.topic+"-")
+	p, _, ok2 := strings.Cut(rest, "-")
+	n, err := strconv.ParseInt(p, 10, 32)
+	if !ok || !ok2 || err != nil {
+		w.t.Fatalf("_id %q is not a record of %s", id, w.topic)
+	}
+	return int32(n)
+}
+
+// offsetOf is the offset of a record, by its _id.
+func offsetOf(id string) int64 {
+	n, _ := strconv.ParseInt(id[strings.LastIndexByte(id, '-')+1:], 10, 64)
+	return n
+}
+
+// idsQuery is an ids query for ids.
+func idsQuery(ids []string) string {
+	b, _ := json.Marshal(map[string]any{"ids": map[string]any{"values": ids}})
+	return string(b)
 }
 
 // esAPI talks to the search engine over HTTP, as an operator would.
@@ -276,23 +354,19 @@ func (e *esAPI) tryCount(query string) (int, int) {
 	return ans.Count, status
 }
 
-// ids lists the _id of every document of the data stream (up to 10,000).
-func (e *esAPI) ids() []string {
+// search returns the _id of the first size documents that match query.
+func (e *esAPI) search(query string, size int) []string {
 	e.t.Helper()
-	e.do(http.MethodPost, "/"+e.index+"/_refresh", "", nil)
 	var ans struct {
 		Hits struct {
-			Total struct {
-				Value int `json:"value"`
-			} `json:"total"`
 			Hits []struct {
 				ID string `json:"_id"`
 			} `json:"hits"`
 		} `json:"hits"`
 	}
-	status := e.do(http.MethodPost, "/"+e.index+"/_search", `{"size":10000,"_source":false,"track_total_hits":true,"query":{"match_all":{}}}`, &ans)
-	if status != http.StatusOK || ans.Hits.Total.Value > 10000 {
-		e.t.Fatalf("_search of every _id: status %d, %d hits", status, ans.Hits.Total.Value)
+	body := fmt.Sprintf(`{"size":%d,"_source":false,"query":%s}`, size, query)
+	if status := e.do(http.MethodPost, "/"+e.index+"/_search", body, &ans); status != http.StatusOK {
+		e.t.Fatalf("_search %.200s: status %d", query, status)
 	}
 	out := make([]string, len(ans.Hits.Hits))
 	for i, h := range ans.Hits.Hits {

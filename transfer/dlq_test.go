@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/stack"
 	"github.com/logpipe/logpipe/transfer/internal/dlq"
 	"github.com/logpipe/logpipe/transfer/internal/document"
 )
@@ -21,15 +22,15 @@ import (
 // error headers; the records around them are indexed and the partition's
 // committed offset moves past them.
 func TestRefusedDocumentGoesToDLQ(t *testing.T) {
-	s := newStack(t)
-	s.ES().RejectItems(func(_, id string, doc []byte) (int, string, string, bool) {
+	// On esfake only: it refuses the document as Elasticsearch would.
+	w := newWorld(t, stack.Embedded)
+	w.s.ES().RejectItems(func(_, id string, doc []byte) (int, string, string, bool) {
 		return http.StatusBadRequest, "document_parsing_exception",
 			"[1:30] failed to parse field [json.code] of type [long] in document with id '" + id + "'",
 			bytes.Contains(doc, []byte(`"code":"not a number"`))
 	})
-	p := newProducer(t, s.KafkaAddrs())
-	cfg := testConfig(t, s)
-	r := startService(t, "transfer", cfg)
+	p := w.newProducer()
+	r := startService(t, "transfer", w.config())
 
 	// One key, so one partition.
 	value := func(msg string) sarama.Encoder {
@@ -46,7 +47,7 @@ func TestRefusedDocumentGoesToDLQ(t *testing.T) {
 	}
 	var msgs []*sarama.ProducerMessage
 	for _, v := range messages {
-		msgs = append(msgs, &sarama.ProducerMessage{Topic: testTopic, Key: sarama.StringEncoder("api"), Value: v})
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: w.topic, Key: sarama.StringEncoder("api"), Value: v})
 	}
 	p.sendRaw(msgs...)
 	part := msgs[0].Partition
@@ -56,13 +57,13 @@ func TestRefusedDocumentGoesToDLQ(t *testing.T) {
 		}
 	}
 	id := func(i int) string {
-		return document.Source{Topic: testTopic, Partition: part, Offset: msgs[i].Offset}.ID()
+		return document.Source{Topic: w.topic, Partition: part, Offset: msgs[i].Offset}.ID()
 	}
 
-	waitFor(t, within, "the four good records", func() bool { return s.ES().Count(testIndex) >= 4 })
-	checkExactlyOnce(t, s, map[string]bool{id(0): true, id(1): true, id(3): true, id(5): true})
+	w.waitCount(within, 4)
+	w.checkExactly([]string{id(0), id(1), id(3), id(5)})
 
-	letters := readTopic(t, s.KafkaAddrs(), testDLQ, 2)
+	letters := readTopic(t, w.s.KafkaAddrs(), w.dlq, 2)
 	byOffset := map[string]map[string]string{}
 	for _, m := range letters {
 		h := map[string]string{}
@@ -82,7 +83,7 @@ func TestRefusedDocumentGoesToDLQ(t *testing.T) {
 		t.Errorf("mapping-conflict headers = %v", conflict)
 	case conflict["value"] != string(origConflict) || conflict["key"] != "api":
 		t.Errorf("mapping-conflict record = %q %q, want the original", conflict["key"], conflict["value"])
-	case conflict[dlq.HeaderTopic] != testTopic || conflict[dlq.HeaderPartition] != fmt.Sprint(part):
+	case conflict[dlq.HeaderTopic] != w.topic || conflict[dlq.HeaderPartition] != fmt.Sprint(part):
 		t.Errorf("mapping-conflict source headers = %v", conflict)
 	case invalid[dlq.HeaderErrorType] != dlq.TypeInvalidRecord || invalid[dlq.HeaderErrorReason] == "" || invalid["value"] != "not a record":
 		t.Errorf("invalid-record dead letter = %v", invalid)
@@ -90,7 +91,7 @@ func TestRefusedDocumentGoesToDLQ(t *testing.T) {
 
 	dead := map[string]bool{id(2): true, id(4): true}
 	waitFor(t, within, "the partition committed past the dead letters", func() bool {
-		return checkCommitted(t, s, cfg.Group, dead)[part] == msgs[5].Offset+1
+		return w.checkCommitted(dead)[part] == msgs[5].Offset+1
 	})
 	if got := scrape(t, r.svc.Addr(), "transfer_docs_dlq_total"); got != 2 {
 		t.Errorf("transfer_docs_dlq_total = %v, want 2", got)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/elastic/go-elasticsearch/v8"
 
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/stack"
@@ -30,12 +28,6 @@ const (
 	testTopic = "logs"
 	testDLQ   = "logs.dlq"
 )
-
-// newStack starts Kafka and esfake for one test.
-func newStack(t testing.TB) *stack.Stack {
-	t.Helper()
-	return stack.New(t, stack.Options{Without: []string{stack.Etcd}})
-}
 
 // testConfig is the default configuration pointed at s, with short waits.
 func testConfig(t testing.TB, s *stack.Stack) Config {
@@ -119,16 +111,17 @@ func startService(t testing.TB, name string, cfg Config) *running {
 	return r
 }
 
-// producer sends test records and remembers the _id of each.
+// producer sends test records to one topic and remembers the _id of each.
 type producer struct {
-	t    testing.TB
-	p    sarama.SyncProducer
-	mu   sync.Mutex
-	ids  map[string]bool
-	next int
+	t     testing.TB
+	p     sarama.SyncProducer
+	topic string
+	mu    sync.Mutex
+	ids   map[string]bool
+	next  int
 }
 
-func newProducer(t testing.TB, brokers []string) *producer {
+func newProducer(t testing.TB, brokers []string, topic string) *producer {
 	t.Helper()
 	c := kafka.NewConfig("test-producer")
 	c.Producer.Return.Successes = true
@@ -140,7 +133,7 @@ func newProducer(t testing.TB, brokers []string) *producer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
-	return &producer{t: t, p: p, ids: map[string]bool{}}
+	return &producer{t: t, p: p, topic: topic, ids: map[string]bool{}}
 }
 
 // testRecord is record i of the tests: a text line, and every seventh a JSON object.
@@ -169,7 +162,7 @@ func (p *producer) send(n int) {
 		msgs := make([]*sarama.ProducerMessage, k)
 		for i := range msgs {
 			v := testRecord(p.next + i)
-			msgs[i] = &sarama.ProducerMessage{Topic: testTopic, Key: sarama.StringEncoder(fmt.Sprintf("job-%d", (p.next+i)%12)), Value: sarama.ByteEncoder(v)}
+			msgs[i] = &sarama.ProducerMessage{Topic: p.topic, Key: sarama.StringEncoder(fmt.Sprintf("job-%d", (p.next+i)%12)), Value: sarama.ByteEncoder(v)}
 		}
 		p.next += k
 		p.mu.Unlock()
@@ -182,7 +175,7 @@ func (p *producer) send(n int) {
 func (p *producer) sendRaw(msgs ...*sarama.ProducerMessage) {
 	p.t.Helper()
 	if err := p.p.SendMessages(msgs); err != nil {
-		p.t.Errorf("producing: %v", err)
+		p.t.Errorf("producing to %s: %v", p.topic, produceError(err))
 		return
 	}
 	p.mu.Lock()
@@ -203,6 +196,22 @@ func (p *producer) sent() map[string]bool {
 // test measures speed with it.
 const within = 2 * time.Minute
 
+// sentIDs is the _id of every record sent, sorted.
+func (p *producer) sentIDs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.ids))
+}
+
+// produceError is err with the reason of its first failed message.
+func produceError(err error) error {
+	var pe sarama.ProducerErrors
+	if errors.As(err, &pe) && len(pe) > 0 {
+		return fmt.Errorf("%w: the first, to partition %d: %w", err, pe[0].Msg.Partition, pe[0].Err)
+	}
+	return err
+}
+
 // waitFor polls cond until it holds or limit passes.
 func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -215,116 +224,13 @@ func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
-// checkExactlyOnce checks that the index holds exactly the produced records
-// (plus extra, those expected besides), each once, through esfake's view and
-// through the Elasticsearch API (_count, _search).
-func checkExactlyOnce(t testing.TB, s *stack.Stack, want map[string]bool) {
-	t.Helper()
-	docs := s.ES().Docs(testIndex)
-	seen := make(map[string]int, len(docs))
-	for _, d := range docs {
-		seen[d.ID]++
-	}
-	var missing, dup, extra []string
-	for id := range want {
-		if seen[id] == 0 {
-			missing = append(missing, id)
-		}
-	}
-	for id, n := range seen {
-		if n > 1 {
-			dup = append(dup, id)
-		}
-		if !want[id] {
-			extra = append(extra, id)
-		}
-	}
-	if len(missing)+len(dup)+len(extra) > 0 {
-		t.Fatalf("index has %d documents for %d records: %d missing (%v), %d duplicated (%v), %d unexpected (%v)",
-			len(docs), len(want), len(missing), head(missing), len(dup), head(dup), len(extra), head(extra))
-	}
-
-	es := esClient(t, s)
-	if got := esCount(t, es, `{"query":{"match_all":{}}}`); got != len(want) {
-		t.Fatalf("_count = %d, want %d", got, len(want))
-	}
-	// Per partition through _search, so that the query path agrees too.
-	perPartition := map[int32]int{}
-	for id := range want {
-		var p int32
-		var off int64
-		fmt.Sscanf(strings.TrimPrefix(id, testTopic+"-"), "%d-%d", &p, &off)
-		perPartition[p]++
-	}
-	for p, n := range perPartition {
-		q := fmt.Sprintf(`{"size":0,"track_total_hits":true,"query":{"bool":{"filter":[{"term":{"kafka.partition":%d}},{"term":{"kafka.topic":%q}}]}}}`, p, testTopic)
-		if got := esSearchTotal(t, es, q); got != n {
-			t.Fatalf("_search partition %d: %d hits, want %d", p, got, n)
-		}
-	}
-}
-
 func head(s []string) []string {
 	slices.Sort(s)
 	return s[:min(len(s), 5)]
 }
 
-func esClient(t testing.TB, s *stack.Stack) *elasticsearch.Client {
-	t.Helper()
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	t.Cleanup(tr.CloseIdleConnections)
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{s.ESURL()}, Transport: tr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return es
-}
-
-func esCount(t testing.TB, es *elasticsearch.Client, query string) int {
-	t.Helper()
-	res, err := es.Count(es.Count.WithIndex(testIndex), es.Count.WithBody(strings.NewReader(query)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var body struct {
-		Count int `json:"count"`
-	}
-	decodeOK(t, res.StatusCode, res.Body, &body)
-	return body.Count
-}
-
-func esSearchTotal(t testing.TB, es *elasticsearch.Client, query string) int {
-	t.Helper()
-	res, err := es.Search(es.Search.WithIndex(testIndex), es.Search.WithBody(strings.NewReader(query)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var body struct {
-		Hits struct {
-			Total struct {
-				Value int `json:"value"`
-			} `json:"total"`
-		} `json:"hits"`
-	}
-	decodeOK(t, res.StatusCode, res.Body, &body)
-	return body.Hits.Total.Value
-}
-
-func decodeOK(t testing.TB, status int, r io.Reader, v any) {
-	t.Helper()
-	b, _ := io.ReadAll(r)
-	if status != http.StatusOK {
-		t.Fatalf("elasticsearch answered %d: %s", status, b)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("%v: %s", err, b)
-	}
-}
-
-// committed returns the group's committed offsets of the test topic.
-func committed(t testing.TB, brokers []string, group string) map[int32]int64 {
+// committed returns the group's committed offsets of topic.
+func committed(t testing.TB, brokers []string, group, topic string) map[int32]int64 {
 	t.Helper()
 	admin, err := sarama.NewClusterAdmin(brokers, sarama.NewConfig())
 	if err != nil {
@@ -339,56 +245,13 @@ func committed(t testing.TB, brokers []string, group string) map[int32]int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for p, b := range res.Blocks[testTopic] {
+	for p, b := range res.Blocks[topic] {
 		if b.Err != sarama.ErrNoError {
 			t.Fatalf("committed offset of partition %d: %v", p, b.Err)
 		}
 		if b.Offset >= 0 {
 			out[p] = b.Offset
 		}
-	}
-	return out
-}
-
-// checkCommitted checks that no committed offset passes a record that is
-// neither in the index nor in deadLettered.
-func checkCommitted(t testing.TB, s *stack.Stack, group string, deadLettered map[string]bool) map[int32]int64 {
-	t.Helper()
-	offsets := committed(t, s.KafkaAddrs(), group)
-	indexed := map[string]bool{}
-	for _, d := range s.ES().Docs(testIndex) {
-		indexed[d.ID] = true
-	}
-	for p, c := range offsets {
-		for off := int64(0); off < c; off++ {
-			id := document.Source{Topic: testTopic, Partition: p, Offset: off}.ID()
-			if !indexed[id] && !deadLettered[id] {
-				t.Fatalf("partition %d committed at %d, but record %s is neither indexed nor dead-lettered", p, c, id)
-			}
-		}
-	}
-	return offsets
-}
-
-// endOffsets returns each partition's high watermark.
-func endOffsets(t testing.TB, brokers []string) map[int32]int64 {
-	t.Helper()
-	client, err := sarama.NewClient(brokers, sarama.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	parts, err := client.Partitions(testTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int32]int64{}
-	for _, p := range parts {
-		off, err := client.GetOffset(testTopic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[p] = off
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -15,14 +16,11 @@ func transferBinary(tb testing.TB) string {
 	return proc.Build(tb, "github.com/logpipe/logpipe/transfer")
 }
 
-// startProc runs the transfer binary against s until it is killed or the
-// test ends.
-func startProc(t testing.TB, bin string, s *stack.Stack) *proc.Process {
+// startProc starts the binary on the world's topics, data stream and
+// group, with static membership (--group-instance-id).
+func startProc(t testing.TB, bin string, w *world) *proc.Process {
 	t.Helper()
-	return proc.Start(t, bin,
-		"--kafka-brokers", strings.Join(s.KafkaAddrs(), ","),
-		"--es-addresses", s.ESURL(),
-		"--metrics-addr", "127.0.0.1:0",
+	return startBinary(t, bin, w,
 		"--group-instance-id", "transfer-0",
 		"--batch-docs", "200",
 		"--batch-wait", "50ms",
@@ -31,53 +29,67 @@ func startProc(t testing.TB, bin string, s *stack.Stack) *proc.Process {
 	)
 }
 
+// startBinary starts the binary on the world's backends, topics, data
+// stream and group, with more flags, until it is killed or the test ends.
+func startBinary(t testing.TB, bin string, w *world, flags ...string) *proc.Process {
+	t.Helper()
+	return proc.Start(t, bin, append([]string{
+		"--kafka-brokers", strings.Join(w.s.KafkaAddrs(), ","),
+		"--kafka-topics", w.topic,
+		"--dlq-topic", w.dlq,
+		"--es-addresses", w.s.ESURL(),
+		"--es-index", w.index,
+		"--group", w.group,
+		"--metrics-addr", "127.0.0.1:0",
+	}, flags...)...)
+}
+
 // TestExactlyOnceAcrossSIGKILL runs the real binary, kills it with SIGKILL
 // several times while records stream in, restarts it each time, and checks
 // that every record is indexed exactly once and that the committed offsets
 // never passed an unindexed record.
 func TestExactlyOnceAcrossSIGKILL(t *testing.T) {
 	bin := transferBinary(t)
-	s := newStack(t)
-	p := newProducer(t, s.KafkaAddrs())
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		w := newWorld(t, kind)
+		p := w.newProducer()
 
-	const rounds, perRound = 60, 200
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for i := 0; i < rounds; i++ {
-			p.send(perRound)
-			time.Sleep(25 * time.Millisecond)
-		}
-	}()
-
-	const kills = 4
-	for k := 0; k < kills; k++ {
-		running := startProc(t, bin, s)
-		before := s.ES().Count(testIndex)
-		waitFor(t, within, "progress before the kill", func() bool { return s.ES().Count(testIndex) >= before+300 })
-		running.Kill()
-		checkCommitted(t, s, "logpipe-transfer", nil)
-		t.Logf("kill %d: %d documents indexed so far", k+1, s.ES().Count(testIndex))
-	}
-	<-produced
-	running := startProc(t, bin, s)
-
-	const n = rounds * perRound
-	waitFor(t, within, "every record indexed", func() bool { return s.ES().Count(testIndex) >= n })
-	checkExactlyOnce(t, s, p.sent())
-	end := endOffsets(t, s.KafkaAddrs())
-	waitFor(t, within, "offsets committed to the end", func() bool {
-		c := checkCommitted(t, s, "logpipe-transfer", nil)
-		for part, off := range end {
-			if c[part] != off {
-				return false
+		const rounds, perRound = 60, 200
+		produced := make(chan struct{})
+		go func() {
+			defer close(produced)
+			for i := 0; i < rounds; i++ {
+				p.send(perRound)
+				time.Sleep(25 * time.Millisecond)
 			}
-		}
-		return true
-	})
+		}()
+		defer func() { <-produced }() // also when the test fails early
 
-	// A graceful stop exits 0.
-	if code := running.Stop(t); code != 0 {
-		t.Fatalf("transfer exited %d after SIGTERM, want 0", code)
-	}
+		const kills = 4
+		for k := 0; k < kills; k++ {
+			running := startProc(t, bin, w)
+			before := w.es.count("")
+			waitFor(t, within, "progress before the kill", func() bool {
+				n, status := w.es.tryCount("")
+				return status == http.StatusOK && n >= before+300
+			})
+			running.Kill()
+			w.checkCommitted(nil)
+			t.Logf("kill %d: %d documents indexed so far", k+1, w.es.count(""))
+		}
+		<-produced
+		running := startProc(t, bin, w)
+
+		const n = rounds * perRound
+		w.waitCount(within, n)
+		w.checkExactly(p.sentIDs())
+		end := w.offsets(w.topic)
+		waitFor(t, within, "offsets committed to the end", func() bool { return w.committedAt(end) })
+		w.checkCommitted(nil)
+
+		// A graceful stop exits 0.
+		if code := running.Stop(t); code != 0 {
+			t.Fatalf("transfer exited %d after SIGTERM, want 0", code)
+		}
+	})
 }

@@ -61,7 +61,7 @@ func readyz(t testing.TB, addr string) (int, string) {
 func TestElasticsearchOutage(t *testing.T) {
 	s := stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}})
 	es := newSwitchedES(t)
-	p := newProducer(t, s.KafkaAddrs())
+	p := newProducer(t, s.KafkaAddrs(), testTopic)
 	cfg := testConfig(t, s)
 	must(t, cfg.ESAddresses.Set(es.url()))
 	r := startService(t, "transfer", cfg)
@@ -77,7 +77,7 @@ func TestElasticsearchOutage(t *testing.T) {
 		res.Body.Close()
 	}
 	time.Sleep(300 * time.Millisecond)
-	if c := committed(t, s.KafkaAddrs(), cfg.Group); len(c) != 0 {
+	if c := committed(t, s.KafkaAddrs(), cfg.Group, testTopic); len(c) != 0 {
 		t.Fatalf("offsets committed with Elasticsearch unreachable: %v", c)
 	}
 
@@ -120,7 +120,7 @@ func checkCommittedIn(t testing.TB, s *stack.Stack, fake *esfake.Server, group s
 	for _, d := range fake.Docs(testIndex) {
 		indexed[d.ID] = true
 	}
-	for part, c := range committed(t, s.KafkaAddrs(), group) {
+	for part, c := range committed(t, s.KafkaAddrs(), group, testTopic) {
 		for off := int64(0); off < c; off++ {
 			if id := fmt.Sprintf("%s-%d-%d", testTopic, part, off); !indexed[id] {
 				t.Fatalf("partition %d committed at %d, but %s is not indexed", part, c, id)
@@ -133,11 +133,11 @@ func checkCommittedIn(t testing.TB, s *stack.Stack, fake *esfake.Server, group s
 // every bulk request returns within the drain timeout and commits nothing;
 // the next run indexes every record once.
 func TestShutdownAbandonsUncommitted(t *testing.T) {
-	s := newStack(t)
-	p := newProducer(t, s.KafkaAddrs())
-	cfg := testConfig(t, s)
+	w := newWorld(t, stack.Embedded)
+	p := w.newProducer()
+	cfg := w.config()
 	cfg.DrainTimeout = 500 * time.Millisecond
-	s.ES().FailBulk(1<<30, http.StatusServiceUnavailable)
+	w.s.ES().FailBulk(1<<30, http.StatusServiceUnavailable)
 	r := startService(t, "first", cfg)
 	p.send(600)
 	waitFor(t, within, "retries", func() bool { return scrape(t, r.svc.Addr(), "transfer_bulk_retries_total") >= 5 })
@@ -149,16 +149,16 @@ func TestShutdownAbandonsUncommitted(t *testing.T) {
 	if d := time.Since(start); d > time.Minute {
 		t.Errorf("shutdown took %s with a drain timeout of %s", d, cfg.DrainTimeout)
 	}
-	if c := committed(t, s.KafkaAddrs(), cfg.Group); len(c) != 0 {
+	if c := w.committed(); len(c) != 0 {
 		t.Fatalf("offsets committed for abandoned batches: %v", c)
 	}
-	if n := s.ES().Count(testIndex); n != 0 {
+	if n := w.es.count(""); n != 0 {
 		t.Fatalf("%d documents indexed through a 503 storm", n)
 	}
 
-	s.ES().FailBulk(0, http.StatusServiceUnavailable)
+	w.s.ES().FailBulk(0, http.StatusServiceUnavailable)
 	r2 := startService(t, "second", cfg)
-	waitFor(t, within, "every record indexed", func() bool { return s.ES().Count(testIndex) >= 600 })
-	checkExactlyOnce(t, s, p.sent())
+	w.waitCount(within, 600)
+	w.checkExactly(p.sentIDs())
 	r2.stop()
 }

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -20,19 +16,16 @@ import (
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
-// recoveryBackend is a kind of Kafka and Elasticsearch for the recovery test.
-type recoveryBackend struct {
-	name  string
-	start func(t *testing.T) *stack.Stack
-	// killInJoin kills the second instance while its JoinGroup waits for
-	// the first instance's session to end, as quick kills by hand do;
-	// otherwise it is killed once it owns partitions.
-	killInJoin bool
-}
-
-// recoveryBackends are the backends the recovery test runs on.
+// TestRecoveryAfterTwoSIGKILLs is what a new user tries first: transfer
+// with the default group flags (no --group-instance-id) is killed with
+// SIGKILL, restarted, killed again a few seconds later, and restarted once
+// more. Nobody left the group, so the dead members keep their partitions
+// until their sessions end; then the last instance must consume every
+// partition, and every record must be indexed exactly once.
 //
-// The embedded run kills the second instance only once it owns partitions,
+// On the real backends the second instance is killed while its JoinGroup
+// waits for the first instance's session to end, as quick kills by hand
+// do; on the embedded ones it is killed only once it owns partitions,
 // because kfake (pkg/kfake v0.0.0-20260918054303-01f206a7e32c, groups.go)
 // never expires a member that dies inside its JoinGroup, where Kafka does.
 // When the join completes, group.reply (groups.go:1705) arms a member's
@@ -51,91 +44,81 @@ type recoveryBackend struct {
 // (expirePendingSync): on Kafka the dead member is gone one session timeout
 // after the join, which the real run checks. A member that dies after its
 // join, with a session, kfake expires like Kafka.
-var recoveryBackends = []recoveryBackend{
-	{name: "embedded", killInJoin: false, start: func(t *testing.T) *stack.Stack {
-		return stack.New(t, stack.Options{Without: []string{stack.Etcd}})
-	}},
-	{name: "real", killInJoin: true, start: func(t *testing.T) *stack.Stack {
-		if os.Getenv("LOGPIPE_SKIP_REAL") == "1" {
-			t.Skip("LOGPIPE_SKIP_REAL=1: not running JVMs")
-		}
-		return stack.New(t, stack.Options{Backends: stack.Real, Without: []string{stack.Etcd}})
-	}},
-}
-
-// TestRecoveryAfterTwoSIGKILLs is what a new user tries first: transfer
-// with the default group flags (no --group-instance-id) is killed with
-// SIGKILL, restarted, killed again a few seconds later, and restarted once
-// more. Nobody left the group, so the dead members keep their partitions
-// until their sessions end; then the last instance must consume every
-// partition, and every record must be indexed exactly once.
 func TestRecoveryAfterTwoSIGKILLs(t *testing.T) {
 	bin := transferBinary(t)
-	for _, b := range recoveryBackends {
-		t.Run(b.name, func(t *testing.T) { testRecovery(t, bin, b) })
-	}
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		testRecovery(t, bin, newWorld(t, kind), kind == stack.Real)
+	})
 }
 
-func testRecovery(t *testing.T, bin string, b recoveryBackend) {
+func testRecovery(t *testing.T, bin string, w *world, killInJoin bool) {
 	const (
-		group   = "logpipe-transfer" // the default of --group
 		total   = 20000
 		first   = 12000 // produced before the first start; the rest after the last
 		waitMax = 3 * time.Minute
 	)
-	s := b.start(t)
-	brokers := s.KafkaAddrs()
-	p := newProducer(t, brokers)
-	w := watchGroup(t, brokers, group)
-	es := &esHTTP{t: t, url: s.ESURL()}
+	brokers := w.s.KafkaAddrs()
+	p := w.newProducer()
+	gw := watchGroup(t, brokers, w.group, w.topic)
+	count := func() int {
+		n, status := w.es.tryCount("")
+		if status != http.StatusOK {
+			return 0 // the data stream's shards are not ready yet
+		}
+		return n
+	}
 
 	p.send(first)
 
 	// Instance a indexes part of the records and dies.
-	a := startDefaultProc(t, bin, s)
-	poll(t, waitMax, "instance a indexing", func() bool { return es.count() >= 1000 })
+	a := startDefaultProc(t, bin, w)
+	poll(t, waitMax, "instance a indexing", func() bool { return count() >= 1000 })
 	a.Kill()
-	beforeB := w.membersSeen()
+	beforeB := gw.membersSeen()
 
 	// Instance b joins; the group waits for a's session to end.
 	bStart := time.Now()
-	bProc := startDefaultProc(t, bin, s)
+	bProc := startDefaultProc(t, bin, w)
 	var bID string
 	poll(t, waitMax, "instance b in the group", func() bool {
-		bID = w.newMember(beforeB)
+		bID = gw.newMember(beforeB)
 		return bID != ""
 	})
-	if b.killInJoin {
+	if killInJoin {
 		time.Sleep(time.Until(bStart.Add(2 * time.Second)))
-		if parts, stable := w.assigned(bID); stable {
+		if parts, stable := gw.assigned(bID); stable {
 			t.Fatalf("instance b already owns partitions %v: not killed in its join as meant", parts)
 		}
 	} else {
 		poll(t, waitMax, "instance b owning partitions", func() bool {
-			parts, stable := w.assigned(bID)
+			parts, stable := gw.assigned(bID)
 			return stable && len(parts) > 0
 		})
 	}
 	bProc.Kill()
 	t.Logf("instance b killed %s after its start", time.Since(bStart).Round(100*time.Millisecond))
-	beforeC := w.membersSeen()
+	beforeC := gw.membersSeen()
 
 	// Instance c must take every partition once the dead members are gone,
 	// including those of records produced after it started.
 	cStart := time.Now()
-	c := startDefaultProc(t, bin, s)
+	c := startDefaultProc(t, bin, w)
 	p.send(total - first)
-	want := p.sent()
+	want := p.sentIDs()
 	if len(want) != total {
 		t.Fatalf("%d records produced, want %d", len(want), total)
 	}
-	if parts := partitionsOf(want); len(parts) != s.Partitions() {
-		t.Fatalf("records in partitions %v, want all %d", parts, s.Partitions())
+	parts := map[int32]bool{}
+	for _, id := range want {
+		parts[w.partitionOf(id)] = true
 	}
-	end := endOffsets(t, brokers)
+	if len(parts) != w.s.Partitions() {
+		t.Fatalf("records in %d partitions, want all %d", len(parts), w.s.Partitions())
+	}
+	end := w.offsets(w.topic)
 	var owner string
 	poll(t, waitMax, "one member owning every partition", func() bool {
-		owner = w.soleOwner(s.Partitions())
+		owner = gw.soleOwner(w.s.Partitions())
 		return owner != ""
 	})
 	if beforeC[owner] {
@@ -143,21 +126,12 @@ func testRecovery(t *testing.T, bin string, b recoveryBackend) {
 	}
 	owned := time.Since(cStart)
 	poll(t, waitMax, "every record indexed and committed", func() bool {
-		if es.count() < total {
-			return false
-		}
-		got := committed(t, brokers, group)
-		for part, off := range end {
-			if got[part] != off {
-				return false
-			}
-		}
-		return true
+		return count() >= total && w.committedAt(end)
 	})
 	t.Logf("%s: after the last start, its member owned all %d partitions within %s, and every record was indexed and committed within %s",
-		b.name, s.Partitions(), owned.Round(100*time.Millisecond), time.Since(cStart).Round(100*time.Millisecond))
+		w.kind, w.s.Partitions(), owned.Round(100*time.Millisecond), time.Since(cStart).Round(100*time.Millisecond))
 
-	es.checkExactlyOnce(want)
+	w.checkExactly(want)
 
 	// A graceful stop still exits 0.
 	if code := c.Stop(t); code != 0 {
@@ -178,54 +152,35 @@ func poll(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
-// startDefaultProc starts the binary with the default group flags until it
-// is killed or the test ends.
-func startDefaultProc(t testing.TB, bin string, s *stack.Stack) *proc.Process {
+// startDefaultProc starts the binary with the default group flags on the
+// world's topics, data stream and group, until it is killed or the test
+// ends.
+func startDefaultProc(t testing.TB, bin string, w *world) *proc.Process {
 	t.Helper()
-	return proc.Start(t, bin,
-		"--kafka-brokers", strings.Join(s.KafkaAddrs(), ","),
-		"--es-addresses", s.ESURL(),
-		"--metrics-addr", "127.0.0.1:0",
-		"--batch-docs", "200",
-		"--batch-wait", "50ms",
-	)
-}
-
-// partitionsOf returns the partitions of the given document ids.
-func partitionsOf(ids map[string]bool) []int32 {
-	var out []int32
-	for id := range ids {
-		var part int32
-		var off int64
-		fmt.Sscanf(strings.TrimPrefix(id, testTopic+"-"), "%d-%d", &part, &off)
-		if !slices.Contains(out, part) {
-			out = append(out, part)
-		}
-	}
-	slices.Sort(out)
-	return out
+	return startBinary(t, bin, w, "--batch-docs", "200", "--batch-wait", "50ms")
 }
 
 // groupWatch describes the consumer group a few times a second, logs each
 // change of its members and their partitions, and remembers what it saw.
 type groupWatch struct {
 	t     testing.TB
+	topic string
 	start time.Time
 
 	mu      sync.Mutex
 	seen    map[string]bool    // every member id ever described
-	owners  map[string][]int32 // the latest description: member -> partitions of the test topic
+	owners  map[string][]int32 // the latest description: member -> partitions of the topic
 	state   string
 	summary string
 }
 
-func watchGroup(t testing.TB, brokers []string, group string) *groupWatch {
+func watchGroup(t testing.TB, brokers []string, group, topic string) *groupWatch {
 	t.Helper()
 	admin, err := sarama.NewClusterAdmin(brokers, sarama.NewConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &groupWatch{t: t, start: time.Now(), seen: map[string]bool{}}
+	w := &groupWatch{t: t, topic: topic, start: time.Now(), seen: map[string]bool{}}
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -259,7 +214,7 @@ func (w *groupWatch) describe(admin sarama.ClusterAdmin, group string) {
 		ids = append(ids, id)
 		var parts []int32
 		if a, err := m.GetMemberAssignment(); err == nil && a != nil {
-			parts = slices.Clone(a.Topics[testTopic])
+			parts = slices.Clone(a.Topics[w.topic])
 			slices.Sort(parts)
 		}
 		owners[id] = parts
@@ -318,7 +273,7 @@ func (w *groupWatch) assigned(id string) ([]int32, bool) {
 }
 
 // soleOwner returns the member of the group when the group is stable with
-// one member that owns all n partitions of the test topic; "" otherwise.
+// one member that owns all n partitions of the topic; "" otherwise.
 func (w *groupWatch) soleOwner(n int) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -331,97 +286,4 @@ func (w *groupWatch) soleOwner(n int) string {
 		}
 	}
 	return ""
-}
-
-// esHTTP reads the index through the plain Elasticsearch HTTP API, which
-// esfake, Elasticsearch and OpenSearch all answer alike.
-type esHTTP struct {
-	t   testing.TB
-	url string
-}
-
-func (e *esHTTP) call(method, path, body string, v any) {
-	e.t.Helper()
-	req, err := http.NewRequest(method, e.url+path, strings.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	decodeOK(e.t, res.StatusCode, res.Body, v)
-}
-
-// count is the index's _count after a refresh, 0 while it does not exist.
-func (e *esHTTP) count() int {
-	e.t.Helper()
-	res, err := http.Post(e.url+"/"+testIndex+"/_refresh", "application/json", nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	if res.StatusCode == http.StatusNotFound {
-		return 0
-	}
-	var body struct {
-		Count int `json:"count"`
-	}
-	e.call(http.MethodPost, "/"+testIndex+"/_count", `{"query":{"match_all":{}}}`, &body)
-	return body.Count
-}
-
-// checkExactlyOnce checks that the index holds every id in want once and
-// nothing else: _count equals the number of records, and an ids query for
-// each record finds its document once.
-func (e *esHTTP) checkExactlyOnce(want map[string]bool) {
-	e.t.Helper()
-	if got := e.count(); got != len(want) {
-		e.t.Fatalf("_count = %d, want %d", got, len(want))
-	}
-	ids := slices.Sorted(func(yield func(string) bool) {
-		for id := range want {
-			if !yield(id) {
-				return
-			}
-		}
-	})
-	const chunk = 1000
-	found := map[string]int{}
-	for i := 0; i < len(ids); i += chunk {
-		part := ids[i:min(i+chunk, len(ids))]
-		q, _ := json.Marshal(map[string]any{
-			"size":    chunk + 1, // one more: a duplicate would show
-			"_source": false,
-			"query":   map[string]any{"ids": map[string]any{"values": part}},
-		})
-		var body struct {
-			Hits struct {
-				Hits []struct {
-					ID string `json:"_id"`
-				} `json:"hits"`
-			} `json:"hits"`
-		}
-		e.call(http.MethodPost, "/"+testIndex+"/_search", string(bytes.TrimSpace(q)), &body)
-		for _, h := range body.Hits.Hits {
-			found[h.ID]++
-		}
-	}
-	var missing, dup []string
-	for _, id := range ids {
-		switch found[id] {
-		case 0:
-			missing = append(missing, id)
-		case 1:
-		default:
-			dup = append(dup, id)
-		}
-	}
-	if len(missing)+len(dup) > 0 {
-		e.t.Fatalf("%d records: %d not indexed (%v), %d indexed more than once (%v)",
-			len(want), len(missing), head(missing), len(dup), head(dup))
-	}
 }
