@@ -97,8 +97,9 @@ func TestPipeline(t *testing.T) {
 	// 5. The agent dies once what it read is acknowledged and saved, so no
 	// line is sent twice (a kill before that is at-least-once: the agent's
 	// own tests count those duplicates).
-	eventually(t, 60*time.Second, "agent caught up", agentCaughtUp(t, etcd, agentName, map[string]int64{logA: size(t, logA), logB: size(t, logB)}))
-	time.Sleep(time.Second) // the offset registry is saved a few times a second
+	sizes := map[string]int64{logA: size(t, logA), logB: size(t, logB)}
+	eventually(t, 60*time.Second, "agent caught up", agentCaughtUp(t, etcd, agentName, sizes))
+	eventually(t, 30*time.Second, "offset registry saved", registrySaved(filepath.Join(dir, "state"), sizes))
 	agent.restart(t)
 	write(logA, &wantA, "a", 400)
 	write(logB, &wantB, "b", 200)
@@ -175,6 +176,39 @@ func agentCaughtUp(t testing.TB, etcd, name string, sizes map[string]int64) func
 			}
 			if !found {
 				return fmt.Errorf("%s not in the status", path)
+			}
+		}
+		return nil
+	}
+}
+
+// registrySaved reports nil once the agent's offset registry file in
+// stateDir (offsets.json, rewritten atomically a few times a second) holds
+// every file at the given size: a restart then sends no line again.
+func registrySaved(stateDir string, sizes map[string]int64) func() error {
+	return func() error {
+		b, err := os.ReadFile(filepath.Join(stateDir, "offsets.json"))
+		if err != nil {
+			return err
+		}
+		var reg struct {
+			Files []struct {
+				Path   string `json:"path"`
+				Offset int64  `json:"offset"`
+			} `json:"files"`
+		}
+		if err := json.Unmarshal(b, &reg); err != nil {
+			return fmt.Errorf("offset registry %q: %w", b, err)
+		}
+		for path, want := range sizes {
+			var at int64 = -1
+			for _, f := range reg.Files {
+				if f.Path == path {
+					at = max(at, f.Offset)
+				}
+			}
+			if at < want {
+				return fmt.Errorf("offset registry has %s at %d, want %d", path, at, want)
 			}
 		}
 		return nil
