@@ -22,18 +22,32 @@ import (
 	"github.com/logpipe/logpipe/livetail/internal/tail"
 )
 
-// newKafka starts devstack's Kafka (no etcd, no Elasticsearch) for a test.
+// newKafka starts devstack's embedded Kafka (no etcd, no Elasticsearch)
+// for a test.
 func newKafka(t testing.TB) *stack.Stack {
 	t.Helper()
-	return stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}, Partitions: 3})
+	return newKafkaOf(t, stack.Options{})
 }
 
-// testConfig is a configuration for a test server on a free port.
+// newKafkaOf starts a Kafka of the kind opts.Backends asks for (see
+// stack.ForBackends), with topics of three partitions: on the shared real
+// backends, the test's own topics (s.Topic), which testConfig and
+// newProducer use.
+func newKafkaOf(t testing.TB, opts stack.Options) *stack.Stack {
+	t.Helper()
+	opts.Without = []string{stack.Etcd, stack.ES}
+	opts.Partitions = 3
+	return stack.New(t, opts)
+}
+
+// testConfig is a configuration for a test server on a free port, reading
+// the stack's log topic.
 func testConfig(s *stack.Stack) Config {
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Common.MetricsAddr = "127.0.0.1:0"
 	cfg.Common.KafkaBrokers = conf.List(s.KafkaAddrs())
+	cfg.Common.KafkaTopic = s.Topic("logs")
 	cfg.Common.LogLevel.Value = "warning"
 	cfg.Retry.Min, cfg.Retry.Max = 50*time.Millisecond, 100*time.Millisecond
 	cfg.BatchWait = 5 * time.Millisecond
@@ -134,7 +148,7 @@ func eventually(t testing.TB, limit time.Duration, what string, cond func() bool
 }
 
 // producer writes records as the agent does: key = job, sarama's default
-// (hash) partitioner.
+// (hash) partitioner, to the stack's log topic.
 type producer struct {
 	p     sarama.SyncProducer
 	topic string
@@ -156,7 +170,7 @@ func newProducer(t testing.TB, s *stack.Stack) *producer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	return &producer{p: p, topic: "logs", sent: map[string][]int64{}, parts: map[string]int32{}}
+	return &producer{p: p, topic: s.Topic("logs"), sent: map[string][]int64{}, parts: map[string]int32{}}
 }
 
 func line(job string, i int) string { return fmt.Sprintf("%s line %d", job, i) }
