@@ -52,7 +52,13 @@ func TestHistoryJoinsLive(t *testing.T) {
 			mark := time.Now()
 			time.Sleep(5 * time.Millisecond)
 			offs := p.produce(t, job, 100, 100)
-			_ = offs
+			// A client's cursor names a line it was shown, and tail=N
+			// counts back from what livetail has read: the join waits
+			// for livetail to have read these lines, not for the
+			// lines written while it joins.
+			eventually(t, 30*time.Second, "livetail read the first 200 lines", func() bool {
+				return ts.hub.Next(p.partition(job)) > offs[len(offs)-1]
+			})
 			stop := p.background(job, 200, 10, 5*time.Millisecond)
 			c := mustDial(t, ts.url(tt.query(job, mark, p.offsets(job))))
 			if f := c.mustNext(); f.Type != "hello" {
