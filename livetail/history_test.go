@@ -6,12 +6,18 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 // History asked with tail=N, since= and cursor= continues into live data
 // with no gap and no duplicate while producers keep writing.
 func TestHistoryJoinsLive(t *testing.T) {
-	s := newKafka(t)
+	stack.ForBackends(t, testHistoryJoinsLive)
+}
+
+func testHistoryJoinsLive(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind})
 	cfg := testConfig(s)
 	cfg.ClientBuffer = 300 // small, so that catching up overflows the queue and history is re-read
 	ts := startServer(t, cfg)
@@ -93,7 +99,11 @@ func TestHistoryJoinsLive(t *testing.T) {
 
 // tail=N sends exactly the job's last N lines when the hub is up to date.
 func TestTailExact(t *testing.T) {
-	s := newKafka(t)
+	stack.ForBackends(t, testTailExact)
+}
+
+func testTailExact(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind})
 	ts := startServer(t, testConfig(s))
 	p := newProducer(t, s)
 	for i := 0; i < 500; i += 50 {
@@ -132,7 +142,11 @@ func TestTailExact(t *testing.T) {
 // the bound; a client that vanishes during such scans leaves no history
 // read, goroutine or connection behind.
 func TestHistoryScanBounded(t *testing.T) {
-	s := newKafka(t)
+	stack.ForBackends(t, testHistoryScanBounded)
+}
+
+func testHistoryScanBounded(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind})
 	cfg := testConfig(s)
 	cfg.MaxHistoryScan = 5000
 	ts := startServer(t, cfg)
