@@ -24,8 +24,10 @@ import (
 // default partitioner land on up to three partitions; livetail shows them
 // all, live, with tail=N, since= and cursor=, with no gap and no duplicate.
 func TestEveryProducersLines(t *testing.T) {
-	s := newKafka(t)
-	testProducers(t, s, "logs")
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		s := newKafkaOf(t, stack.Options{Backends: kind})
+		testProducers(t, s, s.Topic("logs"))
+	})
 }
 
 // testProducers runs the cross-producer checks against the Kafka of s and
@@ -181,11 +183,16 @@ func sorted(p []int32) []int32 {
 // Partitions added while livetail runs: a job whose lines move to a new
 // partition is shown within a minute, and its history spans both.
 func TestPartitionsAdded(t *testing.T) {
-	s := newKafka(t) // 3 partitions
+	stack.ForBackends(t, testPartitionsAdded)
+}
+
+func testPartitionsAdded(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind}) // 3 partitions
+	topic := s.Topic("logs")
 	cfg := testConfig(s)
 	cfg.PartitionRefresh = 200 * time.Millisecond
 	ts := startServer(t, cfg)
-	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: "logs"}
+	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic}
 	job := ""
 	for i := 0; job == ""; i++ {
 		j := fmt.Sprintf("moving-%d", i)
@@ -201,7 +208,7 @@ func TestPartitionsAdded(t *testing.T) {
 		t.Fatalf("lines on partition %d, want %d", before.parts[0], partition.ForJob(job, 3))
 	}
 
-	addPartitions(t, s, "logs", 6)
+	addPartitions(t, s, topic, 6)
 	eventually(t, time.Minute, "livetail consumes 6 partitions", func() bool {
 		return ts.metric(t, "livetail_partitions") == 6
 	})
