@@ -257,6 +257,9 @@ func TestCloseShutdown(t *testing.T) {
 // cannot be stopped), whose JVM takes several seconds to start again.
 func TestUpstreamOutage(t *testing.T) {
 	stack.ForBackends(t, func(t *testing.T, kind string) {
+		if kind == stack.Real && os.Getenv("LOGPIPE_SKIP_REAL") == "1" {
+			t.Skip("LOGPIPE_SKIP_REAL=1: not running JVMs")
+		}
 		s := newKafkaOf(t, stack.Options{Backends: kind, Private: true})
 		t.Run("shorter than the retries", func(t *testing.T) { testUpstreamShortOutage(t, s) })
 		t.Run("longer than the retries", func(t *testing.T) { testUpstreamGone(t, s) })
