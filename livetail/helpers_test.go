@@ -98,12 +98,23 @@ func (ts *testServer) url(query string) string {
 	return "ws://" + ts.Addr() + "/api/v1/tail?" + query
 }
 
-// gauge reads a metric of the server's registry.
+// metric reads a metric of the server's registry.
 func (ts *testServer) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := ts.diag.Registry().Gather()
+	v, err := ts.readMetric(name, labels...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return v
+}
+
+// readMetric is metric for other goroutines than the test's: the value of
+// the gauge or counter name with the given label pairs, 0 when it has none
+// such yet.
+func (ts *testServer) readMetric(name string, labels ...string) (float64, error) {
+	mfs, err := ts.diag.Registry().Gather()
+	if err != nil {
+		return 0, err
 	}
 	for _, mf := range mfs {
 		if mf.GetName() != name {
@@ -124,15 +135,14 @@ func (ts *testServer) metric(t testing.TB, name string, labels ...string) float6
 			}
 			switch {
 			case m.Gauge != nil:
-				return m.Gauge.GetValue()
+				return m.Gauge.GetValue(), nil
 			case m.Counter != nil:
-				return m.Counter.GetValue()
+				return m.Counter.GetValue(), nil
 			}
 		}
-		return 0
+		return 0, nil
 	}
-	t.Fatalf("no metric %s", name)
-	return 0
+	return 0, fmt.Errorf("no metric %s", name)
 }
 
 // eventually polls cond until it holds or the limit passes.
