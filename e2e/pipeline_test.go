@@ -16,17 +16,27 @@ import (
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
+// index is transfer's default data stream, which make run's stack writes to.
 const index = "logs-logpipe-default"
 
 // TestPipeline runs the real agent, transfer and livetail against devstack's
-// backends: lines appended to files reach the index and a WebSocket client,
-// with an etcdctl reconfiguration in the middle; then each service is killed
-// with SIGKILL once and restarted. The index ends with every line exactly
-// once, and the client, resuming by cursor, has every line once and in order.
+// backends, embedded and real: lines appended to files reach the index and a
+// WebSocket client, with an etcdctl reconfiguration in the middle; then each
+// service is killed with SIGKILL once and restarted. The index ends with
+// every line exactly once, and the client, resuming by cursor, has every
+// line once and in order.
 func TestPipeline(t *testing.T) {
-	st := stack.New(t, stack.Options{})
+	stack.ForBackends(t, testPipeline)
+}
+
+func testPipeline(t *testing.T, kind string) {
+	st := stack.New(t, stack.Options{Backends: kind})
 	etcd := strings.Join(st.EtcdEndpoints(), ",")
 	kafka := strings.Join(st.KafkaAddrs(), ",")
+	// The test's own names: on the shared real backends, other tests
+	// write next to it.
+	topic, dlq, esIndex := st.Topic("logs"), st.Topic("logs.dlq"), st.Index(index)
+	group := st.Topic("logpipe-transfer") // a consumer group, not a topic
 	dir := t.TempDir()
 	logA, logB := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
 	appendLines(t, logA, nil)
@@ -38,12 +48,14 @@ func TestPipeline(t *testing.T) {
 
 	stateDir := filepath.Join(dir, "state")
 	agentArgs := []string{"--name", agentName, "--etcd-endpoints", etcd, "--kafka-brokers", kafka,
-		"--state-dir", stateDir, "--metrics-addr", "127.0.0.1:0"}
-	transferArgs := []string{"--kafka-brokers", kafka, "--es-addresses", st.ESURL(), "--metrics-addr", "127.0.0.1:0"}
+		"--kafka-topic", topic, "--state-dir", stateDir, "--metrics-addr", "127.0.0.1:0"}
+	transferArgs := []string{"--kafka-brokers", kafka, "--kafka-topics", topic, "--dlq-topic", dlq,
+		"--group", group, "--es-addresses", st.ESURL(), "--es-index", esIndex, "--metrics-addr", "127.0.0.1:0"}
 	// A client buffer larger than all the lines of the test: however slowly
 	// a loaded machine lets the client read, it is never a slow client
 	// whose lines are dropped (the livetail tests cover that).
-	livetailArgs := []string{"--kafka-brokers", kafka, "--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--client-buffer", "100000"}
+	livetailArgs := []string{"--kafka-brokers", kafka, "--kafka-topic", topic,
+		"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--client-buffer", "100000"}
 	agent := proc.Start(t, binary(t, "agent"), agentArgs...)
 	transfer := proc.Start(t, binary(t, "transfer"), transferArgs...)
 	livetail := proc.Start(t, binary(t, "livetail"), livetailArgs...)
@@ -73,7 +85,7 @@ func TestPipeline(t *testing.T) {
 	}
 	indexed := func(job string, want []string) func() error {
 		return func() error {
-			got, err := esMessages(st.ESURL(), index, job)
+			got, err := esMessages(st.ESURL(), esIndex, job)
 			if err != nil {
 				return err
 			}
@@ -122,8 +134,12 @@ func TestPipeline(t *testing.T) {
 	// Every line exactly once in the index, in order per file.
 	eventually(t, "every line indexed", indexed("e2e-a", wantA))
 	eventually(t, "every line indexed", indexed("e2e-b", wantB))
+	// Whatever else was written is searchable too, duplicates included.
+	if err := esRefresh(st.ESURL(), esIndex); err != nil {
+		t.Fatal(err)
+	}
 	for job, want := range map[string][]string{"e2e-a": wantA, "e2e-b": wantB} {
-		got, err := esMessages(st.ESURL(), index, job)
+		got, err := esMessages(st.ESURL(), esIndex, job)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +147,7 @@ func TestPipeline(t *testing.T) {
 			t.Errorf("index, job %s: %d documents, want %d, first difference %s", job, len(got), len(want), firstDiff(got, want))
 		}
 	}
-	total, err := esCount(st.ESURL(), index, "")
+	total, err := esCount(st.ESURL(), esIndex, "")
 	if err != nil {
 		t.Fatal(err)
 	}

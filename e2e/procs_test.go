@@ -99,6 +99,13 @@ func etcdctl(tb testing.TB, endpoints string, args ...string) string {
 	return string(out)
 }
 
+// esRefresh makes every document of index searchable (the real engine does
+// it once a second by itself, esfake at once).
+func esRefresh(esURL, index string) error {
+	var body struct{}
+	return esPost(esURL+"/"+index+"/_refresh", "", &body)
+}
+
 // esCount is GET <index>/_count with an optional query.
 func esCount(esURL, index, query string) (int, error) {
 	var body struct {

@@ -22,19 +22,32 @@ import (
 	"github.com/logpipe/logpipe/livetail/internal/tail"
 )
 
-// newKafka starts devstack's Kafka (no etcd, no Elasticsearch) for a test.
+// newKafka starts devstack's embedded Kafka (no etcd, no Elasticsearch)
+// for a test.
 func newKafka(t testing.TB) *stack.Stack {
 	t.Helper()
-	return stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}, Partitions: 3})
+	return newKafkaOf(t, stack.Options{})
+}
+
+// newKafkaOf starts a Kafka of the kind opts.Backends asks for (see
+// stack.ForBackends), with topics of three partitions: on the shared real
+// backends, the test's own topics (s.Topic), which testConfig and
+// newProducer use.
+func newKafkaOf(t testing.TB, opts stack.Options) *stack.Stack {
+	t.Helper()
+	opts.Without = []string{stack.Etcd, stack.ES}
+	opts.Partitions = 3
+	return stack.New(t, opts)
 }
 
 // testConfig is a configuration for a test server on a port the kernel
-// picks (127.0.0.1:0).
+// picks (127.0.0.1:0), reading the stack's log topic.
 func testConfig(s *stack.Stack) Config {
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Common.MetricsAddr = "127.0.0.1:0"
 	cfg.Common.KafkaBrokers = conf.List(s.KafkaAddrs())
+	cfg.Common.KafkaTopic = s.Topic("logs")
 	cfg.Common.LogLevel.Value = "warning"
 	cfg.Retry.Min, cfg.Retry.Max = 50*time.Millisecond, 100*time.Millisecond
 	cfg.BatchWait = 5 * time.Millisecond
@@ -90,12 +103,23 @@ func (ts *testServer) url(query string) string {
 	return "ws://" + ts.Addr() + "/api/v1/tail?" + query
 }
 
-// gauge reads a metric of the server's registry.
+// metric reads a metric of the server's registry.
 func (ts *testServer) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := ts.diag.Registry().Gather()
+	v, err := ts.readMetric(name, labels...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return v
+}
+
+// readMetric is metric for other goroutines than the test's: the value of
+// the gauge or counter name with the given label pairs, 0 when it has none
+// such yet.
+func (ts *testServer) readMetric(name string, labels ...string) (float64, error) {
+	mfs, err := ts.diag.Registry().Gather()
+	if err != nil {
+		return 0, err
 	}
 	for _, mf := range mfs {
 		if mf.GetName() != name {
@@ -116,15 +140,14 @@ func (ts *testServer) metric(t testing.TB, name string, labels ...string) float6
 			}
 			switch {
 			case m.Gauge != nil:
-				return m.Gauge.GetValue()
+				return m.Gauge.GetValue(), nil
 			case m.Counter != nil:
-				return m.Counter.GetValue()
+				return m.Counter.GetValue(), nil
 			}
 		}
-		return 0
+		return 0, nil
 	}
-	t.Fatalf("no metric %s", name)
-	return 0
+	return 0, fmt.Errorf("no metric %s", name)
 }
 
 // within bounds the waits for livetail to do something: far more than it
@@ -145,7 +168,7 @@ func eventually(t testing.TB, limit time.Duration, what string, cond func() bool
 }
 
 // producer writes records as the agent does: key = job, sarama's default
-// (hash) partitioner.
+// (hash) partitioner, to the stack's log topic.
 type producer struct {
 	p     sarama.SyncProducer
 	topic string
@@ -167,7 +190,7 @@ func newProducer(t testing.TB, s *stack.Stack) *producer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	return &producer{p: p, topic: "logs", sent: map[string][]int64{}, parts: map[string]int32{}}
+	return &producer{p: p, topic: s.Topic("logs"), sent: map[string][]int64{}, parts: map[string]int32{}}
 }
 
 func line(job string, i int) string { return fmt.Sprintf("%s line %d", job, i) }
