@@ -38,11 +38,13 @@ test: test-deps ## install what the tests need, then run every test with -race, 
 N ?= 5
 REPEAT_DIR := test-output/repeat
 
-test-repeat: test-deps ## run every test N times (make test-repeat N=5) and list those that failed, with counts
+test-repeat: test-deps ## run every test N times (make test-repeat N=5), as make test does, and list those that failed, with counts
 	@rm -rf $(REPEAT_DIR) && mkdir -p $(REPEAT_DIR)
+	@mkdir -p bin && go build -o bin/devstack ./devstack
+	./bin/devstack --backends real --fetch
 	@for i in $$(seq 1 $(N)); do \
 		echo "run $$i of $(N): go test $(GO_TEST_FLAGS) -json ... > $(REPEAT_DIR)/run-$$i.json"; \
-		LOGPIPE_ARTIFACTS=$(CURDIR)/$(REPEAT_DIR)/run-$$i go test $(GO_TEST_FLAGS) -json $(PKGS) > $(REPEAT_DIR)/run-$$i.json 2>&1 || true; \
+		LOGPIPE_ARTIFACTS=$(CURDIR)/$(REPEAT_DIR)/run-$$i scripts/with-real-backends go test $(GO_TEST_FLAGS) -json $(PKGS) > $(REPEAT_DIR)/run-$$i.json 2>&1 || true; \
 	done
 	@go run ./devstack/proc/tally $$(seq -f '$(REPEAT_DIR)/run-%g.json' 1 $(N))
 
