@@ -14,7 +14,7 @@ BACKENDS ?= embedded
 GO_TEST_FLAGS ?= -race -count=1 -timeout 14m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build run test test-deps bench lint fmt clean
+.PHONY: help build run test test-deps test-repeat bench lint fmt clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,19 @@ test: test-deps ## install what the tests need, then run every test with -race, 
 	./bin/devstack --backends real --fetch
 	LOGPIPE_ARTIFACTS=$(CURDIR)/test-output scripts/with-real-backends go test $(GO_TEST_FLAGS) $(PKGS)
 	@echo "screenshots of the viewer: test-output/"
+
+N ?= 5
+REPEAT_DIR := test-output/repeat
+
+test-repeat: test-deps ## run every test N times (make test-repeat N=5), as make test does, and list those that failed, with counts
+	@rm -rf $(REPEAT_DIR) && mkdir -p $(REPEAT_DIR)
+	@mkdir -p bin && go build -o bin/devstack ./devstack
+	./bin/devstack --backends real --fetch
+	@for i in $$(seq 1 $(N)); do \
+		echo "run $$i of $(N): go test $(GO_TEST_FLAGS) -json ... > $(REPEAT_DIR)/run-$$i.json"; \
+		LOGPIPE_ARTIFACTS=$(CURDIR)/$(REPEAT_DIR)/run-$$i scripts/with-real-backends go test $(GO_TEST_FLAGS) -json $(PKGS) > $(REPEAT_DIR)/run-$$i.json 2>&1 || true; \
+	done
+	@go run ./devstack/proc/tally $$(seq -f '$(REPEAT_DIR)/run-%g.json' 1 $(N))
 
 test-deps: ## install missing test tools (Debian packages), non-interactively
 	@missing=""; for t in $(TEST_TOOLS); do \

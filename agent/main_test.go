@@ -2,148 +2,60 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/logpipe/logpipe/agent/internal/procmem"
 	"github.com/logpipe/logpipe/agent/internal/status"
 	"github.com/logpipe/logpipe/agent/internal/testkit"
 	"github.com/logpipe/logpipe/common/keys"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
-// agentBin is the agent binary the tests run, built once by TestMain.
-var agentBin string
+func TestMain(m *testing.M) { proc.Main(m) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "agent-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	agentBin = filepath.Join(dir, "agent")
-	build := exec.Command("go", "build", "-o", agentBin, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the agent:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
+// within bounds the waits for the agent to do something: far more than it
+// takes on an idle machine, so that a loaded one does not fail a test. No
+// test measures speed with it.
+const within = 2 * time.Minute
+
+// agentBinary builds the agent once for the package's tests.
+func agentBinary(tb testing.TB) string {
+	tb.Helper()
+	return proc.Build(tb, "github.com/logpipe/logpipe/agent")
 }
 
-// proc is a running agent process.
-type proc struct {
-	t       testing.TB
-	cmd     *exec.Cmd
-	done    chan struct{}
-	mu      sync.Mutex
-	logs    bytes.Buffer
-	metrics string // address of /metrics, from the startup log line
-	addrCh  chan string
+// agentProc is a running agent process.
+type agentProc struct {
+	*proc.Process
+	metrics string // address of /metrics, from its listening line
 }
 
-var metricsAddrRe = regexp.MustCompile(`"metrics":"([0-9.:]+)"`)
-
-// startAgent runs the agent with the given flags (plus JSON logs and a free
-// metrics port) and waits until its diagnostics listener is up.
-func startAgent(t testing.TB, args ...string) *proc {
+// startAgent runs the agent with the given flags (plus JSON logs and a
+// metrics port the kernel picks) and waits until its diagnostics listener
+// is up.
+func startAgent(t testing.TB, args ...string) *agentProc {
 	t.Helper()
 	args = append([]string{"--log-format", "json", "--metrics-addr", "127.0.0.1:0"}, args...)
-	p := &proc{t: t, cmd: exec.Command(agentBin, args...), done: make(chan struct{}), addrCh: make(chan string, 1)}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go p.readLogs(stderr)
-	t.Cleanup(func() {
-		p.kill(syscall.SIGKILL)
-		if t.Failed() {
-			t.Logf("agent log:\n%s", p.log())
-		}
-	})
-	select {
-	case p.metrics = <-p.addrCh:
-	case <-p.done:
-		t.Fatalf("agent exited at start: %s", p.log())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("agent did not start: %s", p.log())
-	}
-	return p
-}
-
-func (p *proc) readLogs(r io.Reader) {
-	defer func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	sent := false
-	for sc.Scan() {
-		line := sc.Text()
-		p.mu.Lock()
-		p.logs.WriteString(line + "\n")
-		p.mu.Unlock()
-		if m := metricsAddrRe.FindStringSubmatch(line); m != nil && !sent {
-			p.addrCh <- m[1]
-			sent = true
-		}
-	}
-}
-
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-// kill sends sig and waits for the process to exit.
-func (p *proc) kill(sig syscall.Signal) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	p := proc.Start(t, agentBinary(t), args...)
+	return &agentProc{Process: p, metrics: p.Addr(t, "metrics")}
 }
 
 // metric returns the value of a metric without labels from /metrics.
-func (p *proc) metric(name string) (float64, bool) {
+func (p *agentProc) metric(name string) (float64, bool) {
 	resp, err := http.Get("http://" + p.metrics + "/metrics")
 	if err != nil {
 		return 0, false
@@ -161,7 +73,7 @@ func (p *proc) metric(name string) (float64, bool) {
 }
 
 // rss returns the process's resident and peak resident memory in bytes.
-func (p *proc) rss() (cur, peak int64) { return procmem.RSS(p.cmd.Process.Pid) }
+func (p *agentProc) rss() (cur, peak int64) { return procmem.RSS(p.Pid()) }
 
 type world struct {
 	t     testing.TB
@@ -215,7 +127,7 @@ func (w *world) agentArgs(name string, extra ...string) []string {
 
 func (w *world) put(key, value string) int64 {
 	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	resp, err := w.etcd.Put(ctx, key, value)
 	if err != nil {
@@ -226,7 +138,7 @@ func (w *world) put(key, value string) int64 {
 
 // statusOf reads the agent's status key.
 func (w *world) statusOf(name string) (statusView, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	resp, err := w.etcd.Get(ctx, keys.AgentStatus(name))
 	if err != nil || len(resp.Kvs) == 0 {
@@ -255,7 +167,7 @@ type statusView struct {
 
 func (w *world) waitStatus(name, what string, cond func(statusView) bool) statusView {
 	w.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
 		st, ok := w.statusOf(name)
 		if ok && cond(st) {
@@ -306,8 +218,8 @@ func TestHotReload(t *testing.T) {
 	))
 	agent := startAgent(t, w.agentArgs("node-a")...)
 
-	w.waitLines("a", 100, 20*time.Second)
-	w.waitLines("b", 100, 20*time.Second)
+	w.waitLines("a", 100, within)
+	w.waitLines("b", 100, within)
 	for _, r := range w.kafka.ForPath(a) {
 		if r.Key != "web-1" || r.Rec.Job != "web-1" || r.Rec.Labels["env"] != "dev" || r.Rec.Agent.Name != "node-a" || r.Rec.Host.Name == "" {
 			t.Fatalf("record of a.log: key %q %+v", r.Key, r.Rec)
@@ -325,8 +237,8 @@ func TestHotReload(t *testing.T) {
 	w.waitStatus("node-a", "the second config", func(s statusView) bool { return s.ConfigRevision == rev2 })
 	testkit.Append(t, a, testkit.Numbered("a", 100, 200, 60)...)
 	testkit.Append(t, b, testkit.Numbered("b", 100, 200, 60)...)
-	w.waitLines("c", 100, 20*time.Second)
-	if dups := w.waitLines("b", 200, 20*time.Second); dups != 0 {
+	w.waitLines("c", 100, within)
+	if dups := w.waitLines("b", 200, within); dups != 0 {
 		t.Fatalf("unchanged entry repeated %d lines across a reload", dups)
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -341,10 +253,10 @@ func TestHotReload(t *testing.T) {
 		t.Fatalf("status after a bad config: revision %d errors %q", st.ConfigRevision, st.Errors)
 	}
 	testkit.Append(t, c, testkit.Numbered("c", 100, 150, 60)...)
-	if dups := w.waitLines("c", 150, 20*time.Second); dups != 0 {
+	if dups := w.waitLines("c", 150, within); dups != 0 {
 		t.Fatalf("%d duplicates", dups)
 	}
-	if !strings.Contains(agent.log(), "path is empty") {
+	if !strings.Contains(agent.Output(), "path is empty") {
 		t.Fatal("the config error is not in the log")
 	}
 
@@ -354,8 +266,7 @@ func TestHotReload(t *testing.T) {
 	if v, ok := agent.metric("agent_files_tailed"); !ok || v != 1 {
 		t.Fatalf("agent_files_tailed %v %v", v, ok)
 	}
-	agent.kill(syscall.SIGTERM)
-	if code := agent.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := agent.Stop(t); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 	if _, ok := w.statusOf("node-a"); ok {
@@ -370,12 +281,12 @@ func TestConfigWatchSurvivesEtcdOutage(t *testing.T) {
 	testkit.Append(t, p, testkit.Numbered("e", 0, 10, 0)...)
 	w.put(keys.AgentConfig("node-e"), configJSON(entryJSON(p, "")))
 	startAgent(t, w.agentArgs("node-e")...)
-	w.waitLines("e", 10, 20*time.Second)
+	w.waitLines("e", 10, within)
 	if err := w.stack.StopEtcd(); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Append(t, p, testkit.Numbered("e", 10, 20, 0)...) // reading goes on without etcd
-	w.waitLines("e", 20, 20*time.Second)
+	w.waitLines("e", 20, within)
 	time.Sleep(time.Second)
 	if err := w.stack.StartEtcd(); err != nil {
 		t.Fatal(err)
@@ -383,7 +294,7 @@ func TestConfigWatchSurvivesEtcdOutage(t *testing.T) {
 	q := w.path("f.log")
 	testkit.Append(t, q, testkit.Numbered("f", 0, 10, 0)...)
 	rev := w.put(keys.AgentConfig("node-e"), configJSON(entryJSON(p, ""), entryJSON(q, "")))
-	w.waitLines("f", 10, 30*time.Second)
+	w.waitLines("f", 10, within)
 	w.waitStatus("node-e", "the config after the outage", func(s statusView) bool { return s.ConfigRevision == rev })
 }
 
@@ -421,13 +332,13 @@ func TestAtLeastOnceUnderSIGKILL(t *testing.T) {
 			case <-time.After(time.Second):
 			}
 			if !done {
-				agent.kill(syscall.SIGKILL)
+				agent.Kill()
 				kills++
 				agent = startAgent(t, args...)
 			}
 		}
 		for i := range files {
-			dups := w.waitLines(fmt.Sprintf("k%d", i), perFile, 90*time.Second)
+			dups := w.waitLines(fmt.Sprintf("k%d", i), perFile, 2*within)
 			total, _ := testkit.Count(w.kafka.Records(), fmt.Sprintf("k%d", i))
 			t.Logf("%s: file %d: %d lines, %d records in Kafka, %d duplicates after %d SIGKILLs", kind, i, perFile, total, dups, kills)
 		}
@@ -444,7 +355,7 @@ func TestKafkaOutageBoundedMemory(t *testing.T) {
 	w.put(keys.AgentConfig("node-o"), configJSON(entryJSON(p, "")))
 	agent := startAgent(t, w.agentArgs("node-o", "--max-inflight-bytes", "1MiB")...)
 	testkit.Append(t, p, testkit.Numbered("o", 0, 1000, 200)...)
-	w.waitLines("o", 1000, 20*time.Second)
+	w.waitLines("o", 1000, within)
 	_, base := agent.rss()
 
 	if err := w.stack.StopKafka(); err != nil {
@@ -477,7 +388,20 @@ func TestKafkaOutageBoundedMemory(t *testing.T) {
 	if err := w.stack.StartKafka(); err != nil {
 		t.Fatal(err)
 	}
-	dups := w.waitLines("o", total, 90*time.Second)
+	// Every line, their last copies in file order, the first copies not
+	// necessarily so: while Kafka is away, sarama fails the records it
+	// holds one by one ("circuit breaker is open"), and when Kafka comes
+	// back before it is through them, later records go out while the
+	// earlier ones wait; the agent then sends again from the first failed
+	// one on.
+	recs := w.kafka.WaitFor(2*within, fmt.Sprintf("%d o lines", total), func(recs []testkit.Record) bool {
+		_, distinct := testkit.Count(recs, "o")
+		return distinct >= total
+	})
+	dups, err := testkit.CheckLast(recs, "o", total)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("after the outage: %d lines, %d duplicates", total, dups)
 	w.waitStatus("node-o", "no errors after the outage", func(s statusView) bool { return len(s.Errors) == 0 })
 }
@@ -499,7 +423,7 @@ func TestFlags(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(agentBin, tc.args...)
+			cmd := exec.Command(agentBinary(t), tc.args...)
 			out, _ := cmd.CombinedOutput()
 			if code := cmd.ProcessState.ExitCode(); code != tc.code {
 				t.Fatalf("exit %d, want %d: %s", code, tc.code, out)

@@ -11,16 +11,16 @@ import (
 )
 
 // waitMetric waits until the agent's metric satisfies cond.
-func (p *proc) waitMetric(name string, cond func(float64) bool) float64 {
-	p.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
+func (p *agentProc) waitMetric(t testing.TB, name string, cond func(float64) bool) float64 {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		if v, ok := p.metric(name); ok && cond(v) {
 			return v
 		}
 		if time.Now().After(deadline) {
 			v, _ := p.metric(name)
-			p.t.Fatalf("metric %s still %v after 90s", name, v)
+			t.Fatalf("metric %s still %v after %v", name, v, within)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -47,7 +47,7 @@ func TestTruncationDuringKafkaOutage(t *testing.T) {
 		}
 		const oldLines, newLines = 500, 1000
 		testkit.Append(t, path, testkit.Numbered("old", 0, oldLines, 200)...)
-		agent.waitMetric("agent_inflight_records", func(v float64) bool { return v == oldLines })
+		agent.waitMetric(t, "agent_inflight_records", func(v float64) bool { return v == oldLines })
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -59,13 +59,13 @@ func TestTruncationDuringKafkaOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		testkit.Append(t, path, testkit.Numbered("new", 0, newLines, 200)...)
-		agent.waitMetric("agent_file_rotations_total", func(v float64) bool { return v > 0 })
-		failed := agent.waitMetric("agent_send_errors_total", func(v float64) bool { return v > 0 })
+		agent.waitMetric(t, "agent_file_rotations_total", func(v float64) bool { return v > 0 })
+		failed := agent.waitMetric(t, "agent_send_errors_total", func(v float64) bool { return v > 0 })
 		if err := w.stack.StartKafka(); err != nil {
 			t.Fatal(err)
 		}
 
-		w.kafka.WaitFor(90*time.Second, "every new line", func(recs []testkit.Record) bool {
+		w.kafka.WaitFor(within, "every new line", func(recs []testkit.Record) bool {
 			_, distinct := testkit.Count(recs, "new")
 			return distinct == newLines
 		})

@@ -3,20 +3,16 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/logpipe/logpipe/agent/internal/registry"
 	"github.com/logpipe/logpipe/agent/internal/testkit"
 	"github.com/logpipe/logpipe/common/keys"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
@@ -24,7 +20,7 @@ import (
 // file order, and returns their records in Kafka order.
 func (w *world) once(tag string, n int) []testkit.Record {
 	w.t.Helper()
-	if dups := w.waitLines(tag, n, 60*time.Second); dups != 0 {
+	if dups := w.waitLines(tag, n, within); dups != 0 {
 		w.t.Fatalf("%s: %d duplicates", tag, dups)
 	}
 	var out []testkit.Record
@@ -78,7 +74,7 @@ func TestRotationWhileStopped(t *testing.T) {
 		args := w.agentArgs("node-r")
 		agent := startAgent(t, args...)
 		w.waitFileRead("node-r", path)
-		agent.kill(syscall.SIGTERM)
+		agent.Stop(t)
 
 		testkit.Append(t, path, testkit.Numbered("old", 0, 100, 80)...)
 		if err := os.Rename(path, path+".1"); err != nil {
@@ -118,16 +114,20 @@ func TestDayLongGapWithKafkaDown(t *testing.T) {
 		testkit.Append(t, path, testkit.Numbered("day", 0, 50, 80)...)
 		w.once("day", 50)
 		w.waitFileRead("node-d", path)
-		agent.kill(syscall.SIGTERM)
+		agent.Stop(t)
 		read := size(t, path)
 
 		regPath := filepath.Join(w.state, registry.FileName)
 		ageRegistry(t, regPath, 30*time.Hour)
 		testkit.Append(t, path, testkit.Numbered("day", 50, 100, 80)...)
 
-		// Kafka's address refuses service until the gate opens.
-		gate := newKafkaGate(t, w.stack.KafkaAddrs()[0])
-		args := w.agentArgs("node-d", "--kafka-brokers", gate.addr(), "--save-interval", "20ms")
+		// Kafka's bootstrap address refuses connections until the relay
+		// gets its target. Kafka's metadata sends clients to the broker's
+		// own address from there on, so a relay with a target is Kafka as
+		// it is: real backends are unreachable for an agent that starts,
+		// without stopping the Kafka other tests share.
+		gate := proc.NewRelay(t)
+		args := w.agentArgs("node-d", "--kafka-brokers", gate.Addr(), "--save-interval", "20ms")
 		agent = startAgent(t, args...)
 		w.waitStatus("node-d", "the Kafka error", func(s statusView) bool {
 			return len(s.Errors) > 0 && strings.Contains(s.Errors[0], "kafka")
@@ -136,10 +136,10 @@ func TestDayLongGapWithKafkaDown(t *testing.T) {
 		if off := registryOffset(t, regPath, path); off != read {
 			t.Fatalf("registry offset of %s is %d while Kafka is down, want %d", path, off, read)
 		}
-		gate.open()
+		gate.To(w.stack.KafkaAddrs()[0])
 		w.once("day", 100)
 		w.none("before")
-		if v := agent.waitMetric("agent_lines_acked_total", func(v float64) bool { return v >= 50 }); v != 50 {
+		if v := agent.waitMetric(t, "agent_lines_acked_total", func(v float64) bool { return v >= 50 }); v != 50 {
 			t.Fatalf("the agent sent %v lines after the gap, want the 50 written meanwhile", v)
 		}
 		t.Logf("%s: after a gap of 30 h and a start with Kafka down: 100 lines once each, offset kept", kind)
@@ -207,94 +207,4 @@ func size(t testing.TB, path string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
-}
-
-// kafkaGate is a bootstrap address for Kafka that cannot be reached (it
-// closes every connection at once) until it is opened; then it forwards to
-// the broker. Kafka's metadata sends clients to the broker's own address
-// from there on, so an open gate is Kafka as it is. It is how a test makes
-// real backends unreachable for an agent that starts, without stopping the
-// Kafka other tests share.
-type kafkaGate struct {
-	ln     net.Listener
-	target string
-	isOpen atomic.Bool
-	wg     sync.WaitGroup
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-}
-
-func newKafkaGate(t testing.TB, target string) *kafkaGate {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &kafkaGate{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
-	g.wg.Go(g.serve)
-	t.Cleanup(g.close)
-	return g
-}
-
-func (g *kafkaGate) addr() string { return g.ln.Addr().String() }
-
-func (g *kafkaGate) open() { g.isOpen.Store(true) }
-
-func (g *kafkaGate) serve() {
-	for {
-		c, err := g.ln.Accept()
-		if err != nil {
-			return
-		}
-		if !g.isOpen.Load() {
-			c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", g.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		if !g.track(c, up) {
-			return
-		}
-		g.wg.Go(func() { g.pipe(c, up) })
-		g.wg.Go(func() { g.pipe(up, c) })
-	}
-}
-
-// track registers the two ends of a forwarded connection, unless the gate
-// is closing.
-func (g *kafkaGate) track(cs ...net.Conn) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.conns == nil {
-		for _, c := range cs {
-			c.Close()
-		}
-		return false
-	}
-	for _, c := range cs {
-		g.conns[c] = struct{}{}
-	}
-	return true
-}
-
-// pipe copies until either end goes away, then closes both.
-func (g *kafkaGate) pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-func (g *kafkaGate) close() {
-	g.ln.Close()
-	g.mu.Lock()
-	for c := range g.conns {
-		c.Close()
-	}
-	g.conns = nil
-	g.mu.Unlock()
-	g.wg.Wait()
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"gopkg.in/yaml.v3"
+
+	"github.com/logpipe/logpipe/devstack/proc"
 )
 
 // The Go services of docker-compose.yml, which are also the binaries and the
@@ -110,45 +111,11 @@ func hostPort(tb testing.TB, addr string) (string, uint32) {
 
 // --- binaries and their flags -------------------------------------------------
 
-var (
-	binDir  string // set by TestMain
-	buildMu sync.Mutex
-	builds  = map[string]*buildResult{}
-)
-
-type buildResult struct {
-	path string
-	err  error
-}
-
-// binary builds ./<name> from the repository root (in the go.work
-// workspace) once per test run and returns the executable's path.
+// binary builds ./<name> of the repository (agent, transfer, livetail) once
+// per test run and returns the executable's path.
 func binary(tb testing.TB, name string) string {
 	tb.Helper()
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	r, ok := builds[name]
-	if !ok {
-		r = &buildResult{path: filepath.Join(binDir, name)}
-		cmd := exec.Command(goTool(), "build", "-o", r.path, "./"+name)
-		cmd.Dir = repoRoot(tb)
-		cmd.Env = append(os.Environ(), "GOWORK="+filepath.Join(repoRoot(tb), "go.work"), "GOFLAGS=-buildvcs=false")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			r.err = fmt.Errorf("go build ./%s: %v\n%s", name, err, out)
-		}
-		builds[name] = r
-	}
-	if r.err != nil {
-		tb.Fatal(r.err)
-	}
-	return r.path
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go"
+	return proc.Build(tb, "github.com/logpipe/logpipe/"+name)
 }
 
 var (

@@ -1,22 +1,9 @@
 package deploy_test
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/logpipe/logpipe/devstack/proc"
 )
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "logpipe-deploy-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}))
-}
+func TestMain(m *testing.M) { proc.Main(m) }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,14 +18,22 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/logpipe/logpipe/common/logging"
 )
 
 // service is one logpipe binary that devstack --all runs as a child process.
 type service struct {
-	name    string
-	args    []string
-	healthz string // URL of its /readyz
+	name string
+	args []string
+	// listeners are the addresses it was given, by the listener's name in
+	// the line it logs (logging.Listening); port 0: the one it logs.
+	listeners map[string]string
+	ready     string // the listener that serves /readyz
 }
+
+// listening is a listener's address read from a service's output.
+type listening struct{ name, addr string }
 
 // stopGrace is how long a service has to stop after SIGTERM before SIGKILL.
 const stopGrace = 10 * time.Second
@@ -38,13 +47,13 @@ func services(cfg Config, etcd, kafka, es, stateDir string) []service {
 		{name: "agent", args: []string{
 			"--name", agentName, "--etcd-endpoints", etcd, "--kafka-brokers", kafka,
 			"--state-dir", stateDir, "--metrics-addr", cfg.AgentMetricsAddr,
-		}, healthz: "http://" + cfg.AgentMetricsAddr + "/readyz"},
+		}, listeners: map[string]string{"metrics": cfg.AgentMetricsAddr}, ready: "metrics"},
 		{name: "transfer", args: []string{
 			"--kafka-brokers", kafka, "--es-addresses", es, "--metrics-addr", cfg.TransferMetricsAddr,
-		}, healthz: "http://" + cfg.TransferMetricsAddr + "/readyz"},
+		}, listeners: map[string]string{"metrics": cfg.TransferMetricsAddr}, ready: "metrics"},
 		{name: "livetail", args: []string{
 			"--kafka-brokers", kafka, "--listen", cfg.ViewerAddr, "--metrics-addr", cfg.LivetailMetricsAddr,
-		}, healthz: "http://" + cfg.LivetailMetricsAddr + "/readyz"},
+		}, listeners: map[string]string{"http": cfg.ViewerAddr, "metrics": cfg.LivetailMetricsAddr}, ready: "metrics"},
 	}
 }
 
@@ -52,26 +61,37 @@ func services(cfg Config, etcd, kafka, es, stateDir string) []service {
 const agentName = "devstack"
 
 // runServices starts every service from binDir, waits until each reports
-// ready on /readyz, calls ready, and then keeps them running until ctx ends
-// (SIGTERM, then SIGKILL after stopGrace) or one of them exits by itself,
-// which stops the others and is returned as an error.
-func runServices(ctx context.Context, binDir string, svcs []service, log logrus.FieldLogger, ready func()) error {
+// ready on /readyz, calls ready with the address of each listener (by
+// "service/listener", such as "livetail/http"), and then keeps them running
+// until ctx ends (SIGTERM, then SIGKILL after stopGrace) or one of them
+// exits by itself, which stops the others and is returned as an error.
+func runServices(ctx context.Context, binDir string, svcs []service, log logrus.FieldLogger, ready func(addrs map[string]string)) error {
 	for _, s := range svcs {
 		if _, err := os.Stat(filepath.Join(binDir, s.name)); err != nil {
 			return fmt.Errorf("%s binary not found next to devstack in %s: build it first (make build)", s.name, binDir)
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	for _, s := range svcs {
-		g.Go(func() error { return supervise(gctx, filepath.Join(binDir, s.name), s, log) })
+	bound := make([]chan listening, len(svcs))
+	for i, s := range svcs {
+		bound[i] = make(chan listening, len(s.listeners))
+		g.Go(func() error { return supervise(gctx, filepath.Join(binDir, s.name), s, log, bound[i]) })
 	}
 	g.Go(func() error {
-		for _, s := range svcs {
-			if err := waitReady(gctx, s.healthz); err != nil {
+		addrs := map[string]string{}
+		for i, s := range svcs {
+			got, err := boundAddrs(gctx, s, bound[i])
+			if err == nil {
+				err = waitReady(gctx, "http://"+got[s.ready]+"/readyz")
+			}
+			if err != nil {
 				return fmt.Errorf("%s not ready: %w", s.name, err)
 			}
+			for name, addr := range got {
+				addrs[s.name+"/"+name] = addr
+			}
 		}
-		ready()
+		ready(addrs)
 		return nil
 	})
 	err := g.Wait()
@@ -81,15 +101,46 @@ func runServices(ctx context.Context, binDir string, svcs []service, log logrus.
 	return err
 }
 
+// boundAddrs are the addresses of the service's listeners by name: the one
+// each was given, or with port 0 the one it logs (received on bound).
+func boundAddrs(ctx context.Context, s service, bound <-chan listening) (map[string]string, error) {
+	addrs := map[string]string{}
+	for name, addr := range s.listeners {
+		if _, port, err := net.SplitHostPort(addr); err == nil && port != "0" {
+			addrs[name] = addr
+		}
+	}
+	for len(addrs) < len(s.listeners) {
+		select {
+		case l := <-bound:
+			if _, given := addrs[l.name]; !given {
+				addrs[l.name] = l.addr
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no %s line with the address of each of %d listeners: %w", logging.ListeningMessage, len(s.listeners), context.Cause(ctx))
+		}
+	}
+	return addrs, nil
+}
+
 // supervise runs one service until ctx ends or it exits by itself. Its
-// output goes to stderr, each line prefixed with its name.
-func supervise(ctx context.Context, path string, s service, log logrus.FieldLogger) error {
+// output goes to stderr, each line prefixed with its name; the address in
+// its listening lines go to bound, once per listener.
+func supervise(ctx context.Context, path string, s service, log logrus.FieldLogger, bound chan<- listening) error {
 	cmd := exec.Command(path, s.args...)
 	// A process group of its own: the terminal's Ctrl-C reaches devstack
 	// alone, which then stops each service once, with SIGTERM. Pdeathsig
 	// stops the service if devstack itself is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	out := prefixWriter(os.Stderr, s.name)
+	told := map[string]bool{} // only prefixWriter's goroutine calls onLine
+	out := prefixWriter(os.Stderr, s.name, func(line string) {
+		name, addr, ok := logging.ParseListening(line)
+		if _, known := s.listeners[name]; !ok || !known || told[name] {
+			return
+		}
+		told[name] = true
+		bound <- listening{name, addr} // room for one per listener
+	})
 	defer out.Close()
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -142,8 +193,9 @@ func waitReady(ctx context.Context, url string) error {
 	}
 }
 
-// prefixWriter copies whole lines to w, each prefixed with "name | ".
-func prefixWriter(w io.Writer, name string) io.WriteCloser {
+// prefixWriter copies whole lines to w, each prefixed with "name | ", and
+// hands each line to onLine first.
+func prefixWriter(w io.Writer, name string, onLine func(string)) io.WriteCloser {
 	pr, pw := io.Pipe()
 	var mu sync.Mutex
 	done := make(chan struct{})
@@ -152,6 +204,7 @@ func prefixWriter(w io.Writer, name string) io.WriteCloser {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			onLine(sc.Text())
 			mu.Lock()
 			fmt.Fprintf(w, "%-8s | %s\n", name, sc.Text())
 			mu.Unlock()

@@ -55,8 +55,8 @@ func runAll(ctx context.Context, cfg Config, s *stack.Stack, log logrus.FieldLog
 	g.Go(func() error { return writeSamples(gctx, logDir, cfg.SampleInterval) })
 	g.Go(func() error {
 		svcs := services(cfg, etcd, strings.Join(s.KafkaAddrs(), ","), s.ESURL(), stateDir)
-		err := runServices(gctx, binDir, svcs, log, func() {
-			fmt.Fprint(out, summary(cfg, etcd, s.ESURL(), s.OpenSearch() != nil, logDir))
+		err := runServices(gctx, binDir, svcs, log, func(addrs map[string]string) {
+			fmt.Fprint(out, summary(addrs, etcd, s.ESURL(), s.OpenSearch() != nil, logDir))
 			fmt.Fprintln(out, "ready")
 			log.Info("devstack ready: whole pipeline running")
 		})
@@ -86,17 +86,18 @@ func putAgentConfig(ctx context.Context, endpoints []string, config string) erro
 	return nil
 }
 
-// summary tells a person what is running and how to use it.
-func summary(cfg Config, etcd, es string, openSearch bool, logDir string) string {
+// summary tells a person what is running and how to use it; addrs are the
+// services' listen addresses by "service/listener" (see runServices).
+func summary(addrs map[string]string, etcd, es string, openSearch bool, logDir string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("")
 	w("logpipe is running:")
-	w("  viewer      http://%s/?job=web&tail=100", cfg.ViewerAddr)
+	w("  viewer      http://%s/?job=web&tail=100", addrs["livetail/http"])
 	w("  jobs        web, checkout, worker (sample logs in %s)", logDir)
 	w("  metrics     agent http://%s/metrics  transfer http://%s/metrics  livetail http://%s/metrics",
-		cfg.AgentMetricsAddr, cfg.TransferMetricsAddr, cfg.LivetailMetricsAddr)
-	w("  own logs    http://%s/debug/logs (and the other two metrics addresses)", cfg.AgentMetricsAddr)
+		addrs["agent/metrics"], addrs["transfer/metrics"], addrs["livetail/metrics"])
+	w("  own logs    http://%s/debug/logs (and the other two metrics addresses)", addrs["agent/metrics"])
 	w("")
 	w("Tail another file: add an entry to the agent's config (etcdctl from Debian's etcd-client):")
 	w("  echo 'hello from my app' >> /tmp/myapp.log")

@@ -69,10 +69,10 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of the logs and logs.dlq topics")
 	fs.BoolVar(&c.Fetch, "fetch", c.Fetch, "with --backends real: fetch the jars the JVMs need (once, into the cache) and exit")
 	fs.BoolVar(&c.All, "all", c.All, "also run agent, transfer, livetail (from the directory of this binary) and a sample log writer")
-	fs.StringVar(&c.ViewerAddr, "viewer-addr", c.ViewerAddr, "with --all: livetail's listen address (the viewer)")
-	fs.StringVar(&c.AgentMetricsAddr, "agent-metrics-addr", c.AgentMetricsAddr, "with --all: the agent's metrics address")
-	fs.StringVar(&c.TransferMetricsAddr, "transfer-metrics-addr", c.TransferMetricsAddr, "with --all: transfer's metrics address")
-	fs.StringVar(&c.LivetailMetricsAddr, "livetail-metrics-addr", c.LivetailMetricsAddr, "with --all: livetail's metrics address")
+	fs.StringVar(&c.ViewerAddr, "viewer-addr", c.ViewerAddr, "with --all: livetail's listen address (the viewer; port 0: a free port)")
+	fs.StringVar(&c.AgentMetricsAddr, "agent-metrics-addr", c.AgentMetricsAddr, "with --all: the agent's metrics address (port 0: a free port)")
+	fs.StringVar(&c.TransferMetricsAddr, "transfer-metrics-addr", c.TransferMetricsAddr, "with --all: transfer's metrics address (port 0: a free port)")
+	fs.StringVar(&c.LivetailMetricsAddr, "livetail-metrics-addr", c.LivetailMetricsAddr, "with --all: livetail's metrics address (port 0: a free port)")
 	fs.DurationVar(&c.SampleInterval, "sample-interval", c.SampleInterval, "with --all: how often the sample writer appends to its logs")
 }
 

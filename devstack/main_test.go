@@ -1,76 +1,29 @@
 package main
 
 import (
-	"bufio"
 	"errors"
-	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/logpipe/logpipe/devstack/proc"
 )
 
-var binDir string
+func TestMain(m *testing.M) { proc.Main(m) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "devstack-test-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binDir = dir
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}))
-}
-
-var (
-	buildOnce sync.Once
-	buildErr  error
-)
+// readyWithin bounds how long devstack may take to print ready; it starts
+// in about a second, the bound is for a machine under heavy load.
+const readyWithin = 2 * time.Minute
 
 // devstackBinary builds the devstack binary once per test run and returns
 // its path.
 func devstackBinary(tb testing.TB) string {
 	tb.Helper()
-	bin := filepath.Join(binDir, "devstack")
-	buildOnce.Do(func() {
-		// Without symbol tables the link takes half the time.
-		out, err := exec.Command("go", "build", "-ldflags=-s -w", "-o", bin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = errors.New(string(out) + err.Error())
-		}
-	})
-	if buildErr != nil {
-		tb.Fatalf("go build: %v", buildErr)
-	}
-	return bin
-}
-
-// freeAddr returns a loopback address whose port is free now, below the
-// ephemeral range.
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	for range 100 {
-		addr := "127.0.0.1:" + strconv.Itoa(20000+rand.IntN(12768))
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			ln.Close()
-			return addr
-		}
-	}
-	tb.Fatal("no free port")
-	return ""
+	return proc.Build(tb, "github.com/logpipe/logpipe/devstack")
 }
 
 // needTool fails the test when a Debian tool the test drives is missing.
@@ -159,13 +112,13 @@ func TestBadValues(t *testing.T) {
 
 func TestPortInUse(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", freeAddr(t))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	busy := ln.Addr().String()
-	stdout, r := runBinary(t, nil, "--etcd-addr", freeAddr(t), "--kafka-addr", freeAddr(t), "--es-addr", busy)
+	stdout, r := runBinary(t, nil, "--etcd-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--es-addr", busy)
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1", r.code)
 	}
@@ -178,98 +131,52 @@ func TestPortInUse(t *testing.T) {
 	}
 }
 
-// devstackProcess is a running devstack binary.
-type devstackProcess struct {
-	cmd             *exec.Cmd
+// devstack is a running devstack binary and the addresses it printed.
+type devstack struct {
+	*proc.Process
 	etcd, kafka, es string
-	lines           []string // stdout up to "ready"
-	stderr          *strings.Builder
-	done            chan struct{}
 }
 
-// startBinary starts devstack on free ports and waits for "ready".
-func startBinary(tb testing.TB, args ...string) *devstackProcess {
+// startBinary starts devstack on ports the kernel picks, waits for
+// "ready" and reads back the addresses from the endpoint lines.
+func startBinary(tb testing.TB, args ...string) *devstack {
 	tb.Helper()
-	p := &devstackProcess{etcd: freeAddr(tb), kafka: freeAddr(tb), es: freeAddr(tb), stderr: &strings.Builder{}, done: make(chan struct{})}
-	args = append([]string{"--etcd-addr", p.etcd, "--kafka-addr", p.kafka, "--es-addr", p.es}, args...)
-	p.cmd = exec.Command(devstackBinary(tb), args...)
-	p.cmd.Stderr = p.stderr
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
-	lines := make(chan string)
-	go func() {
-		defer close(p.done)
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		io.Copy(io.Discard, stdout)
-		p.cmd.Wait()
-	}()
-	timeout := time.After(30 * time.Second)
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				tb.Fatalf("devstack ended before ready: stdout %q, stderr %q", p.lines, p.stderr)
-			}
-			if line == "ready" {
-				go func() {
-					for range lines {
-					}
-				}()
-				return p
-			}
-			p.lines = append(p.lines, line)
-		case <-timeout:
-			tb.Fatalf("devstack not ready after 30s: stdout %q", p.lines)
-		}
-	}
-}
-
-// stop sends SIGTERM and returns the exit code.
-func (p *devstackProcess) stop(tb testing.TB) int {
-	tb.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		tb.Fatal(err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		tb.Fatal("devstack did not stop within 15s of SIGTERM")
-	}
-	return p.cmd.ProcessState.ExitCode()
+	args = append([]string{"--etcd-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--es-addr", "127.0.0.1:0"}, args...)
+	p := proc.Start(tb, devstackBinary(tb), args...)
+	p.WaitFor(tb, regexp.MustCompile(`^ready$`), readyWithin)
+	return &devstack{Process: p, etcd: p.Addr(tb, "etcd"), kafka: p.Addr(tb, "kafka"), es: p.Addr(tb, "esfake")}
 }
 
 var endpointLines = []*regexp.Regexp{
-	regexp.MustCompile(`^etcd {6}http://(\S+)$`),
-	regexp.MustCompile(`^kafka {5}(\S+) \(topics logs, logs\.dlq; 6 partitions\)$`),
-	regexp.MustCompile(`^esfake \(development stand-in for Elasticsearch, not Elasticsearch\) listening on http://(\S+)$`),
+	regexp.MustCompile(`^etcd {6}http://(127\.0\.0\.1:\d+)$`),
+	regexp.MustCompile(`^kafka {5}(127\.0\.0\.1:\d+) \(topics logs, logs\.dlq; 6 partitions\)$`),
+	regexp.MustCompile(`^esfake \(development stand-in for Elasticsearch, not Elasticsearch\) listening on http://(127\.0\.0\.1:\d+)$`),
 }
 
+// TestOutput checks what devstack prints: one line per endpoint, each with
+// an address that accepts connections, then ready; SIGTERM stops it with
+// status 0.
 func TestOutput(t *testing.T) {
 	t.Parallel()
 	p := startBinary(t)
-	if len(p.lines) != len(endpointLines) {
-		t.Fatalf("stdout before ready: %q, want %d lines", p.lines, len(endpointLines))
+	lines := strings.Split(strings.TrimSuffix(p.Stdout(), "\n"), "\n")
+	if len(lines) != len(endpointLines)+1 || lines[len(lines)-1] != "ready" {
+		t.Fatalf("stdout %q, want %d endpoint lines and ready", lines, len(endpointLines))
 	}
-	for i, want := range []string{p.etcd, p.kafka, p.es} {
-		m := endpointLines[i].FindStringSubmatch(p.lines[i])
-		if m == nil || m[1] != want {
-			t.Errorf("line %d: %q, want %v with address %s", i+1, p.lines[i], endpointLines[i], want)
+	for i, re := range endpointLines {
+		m := re.FindStringSubmatch(lines[i])
+		if m == nil {
+			t.Errorf("line %d: %q, want %v", i+1, lines[i], re)
+			continue
 		}
+		c, err := net.Dial("tcp", m[1])
+		if err != nil {
+			t.Errorf("line %d: %q: the address does not accept connections: %v", i+1, lines[i], err)
+			continue
+		}
+		c.Close()
 	}
-	if code := p.stop(t); code != 0 {
-		t.Errorf("exit %d after SIGTERM, want 0; stderr %q", code, p.stderr)
+	if code := p.Stop(t); code != 0 {
+		t.Errorf("exit %d after SIGTERM, want 0", code)
 	}
 }

@@ -41,8 +41,8 @@ func TestRun(t *testing.T) {
 		if err != nil {
 			t.Fatalf("run: %v", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return within 10s of cancel")
+	case <-time.After(time.Minute):
+		t.Fatal("run did not return within a minute of cancel")
 	}
 }
 

@@ -12,7 +12,6 @@ require (
 	github.com/logpipe/logpipe/common v0.0.0
 	github.com/logpipe/logpipe/devstack v0.0.0
 	github.com/twmb/franz-go v1.22.2
-	go.uber.org/goleak v1.3.0
 )
 
 require (
@@ -63,6 +62,7 @@ require (
 	go.opentelemetry.io/otel/sdk v1.45.0 // indirect
 	go.opentelemetry.io/otel/trace v1.45.0 // indirect
 	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect

@@ -15,6 +15,7 @@ import (
 
 	"github.com/logpipe/logpipe/common/keys"
 	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
@@ -25,8 +26,34 @@ type onceRun struct {
 	topic    string
 	index    string
 	path     string
-	agent    *proc
-	transfer *proc
+	agent    *restartable
+	transfer *restartable
+}
+
+// restartable is a binary that a test kills with SIGKILL and starts again
+// with the same arguments.
+type restartable struct {
+	bin  string
+	args []string
+	p    *proc.Process
+}
+
+// startRestartable starts one of the logpipe binaries (see binary) and waits
+// until its metrics listener, on a port the kernel picks, is ready.
+func startRestartable(tb testing.TB, name string, args ...string) *restartable {
+	tb.Helper()
+	r := &restartable{bin: binary(tb, name), args: append(args, "--metrics-addr", "127.0.0.1:0")}
+	r.p = proc.Start(tb, r.bin, r.args...)
+	waitReady(tb, name, r.p.Addr(tb, "metrics"))
+	return r
+}
+
+// restart kills the process with SIGKILL, as a crash would, and starts it
+// again at once.
+func (r *restartable) restart(tb testing.TB) {
+	tb.Helper()
+	r.p.Kill()
+	r.p = proc.Start(tb, r.bin, r.args...)
 }
 
 // onceLine is line i: all lines have the same length, so that line i
@@ -45,27 +72,23 @@ func startOnce(tb testing.TB, kind string, withoutTransfer bool, agentArgs ...st
 	const agentName = "once-node"
 	etcdctl(tb, etcd, "put", keys.AgentConfig(agentName),
 		fmt.Sprintf(`[{"path":%q,"job":"once","topic":%q,"from":"beginning"}]`, r.path, r.topic))
-	agentAddr := freeAddr(tb)
-	r.agent = startProc(tb, "agent", append([]string{"--name", agentName, "--etcd-endpoints", etcd, "--kafka-brokers", kafka,
-		"--state-dir", filepath.Join(filepath.Dir(r.path), "state"), "--metrics-addr", agentAddr}, agentArgs...)...)
-	waitReady(tb, "agent", agentAddr, 30*time.Second)
+	r.agent = startRestartable(tb, "agent", append([]string{"--name", agentName, "--etcd-endpoints", etcd, "--kafka-brokers", kafka,
+		"--state-dir", filepath.Join(filepath.Dir(r.path), "state")}, agentArgs...)...)
 	if !withoutTransfer {
-		transferAddr := freeAddr(tb)
-		r.transfer = startProc(tb, "transfer", "--kafka-brokers", kafka, "--kafka-topics", r.topic,
-			"--dlq-topic", st.Topic("logs.dlq"), "--es-addresses", st.ESURL(), "--es-index", r.index, "--metrics-addr", transferAddr)
-		waitReady(tb, "transfer", transferAddr, 30*time.Second)
+		r.transfer = startRestartable(tb, "transfer", "--kafka-brokers", kafka, "--kafka-topics", r.topic,
+			"--dlq-topic", st.Topic("logs.dlq"), "--es-addresses", st.ESURL(), "--es-index", r.index)
 	}
 	return r
 }
 
 // write appends lines [0, n) over about d while the procs in kills are
 // killed and restarted at random moments; it returns once all is written.
-func (r *onceRun) write(tb testing.TB, n int, d time.Duration, kills map[*proc]int) {
+func (r *onceRun) write(tb testing.TB, n int, d time.Duration, kills map[*restartable]int) {
 	tb.Helper()
 	const step = 10 * time.Millisecond
 	steps := int(d / step)
 	perStep := (n + steps - 1) / steps
-	at := map[int][]*proc{} // step -> procs to kill then
+	at := map[int][]*restartable{} // step -> procs to kill then
 	for p, k := range kills {
 		for range k {
 			s := 1 + rand.IntN(steps-1)
@@ -102,8 +125,8 @@ func TestEffectivelyOnceAcrossKills(t *testing.T) {
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		const n = 30000
 		r := startOnce(t, kind, false)
-		r.write(t, n, 6*time.Second, map[*proc]int{r.agent: 3, r.transfer: 2})
-		eventually(t, 180*time.Second, "every line indexed", func() error {
+		r.write(t, n, 6*time.Second, map[*restartable]int{r.agent: 3, r.transfer: 2})
+		eventually(t, "every line indexed", func() error {
 			c, err := refreshedCount(r.st.ESURL(), r.index)
 			if err == nil && c < n {
 				err = fmt.Errorf("%d of %d documents", c, n)
@@ -153,7 +176,7 @@ func BenchmarkAgentKillDuplicates(b *testing.B) {
 	var dups, total int
 	for b.Loop() {
 		r := startOnce(b, stack.Embedded, true)
-		r.write(b, n, 10*time.Second, map[*proc]int{r.agent: 4})
+		r.write(b, n, 10*time.Second, map[*restartable]int{r.agent: 4})
 		counts := make([]int, n)
 		deadline := time.Now().Add(120 * time.Second)
 		cl, err := kgo.NewClient(kgo.SeedBrokers(r.st.KafkaAddrs()...), kgo.ConsumeTopics(r.topic),

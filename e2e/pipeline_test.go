@@ -10,23 +10,33 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/logpipe/logpipe/common/keys"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
+// index is transfer's default data stream, which make run's stack writes to.
 const index = "logs-logpipe-default"
 
 // TestPipeline runs the real agent, transfer and livetail against devstack's
-// backends: lines appended to files reach the index and a WebSocket client,
-// with an etcdctl reconfiguration in the middle; then each service is killed
-// with SIGKILL once and restarted. The index ends with every line exactly
-// once, and the client, resuming by cursor, has every line once and in order.
+// backends, embedded and real: lines appended to files reach the index and a
+// WebSocket client, with an etcdctl reconfiguration in the middle; then each
+// service is killed with SIGKILL once and restarted. The index ends with
+// every line exactly once, and the client, resuming by cursor, has every
+// line once and in order.
 func TestPipeline(t *testing.T) {
-	st := stack.New(t, stack.Options{})
+	stack.ForBackends(t, testPipeline)
+}
+
+func testPipeline(t *testing.T, kind string) {
+	st := stack.New(t, stack.Options{Backends: kind})
 	etcd := strings.Join(st.EtcdEndpoints(), ",")
 	kafka := strings.Join(st.KafkaAddrs(), ",")
+	// The test's own names: on the shared real backends, other tests
+	// write next to it.
+	topic, dlq, esIndex := st.Topic("logs"), st.Topic("logs.dlq"), st.Index(index)
+	group := st.Topic("logpipe-transfer") // a consumer group, not a topic
 	dir := t.TempDir()
 	logA, logB := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
 	appendLines(t, logA, nil)
@@ -36,18 +46,30 @@ func TestPipeline(t *testing.T) {
 	cfgKey := keys.AgentConfig(agentName)
 	etcdctl(t, etcd, "put", cfgKey, fmt.Sprintf(`[{"path":%q,"job":"e2e-a","labels":{"env":"test"},"from":"beginning"}]`, logA))
 
-	agentAddr, transferAddr, liveAddr, liveMetricsAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	agent := startProc(t, "agent", "--name", agentName, "--etcd-endpoints", etcd, "--kafka-brokers", kafka,
-		"--state-dir", filepath.Join(dir, "state"), "--metrics-addr", agentAddr)
-	transfer := startProc(t, "transfer", "--kafka-brokers", kafka, "--es-addresses", st.ESURL(),
-		"--metrics-addr", transferAddr)
-	livetail := startProc(t, "livetail", "--kafka-brokers", kafka, "--listen", liveAddr, "--metrics-addr", liveMetricsAddr)
-	for name, addr := range map[string]string{"agent": agentAddr, "transfer": transferAddr, "livetail": liveAddr} {
-		waitReady(t, name, addr, 30*time.Second)
-	}
+	stateDir := filepath.Join(dir, "state")
+	agentArgs := []string{"--name", agentName, "--etcd-endpoints", etcd, "--kafka-brokers", kafka,
+		"--kafka-topic", topic, "--state-dir", stateDir, "--metrics-addr", "127.0.0.1:0"}
+	transferArgs := []string{"--kafka-brokers", kafka, "--kafka-topics", topic, "--dlq-topic", dlq,
+		"--group", group, "--es-addresses", st.ESURL(), "--es-index", esIndex, "--metrics-addr", "127.0.0.1:0"}
+	// A client buffer larger than all the lines of the test: however slowly
+	// a loaded machine lets the client read, it is never a slow client
+	// whose lines are dropped (the livetail tests cover that).
+	livetailArgs := []string{"--kafka-brokers", kafka, "--kafka-topic", topic,
+		"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--client-buffer", "100000"}
+	agent := proc.Start(t, binary(t, "agent"), agentArgs...)
+	transfer := proc.Start(t, binary(t, "transfer"), transferArgs...)
+	livetail := proc.Start(t, binary(t, "livetail"), livetailArgs...)
+	waitReady(t, "agent", agent.Addr(t, "metrics"))
+	waitReady(t, "transfer", transfer.Addr(t, "metrics"))
+	waitReady(t, "livetail", livetail.Addr(t, "http"))
 
+	// The client reaches livetail through a relay, so that it keeps one
+	// address while livetail restarts on another port, as a browser page
+	// keeps its URL.
+	relay := proc.NewRelay(t)
+	relay.To(livetail.Addr(t, "http"))
 	ctx, cancel := context.WithCancel(context.Background())
-	client := &tailClient{addr: liveAddr, job: "e2e-a"}
+	client := &tailClient{addr: relay.Addr(), job: "e2e-a"}
 	var wg sync.WaitGroup
 	wg.Go(func() { client.run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -63,7 +85,7 @@ func TestPipeline(t *testing.T) {
 	}
 	indexed := func(job string, want []string) func() error {
 		return func() error {
-			got, err := esMessages(st.ESURL(), index, job)
+			got, err := esMessages(st.ESURL(), esIndex, job)
 			if err != nil {
 				return err
 			}
@@ -76,38 +98,48 @@ func TestPipeline(t *testing.T) {
 
 	// 1. Lines reach the index and the client.
 	write(logA, &wantA, "a", 500)
-	eventually(t, 60*time.Second, "first lines indexed", indexed("e2e-a", wantA))
+	eventually(t, "first lines indexed", indexed("e2e-a", wantA))
 
 	// 2. Reconfigure with Debian's etcdctl: b.log is added, a.log keeps going.
 	etcdctl(t, etcd, "put", cfgKey, fmt.Sprintf(
 		`[{"path":%q,"job":"e2e-a","labels":{"env":"test"},"from":"beginning"},{"path":%q,"job":"e2e-b","from":"beginning"}]`, logA, logB))
 	write(logB, &wantB, "b", 300)
 	write(logA, &wantA, "a", 300)
-	eventually(t, 60*time.Second, "lines of the added file indexed", indexed("e2e-b", wantB))
+	eventually(t, "lines of the added file indexed", indexed("e2e-b", wantB))
 
 	// 3. transfer dies mid-stream.
 	write(logA, &wantA, "a", 1000)
-	transfer.restart(t)
+	transfer.Kill()
+	transfer = proc.Start(t, binary(t, "transfer"), transferArgs...)
 	write(logB, &wantB, "b", 300)
 
 	// 4. livetail dies under the client, which resumes by cursor.
-	livetail.restart(t)
+	relay.To("")
+	livetail.Kill()
+	livetail = proc.Start(t, binary(t, "livetail"), livetailArgs...)
+	relay.To(livetail.Addr(t, "http"))
 	write(logA, &wantA, "a", 500)
 
-	// 5. The agent dies once what it read is acknowledged and saved, so no
-	// line is sent twice (a kill before that is at-least-once: the agent's
-	// own tests count those duplicates).
-	eventually(t, 60*time.Second, "agent caught up", agentCaughtUp(t, etcd, agentName, map[string]int64{logA: size(t, logA), logB: size(t, logB)}))
-	time.Sleep(time.Second) // the offset registry is saved a few times a second
-	agent.restart(t)
+	// 5. The agent dies once what it read is acknowledged and its offsets
+	// saved, so no line is sent twice (a kill before that is at-least-once:
+	// the agent's own tests count those duplicates).
+	sizes := map[string]int64{logA: size(t, logA), logB: size(t, logB)}
+	eventually(t, "agent caught up", agentCaughtUp(t, etcd, agentName, sizes))
+	eventually(t, "agent's offsets saved", offsetsSaved(stateDir, sizes))
+	agent.Kill()
+	agent = proc.Start(t, binary(t, "agent"), agentArgs...)
 	write(logA, &wantA, "a", 400)
 	write(logB, &wantB, "b", 200)
 
 	// Every line exactly once in the index, in order per file.
-	eventually(t, 120*time.Second, "every line indexed", indexed("e2e-a", wantA))
-	eventually(t, 60*time.Second, "every line indexed", indexed("e2e-b", wantB))
+	eventually(t, "every line indexed", indexed("e2e-a", wantA))
+	eventually(t, "every line indexed", indexed("e2e-b", wantB))
+	// Whatever else was written is searchable too, duplicates included.
+	if err := esRefresh(st.ESURL(), esIndex); err != nil {
+		t.Fatal(err)
+	}
 	for job, want := range map[string][]string{"e2e-a": wantA, "e2e-b": wantB} {
-		got, err := esMessages(st.ESURL(), index, job)
+		got, err := esMessages(st.ESURL(), esIndex, job)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +147,7 @@ func TestPipeline(t *testing.T) {
 			t.Errorf("index, job %s: %d documents, want %d, first difference %s", job, len(got), len(want), firstDiff(got, want))
 		}
 	}
-	total, err := esCount(st.ESURL(), index, "")
+	total, err := esCount(st.ESURL(), esIndex, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +156,7 @@ func TestPipeline(t *testing.T) {
 	}
 
 	// Every line of job e2e-a once, in order, at the client.
-	eventually(t, 60*time.Second, "client has every line", func() error {
+	eventually(t, "client has every line", func() error {
 		if got, _, _ := client.snapshot(); len(got) < len(wantA) {
 			return fmt.Errorf("client has %d of %d lines", len(got), len(wantA))
 		}
@@ -142,10 +174,40 @@ func TestPipeline(t *testing.T) {
 	}
 	t.Logf("indexed %d lines; client got %d lines over %d reconnects", total, len(got), reconnects)
 
-	for _, p := range []*proc{agent, transfer, livetail} {
-		if code := p.stop(t, 20*time.Second); code != 0 {
-			t.Errorf("%s exited %d after SIGTERM", p.name, code)
+	for _, p := range []*proc.Process{agent, transfer, livetail} {
+		if code := p.Stop(t); code != 0 {
+			t.Errorf("%s exited %d after SIGTERM", p.Name(), code)
 		}
+	}
+}
+
+// offsetsSaved reports nil once the agent's offset registry file in
+// stateDir has every file at the given size.
+func offsetsSaved(stateDir string, sizes map[string]int64) func() error {
+	return func() error {
+		b, err := os.ReadFile(filepath.Join(stateDir, "offsets.json"))
+		if err != nil {
+			return err
+		}
+		var reg struct {
+			Files []struct {
+				Path   string `json:"path"`
+				Offset int64  `json:"offset"`
+			} `json:"files"`
+		}
+		if err := json.Unmarshal(b, &reg); err != nil {
+			return fmt.Errorf("offsets.json %q: %w", b, err)
+		}
+		saved := map[string]int64{}
+		for _, f := range reg.Files {
+			saved[f.Path] = max(saved[f.Path], f.Offset)
+		}
+		for path, want := range sizes {
+			if saved[path] < want {
+				return fmt.Errorf("%s saved at offset %d of %d", path, saved[path], want)
+			}
+		}
+		return nil
 	}
 }
 

@@ -5,154 +5,31 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/logpipe/logpipe/devstack/proc"
 )
 
-// binDir holds the binaries TestMain builds once for every test.
-var binDir string
-
-// buildBinaries builds agent, transfer, livetail and devstack into dir, the
-// way make build does.
-func buildBinaries(dir string) error {
-	for _, b := range []string{"agent", "transfer", "livetail", "devstack"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "./"+b)
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build ./%s: %v\n%s", b, err, out)
-		}
-	}
-	return nil
-}
-
-// freeAddr returns a loopback address whose port was free a moment ago,
-// picked below the ephemeral range so that no outgoing connection takes it
-// while a service restarts on it.
-func freeAddr(tb testing.TB) string {
+// binary builds one of the logpipe binaries (agent, transfer, livetail,
+// devstack) once for every test; they land side by side, as make build's.
+func binary(tb testing.TB, name string) string {
 	tb.Helper()
-	for range 200 {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.IntN(12768)))
-		if ln, err := net.Listen("tcp", addr); err == nil {
-			ln.Close()
-			return addr
-		}
-	}
-	tb.Fatal("no free port below 32768")
-	return ""
+	return proc.Build(tb, "github.com/logpipe/logpipe/"+name)
 }
 
-// proc is a service binary run by a test, its output kept for failures.
-type proc struct {
-	name string
-	args []string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 4<<20 { // keep the test's memory bounded
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startProc starts bin/<name> with args; t.Cleanup kills it if still running
-// and prints its output when the test failed.
-func startProc(tb testing.TB, name string, args ...string) *proc {
-	tb.Helper()
-	p := &proc{name: name, args: args, out: &lockedBuffer{}}
-	p.start(tb)
-	tb.Cleanup(func() {
-		p.kill(tb)
-		if tb.Failed() {
-			tail := p.out.String()
-			if len(tail) > 8000 {
-				tail = "..." + tail[len(tail)-8000:]
-			}
-			tb.Logf("%s output:\n%s", name, tail)
-		}
-	})
-	return p
-}
-
-func (p *proc) start(tb testing.TB) {
-	tb.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cmd := exec.Command(filepath.Join(binDir, p.name), p.args...)
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("starting %s: %v", p.name, err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	p.cmd, p.done = cmd, done
-}
-
-// kill ends the process with SIGKILL, as a crash would, and waits for it.
-func (p *proc) kill(tb testing.TB) {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-done
-}
-
-// restart is kill and start again with the same arguments.
-func (p *proc) restart(tb testing.TB) {
-	tb.Helper()
-	p.kill(tb)
-	fmt.Fprintf(p.out, "---- %s restarted by the test ----\n", p.name)
-	p.start(tb)
-}
-
-// stop sends SIGTERM and returns the exit code.
-func (p *proc) stop(tb testing.TB, within time.Duration) int {
-	tb.Helper()
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(within):
-		tb.Fatalf("%s did not stop within %v of SIGTERM", p.name, within)
-	}
-	return cmd.ProcessState.ExitCode()
-}
+// within bounds every wait for the pipeline to do something: far more than
+// it takes on an idle machine, so that a loaded one does not fail a test.
+// No test measures speed with it.
+const within = 3 * time.Minute
 
 // waitReady polls http://addr/readyz until it answers 200.
-func waitReady(tb testing.TB, name, addr string, within time.Duration) {
+func waitReady(tb testing.TB, name, addr string) {
 	tb.Helper()
 	deadline := time.Now().Add(within)
 	var last string
@@ -174,7 +51,7 @@ func waitReady(tb testing.TB, name, addr string, within time.Duration) {
 }
 
 // eventually polls cond until it returns nil or within passes.
-func eventually(tb testing.TB, within time.Duration, what string, cond func() error) {
+func eventually(tb testing.TB, what string, cond func() error) {
 	tb.Helper()
 	deadline := time.Now().Add(within)
 	var err error
@@ -211,7 +88,7 @@ func etcdctl(tb testing.TB, endpoints string, args ...string) string {
 	if err != nil {
 		tb.Fatal("etcdctl not found: `make test` installs it (Debian package etcd-client)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, append([]string{"--endpoints=" + endpoints}, args...)...)
 	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
@@ -220,6 +97,13 @@ func etcdctl(tb testing.TB, endpoints string, args ...string) string {
 		tb.Fatalf("etcdctl %v: %v: %s", args, err, out)
 	}
 	return string(out)
+}
+
+// esRefresh makes every document of index searchable (the real engine does
+// it once a second by itself, esfake at once).
+func esRefresh(esURL, index string) error {
+	var body struct{}
+	return esPost(esURL+"/"+index+"/_refresh", "", &body)
 }
 
 // esCount is GET <index>/_count with an optional query.

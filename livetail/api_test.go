@@ -26,7 +26,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		Partition int32     `json:"partition"`
 		LastSeen  time.Time `json:"last_seen"`
 	}
-	eventually(t, 10*time.Second, "jobs listed", func() bool {
+	eventually(t, within, "jobs listed", func() bool {
 		_, body := httpGet(t, base+"/api/v1/jobs")
 		jobs = nil
 		json.Unmarshal([]byte(body), &jobs)
@@ -71,7 +71,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	// A restarted livetail lists the jobs it reads back at start.
 	ts.stop()
 	ts2 := startServer(t, cfg)
-	eventually(t, 10*time.Second, "jobs read back after a restart", func() bool {
+	eventually(t, within, "jobs read back after a restart", func() bool {
 		_, body := httpGet(t, "http://"+ts2.Addr()+"/api/v1/jobs")
 		return strings.Contains(body, `"web-1"`)
 	})

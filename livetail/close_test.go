@@ -6,18 +6,21 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"io"
 	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/logpipe/logpipe/devstack/stack"
 	"github.com/logpipe/logpipe/livetail/internal/redistest"
 	"github.com/logpipe/logpipe/livetail/internal/tail"
 )
@@ -41,7 +44,7 @@ func expectClose(t *testing.T, rawURL string, header http.Header, code websocket
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	got, reason := c.closeCode(15 * time.Second)
+	got, reason := c.closeCode(within)
 	if got != code {
 		t.Fatalf("close code %d (reason %q), want %d", got, reason, code)
 	}
@@ -205,12 +208,12 @@ func TestCloseTooMany(t *testing.T) {
 				t.Errorf("rejected{user_limit} = %v", n)
 			}
 			open[0].c.Close(websocket.StatusNormalClosure, "")
-			eventually(t, 10*time.Second, "a slot freed", func() bool {
+			eventually(t, within, "a slot freed", func() bool {
 				c, err := dial(t, b.url(query("job", "j")), nil)
 				if err != nil {
 					return false
 				}
-				f, err := c.next(5 * time.Second)
+				f, err := c.next(within)
 				return err == nil && f.Type == tail.TypeHello
 			})
 		})
@@ -239,7 +242,7 @@ func TestCloseShutdown(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- ts.stop() }()
 	for i, c := range cs {
-		code, reason := c.closeCode(15 * time.Second)
+		code, reason := c.closeCode(within)
 		if code != websocket.StatusGoingAway || !strings.Contains(reason, "shutting down") {
 			t.Errorf("client %d: close %d %q, want 1001", i, code, reason)
 		}
@@ -249,23 +252,95 @@ func TestCloseShutdown(t *testing.T) {
 	}
 }
 
+// Kafka going away, on kfake and on Apache Kafka: an outage shorter than the
+// retries goes unnoticed; one longer than them closes the sessions with 1011
+// and fails /readyz until Kafka is back. Both take Kafka down, so on real
+// backends they share one Kafka of the test's own (Private: the shared one
+// cannot be stopped), whose JVM takes several seconds to start again.
+func TestUpstreamOutage(t *testing.T) {
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		if kind == stack.Real && os.Getenv("LOGPIPE_SKIP_REAL") == "1" {
+			t.Skip("LOGPIPE_SKIP_REAL=1: not running JVMs")
+		}
+		s := newKafkaOf(t, stack.Options{Backends: kind, Private: true})
+		t.Run("shorter than the retries", func(t *testing.T) { testUpstreamShortOutage(t, s) })
+		t.Run("longer than the retries", func(t *testing.T) { testUpstreamGone(t, s) })
+	})
+}
+
+// An outage shorter than the retries goes unnoticed: no error, no gap, no
+// duplicate.
+func testUpstreamShortOutage(t *testing.T, s *stack.Stack) {
+	cfg := testConfig(s)
+	// Retries for longer than Apache Kafka takes to start again (StartKafka
+	// gives it two minutes at most), kfake's gate coming up at once.
+	cfg.Retry.Tries = 1500
+	cfg.Retry.Min, cfg.Retry.Max = 100*time.Millisecond, 200*time.Millisecond
+	ts := startServer(t, cfg)
+	p := newProducer(t, s)
+	c := mustDial(t, ts.url(query("job", "blip")))
+	c.collect(0, within)
+	p.produce(t, "blip", 0, 50)
+
+	// The client reads all along, as a browser does, and so answers the
+	// pings of a session that outlives a ping interval: Apache Kafka takes
+	// longer to start again than that.
+	var outage sync.WaitGroup
+	var outageErr error
+	outage.Go(func() { outageErr = shortOutage(s, ts, p) })
+	t.Cleanup(outage.Wait) // when collect fails; before the server stops
+	got := c.collect(100, 3*time.Minute)
+	outage.Wait()
+	if outageErr != nil {
+		t.Fatal(outageErr)
+	}
+	checkContiguous(t, got.offsets, p.offsets("blip"), 0)
+	if len(got.dropped) > 0 {
+		t.Fatalf("dropped: %+v", got.dropped)
+	}
+}
+
+// shortOutage stops Kafka, waits for livetail to have tried to reconnect,
+// starts Kafka again and produces 50 more lines of job blip.
+func shortOutage(s *stack.Stack, ts *testServer, p *producer) error {
+	if err := s.StopKafka(); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		n, err := ts.readMetric("livetail_upstream_reconnects_total")
+		if err != nil {
+			return err
+		}
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("livetail made no reconnect attempt within a minute of Kafka stopping")
+		}
+	}
+	if err := s.StartKafka(); err != nil {
+		return err
+	}
+	_, err := p.try("blip", 50, 50)
+	return err
+}
+
 // When Kafka stays away longer than the retries, sessions get an error
 // frame and 1011, and /readyz fails; when it is back, tails work again.
-func TestCloseUpstreamGone(t *testing.T) {
-	s := newKafka(t)
+func testUpstreamGone(t *testing.T, s *stack.Stack) {
 	cfg := testConfig(s)
 	cfg.Retry.Tries = 3
 	ts := startServer(t, cfg)
 	p := newProducer(t, s)
 	c := mustDial(t, ts.url(query("job", "up")))
-	c.collect(0, 10*time.Second)
+	c.collect(0, within)
 	p.produce(t, "up", 0, 5)
-	c.collect(5, 10*time.Second)
+	c.collect(5, within)
 
 	if err := s.StopKafka(); err != nil {
 		t.Fatal(err)
 	}
-	code, reason := c.closeCode(30 * time.Second)
+	code, reason := c.closeCode(within)
 	if code != websocket.StatusInternalError || !strings.Contains(reason, "upstream unavailable") {
 		t.Fatalf("close %d %q, want 1011 upstream unavailable", code, reason)
 	}
@@ -278,43 +353,14 @@ func TestCloseUpstreamGone(t *testing.T) {
 	if err := s.StartKafka(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "ready again", func() bool {
+	eventually(t, within, "ready again", func() bool {
 		status, _ := httpGet(t, "http://"+ts.Addr()+"/readyz")
 		return status == http.StatusOK
 	})
 	c = mustDial(t, ts.url(query("job", "up", "cursor", "0")))
 	p.produce(t, "up", 5, 5)
-	got := c.collect(4, 20*time.Second)
+	got := c.collect(4, within)
 	checkContiguous(t, got.offsets, p.offsets("up"), 1)
-}
-
-// An outage shorter than the retries goes unnoticed: no error, no gap, no
-// duplicate.
-func TestUpstreamShortOutage(t *testing.T) {
-	s := newKafka(t)
-	cfg := testConfig(s)
-	cfg.Retry.Tries = 100
-	ts := startServer(t, cfg)
-	p := newProducer(t, s)
-	c := mustDial(t, ts.url(query("job", "blip")))
-	c.collect(0, 10*time.Second)
-	p.produce(t, "blip", 0, 50)
-
-	if err := s.StopKafka(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "a reconnect attempt", func() bool {
-		return ts.metric(t, "livetail_upstream_reconnects_total") >= 2
-	})
-	if err := s.StartKafka(); err != nil {
-		t.Fatal(err)
-	}
-	p.produce(t, "blip", 50, 50)
-	got := c.collect(100, 30*time.Second)
-	checkContiguous(t, got.offsets, p.offsets("blip"), 0)
-	if len(got.dropped) > 0 {
-		t.Fatalf("dropped: %+v", got.dropped)
-	}
 }
 
 // Only the server's own origin and --allowed-origins may open a tail from a
@@ -341,7 +387,7 @@ func TestOriginAndClientFrames(t *testing.T) {
 
 	// A small message is ignored; a large one closes the connection with 1009.
 	c := mustDial(t, ts.url(query("job", "a")))
-	c.collect(0, 10*time.Second)
+	c.collect(0, within)
 	ctx := t.Context()
 	if err := c.c.Write(ctx, websocket.MessageText, []byte(`{"hello":"server"}`)); err != nil {
 		t.Fatal(err)
@@ -351,7 +397,7 @@ func TestOriginAndClientFrames(t *testing.T) {
 	if err := c.c.Write(ctx, websocket.MessageText, make([]byte, 5000)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.next(10 * time.Second)
+	_, err := c.next(within)
 	if code := websocket.CloseStatus(err); code != websocket.StatusMessageTooBig {
 		t.Fatalf("after a 5000-byte message: %v, want close 1009", err)
 	}
@@ -407,7 +453,7 @@ func TestAuthAudienceJobsExpiry(t *testing.T) {
 			}
 		}
 		limited := "Bearer " + token(jwt.MapClaims{"jobs": []string{"other-*"}})
-		eventually(t, 10*time.Second, "the allowed jobs listed", func() bool {
+		eventually(t, within, "the allowed jobs listed", func() bool {
 			_, body := httpGetAuth(t, jobsURL, limited)
 			return strings.Contains(body, `"other-1"`) && strings.Contains(body, `"other-2"`)
 		})

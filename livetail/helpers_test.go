@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,25 +17,45 @@ import (
 
 	"github.com/logpipe/logpipe/common/conf"
 	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 	"github.com/logpipe/logpipe/livetail/internal/tail"
 )
 
-// newKafka starts devstack's Kafka (no etcd, no Elasticsearch) for a test.
+// newKafka starts devstack's embedded Kafka (no etcd, no Elasticsearch)
+// for a test.
 func newKafka(t testing.TB) *stack.Stack {
 	t.Helper()
-	return stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}, Partitions: 3})
+	return newKafkaOf(t, stack.Options{})
 }
 
-// testConfig is a configuration for a test server on a free port.
+// newKafkaOf starts a Kafka of the kind opts.Backends asks for (see
+// stack.ForBackends), with topics of three partitions: on the shared real
+// backends, the test's own topics (s.Topic), which testConfig and
+// newProducer use.
+func newKafkaOf(t testing.TB, opts stack.Options) *stack.Stack {
+	t.Helper()
+	opts.Without = []string{stack.Etcd, stack.ES}
+	opts.Partitions = 3
+	return stack.New(t, opts)
+}
+
+// testConfig is a configuration for a test server on a port the kernel
+// picks (127.0.0.1:0), reading the stack's log topic.
 func testConfig(s *stack.Stack) Config {
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Common.MetricsAddr = "127.0.0.1:0"
 	cfg.Common.KafkaBrokers = conf.List(s.KafkaAddrs())
+	cfg.Common.KafkaTopic = s.Topic("logs")
 	cfg.Common.LogLevel.Value = "warning"
 	cfg.Retry.Min, cfg.Retry.Max = 50*time.Millisecond, 100*time.Millisecond
 	cfg.BatchWait = 5 * time.Millisecond
+	// Test clients read (and so answer pings) only when the test asks for
+	// a frame: with the default 5 s interval, a test slowed down by a
+	// loaded machine would see its idle connections dropped. Tests of pings
+	// set their own interval.
+	cfg.PingInterval = time.Hour
 	return cfg
 }
 
@@ -45,7 +64,7 @@ type testServer struct {
 	*server
 	cancel context.CancelFunc
 	done   chan error
-	logs   *syncBuffer
+	logs   *proc.Buffer
 }
 
 // startServer runs livetail with cfg until the test ends (or stop).
@@ -54,7 +73,7 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &proc.Buffer{}
 	s, err := newServer(context.Background(), cfg, logs)
 	if err != nil {
 		t.Fatalf("starting livetail: %v", err)
@@ -84,12 +103,23 @@ func (ts *testServer) url(query string) string {
 	return "ws://" + ts.Addr() + "/api/v1/tail?" + query
 }
 
-// gauge reads a metric of the server's registry.
+// metric reads a metric of the server's registry.
 func (ts *testServer) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := ts.diag.Registry().Gather()
+	v, err := ts.readMetric(name, labels...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return v
+}
+
+// readMetric is metric for other goroutines than the test's: the value of
+// the gauge or counter name with the given label pairs, 0 when it has none
+// such yet.
+func (ts *testServer) readMetric(name string, labels ...string) (float64, error) {
+	mfs, err := ts.diag.Registry().Gather()
+	if err != nil {
+		return 0, err
 	}
 	for _, mf := range mfs {
 		if mf.GetName() != name {
@@ -110,16 +140,20 @@ func (ts *testServer) metric(t testing.TB, name string, labels ...string) float6
 			}
 			switch {
 			case m.Gauge != nil:
-				return m.Gauge.GetValue()
+				return m.Gauge.GetValue(), nil
 			case m.Counter != nil:
-				return m.Counter.GetValue()
+				return m.Counter.GetValue(), nil
 			}
 		}
-		return 0
+		return 0, nil
 	}
-	t.Fatalf("no metric %s", name)
-	return 0
+	return 0, fmt.Errorf("no metric %s", name)
 }
+
+// within bounds the waits for livetail to do something: far more than it
+// takes on an idle machine, so that a loaded one does not fail a test. No
+// test measures speed with it.
+const within = time.Minute
 
 // eventually polls cond until it holds or the limit passes.
 func eventually(t testing.TB, limit time.Duration, what string, cond func() bool) {
@@ -134,7 +168,7 @@ func eventually(t testing.TB, limit time.Duration, what string, cond func() bool
 }
 
 // producer writes records as the agent does: key = job, sarama's default
-// (hash) partitioner.
+// (hash) partitioner, to the stack's log topic.
 type producer struct {
 	p     sarama.SyncProducer
 	topic string
@@ -156,7 +190,7 @@ func newProducer(t testing.TB, s *stack.Stack) *producer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	return &producer{p: p, topic: "logs", sent: map[string][]int64{}, parts: map[string]int32{}}
+	return &producer{p: p, topic: s.Topic("logs"), sent: map[string][]int64{}, parts: map[string]int32{}}
 }
 
 func line(job string, i int) string { return fmt.Sprintf("%s line %d", job, i) }
@@ -248,6 +282,44 @@ func (p *producer) partition(job string) int32 {
 	return p.parts[job]
 }
 
+// checkAnnounced is checkContiguous for a live stream that a slow client
+// may fall behind: every gap must be exactly what a dropped frame just
+// before it announces, and none may come before caught_up (history is
+// never dropped). It returns the index in want of each entry.
+func checkAnnounced(t testing.TB, got collected, want []int64, from int) []int {
+	t.Helper()
+	index := make(map[int64]int, len(want))
+	for i, off := range want {
+		index[off] = i
+	}
+	next := from
+	at := make([]int, len(got.offsets))
+	d := 0
+	for k := 0; k <= len(got.offsets); k++ {
+		for ; d < len(got.dropped) && got.droppedAt[d] == k; d++ {
+			f := got.dropped[d]
+			if got.caughtUp < 0 || k < got.caughtUp {
+				t.Fatalf("dropped frame %+v after %d entries, before caught_up (at %d)", f, k, got.caughtUp)
+			}
+			first, ok1 := index[*f.FromOffset]
+			last, ok2 := index[*f.ToOffset]
+			if !ok1 || !ok2 || first != next || int64(last-first+1) != f.Count {
+				t.Fatalf("dropped %d from offset %d to %d, want from line %d (offset %d)", f.Count, *f.FromOffset, *f.ToOffset, next, want[min(next, len(want)-1)])
+			}
+			next = last + 1
+		}
+		if k == len(got.offsets) {
+			break
+		}
+		if i, ok := index[got.offsets[k]]; !ok || i != next {
+			t.Fatalf("entry %d at offset %d is line %d, want line %d (a gap without a dropped frame, or a duplicate)", k, got.offsets[k], i, next)
+		}
+		at[k] = next
+		next++
+	}
+	return at
+}
+
 func (p *producer) offsets(job string) []int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -278,7 +350,7 @@ func (c *client) cursorAt(n int) (string, int) {
 
 func dial(t testing.TB, rawURL string, header http.Header) (*client, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{HTTPHeader: header})
 	if err != nil {
@@ -318,7 +390,7 @@ func (c *client) next(timeout time.Duration) (tail.Frame, error) {
 
 func (c *client) mustNext() tail.Frame {
 	c.t.Helper()
-	f, err := c.next(10 * time.Second)
+	f, err := c.next(within)
 	if err != nil {
 		c.t.Fatalf("reading a frame: %v", err)
 	}
@@ -348,12 +420,13 @@ func (c *client) closeCode(timeout time.Duration) (websocket.StatusCode, string)
 
 // collected is what a client received.
 type collected struct {
-	offsets  []int64
-	parts    []int32
-	cursors  []string // per entry, the cursor of its frame
-	lines    []string
-	caughtUp int // index in offsets where caught_up came, or -1
-	dropped  []tail.Frame
+	offsets   []int64
+	parts     []int32
+	cursors   []string // per entry, the cursor of its frame
+	lines     []string
+	caughtUp  int // index in offsets where caught_up came, or -1
+	dropped   []tail.Frame
+	droppedAt []int // index in offsets where each dropped frame came
 }
 
 // collect reads frames until want entries arrived after caught_up.
@@ -381,30 +454,13 @@ func (c *client) collect(wantLive int, timeout time.Duration) collected {
 			got.caughtUp = len(got.offsets)
 		case tail.TypeDropped:
 			got.dropped = append(got.dropped, f)
+			got.droppedAt = append(got.droppedAt, len(got.offsets))
 		case tail.TypeError:
 			c.t.Fatalf("error frame: %d %s", f.Code, f.Reason)
 		}
 	}
 	c.live = got
 	return got
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func query(kv ...string) string {

@@ -3,7 +3,6 @@ package main
 import (
 	"slices"
 	"testing"
-	"time"
 )
 
 // Lines produced for job A reach A's subscribers in offset order and never
@@ -29,9 +28,9 @@ func TestLiveByJob(t *testing.T) {
 		p.produce(t, "job-b", i, 10)
 	}
 
-	gotA := a.collect(100, 10*time.Second)
-	gotB := b.collect(100, 10*time.Second)
-	gotG := g.collect(10, 10*time.Second)
+	gotA := a.collect(100, within)
+	gotB := b.collect(100, within)
+	gotG := g.collect(10, within)
 	if want := p.offsets("job-a"); !slices.Equal(gotA.offsets, want) {
 		t.Errorf("job-a got offsets %v, want %v", gotA.offsets, want)
 	}

@@ -24,8 +24,10 @@ import (
 // default partitioner land on up to three partitions; livetail shows them
 // all, live, with tail=N, since= and cursor=, with no gap and no duplicate.
 func TestEveryProducersLines(t *testing.T) {
-	s := newKafka(t)
-	testProducers(t, s, "logs")
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		s := newKafkaOf(t, stack.Options{Backends: kind})
+		testProducers(t, s, s.Topic("logs"))
+	})
 }
 
 // testProducers runs the cross-producer checks against the Kafka of s and
@@ -58,12 +60,12 @@ func testProducers(t *testing.T, s *stack.Stack, topic string) {
 	if hello.Type != tail.TypeHello || !slices.Equal(hello.Partitions, sorted(ts.kafka.Candidates(job))) {
 		t.Fatalf("hello %+v, want the partitions %v", hello, ts.kafka.Candidates(job))
 	}
-	live.collect(0, 10*time.Second)
+	live.collect(0, within)
 	first := len(w.lines)
 	w.round(job, 3) // 90 live lines
 	all := w.lines
 
-	got := live.collect(90, 30*time.Second)
+	got := live.collect(90, within)
 	checkLines(t, "live", got, all[first:])
 	partitions := map[int32]bool{}
 	for _, p := range got.parts {
@@ -73,22 +75,22 @@ func testProducers(t *testing.T, s *stack.Stack, topic string) {
 		t.Fatalf("live lines came from partitions %v, want three", partitions)
 	}
 
-	eventually(t, 10*time.Second, "the hub caught up", func() bool {
+	eventually(t, within, "the hub caught up", func() bool {
 		c := mustDial(t, ts.url(query("job", job, "tail", "200")))
-		return len(c.collect(0, 10*time.Second).lines) == len(all)
+		return len(c.collect(0, within).lines) == len(all)
 	})
 	for _, n := range []int{1, 50, 180} {
 		c := mustDial(t, ts.url(query("job", job, "tail", fmt.Sprint(n))))
-		checkLines(t, fmt.Sprintf("tail=%d", n), c.collect(0, 10*time.Second), all[len(all)-n:])
+		checkLines(t, fmt.Sprintf("tail=%d", n), c.collect(0, within), all[len(all)-n:])
 	}
 
 	c := mustDial(t, ts.url(query("job", job, "since", mark.Format(time.RFC3339Nano))))
-	checkLines(t, "since", c.collect(0, 10*time.Second), all[first:])
+	checkLines(t, "since", c.collect(0, within), all[first:])
 
 	// Resume from the cursor of the frame after about half the live lines.
 	cursor, seen := live.cursorAt(45)
 	c = mustDial(t, ts.url(query("job", job, "cursor", cursor)))
-	checkLines(t, "cursor "+cursor, c.collect(0, 10*time.Second), all[first+seen:])
+	checkLines(t, "cursor "+cursor, c.collect(0, within), all[first+seen:])
 }
 
 // writers produce a job's lines with kcat and sarama, as records the agent
@@ -181,11 +183,16 @@ func sorted(p []int32) []int32 {
 // Partitions added while livetail runs: a job whose lines move to a new
 // partition is shown within a minute, and its history spans both.
 func TestPartitionsAdded(t *testing.T) {
-	s := newKafka(t) // 3 partitions
+	stack.ForBackends(t, testPartitionsAdded)
+}
+
+func testPartitionsAdded(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind}) // 3 partitions
+	topic := s.Topic("logs")
 	cfg := testConfig(s)
 	cfg.PartitionRefresh = 200 * time.Millisecond
 	ts := startServer(t, cfg)
-	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: "logs"}
+	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic}
 	job := ""
 	for i := 0; job == ""; i++ {
 		j := fmt.Sprintf("moving-%d", i)
@@ -194,14 +201,14 @@ func TestPartitionsAdded(t *testing.T) {
 		}
 	}
 	c := mustDial(t, ts.url(query("job", job)))
-	c.collect(0, 10*time.Second)
+	c.collect(0, within)
 	w.kcat(job, "murmur2_random", 5)
-	before := c.collect(5, 10*time.Second)
+	before := c.collect(5, within)
 	if before.parts[0] != partition.ForJob(job, 3) {
 		t.Fatalf("lines on partition %d, want %d", before.parts[0], partition.ForJob(job, 3))
 	}
 
-	addPartitions(t, s, "logs", 6)
+	addPartitions(t, s, topic, 6)
 	eventually(t, time.Minute, "livetail consumes 6 partitions", func() bool {
 		return ts.metric(t, "livetail_partitions") == 6
 	})
@@ -212,7 +219,7 @@ func TestPartitionsAdded(t *testing.T) {
 		t.Fatalf("lines on partition %d, want the new partition %d", p, partition.ForJob(job, 6))
 	}
 	h := mustDial(t, ts.url(query("job", job, "tail", "10")))
-	checkLines(t, "tail=10 over both partitions", h.collect(0, 10*time.Second), w.lines)
+	checkLines(t, "tail=10 over both partitions", h.collect(0, within), w.lines)
 }
 
 // addPartitions grows topic to n partitions.

@@ -128,6 +128,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	})
 	s.public = diag.New(diag.Options{
 		Addr:   cfg.Listen,
+		Name:   "http",
 		Ready:  s.ready,
 		Log:    log.WithField("component", "http"),
 		Public: true,

@@ -4,10 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +12,7 @@ import (
 
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/esfake"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
@@ -27,7 +25,6 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkTransfer -benchtime 300000x .
 func BenchmarkTransfer(b *testing.B) {
-	bin := buildBinary(b)
 	s := stack.New(b, stack.Options{Without: []string{stack.Etcd, stack.ES}})
 	es := httptest.NewServer(esfake.New(esfake.WithDiscard()))
 	b.Cleanup(es.Close)
@@ -36,30 +33,15 @@ func BenchmarkTransfer(b *testing.B) {
 	createTopic(b, s.KafkaAddrs(), topic, stack.DefaultPartitions)
 	produceLines(b, s.KafkaAddrs(), topic, b.N)
 
-	addr := freeLoopbackAddr(b)
-	cmd := exec.Command(bin,
+	transfer := proc.Start(b, transferBinary(b),
 		"--kafka-brokers", strings.Join(s.KafkaAddrs(), ","),
 		"--kafka-topics", topic,
 		"--group", topic,
 		"--es-addresses", es.URL,
-		"--metrics-addr", addr,
-		"--log-level", "warning",
+		"--metrics-addr", "127.0.0.1:0",
 	)
-	cmd.Env = os.Environ()
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if b.Failed() {
-			b.Logf("transfer output:\n%s", out.String())
-		}
-	}()
-
-	waitFor(b, 60*time.Second, "transfer ready", func() bool {
+	addr := transfer.Addr(b, "metrics")
+	waitFor(b, within, "transfer ready", func() bool {
 		res, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return false

@@ -60,7 +60,7 @@ func TestRefusedDocumentGoesToDLQ(t *testing.T) {
 		return document.Source{Topic: w.topic, Partition: part, Offset: msgs[i].Offset}.ID()
 	}
 
-	w.waitCount(30*time.Second, 4)
+	w.waitCount(within, 4)
 	w.checkExactly([]string{id(0), id(1), id(3), id(5)})
 
 	letters := readTopic(t, w.s.KafkaAddrs(), w.dlq, 2)
@@ -90,7 +90,7 @@ func TestRefusedDocumentGoesToDLQ(t *testing.T) {
 	}
 
 	dead := map[string]bool{id(2): true, id(4): true}
-	waitFor(t, 20*time.Second, "the partition committed past the dead letters", func() bool {
+	waitFor(t, within, "the partition committed past the dead letters", func() bool {
 		return w.checkCommitted(dead)[part] == msgs[5].Offset+1
 	})
 	if got := scrape(t, r.svc.Addr(), "transfer_docs_dlq_total"); got != 2 {
@@ -121,7 +121,7 @@ func readTopic(t testing.TB, brokers []string, topic string, n int) []*sarama.Co
 		t.Fatal(err)
 	}
 	ends := map[int32]int64{}
-	waitFor(t, 20*time.Second, fmt.Sprintf("%d records in %s", n, topic), func() bool {
+	waitFor(t, within, fmt.Sprintf("%d records in %s", n, topic), func() bool {
 		total := int64(0)
 		for _, p := range parts {
 			end, err := client.GetOffset(topic, p, sarama.OffsetNewest)

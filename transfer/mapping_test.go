@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/logpipe/logpipe/devstack/stack"
 )
@@ -38,9 +37,9 @@ func TestJSONOfEveryShape(t *testing.T) {
 		ids = append(ids, w.produce("worker", logRecord("worker", trace, 0))...)
 		total := len(ids)
 
-		w.waitCount(2*time.Minute, total)
+		w.waitCount(within, total)
 		end := w.offsets(w.topic)
-		waitFor(t, 30*time.Second, "offsets committed to the end", func() bool { return w.committedAt(end) })
+		waitFor(t, within, "offsets committed to the end", func() bool { return w.committedAt(end) })
 		w.checkExactly(ids)
 		if n := w.records(w.dlq); n != 0 {
 			t.Fatalf("%d records in the dead-letter topic, want none", n)

@@ -3,87 +3,45 @@ package main
 import (
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/logpipe/logpipe/devstack/esfake"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
-// switchedES serves one esfake server on a fixed address that can be taken
-// off the network and brought back.
+// switchedES serves one esfake server on an address that can be taken off
+// the network and brought back: a relay in front of it, which refuses
+// connections while down.
 type switchedES struct {
-	fake *esfake.Server
-	addr string
-	mu   sync.Mutex
-	srv  *http.Server
-	done chan struct{}
+	fake  *esfake.Server
+	srv   *httptest.Server
+	relay *proc.Relay
 }
 
-// newSwitchedES reserves an address and leaves it down.
+// newSwitchedES starts esfake behind a relay, and leaves the relay down.
 func newSwitchedES(t testing.TB) *switchedES {
 	t.Helper()
-	e := &switchedES{fake: esfake.New(), addr: freeLoopbackAddr(t)}
-	t.Cleanup(e.down)
+	e := &switchedES{fake: esfake.New()}
+	e.srv = httptest.NewServer(e.fake)
+	t.Cleanup(e.srv.Close)
+	e.relay = proc.NewRelay(t)
 	return e
 }
 
-// freeLoopbackAddr returns a free loopback address with a port below the
-// ephemeral range, so that no outgoing connection takes it meanwhile.
-func freeLoopbackAddr(t testing.TB) string {
-	t.Helper()
-	for i := 0; i < 100; i++ {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return addr
-	}
-	t.Fatal("no free loopback port")
-	return ""
-}
+func (e *switchedES) url() string { return "http://" + e.relay.Addr() }
 
-func (e *switchedES) url() string { return "http://" + e.addr }
+// up brings Elasticsearch back on the network.
+func (e *switchedES) up() { e.relay.To(e.srv.Listener.Addr().String()) }
 
-func (e *switchedES) up(t testing.TB) {
-	t.Helper()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var ln net.Listener
-	var err error
-	for i := 0; i < 50; i++ {
-		if ln, err = net.Listen("tcp", e.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.srv = &http.Server{Handler: e.fake}
-	e.done = make(chan struct{})
-	go func(srv *http.Server, done chan struct{}) {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}(e.srv, e.done)
-}
-
+// down takes it off: connections are cut and refused.
 func (e *switchedES) down() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.srv == nil {
-		return
-	}
-	_ = e.srv.Close()
-	<-e.done
-	e.srv = nil
+	e.relay.To("")
+	e.relay.Cut()
 }
 
 func readyz(t testing.TB, addr string) (int, string) {
@@ -109,7 +67,7 @@ func TestElasticsearchOutage(t *testing.T) {
 	r := startService(t, "transfer", cfg)
 
 	p.send(1000)
-	waitFor(t, 10*time.Second, "a not-ready report naming Elasticsearch", func() bool {
+	waitFor(t, within, "a not-ready report naming Elasticsearch", func() bool {
 		code, body := readyz(t, r.svc.Addr())
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "elasticsearch")
 	})
@@ -123,22 +81,22 @@ func TestElasticsearchOutage(t *testing.T) {
 		t.Fatalf("offsets committed with Elasticsearch unreachable: %v", c)
 	}
 
-	es.up(t)
-	waitFor(t, 30*time.Second, "catching up after the start outage", func() bool { return es.fake.Count(testIndex) >= 1000 })
-	waitFor(t, 15*time.Second, "ready", func() bool { code, _ := readyz(t, r.svc.Addr()); return code == http.StatusOK })
+	es.up()
+	waitFor(t, within, "catching up after the start outage", func() bool { return es.fake.Count(testIndex) >= 1000 })
+	waitFor(t, within, "ready", func() bool { code, _ := readyz(t, r.svc.Addr()); return code == http.StatusOK })
 
 	es.down()
 	p.send(1000)
-	waitFor(t, 15*time.Second, "not ready during the second outage", func() bool {
+	waitFor(t, within, "not ready during the second outage", func() bool {
 		code, _ := readyz(t, r.svc.Addr())
 		return code == http.StatusServiceUnavailable
 	})
 	time.Sleep(1500 * time.Millisecond) // past an auto-commit interval
 	checkCommittedIn(t, s, es.fake, cfg.Group)
 
-	es.up(t)
+	es.up()
 	want := p.sent()
-	waitFor(t, 30*time.Second, "catching up after the second outage", func() bool { return es.fake.Count(testIndex) >= len(want) })
+	waitFor(t, within, "catching up after the second outage", func() bool { return es.fake.Count(testIndex) >= len(want) })
 	ids := map[string]int{}
 	for _, d := range es.fake.Docs(testIndex) {
 		ids[d.ID]++
@@ -182,11 +140,13 @@ func TestShutdownAbandonsUncommitted(t *testing.T) {
 	w.s.ES().FailBulk(1<<30, http.StatusServiceUnavailable)
 	r := startService(t, "first", cfg)
 	p.send(600)
-	waitFor(t, 20*time.Second, "retries", func() bool { return scrape(t, r.svc.Addr(), "transfer_bulk_retries_total") >= 5 })
+	waitFor(t, within, "retries", func() bool { return scrape(t, r.svc.Addr(), "transfer_bulk_retries_total") >= 5 })
 
 	start := time.Now()
 	r.stop()
-	if d := time.Since(start); d > 10*time.Second {
+	// Without the drain timeout it would not end while Elasticsearch refuses;
+	// the bound is far above the timeout, for a loaded machine.
+	if d := time.Since(start); d > time.Minute {
 		t.Errorf("shutdown took %s with a drain timeout of %s", d, cfg.DrainTimeout)
 	}
 	if c := w.committed(); len(c) != 0 {
@@ -198,7 +158,7 @@ func TestShutdownAbandonsUncommitted(t *testing.T) {
 
 	w.s.ES().FailBulk(0, http.StatusServiceUnavailable)
 	r2 := startService(t, "second", cfg)
-	w.waitCount(30*time.Second, 600)
+	w.waitCount(within, 600)
 	w.checkExactly(p.sentIDs())
 	r2.stop()
 }

@@ -37,22 +37,22 @@ func TestRebalance(t *testing.T) {
 			<-produced
 		})
 		defer stop() // also when the test fails early
-		waitFor(t, 30*time.Second, "instance a indexing", func() bool { return scrape(t, a.svc.Addr(), "transfer_docs_indexed_total") > 500 })
+		waitFor(t, within, "instance a indexing", func() bool { return scrape(t, a.svc.Addr(), "transfer_docs_indexed_total") > 500 })
 
 		b := startService(t, "transfer-b", cfg)
-		waitFor(t, 60*time.Second, "instance b indexing", func() bool { return scrape(t, b.svc.Addr(), "transfer_docs_indexed_total") > 300 })
+		waitFor(t, within, "instance b indexing", func() bool { return scrape(t, b.svc.Addr(), "transfer_docs_indexed_total") > 300 })
 		aBefore := scrape(t, a.svc.Addr(), "transfer_docs_indexed_total")
 		b.stop() // leaves the group; a takes every partition again
-		waitFor(t, 60*time.Second, "instance a indexing after b left", func() bool {
+		waitFor(t, within, "instance a indexing after b left", func() bool {
 			return scrape(t, a.svc.Addr(), "transfer_docs_indexed_total") > aBefore+500
 		})
 		stop()
 
 		want := p.sentIDs()
-		w.waitCount(60*time.Second, len(want))
+		w.waitCount(within, len(want))
 		w.checkExactly(want)
 		end := w.offsets(w.topic)
-		waitFor(t, 20*time.Second, "offsets committed to the end", func() bool { return w.committedAt(end) })
+		waitFor(t, within, "offsets committed to the end", func() bool { return w.committedAt(end) })
 		w.checkCommitted(nil)
 		t.Logf("%s: %d records; duplicates skipped with 409: %v", kind, len(want), scrape(t, a.svc.Addr(), "transfer_docs_duplicate_total"))
 		a.stop()

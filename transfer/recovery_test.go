@@ -7,12 +7,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
@@ -45,7 +45,7 @@ import (
 // after the join, which the real run checks. A member that dies after its
 // join, with a session, kfake expires like Kafka.
 func TestRecoveryAfterTwoSIGKILLs(t *testing.T) {
-	bin := buildBinary(t)
+	bin := transferBinary(t)
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		testRecovery(t, bin, newWorld(t, kind), kind == stack.Real)
 	})
@@ -59,12 +59,6 @@ func testRecovery(t *testing.T, bin string, w *world, killInJoin bool) {
 	)
 	brokers := w.s.KafkaAddrs()
 	p := w.newProducer()
-	out := &syncBuffer{}
-	defer func() {
-		if t.Failed() {
-			t.Logf("transfer output:\n%s", out.String())
-		}
-	}()
 	gw := watchGroup(t, brokers, w.group, w.topic)
 	count := func() int {
 		n, status := w.es.tryCount("")
@@ -77,14 +71,14 @@ func testRecovery(t *testing.T, bin string, w *world, killInJoin bool) {
 	p.send(first)
 
 	// Instance a indexes part of the records and dies.
-	a := startDefaultProc(t, bin, w, out)
+	a := startDefaultProc(t, bin, w)
 	poll(t, waitMax, "instance a indexing", func() bool { return count() >= 1000 })
-	kill(t, a)
+	a.Kill()
 	beforeB := gw.membersSeen()
 
 	// Instance b joins; the group waits for a's session to end.
 	bStart := time.Now()
-	bProc := startDefaultProc(t, bin, w, out)
+	bProc := startDefaultProc(t, bin, w)
 	var bID string
 	poll(t, waitMax, "instance b in the group", func() bool {
 		bID = gw.newMember(beforeB)
@@ -101,14 +95,14 @@ func testRecovery(t *testing.T, bin string, w *world, killInJoin bool) {
 			return stable && len(parts) > 0
 		})
 	}
-	kill(t, bProc)
+	bProc.Kill()
 	t.Logf("instance b killed %s after its start", time.Since(bStart).Round(100*time.Millisecond))
 	beforeC := gw.membersSeen()
 
 	// Instance c must take every partition once the dead members are gone,
 	// including those of records produced after it started.
 	cStart := time.Now()
-	c := startDefaultProc(t, bin, w, out)
+	c := startDefaultProc(t, bin, w)
 	p.send(total - first)
 	want := p.sentIDs()
 	if len(want) != total {
@@ -140,11 +134,8 @@ func testRecovery(t *testing.T, bin string, w *world, killInJoin bool) {
 	w.checkExactly(want)
 
 	// A graceful stop still exits 0.
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.cmd.Wait(); err != nil {
-		t.Fatalf("transfer after SIGTERM: %v", err)
+	if code := c.Stop(t); code != 0 {
+		t.Fatalf("transfer exited %d after SIGTERM, want 0", code)
 	}
 }
 
@@ -161,19 +152,12 @@ func poll(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
-// startDefaultProc starts the binary on the world's topics, data stream
-// and group, with the default group flags (no --group-instance-id).
-func startDefaultProc(t testing.TB, bin string, w *world, out *syncBuffer) *proc {
+// startDefaultProc starts the binary with the default group flags on the
+// world's topics, data stream and group, until it is killed or the test
+// ends.
+func startDefaultProc(t testing.TB, bin string, w *world) *proc.Process {
 	t.Helper()
-	return startBinary(t, bin, w, out, "--batch-docs", "200", "--batch-wait", "50ms")
-}
-
-func kill(t testing.TB, p *proc) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = p.cmd.Wait()
+	return startBinary(t, bin, w, "--batch-docs", "200", "--batch-wait", "50ms")
 }
 
 // groupWatch describes the consumer group a few times a second, logs each

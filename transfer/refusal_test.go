@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/logpipe/logpipe/devstack/stack"
 )
@@ -38,9 +37,9 @@ func TestRefusalsHoldBack(t *testing.T) {
 			return ids
 		}
 		ids := produce(300)
-		w.waitCount(time.Minute, len(ids))
+		w.waitCount(within, len(ids))
 		end := w.offsets(w.topic)
-		waitFor(t, 30*time.Second, "offsets committed to the end", func() bool { return w.committedAt(end) })
+		waitFor(t, within, "offsets committed to the end", func() bool { return w.committedAt(end) })
 
 		type refusal struct {
 			name     string
@@ -79,11 +78,11 @@ func TestRefusalsHoldBack(t *testing.T) {
 			blocked := produce(300)
 			ref.blocked = len(blocked)
 
-			waitFor(t, time.Minute, ref.name+": /readyz red with the reason", func() bool {
+			waitFor(t, within, ref.name+": /readyz red with the reason", func() bool {
 				code, body := readyz(t, r.svc.Addr())
 				return code == http.StatusServiceUnavailable && strings.Contains(body, ref.want) && strings.Contains(body, w.index)
 			})
-			waitFor(t, time.Minute, ref.name+": several refused attempts", func() bool {
+			waitFor(t, within, ref.name+": several refused attempts", func() bool {
 				return scrapeLabel(t, r.svc.Addr(), "transfer_bulk_retries_total", "refused") >= retries+6
 			})
 			if got := w.es.count(""); got != len(ids) {
@@ -104,10 +103,10 @@ func TestRefusalsHoldBack(t *testing.T) {
 
 			ref.off()
 			ids = append(ids, blocked...)
-			w.waitCount(time.Minute, len(ids))
+			w.waitCount(within, len(ids))
 			end = w.offsets(w.topic)
-			waitFor(t, 30*time.Second, ref.name+": offsets committed to the end", func() bool { return w.committedAt(end) })
-			waitFor(t, 30*time.Second, ref.name+": /readyz green", func() bool {
+			waitFor(t, within, ref.name+": offsets committed to the end", func() bool { return w.committedAt(end) })
+			waitFor(t, within, ref.name+": /readyz green", func() bool {
 				code, _ := readyz(t, r.svc.Addr())
 				return code == http.StatusOK
 			})

@@ -76,7 +76,7 @@ func TestStormsAndLatency(t *testing.T) {
 				before := scrapeLabel(t, r.svc.Addr(), "transfer_bulk_retries_total", "request")
 				faults.FailBulk(n, status)
 				p.send(perStep)
-				waitFor(t, time.Minute, fmt.Sprintf("%d bulk requests answered %d", n, status), func() bool {
+				waitFor(t, within, fmt.Sprintf("%d bulk requests answered %d", n, status), func() bool {
 					return scrapeLabel(t, r.svc.Addr(), "transfer_bulk_retries_total", "request") >= before+float64(n)
 				})
 			}
@@ -87,7 +87,7 @@ func TestStormsAndLatency(t *testing.T) {
 		// which transfer retries. It stays until transfer has retried
 		// items, and nothing is committed past them meanwhile.
 		floodStage := func() {
-			w.waitCount(time.Minute, 1) // the data stream exists
+			w.waitCount(within, 1) // the data stream exists
 			block := func(v string) {
 				w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.read_only_allow_delete":`+v+`}`)
 			}
@@ -95,7 +95,7 @@ func TestStormsAndLatency(t *testing.T) {
 			block("true")
 			defer block("null")
 			p.send(perStep)
-			waitFor(t, time.Minute, "items retried under the flood-stage block", func() bool {
+			waitFor(t, within, "items retried under the flood-stage block", func() bool {
 				return scrape(t, r.svc.Addr(), "transfer_docs_retried_total") > retried
 			})
 			w.checkCommitted(nil)
@@ -136,10 +136,10 @@ func TestStormsAndLatency(t *testing.T) {
 		if want := rounds*perRound + 4*perStep; n != want {
 			t.Fatalf("%d records sent, want %d", n, want)
 		}
-		w.waitCount(time.Minute, n)
+		w.waitCount(within, n)
 		w.checkExactly(ids)
 		end := w.offsets(w.topic)
-		waitFor(t, 20*time.Second, "offsets committed to the end", func() bool { return w.committedAt(end) })
+		waitFor(t, within, "offsets committed to the end", func() bool { return w.committedAt(end) })
 		w.checkCommitted(nil)
 		if got := scrape(t, r.svc.Addr(), "transfer_docs_indexed_total"); got < float64(n) {
 			t.Errorf("transfer_docs_indexed_total = %v, want at least %d", got, n)

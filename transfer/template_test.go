@@ -9,7 +9,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/logpipe/logpipe/devstack/stack"
 	"github.com/logpipe/logpipe/transfer/internal/document"
@@ -62,8 +61,8 @@ func TestDocumentedTemplateInstalledFirst(t *testing.T) {
 				values = append(values, logRecord("web", fmt.Sprintf(`{"round":%d,"i":%d,"status":200}`, round, i), round*100+i))
 			}
 			ids = append(ids, w.produce("web", values...)...)
-			w.waitCount(time.Minute, len(ids))
-			waitFor(t, 30*time.Second, "/readyz green", func() bool {
+			w.waitCount(within, len(ids))
+			waitFor(t, within, "/readyz green", func() bool {
 				code, _ := readyz(t, r.svc.Addr())
 				return code == http.StatusOK
 			})

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/stack"
@@ -20,7 +19,7 @@ func TestExactlyOnce(t *testing.T) {
 		p := w.newProducer()
 		p.send(2000)
 		r := startService(t, "transfer", w.config())
-		waitFor(t, 20*time.Second, "/readyz", func() bool {
+		waitFor(t, within, "/readyz", func() bool {
 			res, err := http.Get("http://" + r.svc.Addr() + "/readyz")
 			if err != nil {
 				return false
@@ -29,11 +28,11 @@ func TestExactlyOnce(t *testing.T) {
 			return res.StatusCode == http.StatusOK
 		})
 		p.send(2000)
-		w.waitCount(60*time.Second, 4000)
+		w.waitCount(within, 4000)
 		w.checkExactly(p.sentIDs())
 
 		end := w.offsets(w.topic)
-		waitFor(t, 20*time.Second, "offsets committed to the end", func() bool { return w.committedAt(end) })
+		waitFor(t, within, "offsets committed to the end", func() bool { return w.committedAt(end) })
 		w.checkCommitted(nil)
 		if got := scrape(t, r.svc.Addr(), "transfer_docs_indexed_total"); got != 4000 {
 			t.Errorf("transfer_docs_indexed_total = %v, want 4000", got)

@@ -22,7 +22,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +32,7 @@ import (
 
 	"github.com/logpipe/logpipe/agent/internal/procmem"
 	"github.com/logpipe/logpipe/common/keys"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
@@ -182,21 +182,14 @@ func runAgent(ctx context.Context, bin string, s *stack.Stack, cli *clientv3.Cli
 		"--name", name, "--etcd-endpoints", s.EtcdEndpoints()[0], "--kafka-brokers", s.KafkaAddrs()[0],
 		"--state-dir", state, "--metrics-addr", "127.0.0.1:0", "--log-format", "json",
 	}, extra...)
-	agent := exec.Command(bin, args...)
-	stderr, err := agent.StderrPipe()
+	agent, err := proc.Launch("agent", exec.Command(bin, args...))
 	if err != nil {
 		return result{}, err
 	}
-	if err := agent.Start(); err != nil {
-		return result{}, err
-	}
-	defer func() {
-		_ = agent.Process.Kill()
-		_ = agent.Wait()
-	}()
-	addr, err := metricsAddr(stderr)
+	defer agent.Kill()
+	addr, err := agent.Address("metrics", time.Minute)
 	if err != nil {
-		return result{}, err
+		return result{}, fmt.Errorf("%w\n%s", err, agent.Output())
 	}
 	if err := waitReady(addr); err != nil {
 		return result{}, err
@@ -225,7 +218,7 @@ func runAgent(ctx context.Context, bin string, s *stack.Stack, cli *clientv3.Cli
 	deadline := start.Add(10 * time.Minute)
 	for {
 		acked, _ := metric(addr, "agent_lines_acked_total")
-		cur, peak := procmem.RSS(agent.Process.Pid)
+		cur, peak := procmem.RSS(agent.Pid())
 		if cur > 0 {
 			ag.rssMin, ag.rssMax, ag.rssPeak = min(ag.rssMin, cur), max(ag.rssMax, cur), peak
 		}
@@ -267,23 +260,8 @@ func writeFile(path string, n, size int) (int64, error) {
 	return fi.Size(), f.Close()
 }
 
-var addrRe = regexp.MustCompile(`"metrics":"([0-9.:]+)"`)
-
-// metricsAddr reads the agent's log until its startup line names the
-// metrics address, then keeps draining the log in the background.
-func metricsAddr(r io.Reader) (string, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
-			go func() { _, _ = io.Copy(io.Discard, r) }()
-			return m[1], nil
-		}
-	}
-	return "", fmt.Errorf("the agent exited before logging its metrics address")
-}
-
 func waitReady(addr string) error {
-	for range 200 {
+	for range 1200 { // a minute
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/common/memlog"
 )
 
@@ -64,6 +65,9 @@ type Options struct {
 	Ready func() error
 	// Log receives the server's own messages; nil discards them.
 	Log logrus.FieldLogger
+	// Name is the listener's name in the line Serve logs when it starts
+	// (see logging.Listening); "" means "metrics".
+	Name string
 	// ShutdownTimeout bounds the graceful shutdown; zero means
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
@@ -120,6 +124,9 @@ func New(opts Options) *Server {
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if opts.Name == "" {
+		opts.Name = "metrics"
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux()}
 
@@ -245,7 +252,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	srv.RegisterOnShutdown(cancelBase)
 
 	logger := s.opts.Log.WithField("addr", addr)
-	logger.Info("diag: serving metrics and health")
+	logging.Listening(s.opts.Log, s.opts.Name, addr)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 

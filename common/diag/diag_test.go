@@ -13,8 +13,10 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/logpipe/logpipe/common/diag"
+	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/common/memlog"
 )
 
@@ -283,6 +285,37 @@ func TestRun(t *testing.T) {
 		}
 	case <-time.After(deadline):
 		t.Fatal("Run did not return after its context was cancelled")
+	}
+}
+
+// TestServeLogsListening checks the line that tells a process's starter
+// which port it got.
+func TestServeLogsListening(t *testing.T) {
+	for name, want := range map[string]string{"": "metrics", "http": "http"} {
+		t.Run(want, func(t *testing.T) {
+			log, err := logging.New("info", "json", io.Discard, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hook := logtest.NewLocal(log)
+			r := start(t, diag.Options{Name: name, Log: log})
+			for end := time.Now().Add(deadline); ; time.Sleep(5 * time.Millisecond) {
+				if e := hook.LastEntry(); e != nil {
+					line, err := e.String()
+					if err != nil {
+						t.Fatal(err)
+					}
+					gotName, addr, ok := logging.ParseListening(strings.TrimSpace(line))
+					if !ok || gotName != want || addr != r.Addr() {
+						t.Fatalf("first line %q: listener %q on %s, want %q on %s", line, gotName, addr, want, r.Addr())
+					}
+					return
+				}
+				if time.Now().After(end) {
+					t.Fatal("nothing logged")
+				}
+			}
+		})
 	}
 }
 

@@ -15,5 +15,5 @@ func ExampleNew() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	log.WithField("addr", "127.0.0.1:9101").Info("listening")
+	logging.Listening(log, "metrics", "127.0.0.1:9101") // level=info msg=listening ...
 }

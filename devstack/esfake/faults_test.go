@@ -104,6 +104,10 @@ func TestRejectItems(t *testing.T) {
 	}
 }
 
+// TestLatency checks latency with bounds that a loaded machine cannot
+// break: a request waits at least the latency; with an hour of latency, a
+// client that gives up is let go (the server's cleanup would otherwise wait
+// for the handler), and once the latency is removed a request is answered.
 func TestLatency(t *testing.T) {
 	env := newTestServer(t, noRetry)
 	const d = 300 * time.Millisecond
@@ -116,22 +120,22 @@ func TestLatency(t *testing.T) {
 	}
 
 	// A client that gives up is not kept waiting.
+	env.srv.SetLatency(time.Hour)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	start = time.Now()
 	res, err := env.es.Info(env.es.Info.WithContext(ctx))
 	if err == nil {
 		res.Body.Close()
 	}
-	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) >= d {
-		t.Errorf("err %v after %v, want a deadline error before %v", err, time.Since(start), d)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err %v, want a deadline error", err)
 	}
 
 	env.srv.SetLatency(0)
-	start = time.Now()
-	esResult(t)(env.es.Info())
-	if took := time.Since(start); took >= d {
-		t.Errorf("info took %v after latency was removed", took)
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute) // an hour if the latency stayed
+	defer cancel()
+	if status, _ := esResult(t)(env.es.Info(env.es.Info.WithContext(ctx))); status != http.StatusOK {
+		t.Errorf("info after the latency was removed: status %d", status)
 	}
 }
 

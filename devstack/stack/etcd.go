@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
-	"syscall"
+	"os"
+	"path/filepath"
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -17,14 +17,11 @@ import (
 // kernel-chosen loopback ports, so that an outage (gate down) keeps the
 // server, its data and its leases as they are.
 type etcdServer struct {
-	e   *embed.Etcd
-	g   *gate
-	fwd *forwarder
+	e       *embed.Etcd
+	g       *gate
+	fwd     *forwarder
+	sockDir string // holds the server's own client socket
 }
-
-// etcdStartTries bounds the starts of etcd whose internal client port,
-// free when picked, was taken before etcd bound it.
-const etcdStartTries = 5
 
 // startEtcd starts etcd with its data in dir and waits until it serves.
 func startEtcd(ctx context.Context, addr, dir string) (*etcdServer, error) {
@@ -32,35 +29,24 @@ func startEtcd(ctx context.Context, addr, dir string) (*etcdServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	for try := 1; ; try++ {
-		s, err := startEtcdBehind(ctx, g, dir)
-		if err == nil {
-			return s, nil
-		}
-		if try == etcdStartTries || !addrInUse(err) {
-			g.Close()
-			return nil, err
-		}
-	}
-}
-
-// addrInUse reports whether err is a bind that found its address taken.
-func addrInUse(err error) bool {
-	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
-}
-
-// startEtcdBehind starts etcd serving through g.
-func startEtcdBehind(ctx context.Context, g *gate, dir string) (*etcdServer, error) {
 	public := url.URL{Scheme: "http", Host: g.Addr().String()}
-	// The internal client URL needs a real port: etcd's HTTP/JSON gateway
-	// dials it as configured. The peer URL keeps port 0: nothing dials it,
-	// and it stays the same from run to run, as the member recorded in a
-	// kept data directory requires.
-	clientAddr, err := pickAddr()
+	// The server's own client listener is a unix socket in a directory of
+	// its own: etcd's HTTP/JSON gateway dials that listener at the address
+	// configured, so a TCP port would have to be picked before etcd binds
+	// it, and another process could take it in between. The peer URL keeps
+	// port 0: nothing dials it, and it stays the same from run to run, as
+	// the member recorded in a kept data directory requires.
+	sockDir, err := os.MkdirTemp("", "logpipe-etcd-")
 	if err != nil {
+		g.Close()
 		return nil, fmt.Errorf("starting etcd: %w", err)
 	}
-	internalClient := url.URL{Scheme: "http", Host: clientAddr}
+	fail := func(err error) (*etcdServer, error) {
+		g.Close()
+		os.RemoveAll(sockDir)
+		return nil, fmt.Errorf("starting etcd: %w", err)
+	}
+	internalClient := url.URL{Scheme: "unix", Path: filepath.Join(sockDir, "client.sock")}
 	internal := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
 
 	cfg := embed.NewConfig()
@@ -84,22 +70,22 @@ func startEtcdBehind(ctx context.Context, g *gate, dir string) (*etcdServer, err
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("starting etcd: %w", err)
+		return fail(err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		return nil, fmt.Errorf("starting etcd: %w", err)
+		return fail(err)
 	case <-ctx.Done():
 		e.Close()
-		return nil, fmt.Errorf("starting etcd: %w", context.Cause(ctx))
+		return fail(context.Cause(ctx))
 	}
 	if len(e.Clients) == 0 {
 		e.Close()
-		return nil, errors.New("starting etcd: no client listener")
+		return fail(errors.New("no client listener"))
 	}
-	return &etcdServer{e: e, g: g, fwd: startForwarder(g, e.Clients[0].Addr().String())}, nil
+	return &etcdServer{e: e, g: g, sockDir: sockDir, fwd: startForwarder(g, e.Clients[0].Addr())}, nil
 }
 
 // Endpoint is the client URL, such as http://127.0.0.1:2379.
@@ -109,15 +95,5 @@ func (s *etcdServer) Endpoint() string { return "http://" + s.g.Addr().String() 
 func (s *etcdServer) Close() error {
 	err := s.fwd.Close()
 	s.e.Close()
-	return err
-}
-
-// pickAddr returns a loopback address with a port that was free a moment ago.
-func pickAddr() (string, error) {
-	ln, err := listen("")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
+	return errors.Join(err, os.RemoveAll(s.sockDir))
 }

@@ -89,6 +89,7 @@ func TestStopStartEtcd(t *testing.T) {
 		c.Close()
 		t.Fatalf("dial %s while stopped: connected, want refused", addr)
 	}
+	checkPortHeld(t, addr)
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	_, err := cli.Get(short, "/k")
 	cancel()

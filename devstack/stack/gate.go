@@ -1,67 +1,42 @@
 package stack
 
 import (
-	"errors"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-)
 
-// Ports picked for an address with port 0 lie in [pickLow, pickHigh): below
-// the kernel's ephemeral range (which starts at 32768 here), so that no
-// outgoing connection takes the port while a backend is down for an outage
-// test.
-const (
-	pickLow   = 20000
-	pickHigh  = 32768
-	pickTries = 200
+	"github.com/logpipe/logpipe/devstack/internal/listener"
 )
 
 // listen binds a TCP listener on addr. An empty addr means 127.0.0.1:0; a
 // port of 0 is replaced by a free port picked at random below the ephemeral
-// range.
-func listen(addr string) (net.Listener, error) {
+// range, so that no outgoing connection holds it (see listener.Listen).
+func listen(addr string) (*net.TCPListener, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("address %q: %w", addr, err)
-	}
-	if port != "0" {
-		return net.Listen("tcp", addr)
-	}
-	for range pickTries {
-		try := net.JoinHostPort(host, strconv.Itoa(pickLow+rand.IntN(pickHigh-pickLow)))
-		ln, err := net.Listen("tcp", try)
-		if err == nil {
-			return ln, nil
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) {
-			return nil, err
-		}
-	}
-	return nil, fmt.Errorf("address %s: no free port found in %d tries between %d and %d", addr, pickTries, pickLow, pickHigh-1)
+	return listener.Listen(addr)
 }
 
 // gate is a net.Listener whose address can be taken off the network (Down:
-// the socket is closed, so connections are refused, and every accepted
-// connection is cut) and put back on the same address (Up), while whoever
-// calls Accept keeps waiting through the outage. It is how the stack fakes a
-// backend outage without losing the backend's state.
+// connections are refused, and every accepted connection is cut) and put
+// back (Up), while whoever calls Accept keeps waiting through the outage. It
+// is how the stack fakes a backend outage without losing the backend's
+// state.
+//
+// The socket stays bound through the outage, so that no other process can
+// take the port meanwhile (as one could between a close and a new bind):
+// Down pauses it and Up resumes it (package listener).
 type gate struct {
 	addr net.Addr
+	ln   *net.TCPListener
 
 	mu      sync.Mutex
-	ln      net.Listener // nil while down
+	down    bool
 	closed  bool
-	changed chan struct{} // closed and replaced when ln or closed changes
+	changed chan struct{} // closed and replaced when down or closed changes
 	conns   map[*gateConn]struct{}
 
 	busy atomic.Int64 // Accept, Read and Write calls in progress
@@ -97,23 +72,23 @@ func (g *gate) Accept() (net.Conn, error) {
 			g.mu.Unlock()
 			return nil, net.ErrClosed
 		}
-		ln, changed := g.ln, g.changed
+		down, changed := g.down, g.changed
 		g.mu.Unlock()
-		if ln == nil {
+		if down {
 			<-changed
 			continue
 		}
-		c, err := ln.Accept()
+		c, err := g.ln.Accept()
 		g.mu.Lock()
-		current := g.ln == ln && !g.closed
+		up := !g.down && !g.closed
 		if err != nil {
 			g.mu.Unlock()
-			if current {
+			if up {
 				return nil, err
 			}
 			continue // taken down or closed while accepting
 		}
-		if !current {
+		if !up {
 			g.mu.Unlock()
 			c.Close()
 			continue
@@ -128,7 +103,8 @@ func (g *gate) Accept() (net.Conn, error) {
 // Addr is the address, the same through Down and Up.
 func (g *gate) Addr() net.Addr { return g.addr }
 
-// Down closes the socket and cuts every accepted connection.
+// Down stops listening, so that connections are refused, and cuts every
+// accepted connection.
 func (g *gate) Down() error {
 	g.mu.Lock()
 	if g.closed {
@@ -136,9 +112,9 @@ func (g *gate) Down() error {
 		return net.ErrClosed
 	}
 	var err error
-	if g.ln != nil {
-		err = g.ln.Close()
-		g.ln = nil
+	if !g.down {
+		err = listener.Pause(g.ln)
+		g.down = true
 		g.signal()
 	}
 	conns := g.takeConns()
@@ -147,21 +123,20 @@ func (g *gate) Down() error {
 	return err
 }
 
-// Up binds the address again after Down.
+// Up listens again after Down.
 func (g *gate) Up() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
 		return net.ErrClosed
 	}
-	if g.ln != nil {
+	if !g.down {
 		return nil
 	}
-	ln, err := net.Listen("tcp", g.addr.String())
-	if err != nil {
+	if err := listener.Resume(g.ln); err != nil {
 		return err
 	}
-	g.ln = ln
+	g.down = false
 	g.signal()
 	return nil
 }
@@ -174,11 +149,7 @@ func (g *gate) Close() error {
 		return nil
 	}
 	g.closed = true
-	var err error
-	if g.ln != nil {
-		err = g.ln.Close()
-		g.ln = nil
-	}
+	err := g.ln.Close()
 	g.signal()
 	conns := g.takeConns()
 	g.mu.Unlock()
@@ -249,13 +220,13 @@ func (c *gateConn) Close() error {
 // backend that cannot be handed a listener (etcd) behind a gate.
 type forwarder struct {
 	g      *gate
-	target string
+	target net.Addr
 	wg     sync.WaitGroup
 }
 
 // startForwarder starts relaying connections accepted by g to target; Close
 // stops it.
-func startForwarder(g *gate, target string) *forwarder {
+func startForwarder(g *gate, target net.Addr) *forwarder {
 	f := &forwarder{g: g, target: target}
 	f.wg.Go(f.serve)
 	return f
@@ -273,7 +244,7 @@ func (f *forwarder) serve() {
 
 func (f *forwarder) relay(c net.Conn) {
 	defer c.Close()
-	u, err := net.Dial("tcp", f.target)
+	u, err := net.Dial(f.target.Network(), f.target.String())
 	if err != nil {
 		return
 	}

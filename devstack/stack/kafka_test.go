@@ -116,7 +116,7 @@ func readBack(tb testing.TB, addrs []string, msgs []*sarama.ProducerMessage) {
 				}
 			case err := <-pc.Errors():
 				tb.Fatalf("partition %d: %v", p, err)
-			case <-time.After(10 * time.Second):
+			case <-time.After(time.Minute):
 				tb.Fatalf("partition %d: record %d of %d did not arrive", p, i, len(want[p]))
 			}
 		}
@@ -260,7 +260,7 @@ func (m *groupMember) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Consu
 // waitClaims waits for an assignment of m with n partitions of "logs".
 func (m *groupMember) waitClaims(tb testing.TB, n int) []int32 {
 	tb.Helper()
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(time.Minute)
 	for {
 		select {
 		case c := <-m.claims:
@@ -277,7 +277,7 @@ func (m *groupMember) waitClaims(tb testing.TB, n int) []int32 {
 func (m *groupMember) receive(tb testing.TB, n int) []string {
 	tb.Helper()
 	var got []string
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(time.Minute)
 	for len(got) < n {
 		select {
 		case msg := <-m.msgs:
@@ -302,7 +302,7 @@ func waitCommitted(tb testing.TB, addrs []string, group string, partitions, tota
 		all[i] = int32(i)
 	}
 	var sum int64
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{"logs": all})
 		if err != nil {
 			tb.Fatalf("committed offsets: %v", err)
@@ -400,6 +400,7 @@ func TestStopStartKafka(t *testing.T) {
 		c.Close()
 		t.Fatalf("dial %s while stopped: connected, want refused", addrs[0])
 	}
+	checkPortHeld(t, addrs[0])
 	if err := s.StartKafka(); err != nil {
 		t.Fatalf("StartKafka: %v", err)
 	}
@@ -489,5 +490,20 @@ func TestPortInUse(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), addr) {
 			t.Errorf("error %q does not name %s", err, addr)
 		}
+	}
+}
+
+// checkPortHeld fails unless binding addr fails because it is in use: a
+// backend taken off the network keeps its port, so that no other process
+// can take it before the backend comes back.
+func checkPortHeld(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		ln.Close()
+		t.Fatalf("listen on %s while stopped: the port was free, want it kept", addr)
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("listen on %s while stopped: %v, want address in use", addr, err)
 	}
 }

@@ -16,10 +16,10 @@
 //	cl, _ := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddrs()...))
 //
 // Addresses with port 0 (the default) get a free loopback port below the
-// kernel's ephemeral range, so that the address stays free through an
-// outage test: StopKafka and StopEtcd take a backend off the network
-// (connections refused, open connections cut) and StartKafka and StartEtcd
-// bring it back on the same address with the same data.
+// kernel's ephemeral range. StopKafka and StopEtcd take a backend off the
+// network (connections refused, open connections cut) while its socket
+// keeps the port, so that nothing else can take it, and StartKafka and
+// StartEtcd bring it back on the same address with the same data.
 //
 // The Kafka broker is a single node. Like Kafka by default, it creates a
 // topic on first use (with Options.Partitions partitions); unlike Kafka's

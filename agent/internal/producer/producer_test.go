@@ -73,7 +73,7 @@ func send(t *testing.T, p *Producer, o Owner, key, val string) error {
 
 func waitCounts(t *testing.T, o *owner, ok, failed int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		a, b := o.counts()
 		if a >= ok && b >= failed {
@@ -176,7 +176,7 @@ func TestOutageFailsThenRecovers(t *testing.T) {
 	if err := s.StartKafka(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		if err := send(t, p, o, "k", "after"); err != nil {
 			t.Fatal(err)

@@ -26,7 +26,7 @@ func setup(t *testing.T) *clientv3.Client {
 
 func get(t *testing.T, cli *clientv3.Client, key string) (Status, int64, bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, err := cli.Get(ctx, key)
 	if err != nil {
@@ -44,7 +44,7 @@ func get(t *testing.T, cli *clientv3.Client, key string) (Status, int64, bool) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -39,7 +39,7 @@ func (r *recorder) apply(v Value) {
 
 func (r *recorder) waitFor(t *testing.T, what string, cond func(Value) bool) Value {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		r.mu.Lock()
 		for _, v := range r.vals {
@@ -74,7 +74,7 @@ func run(t *testing.T, cli *clientv3.Client, key string) *recorder {
 
 func put(t *testing.T, cli *clientv3.Client, key, val string) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, err := cli.Put(ctx, key, val)
 	if err != nil {
@@ -91,7 +91,7 @@ func TestCurrentValueThenChanges(t *testing.T) {
 	rev2 := put(t, cli, "/k", "two")
 	r.waitFor(t, "a change", func(v Value) bool { return string(v.Data) == "two" && v.Revision == rev2 })
 	put(t, cli, "/other", "x") // another key: not applied
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := cli.Delete(ctx, "/k"); err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestFollowEndsOnCompaction(t *testing.T) {
 	first := put(t, cli, "/k", "a")
 	put(t, cli, "/k", "b")
 	last := put(t, cli, "/k", "c")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := cli.Compact(ctx, last); err != nil {
 		t.Fatal(err)
@@ -160,7 +160,7 @@ func TestFollowEndsWhenCancelled(t *testing.T) {
 		if err == nil {
 			t.Fatal("follow returned no reason")
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("follow did not end")
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,6 +37,7 @@ import (
 	"github.com/rcrowley/go-metrics"
 
 	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
@@ -111,32 +111,31 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 
 // livetail is the child process.
 type livetail struct {
-	cmd     *exec.Cmd
+	p       *proc.Process
 	addr    string
 	metrics string // --metrics-addr
-	out     bytes.Buffer
 }
 
+// startLivetail runs livetail on a port the kernel picks and waits until it
+// is ready.
 func startLivetail(bin string, s *stack.Stack, extra ...string) (*livetail, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	mport, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	l := &livetail{addr: "127.0.0.1:" + strconv.Itoa(port), metrics: "127.0.0.1:" + strconv.Itoa(mport)}
 	args := append([]string{
-		"--listen", l.addr, "--metrics-addr", l.metrics, "--kafka-brokers", s.KafkaAddrs()[0], "--log-level", "warning",
+		"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--kafka-brokers", s.KafkaAddrs()[0],
 		"--max-conns", "20000", "--max-conns-per-user", "20000", "--jobs-scan", "0",
 	}, extra...)
-	l.cmd = exec.Command(bin, args...)
-	l.cmd.Stdout, l.cmd.Stderr = &l.out, &l.out
-	if err := l.cmd.Start(); err != nil {
+	p, err := proc.Launch("livetail", exec.Command(bin, args...))
+	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	l := &livetail{p: p}
+	if l.addr, err = p.Address("http", time.Minute); err == nil {
+		l.metrics, err = p.Address("metrics", time.Minute)
+	}
+	if err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("%w\n%s", err, p.Output())
+	}
+	deadline := time.Now().Add(time.Minute)
 	for {
 		resp, err := http.Get("http://" + l.addr + "/readyz")
 		if err == nil {
@@ -147,27 +146,17 @@ func startLivetail(bin string, s *stack.Stack, extra ...string) (*livetail, erro
 		}
 		if time.Now().After(deadline) {
 			l.stop()
-			return nil, fmt.Errorf("livetail not ready: %s", l.out.String())
+			return nil, fmt.Errorf("livetail not ready: %s", p.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func (l *livetail) stop() {
-	l.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { l.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		l.cmd.Process.Kill()
-		<-done
-	}
-}
+func (l *livetail) stop() { l.p.Terminate(30 * time.Second) }
 
 // cpuSeconds is the process's user + system CPU time.
 func (l *livetail) cpuSeconds() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", l.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", l.p.Pid()))
 	if err != nil {
 		return 0
 	}
@@ -179,7 +168,7 @@ func (l *livetail) cpuSeconds() float64 {
 
 // memory returns VmRSS and VmHWM in bytes.
 func (l *livetail) memory() (rss, peak int64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", l.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", l.p.Pid()))
 	if err != nil {
 		return 0, 0
 	}
@@ -457,15 +446,6 @@ func loadAverage() string {
 
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func raiseFileLimit() error {

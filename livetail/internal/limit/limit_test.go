@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/livetail/internal/redistest"
 )
 
@@ -117,32 +118,67 @@ func TestRedis(t *testing.T) {
 	}
 
 	// A crash: replica c holds dave's four slots and stops refreshing.
-	c := newReplica(time.Second)
+	// The TTL leaves the replica time to take the slots and the test time
+	// to see them counted, however slow the machine.
+	c := newReplica(5 * time.Second)
 	acquireN(t, c, "dave", 4)
 	expectLimit(t, a, "dave")
 	c.stopRefresh()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute) // a minute is the promise; the TTL here is 5 s
 	for {
 		if _, err := a.Acquire(t.Context(), "dave"); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("a crashed replica's connections still count after 10 s (TTL 1 s)")
+			t.Fatal("a crashed replica's connections still count after a minute (TTL 5 s)")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	// A live replica's entries outlive their TTL through refreshes.
-	d := newReplica(time.Second)
+	// A live replica's refresher moves its entries' expiry forward, past
+	// the first, so that they outlive their TTL. (Waiting for the TTL to
+	// pass instead would fail whenever a loaded machine delays the
+	// refresher by most of a TTL.)
+	d := newReplica(5 * time.Second)
 	acquireN(t, d, "erin", 4)
-	time.Sleep(2500 * time.Millisecond)
+	first := expiries(t, d, "erin")
+	deadline = time.Now().Add(time.Minute)
+	for {
+		later := expiries(t, d, "erin")
+		refreshed := len(later) == len(first)
+		for m, exp := range first {
+			refreshed = refreshed && later[m] > exp
+		}
+		if refreshed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("expiries %v never moved past %v (TTL 5 s, refreshed every 1.7 s)", later, first)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	expectLimit(t, a, "erin")
+}
+
+// expiries are the expiry scores (ms of Redis's clock) of user's entries.
+func expiries(t *testing.T, r *Redis, user string) map[string]float64 {
+	t.Helper()
+	zs, err := r.client.ZRangeWithScores(t.Context(), r.key(user), 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]float64, len(zs))
+	for _, z := range zs {
+		out[z.Member.(string)] = z.Score
+	}
+	return out
 }
 
 // Without Redis, connections are admitted and the failure is counted.
 func TestRedisUnavailable(t *testing.T) {
 	errs := prometheus.NewCounter(prometheus.CounterOpts{Name: "e"})
-	r := NewRedis(RedisOptions{Addr: "127.0.0.1:1", Max: 1, Errors: errs})
+	nowhere := proc.NewRelay(t).Addr() // refuses connections for the whole test
+	r := NewRedis(RedisOptions{Addr: nowhere, Max: 1, Errors: errs})
 	defer r.Close()
 	rel := acquireN(t, r, "u", 3)
 	rel[0]()

@@ -1,21 +1,15 @@
 package viewertest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,178 +22,96 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser.
 const chromiumPath = "/usr/bin/chromium"
 
-// ---- the livetail binary ----
-
-var build struct {
-	once sync.Once
-	dir  string // removed by TestMain
-	bin  string
-	err  error
-}
-
-// livetailBinary builds livetail once for the package's tests.
-func livetailBinary(t testing.TB) string {
-	t.Helper()
-	build.once.Do(func() {
-		build.dir, build.err = os.MkdirTemp("", "viewertest-")
-		if build.err != nil {
-			return
-		}
-		build.bin = filepath.Join(build.dir, "livetail")
-		// go test puts its own go command first in PATH.
-		cmd := exec.Command("go", "build", "-o", build.bin, "github.com/logpipe/logpipe/livetail")
-		cmd.Dir = filepath.Join("..", "..") // the livetail module
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build livetail: %v\n%s", err, out)
-		}
-	})
-	if build.err != nil {
-		t.Fatal(build.err)
-	}
-	return build.bin
-}
-
-// freeAddr returns a loopback address with a free port below the kernel's
-// ephemeral range (32768 and up here), so that no outgoing connection takes
-// it while livetail restarts.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	for range 100 {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.IntN(12000)))
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			ln.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port found")
-	return ""
-}
-
 // ---- a livetail process ----
 
-type livetail struct {
-	t    testing.TB
-	args []string
-	Addr string
+// within bounds the waits for livetail to start or stop: far more than it
+// takes on an idle machine, so that a loaded one does not fail a test.
+const within = 2 * time.Minute
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	out  *syncBuffer
+// livetail is the livetail binary run for a test, behind a relay: Addr, the
+// viewer's address, stays the same when livetail restarts (on a new port),
+// as a browser page keeps its URL.
+type livetail struct {
+	t     testing.TB
+	args  []string
+	relay *proc.Relay
+	Addr  string
+
+	mu sync.Mutex
+	p  *proc.Process // nil while stopped
 }
 
 // startLivetail runs livetail on brokers with the extra flags until the test
 // ends.
 func startLivetail(t testing.TB, brokers []string, extra ...string) *livetail {
 	t.Helper()
-	l := &livetail{t: t, Addr: freeAddr(t)}
+	relay := proc.NewRelay(t)
+	l := &livetail{t: t, relay: relay, Addr: relay.Addr()}
 	l.args = append([]string{
-		"--listen", l.Addr,
-		"--metrics-addr", freeAddr(t),
+		"--listen", "127.0.0.1:0",
+		"--metrics-addr", "127.0.0.1:0",
 		"--kafka-brokers", strings.Join(brokers, ","),
 		"--log-level", "info",
 		"--upstream-backoff-min", "50ms",
 		"--upstream-backoff-max", "100ms",
 	}, extra...)
 	l.start()
-	t.Cleanup(func() {
-		l.stop()
-		if t.Failed() {
-			t.Logf("livetail output:\n%s", l.out.String())
-		}
-	})
 	return l
 }
 
-// start runs the process and waits until /readyz answers 200.
+// start runs the process, waits until /readyz answers 200 and points the
+// relay at it.
 func (l *livetail) start() {
 	t := l.t
 	t.Helper()
-	l.mu.Lock()
-	if l.out == nil {
-		l.out = &syncBuffer{}
-	}
-	cmd := exec.Command(livetailBinary(t), l.args...)
-	cmd.Stdout, cmd.Stderr = l.out, l.out
-	if err := cmd.Start(); err != nil {
-		l.mu.Unlock()
-		t.Fatalf("starting livetail: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
-	l.cmd, l.done = cmd, done
-	l.mu.Unlock()
-
-	deadline := time.Now().Add(20 * time.Second)
+	p := proc.Start(t, proc.Build(t, "github.com/logpipe/logpipe/livetail"), l.args...)
+	addr := p.Addr(t, "http")
+	deadline := time.Now().Add(within)
 	for {
-		select {
-		case <-done:
-			t.Fatalf("livetail exited at start: %v\n%s", cmd.ProcessState, l.out.String())
-		default:
-		}
-		resp, err := http.Get("http://" + l.Addr + "/readyz")
+		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				break
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("livetail not ready within 20s (last: %v)\n%s", err, l.out.String())
+			t.Fatalf("livetail not ready within %v (last: %v)", within, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	l.mu.Lock()
+	l.p = p
+	l.mu.Unlock()
+	l.relay.To(addr)
 }
 
-// stop sends SIGTERM (livetail closes every session with 1001) and waits
-// for the process to exit; it is a no-op when livetail is not running.
+// stop takes the address off the network (connections refused) and stops
+// livetail with SIGTERM, which closes every session with 1001; it is a
+// no-op when livetail is not running.
 func (l *livetail) stop() {
 	l.mu.Lock()
-	cmd, done := l.cmd, l.done
-	l.cmd = nil
+	p := l.p
+	l.p = nil
 	l.mu.Unlock()
-	if cmd == nil {
+	if p == nil {
 		return
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		l.t.Errorf("livetail did not stop within 15s of SIGTERM")
+	l.relay.To("")
+	if !p.Terminate(proc.StopGrace) {
+		l.t.Errorf("livetail did not stop within %v of SIGTERM", proc.StopGrace)
 	}
 }
 
 // URL is the viewer's address with query q.
 func (l *livetail) URL(q string) string { return "http://" + l.Addr + "/" + q }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // ---- Kafka ----
 
@@ -417,7 +329,7 @@ func (p *tab) wheelUp() {
 // do runs actions with a time limit.
 func (p *tab) do(actions ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, within)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		p.t.Fatalf("browser: %v\n%s", err, p.describe())
@@ -427,7 +339,7 @@ func (p *tab) do(actions ...chromedp.Action[chromedp.Void]) {
 // eval evaluates a JavaScript expression and decodes its JSON value into T.
 func eval[T any](p *tab, expr string) T {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, within)
 	defer cancel()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {

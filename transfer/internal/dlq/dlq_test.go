@@ -70,7 +70,7 @@ func readAll(t testing.TB, brokers []string, topic string, n int) []*sarama.Cons
 		}
 	}()
 	var got []*sarama.ConsumerMessage
-	timeout := time.After(20 * time.Second)
+	timeout := time.After(time.Minute)
 	for len(got) < n {
 		select {
 		case m := <-out:
@@ -158,7 +158,7 @@ func TestSendWaitsForKafka(t *testing.T) {
 	done := make(chan error, 1)
 	msg := &sarama.ConsumerMessage{Topic: "logs", Offset: 1, Value: []byte("v")}
 	go func() { done <- p.Send(context.Background(), []Letter{{Msg: msg, Type: "t", Reason: "r"}}) }()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for testutil.ToFloat64(m.Retries.WithLabelValues(metrics.RetryDLQ)) < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("no retries while Kafka is down")
@@ -173,7 +173,7 @@ func TestSendWaitsForKafka(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("Send did not finish after Kafka came back")
 	}
 	readAll(t, s.KafkaAddrs(), "logs.dlq", 1)

@@ -179,7 +179,7 @@ func TestBatchBounds(t *testing.T) {
 
 func waitCount(t testing.TB, s *stack.Stack, index string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for s.ES().Count(index) < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d documents, want %d", s.ES().Count(index), n)
