@@ -8,9 +8,11 @@ package status
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -105,8 +107,14 @@ func (p *Publisher) publish(ctx context.Context, lease *clientv3.LeaseID) error 
 	cctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
 	if *lease != 0 {
-		if _, err := p.cli.KeepAliveOnce(cctx, *lease); err != nil {
+		_, err := p.cli.KeepAliveOnce(cctx, *lease)
+		switch {
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			*lease = 0 // expired or etcd lost it: grant another
+		case err != nil:
+			// etcd unreachable, or the publisher stopping: the lease is
+			// kept, to be kept alive next time or revoked by Run.
+			return err
 		}
 	}
 	if *lease == 0 {

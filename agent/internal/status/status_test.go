@@ -15,13 +15,19 @@ import (
 
 func setup(t *testing.T) *clientv3.Client {
 	t.Helper()
+	_, cli := setupStack(t)
+	return cli
+}
+
+func setupStack(t *testing.T) (*stack.Stack, *clientv3.Client) {
+	t.Helper()
 	s := stack.New(t, stack.Options{Without: []string{stack.Kafka, stack.ES}})
 	cli, err := clientv3.New(clientv3.Config{Endpoints: s.EtcdEndpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	return cli
+	return s, cli
 }
 
 func get(t *testing.T, cli *clientv3.Client, key string) (Status, int64, bool) {
@@ -95,5 +101,46 @@ func TestPublishesUnderLeaseAndRevokes(t *testing.T) {
 	}
 	if _, _, ok := get(t, cli, "/s/a"); ok {
 		t.Fatal("status key left after Run returned")
+	}
+}
+
+// TestStopDuringPublishRevokes stops the publisher while a write is under
+// way (held up by an etcd outage): the lease must still be revoked, so that
+// the status key goes at once and not only when its lease runs out.
+func TestStopDuringPublishRevokes(t *testing.T) {
+	s, cli := setupStack(t)
+	publishing := make(chan struct{}, 1)
+	p := New(cli, Options{Key: "/s/b", Interval: time.Hour, TTL: time.Hour, Timeout: time.Minute}, func() Status {
+		select {
+		case publishing <- struct{}{}:
+		default:
+		}
+		return Status{Errors: []string{}}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-publishing
+	waitFor(t, "the status key", func() bool { _, _, ok := get(t, cli, "/s/b"); return ok })
+
+	if err := s.StopEtcd(); err != nil {
+		t.Fatal(err)
+	}
+	p.Kick()
+	<-publishing // the next write is under way, and cannot reach etcd
+	cancel()
+	if err := s.StartEtcd(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Run did not return")
+	}
+	if _, _, ok := get(t, cli, "/s/b"); ok {
+		t.Fatal("status key left after Run returned: its lease was not revoked")
 	}
 }
