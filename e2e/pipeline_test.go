@@ -158,11 +158,14 @@ func testPipeline(t *testing.T, kind string) {
 	// Every line of job e2e-a once, in order, at the client.
 	eventually(t, "client has every line", func() error {
 		if got, _, _ := client.snapshot(); len(got) < len(wantA) {
-			return fmt.Errorf("client has %d of %d lines", len(got), len(wantA))
+			return fmt.Errorf("client has %d of %d lines%s", len(got), len(wantA), client.report())
 		}
 		return nil
 	})
 	got, dups, reconnects := client.snapshot()
+	if r := client.report(); r != "" {
+		t.Errorf("client%s", r)
+	}
 	if !slices.Equal(got, wantA) {
 		t.Errorf("client: %d lines, want %d, first difference %s", len(got), len(wantA), firstDiff(got, wantA))
 	}

@@ -25,6 +25,7 @@ type tailClient struct {
 	dups       int
 	reconnects int
 	closes     []string // close codes and reasons seen
+	dropped    []string // dropped frames: lines livetail announced it left out
 }
 
 // run follows the job until ctx ends.
@@ -74,6 +75,11 @@ func (c *tailClient) session(ctx context.Context) error {
 		if err := json.Unmarshal(data, &f); err != nil {
 			return fmt.Errorf("frame %q: %w", data, err)
 		}
+		if f.Type == "dropped" {
+			c.mu.Lock()
+			c.dropped = append(c.dropped, string(data))
+			c.mu.Unlock()
+		}
 		if f.Type != "entries" {
 			continue
 		}
@@ -88,6 +94,17 @@ func (c *tailClient) session(ctx context.Context) error {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// report says what livetail announced it left out, as ": N dropped
+// frames, the first ..."; "" when nothing.
+func (c *tailClient) report() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.dropped) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(": %d dropped frames, the first %s", len(c.dropped), c.dropped[0])
 }
 
 func (c *tailClient) snapshot() (lines []string, dups, reconnects int) {
