@@ -323,8 +323,7 @@ func (k *Kafka) check(ctx context.Context, cl *kgo.Client) error {
 		return fmt.Errorf("another Kafka cluster answers on %s", k.Addr())
 	}
 	var missing []string
-	offsets := kmsg.NewPtrListOffsetsRequest()
-	offsets.ReplicaID = -1
+	var found []kmsg.MetadataResponseTopic
 	for _, t := range resp.Topics {
 		name := kmsg.StringPtr("")
 		if t.Topic != nil {
@@ -340,11 +339,31 @@ func (k *Kafka) check(ctx context.Context, cl *kgo.Client) error {
 		if len(t.Partitions) == 0 {
 			return fmt.Errorf("topic %s has no partitions yet", *name)
 		}
+		found = append(found, t)
+	}
+	if len(missing) > 0 {
+		return k.createTopics(ctx, cl, missing)
+	}
+	return PartitionsServe(ctx, cl, found)
+}
+
+// PartitionsServe returns nil once every partition of topics (as a
+// metadata response names them) has a leader that answers ListOffsets.
+// The metadata can name a leader before it serves the partition: after a
+// restart, or just after the topic was created.
+func PartitionsServe(ctx context.Context, cl *kgo.Client, topics []kmsg.MetadataResponseTopic) error {
+	offsets := kmsg.NewPtrListOffsetsRequest()
+	offsets.ReplicaID = -1
+	for _, t := range topics {
+		name := ""
+		if t.Topic != nil {
+			name = *t.Topic
+		}
 		ot := kmsg.NewListOffsetsRequestTopic()
-		ot.Topic = *name
+		ot.Topic = name
 		for _, p := range t.Partitions {
 			if p.Leader < 0 || p.ErrorCode != 0 {
-				return fmt.Errorf("topic %s partition %d has no leader yet", *name, p.Partition)
+				return fmt.Errorf("topic %s partition %d has no leader yet", name, p.Partition)
 			}
 			op := kmsg.NewListOffsetsRequestTopicPartition()
 			op.Partition = p.Partition
@@ -353,14 +372,9 @@ func (k *Kafka) check(ctx context.Context, cl *kgo.Client) error {
 		}
 		offsets.Topics = append(offsets.Topics, ot)
 	}
-	if len(missing) > 0 {
-		return k.createTopics(ctx, cl, missing)
-	}
 	if len(offsets.Topics) == 0 {
 		return nil
 	}
-	// The metadata can name the node as leader before it has loaded a
-	// partition after a restart: a partition serves once its offsets do.
 	oresp, err := offsets.RequestWith(ctx, cl)
 	if err != nil {
 		return err

@@ -16,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/logpipe/logpipe/devstack/real"
 )
 
 // Shared real backends.
@@ -261,8 +263,6 @@ func (s *Stack) topicsServe(ctx context.Context, cl *kgo.Client) error {
 	if err != nil {
 		return err
 	}
-	offsets := kmsg.NewPtrListOffsetsRequest()
-	offsets.ReplicaID = -1
 	for _, t := range resp.Topics {
 		name := ""
 		if t.Topic != nil {
@@ -274,31 +274,8 @@ func (s *Stack) topicsServe(ctx context.Context, cl *kgo.Client) error {
 		if len(t.Partitions) != s.opts.Partitions {
 			return fmt.Errorf("topic %s has %d of %d partitions", name, len(t.Partitions), s.opts.Partitions)
 		}
-		ot := kmsg.NewListOffsetsRequestTopic()
-		ot.Topic = name
-		for _, p := range t.Partitions {
-			if p.Leader < 0 || p.ErrorCode != 0 {
-				return fmt.Errorf("topic %s partition %d has no leader yet", name, p.Partition)
-			}
-			op := kmsg.NewListOffsetsRequestTopicPartition()
-			op.Partition = p.Partition
-			op.Timestamp = -1 // the end
-			ot.Partitions = append(ot.Partitions, op)
-		}
-		offsets.Topics = append(offsets.Topics, ot)
 	}
-	oresp, err := offsets.RequestWith(ctx, cl)
-	if err != nil {
-		return err
-	}
-	for _, t := range oresp.Topics {
-		for _, p := range t.Partitions {
-			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				return fmt.Errorf("topic %s partition %d: %w", t.Topic, p.Partition, err)
-			}
-		}
-	}
-	return nil
+	return real.PartitionsServe(ctx, cl, resp.Topics)
 }
 
 // closeShared deletes this test's topics and data streams, so that a long
