@@ -22,10 +22,12 @@ const minSessionTimeout = 100 * time.Millisecond
 // goroutines to notice that their connections are closed.
 const quietLimit = 5 * time.Second
 
-// kafkaBroker is a one-broker kfake cluster serving through a gate.
+// kafkaBroker is a one-broker kfake cluster serving through a gate, with
+// a reaper that expires consumer group members as Kafka does (reaper.go).
 type kafkaBroker struct {
-	c *kfake.Cluster
-	g *gate
+	c      *kfake.Cluster
+	g      *gate
+	reaper *memberReaper
 }
 
 // startKafka starts the broker on addr with its data in dir ("" keeps it in
@@ -54,6 +56,7 @@ func startKafka(ctx context.Context, addr, dir string, partitions int, topics []
 		return nil, fmt.Errorf("starting kafka: %w", err)
 	}
 	k := &kafkaBroker{c: c, g: g}
+	k.reaper = startReaper(c, k.Addr(), log)
 	if dir != "" {
 		// Seed topics are only created in a new data directory: make sure
 		// that the ones asked for exist in a kept one too.
@@ -102,6 +105,7 @@ func (k *kafkaBroker) createTopics(ctx context.Context, partitions int, topics [
 // and waits until its connection goroutines have seen their connections
 // closed.
 func (k *kafkaBroker) Close() error {
+	k.reaper.stop()
 	k.c.Close() // closes the gate
 	k.g.Close()
 	if !k.g.Quiet(quietLimit) {
