@@ -25,6 +25,9 @@
 // topic on first use (with Options.Partitions partitions); unlike Kafka's
 // default of 6 s, it accepts consumer group session timeouts down to 100 ms,
 // so that tests notice a dead member quickly. Both kinds of backends do.
+// Like Kafka, the embedded broker also expires a member that died while
+// its JoinGroup waited, one session timeout after its group settles,
+// which kfake alone does not (see memberReaper).
 package stack
 
 import (
