@@ -92,7 +92,7 @@ func TestLivetailOnceAcrossKills(t *testing.T) {
 		if skipped == 0 {
 			t.Errorf("the agent sent no line twice in three kills: the test proved nothing")
 		}
-		t.Logf("%d lines, %v records in Kafka: %v lines sent again and skipped", n+1, consumed, skipped)
+		t.Logf("%s: %d lines, %v records in Kafka: %v lines sent again and skipped", kind, n+1, consumed, skipped)
 		if code := lt.Stop(t); code != 0 {
 			t.Errorf("livetail exited %d after SIGTERM", code)
 		}
