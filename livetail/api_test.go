@@ -61,7 +61,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	_, metrics := httpGet(t, diagBase+"/metrics")
 	for _, name := range []string{
 		"livetail_connections ", "livetail_pending_messages ", "livetail_entries_sent_total ",
-		"livetail_entries_dropped_total ", `livetail_connections_rejected_total{reason="user_limit"}`,
+		"livetail_entries_dropped_total ", "livetail_resent_lines_skipped_total ", `livetail_connections_rejected_total{reason="user_limit"}`,
 		"go_goroutines ", "process_resident_memory_bytes ", "livetail_partitions 3", "livetail_history_reads ",
 	} {
 		if !strings.Contains(metrics, name) {

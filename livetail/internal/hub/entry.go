@@ -2,6 +2,9 @@ package hub
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 
@@ -17,7 +20,13 @@ type Entry struct {
 	TS        int64 // the line's time in Unix nanoseconds, to merge partitions by
 	Job       string
 	Line      string // the message, which grep filters on
-	JSON      []byte // {"partition":…,"offset":…,"ts":…,"line":…,"host":…,"file":…,"labels":{…}}
+	// Src names the line's source file, when the record carries its source
+	// position (record.HasPosition): a hash of agent.name,
+	// log.file.device_id, log.file.inode and log.file.fingerprint, never 0.
+	// It is 0 for records without a source position (other producers).
+	Src  uint64
+	Pos  int64  // log.offset, the line's place in its source; meaningful when Src is not 0
+	JSON []byte // {"partition":…,"offset":…,"ts":…,"line":…,"host":…,"file":…,"labels":{…}[,"src":…,"pos":…]}
 }
 
 // wireEntry is the contract's entry object (DESIGN.md, "livetail HTTP API").
@@ -29,6 +38,8 @@ type wireEntry struct {
 	Host      string            `json:"host"`
 	File      string            `json:"file"`
 	Labels    map[string]string `json:"labels"`
+	Src       string            `json:"src,omitempty"` // SourceString(SourceID)
+	Pos       *int64            `json:"pos,omitempty"`
 }
 
 var noLabels = map[string]string{}
@@ -43,6 +54,8 @@ func NewEntry(partition int32, offset int64, key, value []byte, kafkaTime time.T
 	w := wireEntry{Partition: partition, Offset: offset, Labels: noLabels}
 	ts := kafkaTime
 	job := string(key)
+	var src uint64
+	var pos int64
 	if ok {
 		if job == "" {
 			job = rec.Job
@@ -55,6 +68,12 @@ func NewEntry(partition int32, offset int64, key, value []byte, kafkaTime time.T
 		if len(rec.Labels) > 0 {
 			w.Labels = rec.Labels
 		}
+		if rec.HasPosition() {
+			src = SourceID(&rec)
+			pos = rec.Log.Offset
+			w.Src = SourceString(src)
+			w.Pos = &pos
+		}
 	} else {
 		w.TS = kafkaTime.UTC().Format(record.TimeLayout)
 		w.Line = string(bytes.ToValidUTF8(value, []byte("\uFFFD")))
@@ -65,5 +84,34 @@ func NewEntry(partition int32, offset int64, key, value []byte, kafkaTime time.T
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(w) // cannot fail: strings and a string map
 	b := buf.Bytes()
-	return &Entry{Partition: partition, Offset: offset, TS: ts.UnixNano(), Job: job, Line: w.Line, JSON: b[:len(b)-1]}, ok
+	return &Entry{Partition: partition, Offset: offset, TS: ts.UnixNano(), Job: job, Line: w.Line, Src: src, Pos: pos, JSON: b[:len(b)-1]}, ok
+}
+
+// SourceString writes a source id as the entries' `src`: 16 lowercase hex digits.
+func SourceString(id uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], id)
+	return hex.EncodeToString(b[:])
+}
+
+// SourceID returns the id of the file a record's line was read from, the
+// entries' `src`: the first 8 bytes (big endian) of the SHA-256 of
+// agent.name, log.file.device_id, log.file.inode and log.file.fingerprint,
+// each written as its length in 4 bytes big endian followed by its bytes;
+// 1 instead of 0. The same line sent twice by the agent (after a crash) has
+// the same id and log.offset; a file truncated and written again, or a new
+// file on a reused inode, has another fingerprint and so another id. It
+// is stable across livetail processes and versions of this contract.
+func SourceID(r *record.Record) uint64 {
+	var buf [256]byte
+	b := buf[:0]
+	for _, in := range [...]string{r.Agent.Name, r.Log.File.DeviceID, r.Log.File.Inode, r.Log.File.Fingerprint} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(in)))
+		b = append(b, in...)
+	}
+	sum := sha256.Sum256(b)
+	if id := binary.BigEndian.Uint64(sum[:8]); id != 0 {
+		return id
+	}
+	return 1
 }

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/logpipe/logpipe/common/record"
 )
 
 func entry(job string, off int64) *Entry { return entryOn(0, job, off) }
@@ -342,5 +345,74 @@ func TestNewEntry(t *testing.T) {
 	want = `{"partition":3,"offset":8,"ts":"2026-01-02T03:04:05.000000Z","line":"plain ` + "\uFFFD" + ` text","host":"","file":"","labels":{}}`
 	if string(e.JSON) != want {
 		t.Fatalf("raw entry %s", e.JSON)
+	}
+}
+
+// A record of the agent, with its source position, gives its entry `src`
+// and `pos`: src is pinned, since viewers compare it across sessions and
+// livetail versions.
+func TestNewEntrySource(t *testing.T) {
+	value := []byte(`{"@timestamp":"2026-11-21T10:00:00.123456Z","message":"GET /api 200","job":"web-1","host":{"name":"node-a"},"agent":{"name":"node-a"},` +
+		`"log":{"file":{"path":"/var/log/web/access.log","device_id":"2049","inode":"1835017","fingerprint":"9f2c41d07a5b3e88"},"offset":0}}`)
+	e, ok := NewEntry(3, 7, []byte("web-1"), value, time.Time{})
+	if !ok {
+		t.Fatal("not decoded")
+	}
+	want := `{"partition":3,"offset":7,"ts":"2026-11-21T10:00:00.123456Z","line":"GET /api 200","host":"node-a","file":"/var/log/web/access.log","labels":{},"src":"32ce81ed55dc59c9","pos":0}`
+	if string(e.JSON) != want || e.Src != 0x32ce81ed55dc59c9 || e.Pos != 0 {
+		t.Fatalf("entry %s, src %x, pos %d; want %s", e.JSON, e.Src, e.Pos, want)
+	}
+	// Each part of the position makes another source; path, host, job and
+	// the message do not.
+	base, _ := record.Decode(value)
+	for name, change := range map[string]func(r *record.Record){
+		"agent":       func(r *record.Record) { r.Agent.Name = "node-b" },
+		"device":      func(r *record.Record) { r.Log.File.DeviceID = "2050" },
+		"inode":       func(r *record.Record) { r.Log.File.Inode = "1835018" },
+		"fingerprint": func(r *record.Record) { r.Log.File.Fingerprint = "9f2c41d07a5b3e89" },
+		"fields run together": func(r *record.Record) {
+			r.Agent.Name, r.Log.File.DeviceID = "node-a2", "049"
+		},
+	} {
+		r := base
+		change(&r)
+		if SourceID(&r) == SourceID(&base) {
+			t.Errorf("%s changed: the same source id", name)
+		}
+	}
+	r := base
+	r.Log.File.Path, r.Host.Name, r.Job, r.Message, r.Log.Offset = "/var/log/web/access.log.1", "h", "j", "m", 99
+	if SourceID(&r) != SourceID(&base) {
+		t.Error("a renamed file's line has another source id")
+	}
+	// Without the full position (another producer), no src and no pos.
+	value = []byte(`{"@timestamp":"2026-11-21T10:00:00.123456Z","message":"x","job":"web-1","host":{"name":"node-a"},"agent":{"name":"node-a"},"log":{"file":{"path":"/p","inode":"1"},"offset":5}}`)
+	if e, _ := NewEntry(3, 8, []byte("web-1"), value, time.Time{}); e.Src != 0 || bytes.Contains(e.JSON, []byte(`"src"`)) || bytes.Contains(e.JSON, []byte(`"pos"`)) {
+		t.Fatalf("entry without a source position: %s, src %x", e.JSON, e.Src)
+	}
+}
+
+// BenchmarkNewEntry measures what a partition consumer does per record of
+// the agent: decode it and build its entry, source id included.
+func BenchmarkNewEntry(b *testing.B) {
+	value := []byte(`{"@timestamp":"2026-11-21T10:00:00.123456Z","message":"GET /api/v1/orders/8812 200 1532 \"Mozilla/5.0\" 0.012","job":"web-1","host":{"name":"node-a"},"agent":{"name":"node-a"},` +
+		`"log":{"file":{"path":"/var/log/web/access.log","device_id":"2049","inode":"1835017","fingerprint":"9f2c41d07a5b3e88"},"offset":123456},"labels":{"env":"dev"}}`)
+	key := []byte("web-1")
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if e, _ := NewEntry(0, int64(i), key, value, time.Time{}); e.Src == 0 {
+			b.Fatal("no source id")
+		}
+	}
+}
+
+// BenchmarkSourceID measures the source id alone.
+func BenchmarkSourceID(b *testing.B) {
+	r := record.Record{Agent: record.Agent{Name: "node-a"}, Log: record.Log{File: record.File{DeviceID: "2049", Inode: "1835017", Fingerprint: "9f2c41d07a5b3e88"}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if SourceID(&r) == 0 {
+			b.Fatal("zero id")
+		}
 	}
 }

@@ -47,7 +47,9 @@ type Frame struct {
 	Cursor     string      `json:"cursor,omitempty"`
 }
 
-// EntryJSON is one entry of an entries frame.
+// EntryJSON is one entry of an entries frame. Src and Pos, the line's
+// source file (hub.SourceString) and log.offset, are there only for lines
+// that carry their source position (the agent's).
 type EntryJSON struct {
 	Partition int32             `json:"partition"`
 	Offset    int64             `json:"offset"`
@@ -56,6 +58,8 @@ type EntryJSON struct {
 	Host      string            `json:"host"`
 	File      string            `json:"file"`
 	Labels    map[string]string `json:"labels"`
+	Src       string            `json:"src,omitempty"`
+	Pos       *int64            `json:"pos,omitempty"`
 }
 
 // helloFrame names the job's home partition and the partitions its history

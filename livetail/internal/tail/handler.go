@@ -142,6 +142,7 @@ const (
 type Metrics struct {
 	Connections prometheus.Gauge
 	Sent        prometheus.Counter
+	Resent      prometheus.Counter // lines the agent sent twice, skipped by a session
 	Rejected    *prometheus.CounterVec
 	Closed      *prometheus.CounterVec
 }
@@ -155,6 +156,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Sent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livetail_entries_sent_total", Help: "Entries written to clients (history and live).",
 		}),
+		Resent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livetail_resent_lines_skipped_total", Help: "Lines not sent to a client because its session had sent them already: the agent sent them twice (after a crash) and they carry a source position sent before.",
+		}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livetail_connections_rejected_total", Help: "Tail connections refused, by reason.",
 		}, []string{"reason"}),
@@ -166,7 +170,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.Sent, m.Rejected, m.Closed)
+		reg.MustRegister(m.Connections, m.Sent, m.Resent, m.Rejected, m.Closed)
 	}
 	return m
 }

@@ -31,6 +31,12 @@ const coverEvery = time.Second
 // partition, reads history from those where its lines are or may be
 // (deps), merges partitions by time, and keeps, per partition, the last
 // offset sent (to skip what was sent already) and the cursor position.
+//
+// It also skips lines the agent sent twice (see sources): history and live
+// alike go through sendEntries, in the order the client gets them, so a
+// resend is skipped whether its first copy came from history or live. A
+// resend is not a gap: it moves the cursor as a sent line does, and no
+// dropped frame announces it.
 type session struct {
 	h     *Handler
 	c     conn
@@ -42,6 +48,7 @@ type session struct {
 
 	sent      map[int32]int64 // per partition, the highest offset sent (entries at or below are skipped)
 	pos       map[int32]int64 // the cursor: per partition, the last offset the client has everything up to
+	srcs      sources         // per source file, the highest log.offset sent
 	frame     []byte
 	items     []hub.Item
 	pend      []*hub.Entry
@@ -565,12 +572,26 @@ func (s *session) posOf(p int32) int64 {
 	return -1
 }
 
-// sendEntries writes entries frames, skipping what was sent already.
+// sendEntries writes entries frames, skipping what was sent already: a
+// record at or below the last Kafka offset sent of its partition, and a
+// line the agent sent again (at or below the highest log.offset sent of
+// its source file).
 func (s *session) sendEntries(entries []*hub.Entry) error {
 	b := append(s.frame[:0], entriesPrefix...)
-	n := 0
+	n, resent := 0, 0
+	defer func() {
+		if resent > 0 {
+			s.h.m.Resent.Add(float64(resent))
+		}
+	}()
 	for _, e := range entries {
 		if e.Offset <= s.sentOf(e.Partition) {
+			continue
+		}
+		if e.Src != 0 && s.srcs.resent(e.Src, e.Pos) {
+			s.sent[e.Partition] = e.Offset
+			s.pos[e.Partition] = max(s.posOf(e.Partition), e.Offset)
+			resent++
 			continue
 		}
 		if n > 0 && (n >= s.h.opts.BatchSize || len(b)+len(e.JSON) > maxFrameBytes) {

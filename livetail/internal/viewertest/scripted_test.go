@@ -45,6 +45,34 @@ func entries(offsets ...int64) step {
 	return step{frame: map[string]any{"type": "entries", "entries": es}}
 }
 
+// line is an entry of the agent: the line at pos of source file src ("":
+// a line of another producer, without src and pos).
+type line struct {
+	offset int64
+	src    string
+	pos    int64
+}
+
+// text is the line's message: a line sent twice has the same text.
+func (l line) text() string {
+	if l.src == "" {
+		return "a line without source position"
+	}
+	return fmt.Sprintf("%s at %d", l.src, l.pos)
+}
+
+func sourced(lines ...line) step {
+	var es []map[string]any
+	for _, l := range lines {
+		e := map[string]any{"partition": 0, "offset": l.offset, "ts": "2026-11-21T10:00:00.000000Z", "line": l.text(), "host": "node-a", "file": "/var/log/j.log", "labels": map[string]string{}}
+		if l.src != "" {
+			e["src"], e["pos"] = l.src, l.pos
+		}
+		es = append(es, e)
+	}
+	return step{frame: map[string]any{"type": "entries", "entries": es}}
+}
+
 func caughtUp(offset int64) step {
 	return step{frame: map[string]any{"type": "caught_up", "offset": offset}}
 }
@@ -178,6 +206,19 @@ func TestViewerFrames(t *testing.T) {
 				return []step{hello(), entries(1, 2), caughtUp(2), {frame: map[string]any{"type": "dropped", "count": 412, "from_offset": 3, "to_offset": 414}}, entries(415), closeWith(websocket.StatusInternalError, "upstream unavailable")}
 			}
 			return []step{hello(), caughtUp(415)}
+		case "resend":
+			// The agent was killed after Kafka had its lines A 10 and 20
+			// and B 0 and before it saved its offsets: it sent them again,
+			// and a session resumed by cursor (at offset 5) does not know
+			// they were sent before it. Another producer's line, the same
+			// text again, is another line.
+			if n == 1 {
+				return []step{hello(), sourced(line{1, "aaaaaaaaaaaaaaaa", 0}, line{2, "aaaaaaaaaaaaaaaa", 10}, line{3, "aaaaaaaaaaaaaaaa", 20}),
+					sourced(line{4, "bbbbbbbbbbbbbbbb", 0}, line{5, "", 0}), caughtUp(5), closeWith(websocket.StatusGoingAway, "server shutting down")}
+			}
+			return []step{hello(), sourced(line{6, "aaaaaaaaaaaaaaaa", 10}, line{7, "aaaaaaaaaaaaaaaa", 20}, line{8, "bbbbbbbbbbbbbbbb", 0}, line{9, "aaaaaaaaaaaaaaaa", 30}),
+				sourced(line{10, "", 0}, line{11, "cccccccccccccccc", 10}, line{12, "bbbbbbbbbbbbbbbb", 5}, line{13, "aaaaaaaaaaaaaaaa", 0}),
+				sourced(line{14, "dddddddddddddddd", 0}), caughtUp(14)}
 		case "empty":
 			// The partition had no record yet: caught_up says -1, which is
 			// no cursor.
@@ -253,6 +294,24 @@ func TestViewerFrames(t *testing.T) {
 		if got := eval[string](p, `navigator.clipboard.readText()`); got != "line at offset 2" {
 			t.Errorf("clipboard %q, want the line", got)
 		}
+	})
+
+	t.Run("resend", func(t *testing.T) {
+		t.Parallel()
+		p := openTab(t, browser, srv.URL+"/?job=resend")
+		p.waitFor("reconnected", `window.__sockets.length === 2 && document.getElementById('status').dataset.state === 'live'`, liveWithin)
+		if s := p.sockets()[1]; !strings.Contains(s, "cursor=5") {
+			t.Errorf("reconnected to %s, want cursor=5", s)
+		}
+		var want []sent
+		for _, l := range []line{{1, "aaaaaaaaaaaaaaaa", 0}, {2, "aaaaaaaaaaaaaaaa", 10}, {3, "aaaaaaaaaaaaaaaa", 20}, {4, "bbbbbbbbbbbbbbbb", 0}, {5, "", 0},
+			{9, "aaaaaaaaaaaaaaaa", 30}, {10, "", 0}, {11, "cccccccccccccccc", 10}, {12, "bbbbbbbbbbbbbbbb", 5}, {14, "dddddddddddddddd", 0}} {
+			want = append(want, sent{l.offset, l.text()})
+		}
+		// 14 comes in a frame of its own after 13: once it is shown, so
+		// would 13 be if it were not dropped.
+		p.waitFor("the last line", `[...document.querySelectorAll('#log .row')].at(-1)?.dataset.offset === '14'`, liveWithin)
+		checkRows(t, p.rows(), want)
 	})
 
 	t.Run("empty partition", func(t *testing.T) {
@@ -361,6 +420,29 @@ func TestViewerPage(t *testing.T) {
 			if got[l] != want {
 				t.Errorf("levelOf(%q) = %q, want %q", l, got[l], want)
 			}
+		}
+	})
+
+	t.Run("sources remembered", func(t *testing.T) {
+		p := p.in(t)
+		// A Tail remembers MAX_SOURCES source files; one more forgets the
+		// least recently seen.
+		got := eval[[]int](p, `import('./conn.js').then(m => {
+			const shown = [];
+			const t = new m.Tail({ base: location.href, job: 'j', handlers: { entries: (l) => shown.push(...l.map(e => e.offset)), state: () => {} } });
+			let offset = 0;
+			const feed = (src, pos) => t.onEntries([{ partition: 0, offset: offset++, line: '', src, pos }]);
+			for (let i = 0; i < m.MAX_SOURCES; i++) feed('s' + i, 10); // shown: offsets 0…MAX_SOURCES-1
+			feed('s0', 10);  // dropped, and s0 is now the most recently seen
+			feed('new', 0);  // shown: s1 is forgotten
+			feed('s1', 10);  // shown, as a new source: s2 is forgotten
+			feed('s0', 10);  // dropped
+			feed('s3', 9);   // dropped
+			feed('s2', 10);  // shown
+			return [m.MAX_SOURCES, shown.length, t.sources.size, ...shown.slice(-3)];
+		})`)
+		if want := []int{4096, 4096 + 3, 4096, 4097, 4098, 4101}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("[MAX_SOURCES, lines shown, sources remembered, the last three shown] = %v, want %v", got, want)
 		}
 	})
 

@@ -3,6 +3,15 @@
 // with the cursor of the last frame it got (opaque: it is only echoed), so
 // that a reconnect shows no line twice and skips none, and drops any entry
 // at or below the offset it last saw of that entry's partition all the same.
+//
+// A line the agent sent twice (killed between Kafka's acknowledgement and
+// its next save of offsets) is two Kafka records: livetail skips the second
+// within a session, but a session resumed by cursor does not know what the
+// one before sent. So a Tail also remembers, per source file (an entry's
+// `src`), the highest `pos` (the line's offset in the file) it has shown,
+// and drops an entry of that source at or below it: across reconnects
+// too, for MAX_SOURCES sources, the least recently seen forgotten first.
+// Entries without `src` (lines of other producers) are never dropped so.
 
 /** Close codes and what the viewer does about them. */
 export const CLOSE = {
@@ -31,6 +40,7 @@ const SLOW_MS = 5000;     // first retry after 1013 (the server is full)
 const MAX_MS = 30000;     // backoff ceiling
 const SLOW_MAX_MS = 60000; // backoff ceiling after 1013
 const HEALTHY_MS = 10000; // a session open this long resets the backoff
+export const MAX_SOURCES = 4096; // source files a Tail remembers the highest pos of
 
 /**
  * backoff returns the delay before retry number attempt (1, 2, …): it
@@ -77,6 +87,8 @@ export class Tail {
     this.h = handlers;
     this.last = null;       // the cursor to resume with: of the last frame that carried one
     this.seen = new Map();  // partition → the highest offset seen there
+    this.sources = new Map(); // src → the highest pos shown, least recently seen first
+    this.lastSrc = null;      // the src of the last entry with one
     this.since = null;      // server_time of the first hello: where a live-only tail resumes before caught_up
     this.attempt = 0;
     this.ws = null;
@@ -199,9 +211,29 @@ export class Tail {
       const last = this.seen.get(p);
       if (last !== undefined && e.offset <= last) continue; // seen already
       this.seen.set(p, e.offset);
+      if (this.resent(e)) continue;
       fresh.push(e);
     }
     if (fresh.length) this.h.entries(fresh);
+  }
+
+  /**
+   * resent says whether e is a line of a source file at or below the
+   * highest pos shown of it (a line sent again), and otherwise remembers
+   * e's pos as that highest.
+   */
+  resent(e) {
+    if (typeof e.src !== 'string' || !Number.isInteger(e.pos)) return false;
+    const hi = this.sources.get(e.src);
+    const dup = hi !== undefined && e.pos <= hi;
+    if (e.src !== this.lastSrc) {
+      // A Map keeps insertion order: the source seen last goes last.
+      this.sources.delete(e.src);
+      this.lastSrc = e.src;
+    }
+    this.sources.set(e.src, dup ? hi : e.pos);
+    if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value);
+    return dup;
   }
 
   /** cursor keeps the cursor of frame f, or, from a server without cursors, its offset. */
