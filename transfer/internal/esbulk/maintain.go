@@ -2,6 +2,7 @@ package esbulk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,7 +13,13 @@ import (
 
 // Setup is what Maintain installs and how it watches Elasticsearch.
 type Setup struct {
+	// Index is the data stream written to; TemplateName's patterns are
+	// that name.
+	Index        string
 	TemplateName string
+	// ManagedBy is the _meta.managed_by of Template: another template
+	// with it is a copy of transfer's, installed by hand.
+	ManagedBy string
 	// Template is the index template's body for the cluster that GET /
 	// describes: Elasticsearch and OpenSearch differ in field types.
 	Template func(Info) []byte
@@ -28,35 +35,67 @@ type Setup struct {
 }
 
 // install asks the cluster what it is, creates the component template if
-// it is missing and puts the index template.
-func (c *Client) install(ctx context.Context, s Setup) (Info, error) {
+// it is missing, puts the index template and checks which template the
+// cluster takes for s.Index. That is transfer's own, unless another one
+// matches the name with a higher priority, or with the same priority
+// (then the cluster refuses transfer's): an operator's copy of the
+// template under another name, say. Such a template is returned, and
+// used as it is if it makes data streams; if it does not, install
+// returns ErrTemplateConflict.
+func (c *Client) install(ctx context.Context, s Setup) (Info, *IndexTemplate, error) {
 	info, err := c.Info(ctx)
 	if err != nil {
-		return info, fmt.Errorf("asking Elasticsearch what it is: %w", err)
+		return info, nil, fmt.Errorf("asking Elasticsearch what it is: %w", err)
 	}
 	if s.Component != "" {
 		if _, err := c.CreateComponentTemplate(ctx, s.Component, s.ComponentBody); err != nil {
-			return info, err
+			return info, nil, err
 		}
 	}
-	return info, c.PutTemplate(ctx, s.TemplateName, s.Template(info))
+	putErr := c.PutTemplate(ctx, s.TemplateName, s.Template(info))
+	if putErr != nil && !isOverlap(putErr) {
+		return info, nil, putErr
+	}
+	chosen, err := c.ChosenTemplate(ctx, s.Index)
+	switch {
+	case err != nil:
+		return info, nil, err
+	case chosen == nil && putErr != nil:
+		return info, nil, putErr // the overlapping template is gone since: try again
+	case chosen == nil || chosen.Name == s.TemplateName:
+		return info, nil, nil
+	case !chosen.DataStream:
+		why := "outranks transfer's " + s.TemplateName + " for " + s.Index
+		if putErr != nil {
+			why = "matches " + s.Index + " with the priority of transfer's " + s.TemplateName + ", so the cluster refuses transfer's"
+		}
+		return info, chosen, fmt.Errorf("%w: index template %s %s, and it makes no data stream, which transfer writes to: delete it, give it another priority, or install configs/index-template.json under the name %s",
+			ErrTemplateConflict, chosen, why, s.Index)
+	}
+	return info, chosen, nil
 }
 
 // Maintain installs the index template (see Setup), retrying until it
 // succeeds or ctx ends, and then closes the channel that Installed
 // returns. After that it pings Elasticsearch whenever no request has ended
-// for s.PingEvery. It returns nil when ctx ends.
+// for s.PingEvery. It returns nil when ctx ends, and an error wrapping
+// ErrTemplateConflict, at once, when the cluster would create the data
+// stream from another template that makes no data stream (see install).
 func (c *Client) Maintain(ctx context.Context, s Setup, log logrus.FieldLogger) error {
 	b := s.Backoff.Start()
 	var info Info
+	var other *IndexTemplate
 	for {
 		var err error
-		info, err = c.install(ctx, s)
+		info, other, err = c.install(ctx, s)
 		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, ErrTemplateConflict) {
+			return err
 		}
 		c.mu.Lock()
 		c.setupErr = err
@@ -75,7 +114,17 @@ func (c *Client) Maintain(ctx context.Context, s Setup, log logrus.FieldLogger) 
 	if distribution == "" {
 		distribution = "elasticsearch"
 	}
-	log.WithFields(logrus.Fields{"template": s.TemplateName, "engine": distribution + " " + info.Version}).Info("elasticsearch: index template installed")
+	engine := distribution + " " + info.Version
+	switch {
+	case other == nil:
+		log.WithFields(logrus.Fields{"template": s.TemplateName, "engine": engine}).Info("elasticsearch: index template installed")
+	case s.ManagedBy != "" && other.ManagedBy == s.ManagedBy:
+		log.WithFields(logrus.Fields{"template": other.String(), "engine": engine}).Warn(
+			"elasticsearch: " + s.Index + " takes index template " + other.Name + ", a copy of logpipe's installed under another name; transfer uses it as it is and does not install its own (delete " + other.Name + " to have transfer manage the template)")
+	default:
+		log.WithFields(logrus.Fields{"template": other.String(), "engine": engine}).Warn(
+			"elasticsearch: " + s.Index + " takes index template " + other.Name + ", which is not logpipe's: transfer uses it as it is and does not install its own, and documents are mapped as it says (delete it to have transfer manage the template)")
+	}
 
 	t := time.NewTicker(s.PingEvery)
 	defer t.Stop()
