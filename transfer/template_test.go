@@ -247,6 +247,82 @@ func TestTemplateUnderAnotherName(t *testing.T) {
 	})
 }
 
+// TestCustomTemplateKept: an operator adds retention to the component
+// template logs-logpipe@custom while transfer runs. transfer starts again
+// (and installs its index template again), the setting is still there,
+// and the next backing index of the data stream, after a rollover, has it.
+func TestCustomTemplateKept(t *testing.T) {
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		w := newWorld(t, kind)
+		key, value := "index.lifecycle.name", "logs-30d" // an ILM policy, Elasticsearch's retention
+		if w.engine() == document.OpenSearch {
+			// OpenSearch's retention is an ISM policy that attaches
+			// itself (ism_template), not a setting, and the real
+			// backends have no ISM plugin. Any index setting shows that
+			// the component template is kept and composed; this one has
+			// its default value, since the component template is shared
+			// by every test that runs meanwhile. It is restored at the
+			// end.
+			key, value = "index.refresh_interval", "1s"
+			w.createCustomComponent()
+			was := w.component()
+			t.Cleanup(func() {
+				b, err := json.Marshal(was)
+				must(t, err)
+				w.es.must(http.MethodPut, "/_component_template/"+document.CustomTemplate, string(b))
+			})
+		}
+
+		var ids []string
+		run := func(round int) {
+			r := startService(t, fmt.Sprintf("transfer-%d", round), w.config())
+			var values [][]byte
+			for i := range 100 {
+				values = append(values, logRecord("web", fmt.Sprintf("round %d line %d", round, i), round*100+i))
+			}
+			ids = append(ids, w.produce("web", values...)...)
+			w.waitCount(within, len(ids))
+			waitFor(t, within, "/readyz green", func() bool {
+				code, _ := readyz(t, r.svc.Addr())
+				return code == http.StatusOK
+			})
+			r.stop()
+		}
+		run(0)
+		custom := fmt.Sprintf(`{"template":{"settings":{%q:%q}},"_meta":{"description":"retention of the logpipe data streams"}}`, key, value)
+		w.es.must(http.MethodPut, "/_component_template/"+document.CustomTemplate, custom)
+		want := w.component()
+		run(1)
+		if got := w.component(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s after transfer started again: %v, want the operator's %v", document.CustomTemplate, got, want)
+		}
+
+		var rolled struct {
+			OldIndex string `json:"old_index"`
+			NewIndex string `json:"new_index"`
+		}
+		if status := w.es.do(http.MethodPost, "/"+w.index+"/_rollover", "", &rolled); status != http.StatusOK || rolled.NewIndex == "" {
+			t.Fatalf("rollover of %s: %d %+v", w.index, status, rolled)
+		}
+		run(2) // into the new backing index
+		w.checkExactly(ids)
+		var settings map[string]struct {
+			Settings map[string]any `json:"settings"`
+		}
+		if status := w.es.do(http.MethodGet, "/"+w.index+"/_settings?flat_settings=true", "", &settings); status != http.StatusOK {
+			t.Fatalf("GET %s/_settings: %d", w.index, status)
+		}
+		if got := settings[rolled.NewIndex].Settings[key]; got != value {
+			t.Errorf("new backing index %s: %s = %v, want %s from %s", rolled.NewIndex, key, got, value, document.CustomTemplate)
+		}
+		if got, ok := settings[rolled.OldIndex].Settings[key]; ok {
+			t.Errorf("first backing index %s: %s = %v, want none (made before the operator's setting)", rolled.OldIndex, key, got)
+		}
+		t.Logf("%s: %s=%s put in %s between two starts of transfer: kept, and in the new backing index %s; %d records indexed, each once",
+			kind, key, value, document.CustomTemplate, rolled.NewIndex, len(ids))
+	})
+}
+
 // component returns the component template logs-logpipe@custom.
 func (w *world) component() any {
 	w.t.Helper()
