@@ -467,11 +467,12 @@ func TestMaintainTakesTheTemplateTheClusterChooses(t *testing.T) {
 		chosen   string // the template the data stream is made from
 		conflict bool
 		warning  string
+		own      string // what the warning says of transfer's own template
 	}{
 		"no other template":                     {chosen: index},
 		"another one with a lower priority":     {other: other(150, true, ""), chosen: index},
-		"a copy of ours with the same priority": {other: other(200, true, "logpipe-transfer"), chosen: "mine", warning: "a copy of logpipe's"},
-		"another one with a higher priority":    {other: other(300, true, "someone"), chosen: "mine", warning: "which is not logpipe's"},
+		"a copy of ours with the same priority": {other: other(200, true, "logpipe-transfer"), chosen: "mine", warning: "a copy of logpipe's", own: "is not installed"},
+		"another one with a higher priority":    {other: other(300, true, "someone"), chosen: "mine", warning: "which is not logpipe's", own: "is installed but has a lower priority"},
 		"same priority, no data stream":         {other: other(200, false, ""), conflict: true},
 		"higher priority, no data stream":       {other: other(300, false, ""), conflict: true},
 	}
@@ -524,8 +525,9 @@ func TestMaintainTakesTheTemplateTheClusterChooses(t *testing.T) {
 			switch {
 			case tt.warning == "" && len(warnings) > 0:
 				t.Errorf("warnings %q, want none", warnings)
-			case tt.warning != "" && (len(warnings) != 1 || !strings.Contains(warnings[0], tt.warning) || !strings.Contains(warnings[0], "takes index template mine")):
-				t.Errorf("warnings %q, want one saying %q", warnings, tt.warning)
+			case tt.warning != "" && (len(warnings) != 1 || !strings.Contains(warnings[0], tt.warning) ||
+				!strings.Contains(warnings[0], "takes index template mine") || !strings.Contains(warnings[0], tt.own)):
+				t.Errorf("warnings %q, want one saying %q and %q", warnings, tt.warning, tt.own)
 			}
 		})
 	}
