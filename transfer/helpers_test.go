@@ -55,26 +55,46 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// testLog writes the service's log lines to the test log.
+// testLog writes the service's log lines to the test log, and keeps its
+// warnings.
 type testLog struct {
-	t    testing.TB
-	name string
-	mu   sync.Mutex
-	done bool
+	t        testing.TB
+	name     string
+	mu       sync.Mutex
+	done     bool
+	warnings []string
 }
 
 func (w *testLog) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	line := strings.TrimRight(string(p), "\n")
+	if strings.Contains(line, "level=warning") {
+		w.warnings = append(w.warnings, line)
+	}
 	if !w.done {
-		w.t.Log(w.name + ": " + strings.TrimRight(string(p), "\n"))
+		w.t.Log(w.name + ": " + line)
 	}
 	return len(p), nil
+}
+
+// warned returns the warnings logged so far that contain s.
+func (w *testLog) warned(s string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, l := range w.warnings {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // running is a transfer service started in-process.
 type running struct {
 	svc  *service
+	log  *testLog
 	stop func()
 }
 
@@ -90,7 +110,7 @@ func startService(t testing.TB, name string, cfg Config) *running {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	var once sync.Once
-	r := &running{svc: svc}
+	r := &running{svc: svc, log: lw}
 	r.stop = func() {
 		once.Do(func() {
 			cancel()

@@ -114,7 +114,9 @@ func (s *service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.diag.Serve(gctx) })
 	g.Go(func() error {
 		return s.es.Maintain(gctx, esbulk.Setup{
+			Index:        s.cfg.ESIndex,
 			TemplateName: s.cfg.ESIndex,
+			ManagedBy:    document.ManagedBy,
 			Template: func(i esbulk.Info) []byte {
 				return document.Template(s.cfg.ESIndex, document.EngineOf(i.Distribution))
 			},

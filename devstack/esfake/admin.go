@@ -3,6 +3,7 @@ package esfake
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -19,7 +20,7 @@ func (s *Server) dataStreamInfo(ds *dataStream) obj {
 		{"name", ds.name},
 		{"timestamp_field", obj{{"name", "@timestamp"}}},
 		{"indices", indices},
-		{"generation", len(ds.indices)},
+		{"generation", ds.generation},
 		{"status", "GREEN"},
 		{"template", s.streamTemplateName(ds)},
 		{"next_generation_managed_by", "Unmanaged"},
@@ -127,7 +128,7 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *request) {
 				s.fail(w, r, indexNotFound(name))
 				return
 			}
-			if ix.stream != "" {
+			if ix.stream != "" && s.streams[ix.stream].writeIndex() == ix {
 				s.fail(w, r, illegalArgument("index [%s] is the write index for data stream [%s] and cannot be deleted", name, ix.stream))
 				return
 			}
@@ -137,6 +138,10 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *request) {
 			}
 		}
 		for _, name := range strings.Split(r.target, ",") {
+			if ix := s.indices[name]; ix != nil && ix.stream != "" {
+				ds := s.streams[ix.stream]
+				ds.indices = slices.DeleteFunc(ds.indices, func(b *index) bool { return b == ix })
+			}
 			delete(s.indices, name)
 		}
 		s.reply(w, r, http.StatusOK, obj{{"acknowledged", true}})
@@ -185,25 +190,7 @@ func (s *Server) renderSettings(ix *index, flat bool) map[string]any {
 	for k, v := range ix.settings {
 		all[k] = fmt.Sprint(v)
 	}
-	out := map[string]any{}
-	for k, v := range all {
-		if flat {
-			out[k] = v
-			continue
-		}
-		parts := strings.Split(k, ".")
-		m := out
-		for _, p := range parts[:len(parts)-1] {
-			sub, ok := m[p].(map[string]any)
-			if !ok {
-				sub = map[string]any{}
-				m[p] = sub
-			}
-			m = sub
-		}
-		m[parts[len(parts)-1]] = v
-	}
-	return out
+	return renderFlat(all, flat)
 }
 
 func (s *Server) createIndexRequest(w http.ResponseWriter, r *request) {
@@ -276,10 +263,61 @@ func (s *Server) handleMapping(w http.ResponseWriter, r *request) {
 func (s *Server) handleRefresh(w http.ResponseWriter, r *request) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ixs, e := s.resolveRead(r.target, readOptionsOf(r))
+	ixs, e := s.resolveRead(r.target, searchOptionsOf(r))
 	if e != nil {
 		s.fail(w, r, e)
 		return
 	}
 	s.reply(w, r, http.StatusOK, obj{{"_shards", obj{{"total", len(ixs)}, {"successful", len(ixs)}, {"failed", 0}}}})
+}
+
+// handleRollover serves POST /<data stream>/_rollover without conditions:
+// a new backing index, made from the template that matches the data
+// stream now (so with the settings of its component templates as they
+// are now), becomes the write index.
+func (s *Server) handleRollover(w http.ResponseWriter, r *request) {
+	body, e := decodeBody(r.body)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	for k, v := range body {
+		if m, _ := v.(map[string]any); k != "conditions" || len(m) > 0 {
+			s.fail(w, r, unsupported("rollover with [%s]", k))
+			return
+		}
+	}
+	if r.flag("dry_run") || r.flag("lazy") {
+		s.fail(w, r, unsupported("dry_run and lazy rollovers"))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ds := s.streams[r.target]
+	switch {
+	case ds == nil && s.indices[r.target] != nil:
+		s.fail(w, r, illegalArgument("rollover target is a [concrete index] but one of [alias,data_stream] was expected"))
+		return
+	case ds == nil:
+		s.fail(w, r, illegalArgument("rollover target [%s] does not exist", r.target))
+		return
+	}
+	t := s.findTemplate(ds.name)
+	if t == nil || t.dataStream == nil {
+		s.fail(w, r, illegalArgument("no matching index template found for data stream [%s]", ds.name))
+		return
+	}
+	old := ds.writeIndex()
+	ix, e := s.createIndex(backingIndexName(ds.name, s.now(), ds.generation+1), t, ds.name, nil, nil)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	ds.indices = append(ds.indices, ix)
+	ds.generation++
+	s.reply(w, r, http.StatusOK, obj{
+		{"acknowledged", true}, {"shards_acknowledged", true},
+		{"old_index", old.name}, {"new_index", ix.name},
+		{"rolled_over", true}, {"dry_run", false}, {"lazy", false}, {"conditions", obj{}},
+	})
 }

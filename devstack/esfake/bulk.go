@@ -29,6 +29,7 @@ type bulkItem struct {
 	result   string
 	version  int64
 	seqNo    int64
+	term     int64 // the primary term it was written in
 }
 
 func (it *bulkItem) fail(e *esError) {
@@ -478,6 +479,11 @@ func (s *Server) apply(items []bulkItem) {
 		}
 		ix, concrete, e := s.writeTarget(it.index, it.op, true)
 		it.concrete = concrete
+		if e == nil && ix.closed {
+			// Found when the request's names are resolved: the item
+			// names what it asked for.
+			e, it.concrete = indexClosed(ix), it.index
+		}
 		if e == nil {
 			e = blocked(levelWrite, ix)
 		}
@@ -512,7 +518,7 @@ func (ix *index) storeDoc(it *bulkItem) {
 		})
 		return
 	}
-	d := &storedDoc{id: it.id, seqNo: ix.nextSeq, version: 1, source: bytes.Clone(it.source), fields: p.fields}
+	d := &storedDoc{id: it.id, seqNo: ix.nextSeq, term: ix.term, version: 1, source: bytes.Clone(it.source), fields: p.fields}
 	ix.nextSeq++
 	it.status, it.result = http.StatusCreated, "created"
 	if old != nil {
@@ -520,11 +526,11 @@ func (ix *index) storeDoc(it *bulkItem) {
 		it.status, it.result = http.StatusOK, "updated"
 	}
 	ix.docs[it.id] = d
-	it.version, it.seqNo = d.version, d.seqNo
+	it.version, it.seqNo, it.term = d.version, d.seqNo, d.term
 }
 
 func (ix *index) deleteDoc(it *bulkItem) {
-	it.seqNo = ix.nextSeq
+	it.seqNo, it.term = ix.nextSeq, ix.term
 	ix.nextSeq++
 	old := ix.docs[it.id]
 	if old == nil {
@@ -559,12 +565,12 @@ func (s *Server) applyDiscard(items []bulkItem) {
 			it.fail(t.e)
 		case it.op == "delete":
 			it.status, it.result, it.version = http.StatusNotFound, "not_found", 1
-			it.seqNo = s.discardSeq.Add(1) - 1
+			it.seqNo, it.term = s.discardSeq.Add(1)-1, 1
 		case !isJSONObject(it.source):
 			it.fail(newError(http.StatusBadRequest, "document_parsing_exception", "[1:1] failed to parse: the source is not a valid JSON object"))
 		default:
 			it.status, it.result, it.version = http.StatusCreated, "created", 1
-			it.seqNo = s.discardSeq.Add(1) - 1
+			it.seqNo, it.term = s.discardSeq.Add(1)-1, 1
 		}
 	}
 }
@@ -602,7 +608,9 @@ func appendItemBody(b []byte, it *bulkItem, forcedRefresh bool) []byte {
 	}
 	b = append(b, `,"_shards":{"total":1,"successful":1,"failed":0},"_seq_no":`...)
 	b = appendInt(b, it.seqNo)
-	b = append(b, `,"_primary_term":1,"status":`...)
+	b = append(b, `,"_primary_term":`...)
+	b = appendInt(b, it.term)
+	b = append(b, `,"status":`...)
 	b = appendInt(b, int64(it.status))
 	return append(b, '}')
 }
@@ -694,6 +702,10 @@ func (s *Server) getDoc(w http.ResponseWriter, r *request) {
 		s.fail(w, r, indexNotFound(r.target))
 		return
 	}
+	if ix.closed {
+		s.fail(w, r, indexClosed(ix))
+		return
+	}
 	if e := blocked(levelRead, ix); e != nil {
 		s.fail(w, r, e)
 		return
@@ -705,6 +717,6 @@ func (s *Server) getDoc(w http.ResponseWriter, r *request) {
 	}
 	s.reply(w, r, http.StatusOK, obj{
 		{"_index", ix.name}, {"_id", d.id}, {"_version", d.version}, {"_seq_no", d.seqNo},
-		{"_primary_term", 1}, {"found", true}, {"_source", json.RawMessage(d.source)},
+		{"_primary_term", d.term}, {"found", true}, {"_source", json.RawMessage(d.source)},
 	})
 }

@@ -53,6 +53,9 @@ var contract = []struct {
 	{"malformed bulk requests", contractMalformedBulk},
 	{"index template priority and overlap", contractTemplates},
 	{"index blocks: 429 and 403", contractBlocks},
+	{"auto-creation forbidden by action.auto_create_index", contractAutoCreate},
+	{"closed indices", contractClosed},
+	{"rollover", contractRollover},
 	{"keyword values longer than a term", contractImmenseTerm},
 	{"the total fields limit", contractFieldLimit},
 	{"the Go client in compatibility mode", contractCompatibilityMode},
@@ -996,6 +999,174 @@ func contractBlocks(t *testing.T, e *engine) {
 	missing := e.name("missing")
 	status, m = e.do(t, http.MethodPut, "/"+missing+"/_settings", `{"index.blocks.write":true}`)
 	e.wantError(t, status, m, http.StatusNotFound, same("index_not_found_exception"), "no such index ["+missing+"]")
+}
+
+func contractAutoCreate(t *testing.T, e *engine) {
+	// An operator forbids some names with a pattern list (the real
+	// engine is shared: only this case's own names, in front of what
+	// other tests forbid; see stack.ForbidAutoCreate).
+	ds := e.dataStream(t, "autocreate", `{"@timestamp":{"type":"date"}}`)
+	plain, other := e.name("autocreate-plain"), e.name("autocreate-other")
+	allowDS := e.st.ForbidAutoCreate(t, ds)
+	e.st.ForbidAutoCreate(t, plain)
+
+	m := e.must(t, http.MethodGet, "/_cluster/settings?flat_settings=true", "")
+	if v, _ := dig(m, "persistent", "action.auto_create_index").(string); !strings.HasPrefix(v, "-"+plain+",-"+ds+",") {
+		t.Errorf("persistent action.auto_create_index %q, want it to start with -%s,-%s,", v, plain, ds)
+	}
+
+	// Each write to a name it may not create fails with 404, the others
+	// in the same request go through.
+	doc := `{"@timestamp":"2026-11-21T10:00:00Z"}`
+	m = e.bulk(t,
+		fmt.Sprintf(`{"create":{"_index":%q,"_id":"1"}}`, ds), doc,
+		fmt.Sprintf(`{"index":{"_index":%q,"_id":"1"}}`, plain), doc,
+		fmt.Sprintf(`{"index":{"_index":%q,"_id":"1"}}`, other), doc)
+	forbids := func(name string) string {
+		return "no such index [" + name + "] and [action.auto_create_index] contains [-" + name + "] which forbids automatic creation of the index"
+	}
+	errObj := e.wantItemError(t, item(t, m, 0), http.StatusNotFound, same("index_not_found_exception"), forbids(ds))
+	if errObj["index"] != ds || item(t, m, 0)["_index"] != ds {
+		t.Errorf("refused item %v, want _index and error.index %s", item(t, m, 0), ds)
+	}
+	e.wantItemError(t, item(t, m, 1), http.StatusNotFound, same("index_not_found_exception"), forbids(plain))
+	wantCreated(t, item(t, m, 2), "1")
+	status, m := e.do(t, http.MethodPut, "/"+plain+"/_doc/2", doc)
+	e.wantError(t, status, m, http.StatusNotFound, same("index_not_found_exception"), forbids(plain))
+	status, m = e.do(t, http.MethodGet, "/_data_stream/"+ds, "")
+	e.wantError(t, status, m, http.StatusNotFound, same("index_not_found_exception"), "no such index ["+ds+"]")
+
+	// Values it cannot parse are refused, and change nothing.
+	for value, reason := range map[string]string{
+		"-":    "Can't parse [-] for setting [action.auto_create_index] must contain an index name after [-]",
+		"a,,b": "Can't parse [a,,b] for setting [action.auto_create_index] must be either [true, false, or a comma separated list of index patterns]",
+	} {
+		status, m := e.do(t, http.MethodPut, "/_cluster/settings", fmt.Sprintf(`{"persistent":{"action.auto_create_index":%q}}`, value))
+		e.wantError(t, status, m, http.StatusBadRequest, same("illegal_argument_exception"), reason)
+	}
+
+	// Once allowed, the first write creates the data stream from its
+	// template.
+	allowDS()
+	first := item(t, e.bulk(t, fmt.Sprintf(`{"create":{"_index":%q,"_id":"1"}}`, ds), doc), 0)
+	wantCreated(t, first, "1")
+	e.wantBackingIndex(t, ds, first["_index"])
+}
+
+func contractClosed(t *testing.T, e *engine) {
+	// A plain index (an operator's --es-index, say), closed: writes fail
+	// item by item with 400 index_closed_exception, which is about the
+	// index, not the document; searches and counts that name it fail too.
+	plain := e.name("closed")
+	e.must(t, http.MethodPut, "/"+plain, "")
+	doc := `{"@timestamp":"2026-11-21T10:00:00Z"}`
+	create := func(index, id string) string { return fmt.Sprintf(`{"create":{"_index":%q,"_id":%q}}`, index, id) }
+	wantCreated(t, item(t, e.bulk(t, create(plain, "1"), doc), 0), "1")
+	m := e.must(t, http.MethodPost, "/"+plain+"/_close", "")
+	if m["acknowledged"] != true || dig(m, "indices", plain, "closed") != true {
+		t.Errorf("POST /%s/_close: %v", plain, m)
+	}
+	m = e.bulk(t, create(plain, "2"), doc)
+	errObj := e.wantItemError(t, item(t, m, 0), http.StatusBadRequest, same("index_closed_exception"), "closed")
+	if errObj["index"] != plain || item(t, m, 0)["_index"] != plain {
+		t.Errorf("item refused by a closed index %v, want _index and error.index %s", item(t, m, 0), plain)
+	}
+	for _, path := range []string{"/" + plain + "/_count", "/" + plain + "/_search", "/" + plain + "/_refresh"} {
+		status, m := e.do(t, http.MethodPost, path, "")
+		e.wantError(t, status, m, http.StatusBadRequest, same("index_closed_exception"), "closed")
+	}
+	m = e.must(t, http.MethodPost, "/"+plain+"/_count?ignore_unavailable=true", "")
+	if m["count"] != float64(0) {
+		t.Errorf("count of a closed index with ignore_unavailable: %v, want 0", m)
+	}
+	e.must(t, http.MethodPost, "/"+plain+"/_open", "")
+	// The shards started again, closed and then open: the primary term
+	// is one more at each.
+	it := item(t, e.bulk(t, create(plain, "2"), doc), 0)
+	if it["status"] != float64(http.StatusCreated) || it["_primary_term"] != float64(3) {
+		t.Errorf("write after opening: %v, want 201 and _primary_term 3", it)
+	}
+	e.refresh(t, plain)
+	if n := e.count(t, plain, ""); n != 2 {
+		t.Errorf("count after opening %d, want 2", n)
+	}
+
+	// A data stream's write index: Elasticsearch 8 (since 7.12.1) and
+	// esfake close it, and writes to the data stream then fail the same
+	// way; OpenSearch refuses to close it.
+	ds := e.dataStream(t, "closedstream", `{"@timestamp":{"type":"date"}}`)
+	backing := item(t, e.bulk(t, create(ds, "1"), doc), 0)["_index"].(string)
+	status, m := e.do(t, http.MethodPost, "/"+backing+"/_close", "")
+	if e.fake() {
+		if status != http.StatusOK || dig(m, "indices", backing, "closed") != true {
+			t.Fatalf("closing the write index %s: %d %v", backing, status, m)
+		}
+		m = e.bulk(t, create(ds, "2"), doc)
+		errObj := e.wantItemError(t, item(t, m, 0), http.StatusBadRequest, same("index_closed_exception"), "closed")
+		if errObj["index"] != backing {
+			t.Errorf("item refused by a closed write index %v, want error.index %s", item(t, m, 0), backing)
+		}
+		e.must(t, http.MethodPost, "/"+ds+"/_open", "")
+		if it := item(t, e.bulk(t, create(ds, "2"), doc), 0); it["status"] != float64(http.StatusCreated) {
+			t.Errorf("write after opening the data stream: %v", it)
+		}
+	} else {
+		e.wantError(t, status, m, http.StatusBadRequest, same("illegal_argument_exception"),
+			"cannot close the following data stream write indices ["+backing+"]")
+		wantCreated(t, item(t, e.bulk(t, create(ds, "2"), doc), 0), "2")
+	}
+
+	missing := e.name("missing")
+	status, m = e.do(t, http.MethodPost, "/"+missing+"/_close", "")
+	e.wantError(t, status, m, http.StatusNotFound, same("index_not_found_exception"), "no such index ["+missing+"]")
+}
+
+func contractRollover(t *testing.T, e *engine) {
+	// A rollover makes a new write index from the template as it is now:
+	// a setting added to a component template since is in the new
+	// backing index only. The former write index can then be closed
+	// (retention tools do), and writes go on.
+	ds := e.name("rollover")
+	component := ds + "-custom"
+	e.must(t, http.MethodPut, "/_component_template/"+component, `{"template":{}}`)
+	t.Cleanup(func() { e.do(t, http.MethodDelete, "/_component_template/"+component, "") }) // after the template, which uses it
+	e.template(t, ds, fmt.Sprintf(`{"index_patterns":[%q],"data_stream":{},"priority":500,"composed_of":[%q],
+		"template":{"mappings":{"properties":{"@timestamp":{"type":"date"}}}}}`, ds, component))
+	doc := `{"@timestamp":"2026-11-21T10:00:00Z"}`
+	create := func(id string) string { return fmt.Sprintf(`{"create":{"_index":%q,"_id":%q}}`, ds, id) }
+	first := item(t, e.bulk(t, create("1"), doc), 0)["_index"].(string)
+
+	e.must(t, http.MethodPut, "/_component_template/"+component, `{"template":{"settings":{"index":{"refresh_interval":"2s"}}}}`)
+	m := e.must(t, http.MethodPost, "/"+ds+"/_rollover", "")
+	second, _ := m["new_index"].(string)
+	if m["old_index"] != first || m["rolled_over"] != true || !strings.HasSuffix(second, "-000002") {
+		t.Fatalf("rollover of %s: %v, want old_index %s and a new_index of generation 2", ds, m, first)
+	}
+	info := dig(e.must(t, http.MethodGet, "/_data_stream/"+ds, ""), "data_streams", "0")
+	if dig(info, "generation") != float64(2) || dig(info, "indices", "1", "index_name") != second {
+		t.Errorf("data stream after the rollover: %v", info)
+	}
+	settings := e.must(t, http.MethodGet, "/"+ds+"/_settings?flat_settings=true", "")
+	if got := dig(settings, second, "settings", "index.refresh_interval"); got != "2s" {
+		t.Errorf("new backing index %s: index.refresh_interval %v, want the component template's 2s: %v", second, got, settings)
+	}
+	if got := dig(settings, first, "settings", "index.refresh_interval"); got != nil {
+		t.Errorf("former backing index %s: index.refresh_interval %v, want none", first, got)
+	}
+
+	e.must(t, http.MethodPost, "/"+first+"/_close", "")
+	wantCreated(t, item(t, e.bulk(t, create("2"), doc), 0), "2")
+	if got := item(t, e.bulk(t, create("3"), doc), 0)["_index"]; got != second {
+		t.Errorf("write after the rollover went to %v, want %s", got, second)
+	}
+	status, m := e.do(t, http.MethodDelete, "/"+second, "")
+	e.wantError(t, status, m, http.StatusBadRequest, same("illegal_argument_exception"),
+		"index ["+second+"] is the write index for data stream ["+ds+"] and cannot be deleted")
+	e.must(t, http.MethodDelete, "/"+first, "")
+
+	missing := e.name("missing")
+	status, m = e.do(t, http.MethodPost, "/"+missing+"/_rollover", "")
+	e.wantError(t, status, m, http.StatusBadRequest, same("illegal_argument_exception"), "rollover target ["+missing+"] does not exist")
 }
 
 func contractImmenseTerm(t *testing.T, e *engine) {

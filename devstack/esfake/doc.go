@@ -15,6 +15,14 @@
 //
 //   - GET and HEAD / (cluster info) and GET /_cluster/health. Every answer
 //     carries the X-Elastic-Product header the Go client checks.
+//   - Cluster settings (GET and PUT /_cluster/settings, persistent and
+//     transient, null resets) for action.auto_create_index only: true,
+//     false, or a list of patterns such as -logs-x*,+*. A write that would
+//     create an index or data stream the setting forbids fails each of its
+//     items with Elasticsearch's 404 index_not_found_exception ("no such
+//     index [x] and [action.auto_create_index] contains [-x*] which forbids
+//     automatic creation of the index"); a template's allow_auto_create
+//     overrides the setting.
 //   - Index templates (/_index_template/<name>) and component templates
 //     (/_component_template/<name>): PUT, GET, HEAD, DELETE. A new index or
 //     data stream takes the matching template with the highest priority;
@@ -30,11 +38,19 @@
 //     has "data_stream": {}, or with PUT /_data_stream/<name>. The backing
 //     index is .ds-<name>-<yyyy.MM.dd>-000001; bulk items and search hits
 //     report it as _index, as Elasticsearch does. A data stream takes only
-//     the create op (index and delete answer a 400 item error), every
-//     document needs one @timestamp, and there is no rollover.
+//     the create op (index and delete answer a 400 item error) and every
+//     document needs one @timestamp. POST /<data stream>/_rollover (without
+//     conditions) makes a new backing index, generation 2 and so on, from
+//     the templates as they are then; the older ones can be deleted.
 //   - Indices: auto-created on first write, or with PUT /<index>; GET, HEAD
 //     and DELETE /<index>; GET /<index>/_mapping; GET /<index>/_settings,
 //     and PUT /<target>/_settings for the index.blocks.* settings only.
+//   - Closed indices: POST /<target>/_close and _open, on indices or data
+//     streams (all their backing indices). As in Elasticsearch 8, a data
+//     stream's write index can be closed. Writes to a closed index fail
+//     with 400 index_closed_exception (item by item in a bulk request), and
+//     so do searches, counts and refreshes that name it, unless
+//     ignore_unavailable=true skips it; wildcards skip closed indices.
 //   - Index blocks (index.blocks.read_only, read, write, metadata and
 //     read_only_allow_delete), set when an index is made or with PUT
 //     _settings, answer Elasticsearch's cluster_block_exception: 403, or
@@ -100,7 +116,7 @@
 // Aggregations, highlighting, scroll and point in time, query_string and
 // the q parameter, phrase, wildcard and fuzzy queries, _source filtering,
 // update operations, optimistic concurrency control (if_seq_no, version),
-// ingest pipelines, aliases, rollover, persistence, security and
+// ingest pipelines, aliases, rollover conditions, persistence, security and
 // filter_path (answers are not filtered). Asking for them gets an
 // Elasticsearch-shaped 400 error that names what is missing, never a
 // silently wrong result.

@@ -573,7 +573,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *request) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ixs, e := s.resolveRead(r.target, readOptionsOf(r))
+	ixs, e := s.resolveRead(r.target, searchOptionsOf(r))
 	if e == nil {
 		e = blocked(levelRead, ixs...)
 	}
@@ -626,7 +626,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *request) {
 			o = append(o, kv{"_version", h.doc.version})
 		}
 		if sr.seqNo {
-			o = append(o, kv{"_seq_no", h.doc.seqNo}, kv{"_primary_term", 1})
+			o = append(o, kv{"_seq_no", h.doc.seqNo}, kv{"_primary_term", h.doc.term})
 		}
 		if scored {
 			o = append(o, kv{"_score", h.score})
@@ -688,7 +688,7 @@ func (s *Server) handleCount(w http.ResponseWriter, r *request) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ixs, e := s.resolveRead(r.target, readOptionsOf(r))
+	ixs, e := s.resolveRead(r.target, searchOptionsOf(r))
 	if e == nil {
 		e = blocked(levelRead, ixs...)
 	}

@@ -83,6 +83,8 @@ type Server struct {
 	streams    map[string]*dataStream
 	templates  map[string]*indexTemplate
 	components map[string]*componentTemplate
+	persistent map[string]string // cluster settings, by dotted key
+	transient  map[string]string
 }
 
 // New returns an empty server.
@@ -192,6 +194,8 @@ func (s *Server) Reset() {
 	s.streams = map[string]*dataStream{}
 	s.templates = map[string]*indexTemplate{}
 	s.components = map[string]*componentTemplate{}
+	s.persistent = map[string]string{}
+	s.transient = map[string]string{}
 	if !s.noBuiltins {
 		s.installBuiltins()
 	}
@@ -265,6 +269,8 @@ var (
 	healthRoute = route{[]string{get}, []string{"level", "local", "master_timeout", "timeout", "wait_for_active_shards",
 		"wait_for_events", "wait_for_nodes", "wait_for_no_initializing_shards", "wait_for_no_relocating_shards",
 		"wait_for_status", "expand_wildcards"}, (*Server).handleHealth}
+	clusterSettingsRoute = route{[]string{get, put}, []string{"flat_settings", "include_defaults", "master_timeout", "timeout", "local"},
+		(*Server).handleClusterSettings}
 	bulkRoute = route{[]string{post, put}, []string{"refresh", "pipeline", "routing", "timeout", "wait_for_active_shards",
 		"require_alias", "require_data_stream", "_source", "_source_excludes", "_source_includes",
 		"list_executed_pipelines", "include_source_on_error"}, (*Server).handleBulk}
@@ -293,6 +299,12 @@ var (
 	mappingRoute  = route{[]string{get}, append([]string{"local", "master_timeout"}, indicesOptions...), (*Server).handleMapping}
 	settingsRoute = route{[]string{get, put}, append([]string{"flat_settings", "include_defaults", "local", "master_timeout",
 		"timeout", "preserve_existing", "reopen"}, indicesOptions...), (*Server).handleSettings}
+	closeRoute = route{[]string{post}, append([]string{"master_timeout", "timeout", "wait_for_active_shards"}, indicesOptions...),
+		(*Server).handleClose}
+	openRoute = route{[]string{post}, append([]string{"master_timeout", "timeout", "wait_for_active_shards"}, indicesOptions...),
+		(*Server).handleOpen}
+	rolloverRoute = route{[]string{post}, []string{"dry_run", "lazy", "master_timeout", "timeout", "wait_for_active_shards"},
+		(*Server).handleRollover}
 	docParams = []string{"refresh", "routing", "op_type", "pipeline", "timeout", "version", "version_type",
 		"if_seq_no", "if_primary_term", "require_alias", "require_data_stream", "wait_for_active_shards",
 		"preference", "realtime", "_source", "_source_excludes", "_source_includes", "stored_fields", "include_source_on_error"}
@@ -334,6 +346,8 @@ func routeFor(segs []string) (rt route, target, name string, ok bool) {
 			return streamRoute, "", segs[1], true
 		case n == 2 && first == "_cluster" && segs[1] == "health":
 			return healthRoute, "", "", true
+		case n == 2 && first == "_cluster" && segs[1] == "settings":
+			return clusterSettingsRoute, "", "", true
 		case first == "_all" && n == 2:
 			return routeFor([]string{"*", segs[1]})
 		}
@@ -356,6 +370,12 @@ func routeFor(segs []string) (rt route, target, name string, ok bool) {
 			return mappingRoute, first, "", true
 		case "_settings":
 			return settingsRoute, first, "", true
+		case "_close":
+			return closeRoute, first, "", true
+		case "_open":
+			return openRoute, first, "", true
+		case "_rollover":
+			return rolloverRoute, first, "", true
 		case "_doc":
 			return docAutoRoute, first, "", true
 		}

@@ -13,16 +13,19 @@ type index struct {
 	name     string
 	uuid     string
 	stream   string // the data stream it backs, or ""
+	closed   bool   // closed with POST /<index>/_close: no writes, searches or counts
 	created  time.Time
 	mapping  *rootMapping
 	settings map[string]any // as given when the index was created
 	docs     map[string]*storedDoc
 	nextSeq  int64
+	term     int64 // the primary term: 1, and one more at each close and open
 }
 
 type storedDoc struct {
 	id      string
 	seqNo   int64
+	term    int64
 	version int64
 	source  []byte
 	fields  map[string]*values
@@ -33,6 +36,8 @@ type dataStream struct {
 	template string
 	hidden   bool
 	indices  []*index // backing indices, oldest first; the last one takes writes
+	// generation counts the backing indices ever made, deleted ones too.
+	generation int
 }
 
 func (d *dataStream) writeIndex() *index { return d.indices[len(d.indices)-1] }
@@ -44,6 +49,11 @@ func hidden(name string) bool { return strings.HasPrefix(name, ".") }
 type readOptions struct {
 	ignoreUnavailable bool
 	allowNoIndices    bool
+	// forbidClosed is for searches, counts and refreshes: a closed index
+	// that the expression names (or whose data stream it names) fails the
+	// request with index_closed_exception, unless ignoreUnavailable skips
+	// it; wildcards skip closed indices.
+	forbidClosed bool
 }
 
 func readOptionsOf(r *request) readOptions {
@@ -54,6 +64,14 @@ func readOptionsOf(r *request) readOptions {
 	if v := r.params.Get("allow_no_indices"); v != "" {
 		o.allowNoIndices = v != "false"
 	}
+	return o
+}
+
+// searchOptionsOf are the options of a search, count or refresh, which
+// closed indices fail.
+func searchOptionsOf(r *request) readOptions {
+	o := readOptionsOf(r)
+	o.forbidClosed = true
 	return o
 }
 
@@ -70,6 +88,21 @@ func (s *Server) resolveRead(expr string, o readOptions) ([]*index, *esError) {
 		if !seen[ix] {
 			seen[ix] = true
 			out = append(out, ix)
+		}
+	}
+	var closed *index // the first closed index named
+	named := func(ix *index) {
+		if ix.closed && o.forbidClosed {
+			if closed == nil && !o.ignoreUnavailable {
+				closed = ix
+			}
+			return
+		}
+		add(ix)
+	}
+	matched := func(ix *index) {
+		if !ix.closed || !o.forbidClosed {
+			add(ix)
 		}
 	}
 	for _, part := range strings.Split(expr, ",") {
@@ -94,26 +127,29 @@ func (s *Server) resolveRead(expr string, o readOptions) ([]*index, *esError) {
 				ds := s.streams[name]
 				if globMatch(part, name) && (!ds.hidden || showHidden) {
 					for _, ix := range ds.indices {
-						add(ix)
+						matched(ix)
 					}
 				}
 			}
 			for _, name := range sortedKeys(s.indices) {
 				if globMatch(part, name) && (!hidden(name) || showHidden) {
-					add(s.indices[name])
+					matched(s.indices[name])
 				}
 			}
 		default:
 			if ds := s.streams[part]; ds != nil {
 				for _, ix := range ds.indices {
-					add(ix)
+					named(ix)
 				}
 			} else if ix := s.indices[part]; ix != nil {
-				add(ix)
+				named(ix)
 			} else if !o.ignoreUnavailable {
 				return nil, indexNotFound(part)
 			}
 		}
+	}
+	if closed != nil {
+		return nil, indexClosed(closed)
 	}
 	if len(out) == 0 && !o.allowNoIndices {
 		return nil, indexNotFound(expr)
@@ -145,10 +181,15 @@ func (s *Server) writeTarget(name, op string, create bool) (ix *index, concrete 
 	if op == "delete" {
 		return nil, name, indexNotFound(name)
 	}
+	t := s.findTemplate(name)
+	if create {
+		if e := s.mayAutoCreate(name, t); e != nil {
+			return nil, name, e
+		}
+	}
 	if e := validateIndexName(name); e != nil {
 		return nil, name, e
 	}
-	t := s.findTemplate(name)
 	if t != nil && t.dataStream != nil {
 		if op != "create" {
 			return nil, name, onlyCreateInDataStreams()
@@ -198,7 +239,7 @@ func (s *Server) createIndex(name string, t *indexTemplate, stream string, mappi
 		return nil, e
 	}
 	ix := &index{name: name, uuid: newUUID(), stream: stream, created: s.now(), mapping: rm,
-		settings: mergedSettings, docs: map[string]*storedDoc{}}
+		settings: mergedSettings, docs: map[string]*storedDoc{}, term: 1}
 	s.indices[name] = ix
 	return ix, nil
 }
@@ -210,7 +251,7 @@ func (s *Server) createDataStream(name string, t *indexTemplate) (*dataStream, *
 		return nil, e
 	}
 	hiddenStream, _ := t.dataStream["hidden"].(bool)
-	ds := &dataStream{name: name, template: t.name, hidden: hiddenStream, indices: []*index{ix}}
+	ds := &dataStream{name: name, template: t.name, hidden: hiddenStream, indices: []*index{ix}, generation: 1}
 	s.streams[name] = ds
 	return ds, nil
 }

@@ -17,6 +17,10 @@ const TemplatePriority = 200
 // at every start, is its own.
 const CustomTemplate = "logs-logpipe@custom"
 
+// ManagedBy is the _meta.managed_by of transfer's index template, and so
+// of configs/index-template.json and any copy of it.
+const ManagedBy = "logpipe-transfer"
+
 // Engine is the search engine a template is for: they differ in the field
 // type that indexes arbitrary JSON without mapping each key.
 type Engine string
@@ -116,7 +120,7 @@ func Template(index string, e Engine) []byte {
 		},
 		Meta: map[string]any{
 			"description": "logpipe log records: one document per log line, written by transfer; installed by transfer at every start, so put settings of your own (retention) in the component template " + CustomTemplate,
-			"managed_by":  "logpipe-transfer",
+			"managed_by":  ManagedBy,
 		},
 	}
 	if e == Elasticsearch {

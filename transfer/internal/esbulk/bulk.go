@@ -31,6 +31,7 @@ type Item struct {
 type ItemError struct {
 	Type     string     `json:"type"`
 	Reason   string     `json:"reason"`
+	Index    string     `json:"index,omitempty"` // the concrete index, when the error names one
 	CausedBy *ItemError `json:"caused_by,omitempty"`
 }
 

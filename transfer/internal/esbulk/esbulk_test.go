@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/logpipe/logpipe/devstack/esfake"
 	"github.com/logpipe/logpipe/devstack/proc"
@@ -444,5 +445,111 @@ func get(t testing.TB, url string, v any) {
 	defer res.Body.Close()
 	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMaintainTakesTheTemplateTheClusterChooses: another index template
+// that matches the data stream with transfer's priority (the cluster then
+// refuses transfer's) or a higher one decides how the data stream is
+// made. Maintain uses it as it is when it makes data streams, and stops at
+// once with ErrTemplateConflict, naming it, when it does not.
+func TestMaintainTakesTheTemplateTheClusterChooses(t *testing.T) {
+	const ours = `{"index_patterns":["` + index + `"],"data_stream":{},"priority":200,"_meta":{"managed_by":"logpipe-transfer"}}`
+	other := func(priority int, dataStream bool, managedBy string) string {
+		ds := ""
+		if dataStream {
+			ds = `"data_stream":{},`
+		}
+		return fmt.Sprintf(`{"index_patterns":["logs-logpipe-*"],%s"priority":%d,"_meta":{"managed_by":%q}}`, ds, priority, managedBy)
+	}
+	tests := map[string]struct {
+		other    string // installed as "mine" first; "" for none
+		chosen   string // the template the data stream is made from
+		conflict bool
+		warning  string
+		own      string // what the warning says of transfer's own template
+	}{
+		"no other template":                     {chosen: index},
+		"another one with a lower priority":     {other: other(150, true, ""), chosen: index},
+		"a copy of ours with the same priority": {other: other(200, true, "logpipe-transfer"), chosen: "mine", warning: "a copy of logpipe's", own: "is not installed"},
+		"another one with a higher priority":    {other: other(300, true, "someone"), chosen: "mine", warning: "which is not logpipe's", own: "is installed but has a lower priority"},
+		"same priority, no data stream":         {other: other(200, false, ""), conflict: true},
+		"higher priority, no data stream":       {other: other(300, false, ""), conflict: true},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, srv := newFake(t)
+			if tt.other != "" {
+				put(t, srv.URL+"/_index_template/mine", tt.other)
+			}
+			c := newClient(t, Config{Addresses: []string{srv.URL}})
+			log, hook := logtest.NewNullLogger()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- c.Maintain(ctx, Setup{
+					Index: index, TemplateName: index, ManagedBy: "logpipe-transfer",
+					Template: func(Info) []byte { return []byte(ours) },
+					Backoff:  backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}, PingEvery: time.Hour,
+				}, log)
+			}()
+			if tt.conflict {
+				err := <-done
+				cancel()
+				if !errors.Is(err, ErrTemplateConflict) || !strings.Contains(err.Error(), "index template mine (patterns [logs-logpipe-*]") ||
+					!strings.Contains(err.Error(), "makes no data stream") {
+					t.Fatalf("Maintain = %v, want ErrTemplateConflict naming mine", err)
+				}
+				select {
+				case <-c.Installed():
+					t.Fatal("Installed after a conflict")
+				default:
+				}
+				return
+			}
+			<-c.Installed()
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			chosen, err := c.ChosenTemplate(context.Background(), index)
+			if err != nil || chosen == nil || chosen.Name != tt.chosen {
+				t.Fatalf("ChosenTemplate = %+v, %v; want %s", chosen, err, tt.chosen)
+			}
+			var warnings []string
+			for _, e := range hook.AllEntries() {
+				if e.Level == logrus.WarnLevel {
+					warnings = append(warnings, e.Message)
+				}
+			}
+			switch {
+			case tt.warning == "" && len(warnings) > 0:
+				t.Errorf("warnings %q, want none", warnings)
+			case tt.warning != "" && (len(warnings) != 1 || !strings.Contains(warnings[0], tt.warning) ||
+				!strings.Contains(warnings[0], "takes index template mine") || !strings.Contains(warnings[0], tt.own)):
+				t.Errorf("warnings %q, want one saying %q and %q", warnings, tt.warning, tt.own)
+			}
+		})
+	}
+}
+
+func TestGlobMatch(t *testing.T) {
+	for _, tt := range []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"logs-logpipe-default", "logs-logpipe-default", true},
+		{"logs-logpipe-default", "logs-logpipe-default2", false},
+		{"logs-*-*", "logs-logpipe-default", true},
+		{"logs-*-*", "logs-logpipe", false},
+		{"*", "anything", true},
+		{"logs-*", "logs-", true},
+		{"*-default", "logs-logpipe-default", true},
+		{"l*p*e-d*t", "logs-logpipe-default", true},
+		{"l*x*", "logs-logpipe-default", false},
+	} {
+		if got := globMatch(tt.pattern, tt.name); got != tt.want {
+			t.Errorf("globMatch(%q, %q) = %v, want %v", tt.pattern, tt.name, got, tt.want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package sink
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,6 +73,9 @@ func (r *refusals) set(b *Batch, status int, e *esbulk.ItemError) {
 	}
 	if e != nil {
 		ref.typ, ref.reason = e.Type, e.Reason
+		if e.Index != "" && !strings.Contains(e.Reason, e.Index) {
+			ref.reason += " (index " + e.Index + ")" // index_closed_exception says only "closed"
+		}
 	}
 	r.waiting[b] = ref
 }
