@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/agent/internal/multiline"
+	"github.com/logpipe/logpipe/agent/internal/notify"
 	"github.com/logpipe/logpipe/agent/internal/producer"
 	"github.com/logpipe/logpipe/agent/internal/registry"
 	"github.com/logpipe/logpipe/agent/internal/tail"
@@ -165,6 +166,13 @@ func (r *reader) run(ctx context.Context) {
 		}
 		r.prev = nil
 	}
+	// Changes to the file wake the reader; polling stays as the safety
+	// net (every PollMax) and, where changes are not notified, as the way
+	// to follow the file (PollMin after fresh data, doubling up to PollMax
+	// while idle).
+	sub := m.notify.Watch(r.f.Path(), notify.Write)
+	defer sub.Close()
+	rotated := r.rotated
 	poll := m.opts.PollMin
 	lastGrowth := time.Now()
 	var backoff time.Duration
@@ -257,14 +265,30 @@ func (r *reader) run(ctx context.Context) {
 				continue
 			}
 		}
-		t := time.NewTimer(poll)
+		// A rotated file is renamed or deleted: changes to it are no longer
+		// reported under the name watched.
+		notified := sub.Notified() && !r.isRotated()
+		wait := poll
+		if notified {
+			wait = m.opts.PollMax
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-sub.C():
+			t.Stop()
+			m.opts.Metrics.wokenByNotification.Inc()
+		case <-rotated:
+			t.Stop()
+			rotated = nil
 		case <-t.C:
+			m.opts.Metrics.wokenByPoll.Inc()
+			if !notified {
+				poll = min(2*poll, m.opts.PollMax)
+			}
 		}
-		poll = min(2*poll, m.opts.PollMax)
 	}
 }
 
