@@ -24,6 +24,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -58,6 +59,8 @@ func main() {
 	flag.IntVar(&o.rate, "rate", 10000, "lines per second of the high-rate phase (0 skips it)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of the high-rate phase")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of both phases; the median of the rounds is printed too")
+	flag.StringVar(&o.agentArgs, "agent-args", "", "extra agent flags, space-separated")
+	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the agent during the first high-rate phase to this file (runs the agent with --pprof)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "latencybench:", err)
@@ -72,6 +75,8 @@ type options struct {
 	rate                  int
 	duration              time.Duration
 	rounds                int
+	agentArgs             string
+	cpuProfile            string
 }
 
 func run(o options) error {
@@ -124,9 +129,12 @@ func run(o options) error {
 		return err
 	}
 	defer livetail.Terminate(10 * time.Second)
-	agent, err := proc.Launch("agent", exec.Command(o.agentBin,
-		"--name", name, "--etcd-endpoints", s.EtcdEndpoints()[0], "--kafka-brokers", brokers,
-		"--state-dir", filepath.Join(work, "state"), "--metrics-addr", "127.0.0.1:0"))
+	agentArgs := append([]string{"--name", name, "--etcd-endpoints", s.EtcdEndpoints()[0], "--kafka-brokers", brokers,
+		"--state-dir", filepath.Join(work, "state"), "--metrics-addr", "127.0.0.1:0"}, strings.Fields(o.agentArgs)...)
+	if o.cpuProfile != "" {
+		agentArgs = append(agentArgs, "--pprof")
+	}
+	agent, err := proc.Launch("agent", exec.Command(o.agentBin, agentArgs...))
 	if err != nil {
 		return err
 	}
@@ -190,6 +198,9 @@ func run(o options) error {
 			fmt.Fprintf(os.Stderr, "round %d: %s...\n", round, ph.name)
 			cpu0 := cpuSeconds(agent.Pid())
 			start := time.Now()
+			if o.cpuProfile != "" && round == 1 && i == 1 {
+				wg.Go(func() { profile(agentAddr, o.cpuProfile, o.duration) })
+			}
 			n := w.writeAll(tag, ph.write)
 			c.wait(tag, n, 30*time.Second)
 			wall := time.Since(start)
@@ -508,6 +519,25 @@ func follow(ctx context.Context, addr string, c *collector) error {
 				}
 			}
 		}
+	}
+}
+
+// profile writes a CPU profile of the agent over d to file.
+func profile(addr, file string, d time.Duration) {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(int(d.Seconds())-1, 1)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "CPU profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "CPU profile:", err)
+		return
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		fmt.Fprintln(os.Stderr, "CPU profile:", err)
 	}
 }
 

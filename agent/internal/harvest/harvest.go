@@ -52,6 +52,7 @@ type Options struct {
 	ScanInterval   time.Duration // glob rescans and rotation checks
 	PollMin        time.Duration // first wait at the end of a file
 	PollMax        time.Duration // longest wait at the end of a file
+	ReadGap        time.Duration // least time between two notified reads that find lines: under load, lines gather in between
 	RotatedIdle    time.Duration // a rotated or deleted file is closed after this long without growth
 	MultilineFlush time.Duration // a pending multiline event is sent after this long without a new line
 	StopTimeout    time.Duration // how long a stopped file waits for its records in flight
@@ -72,6 +73,7 @@ func DefaultOptions() Options {
 		ScanInterval:   time.Second,
 		PollMin:        10 * time.Millisecond,
 		PollMax:        250 * time.Millisecond,
+		ReadGap:        2 * time.Millisecond,
 		RotatedIdle:    5 * time.Second,
 		MultilineFlush: time.Second,
 		StopTimeout:    5 * time.Second,
