@@ -76,6 +76,7 @@ type Watcher struct {
 	fw     *fsnotify.Watcher // nil when no directory is watched, or notifications are off
 	done   chan struct{}     // closed when fw's dispatcher has returned
 	broken bool              // fw failed: poll every directory until no subscriber is left
+	closed bool              // Close was called: poll from then on
 	dirs   map[string]*dir
 
 	events, overflows, failures atomic.Uint64
@@ -87,6 +88,7 @@ type Watcher struct {
 type dir struct {
 	path    string
 	watched bool // the kernel reports its changes
+	missing bool // not watched because it did not exist, or was removed
 	byName  map[string]map[*Sub]struct{}
 	globs   map[*Sub]struct{}
 	refs    int
@@ -133,6 +135,11 @@ func (w *Watcher) WatchGlob(pattern string, ops Ops) *Sub { return w.watch(patte
 func (w *Watcher) watch(path string, ops Ops, glob bool) *Sub {
 	dirPath, name := filepath.Split(filepath.Clean(path))
 	dirPath = filepath.Clean(dirPath)
+	// The kernel names events by the directory watched first: two paths
+	// of one directory (a symbolic link) share its real path's watch.
+	if resolved, err := filepath.EvalSymlinks(dirPath); err == nil {
+		dirPath = resolved
+	}
 	s := &Sub{w: w, dir: dirPath, name: name, glob: glob, ops: ops, c: make(chan struct{}, 1)}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -140,7 +147,12 @@ func (w *Watcher) watch(path string, ops Ops, glob bool) *Sub {
 	if d == nil {
 		d = &dir{path: dirPath, byName: make(map[string]map[*Sub]struct{}), globs: make(map[*Sub]struct{})}
 		w.dirs[dirPath] = d
-		d.watched = w.add(dirPath)
+		d.watched, d.missing = w.add(dirPath)
+	} else if d.missing {
+		// The directory did not exist, or was removed: it may be back.
+		if d.watched, d.missing = w.add(dirPath); d.watched {
+			d.each(func(s *Sub) { s.notified.Store(true) })
+		}
 	}
 	d.refs++
 	if s.glob {
@@ -156,14 +168,15 @@ func (w *Watcher) watch(path string, ops Ops, glob bool) *Sub {
 }
 
 // add starts watching dir, opening the kernel watcher when needed; it
-// reports whether the kernel will report dir's changes. Called with w.mu.
-func (w *Watcher) add(dirPath string) bool {
-	if w.broken {
-		return false
+// reports whether the kernel will report dir's changes, or else whether
+// dir is missing (worth trying again later). Called with w.mu.
+func (w *Watcher) add(dirPath string) (watched, missing bool) {
+	if w.broken || w.closed {
+		return false, false
 	}
 	if w.opts.Remote(dirPath) {
 		w.log.WithField("dir", dirPath).Info("directory on a network file system: its files are polled")
-		return false
+		return false, false
 	}
 	if w.fw == nil {
 		fw, err := w.opts.NewWatcher()
@@ -173,19 +186,19 @@ func (w *Watcher) add(dirPath string) bool {
 				w.warnedCreate = true
 				w.log.WithError(err).Warn("cannot watch files for changes (inotify): polling them instead")
 			}
-			return false
+			return false, false
 		}
 		w.fw, w.done = fw, make(chan struct{})
 		go w.dispatch(fw, w.done)
 	}
-	err := w.fw.Add(dirPath)
-	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			w.log.WithField("dir", dirPath).WithError(err).Warn("cannot watch a directory for changes: polling its files instead")
+	if err := w.fw.Add(dirPath); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false, true
 		}
-		return false
+		w.log.WithField("dir", dirPath).WithError(err).Warn("cannot watch a directory for changes: polling its files instead")
+		return false, false
 	}
-	return true
+	return true, false
 }
 
 // C gets a token when a change the Sub listens to happens (tokens do not
@@ -239,12 +252,11 @@ func (s *Sub) Close() {
 }
 
 // Close closes the kernel watcher, if open, and waits for its goroutine;
-// subscribers left are polled from then on. Closing the last Sub does the
-// same.
+// subscribers left, and any later one, are polled from then on.
 func (w *Watcher) Close() {
 	w.mu.Lock()
 	fw, done := w.fw, w.done
-	w.fw, w.done = nil, nil
+	w.fw, w.done, w.closed = nil, nil, true
 	for _, d := range w.dirs {
 		d.watched = false
 		d.each(func(s *Sub) { s.notified.Store(false) })
@@ -303,7 +315,7 @@ func (w *Watcher) route(ev fsnotify.Event) {
 	defer w.mu.Unlock()
 	if d := w.dirs[ev.Name]; d != nil && ev.Op&(Remove|Rename) != 0 {
 		// The watched directory itself went away: its watch with it.
-		d.watched = false
+		d.watched, d.missing = false, true
 		d.each(func(s *Sub) {
 			s.notified.Store(false)
 			s.wake()

@@ -337,3 +337,46 @@ func warnings(h *test.Hook, substr string) int {
 	}
 	return n
 }
+
+// A directory that does not exist yet is polled; once it exists, the next
+// subscriber there starts its watch, for the earlier ones too.
+func TestDirectoryCreatedLater(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "later")
+	w, _ := newWatcher(t, Options{})
+	early := w.Watch(filepath.Join(dir, "a.log"), Write)
+	defer early.Close()
+	if early.Notified() {
+		t.Fatal("notified for a directory that does not exist")
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	late := w.Watch(filepath.Join(dir, "b.log"), Write)
+	defer late.Close()
+	if !late.Notified() || !early.Notified() {
+		t.Fatalf("not notified once the directory exists: early %v, late %v", early.Notified(), late.Notified())
+	}
+	appendTo(t, filepath.Join(dir, "a.log"), "line\n")
+	woken(t, early, "a.log written")
+}
+
+// A file followed through a symbolic link to its directory is woken by
+// writes through the real path, and both paths share one watch.
+func TestSymlinkedDirectory(t *testing.T) {
+	target := t.TempDir()
+	link := filepath.Join(t.TempDir(), "logs")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := newWatcher(t, Options{})
+	viaLink := w.Watch(filepath.Join(link, "app.log"), Write)
+	defer viaLink.Close()
+	viaReal := w.Watch(filepath.Join(target, "app.log"), Write)
+	defer viaReal.Close()
+	appendTo(t, filepath.Join(target, "app.log"), "line\n")
+	woken(t, viaLink, "app.log written, followed through the link")
+	woken(t, viaReal, "app.log written")
+	if st := w.Stats(); st.Dirs != 1 {
+		t.Errorf("stats %+v: want one directory watched for both paths", st)
+	}
+}
