@@ -73,7 +73,7 @@ func DefaultOptions() Options {
 		ScanInterval:   time.Second,
 		PollMin:        10 * time.Millisecond,
 		PollMax:        250 * time.Millisecond,
-		ReadGap:        2 * time.Millisecond,
+		ReadGap:        10 * time.Millisecond,
 		RotatedIdle:    5 * time.Second,
 		MultilineFlush: time.Second,
 		StopTimeout:    5 * time.Second,

@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
@@ -48,14 +49,22 @@ const (
 // Options configure a Watcher.
 type Options struct {
 	Log logrus.FieldLogger
-	// NewWatcher creates the kernel watcher; nil means fsnotify.NewWatcher.
-	// Tests make it fail.
+	// NewWatcher creates the kernel watcher; nil means fsnotify.NewWatcher
+	// (unbuffered: while the router waits, events wait in the kernel's
+	// queue, where a file's repeated writes merge). Tests make it fail.
 	NewWatcher func() (*fsnotify.Watcher, error)
 	// Remote reports whether dir is on a file system whose changes the
 	// kernel may not report (another machine writes there); nil means
 	// RemoteFS.
 	Remote func(dir string) bool
+	// Window is how long the events that follow a repeated write to one
+	// file wait, so that a stream of writes wakes its reader once per
+	// window; 0 means DefaultWindow.
+	Window time.Duration
 }
+
+// DefaultWindow is the default Options.Window.
+const DefaultWindow = 2 * time.Millisecond
 
 // Stats are counters for metrics and tests.
 type Stats struct {
@@ -113,6 +122,9 @@ func New(opts Options) *Watcher {
 	}
 	if opts.Remote == nil {
 		opts.Remote = RemoteFS
+	}
+	if opts.Window <= 0 {
+		opts.Window = DefaultWindow
 	}
 	log := opts.Log
 	if log == nil {
@@ -289,6 +301,7 @@ func (w *Watcher) Stats() Stats {
 func (w *Watcher) dispatch(fw *fsnotify.Watcher, done chan struct{}) {
 	defer close(done)
 	events, errs := fw.Events, fw.Errors
+	last := ""
 	for events != nil || errs != nil {
 		select {
 		case ev, ok := <-events:
@@ -297,6 +310,16 @@ func (w *Watcher) dispatch(fw *fsnotify.Watcher, done chan struct{}) {
 				continue
 			}
 			w.route(ev)
+			// A write to the file written just before (a stream of
+			// writes): let the next events wait in the kernel's queue,
+			// which merges the file's repeated writes meanwhile, so that
+			// its reader and this router wake once per window instead of
+			// once per write. Events of other files (a flood over many of
+			// them) are routed without waiting.
+			if ev.Name == last && ev.Op == fsnotify.Write {
+				time.Sleep(w.opts.Window)
+			}
+			last = ev.Name
 		case err, ok := <-errs:
 			if !ok {
 				errs = nil
