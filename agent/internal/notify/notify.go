@@ -9,7 +9,10 @@
 // stops; the kernel watcher itself is closed, and its goroutine ends, when
 // no directory is watched any more. A Sub is one interest in one name (or
 // glob) of a directory; its channel C gets a token when that name is
-// written, created, renamed or removed.
+// written, created, renamed or removed. A stream of writes to one file is
+// thinned: after routing a write that repeats the previous event, the
+// Watcher lets the next events wait Options.Window in the kernel's queue,
+// where the file's writes merge into one event.
 //
 // Notifications are a shortcut, never the only way: Notified tells a
 // subscriber whether it can rely on them, and the caller keeps polling
