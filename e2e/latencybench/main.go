@@ -216,6 +216,11 @@ func run(o options) error {
 	default:
 	}
 	printTable(os.Stdout, rows, o, loadBefore, loadavg())
+	for _, r := range rows {
+		if lost := r.lines - r.received - r.dropped; lost > 0 {
+			return fmt.Errorf("round %d, %s: %d of %d lines never reached the client, and no dropped frame announced them", r.round, r.phase, lost, r.lines)
+		}
+	}
 	return nil
 }
 
