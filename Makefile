@@ -64,6 +64,7 @@ bench: ## run the benchmarks and print their tables (several minutes)
 	go run ./agent/bench
 	go test -run '^$$' -bench BenchmarkTransfer -benchtime 300000x ./transfer
 	go run ./livetail/internal/bench
+	go run ./e2e/latencybench
 	go test -run '^$$' -bench . -benchmem ./common/... ./devstack/esfake/...
 
 lint: ## gofmt check, go vet and staticcheck over every module

@@ -79,7 +79,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Var(&c.MaxInflightBytes, "max-inflight-bytes", "record bytes sent and not yet acknowledged; reading pauses above it")
 	fs.IntVar(&c.MaxInflightRecords, "max-inflight-records", c.MaxInflightRecords, "records sent and not yet acknowledged; reading pauses above it")
 	fs.DurationVar(&c.ScanInterval, "scan-interval", c.ScanInterval, "how often globs are matched again for new files")
-	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "longest wait for new data at the end of a file")
+	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "how often a file is checked even when no change was notified (inotify); where changes are not notified (NFS), the longest wait at its end")
 	fs.DurationVar(&c.RotatedIdle, "rotated-idle", c.RotatedIdle, "a rotated or deleted file is closed after this long without growth")
 	fs.DurationVar(&c.MultilineFlush, "multiline-flush", c.MultilineFlush, "a pending multiline event is sent after this long without a new line")
 	fs.DurationVar(&c.SaveInterval, "save-interval", c.SaveInterval, "how often the offset registry is written when nothing was acknowledged")

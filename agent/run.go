@@ -135,6 +135,7 @@ func run(ctx context.Context, cfg Config) error {
 	hopts.ScanInterval = cfg.ScanInterval
 	hopts.PollMax = cfg.PollInterval
 	hopts.PollMin = min(hopts.PollMin, cfg.PollInterval)
+	hopts.ReadGap = min(hopts.ReadGap, cfg.PollInterval)
 	hopts.RotatedIdle = cfg.RotatedIdle
 	hopts.MultilineFlush = cfg.MultilineFlush
 	hopts.StopTimeout = cfg.ShutdownTimeout / 2

@@ -40,10 +40,11 @@ func main() {
 	lines := flag.Int("lines", 500000, "lines in the file")
 	lineBytes := flag.Int("line-bytes", 200, "bytes per line, newline included")
 	agentArgs := flag.String("agent-args", "", "extra agent flags, space-separated")
+	agentBin := flag.String("agent-bin", "", "agent binary to measure (default: build ./agent), to compare builds under the same conditions")
 	kcatArgs := flag.String("kcat-args", "", "extra kcat flags, space-separated (e.g. -X linger.ms=20)")
 	rounds := flag.Int("rounds", 3, "rounds of kcat then agent; best and median are reported")
 	flag.Parse()
-	if err := run(*lines, *lineBytes, max(*rounds, 1), strings.Fields(*agentArgs), strings.Fields(*kcatArgs)); err != nil {
+	if err := run(*agentBin, *lines, *lineBytes, max(*rounds, 1), strings.Fields(*agentArgs), strings.Fields(*kcatArgs)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -73,7 +74,7 @@ func (r result) row(name string, ceiling float64) string {
 	return fmt.Sprintf("| %-22s | %10.0f | %7.1f | %7s | %7.2fs | %-36s |", name, lps, mibs, share, r.dur.Seconds(), mem)
 }
 
-func run(nLines, lineBytes, rounds int, extra, kcatExtra []string) error {
+func run(bin string, nLines, lineBytes, rounds int, extra, kcatExtra []string) error {
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
 		return fmt.Errorf("kcat not found (Debian package kcat; `make test` installs it): %w", err)
@@ -90,12 +91,14 @@ func run(nLines, lineBytes, rounds int, extra, kcatExtra []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(os.Stderr, "building the agent...")
-	bin := filepath.Join(work, "agent")
-	build := exec.Command("go", "build", "-o", bin, "github.com/logpipe/logpipe/agent")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building the agent (run inside the repository): %w", err)
+	if bin == "" {
+		fmt.Fprintln(os.Stderr, "building the agent...")
+		bin = filepath.Join(work, "agent")
+		build := exec.Command("go", "build", "-o", bin, "github.com/logpipe/logpipe/agent")
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("building the agent (run inside the repository): %w", err)
+		}
 	}
 
 	ctx := context.Background()

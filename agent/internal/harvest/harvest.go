@@ -29,11 +29,13 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/agent/internal/notify"
 	"github.com/logpipe/logpipe/agent/internal/producer"
 	"github.com/logpipe/logpipe/agent/internal/registry"
 	"github.com/logpipe/logpipe/agent/internal/tail"
@@ -50,12 +52,16 @@ type Options struct {
 	ScanInterval   time.Duration // glob rescans and rotation checks
 	PollMin        time.Duration // first wait at the end of a file
 	PollMax        time.Duration // longest wait at the end of a file
+	ReadGap        time.Duration // least time between two notified reads that find lines: under load, lines gather in between
 	RotatedIdle    time.Duration // a rotated or deleted file is closed after this long without growth
 	MultilineFlush time.Duration // a pending multiline event is sent after this long without a new line
 	StopTimeout    time.Duration // how long a stopped file waits for its records in flight
 	SweepInterval  time.Duration // how often an entry looks for the registry's files nobody reads
 	Log            logrus.FieldLogger
 	Metrics        *Metrics
+	// Notify configures the change notifications that wake readers,
+	// harvesters and glob scans (its Log defaults to Log).
+	Notify notify.Options
 }
 
 // DefaultOptions returns the defaults.
@@ -67,6 +73,7 @@ func DefaultOptions() Options {
 		ScanInterval:   time.Second,
 		PollMin:        10 * time.Millisecond,
 		PollMax:        250 * time.Millisecond,
+		ReadGap:        10 * time.Millisecond,
 		RotatedIdle:    5 * time.Second,
 		MultilineFlush: time.Second,
 		StopTimeout:    5 * time.Second,
@@ -85,9 +92,10 @@ type FileStatus struct {
 
 // Manager runs the readers of a collect config.
 type Manager struct {
-	opts Options
-	prod *producer.Producer
-	reg  *registry.Registry
+	opts   Options
+	prod   *producer.Producer
+	reg    *registry.Registry
+	notify *notify.Watcher
 
 	ctx context.Context
 	wg  sync.WaitGroup
@@ -107,10 +115,14 @@ func New(ctx context.Context, opts Options, prod *producer.Producer, reg *regist
 		l.SetOutput(discard{})
 		opts.Log = l
 	}
+	if opts.Notify.Log == nil {
+		opts.Notify.Log = opts.Log
+	}
 	return &Manager{
 		opts:    opts,
 		prod:    prod,
 		reg:     reg,
+		notify:  notify.New(opts.Notify),
 		ctx:     ctx,
 		targets: make(map[string]*target),
 		paths:   make(map[string]*harvester),
@@ -205,7 +217,11 @@ func (m *Manager) Wait() {
 	m.closed = true
 	m.mu.Unlock()
 	m.wg.Wait()
+	m.notify.Close()
 }
+
+// NotifyStats returns the counters of the change notifications.
+func (m *Manager) NotifyStats() notify.Stats { return m.notify.Stats() }
 
 // Files returns the status of every open file.
 func (m *Manager) Files() []FileStatus {
@@ -282,6 +298,19 @@ func (t *target) run() {
 	orphans := t.sweep(missing, true)
 	lastSweep := time.Now()
 	initial := true
+	// A file created or renamed into the entry's directory is picked up at
+	// once, not at the next scan (the directory of a glob such as
+	// /var/log/*/app.log is not watched: its scans find new files).
+	var created <-chan struct{}
+	if !hasGlobMeta(filepath.Dir(t.entry.Path)) {
+		watch := m.notify.Watch
+		if hasGlobMeta(filepath.Base(t.entry.Path)) {
+			watch = m.notify.WatchGlob
+		}
+		sub := watch(t.entry.Path, notify.Create|notify.Rename)
+		defer sub.Close()
+		created = sub.C()
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -289,6 +318,8 @@ func (t *target) run() {
 		case <-t.ctx.Done():
 			return
 		case <-timer.C:
+		case <-created:
+			timer.Stop()
 		}
 		matches, err := filepath.Glob(t.entry.Path)
 		if err != nil {
@@ -468,7 +499,7 @@ func (h *harvester) run(ctx context.Context) {
 	var (
 		wg       sync.WaitGroup
 		cur      *reader
-		before   *reader // the last file renamed away while the agent was stopped
+		before   *reader // the last file renamed away from the path (while the agent was stopped, or since): the next file waits for its end
 		live     = make(map[*reader]struct{})
 		ended    = make(chan *reader, 16+len(h.orphans))
 		first    = true
@@ -494,6 +525,10 @@ func (h *harvester) run(ctx context.Context) {
 		before = r
 		start(r)
 	}
+	// A rename, deletion or creation at the path is checked at once; the
+	// timer stays as the safety net.
+	sub := m.notify.Watch(h.path, notify.Create|notify.Remove|notify.Rename)
+	defer sub.Close()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -505,8 +540,13 @@ func (h *harvester) run(ctx context.Context) {
 			if r == cur {
 				cur = nil
 			}
+			if r == before {
+				before = nil
+			}
 			continue
 		case <-timer.C:
+		case <-sub.C():
+			timer.Stop()
 		}
 		timer.Reset(interval)
 		fi, err := os.Stat(h.path)
@@ -543,7 +583,8 @@ func (h *harvester) run(ctx context.Context) {
 				m.opts.Metrics.Rotations.Inc()
 				m.opts.Log.WithField("path", h.path).Info("file deleted or moved: reading it to its end")
 				cur.rotate()
-				cur = nil
+				// A new file at the path waits for it to be read to its end.
+				cur, before = nil, cur
 			}
 			if len(live) == 0 {
 				return // gone and read: a later scan picks up a new file at this path
@@ -612,3 +653,6 @@ func (h *harvester) openOrphan(o orphan, prev *reader) (*reader, error) {
 		Info("file rotated while the agent was stopped: reading it to its end")
 	return r, nil
 }
+
+// hasGlobMeta reports whether path has glob characters (filepath.Match).
+func hasGlobMeta(path string) bool { return strings.ContainsAny(path, `*?[\`) }

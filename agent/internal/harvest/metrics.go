@@ -10,6 +10,11 @@ type Metrics struct {
 	Truncated   prometheus.Counter
 	Rewinds     prometheus.Counter
 	Rotations   prometheus.Counter
+	// Wakeups counts, by what woke it ("notification" or "poll"), the
+	// times a reader at the end of its file looked for new lines.
+	Wakeups *prometheus.CounterVec
+
+	wokenByNotification, wokenByPoll prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -33,7 +38,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Rotations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agent_file_rotations_total", Help: "Rotations, truncations and deletions noticed.",
 		}),
+		Wakeups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agent_file_wakeups_total",
+			Help: "Times a reader at the end of its file looked for new lines, by what woke it: a change notification (inotify) or a poll.",
+		}, []string{"by"}),
 	}
-	reg.MustRegister(m.LinesRead, m.FilesTailed, m.LagBytes, m.Truncated, m.Rewinds, m.Rotations)
+	m.wokenByNotification = m.Wakeups.WithLabelValues("notification")
+	m.wokenByPoll = m.Wakeups.WithLabelValues("poll")
+	reg.MustRegister(m.LinesRead, m.FilesTailed, m.LagBytes, m.Truncated, m.Rewinds, m.Rotations, m.Wakeups)
 	return m
 }

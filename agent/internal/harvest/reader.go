@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/agent/internal/multiline"
+	"github.com/logpipe/logpipe/agent/internal/notify"
 	"github.com/logpipe/logpipe/agent/internal/producer"
 	"github.com/logpipe/logpipe/agent/internal/registry"
 	"github.com/logpipe/logpipe/agent/internal/tail"
@@ -165,6 +166,14 @@ func (r *reader) run(ctx context.Context) {
 		}
 		r.prev = nil
 	}
+	// Changes to the file wake the reader; polling stays as the safety
+	// net (every PollMax) and, where changes are not notified, as the way
+	// to follow the file (PollMin after fresh data, doubling up to PollMax
+	// while idle).
+	sub := m.notify.Watch(r.f.Path(), notify.Write)
+	defer sub.Close()
+	rotated := r.rotated
+	lag := m.opts.Metrics.LagBytes.WithLabelValues(r.h.path)
 	poll := m.opts.PollMin
 	lastGrowth := time.Now()
 	var backoff time.Duration
@@ -227,44 +236,74 @@ func (r *reader) run(ctx context.Context) {
 			r.track.SetFingerprint(fp)
 		}
 		now := time.Now()
+		lag.Set(float64(size - r.track.Committed()))
+		// A rotated file is renamed or deleted: changes to it are no longer
+		// reported under the name watched.
+		notified := sub.Notified() && !r.isRotated()
 		if r.f.ReadOffset() > before {
 			poll = m.opts.PollMin
 			lastGrowth = now
-			continue
-		}
-		// At the end of the file.
-		m.opts.Metrics.LagBytes.WithLabelValues(r.h.path).Set(float64(size - r.track.Committed()))
-		if r.ml != nil && now.Sub(lastGrowth) >= m.opts.MultilineFlush {
-			if err := r.ml.Flush(r.event); errors.Is(err, errStopped) {
-				return
-			}
-		}
-		if r.isRotated() {
-			r.drOnce.Do(func() { close(r.drained) })
-			if now.Sub(lastGrowth) >= m.opts.RotatedIdle {
-				// Done with this file once Kafka has everything of it.
-				if err := r.flush(); errors.Is(err, errStopped) {
-					return
-				}
-				select {
-				case <-r.track.Idle():
-				case <-ctx.Done():
-					return
-				}
-				if failed, _ := r.track.Failed(); !failed {
-					return
-				}
+			if !notified {
 				continue
 			}
+			// Read to the end: a write since then has left a notification.
+		} else {
+			// At the end of the file.
+			if r.ml != nil && now.Sub(lastGrowth) >= m.opts.MultilineFlush {
+				if err := r.ml.Flush(r.event); errors.Is(err, errStopped) {
+					return
+				}
+			}
+			if r.isRotated() {
+				r.drOnce.Do(func() { close(r.drained) })
+				if now.Sub(lastGrowth) >= m.opts.RotatedIdle {
+					// Done with this file once Kafka has everything of it.
+					if err := r.flush(); errors.Is(err, errStopped) {
+						return
+					}
+					select {
+					case <-r.track.Idle():
+					case <-ctx.Done():
+						return
+					}
+					if failed, _ := r.track.Failed(); !failed {
+						return
+					}
+					continue
+				}
+			}
 		}
-		t := time.NewTimer(poll)
+		wait := poll
+		if notified {
+			wait = m.opts.PollMax
+			if r.ml != nil && multilinePending(r.ml) {
+				// Wake when the pending event is due to be sent.
+				wait = min(wait, max(lastGrowth.Add(m.opts.MultilineFlush).Sub(now), 0)+time.Millisecond)
+			}
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-sub.C():
+			t.Stop()
+			m.opts.Metrics.wokenByNotification.Inc()
+			// Under load, lines gather for up to ReadGap after the last read
+			// that found some, and go to Kafka in batches; a line after a
+			// quiet spell is read at once.
+			if d := m.opts.ReadGap - time.Since(lastGrowth); d > 0 && !sleep(ctx, d) {
+				return
+			}
+		case <-rotated:
+			t.Stop()
+			rotated = nil
 		case <-t.C:
+			m.opts.Metrics.wokenByPoll.Inc()
+			if !notified {
+				poll = min(2*poll, m.opts.PollMax)
+			}
 		}
-		poll = min(2*poll, m.opts.PollMax)
 	}
 }
 
@@ -538,3 +577,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 var _ producer.Owner = (*registry.Track)(nil)
+
+func multilinePending(g *multiline.Grouper) bool {
+	_, pending := g.Pending()
+	return pending
+}
