@@ -47,6 +47,8 @@ type Config struct {
 	Jobs      conf.List     `yaml:"jobs"`
 	JobsTTL   time.Duration `yaml:"jobs-ttl"`
 	StartBack int64         `yaml:"jobs-scan"`
+
+	Pprof bool `yaml:"pprof"`
 }
 
 // DefaultConfig returns the defaults.
@@ -103,6 +105,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Var(&c.Jobs, "jobs", "comma-separated jobs always listed by /api/v1/jobs")
 	fs.DurationVar(&c.JobsTTL, "jobs-ttl", c.JobsTTL, "how long /api/v1/jobs lists a job after its last line")
 	fs.Int64Var(&c.StartBack, "jobs-scan", c.StartBack, "records per partition read back at start to fill the jobs list")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/ on the metrics listener")
 }
 
 // ErrConfig is wrapped by every Validate error.

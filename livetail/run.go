@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -126,6 +128,12 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		Ready:    s.ready,
 		Log:      log.WithField("component", "diag"),
 	})
+	if cfg.Pprof {
+		s.diag.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		s.diag.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		s.diag.Handle("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.diag.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	}
 	s.public = diag.New(diag.Options{
 		Addr:   cfg.Listen,
 		Name:   "http",
