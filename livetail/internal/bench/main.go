@@ -10,6 +10,11 @@
 // -rate lines/s in total; latency is from the producer's timestamp in the
 // line to the client's receipt. Idle: -idle connections on a quiet job; the
 // growth of livetail's resident memory divided by their number.
+//
+// With -profile DIR, livetail runs with --pprof and the harness saves its
+// CPU profile of the fan-out's measuring time (fanout-cpu.pprof) and its
+// heap and goroutine profiles with the idle connections open
+// (idle-heap.pprof, idle-goroutine.pprof) into DIR, for `go tool pprof`.
 package main
 
 import (
@@ -19,6 +24,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,6 +55,11 @@ func main() {
 	measure := flag.Duration("measure", 20*time.Second, "fan-out measuring time")
 	idle := flag.Int("idle", 10000, "idle connections")
 	lineBytes := flag.Int("line-bytes", 120, "bytes of each produced line")
+	flag.Func("livetail-flags", "more flags for livetail, space-separated (e.g. \"--batch-wait 5ms\")", func(v string) error {
+		livetailFlags = strings.Fields(v)
+		return nil
+	})
+	flag.StringVar(&profileDir, "profile", "", "directory to save livetail's CPU profile of the fan-out and heap and goroutine profiles of the idle connections into")
 	flag.Parse()
 	metrics.UseNilMetrics = true
 	debug.SetGCPercent(400) // the harness shares the machine with livetail: spend less of it collecting
@@ -60,6 +71,13 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+var (
+	// profileDir is -profile: where to save livetail's profiles ("" for none).
+	profileDir string
+	// livetailFlags are -livetail-flags.
+	livetailFlags []string
+)
 
 func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes int) error {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -74,6 +92,11 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			return err
+		}
+	}
 	bin := filepath.Join(dir, "livetail")
 	build := exec.Command("go", "build", "-o", bin, "github.com/logpipe/logpipe/livetail")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -106,6 +129,10 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 	fmt.Printf("| idle: connections | %d |\n", idleRes.conns)
 	fmt.Printf("| idle: livetail RSS before / with them | %s / %s |\n", mib(idleRes.before), mib(idleRes.after))
 	fmt.Printf("| idle: RSS per idle connection | %.1f KiB |\n", float64(idleRes.after-idleRes.before)/float64(idleRes.conns)/1024)
+	perConn := func(before, after float64) float64 { return (after - before) / float64(idleRes.conns) / 1024 }
+	fmt.Printf("| idle: per connection: goroutines / stacks / heap in use | %.1f / %.1f KiB / %.1f KiB |\n",
+		(idleRes.goroutines[1]-idleRes.goroutines[0])/float64(idleRes.conns),
+		perConn(idleRes.stacks[0], idleRes.stacks[1]), perConn(idleRes.heap[0], idleRes.heap[1]))
 	return nil
 }
 
@@ -123,6 +150,10 @@ func startLivetail(bin string, s *stack.Stack, extra ...string) (*livetail, erro
 		"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--kafka-brokers", s.KafkaAddrs()[0],
 		"--max-conns", "20000", "--max-conns-per-user", "20000", "--jobs-scan", "0",
 	}, extra...)
+	args = append(args, livetailFlags...)
+	if profileDir != "" {
+		args = append(args, "--pprof")
+	}
 	p, err := proc.Launch("livetail", exec.Command(bin, args...))
 	if err != nil {
 		return nil, err
@@ -153,6 +184,32 @@ func startLivetail(bin string, s *stack.Stack, extra ...string) (*livetail, erro
 }
 
 func (l *livetail) stop() { l.p.Terminate(30 * time.Second) }
+
+// profile saves livetail's profile named by path (under /debug/pprof/, with
+// its query) as file in the -profile directory; it does nothing without
+// -profile. A CPU profile takes as long as its seconds parameter says.
+func (l *livetail) profile(path, file string) error {
+	if profileDir == "" {
+		return nil
+	}
+	resp, err := http.Get("http://" + l.metrics + "/debug/pprof/" + path)
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: livetail answered %s", path, resp.Status)
+	}
+	f, err := os.Create(filepath.Join(profileDir, file))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("profile %s: %w", path, err)
+	}
+	return f.Close()
+}
 
 // cpuSeconds is the process's user + system CPU time.
 func (l *livetail) cpuSeconds() float64 {
@@ -325,6 +382,10 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 	self0 := selfCPU()
 	cpu0, prod0, del0, drop0 := l.cpuSeconds(), produced.Load(), delivered.Load(), l.metric("livetail_entries_dropped_total")
 	start := time.Now()
+	profiled := make(chan error, 1)
+	go func() {
+		profiled <- l.profile(fmt.Sprintf("profile?seconds=%d", int(measure.Seconds())), "fanout-cpu.pprof")
+	}()
 	var rssMax int64
 	for time.Since(start) < measure {
 		time.Sleep(500 * time.Millisecond)
@@ -341,6 +402,9 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 	res.dropped = int64(l.metric("livetail_entries_dropped_total") - drop0)
 	_, res.peak = l.memory()
 	res.rss = rssMax
+	if err := <-profiled; err != nil {
+		progress("fan-out: %v", err)
+	}
 	progress("fan-out: stopping")
 	stopProducing()
 	pwg.Wait()
@@ -365,7 +429,17 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 
 type idleResult struct {
 	conns         int
-	before, after int64
+	before, after int64 // RSS
+	// Before and with the connections, from livetail's Go metrics.
+	goroutines, stacks, heap [2]float64
+}
+
+// runtimeStats reads livetail's goroutines, stack bytes and heap bytes in use
+// into slot i of res.
+func (res *idleResult) runtimeStats(l *livetail, i int) {
+	res.goroutines[i] = l.metric("go_goroutines")
+	res.stacks[i] = l.metric("go_memstats_stack_inuse_bytes")
+	res.heap[i] = l.metric("go_memstats_heap_inuse_bytes")
 }
 
 func idleConns(ctx context.Context, bin string, s *stack.Stack, n int) (idleResult, error) {
@@ -377,6 +451,7 @@ func idleConns(ctx context.Context, bin string, s *stack.Stack, n int) (idleResu
 	defer l.stop()
 	time.Sleep(2 * time.Second)
 	res.before, _ = l.memory()
+	res.runtimeStats(l, 0)
 
 	conns := make([]*websocket.Conn, n)
 	var mu sync.Mutex
@@ -421,6 +496,12 @@ func idleConns(ctx context.Context, bin string, s *stack.Stack, n int) (idleResu
 	}
 	time.Sleep(3 * time.Second)
 	res.after, _ = l.memory()
+	res.runtimeStats(l, 1)
+	for _, p := range []string{"heap", "goroutine"} {
+		if err := l.profile(p, "idle-"+p+".pprof"); err != nil {
+			return res, err
+		}
+	}
 	for _, c := range conns {
 		c.CloseNow()
 	}
