@@ -14,7 +14,8 @@ import (
 )
 
 // conn is the part of *websocket.Conn a session writes to; the session is
-// its only writer.
+// its only writer. Its writes time out by themselves (frameWriter): the
+// session writes without a deadline of its own.
 type conn interface {
 	Write(ctx context.Context, typ websocket.MessageType, p []byte) error
 	Ping(ctx context.Context) error
@@ -617,13 +618,12 @@ func (s *session) droppedFrame(d hub.Drop) []byte {
 	return droppedFrame(s.frame[:0], d, s.pos)
 }
 
-// write writes one frame within the ping interval. Its context is not the
+// write writes one frame; the connection fails it when the peer does not
+// take it within the ping interval (frameWriter). Its context is not the
 // session's: cancelling a write closes the connection, and a session that
 // ends must still be able to send its close frame.
 func (s *session) write(b []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.h.opts.PingInterval)
-	defer cancel()
-	if err := s.c.Write(ctx, websocket.MessageText, b); err != nil {
+	if err := s.c.Write(context.Background(), websocket.MessageText, b); err != nil {
 		return fmt.Errorf("%w: write: %w", errPeerGone, err)
 	}
 	return nil
