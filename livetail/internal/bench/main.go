@@ -120,6 +120,7 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 	fmt.Printf("| fan-out: clients / jobs | %d / %d |\n", clients, jobs)
 	fmt.Printf("| fan-out: lines produced per second (target) | %.0f (%d) |\n", fan.produced, rate)
 	fmt.Printf("| fan-out: entries delivered per second | %.0f (want %.0f) |\n", fan.delivered, fan.produced*float64(clients)/float64(jobs))
+	fmt.Printf("| fan-out: entries frames per second (entries per frame) | %.0f (%.1f) |\n", fan.frames, fan.delivered/max(1, fan.frames))
 	fmt.Printf("| fan-out: produce → receive latency p50 / p99 / max | %v / %v / %v |\n", fan.p50, fan.p99, fan.max)
 	fmt.Printf("| fan-out: livetail CPU | %.0f%% of one core |\n", fan.cpu*100)
 	fmt.Printf("| fan-out: livetail RSS (peak) | %s (%s) |\n", mib(fan.rss), mib(fan.peak))
@@ -263,6 +264,7 @@ func (l *livetail) metric(name string) float64 {
 
 type fanResult struct {
 	produced, delivered float64
+	frames              float64 // entries frames received per second
 	p50, p99, max       time.Duration
 	cpu                 float64
 	rss, peak           int64
@@ -281,7 +283,7 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 
 	// Clients: clients/jobs per job.
 	var measuring atomic.Bool
-	var delivered atomic.Int64
+	var delivered, frames atomic.Int64
 	lat := make([][]time.Duration, clients)
 	conns := make([]*websocket.Conn, clients)
 	var wg sync.WaitGroup
@@ -325,6 +327,9 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 					n++
 				}
 				delivered.Add(int64(n))
+				if n > 0 {
+					frames.Add(1)
+				}
 			}
 		})
 	}
@@ -380,7 +385,7 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 	progress("fan-out: measuring for %v", measure)
 	measuring.Store(true)
 	self0 := selfCPU()
-	cpu0, prod0, del0, drop0 := l.cpuSeconds(), produced.Load(), delivered.Load(), l.metric("livetail_entries_dropped_total")
+	cpu0, prod0, del0, frames0, drop0 := l.cpuSeconds(), produced.Load(), delivered.Load(), frames.Load(), l.metric("livetail_entries_dropped_total")
 	start := time.Now()
 	profiled := make(chan error, 1)
 	go func() {
@@ -399,6 +404,7 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 	res.load = loadAverage()
 	res.produced = float64(produced.Load()-prod0) / elapsed
 	res.delivered = float64(delivered.Load()-del0) / elapsed
+	res.frames = float64(frames.Load()-frames0) / elapsed
 	res.dropped = int64(l.metric("livetail_entries_dropped_total") - drop0)
 	_, res.peak = l.memory()
 	res.rss = rssMax
