@@ -295,7 +295,7 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 	p, err := ParseParams(r.URL.Query(), time.Now(), h.opts.MaxTail)
 	if err != nil {
 		h.refuse(c, log, StatusBadRequest, ReasonBadRequest, err.Error())
-		return
+		return false
 	}
 	if !id.Allows(p.Job) {
 		h.refuse(c, log, StatusForbidden, ReasonForbidden, fmt.Sprintf("job: user %s may not tail job %s", id.User, p.Job))
@@ -339,13 +339,14 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 	// the handler's Shutdown ends it).
 	stopAfter := context.AfterFunc(r.Context(), func() { cancel(errShutdown) })
 	undo.add(func() { stopAfter() })
-	ctx, cancelMax := context.WithTimeoutCause(ctx, h.opts.MaxSession, errMaxSession)
-	undo.add(cancelMax)
-	if !id.Expires.IsZero() {
-		var cancelExp context.CancelFunc
-		ctx, cancelExp = context.WithDeadlineCause(ctx, id.Expires, errExpired)
-		undo.add(cancelExp)
+	// One timer for the session's end, whichever comes first: its maximum
+	// duration or its token's expiry.
+	last, why := h.opts.MaxSession, errMaxSession
+	if !id.Expires.IsZero() && time.Until(id.Expires) < last {
+		last, why = time.Until(id.Expires), errExpired
 	}
+	ends := time.AfterFunc(last, func() { cancel(why) })
+	undo.add(func() { ends.Stop() })
 
 	// The reader only notices the peer leaving: a close frame, a reset, or
 	// the connection closed after a failed write or ping. Its context is not
@@ -366,17 +367,16 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 	})
 
 	s := newSession(h, c, p, home, deps, sub, joins)
-	end := func(cause error) {
-		code := h.end(c, cause)
-		log.WithField("code", code).WithError(cause).Debug("session ended")
-	}
 	if err := s.open(ctx); err != nil {
-		end(err)
+		log.WithField("code", h.end(c, err)).WithError(err).Debug("session ended")
 		return false
 	}
 	stopAfter()
+	// An idle session keeps what it logs at its end as the strings it needs.
+	remote, request, user := r.RemoteAddr, auth.RedactURL(r), id.User
 	s.goLive(ctx, func(cause error) {
-		end(cause)
+		code := h.end(c, cause)
+		h.log.WithFields(logrus.Fields{"remote": remote, "request": request, "user": user, "code": code}).WithError(cause).Debug("session ended")
 		undo.run()
 		h.wg.Done()
 	})

@@ -49,6 +49,7 @@ type live struct {
 // returns.
 func (s *session) goLive(ctx context.Context, end func(cause error)) {
 	s.ping.Stop() // history's ticker; from here on pings are kicks
+	s.ping = nil
 	s.frame = nil // history's frame buffer
 	s.live.ctx, s.live.end = ctx, end
 	interval := s.h.opts.PingInterval
