@@ -121,6 +121,10 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		Log:            log.WithField("component", "tail"),
 		Metrics:        tail.NewMetrics(reg),
 	})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "livetail_frame_gap_seconds",
+		Help: "Least time between two live entries frames of a client now: 0 while livetail keeps up, up to --batch-wait under load.",
+	}, func() float64 { return s.tail.FrameGap().Seconds() }))
 	s.diag = diag.New(diag.Options{
 		Addr:     cfg.Common.MetricsAddr,
 		Registry: reg,

@@ -82,7 +82,7 @@ type Options struct {
 	PingInterval   time.Duration // also bounds every write
 	ClientBuffer   int           // entries queued per client before dropping
 	BatchSize      int           // entries per frame
-	BatchWait      time.Duration // least time between two live frames of a session
+	BatchWait      time.Duration // under load, the least time between two live frames of a session (see pacer)
 	MaxTail        int
 	MaxScan        int64    // records one session's history reads scan at most
 	AllowedOrigins []string // origin patterns besides the request's own host
@@ -198,6 +198,7 @@ type Handler struct {
 
 	base context.Context
 	stop context.CancelCauseFunc
+	pace pacer
 
 	mu      sync.Mutex
 	closing bool
@@ -211,6 +212,7 @@ func New(h *hub.Hub, hist History, opts Options) *Handler {
 	base, stop := context.WithCancelCause(context.Background())
 	return &Handler{
 		opts: opts, hub: h, hist: hist, log: opts.Log, m: opts.Metrics, base: base, stop: stop,
+		pace: pacer{max: opts.BatchWait},
 	}
 }
 

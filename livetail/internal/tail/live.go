@@ -17,12 +17,13 @@ import (
 // runs; the pump does what is due and exits when nothing is left. At most
 // one pump runs at a time, so the connection keeps exactly one writer.
 //
-// Batching adapts to load without a timer: the pump takes everything queued
-// and sends it in one frame (up to --batch-size entries), so a line that
-// comes after a quiet spell goes out at once, alone, and lines that come
-// while a frame is being written, or while the pump waits for a CPU, go
-// together in the next one: batches grow exactly as fast as the process or
-// the client falls behind.
+// Batching adapts to load: the pump takes everything queued and sends it in
+// one frame (up to --batch-size entries), so a line that comes after a
+// quiet spell goes out at once, alone, and lines that come while a frame is
+// being written, or while the pump waits for a CPU, go together in the next
+// one. When pumps keep starting late, the process is behind, and the pacer
+// (pace.go) makes a session wait a little after each frame, so that fewer,
+// fuller frames let it catch up.
 
 // Pump states.
 const (
@@ -40,6 +41,9 @@ type live struct {
 	ping   atomic.Bool // a ping is due
 	pinger *time.Timer
 	stop   func() bool // unregisters the kick on ctx's end
+	kicked time.Time   // when the pump was started
+	sent   time.Time   // when the last entries were sent
+	paced  *time.Timer // kicks when a paced frame is due
 }
 
 // goLive hands the session over to its pumps once history is sent and
@@ -70,6 +74,7 @@ func (s *session) kick() {
 		switch st.Load() {
 		case pumpIdle:
 			if st.CompareAndSwap(pumpIdle, pumpBusy) {
+				s.live.kicked = time.Now()
 				go s.pump()
 				return
 			}
@@ -85,6 +90,7 @@ func (s *session) kick() {
 
 // pump does what is due until nothing is left, or ends the session.
 func (s *session) pump() {
+	s.h.pace.observe(time.Since(s.live.kicked))
 	st := &s.live.state
 	for {
 		st.Store(pumpBusy) // kicks from here on make it look again
@@ -115,6 +121,17 @@ func (s *session) step() error {
 		}
 		s.live.pinger.Reset(s.h.opts.PingInterval)
 	}
+	if s.sub.Len() > 0 {
+		if wait := s.h.pace.gap() - time.Since(s.live.sent); wait > 0 {
+			if s.live.paced == nil {
+				s.live.paced = time.AfterFunc(wait, s.kick)
+			} else {
+				s.live.paced.Reset(wait)
+			}
+			return nil
+		}
+		s.live.sent = time.Now()
+	}
 	return s.takeAndSend()
 }
 
@@ -123,6 +140,9 @@ func (s *session) step() error {
 func (s *session) finish(cause error) {
 	s.live.state.Store(pumpEnded)
 	s.live.pinger.Stop()
+	if s.live.paced != nil {
+		s.live.paced.Stop()
+	}
 	s.live.stop()
 	if ctx := s.live.ctx; ctx.Err() != nil {
 		cause = context.Cause(ctx)
