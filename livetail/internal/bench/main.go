@@ -14,7 +14,8 @@
 // With -profile DIR, livetail runs with --pprof and the harness saves its
 // CPU profile of the fan-out's measuring time (fanout-cpu.pprof) and its
 // heap and goroutine profiles with the idle connections open
-// (idle-heap.pprof, idle-goroutine.pprof) into DIR, for `go tool pprof`.
+// (idle-heap.pprof, idle-goroutine.pprof) into DIR, for `go tool pprof`,
+// and its own CPU profile of the fan-out (harness-cpu.pprof).
 package main
 
 import (
@@ -30,6 +31,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,10 +124,16 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 	fmt.Printf("| fan-out: entries delivered per second | %.0f (want %.0f) |\n", fan.delivered, fan.produced*float64(clients)/float64(jobs))
 	fmt.Printf("| fan-out: entries frames per second (entries per frame) | %.0f (%.1f) |\n", fan.frames, fan.delivered/max(1, fan.frames))
 	fmt.Printf("| fan-out: produce → receive latency p50 / p99 / max | %v / %v / %v |\n", fan.p50, fan.p99, fan.max)
+	gap := "not reported"
+	if fan.gap >= 0 {
+		gap = fan.gap.Round(100 * time.Microsecond).String()
+	}
+	fmt.Printf("| fan-out: livetail's least gap between a client's frames at the end | %s |\n", gap)
 	fmt.Printf("| fan-out: livetail CPU | %.0f%% of one core |\n", fan.cpu*100)
 	fmt.Printf("| fan-out: livetail RSS (peak) | %s (%s) |\n", mib(fan.rss), mib(fan.peak))
 	fmt.Printf("| fan-out: dropped entries | %d |\n", fan.dropped)
 	fmt.Printf("| fan-out: harness CPU (Kafka, producers, clients) | %.0f%% of one core |\n", fan.harnessCPU*100)
+	fmt.Printf("| fan-out: other processes' CPU (the machine is shared) | %.0f%% of one core |\n", max(0, fan.otherCPU)*100)
 	fmt.Printf("| machine load average at the end of fan-out | %s |\n", fan.load)
 	fmt.Printf("| idle: connections | %d |\n", idleRes.conns)
 	fmt.Printf("| idle: livetail RSS before / with them | %s / %s |\n", mib(idleRes.before), mib(idleRes.after))
@@ -270,6 +278,8 @@ type fanResult struct {
 	rss, peak           int64
 	dropped             int64
 	harnessCPU          float64
+	otherCPU            float64 // the machine's other processes
+	gap                 time.Duration
 	load                string
 }
 
@@ -287,7 +297,17 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 	lat := make([][]time.Duration, clients)
 	conns := make([]*websocket.Conn, clients)
 	var wg sync.WaitGroup
-	cctx, stopClients := context.WithCancel(ctx)
+	// The clients read without a context (a cancellable one costs the
+	// WebSocket library a timer registration per message, which would
+	// count against the machine livetail runs on); closing their
+	// connections stops them.
+	stopClients := func() {
+		for _, c := range conns {
+			if c != nil {
+				c.CloseNow()
+			}
+		}
+	}
 	defer stopClients()
 	for k := range clients {
 		c, _, err := websocket.Dial(ctx, "ws://"+l.addr+"/api/v1/tail?job=job-"+strconv.Itoa(k%jobs), nil)
@@ -300,7 +320,7 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 			defer c.CloseNow()
 			var buf bytes.Buffer
 			for {
-				_, r, err := c.Reader(cctx)
+				_, r, err := c.Reader(context.Background())
 				if err != nil {
 					return
 				}
@@ -384,13 +404,14 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 	time.Sleep(warmup)
 	progress("fan-out: measuring for %v", measure)
 	measuring.Store(true)
-	self0 := selfCPU()
+	self0, busy0 := selfCPU(), machineBusy()
 	cpu0, prod0, del0, frames0, drop0 := l.cpuSeconds(), produced.Load(), delivered.Load(), frames.Load(), l.metric("livetail_entries_dropped_total")
 	start := time.Now()
 	profiled := make(chan error, 1)
 	go func() {
 		profiled <- l.profile(fmt.Sprintf("profile?seconds=%d", int(measure.Seconds())), "fanout-cpu.pprof")
 	}()
+	stopSelfProfile := profileSelf("harness-cpu.pprof")
 	var rssMax int64
 	for time.Since(start) < measure {
 		time.Sleep(500 * time.Millisecond)
@@ -401,13 +422,16 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 	measuring.Store(false)
 	res.cpu = (l.cpuSeconds() - cpu0) / elapsed
 	res.harnessCPU = (selfCPU() - self0) / elapsed
+	res.otherCPU = (machineBusy()-busy0)/elapsed - res.cpu - res.harnessCPU
 	res.load = loadAverage()
 	res.produced = float64(produced.Load()-prod0) / elapsed
 	res.delivered = float64(delivered.Load()-del0) / elapsed
 	res.frames = float64(frames.Load()-frames0) / elapsed
 	res.dropped = int64(l.metric("livetail_entries_dropped_total") - drop0)
+	res.gap = time.Duration(l.metric("livetail_frame_gap_seconds") * float64(time.Second))
 	_, res.peak = l.memory()
 	res.rss = rssMax
+	stopSelfProfile()
 	if err := <-profiled; err != nil {
 		progress("fan-out: %v", err)
 	}
@@ -515,11 +539,51 @@ func idleConns(ctx context.Context, bin string, s *stack.Stack, n int) (idleResu
 	return res, nil
 }
 
+// profileSelf starts a CPU profile of the harness into file in the
+// -profile directory, if any, and returns the function that stops it.
+func profileSelf(file string) (stop func()) {
+	if profileDir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(profileDir, file))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		progress("harness profile: %v", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
 // selfCPU is the harness's user + system CPU time in seconds.
 func selfCPU() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// machineBusy is the CPU time, in seconds, that the machine's cores spent
+// on anything but idling since boot (/proc/stat).
+func machineBusy() float64 {
+	b, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 8 { // guest time is counted in user already
+			break
+		}
+		n, _ := strconv.ParseFloat(v, 64)
+		busy += n
+	}
+	return busy / 100 // USER_HZ
 }
 
 func loadAverage() string {
