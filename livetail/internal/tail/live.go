@@ -44,6 +44,7 @@ type live struct {
 	kicked time.Time   // when the pump was started
 	sent   time.Time   // when the last entries were sent
 	paced  *time.Timer // kicks when a paced frame is due
+	held   atomic.Bool // paced is set: the hub's kicks can wait for it
 }
 
 // goLive hands the session over to its pumps once history is sent and
@@ -62,9 +63,17 @@ func (s *session) goLive(ctx context.Context, end func(cause error)) {
 		s.kick()
 	})
 	s.live.stop = context.AfterFunc(ctx, s.kick)
-	s.sub.OnWake(s.kick)
+	s.sub.OnWake(s.queued)
 	// What was queued after catch-up's last look goes out now.
 	s.kick()
+}
+
+// queued is the hub's kick: entries were queued. While the next frame is
+// paced, the pacing timer's kick sends them.
+func (s *session) queued() {
+	if !s.live.held.Load() {
+		s.kick()
+	}
 }
 
 // kick makes sure a pump looks at the session after this call.
@@ -123,8 +132,12 @@ func (s *session) step() error {
 	}
 	if s.sub.Len() > 0 {
 		if wait := s.h.pace.gap() - time.Since(s.live.sent); wait > 0 {
+			s.live.held.Store(true)
 			if s.live.paced == nil {
-				s.live.paced = time.AfterFunc(wait, s.kick)
+				s.live.paced = time.AfterFunc(wait, func() {
+					s.live.held.Store(false)
+					s.kick()
+				})
 			} else {
 				s.live.paced.Reset(wait)
 			}
