@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,7 +17,7 @@ import (
 
 // leanServer serves one WebSocket connection through leanWriter and hands
 // it to serve, which runs in the handler.
-func leanServer(t *testing.T, timeout time.Duration, serve func(*websocket.Conn)) string {
+func leanServer(t testing.TB, timeout time.Duration, serve func(*websocket.Conn)) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(leanWriter{w, timeout}, r, nil)
@@ -117,6 +118,41 @@ func TestFrameSize(t *testing.T) {
 		size, ok := frameSize(c.b)
 		if size != c.size || ok != c.ok {
 			t.Errorf("%s: frameSize = %d, %v, want %d, %v", name, size, ok, c.size, c.ok)
+		}
+	}
+}
+
+// BenchmarkLeanConnWrite writes 1 KiB entries frames to a client over
+// loopback TCP: one writev each, and no allocation.
+func BenchmarkLeanConnWrite(b *testing.B) {
+	frame := bytes.Repeat([]byte("x"), 1024)
+	conns := make(chan *websocket.Conn)
+	release := make(chan struct{})
+	url := leanServer(b, 5*time.Second, func(c *websocket.Conn) {
+		c.CloseRead(context.Background())
+		conns <- c
+		<-release
+	})
+	client, _, err := websocket.Dial(b.Context(), url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.CloseNow()
+	go func() { // the client reads and discards every message
+		for {
+			_, r, err := client.Reader(context.Background())
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, r)
+		}
+	}()
+	server := <-conns
+	defer close(release)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := server.Write(context.Background(), websocket.MessageText, frame); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
