@@ -56,6 +56,9 @@ func (s *session) goLive(ctx context.Context, end func(cause error)) {
 	s.ping.Stop() // history's ticker; from here on pings are kicks
 	s.ping = nil
 	s.frame = nil // history's frame buffer
+	// Kicks during the set-up (the context may have ended already) only
+	// make the first pump, started below, look again.
+	s.live.state.Store(pumpBusy)
 	s.live.ctx, s.live.end = ctx, end
 	interval := s.h.opts.PingInterval
 	s.live.pinger = time.AfterFunc(interval, func() {
@@ -65,7 +68,8 @@ func (s *session) goLive(ctx context.Context, end func(cause error)) {
 	s.live.stop = context.AfterFunc(ctx, s.kick)
 	s.sub.OnWake(s.queued)
 	// What was queued after catch-up's last look goes out now.
-	s.kick()
+	s.live.kicked = time.Now()
+	go s.pump()
 }
 
 // queued is the hub's kick: entries were queued. While the next frame is
