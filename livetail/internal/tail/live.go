@@ -103,7 +103,8 @@ func (s *session) kick() {
 
 // pump does what is due until nothing is left, or ends the session.
 func (s *session) pump() {
-	s.h.pace.observe(time.Since(s.live.kicked))
+	now := time.Now()
+	s.h.pace.observe(now, now.Sub(s.live.kicked))
 	st := &s.live.state
 	for {
 		st.Store(pumpBusy) // kicks from here on make it look again
@@ -135,7 +136,7 @@ func (s *session) step() error {
 		s.live.pinger.Reset(s.h.opts.PingInterval)
 	}
 	if s.sub.Len() > 0 {
-		if wait := s.h.pace.gap() - time.Since(s.live.sent); wait > 0 {
+		if wait := s.h.FrameGap() - time.Since(s.live.sent); wait > 0 {
 			s.live.held.Store(true)
 			if s.live.paced == nil {
 				s.live.paced = time.AfterFunc(wait, func() {

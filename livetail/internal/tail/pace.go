@@ -1,6 +1,7 @@
 package tail
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -20,37 +21,48 @@ import (
 // spell longer than the gap always goes at once.
 type pacer struct {
 	max time.Duration
-	avg atomic.Int64 // moving average of pump start delays, in ns
+	gap atomic.Int64 // the gap now, in ns
+
+	mu   sync.Mutex
+	avg  float64 // moving average of pump start delays, in ns
+	last time.Time
 }
 
-// Pump start delays (averaged) at which pacing starts and is full.
 const (
-	paceIdle = 100 * time.Microsecond
-	paceFull = time.Millisecond
+	// paceIdle and paceFull are the average pump start delays at which
+	// pacing starts and is full.
+	paceIdle = 50 * time.Microsecond
+	paceFull = 500 * time.Microsecond
+	// paceWeight is the least weight of a delay in the average: with tens
+	// of thousands of frames a second, the average spans tens of
+	// milliseconds, and the gap does not swing with every burst.
+	paceWeight = 1.0 / 4096
+	// paceMemory is how long the average remembers when pumps are few: a
+	// delay that comes this long after the last one replaces the average.
+	paceMemory = time.Second
 )
 
-// observe adds a pump's start delay to the average, with weight 1/64.
-func (p *pacer) observe(d time.Duration) {
-	for {
-		old := p.avg.Load()
-		if p.avg.CompareAndSwap(old, old+(int64(d)-old)/64) {
-			return
-		}
+// observe adds a pump's start delay, observed at now, to the average.
+func (p *pacer) observe(now time.Time, d time.Duration) {
+	if p.max <= 0 {
+		return
 	}
-}
-
-// gap returns the least time between two live frames of a session now.
-func (p *pacer) gap() time.Duration {
-	avg := time.Duration(p.avg.Load())
-	switch {
-	case p.max <= 0 || avg <= paceIdle:
-		return 0
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := min(1, max(paceWeight, float64(now.Sub(p.last))/float64(paceMemory)))
+	p.avg += w * (float64(d) - p.avg)
+	p.last = now
+	var gap time.Duration
+	switch avg := time.Duration(p.avg); {
+	case avg <= paceIdle:
 	case avg >= paceFull:
-		return p.max
+		gap = p.max
+	default:
+		gap = time.Duration(float64(p.max) * float64(avg-paceIdle) / float64(paceFull-paceIdle))
 	}
-	return time.Duration(int64(p.max) * int64(avg-paceIdle) / int64(paceFull-paceIdle))
+	p.gap.Store(int64(gap))
 }
 
 // FrameGap returns the least time between two live frames of a session
 // now: zero while the process keeps up, up to BatchWait under load.
-func (h *Handler) FrameGap() time.Duration { return h.pace.gap() }
+func (h *Handler) FrameGap() time.Duration { return time.Duration(h.pace.gap.Load()) }

@@ -10,13 +10,17 @@ import (
 )
 
 // The gap between frames is zero while pumps start on time, grows with
-// their average start delay, and is --batch-wait when they are late; it
-// falls back as they are on time again.
+// their average start delay, and is --batch-wait when they are late; the
+// average spans many pumps while they are many, and forgets after a quiet
+// second.
 func TestPacerGap(t *testing.T) {
 	const max = 20 * time.Millisecond
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	later := func(d time.Duration) time.Time { t0 = t0.Add(d); return t0 }
+	gap := func(p *pacer) time.Duration { return time.Duration(p.gap.Load()) }
 	mid := (paceIdle + paceFull) / 2
 	for name, c := range map[string]struct {
-		max, avg, want time.Duration
+		max, delay, want time.Duration
 	}{
 		"on time":         {max, 0, 0},
 		"at idle":         {max, paceIdle, 0},
@@ -26,24 +30,27 @@ func TestPacerGap(t *testing.T) {
 		"no --batch-wait": {0, 50 * paceFull, 0},
 	} {
 		p := pacer{max: c.max}
-		p.avg.Store(int64(c.avg))
-		if got := p.gap(); got != c.want {
+		p.observe(later(time.Hour), c.delay) // the first delay is the average
+		if got := gap(&p); got != c.want {
 			t.Errorf("%s: gap %v, want %v", name, got, c.want)
 		}
 	}
 
 	p := pacer{max: max}
-	for range 1000 {
-		p.observe(5 * time.Millisecond)
+	p.observe(later(time.Hour), 0)
+	p.observe(later(time.Microsecond), 100*time.Millisecond)
+	if got := gap(&p); got != 0 {
+		t.Fatalf("one late pump among many on time: gap %v, want 0", got)
 	}
-	if got := p.gap(); got != max {
-		t.Fatalf("after late pumps: gap %v, want %v", got, max)
+	for range 2000 {
+		p.observe(later(time.Microsecond), 5*time.Millisecond)
 	}
-	for range 1000 {
-		p.observe(10 * time.Microsecond)
+	if got := gap(&p); got != max {
+		t.Fatalf("after many late pumps: gap %v, want %v", got, max)
 	}
-	if got := p.gap(); got != 0 {
-		t.Fatalf("after pumps on time again: gap %v, want 0", got)
+	p.observe(later(2*time.Second), 10*time.Microsecond)
+	if got := gap(&p); got != 0 {
+		t.Fatalf("a pump on time after a quiet spell: gap %v, want 0", got)
 	}
 }
 
@@ -53,7 +60,7 @@ func TestPacerGap(t *testing.T) {
 func TestSessionPacedUnderLoad(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newHarness(Options{PingInterval: time.Hour, BatchWait: 20 * time.Millisecond}, nil)
-		x.tail.pace.avg.Store(int64(10 * time.Millisecond)) // pumps have been late
+		x.tail.pace.observe(time.Now(), 10*time.Millisecond) // pumps have been late
 		cancel, wait := x.start(t, Params{Job: "a"})
 		synctest.Wait()
 		start := time.Now()
@@ -84,8 +91,8 @@ func TestSessionPacedUnderLoad(t *testing.T) {
 		if !slices.Equal(sizes, []int{1, 5, 1}) || !slices.Equal(at, []time.Duration{0, 20 * ms, 1005 * ms}) {
 			t.Fatalf("entries frames of %v at %v, want [1 5 1] at [0s 20ms 1.005s]", sizes, at)
 		}
-		if x.tail.FrameGap() != 20*ms {
-			t.Fatalf("gap %v after a few frames, want 20ms still", x.tail.FrameGap())
+		if gap := x.tail.FrameGap(); gap >= 20*ms {
+			t.Fatalf("gap %v after a quiet second with pumps on time, want less than 20ms", gap)
 		}
 		cancel(errShutdown)
 		wait()
