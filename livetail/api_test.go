@@ -63,6 +63,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		"livetail_connections ", "livetail_pending_messages ", "livetail_entries_sent_total ",
 		"livetail_entries_dropped_total ", "livetail_resent_lines_skipped_total ", `livetail_connections_rejected_total{reason="user_limit"}`,
 		"go_goroutines ", "process_resident_memory_bytes ", "livetail_partitions 3", "livetail_history_reads ",
+		"livetail_frame_gap_seconds ",
 	} {
 		if !strings.Contains(metrics, name) {
 			t.Errorf("/metrics lacks %s", name)

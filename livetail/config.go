@@ -47,6 +47,8 @@ type Config struct {
 	Jobs      conf.List     `yaml:"jobs"`
 	JobsTTL   time.Duration `yaml:"jobs-ttl"`
 	StartBack int64         `yaml:"jobs-scan"`
+
+	Pprof bool `yaml:"pprof"`
 }
 
 // DefaultConfig returns the defaults.
@@ -84,7 +86,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PingInterval, "ping-interval", c.PingInterval, "how often clients are pinged; a client that does not answer, or take a frame, within it is dropped")
 	fs.IntVar(&c.ClientBuffer, "client-buffer", c.ClientBuffer, "entries queued per client before lines are dropped for it (and announced)")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "most entries in one entries frame")
-	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "least time between two live entries frames of a client (lines arriving meanwhile are batched)")
+	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "under load, the least time between two live entries frames of a client (lines arriving meanwhile are batched); while livetail keeps up, lines go out as they arrive")
 	fs.IntVar(&c.MaxTail, "max-tail", c.MaxTail, "largest tail=N a client may ask for")
 	fs.Int64Var(&c.MaxHistoryScan, "max-history-scan", c.MaxHistoryScan, "most records one session's history (tail, since or cursor) reads from Kafka; beyond, the oldest part is skipped and announced by a dropped frame")
 	fs.Var(&c.Limiter, "limiter", "where per-user connection counts live: memory (this process) or redis (shared by replicas)")
@@ -103,6 +105,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Var(&c.Jobs, "jobs", "comma-separated jobs always listed by /api/v1/jobs")
 	fs.DurationVar(&c.JobsTTL, "jobs-ttl", c.JobsTTL, "how long /api/v1/jobs lists a job after its last line")
 	fs.Int64Var(&c.StartBack, "jobs-scan", c.StartBack, "records per partition read back at start to fill the jobs list")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/ on the metrics listener")
 }
 
 // ErrConfig is wrapped by every Validate error.

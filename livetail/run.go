@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -119,6 +121,10 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		Log:            log.WithField("component", "tail"),
 		Metrics:        tail.NewMetrics(reg),
 	})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "livetail_frame_gap_seconds",
+		Help: "Least time between two live entries frames of a client now: 0 while livetail keeps up, up to --batch-wait under load.",
+	}, func() float64 { return s.tail.FrameGap().Seconds() }))
 	s.diag = diag.New(diag.Options{
 		Addr:     cfg.Common.MetricsAddr,
 		Registry: reg,
@@ -126,6 +132,12 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		Ready:    s.ready,
 		Log:      log.WithField("component", "diag"),
 	})
+	if cfg.Pprof {
+		s.diag.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		s.diag.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		s.diag.Handle("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.diag.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	}
 	s.public = diag.New(diag.Options{
 		Addr:   cfg.Listen,
 		Name:   "http",

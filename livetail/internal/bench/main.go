@@ -10,6 +10,12 @@
 // -rate lines/s in total; latency is from the producer's timestamp in the
 // line to the client's receipt. Idle: -idle connections on a quiet job; the
 // growth of livetail's resident memory divided by their number.
+//
+// With -profile DIR, livetail runs with --pprof and the harness saves its
+// CPU profile of the fan-out's measuring time (fanout-cpu.pprof) and its
+// heap and goroutine profiles with the idle connections open
+// (idle-heap.pprof, idle-goroutine.pprof) into DIR, for `go tool pprof`,
+// and its own CPU profile of the fan-out (harness-cpu.pprof).
 package main
 
 import (
@@ -19,11 +25,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +57,11 @@ func main() {
 	measure := flag.Duration("measure", 20*time.Second, "fan-out measuring time")
 	idle := flag.Int("idle", 10000, "idle connections")
 	lineBytes := flag.Int("line-bytes", 120, "bytes of each produced line")
+	flag.Func("livetail-flags", "more flags for livetail, space-separated (e.g. \"--batch-wait 5ms\")", func(v string) error {
+		livetailFlags = strings.Fields(v)
+		return nil
+	})
+	flag.StringVar(&profileDir, "profile", "", "directory to save livetail's CPU profile of the fan-out and heap and goroutine profiles of the idle connections into")
 	flag.Parse()
 	metrics.UseNilMetrics = true
 	debug.SetGCPercent(400) // the harness shares the machine with livetail: spend less of it collecting
@@ -60,6 +73,13 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+var (
+	// profileDir is -profile: where to save livetail's profiles ("" for none).
+	profileDir string
+	// livetailFlags are -livetail-flags.
+	livetailFlags []string
+)
 
 func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes int) error {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -74,6 +94,11 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			return err
+		}
+	}
 	bin := filepath.Join(dir, "livetail")
 	build := exec.Command("go", "build", "-o", bin, "github.com/logpipe/logpipe/livetail")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -97,15 +122,26 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 	fmt.Printf("| fan-out: clients / jobs | %d / %d |\n", clients, jobs)
 	fmt.Printf("| fan-out: lines produced per second (target) | %.0f (%d) |\n", fan.produced, rate)
 	fmt.Printf("| fan-out: entries delivered per second | %.0f (want %.0f) |\n", fan.delivered, fan.produced*float64(clients)/float64(jobs))
+	fmt.Printf("| fan-out: entries frames per second (entries per frame) | %.0f (%.1f) |\n", fan.frames, fan.delivered/max(1, fan.frames))
 	fmt.Printf("| fan-out: produce → receive latency p50 / p99 / max | %v / %v / %v |\n", fan.p50, fan.p99, fan.max)
+	gap := "not reported"
+	if fan.gap >= 0 {
+		gap = fan.gap.Round(100 * time.Microsecond).String()
+	}
+	fmt.Printf("| fan-out: livetail's least gap between a client's frames at the end | %s |\n", gap)
 	fmt.Printf("| fan-out: livetail CPU | %.0f%% of one core |\n", fan.cpu*100)
 	fmt.Printf("| fan-out: livetail RSS (peak) | %s (%s) |\n", mib(fan.rss), mib(fan.peak))
 	fmt.Printf("| fan-out: dropped entries | %d |\n", fan.dropped)
 	fmt.Printf("| fan-out: harness CPU (Kafka, producers, clients) | %.0f%% of one core |\n", fan.harnessCPU*100)
+	fmt.Printf("| fan-out: other processes' CPU (the machine is shared) | %.0f%% of one core |\n", max(0, fan.otherCPU)*100)
 	fmt.Printf("| machine load average at the end of fan-out | %s |\n", fan.load)
 	fmt.Printf("| idle: connections | %d |\n", idleRes.conns)
 	fmt.Printf("| idle: livetail RSS before / with them | %s / %s |\n", mib(idleRes.before), mib(idleRes.after))
 	fmt.Printf("| idle: RSS per idle connection | %.1f KiB |\n", float64(idleRes.after-idleRes.before)/float64(idleRes.conns)/1024)
+	perConn := func(before, after float64) float64 { return (after - before) / float64(idleRes.conns) / 1024 }
+	fmt.Printf("| idle: per connection: goroutines / stacks / heap in use | %.1f / %.1f KiB / %.1f KiB |\n",
+		(idleRes.goroutines[1]-idleRes.goroutines[0])/float64(idleRes.conns),
+		perConn(idleRes.stacks[0], idleRes.stacks[1]), perConn(idleRes.heap[0], idleRes.heap[1]))
 	return nil
 }
 
@@ -123,6 +159,10 @@ func startLivetail(bin string, s *stack.Stack, extra ...string) (*livetail, erro
 		"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--kafka-brokers", s.KafkaAddrs()[0],
 		"--max-conns", "20000", "--max-conns-per-user", "20000", "--jobs-scan", "0",
 	}, extra...)
+	args = append(args, livetailFlags...)
+	if profileDir != "" {
+		args = append(args, "--pprof")
+	}
 	p, err := proc.Launch("livetail", exec.Command(bin, args...))
 	if err != nil {
 		return nil, err
@@ -153,6 +193,32 @@ func startLivetail(bin string, s *stack.Stack, extra ...string) (*livetail, erro
 }
 
 func (l *livetail) stop() { l.p.Terminate(30 * time.Second) }
+
+// profile saves livetail's profile named by path (under /debug/pprof/, with
+// its query) as file in the -profile directory; it does nothing without
+// -profile. A CPU profile takes as long as its seconds parameter says.
+func (l *livetail) profile(path, file string) error {
+	if profileDir == "" {
+		return nil
+	}
+	resp, err := http.Get("http://" + l.metrics + "/debug/pprof/" + path)
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: livetail answered %s", path, resp.Status)
+	}
+	f, err := os.Create(filepath.Join(profileDir, file))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("profile %s: %w", path, err)
+	}
+	return f.Close()
+}
 
 // cpuSeconds is the process's user + system CPU time.
 func (l *livetail) cpuSeconds() float64 {
@@ -206,11 +272,14 @@ func (l *livetail) metric(name string) float64 {
 
 type fanResult struct {
 	produced, delivered float64
+	frames              float64 // entries frames received per second
 	p50, p99, max       time.Duration
 	cpu                 float64
 	rss, peak           int64
 	dropped             int64
 	harnessCPU          float64
+	otherCPU            float64 // the machine's other processes
+	gap                 time.Duration
 	load                string
 }
 
@@ -224,11 +293,21 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 
 	// Clients: clients/jobs per job.
 	var measuring atomic.Bool
-	var delivered atomic.Int64
+	var delivered, frames atomic.Int64
 	lat := make([][]time.Duration, clients)
 	conns := make([]*websocket.Conn, clients)
 	var wg sync.WaitGroup
-	cctx, stopClients := context.WithCancel(ctx)
+	// The clients read without a context (a cancellable one costs the
+	// WebSocket library a timer registration per message, which would
+	// count against the machine livetail runs on); closing their
+	// connections stops them.
+	stopClients := func() {
+		for _, c := range conns {
+			if c != nil {
+				c.CloseNow()
+			}
+		}
+	}
 	defer stopClients()
 	for k := range clients {
 		c, _, err := websocket.Dial(ctx, "ws://"+l.addr+"/api/v1/tail?job=job-"+strconv.Itoa(k%jobs), nil)
@@ -241,7 +320,7 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 			defer c.CloseNow()
 			var buf bytes.Buffer
 			for {
-				_, r, err := c.Reader(cctx)
+				_, r, err := c.Reader(context.Background())
 				if err != nil {
 					return
 				}
@@ -268,6 +347,9 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 					n++
 				}
 				delivered.Add(int64(n))
+				if n > 0 {
+					frames.Add(1)
+				}
 			}
 		})
 	}
@@ -322,9 +404,14 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 	time.Sleep(warmup)
 	progress("fan-out: measuring for %v", measure)
 	measuring.Store(true)
-	self0 := selfCPU()
-	cpu0, prod0, del0, drop0 := l.cpuSeconds(), produced.Load(), delivered.Load(), l.metric("livetail_entries_dropped_total")
+	self0, busy0 := selfCPU(), machineBusy()
+	cpu0, prod0, del0, frames0, drop0 := l.cpuSeconds(), produced.Load(), delivered.Load(), frames.Load(), l.metric("livetail_entries_dropped_total")
 	start := time.Now()
+	profiled := make(chan error, 1)
+	go func() {
+		profiled <- l.profile(fmt.Sprintf("profile?seconds=%d", int(measure.Seconds())), "fanout-cpu.pprof")
+	}()
+	stopSelfProfile := profileSelf("harness-cpu.pprof")
 	var rssMax int64
 	for time.Since(start) < measure {
 		time.Sleep(500 * time.Millisecond)
@@ -335,12 +422,19 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 	measuring.Store(false)
 	res.cpu = (l.cpuSeconds() - cpu0) / elapsed
 	res.harnessCPU = (selfCPU() - self0) / elapsed
+	res.otherCPU = (machineBusy()-busy0)/elapsed - res.cpu - res.harnessCPU
 	res.load = loadAverage()
 	res.produced = float64(produced.Load()-prod0) / elapsed
 	res.delivered = float64(delivered.Load()-del0) / elapsed
+	res.frames = float64(frames.Load()-frames0) / elapsed
 	res.dropped = int64(l.metric("livetail_entries_dropped_total") - drop0)
+	res.gap = time.Duration(l.metric("livetail_frame_gap_seconds") * float64(time.Second))
 	_, res.peak = l.memory()
 	res.rss = rssMax
+	stopSelfProfile()
+	if err := <-profiled; err != nil {
+		progress("fan-out: %v", err)
+	}
 	progress("fan-out: stopping")
 	stopProducing()
 	pwg.Wait()
@@ -365,7 +459,17 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 
 type idleResult struct {
 	conns         int
-	before, after int64
+	before, after int64 // RSS
+	// Before and with the connections, from livetail's Go metrics.
+	goroutines, stacks, heap [2]float64
+}
+
+// runtimeStats reads livetail's goroutines, stack bytes and heap bytes in use
+// into slot i of res.
+func (res *idleResult) runtimeStats(l *livetail, i int) {
+	res.goroutines[i] = l.metric("go_goroutines")
+	res.stacks[i] = l.metric("go_memstats_stack_inuse_bytes")
+	res.heap[i] = l.metric("go_memstats_heap_inuse_bytes")
 }
 
 func idleConns(ctx context.Context, bin string, s *stack.Stack, n int) (idleResult, error) {
@@ -377,6 +481,7 @@ func idleConns(ctx context.Context, bin string, s *stack.Stack, n int) (idleResu
 	defer l.stop()
 	time.Sleep(2 * time.Second)
 	res.before, _ = l.memory()
+	res.runtimeStats(l, 0)
 
 	conns := make([]*websocket.Conn, n)
 	var mu sync.Mutex
@@ -421,6 +526,12 @@ func idleConns(ctx context.Context, bin string, s *stack.Stack, n int) (idleResu
 	}
 	time.Sleep(3 * time.Second)
 	res.after, _ = l.memory()
+	res.runtimeStats(l, 1)
+	for _, p := range []string{"heap", "goroutine"} {
+		if err := l.profile(p, "idle-"+p+".pprof"); err != nil {
+			return res, err
+		}
+	}
 	for _, c := range conns {
 		c.CloseNow()
 	}
@@ -428,11 +539,51 @@ func idleConns(ctx context.Context, bin string, s *stack.Stack, n int) (idleResu
 	return res, nil
 }
 
+// profileSelf starts a CPU profile of the harness into file in the
+// -profile directory, if any, and returns the function that stops it.
+func profileSelf(file string) (stop func()) {
+	if profileDir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(profileDir, file))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		progress("harness profile: %v", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
 // selfCPU is the harness's user + system CPU time in seconds.
 func selfCPU() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// machineBusy is the CPU time, in seconds, that the machine's cores spent
+// on anything but idling since boot (/proc/stat).
+func machineBusy() float64 {
+	b, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 8 { // guest time is counted in user already
+			break
+		}
+		n, _ := strconv.ParseFloat(v, 64)
+		busy += n
+	}
+	return busy / 100 // USER_HZ
 }
 
 func loadAverage() string {

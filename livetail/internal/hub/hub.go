@@ -25,6 +25,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,7 @@ type Hub struct {
 	mu    sync.RWMutex // guards parts (its length) and subs
 	parts []*partition
 	subs  map[*Sub]struct{}
+	calls atomic.Uint64 // numbers Publish calls, for Sub.offer
 
 	jobs jobs
 }
@@ -59,7 +61,8 @@ type partition struct {
 	mu   sync.Mutex
 	next int64 // offset of the next record to publish
 	subs map[string]map[*Sub]struct{}
-	down error // non-nil while the consumer has failed for good
+	down error  // non-nil while the consumer has failed for good
+	wake []*Sub // Publish's subscribers to wake, reused
 }
 
 func newPartition(id int32, next int64) *partition {
@@ -151,18 +154,28 @@ func (h *Hub) Next(p int32) int64 {
 
 // Publish hands entries of partition p, in offset order, to the subscribers
 // of their jobs and records that the partition continues at next. It never
-// blocks on a subscriber and evaluates no subscriber's filter.
+// blocks on a subscriber and evaluates no subscriber's filter. Each
+// subscriber that got entries is woken once, after all of them are queued,
+// so that its session can send them in one frame.
 func (h *Hub) Publish(p int32, entries []*Entry, next int64) {
 	pt := h.part(p)
+	call := h.calls.Add(1)
 	pt.mu.Lock()
 	for _, e := range entries {
 		for s := range pt.subs[e.Job] {
-			s.offer(e)
+			if s.offer(e, call) {
+				pt.wake = append(pt.wake, s)
+			}
 		}
 	}
 	if next > pt.next {
 		pt.next = next
 	}
+	for i, s := range pt.wake {
+		s.wake()
+		pt.wake[i] = nil
+	}
+	pt.wake = pt.wake[:0]
 	pt.mu.Unlock()
 	h.jobs.saw(p, entries)
 }

@@ -3,6 +3,7 @@ package hub
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Drop describes lines a subscriber missed on one partition: Count lines of
@@ -28,6 +29,7 @@ type Sub struct {
 	deps   []int32
 	limit  int
 	notify chan struct{}
+	onWake atomic.Pointer[func()]
 
 	mu         sync.Mutex
 	parts      []*partition // where it is registered, by partition id
@@ -38,6 +40,7 @@ type Sub struct {
 	gapFrom    map[int32]int64 // catch-up overflow: per partition, the first offset not queued
 	err        error           // the upstream failed for good
 	closed     bool
+	woken      uint64 // the last Publish call that queued an item here (see offer)
 }
 
 // join registers s on pt at its current next offset. The hub's lock is held.
@@ -61,19 +64,27 @@ func (s *Sub) join(pt *partition) {
 // queued (or the subscription failed). Several items may share one value.
 func (s *Sub) Notify() <-chan struct{} { return s.notify }
 
+// OnWake sets f to be called, besides the value sent on Notify's channel,
+// whenever items were queued or the subscription failed: once per Publish
+// call that queued items, after the call queued all of them. f is called
+// from the publisher's goroutine and must not block.
+func (s *Sub) OnWake(f func()) { s.onWake.Store(&f) }
+
 // Job returns the subscribed job.
 func (s *Sub) Job() string { return s.job }
 
 // offer queues e unless the queue is full. The partition's lock is held.
-func (s *Sub) offer(e *Entry) {
+// It reports whether the subscriber is to be woken after the Publish call
+// numbered call: true for the first entry of that call it queued.
+func (s *Sub) offer(e *Entry, call uint64) (wake bool) {
 	s.mu.Lock()
 	if s.err != nil || s.closed {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	if _, gap := s.gapFrom[e.Partition]; gap {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	if len(s.queue) >= s.limit {
 		if s.catchingUp {
@@ -83,16 +94,18 @@ func (s *Sub) offer(e *Entry) {
 			s.hub.dropped.Inc()
 		}
 		s.mu.Unlock()
-		return
+		return false
 	}
 	if i := s.dropIndex(e.Partition); i >= 0 {
 		s.queue = append(s.queue, Item{Drop: s.drops[i]})
 		s.drops = slices.Delete(s.drops, i, i+1)
 	}
 	s.queue = append(s.queue, Item{Entry: e})
+	wake = s.woken != call
+	s.woken = call
 	s.mu.Unlock()
 	s.hub.pending.Inc()
-	s.wake()
+	return wake
 }
 
 func (s *Sub) dropIndex(p int32) int {
@@ -113,6 +126,9 @@ func (s *Sub) wake() {
 	select {
 	case s.notify <- struct{}{}:
 	default:
+	}
+	if f := s.onWake.Load(); f != nil {
+		(*f)()
 	}
 }
 

@@ -56,7 +56,8 @@ func ParseCursor(v string) ([]Position, error) {
 
 // appendCursor appends pos as a cursor, partitions in order.
 func appendCursor(dst []byte, pos map[int32]int64) []byte {
-	parts := make([]int32, 0, len(pos))
+	var buf [16]int32
+	parts := buf[:0]
 	for p := range pos {
 		parts = append(parts, p)
 	}

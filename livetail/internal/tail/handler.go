@@ -2,13 +2,16 @@
 // /api/v1/tail and the jobs list at /api/v1/jobs (DESIGN.md, "livetail HTTP
 // API").
 //
-// Each WebSocket connection is one session with exactly one writer (the
-// handler's goroutine) and one reader goroutine that only notices the peer
-// leaving. The writer sends the requested history, read from Kafka, then the
-// live entries its hub subscription queues, batched; it pings the peer every
-// ping interval and drops it when a pong or a write does not come within
-// that interval. Every way a session ends maps to a close code, preceded by
-// an error frame (except when the peer is gone).
+// Each WebSocket connection is one session with exactly one writer at a
+// time and one reader goroutine that only notices the peer leaving. The
+// handler's goroutine writes the requested history, read from Kafka, and
+// returns; from then on the live entries its hub subscription queues are
+// written by short-lived pump goroutines, started when there is something
+// to do (see live.go), so that an idle session costs only its reader.
+// Frames are batched only as far as the writer falls behind. The peer is
+// pinged every ping interval and dropped when a pong or a write does not
+// come within that interval. Every way a session ends maps to a close
+// code, preceded by an error frame (except when the peer is gone).
 package tail
 
 import (
@@ -79,7 +82,7 @@ type Options struct {
 	PingInterval   time.Duration // also bounds every write
 	ClientBuffer   int           // entries queued per client before dropping
 	BatchSize      int           // entries per frame
-	BatchWait      time.Duration // least time between two live frames of a session
+	BatchWait      time.Duration // under load, the least time between two live frames of a session (see pacer)
 	MaxTail        int
 	MaxScan        int64    // records one session's history reads scan at most
 	AllowedOrigins []string // origin patterns besides the request's own host
@@ -199,8 +202,7 @@ type Handler struct {
 
 	base context.Context
 	stop context.CancelCauseFunc
-
-	flushAt int // queued items that make a live frame go out before BatchWait
+	pace pacer
 
 	mu      sync.Mutex
 	closing bool
@@ -214,7 +216,7 @@ func New(h *hub.Hub, hist History, opts Options) *Handler {
 	base, stop := context.WithCancelCause(context.Background())
 	return &Handler{
 		opts: opts, hub: h, hist: hist, log: opts.Log, m: opts.Metrics, base: base, stop: stop,
-		flushAt: max(1, min(opts.BatchSize, opts.ClientBuffer/2)),
+		pace: pacer{max: opts.BatchWait},
 	}
 }
 
@@ -250,78 +252,107 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer h.wg.Done()
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			h.wg.Done()
+		}
+	}()
 	log := h.log.WithFields(logrus.Fields{"remote": r.RemoteAddr, "request": auth.RedactURL(r)})
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.AllowedOrigins})
+	c, err := websocket.Accept(leanWriter{w, h.opts.PingInterval}, r, &websocket.AcceptOptions{OriginPatterns: h.opts.AllowedOrigins})
 	if err != nil {
 		h.m.Rejected.WithLabelValues(ReasonHandshake).Inc()
 		log.WithError(err).Info("WebSocket handshake refused")
 		return
 	}
-	defer c.CloseNow()
 	c.SetReadLimit(maxClientMessage)
-	h.serve(c, r, log)
+	handedOver = h.serve(c, r, log)
 }
 
-func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogger) {
+// cleanup is what a session undoes when it ends, last step first.
+type cleanup []func()
+
+func (u *cleanup) add(f func()) { *u = append(*u, f) }
+
+func (u cleanup) run() {
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i]()
+	}
+}
+
+// serve runs a session on c. Once history is sent it hands the session to
+// its live phase, which needs no goroutine while it waits (see goLive), and
+// returns true: the session then ends by itself, and calls h.wg.Done. When
+// the session ended before, serve returns false.
+func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogger) (handedOver bool) {
+	var undo cleanup
+	defer func() {
+		if !handedOver {
+			undo.run()
+		}
+	}()
+	undo.add(func() { c.CloseNow() })
 	id, err := h.opts.Auth.Authenticate(r)
 	if err != nil {
 		h.refuse(c, log, StatusUnauthorized, ReasonUnauthorized, err.Error())
-		return
+		return false
 	}
 	log = log.WithField("user", id.User)
 	p, err := ParseParams(r.URL.Query(), time.Now(), h.opts.MaxTail)
 	if err != nil {
 		h.refuse(c, log, StatusBadRequest, ReasonBadRequest, err.Error())
-		return
+		return false
 	}
 	if !id.Allows(p.Job) {
 		h.refuse(c, log, StatusForbidden, ReasonForbidden, fmt.Sprintf("job: user %s may not tail job %s", id.User, p.Job))
-		return
+		return false
 	}
 	if n := h.conns.Add(1); n > int64(h.opts.MaxConns) {
 		h.conns.Add(-1)
 		h.refuse(c, log, websocket.StatusTryAgainLater, ReasonServerLimit, fmt.Sprintf("this server is at its connection limit (%d): try again later", h.opts.MaxConns))
-		return
+		return false
 	}
-	defer h.conns.Add(-1)
+	undo.add(func() { h.conns.Add(-1) })
 	release, err := h.opts.Limiter.Acquire(h.base, id.User)
 	switch {
 	case errors.Is(err, limit.ErrLimit):
 		h.refuse(c, log, StatusTooMany, ReasonUserLimit, err.Error())
-		return
+		return false
 	case err != nil:
 		h.refuse(c, log, websocket.StatusGoingAway, ReasonShuttingDown, errShutdown.Error())
-		return
+		return false
 	}
-	defer release()
+	undo.add(release)
 	home, deps, err := h.partitions(&p)
 	if err != nil {
 		h.refuse(c, log, StatusBadRequest, ReasonBadRequest, err.Error())
-		return
+		return false
 	}
 	sub, joins, err := h.hub.Subscribe(p.Job, deps, h.opts.ClientBuffer)
 	if err != nil {
 		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, upstreamError{err}.Error())
-		return
+		return false
 	}
-	defer sub.Close()
+	undo.add(sub.Close)
 
 	h.m.Connections.Inc()
-	defer h.m.Connections.Dec()
+	undo.add(h.m.Connections.Dec)
 
 	ctx, cancel := context.WithCancelCause(h.base)
-	defer cancel(nil)
-	// The server cancels request contexts when it shuts down.
+	undo.add(func() { cancel(nil) })
+	// The server cancels request contexts when it shuts down (and when
+	// the handler returns, so this holds until the session goes live; then
+	// the handler's Shutdown ends it).
 	stopAfter := context.AfterFunc(r.Context(), func() { cancel(errShutdown) })
-	defer stopAfter()
-	ctx, cancelMax := context.WithTimeoutCause(ctx, h.opts.MaxSession, errMaxSession)
-	defer cancelMax()
-	if !id.Expires.IsZero() {
-		var cancelExp context.CancelFunc
-		ctx, cancelExp = context.WithDeadlineCause(ctx, id.Expires, errExpired)
-		defer cancelExp()
+	undo.add(func() { stopAfter() })
+	// One timer for the session's end, whichever comes first: its maximum
+	// duration or its token's expiry.
+	last, why := h.opts.MaxSession, errMaxSession
+	if !id.Expires.IsZero() && time.Until(id.Expires) < last {
+		last, why = time.Until(id.Expires), errExpired
 	}
+	ends := time.AfterFunc(last, func() { cancel(why) })
+	undo.add(func() { ends.Stop() })
 
 	// The reader only notices the peer leaving: a close frame, a reset, or
 	// the connection closed after a failed write or ping. Its context is not
@@ -336,15 +367,26 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 			}
 		}
 	}()
-	defer func() {
+	undo.add(func() {
 		c.CloseNow()
 		<-readerDone
-	}()
+	})
 
 	s := newSession(h, c, p, home, deps, sub, joins)
-	cause := s.run(ctx)
-	code := h.end(c, cause)
-	log.WithField("code", code).WithError(cause).Debug("session ended")
+	if err := s.open(ctx); err != nil {
+		log.WithField("code", h.end(c, err)).WithError(err).Debug("session ended")
+		return false
+	}
+	stopAfter()
+	// An idle session keeps what it logs at its end as the strings it needs.
+	remote, request, user := r.RemoteAddr, auth.RedactURL(r), id.User
+	s.goLive(ctx, func(cause error) {
+		code := h.end(c, cause)
+		h.log.WithFields(logrus.Fields{"remote": remote, "request": request, "user": user, "code": code}).WithError(cause).Debug("session ended")
+		undo.run()
+		h.wg.Done()
+	})
+	return true
 }
 
 // partitions returns the job's home partition and the partitions its

@@ -14,7 +14,8 @@ import (
 )
 
 // conn is the part of *websocket.Conn a session writes to; the session is
-// its only writer.
+// its only writer. Its writes time out by themselves (frameWriter): the
+// session writes without a deadline of its own.
 type conn interface {
 	Write(ctx context.Context, typ websocket.MessageType, p []byte) error
 	Ping(ctx context.Context) error
@@ -52,11 +53,11 @@ type session struct {
 	frame     []byte
 	items     []hub.Item
 	pend      []*hub.Entry
-	ping      *time.Ticker
-	lastFlush time.Time
+	ping      *time.Ticker // while history is sent
 	lastCover time.Time
 	caughtUp  bool
 	tailEnd   map[int32]int64 // tail=N: per partition, the end of what was read
+	live      live
 }
 
 func newSession(h *Handler, c conn, p Params, home int32, deps []int32, sub *hub.Sub, joins []int64) *session {
@@ -67,11 +68,24 @@ func newSession(h *Handler, c conn, p Params, home int32, deps []int32, sub *hub
 }
 
 // run sends the session's frames until ctx ends or something fails, and
-// returns why it stopped.
+// returns why it stopped: open, then the live phase (goLive).
 func (s *session) run(ctx context.Context) error {
+	if err := s.open(ctx); err != nil {
+		return err
+	}
+	ended := make(chan error, 1)
+	s.goLive(ctx, func(cause error) { ended <- cause })
+	return <-ended
+}
+
+// open sends hello and the history asked for, up to caught_up, and returns
+// why it stopped if the session ended meanwhile; then the session goes live.
+func (s *session) open(ctx context.Context) error {
 	s.ping = time.NewTicker(s.h.opts.PingInterval)
-	defer s.ping.Stop()
 	err := s.stream(ctx)
+	if err != nil {
+		s.ping.Stop()
+	}
 	if ctx.Err() != nil {
 		// However the last call failed, the session's context says why.
 		return context.Cause(ctx)
@@ -104,10 +118,7 @@ func (s *session) stream(ctx context.Context) error {
 	if err := s.readRanges(ctx, ranges); err != nil {
 		return err
 	}
-	if err := s.catchUp(ctx); err != nil {
-		return err
-	}
-	return s.live(ctx)
+	return s.catchUp(ctx)
 }
 
 // join returns the first offset of p the subscription queues.
@@ -472,45 +483,6 @@ func (s *session) flushPending() error {
 	return err
 }
 
-// live sends queued entries as they come, at most one frame per BatchWait
-// unless a batch is full, and pings the peer.
-func (s *session) live(ctx context.Context) error {
-	flush := time.NewTimer(time.Hour)
-	flush.Stop()
-	defer flush.Stop()
-	var flushC <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-s.ping.C:
-			if err := s.doPing(); err != nil {
-				return err
-			}
-		case <-s.sub.Notify():
-			if wait := s.h.opts.BatchWait - time.Since(s.lastFlush); wait > 0 && s.sub.Len() < s.h.flushAt {
-				if flushC == nil {
-					flush.Reset(wait)
-					flushC = flush.C
-				}
-				continue
-			}
-			if flushC != nil {
-				flush.Stop()
-				flushC = nil
-			}
-			if err := s.takeAndSend(); err != nil {
-				return err
-			}
-		case <-flushC:
-			flushC = nil
-			if err := s.takeAndSend(); err != nil {
-				return err
-			}
-		}
-	}
-}
-
 // takeAndSend sends everything queued that passes grep. An upstream
 // failure is returned after what was queued before it has been sent. Now
 // and then it also moves the cursor past the records of other jobs that the
@@ -529,9 +501,6 @@ func (s *session) takeAndSend() error {
 	}
 	items, upErr := s.sub.Take(s.items)
 	s.items = items
-	if len(items) > 0 {
-		s.lastFlush = time.Now()
-	}
 	for i := range items {
 		if e := items[i].Entry; e != nil {
 			if s.p.Grep == nil || s.p.Grep.MatchString(e.Line) {
@@ -638,13 +607,12 @@ func (s *session) droppedFrame(d hub.Drop) []byte {
 	return droppedFrame(s.frame[:0], d, s.pos)
 }
 
-// write writes one frame within the ping interval. Its context is not the
+// write writes one frame; the connection fails it when the peer does not
+// take it within the ping interval (frameWriter). Its context is not the
 // session's: cancelling a write closes the connection, and a session that
 // ends must still be able to send its close frame.
 func (s *session) write(b []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.h.opts.PingInterval)
-	defer cancel()
-	if err := s.c.Write(ctx, websocket.MessageText, b); err != nil {
+	if err := s.c.Write(context.Background(), websocket.MessageText, b); err != nil {
 		return fmt.Errorf("%w: write: %w", errPeerGone, err)
 	}
 	return nil

@@ -19,13 +19,15 @@ import (
 	"github.com/logpipe/logpipe/livetail/internal/limit"
 )
 
-// fakeConn records frames; its peer answers pings unless silent.
+// fakeConn records frames, and when each began to be written; its peer
+// answers pings unless silent.
 type fakeConn struct {
-	mu     sync.Mutex
-	frames []Frame
-	times  []time.Time
-	pings  int
-	silent bool
+	mu        sync.Mutex
+	frames    []Frame
+	times     []time.Time
+	pings     int
+	silent    bool
+	writeTime time.Duration // how long a write takes
 }
 
 func (c *fakeConn) Write(_ context.Context, _ websocket.MessageType, p []byte) error {
@@ -34,10 +36,18 @@ func (c *fakeConn) Write(_ context.Context, _ websocket.MessageType, p []byte) e
 		return fmt.Errorf("frame %s: %w", p, err)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.frames = append(c.frames, f)
 	c.times = append(c.times, time.Now())
+	d := c.writeTime
+	c.mu.Unlock()
+	time.Sleep(d)
 	return nil
+}
+
+func (c *fakeConn) setWriteTime(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writeTime = d
 }
 
 func (c *fakeConn) Ping(ctx context.Context) error {
@@ -201,21 +211,31 @@ func TestSessionPings(t *testing.T) {
 	})
 }
 
-// The first live line after a quiet time goes out at once; lines close
-// behind it are batched into one frame BatchWait later.
+// Live lines go out at once, without waiting for a batch timer: a line
+// after a quiet spell is sent alone the moment it is published, and so is
+// one a millisecond after a frame. Batches grow only under load: lines
+// published while a frame is being written go together in the next frame.
 func TestSessionBatching(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newHarness(Options{PingInterval: time.Hour, BatchWait: 20 * time.Millisecond}, nil)
 		cancel, wait := x.start(t, Params{Job: "a"})
 		synctest.Wait()
 		start := time.Now()
-		x.h.Publish(0, []*hub.Entry{newLog(1, "a")[0]}, 1)
-		synctest.Wait()
-		for i := int64(1); i <= 5; i++ {
-			time.Sleep(time.Millisecond)
+		publish := func(off int64) {
 			e := *newLog(1, "a")[0]
-			e.Offset = i
-			x.h.Publish(0, []*hub.Entry{&e}, i+1)
+			e.Offset = off
+			x.h.Publish(0, []*hub.Entry{&e}, off+1)
+		}
+		publish(0) // after a quiet spell: at once
+		synctest.Wait()
+		time.Sleep(time.Millisecond)
+		publish(1) // a millisecond after a frame: at once too
+		synctest.Wait()
+		x.conn.setWriteTime(10 * time.Millisecond)
+		publish(2) // its frame takes 10 ms to write; meanwhile ...
+		for i := int64(3); i <= 7; i++ {
+			time.Sleep(time.Millisecond)
+			publish(i) // ... these queue, and go together when it is written
 		}
 		time.Sleep(time.Second)
 		synctest.Wait()
@@ -228,8 +248,9 @@ func TestSessionBatching(t *testing.T) {
 				at = append(at, times[i].Sub(start))
 			}
 		}
-		if len(sizes) != 2 || sizes[0] != 1 || sizes[1] != 5 || at[0] != 0 || at[1] != 20*time.Millisecond {
-			t.Fatalf("entries frames of %v at %v, want [1 5] at [0 20ms]", sizes, at)
+		ms := time.Millisecond
+		if !slices.Equal(sizes, []int{1, 1, 1, 5}) || !slices.Equal(at, []time.Duration{0, 1 * ms, 1 * ms, 11 * ms}) {
+			t.Fatalf("entries frames of %v at %v, want [1 1 1 5] at [0s 1ms 1ms 11ms]", sizes, at)
 		}
 		cancel(errShutdown)
 		wait()

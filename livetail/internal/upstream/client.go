@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -218,12 +219,22 @@ func candidates(job string, n int32) []int32 {
 		}
 	}
 	add(int32(crc32.ChecksumIEEE(key) % uint32(n)))
-	// A hash partitioner holds its hash state: one per call, as they are
-	// not safe for concurrent use.
-	if p, err := sarama.NewHashPartitioner("").Partition(&sarama.ProducerMessage{Key: sarama.ByteEncoder(key)}, n); err == nil {
-		add(p)
-	}
+	add(saramaPartition(key, n))
 	return out
+}
+
+// saramaPartition is the partition sarama's default partitioner
+// (NewHashPartitioner) gives key: FNV-1a, as a signed number, modulo n,
+// made positive. It is computed here because sarama's partitioner builds a
+// random source (5 KiB) with every instance, and one is needed per call.
+func saramaPartition(key []byte, n int32) int32 {
+	h := fnv.New32a()
+	h.Write(key)
+	p := int32(h.Sum32()) % n
+	if p < 0 {
+		p = -p
+	}
+	return p
 }
 
 // Bounds returns the oldest offset still retained and the next offset to be

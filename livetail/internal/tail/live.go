@@ -1,0 +1,175 @@
+package tail
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The live phase of a session has no goroutine of its own while it waits.
+// Most live tails are idle most of the time, and a goroutine parked for each
+// of them costs its stack. Instead, whatever gives the session work kicks
+// it: the hub when entries were queued (once per published batch), a timer
+// when a ping is due, and the session's context when it ends (shutdown, the
+// maximum session, the token's expiry, or the peer gone, which the
+// connection's reader notices). A kick starts a pump goroutine unless one
+// runs; the pump does what is due and exits when nothing is left. At most
+// one pump runs at a time, so the connection keeps exactly one writer.
+//
+// Batching adapts to load: the pump takes everything queued and sends it in
+// one frame (up to --batch-size entries), so a line that comes after a
+// quiet spell goes out at once, alone, and lines that come while a frame is
+// being written, or while the pump waits for a CPU, go together in the next
+// one. When pumps keep starting late, the process is behind, and the pacer
+// (pace.go) makes a session wait a little after each frame, so that fewer,
+// fuller frames let it catch up.
+
+// Pump states.
+const (
+	pumpIdle  int32 = iota // no pump runs; a kick starts one
+	pumpBusy               // a pump runs
+	pumpAgain              // a pump runs and was kicked after it last looked
+	pumpEnded              // the session ended; kicks do nothing
+)
+
+// live is the state of a session's live phase.
+type live struct {
+	ctx    context.Context
+	end    func(cause error) // called once, by the last pump, with why the session ended
+	state  atomic.Int32
+	ping   atomic.Bool // a ping is due
+	pinger *time.Timer
+	stop   func() bool // unregisters the kick on ctx's end
+	kicked time.Time   // when the pump was started
+	sent   time.Time   // when the last entries were sent
+	paced  *time.Timer // kicks when a paced frame is due
+	held   atomic.Bool // paced is set: the hub's kicks can wait for it
+}
+
+// goLive hands the session over to its pumps once history is sent and
+// returns at once. end is called with the cause, from a pump goroutine,
+// when the session ends; the session's connection is then still open (for
+// the close frame), and nothing of the session runs any more after end
+// returns.
+func (s *session) goLive(ctx context.Context, end func(cause error)) {
+	s.ping.Stop() // history's ticker; from here on pings are kicks
+	s.ping = nil
+	s.frame = nil // history's frame buffer
+	// Kicks during the set-up (the context may have ended already) only
+	// make the first pump, started below, look again.
+	s.live.state.Store(pumpBusy)
+	s.live.ctx, s.live.end = ctx, end
+	interval := s.h.opts.PingInterval
+	s.live.pinger = time.AfterFunc(interval, func() {
+		s.live.ping.Store(true)
+		s.kick()
+	})
+	s.live.stop = context.AfterFunc(ctx, s.kick)
+	s.sub.OnWake(s.queued)
+	// What was queued after catch-up's last look goes out now.
+	s.live.kicked = time.Now()
+	go s.pump()
+}
+
+// queued is the hub's kick: entries were queued. While the next frame is
+// paced, the pacing timer's kick sends them.
+func (s *session) queued() {
+	if !s.live.held.Load() {
+		s.kick()
+	}
+}
+
+// kick makes sure a pump looks at the session after this call.
+func (s *session) kick() {
+	st := &s.live.state
+	for {
+		switch st.Load() {
+		case pumpIdle:
+			if st.CompareAndSwap(pumpIdle, pumpBusy) {
+				s.live.kicked = time.Now()
+				go s.pump()
+				return
+			}
+		case pumpBusy:
+			if st.CompareAndSwap(pumpBusy, pumpAgain) {
+				return
+			}
+		default: // pumpAgain: the running pump looks again; pumpEnded
+			return
+		}
+	}
+}
+
+// pump does what is due until nothing is left, or ends the session.
+func (s *session) pump() {
+	now := time.Now()
+	s.h.pace.observe(now, now.Sub(s.live.kicked))
+	st := &s.live.state
+	for {
+		st.Store(pumpBusy) // kicks from here on make it look again
+		buf := getFrame()
+		s.frame = (*buf)[:0]
+		err := s.step()
+		*buf, s.frame = s.frame[:0], nil
+		frames.Put(buf)
+		if err != nil {
+			s.finish(err)
+			return
+		}
+		if st.CompareAndSwap(pumpBusy, pumpIdle) {
+			return
+		}
+	}
+}
+
+// step sends what is queued and pings the peer when a ping is due.
+func (s *session) step() error {
+	ctx := s.live.ctx
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if s.live.ping.Swap(false) {
+		if err := s.doPing(); err != nil {
+			return err
+		}
+		s.live.pinger.Reset(s.h.opts.PingInterval)
+	}
+	if s.sub.Len() > 0 {
+		if wait := s.h.FrameGap() - time.Since(s.live.sent); wait > 0 {
+			s.live.held.Store(true)
+			if s.live.paced == nil {
+				s.live.paced = time.AfterFunc(wait, func() {
+					s.live.held.Store(false)
+					s.kick()
+				})
+			} else {
+				s.live.paced.Reset(wait)
+			}
+			return nil
+		}
+		s.live.sent = time.Now()
+	}
+	return s.takeAndSend()
+}
+
+// finish ends the live phase with cause (the context's cause when it has
+// ended: however the last write failed, that says why).
+func (s *session) finish(cause error) {
+	s.live.state.Store(pumpEnded)
+	s.live.pinger.Stop()
+	if s.live.paced != nil {
+		s.live.paced.Stop()
+	}
+	s.live.stop()
+	if ctx := s.live.ctx; ctx.Err() != nil {
+		cause = context.Cause(ctx)
+	}
+	s.live.end(cause)
+}
+
+// frames are frame buffers, shared by the sessions' pumps: an idle session
+// holds none.
+var frames = sync.Pool{New: func() any { return new([]byte) }}
+
+func getFrame() *[]byte { return frames.Get().(*[]byte) }
