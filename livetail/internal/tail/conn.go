@@ -57,9 +57,6 @@ func writeTimeout(d time.Duration) time.Duration {
 	return d
 }
 
-// maxFrameHeader is the longest WebSocket frame header (RFC 6455, 5.2).
-const maxFrameHeader = 14
-
 // frameWriter writes the WebSocket frames that reach it through a small
 // bufio.Writer, each with a single write (writev) to the connection, and
 // gives every write a deadline: a peer that does not take a frame within
