@@ -158,7 +158,8 @@ func testPipeline(t *testing.T, kind string) {
 	// Every line of job e2e-a once, in order, at the client.
 	eventually(t, "client has every line", func() error {
 		if got, _, _ := client.snapshot(); len(got) < len(wantA) {
-			return fmt.Errorf("client has %d of %d lines%s", len(got), len(wantA), client.report())
+			return fmt.Errorf("client has %d of %d lines%s, first difference %s; %s; livetail: %s", len(got), len(wantA),
+				client.report(), firstDiff(got, wantA), client.state(), livetailCounters(livetail.Addr(t, "metrics")))
 		}
 		return nil
 	})
@@ -182,6 +183,22 @@ func testPipeline(t *testing.T, kind string) {
 			t.Errorf("%s exited %d after SIGTERM", p.Name(), code)
 		}
 	}
+}
+
+// livetailCounters names livetail's session counters, for a failure
+// message: what it sent, skipped and holds queued.
+func livetailCounters(addr string) string {
+	m, err := scrape(addr)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, name := range []string{"livetail_connections", "livetail_entries_sent_total",
+		"livetail_resent_lines_skipped_total", "livetail_entries_dropped_total", "livetail_pending_messages",
+		"livetail_records_consumed_total", "livetail_history_reads"} {
+		fmt.Fprintf(&b, "%s=%g ", name, m[name])
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // offsetsSaved reports nil once the agent's offset registry file in

@@ -25,6 +25,7 @@ type tailClient struct {
 	dups       int
 	reconnects int
 	closes     []string // close codes and reasons seen
+	sessions   []string // per session: how it started and the first offset it got
 	dropped    []string // dropped frames: lines livetail announced it left out
 }
 
@@ -51,6 +52,9 @@ func (c *tailClient) session(ctx context.Context) error {
 	} else {
 		q.Set("since", "1h")
 	}
+	c.sessions = append(c.sessions, q.Encode())
+	session := len(c.sessions) - 1
+	first := true
 	c.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	conn, _, err := websocket.Dial(dctx, "ws://"+c.addr+"/api/v1/tail?"+q.Encode(), nil)
@@ -84,6 +88,10 @@ func (c *tailClient) session(ctx context.Context) error {
 			continue
 		}
 		c.mu.Lock()
+		if first && len(f.Entries) > 0 {
+			c.sessions[session] += fmt.Sprintf(" first offset %d", f.Entries[0].Offset)
+			first = false
+		}
 		for _, e := range f.Entries {
 			if c.have && e.Offset <= c.lastOffset {
 				c.dups++
@@ -105,6 +113,18 @@ func (c *tailClient) report() string {
 		return ""
 	}
 	return fmt.Sprintf(": %d dropped frames, the first %s", len(c.dropped), c.dropped[0])
+}
+
+// state says where the client stands, for a failure message: its last
+// line and offset, and how its sessions ended.
+func (c *tailClient) state() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last := "none"
+	if n := len(c.lines); n > 0 {
+		last = fmt.Sprintf("%q at offset %d", c.lines[n-1], c.lastOffset)
+	}
+	return fmt.Sprintf("last line %s, %d duplicates skipped, sessions %q, ended: %q", last, c.dups, c.sessions, c.closes)
 }
 
 func (c *tailClient) snapshot() (lines []string, dups, reconnects int) {

@@ -152,7 +152,12 @@ func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 			if err != nil {
 				return nil, nil, nil, upstreamError{err}
 			}
-			ranges = append(ranges, hub.Gap{Partition: p, From: off, To: s.join(p)})
+			// Records that arrived between the subscription and the lookup
+			// can put the answer beyond the join offset (Kafka found no
+			// record since then, and the end had moved on): they were
+			// written after the session began, so they are all wanted, and
+			// they are in the queue.
+			ranges = append(ranges, hub.Gap{Partition: p, From: min(off, s.join(p)), To: s.join(p)})
 		}
 	case ModeCursor:
 		given := map[int32]bool{}

@@ -72,9 +72,11 @@ func (c *fakeConn) got() ([]Frame, []time.Time) {
 type fakeHistory struct {
 	logs   [][]*hub.Entry // logs[p][i].Offset == i
 	onRead func()         // called for every record read
-	home   int32
-	cands  []int32      // Candidates; [home] when nil
-	reads  atomic.Int64 // records read
+	// offsetAt, when set, answers OffsetAt instead of the logs.
+	offsetAt func(p int32, t time.Time) int64
+	home     int32
+	cands    []int32      // Candidates; [home] when nil
+	reads    atomic.Int64 // records read
 }
 
 func (f *fakeHistory) Partitions() int   { return len(f.logs) }
@@ -91,6 +93,9 @@ func (f *fakeHistory) Bounds(_ context.Context, p int32) (int64, int64, error) {
 
 // OffsetAt finds the first entry at t or later by its TS.
 func (f *fakeHistory) OffsetAt(_ context.Context, p int32, t time.Time) (int64, error) {
+	if f.offsetAt != nil {
+		return f.offsetAt(p, t), nil
+	}
 	for i, e := range f.logs[p] {
 		if e.TS >= t.UnixNano() {
 			return int64(i), nil
@@ -307,6 +312,37 @@ func TestSessionCatchUpChasesLive(t *testing.T) {
 		}
 		if next < live-1 {
 			t.Fatalf("got entries up to %d, the live stream reached %d", next-2, live-1)
+		}
+	})
+}
+
+// since= looks its start up after the subscription, so records that arrive
+// in between can put Kafka's answer beyond the join offset: on an empty
+// partition, Kafka finds no record since the time asked and answers with
+// the end, which the new records have moved. Those records are in the
+// queue and are sent, none skipped.
+func TestSessionSinceBeyondJoin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := newLog(10, "a")
+		x := newHarness(Options{PingInterval: time.Hour}, log)
+		x.hist.offsetAt = func(p int32, _ time.Time) int64 {
+			x.h.Publish(p, log, int64(len(log))) // arrived after the join
+			return int64(len(log))
+		}
+		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeSince, Since: time.Now().Add(-time.Hour)})
+		synctest.Wait()
+		cancel(errShutdown)
+		wait()
+
+		frames, _ := x.conn.got()
+		var got []int64
+		for _, f := range frames {
+			for _, e := range f.Entries {
+				got = append(got, e.Offset)
+			}
+		}
+		if want := []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}; !slices.Equal(got, want) {
+			t.Fatalf("got offsets %v, want %v", got, want)
 		}
 	})
 }
