@@ -5,8 +5,10 @@
 //
 //	go run ./e2e/latencybench                      # 3 rounds: 300 lines at 20–400 ms, then 10,000 lines/s for 10 s
 //	go run ./e2e/latencybench -agent-bin /tmp/old/agent -rounds 1
+//	go run ./e2e/latencybench -backends real        # on Apache Kafka instead of kfake
 //
 // It starts etcd and the kfake broker in its own process (devstack/stack),
+// or with -backends real an Apache Kafka JVM of its own,
 // builds and starts the agent and livetail, opens a tail session for the
 // job, and appends lines (one write per line, as a logger does) that carry
 // their append time. For every line it records three latencies from the
@@ -60,6 +62,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of the high-rate phase")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of both phases; the median of the rounds is printed too")
 	flag.StringVar(&o.agentArgs, "agent-args", "", "extra agent flags, space-separated")
+	flag.StringVar(&o.backends, "backends", stack.Embedded, "Kafka to run on: embedded (kfake, in this process) or real (Apache Kafka in a JVM, needs Java and the jars of make test)")
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the agent during the first high-rate phase to this file (runs the agent with --pprof)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -77,6 +80,7 @@ type options struct {
 	rounds                int
 	agentArgs             string
 	cpuProfile            string
+	backends              string
 }
 
 func run(o options) error {
@@ -102,7 +106,7 @@ func run(o options) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := stack.Start(ctx, stack.Options{Without: []string{stack.ES}})
+	s, err := stack.Start(ctx, stack.Options{Backends: o.backends, Without: []string{stack.ES}})
 	if err != nil {
 		return err
 	}
@@ -583,7 +587,11 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(
 func printTable(out *os.File, rows []row, o options, before, after string) {
 	w := bufio.NewWriter(out)
 	defer w.Flush()
-	fmt.Fprintf(w, "append → WebSocket client, agent and livetail on default flags, kfake broker in-process; load average before %s, after %s\n\n", before, after)
+	broker := "kfake broker in-process"
+	if o.backends == stack.Real {
+		broker = "Apache Kafka in a JVM"
+	}
+	fmt.Fprintf(w, "append → WebSocket client, agent and livetail on default flags, %s; load average before %s, after %s\n\n", broker, before, after)
 	fmt.Fprintln(w, "| round | phase | lines | received | dropped | read p50 / p99 ms | Kafka consumer p50 / p99 ms | client p50 ms | client p99 ms | client max ms | agent CPU (cores) |")
 	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	line := func(r row, round string) {
