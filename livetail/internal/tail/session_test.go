@@ -412,6 +412,60 @@ func TestSessionTwoPartitions(t *testing.T) {
 	})
 }
 
+// Right after livetail starts, its consumers are still reading back the
+// records before the end of each partition (--jobs-scan) when the first
+// sessions join: the lines already in Kafka are history all the same, read
+// up to each partition's end and merged by time, for since= and cursor= as
+// for tail=; the consumers' copies of them, queued later, are not sent
+// again.
+func TestSessionHistoryWhileConsumersReadBack(t *testing.T) {
+	for _, mode := range []string{"since", "cursor"} {
+		t.Run(mode, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				// a's lines alternate between the partitions, by time.
+				p0, p1 := newLogOn(0, 100, "a", "b"), newLogOn(1, 100, "b", "a")
+				x := newHarness(Options{PingInterval: time.Hour}, p0, p1)
+				x.hist.cands = []int32{0, 1}
+				x.h.SetNext(0, 0) // the consumers start from the first record
+				x.h.SetNext(1, 0)
+				p := Params{Job: "a", Mode: ModeSince, Since: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+				if mode == "cursor" {
+					p = Params{Job: "a", Mode: ModeCursor, Cursor: []Position{{Partition: 0, Offset: 9}, {Partition: 1, Offset: 9}}}
+				}
+				cancel, wait := x.start(t, p)
+				synctest.Wait()
+				// The consumers catch up, one partition after the other.
+				x.h.Publish(0, p0, 100)
+				x.h.Publish(1, p1, 100)
+				synctest.Wait()
+				x.h.Publish(0, newLogOn(0, 101, "a")[100:], 101) // a live line
+				synctest.Wait()
+				cancel(errShutdown)
+				wait()
+				frames, _ := x.conn.got()
+				got, cursor, drops := entriesOf(frames)
+				var want []string
+				for i := range 100 {
+					if off := int64(i); mode == "since" || off > 9 {
+						want = append(want, fmt.Sprintf("%d:%d", i%2, off))
+					}
+				}
+				want = append(want, "0:100")
+				var gotAt []string
+				for _, e := range got {
+					gotAt = append(gotAt, fmt.Sprintf("%d:%d", e.Partition, e.Offset))
+				}
+				if !slices.Equal(gotAt, want) || len(drops) > 0 {
+					t.Fatalf("entries at %v (drops %+v), want %v", gotAt, drops, want)
+				}
+				if cursor != "0:100,1:99" {
+					t.Fatalf("cursor %q, want 0:100,1:99", cursor)
+				}
+			})
+		})
+	}
+}
+
 // History bounded by MaxScan: since= over a long partition reads at most
 // MaxScan records, says which range it skipped, and pings the client while
 // it scans records of other jobs.
