@@ -190,15 +190,22 @@ func numbered(prefix string, first, n int) []string {
 // ---- the browser ----
 
 // probe runs in every page before its own scripts: it records each
-// WebSocket the page opens and each state the status element shows.
+// WebSocket the page opens (its address in __sockets, when it was made in
+// __opened), each close (when and with which code, in __closed, noted
+// before the page's own onclose runs) and each state the status element
+// shows.
 const probe = `(() => {
   window.__sockets = [];
+  window.__opened = [];
+  window.__closed = [];
   window.__states = [];
   const Native = window.WebSocket;
   window.WebSocket = class extends Native {
     constructor(url, protocols) {
       super(url, protocols);
       window.__sockets.push(String(url));
+      window.__opened.push(performance.now());
+      this.addEventListener('close', (e) => window.__closed.push({ at: performance.now(), code: e.code }));
     }
   };
   document.addEventListener('DOMContentLoaded', () => {
