@@ -234,39 +234,39 @@ func TestViewerShowsEveryProducersLines(t *testing.T) {
 			{"since", openTab(t, browser, lt.URL("?job="+job+"&since="+url.QueryEscape(since.UTC().Format(time.RFC3339Nano)))),
 				history},
 		}
-		for _, tb := range tabs {
-			tb.p.waitLive()
-			tb.p.waitRows(len(tb.history))
+		for _, pg := range tabs {
+			pg.p.waitLive()
+			pg.p.waitRows(len(pg.history))
 		}
 		live := w.round(job, "live")
-		for _, tb := range tabs {
-			tb.p.waitRows(len(tb.history) + len(live))
+		for _, pg := range tabs {
+			pg.p.waitRows(len(pg.history) + len(live))
 		}
 
 		lt.stop()
-		for _, tb := range tabs {
-			tb.p.waitFor("reconnecting", `document.getElementById('status').dataset.state === 'reconnecting'`, liveWithin)
+		for _, pg := range tabs {
+			pg.p.waitFor("reconnecting", `document.getElementById('status').dataset.state === 'reconnecting'`, liveWithin)
 		}
 		down := w.round(job, "down")
 		lt.start()
-		for _, tb := range tabs {
-			tb.p.waitLive()
+		for _, pg := range tabs {
+			pg.p.waitLive()
 		}
 		after := w.round(job, "restarted")
 		w.checkSpread(3, 5*perRound)
 
-		for _, tb := range tabs {
-			n := len(tb.history) + len(live) + len(down) + len(after)
-			tb.p.waitRows(n)
-			checkSegments(t, tb.what, lineTexts(tb.p.rows()),
-				segment{"history", tb.history, true},
+		for _, pg := range tabs {
+			n := len(pg.history) + len(live) + len(down) + len(after)
+			pg.p.waitRows(n)
+			checkSegments(t, pg.what, lineTexts(pg.p.rows()),
+				segment{"history", pg.history, true},
 				segment{"live lines", live, false},
 				segment{"lines written while livetail was down, read by cursor", down, true},
 				segment{"live lines after the restart", after, false},
 			)
-			socks := tb.p.sockets()
+			socks := pg.p.sockets()
 			if len(socks) < 2 {
-				t.Fatalf("%s: sockets %v: want a reconnect", tb.what, socks)
+				t.Fatalf("%s: sockets %v: want a reconnect", pg.what, socks)
 			}
 			for _, s := range socks[1:] {
 				u, err := url.Parse(s)
@@ -274,7 +274,7 @@ func TestViewerShowsEveryProducersLines(t *testing.T) {
 					t.Fatal(err)
 				}
 				if q := u.Query(); q.Get("cursor") == "" || q.Has("tail") || q.Has("since") {
-					t.Errorf("%s: reconnected to %s, want the cursor instead of the history asked for", tb.what, s)
+					t.Errorf("%s: reconnected to %s, want the cursor instead of the history asked for", pg.what, s)
 				}
 			}
 		}
