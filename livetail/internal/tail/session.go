@@ -152,12 +152,11 @@ func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 			if err != nil {
 				return nil, nil, nil, upstreamError{err}
 			}
-			// Records that arrived between the subscription and the lookup
-			// can put the answer beyond the join offset (Kafka found no
-			// record since then, and the end had moved on): they were
-			// written after the session began, so they are all wanted, and
-			// they are in the queue.
-			ranges = append(ranges, hub.Gap{Partition: p, From: min(off, s.join(p)), To: s.join(p)})
+			end, err := s.historyEnd(ctx, p)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			ranges = append(ranges, hub.Gap{Partition: p, From: off, To: end})
 		}
 	case ModeCursor:
 		given := map[int32]bool{}
@@ -169,7 +168,8 @@ func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 				return nil, nil, nil, upstreamError{err}
 			}
 			start := c.Offset + 1
-			if end := max(newest, s.join(p)); start > end {
+			end := max(newest, s.join(p)) // see historyEnd
+			if start > end {
 				return nil, nil, nil, &ParamError{Param: "cursor", Reason: fmt.Sprintf("offset %d is beyond the end of partition %d (next offset %d)", c.Offset, p, end)}
 			}
 			if start < oldest {
@@ -178,14 +178,21 @@ func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 				gaps = append(gaps, hub.Drop{Partition: p, Count: oldest - start, From: start, To: oldest - 1})
 				start = oldest
 			}
-			ranges = append(ranges, hub.Gap{Partition: p, From: start, To: s.join(p)})
+			ranges = append(ranges, hub.Gap{Partition: p, From: start, To: end})
 		}
 		// Where the job's lines appeared after the cursor was made (a
 		// producer with another partitioner, partitions added), read them
 		// from the first this process saw.
 		for _, seen := range s.h.hub.JobPartitions(s.p.Job) {
-			if !given[seen.Partition] && seen.First < s.join(seen.Partition) {
-				ranges = append(ranges, hub.Gap{Partition: seen.Partition, From: seen.First, To: s.join(seen.Partition)})
+			if given[seen.Partition] {
+				continue
+			}
+			end, err := s.historyEnd(ctx, seen.Partition)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			if seen.First < end {
+				ranges = append(ranges, hub.Gap{Partition: seen.Partition, From: seen.First, To: end})
 			}
 		}
 	default:
@@ -197,6 +204,22 @@ func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 		s.pos[r.Partition] = r.From - 1
 	}
 	return ranges, nil, append(gaps, skipped...), nil
+}
+
+// historyEnd returns where the history of partition p ends: at the
+// partition's end when the session started, or at the subscription's join
+// offset when the hub is past it. Right after livetail starts, its
+// consumers are still reading back the records before the end
+// (--jobs-scan) when the first sessions join, so the join offsets lag; the
+// lines already in Kafka are history all the same, read here and merged
+// by time with the other partitions' (tail=N does the same), and the
+// consumers' copies, queued later, are skipped as sent.
+func (s *session) historyEnd(ctx context.Context, p int32) (int64, error) {
+	_, newest, err := s.h.hist.Bounds(ctx, p)
+	if err != nil {
+		return 0, upstreamError{err}
+	}
+	return max(newest, s.join(p)), nil
 }
 
 // bound shortens ranges so that together they hold at most budget records,

@@ -72,11 +72,9 @@ func (c *fakeConn) got() ([]Frame, []time.Time) {
 type fakeHistory struct {
 	logs   [][]*hub.Entry // logs[p][i].Offset == i
 	onRead func()         // called for every record read
-	// offsetAt, when set, answers OffsetAt instead of the logs.
-	offsetAt func(p int32, t time.Time) int64
-	home     int32
-	cands    []int32      // Candidates; [home] when nil
-	reads    atomic.Int64 // records read
+	home   int32
+	cands  []int32      // Candidates; [home] when nil
+	reads  atomic.Int64 // records read
 }
 
 func (f *fakeHistory) Partitions() int   { return len(f.logs) }
@@ -93,9 +91,6 @@ func (f *fakeHistory) Bounds(_ context.Context, p int32) (int64, int64, error) {
 
 // OffsetAt finds the first entry at t or later by its TS.
 func (f *fakeHistory) OffsetAt(_ context.Context, p int32, t time.Time) (int64, error) {
-	if f.offsetAt != nil {
-		return f.offsetAt(p, t), nil
-	}
 	for i, e := range f.logs[p] {
 		if e.TS >= t.UnixNano() {
 			return int64(i), nil
@@ -316,37 +311,6 @@ func TestSessionCatchUpChasesLive(t *testing.T) {
 	})
 }
 
-// since= looks its start up after the subscription, so records that arrive
-// in between can put Kafka's answer beyond the join offset: on an empty
-// partition, Kafka finds no record since the time asked and answers with
-// the end, which the new records have moved. Those records are in the
-// queue and are sent, none skipped.
-func TestSessionSinceBeyondJoin(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		log := newLog(10, "a")
-		x := newHarness(Options{PingInterval: time.Hour}, log)
-		x.hist.offsetAt = func(p int32, _ time.Time) int64 {
-			x.h.Publish(p, log, int64(len(log))) // arrived after the join
-			return int64(len(log))
-		}
-		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeSince, Since: time.Now().Add(-time.Hour)})
-		synctest.Wait()
-		cancel(errShutdown)
-		wait()
-
-		frames, _ := x.conn.got()
-		var got []int64
-		for _, f := range frames {
-			for _, e := range f.Entries {
-				got = append(got, e.Offset)
-			}
-		}
-		if want := []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}; !slices.Equal(got, want) {
-			t.Fatalf("got offsets %v, want %v", got, want)
-		}
-	})
-}
-
 // When the upstream fails for good, the session sends what it had and ends
 // with ErrUnavailable.
 func TestSessionUpstreamFails(t *testing.T) {
@@ -446,6 +410,60 @@ func TestSessionTwoPartitions(t *testing.T) {
 			t.Fatal("resumed entries differ from the rest of the first session's")
 		}
 	})
+}
+
+// Right after livetail starts, its consumers are still reading back the
+// records before the end of each partition (--jobs-scan) when the first
+// sessions join: the lines already in Kafka are history all the same, read
+// up to each partition's end and merged by time, for since= and cursor= as
+// for tail=; the consumers' copies of them, queued later, are not sent
+// again.
+func TestSessionHistoryWhileConsumersReadBack(t *testing.T) {
+	for _, mode := range []string{"since", "cursor"} {
+		t.Run(mode, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				// a's lines alternate between the partitions, by time.
+				p0, p1 := newLogOn(0, 100, "a", "b"), newLogOn(1, 100, "b", "a")
+				x := newHarness(Options{PingInterval: time.Hour}, p0, p1)
+				x.hist.cands = []int32{0, 1}
+				x.h.SetNext(0, 0) // the consumers start from the first record
+				x.h.SetNext(1, 0)
+				p := Params{Job: "a", Mode: ModeSince, Since: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+				if mode == "cursor" {
+					p = Params{Job: "a", Mode: ModeCursor, Cursor: []Position{{Partition: 0, Offset: 9}, {Partition: 1, Offset: 9}}}
+				}
+				cancel, wait := x.start(t, p)
+				synctest.Wait()
+				// The consumers catch up, one partition after the other.
+				x.h.Publish(0, p0, 100)
+				x.h.Publish(1, p1, 100)
+				synctest.Wait()
+				x.h.Publish(0, newLogOn(0, 101, "a")[100:], 101) // a live line
+				synctest.Wait()
+				cancel(errShutdown)
+				wait()
+				frames, _ := x.conn.got()
+				got, cursor, drops := entriesOf(frames)
+				var want []string
+				for i := range 100 {
+					if off := int64(i); mode == "since" || off > 9 {
+						want = append(want, fmt.Sprintf("%d:%d", i%2, off))
+					}
+				}
+				want = append(want, "0:100")
+				var gotAt []string
+				for _, e := range got {
+					gotAt = append(gotAt, fmt.Sprintf("%d:%d", e.Partition, e.Offset))
+				}
+				if !slices.Equal(gotAt, want) || len(drops) > 0 {
+					t.Fatalf("entries at %v (drops %+v), want %v", gotAt, drops, want)
+				}
+				if cursor != "0:100,1:99" {
+					t.Fatalf("cursor %q, want 0:100,1:99", cursor)
+				}
+			})
+		})
+	}
 }
 
 // History bounded by MaxScan: since= over a long partition reads at most

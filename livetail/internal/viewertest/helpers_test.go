@@ -48,16 +48,17 @@ type livetail struct {
 	p  *proc.Process // nil while stopped
 }
 
-// startLivetail runs livetail on brokers with the extra flags until the test
-// ends.
-func startLivetail(t testing.TB, brokers []string, extra ...string) *livetail {
+// startLivetail runs livetail on the Kafka of s, reading s's "logs" topic,
+// with the extra flags until the test ends.
+func startLivetail(t testing.TB, s *stack.Stack, extra ...string) *livetail {
 	t.Helper()
 	relay := proc.NewRelay(t)
 	l := &livetail{t: t, relay: relay, Addr: relay.Addr()}
 	l.args = append([]string{
 		"--listen", "127.0.0.1:0",
 		"--metrics-addr", "127.0.0.1:0",
-		"--kafka-brokers", strings.Join(brokers, ","),
+		"--kafka-brokers", strings.Join(s.KafkaAddrs(), ","),
+		"--kafka-topic", s.Topic("logs"),
 		"--log-level", "info",
 		"--upstream-backoff-min", "50ms",
 		"--upstream-backoff-max", "100ms",
@@ -115,16 +116,19 @@ func (l *livetail) URL(q string) string { return "http://" + l.Addr + "/" + q }
 
 // ---- Kafka ----
 
-// newKafka starts devstack's Kafka alone.
-func newKafka(t testing.TB) *stack.Stack {
+// newKafka starts devstack's Kafka alone, of the kind of backends asked
+// for (stack.Embedded or stack.Real), with three partitions. On the shared
+// real backends the test's topics have names of their own: s.Topic("logs").
+func newKafka(t testing.TB, kind string) *stack.Stack {
 	t.Helper()
-	return stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}, Partitions: 3})
+	return stack.New(t, stack.Options{Backends: kind, Without: []string{stack.Etcd, stack.ES}, Partitions: 3})
 }
 
-// producer writes records as the agent does: key = job, sarama's default
-// (hash) partitioner.
+// producer writes records to the stack's "logs" topic as the agent does:
+// key = job, but with sarama's default (hash) partitioner.
 type producer struct {
-	p sarama.SyncProducer
+	p     sarama.SyncProducer
+	topic string
 }
 
 // sent is one produced line.
@@ -145,7 +149,7 @@ func newProducer(t testing.TB, s *stack.Stack) *producer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	return &producer{p: p}
+	return &producer{p: p, topic: s.Topic("logs")}
 }
 
 // produce writes lines for job and returns them with their offsets.
@@ -162,7 +166,7 @@ func (p *producer) produce(t testing.TB, job string, lines ...string) []sent {
 			Log:       record.Log{File: record.File{Path: "/var/log/app/" + job + ".log"}, Offset: int64(i * 100)},
 			Labels:    map[string]string{"env": "test"},
 		}
-		msgs[i] = &sarama.ProducerMessage{Topic: "logs", Key: sarama.StringEncoder(job), Value: sarama.ByteEncoder(rec.AppendJSON(nil))}
+		msgs[i] = &sarama.ProducerMessage{Topic: p.topic, Key: sarama.StringEncoder(job), Value: sarama.ByteEncoder(rec.AppendJSON(nil))}
 	}
 	if err := p.p.SendMessages(msgs); err != nil {
 		t.Fatalf("producing: %v", err)
@@ -186,15 +190,22 @@ func numbered(prefix string, first, n int) []string {
 // ---- the browser ----
 
 // probe runs in every page before its own scripts: it records each
-// WebSocket the page opens and each state the status element shows.
+// WebSocket the page opens (its address in __sockets, when it was made in
+// __opened), each close (when and with which code, in __closed, noted
+// before the page's own onclose runs) and each state the status element
+// shows.
 const probe = `(() => {
   window.__sockets = [];
+  window.__opened = [];
+  window.__closed = [];
   window.__states = [];
   const Native = window.WebSocket;
   window.WebSocket = class extends Native {
     constructor(url, protocols) {
       super(url, protocols);
       window.__sockets.push(String(url));
+      window.__opened.push(performance.now());
+      this.addEventListener('close', (e) => window.__closed.push({ at: performance.now(), code: e.code }));
     }
   };
   document.addEventListener('DOMContentLoaded', () => {

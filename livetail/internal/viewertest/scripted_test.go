@@ -145,27 +145,33 @@ func (s *scripted) tail(w http.ResponseWriter, r *http.Request) {
 
 func TestViewerCloseCodes(t *testing.T) {
 	// Each job's first connection gets offsets 6 and 7 and is then closed
-	// with the job's code; a second connection gets 7 again (which the
-	// viewer must drop) and 8.
-	codes := map[string]struct {
+	// with the job's code; the next refused connections are closed with
+	// it at once, as livetail refuses one (no hello); the connection after
+	// them gets 7 again (which the viewer must drop) and 8.
+	type closeCase struct {
 		code      websocket.StatusCode
 		reason    string
 		reconnect bool
 		text      string
-	}{
-		"c1000": {websocket.StatusNormalClosure, "", false, "Closed: closed by the server"},
-		"c1001": {websocket.StatusGoingAway, "server shutting down", true, "server restarting"},
-		"c1011": {websocket.StatusInternalError, "upstream unavailable: kafka: client has run out of available brokers", true, "upstream (Kafka) unavailable"},
-		"c4400": {4400, `tail: "x" is not a number of lines`, false, `Closed: bad request — tail: "x" is not a number of lines`},
-		"c4403": {4403, "job: user ann may not tail job c4403", false, "Closed: the token does not allow this job — job: user ann may not tail job c4403"},
-		"c4408": {4408, "session reached its maximum duration; reconnect with cursor", true, "session reached its maximum duration"},
-		"c1013": {websocket.StatusTryAgainLater, "this server is at its connection limit (10000): try again later", true, "the server is full: trying again later"},
-		"c4429": {4429, "too many connections for user 127.0.0.1 (limit 10): close other tails", false, "Closed: too many connections: close other tails, then connect again — too many connections for user 127.0.0.1 (limit 10): close other tails"},
+		refused   int // connections refused after the first one's close
+	}
+	codes := map[string]closeCase{
+		"c1000": {websocket.StatusNormalClosure, "", false, "Closed: closed by the server", 0},
+		"c1001": {websocket.StatusGoingAway, "server shutting down", true, "server restarting", 0},
+		"c1011": {websocket.StatusInternalError, "upstream unavailable: kafka: client has run out of available brokers", true, "upstream (Kafka) unavailable", 0},
+		"c4400": {4400, `tail: "x" is not a number of lines`, false, `Closed: bad request — tail: "x" is not a number of lines`, 0},
+		"c4403": {4403, "job: user ann may not tail job c4403", false, "Closed: the token does not allow this job — job: user ann may not tail job c4403", 0},
+		"c4408": {4408, "session reached its maximum duration; reconnect with cursor", true, "session reached its maximum duration", 0},
+		"c1013": {websocket.StatusTryAgainLater, "this server is at its connection limit (10000): try again later", true, "the server is full: trying again later", 1},
+		"c4429": {4429, "too many connections for user 127.0.0.1 (limit 10): close other tails", false, "Closed: too many connections: close other tails, then connect again — too many connections for user 127.0.0.1 (limit 10): close other tails", 0},
 	}
 	srv := newScripted(t, func(job string, n int) []step {
 		c := codes[job]
-		if n == 1 {
+		switch {
+		case n == 1:
 			return []step{hello(), entries(6, 7), caughtUp(7), closeWith(c.code, c.reason)}
+		case n <= 1+c.refused:
+			return []step{closeWith(c.code, c.reason)}
 		}
 		return []step{hello(), entries(7, 8), caughtUp(8)}
 	})
@@ -183,16 +189,54 @@ func TestViewerCloseCodes(t *testing.T) {
 				checkNoLoop(t, p)
 				return
 			}
-			p.waitFor("reconnected", `window.__sockets.length === 2 && document.getElementById('status').dataset.state === 'live'`, liveWithin)
+			if c.code == websocket.StatusTryAgainLater {
+				checkTryLater(t, p, c.text)
+			}
+			p.waitFor("reconnected", fmt.Sprintf(`window.__sockets.length === %d && document.getElementById('status').dataset.state === 'live'`, 2+c.refused), liveWithin)
 			if states := eval[[]string](p, `window.__states`); !inOrder(states, "live", "reconnecting", "live") {
 				t.Errorf("states %v, want live, reconnecting, live", states)
 			}
-			if got := p.sockets()[1]; !strings.Contains(got, "cursor=7") || strings.Contains(got, "tail=") {
-				t.Errorf("reconnected to %s, want cursor=7 and no tail", got)
+			for _, got := range p.sockets()[1:] {
+				if !strings.Contains(got, "cursor=7") || strings.Contains(got, "tail=") {
+					t.Errorf("reconnected to %s, want cursor=7 and no tail", got)
+				}
 			}
 			p.waitRows(3)
 			checkRows(t, p.rows(), []sent{{6, "line at offset 6"}, {7, "line at offset 7"}, {8, "line at offset 8"}})
 		})
+	}
+}
+
+// checkTryLater checks that after a 1013 (the server is full) the page
+// waits before it tries again, and longer after a second 1013: conn.js
+// waits 5 s less a random half of it (2.5 to 5 s), then 10 s less a random
+// half (5 to 10 s), doubling up to 60 s. Only the lower bounds are
+// checked: a loaded machine makes every wait longer. The page says why it
+// waits meanwhile.
+func checkTryLater(t *testing.T, p *tab, text string) {
+	t.Helper()
+	// performance.now() is coarsened by a fraction of a millisecond.
+	const slack = 5 * time.Millisecond
+	p.waitFor("a second 1013", `window.__closed.length >= 2`, liveWithin)
+	if s := p.status(); s.State != "reconnecting" || !strings.HasPrefix(s.Text, "Reconnecting (attempt 2): "+text) {
+		t.Errorf("status %+v after a second 1013, want Reconnecting (attempt 2): %s", s, text)
+	}
+	p.waitFor("a third connection", `window.__opened.length >= 3`, liveWithin)
+	type closed struct {
+		At   float64
+		Code int
+	}
+	closes := eval[[]closed](p, `window.__closed`)
+	opened := eval[[]float64](p, `window.__opened`)
+	for i, least := range []time.Duration{2500 * time.Millisecond, 5000 * time.Millisecond} {
+		if closes[i].Code != int(websocket.StatusTryAgainLater) {
+			t.Fatalf("connection %d closed with %d, want 1013", i+1, closes[i].Code)
+		}
+		waited := time.Duration((opened[i+1] - closes[i].At) * float64(time.Millisecond))
+		if waited < least-slack {
+			t.Errorf("after 1013 number %d the page reconnected within %v, want it to wait at least %v", i+1, waited, least)
+		}
+		t.Logf("after 1013 number %d the page waited %v", i+1, waited.Round(time.Millisecond))
 	}
 }
 
@@ -443,6 +487,23 @@ func TestViewerPage(t *testing.T) {
 		})`)
 		if want := []int{4096, 4096 + 3, 4096, 4097, 4098, 4101}; fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("[MAX_SOURCES, lines shown, sources remembered, the last three shown] = %v, want %v", got, want)
+		}
+	})
+
+	t.Run("backoff", func(t *testing.T) {
+		p := p.in(t)
+		// The waits before a retry, with the random part at its least and
+		// at its most: after 1013, 5 s doubling to 60 s (minus up to half);
+		// after 1001 and 4408, 0.5 s; otherwise 1 s doubling to 30 s. The
+		// close-code test checks the first two after 1013 in real time.
+		got := eval[[]int](p, `import('./conn.js').then(m => [
+			[1, 'slow'], [2, 'slow'], [3, 'slow'], [4, 'slow'], [5, 'slow'], [40, 'slow'],
+			[1, 'quick'], [1, ''], [5, ''], [6, ''],
+		].flatMap(([n, speed]) => [m.backoff(n, speed, () => 0), m.backoff(n, speed, () => 1)]))`)
+		want := []int{2500, 5000, 5000, 10000, 10000, 20000, 20000, 40000, 30000, 60000, 30000, 60000,
+			250, 500, 500, 1000, 8000, 16000, 15000, 30000}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("backoff [least, most] for 1013's attempts 1–5 and 40, 1001's first, others' 1, 5 and 6 = %v, want %v", got, want)
 		}
 	})
 

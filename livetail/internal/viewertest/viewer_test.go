@@ -15,6 +15,8 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 const (
@@ -43,8 +45,8 @@ var samples = []struct{ line, level string }{
 }
 
 func TestViewerStreamPauseFilter(t *testing.T) {
-	k := newKafka(t)
-	lt := startLivetail(t, k.KafkaAddrs())
+	k := newKafka(t, stack.Embedded)
+	lt := startLivetail(t, k)
 	prod := newProducer(t, k)
 	browser := newBrowser(t)
 
@@ -189,8 +191,8 @@ func TestViewerStreamPauseFilter(t *testing.T) {
 }
 
 func TestViewerResumesAfterRestart(t *testing.T) {
-	k := newKafka(t)
-	lt := startLivetail(t, k.KafkaAddrs())
+	k := newKafka(t, stack.Embedded)
+	lt := startLivetail(t, k)
 	prod := newProducer(t, k)
 	browser := newBrowser(t)
 
@@ -237,12 +239,12 @@ func TestViewerResumesAfterRestart(t *testing.T) {
 }
 
 func TestViewerStopsOnRefusal(t *testing.T) {
-	k := newKafka(t)
+	k := newKafka(t, stack.Embedded)
 	browser := newBrowser(t)
 
 	t.Run("4429", func(t *testing.T) {
 		t.Parallel()
-		lt := startLivetail(t, k.KafkaAddrs(), "--max-conns-per-user", "1")
+		lt := startLivetail(t, k, "--max-conns-per-user", "1")
 		holdConnection(t, "ws://"+lt.Addr+"/api/v1/tail?job=busy")
 
 		p := openTab(t, browser, lt.URL("?job=busy&tail=0"))
@@ -257,7 +259,7 @@ func TestViewerStopsOnRefusal(t *testing.T) {
 	t.Run("4401", func(t *testing.T) {
 		t.Parallel()
 		const secret = "viewer-test-secret"
-		lt := startLivetail(t, k.KafkaAddrs(), "--auth", "jwt", "--jwt-secret", secret)
+		lt := startLivetail(t, k, "--auth", "jwt", "--jwt-secret", secret)
 
 		p := openTab(t, browser, lt.URL("?job=secure&tail=0"))
 		p.waitFor("closed", `document.getElementById('status').dataset.state === 'closed'`, liveWithin)
