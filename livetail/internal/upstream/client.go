@@ -259,13 +259,31 @@ func (c *Client) OffsetAt(ctx context.Context, p int32, t time.Time) (int64, err
 	hc := c.pick()
 	err := c.cfg.Retry.Do(ctx, func() error {
 		var e error
-		off, e = hc.c.GetOffset(c.cfg.Topic, p, t.UnixMilli())
-		if e == nil && off < 0 {
-			off, e = hc.c.GetOffset(c.cfg.Topic, p, sarama.OffsetNewest)
-		}
+		off, e = offsetAt(func(at int64) (int64, error) { return hc.c.GetOffset(c.cfg.Topic, p, at) }, t)
 		return e
 	})
 	return off, err
+}
+
+// offsetAt is OffsetAt's answer from Kafka's offset lookups (get): the
+// offset by time, or when no record was written at t or later, the end as
+// it was before that lookup. The end is looked up first: every record
+// before it was there when Kafka found none at t or later, while a record
+// that comes between the two lookups is later than t, and an end looked up
+// after them would put it before the answer, unread.
+func offsetAt(get func(at int64) (int64, error), t time.Time) (int64, error) {
+	end, err := get(sarama.OffsetNewest)
+	if err != nil {
+		return 0, err
+	}
+	off, err := get(t.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return end, nil
+	}
+	return off, nil
 }
 
 // Read reads partition p from offset from up to (not including) offset to,

@@ -141,6 +141,44 @@ func TestClient(t *testing.T) {
 // Candidates names the partitions of the standard partitioners, the home
 // (murmur2) one first, as franz-go's independent implementations of Java's
 // and librdkafka's partitioners compute them.
+// A since= lookup on a partition where no record is at or after the time
+// asked answers the end; a record produced while the lookups are made is
+// after that answer, never before it: the session reads from the answer
+// on and would not see it. (Kafka answers a time lookup with -1 when it
+// finds no such record.)
+func TestOffsetAtRecordInBetween(t *testing.T) {
+	since := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, arriveAfter := range []int{1, 2} { // the record comes after the first lookup, or after both
+		var log []int64 // the partition: each record's time in ms
+		calls := 0
+		get := func(at int64) (int64, error) {
+			var answer int64 = -1
+			switch {
+			case at == sarama.OffsetNewest:
+				answer = int64(len(log))
+			default:
+				for i, ts := range log {
+					if ts >= at {
+						answer = int64(i)
+						break
+					}
+				}
+			}
+			if calls++; calls == arriveAfter {
+				log = append(log, since.Add(time.Hour).UnixMilli()) // a line written now
+			}
+			return answer, nil
+		}
+		off, err := offsetAt(get, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if off != 0 {
+			t.Errorf("record written after lookup %d: since= starts at offset %d, want 0 (the new record)", arriveAfter, off)
+		}
+	}
+}
+
 func TestCandidates(t *testing.T) {
 	java := kgo.StickyKeyPartitioner(nil).ForTopic("logs")
 	librdkafka := kgo.StickyKeyPartitioner(kgo.SaramaHasher(crc32.ChecksumIEEE)).ForTopic("logs")
