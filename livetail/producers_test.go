@@ -19,10 +19,11 @@ import (
 	"github.com/logpipe/logpipe/livetail/internal/tail"
 )
 
-// Lines of one job written by producers nobody here wrote (kcat with
-// librdkafka's default partitioner and with murmur2_random) and by sarama's
-// default partitioner land on up to three partitions; livetail shows them
-// all, live, with tail=N, since= and cursor=, with no gap and no duplicate.
+// Lines of one job written by producers nobody here wrote (kcat as it comes,
+// with librdkafka's default partitioner, and with -X
+// partitioner=murmur2_random) and by sarama's default partitioner land on up
+// to three partitions; livetail shows them all, live, with tail=N, since=
+// and cursor=, with no gap and no duplicate.
 func TestEveryProducersLines(t *testing.T) {
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		s := newKafkaOf(t, stack.Options{Backends: kind})
@@ -67,12 +68,16 @@ func testProducers(t *testing.T, s *stack.Stack, topic string) {
 
 	got := live.collect(90, within)
 	checkLines(t, "live", got, all[first:])
-	partitions := map[int32]bool{}
-	for _, p := range got.parts {
-		partitions[p] = true
-	}
-	if len(partitions) != 3 {
-		t.Fatalf("live lines came from partitions %v, want three", partitions)
+	// Each producer put the job's lines where its partitioner says, the
+	// partitions livetail reads history from: murmur2, librdkafka's
+	// default (CRC32) and sarama's (FNV-1a), in Candidates' order.
+	cand := ts.kafka.Candidates(job)
+	want := map[string]int32{"kcat-murmur2_random": cand[0], "kcat-default": cand[1], "sarama": cand[2]}
+	for i, l := range got.lines {
+		by := strings.Fields(l)[1]
+		if p, ok := want[by]; !ok || got.parts[i] != p {
+			t.Fatalf("line %q on partition %d, want %s's partition %d (of %v)", l, got.parts[i], by, p, cand)
+		}
 	}
 
 	eventually(t, within, "the hub caught up", func() bool {
@@ -107,7 +112,7 @@ type writers struct {
 func (w *writers) round(job string, n int) {
 	w.t.Helper()
 	for range n {
-		w.kcat(job, "consistent_random", 10)
+		w.kcat(job, kcatDefault, 10)
 		w.kcat(job, "murmur2_random", 10)
 		w.saramaLines(job, 10)
 	}
@@ -123,17 +128,28 @@ func (w *writers) next(job, by string) record.Record {
 	}
 }
 
-// kcat writes n lines with kcat and the given librdkafka partitioner.
+// kcatDefault asks writers.kcat for kcat as a user runs it: no partitioner
+// option, so librdkafka's default partitioner.
+const kcatDefault = ""
+
+// kcat writes n lines with kcat and the given librdkafka partitioner
+// (kcatDefault: none given).
 func (w *writers) kcat(job, partitioner string, n int) {
 	w.t.Helper()
+	by := "kcat-" + partitioner
+	args := []string{"-b", strings.Join(w.brokers, ","), "-t", w.topic, "-k", job, "-P"}
+	if partitioner == kcatDefault {
+		by = "kcat-default"
+	} else {
+		args = append(args, "-X", "partitioner="+partitioner)
+	}
 	var in strings.Builder
 	for range n {
-		rec := w.next(job, partitioner)
+		rec := w.next(job, by)
 		in.Write(rec.AppendJSON(nil))
 		in.WriteByte('\n')
 	}
-	cmd := exec.Command("kcat", "-b", strings.Join(w.brokers, ","), "-t", w.topic, "-k", job, "-P",
-		"-X", "partitioner="+partitioner)
+	cmd := exec.Command("kcat", args...)
 	cmd.Stdin = strings.NewReader(in.String())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		w.t.Fatalf("kcat: %v\n%s", err, out)
