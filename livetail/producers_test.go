@@ -17,6 +17,7 @@ import (
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/stack"
 	"github.com/logpipe/logpipe/livetail/internal/tail"
+	"github.com/logpipe/logpipe/livetail/internal/upstream"
 )
 
 // Lines of one job written by producers nobody here wrote (kcat as it comes,
@@ -197,7 +198,9 @@ func sorted(p []int32) []int32 {
 }
 
 // Partitions added while livetail runs: a job whose lines move to a new
-// partition is shown within a minute, and its history spans both.
+// partition is shown within a minute, its history spans both, and a client
+// that resumes with the cursor it had before the partitions were added gets
+// every line after it, on the old partition and on the new one.
 func TestPartitionsAdded(t *testing.T) {
 	stack.ForBackends(t, testPartitionsAdded)
 }
@@ -209,13 +212,7 @@ func testPartitionsAdded(t *testing.T, kind string) {
 	cfg.PartitionRefresh = 200 * time.Millisecond
 	ts := startServer(t, cfg)
 	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic}
-	job := ""
-	for i := 0; job == ""; i++ {
-		j := fmt.Sprintf("moving-%d", i)
-		if partition.ForJob(j, 6) >= 3 {
-			job = j
-		}
-	}
+	job := movingJob()
 	c := mustDial(t, ts.url(query("job", job)))
 	c.collect(0, within)
 	w.kcat(job, "murmur2_random", 5)
@@ -223,6 +220,9 @@ func testPartitionsAdded(t *testing.T, kind string) {
 	if before.parts[0] != partition.ForJob(job, 3) {
 		t.Fatalf("lines on partition %d, want %d", before.parts[0], partition.ForJob(job, 3))
 	}
+	cursor := before.cursors[len(before.cursors)-1]
+	w.kcat(job, "murmur2_random", 3) // after the cursor, on the old partition
+	checkLines(t, "live before partitions were added", c.collect(3, within), w.lines[5:])
 
 	addPartitions(t, s, topic, 6)
 	eventually(t, time.Minute, "livetail consumes 6 partitions", func() bool {
@@ -230,12 +230,73 @@ func testPartitionsAdded(t *testing.T, kind string) {
 	})
 	w.kcat(job, "murmur2_random", 5)
 	after := c.collect(5, time.Minute)
-	checkLines(t, "live after partitions were added", after, w.lines[5:])
+	checkLines(t, "live after partitions were added", after, w.lines[8:])
 	if p := after.parts[0]; p != partition.ForJob(job, 6) {
 		t.Fatalf("lines on partition %d, want the new partition %d", p, partition.ForJob(job, 6))
 	}
 	h := mustDial(t, ts.url(query("job", job, "tail", "10")))
-	checkLines(t, "tail=10 over both partitions", h.collect(0, within), w.lines)
+	checkLines(t, "tail=10 over both partitions", h.collect(0, within), w.lines[3:])
+	r := mustDial(t, ts.url(query("job", job, "cursor", cursor)))
+	checkLines(t, "cursor "+cursor+" from before partitions were added", r.collect(0, within), w.lines[5:])
+}
+
+// movingJob returns a job that DESIGN.md's partitioner puts on one of the
+// first three partitions of a topic of three, and on one of the three added
+// when the topic grows to six.
+func movingJob() string {
+	for i := 0; ; i++ {
+		j := fmt.Sprintf("moving-%d", i)
+		if partition.ForJob(j, 6) >= 3 {
+			return j
+		}
+	}
+}
+
+// With livetail's default --partition-refresh (30 s), a job whose lines
+// land on a partition added to the topic is shown within a minute of the
+// lines being written (DESIGN.md), to a session that was live before and
+// to one that resumes with the cursor it had before, as soon as the
+// partitions were added: before livetail looked them up again.
+func TestPartitionsAddedDefaultRefresh(t *testing.T) {
+	t.Parallel() // it waits for the refresh: beside the other parallel tests, not after them
+	s := newKafka(t)
+	topic := s.Topic("logs")
+	cfg := testConfig(s)
+	if cfg.PartitionRefresh != upstream.DefaultRefresh {
+		t.Fatalf("testConfig sets --partition-refresh %v, want the default %v", cfg.PartitionRefresh, upstream.DefaultRefresh)
+	}
+	ts := startServer(t, cfg)
+	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic}
+	job := movingJob()
+	c := mustDial(t, ts.url(query("job", job)))
+	c.collect(0, within)
+	w.kcat(job, "murmur2_random", 5)
+	before := c.collect(5, within)
+	cursor := before.cursors[len(before.cursors)-1]
+
+	addPartitions(t, s, topic, 6)
+	w.kcat(job, "murmur2_random", 5)
+	shown := time.Now().Add(time.Minute) // the promise
+	r := mustDial(t, ts.url(query("job", job, "cursor", cursor)))
+	if n := ts.metric(t, "livetail_partitions"); n != 3 {
+		t.Logf("livetail had looked the partitions up again (%v) before the resume", n)
+	}
+	for name, cl := range map[string]*client{"live": c, "resumed with " + cursor: r} {
+		// History (when livetail knew the new partition at the resume)
+		// and live lines alike.
+		got := cl.collect(0, time.Until(shown))
+		for len(got.lines) < 5 {
+			more := cl.collect(5-len(got.lines), time.Until(shown))
+			got.lines = append(got.lines, more.lines...)
+			got.parts = append(got.parts, more.parts...)
+			got.dropped = append(got.dropped, more.dropped...)
+		}
+		got.caughtUp = 0
+		checkLines(t, name, got, w.lines[5:])
+		if p := got.parts[0]; p != partition.ForJob(job, 6) {
+			t.Fatalf("%s: lines on partition %d, want the new partition %d", name, p, partition.ForJob(job, 6))
+		}
+	}
 }
 
 // addPartitions grows topic to n partitions.
