@@ -275,8 +275,8 @@ func TestPartitionsAddedDefaultRefresh(t *testing.T) {
 	cursor := before.cursors[len(before.cursors)-1]
 
 	addPartitions(t, s, topic, 6)
+	shown := time.Now().Add(time.Minute) // the promise: a minute after the lines are written
 	w.kcat(job, "murmur2_random", 5)
-	shown := time.Now().Add(time.Minute) // the promise
 	r := mustDial(t, ts.url(query("job", job, "cursor", cursor)))
 	if n := ts.metric(t, "livetail_partitions"); n != 3 {
 		t.Logf("livetail had looked the partitions up again (%v) before the resume", n)
