@@ -6,13 +6,20 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 // The jobs list, the viewer, health and readiness are on the --listen
 // address, metrics and the process's own log only on --metrics-addr; a
-// plain GET of the tail endpoint is told to use a WebSocket.
+// plain GET of the tail endpoint is told to use a WebSocket. On kfake and
+// on Apache Kafka: the jobs listed are those read from it.
 func TestHTTPEndpoints(t *testing.T) {
-	s := newKafka(t)
+	stack.ForBackends(t, testHTTPEndpoints)
+}
+
+func testHTTPEndpoints(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind})
 	cfg := testConfig(s)
 	cfg.Jobs = []string{"configured-only"}
 	ts := startServer(t, cfg)

@@ -53,9 +53,15 @@ func expectClose(t *testing.T, rawURL string, header http.Header, code websocket
 	}
 }
 
-// Bad requests close with 4400 and a reason that names the parameter.
+// Bad requests close with 4400 and a reason that names the parameter, on
+// kfake and on Apache Kafka (a cursor beyond the end is checked against the
+// partition's end).
 func TestCloseBadRequest(t *testing.T) {
-	s := newKafka(t)
+	stack.ForBackends(t, testCloseBadRequest)
+}
+
+func testCloseBadRequest(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind})
 	ts := startServer(t, testConfig(s))
 	tests := map[string]struct{ query, param string }{
 		"missing job":        {query(), "job"},
@@ -166,9 +172,14 @@ func TestAuthPublicKey(t *testing.T) {
 	expectClose(t, ts.url(query("job", "x", "token", confused)), nil, tail.StatusUnauthorized, "signing method")
 }
 
-// A session reaching --max-session is closed with 4408.
+// A session reaching --max-session is closed with 4408, on both kinds of
+// backends.
 func TestCloseMaxSession(t *testing.T) {
-	s := newKafka(t)
+	stack.ForBackends(t, testCloseMaxSession)
+}
+
+func testCloseMaxSession(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind})
 	cfg := testConfig(s)
 	cfg.MaxSession = 300 * time.Millisecond
 	ts := startServer(t, cfg)
@@ -177,9 +188,14 @@ func TestCloseMaxSession(t *testing.T) {
 
 // The 11th connection of one user is refused with 4429, with both limiters;
 // closing one makes room. --max-conns refuses with 1013 (try again later).
+// On both kinds of backends, with one Redis.
 func TestCloseTooMany(t *testing.T) {
-	s := newKafka(t)
 	redisAddr := redistest.Start(t)
+	stack.ForBackends(t, func(t *testing.T, kind string) { testCloseTooMany(t, kind, redisAddr) })
+}
+
+func testCloseTooMany(t *testing.T, kind, redisAddr string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind})
 	for _, limiter := range []string{"memory", "redis"} {
 		t.Run(limiter, func(t *testing.T) {
 			cfg := testConfig(s)
@@ -229,9 +245,14 @@ func TestCloseTooMany(t *testing.T) {
 	})
 }
 
-// On shutdown every client gets 1001.
+// On shutdown every client gets 1001, live or reading history, on both
+// kinds of backends.
 func TestCloseShutdown(t *testing.T) {
-	s := newKafka(t)
+	stack.ForBackends(t, testCloseShutdown)
+}
+
+func testCloseShutdown(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind})
 	ts := startServer(t, testConfig(s))
 	var cs []*client
 	for _, q := range []string{query("job", "a"), query("job", "b", "tail", "10"), query("job", "a", "grep", "x")} {
@@ -258,6 +279,7 @@ func TestCloseShutdown(t *testing.T) {
 // backends they share one Kafka of the test's own (Private: the shared one
 // cannot be stopped), whose JVM takes several seconds to start again.
 func TestUpstreamOutage(t *testing.T) {
+	t.Parallel() // it waits for Kafka to start again: beside the other parallel tests
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		if kind == stack.Real && os.Getenv("LOGPIPE_SKIP_REAL") == "1" {
 			t.Skip("LOGPIPE_SKIP_REAL=1: not running JVMs")
@@ -405,9 +427,14 @@ func TestOriginAndClientFrames(t *testing.T) {
 
 // --jwt-audience and --jwt-issuer must match; /api/v1/jobs needs a token
 // and lists only the jobs it allows; a session ends with 4401 when its
-// token expires.
+// token expires. On kfake and on Apache Kafka.
 func TestAuthAudienceJobsExpiry(t *testing.T) {
-	s := newKafka(t)
+	t.Parallel() // it waits for a token to expire: beside the other parallel tests
+	stack.ForBackends(t, testAuthAudienceJobsExpiry)
+}
+
+func testAuthAudienceJobsExpiry(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind})
 	cfg := testConfig(s)
 	cfg.Auth.Value = "jwt"
 	cfg.JWTSecret = testSecret

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"fmt"
 	"runtime"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/stack"
+	"github.com/logpipe/logpipe/livetail/internal/tail"
 )
 
 // History asked with tail=N, since= and cursor= continues into live data
@@ -141,8 +146,7 @@ func testTailExact(t *testing.T, kind string) {
 
 // since= over a partition longer than --max-history-scan reads at most that
 // many records, announces what it skipped, and shows the job's lines within
-// the bound; a client that vanishes during such scans leaves no history
-// read, goroutine or connection behind.
+// the bound.
 func TestHistoryScanBounded(t *testing.T) {
 	stack.ForBackends(t, testHistoryScanBounded)
 }
@@ -184,24 +188,114 @@ func testHistoryScanBounded(t *testing.T, kind string) {
 	if len(got.offsets) != 5 {
 		t.Fatalf("%d lines, want the 5 within the bound", len(got.offsets))
 	}
-	c.c.CloseNow()
+}
 
-	// Ten clients ask for the history and vanish at once; the first round
-	// also opens the history clients' connections, which stay.
-	baseline := 0
-	for round := range 2 {
-		for range 10 {
-			c := mustDial(t, ts.url(query("job", job, "since", "1h")))
-			c.mustNext() // hello: the scan is under way
-			c.c.CloseNow()
+// A since= scan that would run long (a partition of many records of other
+// jobs, within a large --max-history-scan) stops when its client vanishes
+// in the middle of it: the records scanned stop growing, well before the
+// partition's end, no history read is left under way, and livetail's
+// goroutines are back to what they were before the session.
+func TestHistoryScanAbandoned(t *testing.T) {
+	stack.ForBackends(t, testHistoryScanAbandoned)
+}
+
+func testHistoryScanAbandoned(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind})
+	// Written before livetail starts, so that its live consumers start
+	// near the end (--jobs-scan) rather than read them all too. Scanning
+	// them takes about a second on 2 cores with the race detector; a
+	// client leaves within milliseconds of the scan's start.
+	const (
+		long, short = int32(0), int32(1) // partitions
+		records     = 200_000
+	)
+	produceOn(t, s, long, "noise", records)
+	cfg := testConfig(s)
+	cfg.MaxHistoryScan = 10 * records // the bound is not what ends this scan
+	ts := startServer(t, cfg)
+	// Jobs that every standard partitioner puts on one partition, so that
+	// a session's history is one read, always on the same history client.
+	job, warm := jobOnlyOn(ts, long), jobOnlyOn(ts, short)
+	produceOn(t, s, short, warm, 10)
+	eventually(t, within, "livetail read the warm-up lines", func() bool { return ts.hub.Next(short) == 10 })
+	scannedTotal := func() float64 { return ts.metric(t, "livetail_history_records_scanned_total") }
+
+	// A whole scan first: the history client's connections, which stay
+	// open, are part of the baseline.
+	w := mustDial(t, ts.url(query("job", warm, "since", "1h")))
+	if got := w.collect(0, within); len(got.lines) != 10 {
+		t.Fatalf("warming up: %d lines of %s, want 10", len(got.lines), warm)
+	}
+	w.c.CloseNow()
+	eventually(t, within, "the warm-up session gone", func() bool {
+		return ts.metric(t, "livetail_connections") == 0 && ts.metric(t, "livetail_history_reads") == 0
+	})
+	baseline := runtime.NumGoroutine()
+	before := scannedTotal()
+
+	c := mustDial(t, ts.url(query("job", job, "since", "1h")))
+	if f := c.mustNext(); f.Type != tail.TypeHello {
+		t.Fatalf("first frame %+v, want hello", f)
+	}
+	eventually(t, within, "the scan under way", func() bool { return scannedTotal() > before })
+	c.c.CloseNow() // no close frame: the tab was closed, the network cut
+
+	// Stopped: two reads a few hundred ms apart are equal.
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(within)
+	last := scannedTotal()
+	for {
+		<-tick.C
+		n := scannedTotal()
+		if n == last {
+			break
 		}
-		eventually(t, within, "history reads back to 0", func() bool { return ts.metric(t, "livetail_history_reads") == 0 })
-		eventually(t, within, "livetail_connections back to 0", func() bool { return ts.metric(t, "livetail_connections") == 0 })
-		if round == 0 {
-			time.Sleep(200 * time.Millisecond)
-			baseline = runtime.NumGoroutine()
-			continue
+		if time.Now().After(deadline) {
+			t.Fatalf("records scanned still growing %v after the client left (%v)", within, n-before)
 		}
-		eventually(t, within, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= baseline })
+		last = n
+	}
+	if n := last - before; n >= records {
+		t.Fatalf("%v records scanned: the whole partition (%d), as if the client had not left", n, records)
+	} else {
+		t.Logf("%v of %d records scanned before the scan stopped", n, records)
+	}
+	eventually(t, within, "history reads back to 0", func() bool { return ts.metric(t, "livetail_history_reads") == 0 })
+	eventually(t, within, "livetail_connections back to 0", func() bool { return ts.metric(t, "livetail_connections") == 0 })
+	eventually(t, within, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= baseline })
+}
+
+// jobOnlyOn returns a job that murmur2, CRC32 and FNV-1a all put on
+// partition p of the server's topic.
+func jobOnlyOn(ts *testServer, p int32) string {
+	for i := 0; ; i++ {
+		job := fmt.Sprintf("only-%d-%d", p, i)
+		if c := ts.kafka.Candidates(job); len(c) == 1 && c[0] == p {
+			return job
+		}
+	}
+}
+
+// produceOn writes n records of job to partition p of the stack's log
+// topic, in large batches.
+func produceOn(t testing.TB, s *stack.Stack, p int32, job string, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddrs()...), kgo.DefaultProduceTopic(s.Topic("logs")),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const batch = 10_000
+	for i := 0; i < n; i += batch {
+		rs := make([]*kgo.Record, min(batch, n-i))
+		for j := range rs {
+			rec := record.Record{Timestamp: time.Now(), Message: line(job, i+j), Job: job, Host: record.Host{Name: "node-n"}}
+			rs[j] = &kgo.Record{Key: []byte(job), Value: rec.AppendJSON(nil), Partition: p}
+		}
+		if err := cl.ProduceSync(t.Context(), rs...).FirstErr(); err != nil {
+			t.Fatalf("producing to partition %d: %v", p, err)
+		}
 	}
 }

@@ -17,12 +17,14 @@ import (
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/stack"
 	"github.com/logpipe/logpipe/livetail/internal/tail"
+	"github.com/logpipe/logpipe/livetail/internal/upstream"
 )
 
-// Lines of one job written by producers nobody here wrote (kcat with
-// librdkafka's default partitioner and with murmur2_random) and by sarama's
-// default partitioner land on up to three partitions; livetail shows them
-// all, live, with tail=N, since= and cursor=, with no gap and no duplicate.
+// Lines of one job written by producers nobody here wrote (kcat as it comes,
+// with librdkafka's default partitioner, and with -X
+// partitioner=murmur2_random) and by sarama's default partitioner land on up
+// to three partitions; livetail shows them all, live, with tail=N, since=
+// and cursor=, with no gap and no duplicate.
 func TestEveryProducersLines(t *testing.T) {
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		s := newKafkaOf(t, stack.Options{Backends: kind})
@@ -67,12 +69,16 @@ func testProducers(t *testing.T, s *stack.Stack, topic string) {
 
 	got := live.collect(90, within)
 	checkLines(t, "live", got, all[first:])
-	partitions := map[int32]bool{}
-	for _, p := range got.parts {
-		partitions[p] = true
-	}
-	if len(partitions) != 3 {
-		t.Fatalf("live lines came from partitions %v, want three", partitions)
+	// Each producer put the job's lines where its partitioner says, the
+	// partitions livetail reads history from: murmur2, librdkafka's
+	// default (CRC32) and sarama's (FNV-1a), in Candidates' order.
+	cand := ts.kafka.Candidates(job)
+	want := map[string]int32{"kcat-murmur2_random": cand[0], "kcat-default": cand[1], "sarama": cand[2]}
+	for i, l := range got.lines {
+		by := strings.Fields(l)[1]
+		if p, ok := want[by]; !ok || got.parts[i] != p {
+			t.Fatalf("line %q on partition %d, want %s's partition %d (of %v)", l, got.parts[i], by, p, cand)
+		}
 	}
 
 	eventually(t, within, "the hub caught up", func() bool {
@@ -107,7 +113,7 @@ type writers struct {
 func (w *writers) round(job string, n int) {
 	w.t.Helper()
 	for range n {
-		w.kcat(job, "consistent_random", 10)
+		w.kcat(job, kcatDefault, 10)
 		w.kcat(job, "murmur2_random", 10)
 		w.saramaLines(job, 10)
 	}
@@ -123,17 +129,28 @@ func (w *writers) next(job, by string) record.Record {
 	}
 }
 
-// kcat writes n lines with kcat and the given librdkafka partitioner.
+// kcatDefault asks writers.kcat for kcat as a user runs it: no partitioner
+// option, so librdkafka's default partitioner.
+const kcatDefault = ""
+
+// kcat writes n lines with kcat and the given librdkafka partitioner
+// (kcatDefault: none given).
 func (w *writers) kcat(job, partitioner string, n int) {
 	w.t.Helper()
+	by := "kcat-" + partitioner
+	args := []string{"-b", strings.Join(w.brokers, ","), "-t", w.topic, "-k", job, "-P"}
+	if partitioner == kcatDefault {
+		by = "kcat-default"
+	} else {
+		args = append(args, "-X", "partitioner="+partitioner)
+	}
 	var in strings.Builder
 	for range n {
-		rec := w.next(job, partitioner)
+		rec := w.next(job, by)
 		in.Write(rec.AppendJSON(nil))
 		in.WriteByte('\n')
 	}
-	cmd := exec.Command("kcat", "-b", strings.Join(w.brokers, ","), "-t", w.topic, "-k", job, "-P",
-		"-X", "partitioner="+partitioner)
+	cmd := exec.Command("kcat", args...)
 	cmd.Stdin = strings.NewReader(in.String())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		w.t.Fatalf("kcat: %v\n%s", err, out)
@@ -181,7 +198,9 @@ func sorted(p []int32) []int32 {
 }
 
 // Partitions added while livetail runs: a job whose lines move to a new
-// partition is shown within a minute, and its history spans both.
+// partition is shown within a minute, its history spans both, and a client
+// that resumes with the cursor it had before the partitions were added gets
+// every line after it, on the old partition and on the new one.
 func TestPartitionsAdded(t *testing.T) {
 	stack.ForBackends(t, testPartitionsAdded)
 }
@@ -193,13 +212,7 @@ func testPartitionsAdded(t *testing.T, kind string) {
 	cfg.PartitionRefresh = 200 * time.Millisecond
 	ts := startServer(t, cfg)
 	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic}
-	job := ""
-	for i := 0; job == ""; i++ {
-		j := fmt.Sprintf("moving-%d", i)
-		if partition.ForJob(j, 6) >= 3 {
-			job = j
-		}
-	}
+	job := movingJob()
 	c := mustDial(t, ts.url(query("job", job)))
 	c.collect(0, within)
 	w.kcat(job, "murmur2_random", 5)
@@ -207,6 +220,9 @@ func testPartitionsAdded(t *testing.T, kind string) {
 	if before.parts[0] != partition.ForJob(job, 3) {
 		t.Fatalf("lines on partition %d, want %d", before.parts[0], partition.ForJob(job, 3))
 	}
+	cursor := before.cursors[len(before.cursors)-1]
+	w.kcat(job, "murmur2_random", 3) // after the cursor, on the old partition
+	checkLines(t, "live before partitions were added", c.collect(3, within), w.lines[5:])
 
 	addPartitions(t, s, topic, 6)
 	eventually(t, time.Minute, "livetail consumes 6 partitions", func() bool {
@@ -214,12 +230,73 @@ func testPartitionsAdded(t *testing.T, kind string) {
 	})
 	w.kcat(job, "murmur2_random", 5)
 	after := c.collect(5, time.Minute)
-	checkLines(t, "live after partitions were added", after, w.lines[5:])
+	checkLines(t, "live after partitions were added", after, w.lines[8:])
 	if p := after.parts[0]; p != partition.ForJob(job, 6) {
 		t.Fatalf("lines on partition %d, want the new partition %d", p, partition.ForJob(job, 6))
 	}
 	h := mustDial(t, ts.url(query("job", job, "tail", "10")))
-	checkLines(t, "tail=10 over both partitions", h.collect(0, within), w.lines)
+	checkLines(t, "tail=10 over both partitions", h.collect(0, within), w.lines[3:])
+	r := mustDial(t, ts.url(query("job", job, "cursor", cursor)))
+	checkLines(t, "cursor "+cursor+" from before partitions were added", r.collect(0, within), w.lines[5:])
+}
+
+// movingJob returns a job that DESIGN.md's partitioner puts on one of the
+// first three partitions of a topic of three, and on one of the three added
+// when the topic grows to six.
+func movingJob() string {
+	for i := 0; ; i++ {
+		j := fmt.Sprintf("moving-%d", i)
+		if partition.ForJob(j, 6) >= 3 {
+			return j
+		}
+	}
+}
+
+// With livetail's default --partition-refresh (30 s), a job whose lines
+// land on a partition added to the topic is shown within a minute of the
+// lines being written (DESIGN.md), to a session that was live before and
+// to one that resumes with the cursor it had before, as soon as the
+// partitions were added: before livetail looked them up again.
+func TestPartitionsAddedDefaultRefresh(t *testing.T) {
+	t.Parallel() // it waits for the refresh: beside the other parallel tests, not after them
+	s := newKafka(t)
+	topic := s.Topic("logs")
+	cfg := testConfig(s)
+	if cfg.PartitionRefresh != upstream.DefaultRefresh {
+		t.Fatalf("testConfig sets --partition-refresh %v, want the default %v", cfg.PartitionRefresh, upstream.DefaultRefresh)
+	}
+	ts := startServer(t, cfg)
+	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic}
+	job := movingJob()
+	c := mustDial(t, ts.url(query("job", job)))
+	c.collect(0, within)
+	w.kcat(job, "murmur2_random", 5)
+	before := c.collect(5, within)
+	cursor := before.cursors[len(before.cursors)-1]
+
+	addPartitions(t, s, topic, 6)
+	shown := time.Now().Add(time.Minute) // the promise: a minute after the lines are written
+	w.kcat(job, "murmur2_random", 5)
+	r := mustDial(t, ts.url(query("job", job, "cursor", cursor)))
+	if n := ts.metric(t, "livetail_partitions"); n != 3 {
+		t.Logf("livetail had looked the partitions up again (%v) before the resume", n)
+	}
+	for name, cl := range map[string]*client{"live": c, "resumed with " + cursor: r} {
+		// History (when livetail knew the new partition at the resume)
+		// and live lines alike.
+		got := cl.collect(0, time.Until(shown))
+		for len(got.lines) < 5 {
+			more := cl.collect(5-len(got.lines), time.Until(shown))
+			got.lines = append(got.lines, more.lines...)
+			got.parts = append(got.parts, more.parts...)
+			got.dropped = append(got.dropped, more.dropped...)
+		}
+		got.caughtUp = 0
+		checkLines(t, name, got, w.lines[5:])
+		if p := got.parts[0]; p != partition.ForJob(job, 6) {
+			t.Fatalf("%s: lines on partition %d, want the new partition %d", name, p, partition.ForJob(job, 6))
+		}
+	}
 }
 
 // addPartitions grows topic to n partitions.
