@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -17,20 +16,51 @@ import (
 )
 
 // TestExternalClients drives the devstack binary with clients written
-// elsewhere: Debian's etcdctl and kcat, and plain HTTP.
+// elsewhere: Debian's etcdctl, kcat and curl. TestBackendsReal runs the
+// same checks on devstack --backends real.
 func TestExternalClients(t *testing.T) {
 	t.Parallel()
-	etcdctl := needTool(t, "etcdctl", "etcd-client")
-	kcat := needTool(t, "kcat", "kcat")
+	c := needClients(t)
 	p := startBinary(t)
-
-	t.Run("etcdctl", func(t *testing.T) { testEtcdctl(t, etcdctl, "http://"+p.etcd) })
-	t.Run("kcat", func(t *testing.T) { testKcat(t, kcat, p.kafka) })
-	t.Run("http", func(t *testing.T) { testESRoot(t, "http://"+p.es) })
+	c.check(t, p, esRoot{distribution: "", number: "8."})
 
 	if code := p.Stop(t); code != 0 {
 		t.Errorf("exit %d after SIGTERM, want 0", code)
 	}
+}
+
+// clients are the paths of the Debian tools that a devstack's users drive
+// it with.
+type clients struct {
+	etcdctl, kcat, curl string
+}
+
+// needClients fails the test when one of the tools is missing, before the
+// test starts anything.
+func needClients(tb testing.TB) clients {
+	tb.Helper()
+	return clients{
+		etcdctl: needTool(tb, "etcdctl", "etcd-client"),
+		kcat:    needTool(tb, "kcat", "kcat"),
+		curl:    needTool(tb, "curl", "curl"),
+	}
+}
+
+// esRoot is what GET / on the Elasticsearch endpoint says of the engine
+// behind it.
+type esRoot struct {
+	distribution string // version.distribution: "opensearch", or "" for Elasticsearch (and esfake), which leave it out
+	number       string // the start of version.number
+}
+
+// check runs each tool against the devstack p, whichever backends it runs:
+// etcdctl puts, gets and watches, kcat produces, consumes and lists the
+// logs topic, and curl shows the Elasticsearch endpoint's product header
+// and root document.
+func (c clients) check(t *testing.T, p *devstack, root esRoot) {
+	t.Run("etcdctl", func(t *testing.T) { testEtcdctl(t, c.etcdctl, "http://"+p.etcd) })
+	t.Run("kcat", func(t *testing.T) { testKcat(t, c.kcat, p.kafka) })
+	t.Run("curl", func(t *testing.T) { testCurl(t, c.curl, "http://"+p.es, root) })
 }
 
 func toolContext(tb testing.TB) context.Context {
@@ -102,27 +132,32 @@ func testKcat(t *testing.T, kcat, broker string) {
 	}
 }
 
-func testESRoot(t *testing.T, url string) {
-	ctx := toolContext(t)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/", nil)
-	if err != nil {
-		t.Fatal(err)
+func testCurl(t *testing.T, curl, url string, want esRoot) {
+	out := tool(t, "", curl, "-sS", "-i", url+"/")
+	head, body, ok := strings.Cut(strings.ReplaceAll(out, "\r\n", "\n"), "\n\n")
+	if !ok || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+		t.Fatalf("curl -i %s/: %q, want 200 OK with a body", url, out)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET /: %v", err)
+	product := ""
+	for _, line := range strings.Split(head, "\n")[1:] {
+		if name, value, ok := strings.Cut(line, ":"); ok && strings.EqualFold(name, "X-Elastic-Product") {
+			product = strings.TrimSpace(value)
+		}
 	}
-	defer resp.Body.Close()
-	var root struct {
+	if product != "Elasticsearch" {
+		t.Errorf("curl -i %s/: X-Elastic-Product %q, want Elasticsearch (the Go client refuses a server without it); headers:\n%s", url, product, head)
+	}
+	var doc struct {
 		Version struct {
-			Number string `json:"number"`
+			Distribution string `json:"distribution"`
+			Number       string `json:"number"`
 		} `json:"version"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&root); err != nil {
-		t.Fatalf("GET /: %v", err)
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatalf("curl %s/: the body is not JSON: %v; %q", url, err, body)
 	}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Elastic-Product") != "Elasticsearch" || !strings.HasPrefix(root.Version.Number, "8.") {
-		t.Fatalf("GET /: %s, X-Elastic-Product %q, version %q", resp.Status, resp.Header.Get("X-Elastic-Product"), root.Version.Number)
+	if doc.Version.Distribution != want.distribution || !strings.HasPrefix(doc.Version.Number, want.number) {
+		t.Errorf("curl %s/: version.distribution %q, version.number %q; want %q and %s...",
+			url, doc.Version.Distribution, doc.Version.Number, want.distribution, want.number)
 	}
-	http.DefaultClient.CloseIdleConnections()
 }

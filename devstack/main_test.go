@@ -137,14 +137,30 @@ type devstack struct {
 	etcd, kafka, es string
 }
 
-// startBinary starts devstack on ports the kernel picks, waits for
-// "ready" and reads back the addresses from the endpoint lines.
-func startBinary(tb testing.TB, args ...string) *devstack {
+// devstackCmd is the command that runs devstack with args on ports the
+// kernel picks.
+func devstackCmd(tb testing.TB, args ...string) *exec.Cmd {
 	tb.Helper()
 	args = append([]string{"--etcd-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--es-addr", "127.0.0.1:0"}, args...)
-	p := proc.Start(tb, devstackBinary(tb), args...)
-	p.WaitFor(tb, regexp.MustCompile(`^ready$`), readyWithin)
-	return &devstack{Process: p, etcd: p.Addr(tb, "etcd"), kafka: p.Addr(tb, "kafka"), es: p.Addr(tb, "esfake")}
+	return exec.Command(devstackBinary(tb), args...)
+}
+
+// startBinary starts devstack (embedded backends) on ports the kernel
+// picks, waits for "ready" and reads back the addresses from the endpoint
+// lines.
+func startBinary(tb testing.TB, args ...string) *devstack {
+	tb.Helper()
+	return startCmd(tb, devstackCmd(tb, args...), "esfake", readyWithin)
+}
+
+// startCmd starts a devstack command, waits up to within for "ready" and
+// reads back the addresses from the endpoint lines; esName is the first
+// word of the Elasticsearch endpoint's line (esfake or opensearch).
+func startCmd(tb testing.TB, cmd *exec.Cmd, esName string, within time.Duration) *devstack {
+	tb.Helper()
+	p := proc.StartCmd(tb, "devstack", cmd)
+	p.WaitFor(tb, regexp.MustCompile(`^ready$`), within)
+	return &devstack{Process: p, etcd: p.Addr(tb, "etcd"), kafka: p.Addr(tb, "kafka"), es: p.Addr(tb, esName)}
 }
 
 var endpointLines = []*regexp.Regexp{
