@@ -141,10 +141,11 @@ func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config, asks
 			return nil
 		}
 		starts := make([]int64, 0, n-have)
+		var failed error // a partition whose start could not be read: it and those after it wait for the next lookup
 		for p := have; p < n; p++ {
 			oldest, _, err := src.bounds(int32(p))
 			if err != nil {
-				err = fmt.Errorf("partition %d added to topic %s: reading its bounds: %w", p, cfg.Topic, err)
+				failed = fmt.Errorf("partition %d added to topic %s: reading its bounds: %w", p, cfg.Topic, err)
 				break
 			}
 			starts = append(starts, oldest)
@@ -157,7 +158,7 @@ func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config, asks
 			cfg.Log.WithFields(logrus.Fields{"from": have, "to": have + len(starts)}).Info("partitions added to the topic; consuming them")
 			startNew()
 		}
-		return err
+		return failed
 	}
 	startNew()
 	refresh := cfg.Refresh

@@ -18,6 +18,7 @@ type growingSource struct {
 	mu       sync.Mutex
 	n        int             // partitions Kafka has
 	err      error           // of the next lookups
+	boundErr error           // of reading the bounds of partitions from 2 on
 	hold     chan struct{}   // when not nil, a lookup waits for it to close
 	lookedUp []time.Time     // when each lookup was made
 	consumed map[int32]int64 // partition → offset its consumer started at
@@ -37,7 +38,14 @@ func (g *growingSource) partitions() (int, error) {
 }
 
 // bounds gives partition p the oldest offset 10*p.
-func (g *growingSource) bounds(p int32) (int64, int64, error) { return 10 * int64(p), 100, nil }
+func (g *growingSource) bounds(p int32) (int64, int64, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p >= 2 && g.boundErr != nil {
+		return 0, 0, g.boundErr
+	}
+	return 10 * int64(p), 100, nil
+}
 
 func (g *growingSource) consume(ctx context.Context, p int32, from int64, opened func(), _ func([]*hub.Entry, int64)) error {
 	g.mu.Lock()
@@ -173,7 +181,8 @@ func TestLookupsAtMostOneASecond(t *testing.T) {
 }
 
 // A lookup that fails is answered with its error and the hub is left as
-// it was; a later lookup finds the partitions.
+// it was; so is one that finds partitions added but cannot read where one
+// of them starts, which adds those before it; a later lookup adds the rest.
 func TestLookupsFail(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := hub.New(1, hub.Options{})
@@ -187,6 +196,18 @@ func TestLookupsFail(t *testing.T) {
 			t.Fatalf("hub has %d partitions after a failed lookup, want 1", n)
 		}
 		src.set(3, nil)
+		src.mu.Lock()
+		src.boundErr = refused
+		src.mu.Unlock()
+		if err := r.ask(t.Context()); !errors.Is(err, refused) {
+			t.Fatalf("lookup with partition 2's bounds failing: %v, want %v", err, refused)
+		}
+		if n := h.Partitions(); n != 2 {
+			t.Fatalf("hub has %d partitions after partition 2's bounds failed, want 2", n)
+		}
+		src.mu.Lock()
+		src.boundErr = nil
+		src.mu.Unlock()
 		if err := r.ask(t.Context()); err != nil {
 			t.Fatalf("lookup: %v", err)
 		}
