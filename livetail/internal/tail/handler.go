@@ -332,6 +332,9 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 	case errors.As(err, &pe):
 		h.refuse(c, log, StatusBadRequest, ReasonBadRequest, err.Error())
 		return false
+	case err != nil && h.base.Err() != nil: // the lookup ended with the server
+		h.refuse(c, log, websocket.StatusGoingAway, ReasonShuttingDown, errShutdown.Error())
+		return false
 	case err != nil:
 		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, upstreamError{err}.Error())
 		return false
