@@ -299,6 +299,53 @@ func TestPartitionsAddedDefaultRefresh(t *testing.T) {
 	}
 }
 
+// With livetail's default --partition-refresh (30 s), a client whose
+// cursor names a partition added to the topic that livetail does not follow
+// yet (another replica made the cursor: it had looked the partitions up
+// first) is served at once: livetail looks the partitions up when the
+// client connects, and the client gets every line of the job after its
+// cursor, history and live. A cursor naming a partition Kafka does not have
+// either still gets 4400 with its reason.
+func TestCursorNamesAddedPartition(t *testing.T) {
+	stack.ForBackends(t, testCursorNamesAddedPartition)
+}
+
+func testCursorNamesAddedPartition(t *testing.T, kind string) {
+	s := newKafkaOf(t, stack.Options{Backends: kind}) // 3 partitions
+	topic := s.Topic("logs")
+	cfg := testConfig(s)
+	if cfg.PartitionRefresh != upstream.DefaultRefresh {
+		t.Fatalf("testConfig sets --partition-refresh %v, want the default %v", cfg.PartitionRefresh, upstream.DefaultRefresh)
+	}
+	ts := startServer(t, cfg)
+	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic}
+	job := movingJob()
+	old, added := partition.ForJob(job, 3), partition.ForJob(job, 6)
+	w.kcat(job, "murmur2_random", 5) // offsets 0-4 of the old partition
+	addPartitions(t, s, topic, 6)
+	w.kcat(job, "murmur2_random", 10) // offsets 0-9 of the added one
+
+	// The cursor of a client that had the job's lines up to offset 4 of
+	// the old partition and 3 of the added one, from another replica.
+	cursor := fmt.Sprintf("%d:4,%d:3", old, added)
+	if n := ts.metric(t, "livetail_partitions"); n != 3 {
+		t.Logf("livetail had looked the partitions up again (%v) before the client connected", n)
+	}
+	c := mustDial(t, ts.url(query("job", job, "cursor", cursor)))
+	got := c.collect(0, within)
+	checkLines(t, "cursor "+cursor, got, w.lines[9:])
+	for i, p := range got.parts {
+		if p != added {
+			t.Fatalf("line %q on partition %d, want the added partition %d", got.lines[i], p, added)
+		}
+	}
+	w.kcat(job, "murmur2_random", 3)
+	checkLines(t, "live after the cursor "+cursor, c.collect(3, within), w.lines[15:])
+
+	bogus := fmt.Sprintf("%d:4,40:0", old)
+	expectClose(t, ts.url(query("job", job, "cursor", bogus)), nil, tail.StatusBadRequest, "cursor: partition 40 does not exist (the topic has 6)")
+}
+
 // addPartitions grows topic to n partitions.
 func addPartitions(t testing.TB, s *stack.Stack, topic string, n int32) {
 	t.Helper()

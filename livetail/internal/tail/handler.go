@@ -71,6 +71,9 @@ type History interface {
 	// Read calls fn with job's entries of p in [from, to), in offset order,
 	// and with nil now and then while it scans (to ping the client).
 	Read(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error
+	// RefreshPartitions looks the topic's partitions up in Kafka and
+	// returns once those added to the topic are in the hub.
+	RefreshPartitions(ctx context.Context) error
 }
 
 // Options configures a Handler. Zero values take the defaults above.
@@ -323,9 +326,17 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 		return false
 	}
 	undo.add(release)
-	home, deps, err := h.partitions(&p)
-	if err != nil {
+	home, deps, err := h.partitions(h.base, &p)
+	var pe *ParamError
+	switch {
+	case errors.As(err, &pe):
 		h.refuse(c, log, StatusBadRequest, ReasonBadRequest, err.Error())
+		return false
+	case err != nil && h.base.Err() != nil: // the lookup ended with the server
+		h.refuse(c, log, websocket.StatusGoingAway, ReasonShuttingDown, errShutdown.Error())
+		return false
+	case err != nil:
+		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, upstreamError{err}.Error())
 		return false
 	}
 	sub, joins, err := h.hub.Subscribe(p.Job, deps, h.opts.ClientBuffer)
@@ -394,7 +405,18 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 // process saw them, and those of the cursor. A bare offset as cursor (of a
 // single-partition client) is taken as one of the partition where the job's
 // lines are when that is one partition, else of the home partition.
-func (h *Handler) partitions(p *Params) (home int32, deps []int32, err error) {
+//
+// A cursor may name a partition this process does not follow yet: one
+// added to the topic that another replica, or Kafka, knew of first. The
+// topic's partitions are then looked up at once, and only a partition
+// Kafka does not have either is refused (a ParamError); any other error is
+// a failure to ask Kafka.
+func (h *Handler) partitions(ctx context.Context, p *Params) (home int32, deps []int32, err error) {
+	if unknown(p.Cursor, h.hub.Partitions()) {
+		if err := h.hist.RefreshPartitions(ctx); err != nil && unknown(p.Cursor, h.hub.Partitions()) {
+			return 0, nil, fmt.Errorf("looking up the partitions the cursor names: %w", err)
+		}
+	}
 	home = h.hist.Home(p.Job)
 	deps = slices.Clone(h.hist.Candidates(p.Job))
 	add := func(q int32) {
@@ -424,6 +446,11 @@ func (h *Handler) partitions(p *Params) (home int32, deps []int32, err error) {
 	}
 	slices.Sort(deps)
 	return home, deps, nil
+}
+
+// unknown reports whether cursor names a partition at or beyond n.
+func unknown(cursor []Position, n int) bool {
+	return slices.ContainsFunc(cursor, func(c Position) bool { return int(c.Partition) >= n })
 }
 
 // end closes the connection as cause says and returns the close code for

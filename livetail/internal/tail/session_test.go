@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,9 +76,22 @@ type fakeHistory struct {
 	home   int32
 	cands  []int32      // Candidates; [home] when nil
 	reads  atomic.Int64 // records read
+
+	refresh   func() error // RefreshPartitions, when set
+	refreshes atomic.Int64 // calls of RefreshPartitions
 }
 
-func (f *fakeHistory) Partitions() int   { return len(f.logs) }
+func (f *fakeHistory) Partitions() int { return len(f.logs) }
+
+// RefreshPartitions calls refresh, when set, and counts the calls; else
+// it finds no partition added.
+func (f *fakeHistory) RefreshPartitions(context.Context) error {
+	f.refreshes.Add(1)
+	if f.refresh != nil {
+		return f.refresh()
+	}
+	return nil
+}
 func (f *fakeHistory) Home(string) int32 { return f.home }
 func (f *fakeHistory) Candidates(string) []int32 {
 	if f.cands != nil {
@@ -158,7 +172,7 @@ func newHarness(opts Options, logs ...[]*hub.Entry) *harness {
 // start runs a session for p in the background; wait returns its result.
 func (x *harness) start(t *testing.T, p Params) (cancel context.CancelCauseFunc, wait func() error) {
 	t.Helper()
-	home, deps, err := x.tail.partitions(&p)
+	home, deps, err := x.tail.partitions(t.Context(), &p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -546,4 +560,92 @@ func TestSessionGrep(t *testing.T) {
 			t.Fatalf("offsets %v, want %v", offs, want)
 		}
 	})
+}
+
+// A cursor may name a partition added to the topic that this process does
+// not follow yet (another replica made the cursor): the partitions are
+// looked up, and the session reads the job's lines there after the
+// cursor. Only a partition Kafka does not have either is a bad cursor; a
+// failed lookup is Kafka being unavailable, not a bad cursor; a cursor of
+// known partitions asks for no lookup.
+func TestSessionCursorNamesAddedPartition(t *testing.T) {
+	errKafka := errors.New("kafka: connection refused")
+	for name, tt := range map[string]struct {
+		cursor    []Position
+		refresh   func(x *harness) error
+		want      []int64 // offsets on partition 1, when served
+		refreshes int64
+		wantErr   string
+		param     bool // the error is a ParamError (4400)
+	}{
+		"added": {
+			cursor: []Position{{0, 9}, {1, 4}},
+			refresh: func(x *harness) error {
+				x.hist.logs = append(x.hist.logs, newLogOn(1, 10, "a"))
+				x.h.AddPartitions([]int64{0})
+				x.h.SetNext(1, 10)
+				return nil
+			},
+			want:      []int64{5, 6, 7, 8, 9},
+			refreshes: 1,
+		},
+		"not in Kafka": {
+			cursor:    []Position{{0, 9}, {5, 4}},
+			refresh:   func(*harness) error { return nil },
+			refreshes: 1,
+			wantErr:   "cursor: partition 5 does not exist (the topic has 1)",
+			param:     true,
+		},
+		"Kafka unavailable": {
+			cursor:    []Position{{1, 4}},
+			refresh:   func(*harness) error { return errKafka },
+			refreshes: 1,
+			wantErr:   errKafka.Error(),
+		},
+		"known partition": {
+			cursor:    []Position{{0, 4}},
+			refresh:   func(*harness) error { return errKafka },
+			refreshes: 0,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				x := newHarness(Options{PingInterval: time.Hour}, newLogOn(0, 10, "a"))
+				x.h.SetNext(0, 10)
+				x.hist.refresh = func() error { return tt.refresh(x) }
+				p := Params{Job: "a", Mode: ModeCursor, Cursor: tt.cursor}
+				_, _, err := x.tail.partitions(t.Context(), &p)
+				if n := x.hist.refreshes.Load(); n != tt.refreshes {
+					t.Errorf("%d lookups of the partitions, want %d", n, tt.refreshes)
+				}
+				var pe *ParamError
+				switch {
+				case tt.wantErr != "":
+					if err == nil || !strings.Contains(err.Error(), tt.wantErr) || errors.As(err, &pe) != tt.param {
+						t.Fatalf("error %v, want one with %q (a bad parameter: %v)", err, tt.wantErr, tt.param)
+					}
+					return
+				case err != nil:
+					t.Fatal(err)
+				}
+				cancel, wait := x.start(t, Params{Job: "a", Mode: ModeCursor, Cursor: tt.cursor})
+				synctest.Wait()
+				cancel(errShutdown)
+				wait()
+				frames, _ := x.conn.got()
+				got, _, drops := entriesOf(frames)
+				var offs []int64
+				for _, e := range got {
+					if e.Partition == 1 {
+						offs = append(offs, e.Offset)
+					} else if e.Offset <= 4 {
+						t.Errorf("entry 0:%d sent again", e.Offset)
+					}
+				}
+				if len(drops) > 0 || !slices.Equal(offs, tt.want) {
+					t.Fatalf("entries of partition 1 %v, drops %+v, want %v", offs, drops, tt.want)
+				}
+			})
+		})
+	}
 }

@@ -4,8 +4,9 @@
 // spread over a small pool of connections so that one long scan does not
 // hold up the others.
 //
-// The topic's partitions are looked up again every Config.Refresh: the
-// consumers follow partitions added to the topic.
+// The topic's partitions are looked up again every Config.Refresh, and at
+// once when a session names a partition this process does not follow yet
+// (RefreshPartitions): the consumers follow partitions added to the topic.
 //
 // When a partition consumer fails it is reopened at the next offset to
 // publish, after a jittered delay, up to Policy.Tries times; sessions notice
@@ -78,6 +79,7 @@ type Client struct {
 	consumer   sarama.Consumer
 	hist       []*histConn
 	partitions atomic.Int32
+	lookups    *lookups // sessions' requests for a lookup of the partitions, served by Run
 }
 
 // histConn is one history client of the pool and the reads it serves.
@@ -130,7 +132,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Refresh <= 0 {
 		cfg.Refresh = DefaultRefresh
 	}
-	c := &Client{cfg: cfg}
+	c := &Client{cfg: cfg, lookups: newLookups()}
 	err := cfg.Retry.Do(ctx, func() error {
 		err := c.connect()
 		if err != nil {

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -85,18 +86,41 @@ func (c *Client) Start(ctx context.Context, h *hub.Hub) error {
 }
 
 // Run runs one consumer per partition, publishing into h, until ctx is done.
-// It looks the topic's partitions up every Config.Refresh and starts
-// consumers for those added, from their oldest record.
+// It looks the topic's partitions up every Config.Refresh, and when a
+// session asks (RefreshPartitions), and starts consumers for those added,
+// from their oldest record.
 func (c *Client) Run(ctx context.Context, h *hub.Hub) error {
-	runPartitions(ctx, saramaSource{c}, h, c.cfg, func(n int) { c.partitions.Store(int32(n)) })
+	runPartitions(ctx, saramaSource{c}, h, c.cfg, c.lookups, func(n int) { c.partitions.Store(int32(n)) })
 	return nil
 }
 
+// RefreshPartitions looks the topic's partitions up in Kafka now, with
+// the lookups other sessions ask for at the same time, and returns once
+// the partitions added to the topic are in the hub and consumed: a session
+// whose cursor names a partition this process does not follow yet (another
+// replica looked the partitions up before it) calls it before it gives up
+// on that partition. Lookups asked for this way start at most once a
+// second. It returns an error when Kafka could not be asked or a partition
+// added could not be followed, or when ctx ends first; it needs Run.
+func (c *Client) RefreshPartitions(ctx context.Context) error {
+	a := c.lookups.ask()
+	select {
+	case <-a.done:
+		return a.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // runPartitions supervises a consumer per partition of h and follows
-// partitions added to the topic; grown, when not nil, learns the new count.
-func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config, grown func(int)) {
+// partitions added to the topic: it looks them up every cfg.Refresh and
+// when asks asks, and answers asks once the partitions found are in h and
+// their consumers started. It is the only one that adds partitions to h.
+// grown, when not nil, learns the new count.
+func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config, asks *lookups, grown func(int)) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer asks.stop()
 	started := 0
 	startNew := func() {
 		for ; started < h.Partitions(); started++ {
@@ -105,6 +129,37 @@ func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config, grow
 		}
 		cfg.Metrics.Partitions.Set(float64(started))
 	}
+	// lookUp adds the partitions Kafka has and h lacks, from their oldest
+	// records, and starts their consumers.
+	lookUp := func() error {
+		n, err := src.partitions()
+		if err != nil {
+			return fmt.Errorf("looking up the partitions of topic %s: %w", cfg.Topic, err)
+		}
+		have := h.Partitions()
+		if n <= have {
+			return nil
+		}
+		starts := make([]int64, 0, n-have)
+		var failed error // a partition whose start could not be read: it and those after it wait for the next lookup
+		for p := have; p < n; p++ {
+			oldest, _, err := src.bounds(int32(p))
+			if err != nil {
+				failed = fmt.Errorf("partition %d added to topic %s: reading its bounds: %w", p, cfg.Topic, err)
+				break
+			}
+			starts = append(starts, oldest)
+		}
+		if len(starts) > 0 {
+			h.AddPartitions(starts)
+			if grown != nil {
+				grown(have + len(starts))
+			}
+			cfg.Log.WithFields(logrus.Fields{"from": have, "to": have + len(starts)}).Info("partitions added to the topic; consuming them")
+			startNew()
+		}
+		return failed
+	}
 	startNew()
 	refresh := cfg.Refresh
 	if refresh <= 0 {
@@ -112,39 +167,36 @@ func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config, grow
 	}
 	t := time.NewTicker(refresh)
 	defer t.Stop()
+	var last time.Time       // when the last lookup started
+	var gap <-chan time.Time // a lookup asked for waits for minLookupGap
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		n, err := src.partitions()
-		if err != nil {
-			cfg.Log.WithError(err).Warn("looking up the topic's partitions")
-			continue
-		}
-		have := h.Partitions()
-		if n <= have {
-			continue
-		}
-		starts := make([]int64, 0, n-have)
-		for p := have; p < n; p++ {
-			oldest, _, err := src.bounds(int32(p))
-			if err != nil {
-				cfg.Log.WithError(err).WithField("partition", p).Warn("partition added to the topic: reading its bounds")
-				break
+		case <-asks.kick:
+			if !asks.pending() {
+				continue // answered by the lookup that ran meanwhile
 			}
-			starts = append(starts, oldest)
+			if wait := time.Until(last.Add(minLookupGap)); wait > 0 {
+				if gap == nil {
+					gap = time.After(wait)
+				}
+				continue
+			}
+		case <-gap:
+			if !asks.pending() {
+				gap = nil
+				continue
+			}
 		}
-		if len(starts) == 0 {
-			continue
+		gap = nil
+		last = time.Now()
+		err := lookUp()
+		if err != nil {
+			cfg.Log.WithError(err).Warn("following partitions added to the topic")
 		}
-		h.AddPartitions(starts)
-		if grown != nil {
-			grown(have + len(starts))
-		}
-		cfg.Log.WithFields(logrus.Fields{"from": have, "to": have + len(starts)}).Info("partitions added to the topic; consuming them")
-		startNew()
+		asks.answer(err)
 	}
 }
 
