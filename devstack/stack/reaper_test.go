@@ -64,19 +64,8 @@ func TestMemberDeadInJoinIsExpired(t *testing.T) {
 // client's connections close, with A's member ID.
 func joinAndDie(t *testing.T, s *Stack, admin *kgo.Client, group string) string {
 	t.Helper()
-	var mu sync.Mutex
-	var local []string // the client's ends of its connections
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddrs()...),
-		kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, network, host)
-			if err == nil {
-				mu.Lock()
-				local = append(local, c.LocalAddr().String())
-				mu.Unlock()
-			}
-			return c, err
-		}))
+	var dialed dialLog
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddrs()...), kgo.Dialer(dialed.dial))
 	if err != nil {
 		t.Fatalf("member A's client: %v", err)
 	}
@@ -112,12 +101,36 @@ func joinAndDie(t *testing.T, s *Stack, admin *kgo.Client, group string) string 
 	if err := <-pending; err == nil {
 		t.Fatalf("member A's JoinGroup was answered while the group's member was held back")
 	}
-	waitUntil(t, "the broker seeing member A's connections close", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return !connectedFrom(s.kafka.g, local)
-	})
+	dialed.waitClosed(t, s, "member A")
 	return id
+}
+
+// dialLog is a kgo dialer that notes the client's ends of its connections.
+type dialLog struct {
+	mu    sync.Mutex
+	local []string
+}
+
+func (l *dialLog) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, host)
+	if err == nil {
+		l.mu.Lock()
+		l.local = append(l.local, c.LocalAddr().String())
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+// waitClosed waits until the embedded broker has seen every connection
+// that l dialed close.
+func (l *dialLog) waitClosed(tb testing.TB, s *Stack, who string) {
+	tb.Helper()
+	waitUntil(tb, "the broker seeing the connections of "+who+" close", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !connectedFrom(s.kafka.g, l.local)
+	})
 }
 
 // describe returns the member IDs of group.
