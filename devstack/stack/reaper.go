@@ -15,31 +15,68 @@ import (
 
 // The embedded broker expires consumer group members as Kafka does.
 //
-// kfake (pkg/kfake v0.0.0-20260918054303-01f206a7e32c, groups.go) arms a
-// classic group member's session timer in (*group).reply only when the
-// answer could be handed to the member's connection. A member whose
-// connection closed while its JoinGroup waited (a consumer killed during a
-// rebalance) gets no timer when completeRebalance answers it. If another
-// member then leads and sends SyncGroup, completeLeaderSync stops, through
-// clearPendingSync, the timer that drops members which never sync, too:
-// the group stays Stable and the dead member keeps its partitions for
-// good. Apache Kafka arms the session expiry of every member when a join
-// completes, answered or not, so there the dead member is gone one session
-// timeout later and the group rebalances.
+// Apache Kafka arms the session expiry of every member of a classic group
+// when a join completes, answered or not, and removes the members that have
+// not sent SyncGroup within the rebalance timeout; a member whose JoinGroup
+// or SyncGroup waits for an answer is kept alive meanwhile. So a consumer
+// killed in a rebalance is gone one session timeout after the join
+// completed, and the group rebalances without it.
 //
-// memberReaper makes up for the missing timer. It watches JoinGroup,
-// SyncGroup, Heartbeat and OffsetCommit through kfake's control hooks,
-// only observing (kfake still answers them), and remembers when each
-// member last sent one and the session timeout of its latest JoinGroup. A
-// member silent for longer than its session timeout is a suspect; the
-// reaper then asks the broker for its group (DescribeGroups), and if the
-// group is Stable and the member silent for longer than its session timeout
-// since the group's last SyncGroup as well, it sends a LeaveGroup on the
-// member's behalf, which removes it and rebalances the group, as its
-// session expiry would. That is never sooner than Kafka: a Stable group has
-// answered every member's JoinGroup by its leader's SyncGroup, from when
-// Kafka counts the session, and has no member waiting in JoinGroup or
-// SyncGroup, so a live member heartbeats within its session timeout.
+// kfake (pkg/kfake v0.0.0-20260918054303-01f206a7e32c) falls short of that
+// in three ways, all in groups.go:
+//
+//   - (*group).reply arms a member's session timer (updateHeartbeat) only
+//     when the answer could be handed to the member's connection, and
+//     (*clientReq).reply in client_conn.go picks at random between handing
+//     it over and seeing the connection closed. A member that died while
+//     its JoinGroup waited (a consumer killed during a rebalance) often gets
+//     no timer when completeRebalance answers it.
+//   - If another member leads and sends SyncGroup, completeLeaderSync stops,
+//     through clearPendingSync, the timer that drops members which never
+//     sync (tPendingSync): the group turns Stable and the dead member keeps
+//     its partitions for good.
+//   - If the dead member leads, the group stays CompletingRebalance, and the
+//     live followers wait in SyncGroup for the assignment. handleSync
+//     leaves their session timers running from the JoinGroup answer, so
+//     each follower is removed one session timeout later (updateHeartbeat's
+//     timer calls updateMemberAndRebalance, whose removeMember does not
+//     answer the waiting SyncGroup), while the dead leader stays. The group
+//     then waits in PreparingRebalance for the leader's JoinGroup, and every
+//     JoinGroup of the follower, which gives up on an unanswered request
+//     after its client's request timeout, restarts that wait (rebalance
+//     resets tRebalance to the largest rebalance timeout of the members).
+//     A consumer whose request timeout is the shorter, as sarama's is by
+//     default (30 s against 60 s), never sees the group settle.
+//
+// memberReaper makes up for those. It watches JoinGroup, SyncGroup,
+// Heartbeat and OffsetCommit through kfake's control hooks, only observing
+// (kfake still answers them), and remembers for each member when it last
+// sent one, the session timeout of its latest JoinGroup, and whether it has
+// sent a SyncGroup, or anything, since that JoinGroup. For the groups with
+// a member silent for longer than its session timeout, or one that has
+// sent nothing since its JoinGroup, it asks the broker for the group's
+// state (DescribeGroups) every reapInterval, and then:
+//
+//   - in a Stable group, a member silent for longer than its session
+//     timeout since the group's last SyncGroup as well is dead. That is
+//     never sooner than Kafka: a Stable group has answered every member's
+//     JoinGroup by its leader's SyncGroup, from when Kafka counts the
+//     session, and has no member waiting in JoinGroup or SyncGroup, so a
+//     live member heartbeats within its session timeout;
+//   - in a CompletingRebalance group, a member that has sent nothing since
+//     its JoinGroup is dead once its session timeout has passed since the
+//     reaper first saw the group in that state. That is never sooner than
+//     Kafka either, as the join completed before; a JoinGroup of any member
+//     starts the count anew, as a new join may have completed since. A
+//     member that has sent SyncGroup since its JoinGroup is waiting for
+//     the leader's assignment, alive: the reaper keeps it so with a
+//     Heartbeat on its behalf (for the generation of its SyncGroup) each
+//     half session timeout, which resets kfake's timer as a waiting
+//     SyncGroup does in Kafka.
+//
+// A dead member is removed with a LeaveGroup on its behalf, as its session
+// expiry would: the group rebalances, and kfake answers the waiting
+// SyncGroups with REBALANCE_IN_PROGRESS, so their members join again.
 //
 // Two simpler rules do not fit. Silence for the rebalance timeout plus the
 // session timeout after the member's last request is late by the rebalance
@@ -55,7 +92,8 @@ import (
 // v4 and up, which has them send their ID first.
 //
 // Remove the reaper once kfake arms the session timer of a member whose
-// JoinGroup answer could not be sent.
+// JoinGroup answer could not be sent and keeps a member alive while its
+// SyncGroup waits.
 type memberReaper struct {
 	addr string
 	log  logrus.FieldLogger
@@ -71,18 +109,27 @@ type memberReaper struct {
 type groupActivity struct {
 	members  map[string]*memberActivity // by member ID
 	lastSync time.Time                  // the latest SyncGroup of any member
+	joins    int                        // JoinGroups seen, to tell a DescribeGroups answer older than one
+	// completing is when a DescribeGroups answer first showed the group
+	// CompletingRebalance after its latest JoinGroup; zero if none has.
+	completing time.Time
 }
 
 // memberActivity is what the reaper saw of one group member.
 type memberActivity struct {
 	last    time.Time     // its latest request
 	session time.Duration // of its latest JoinGroup
+	// Since its latest JoinGroup:
+	active     bool  // it sent a SyncGroup, Heartbeat or OffsetCommit
+	synced     bool  // it sent a SyncGroup
+	generation int32 // of that SyncGroup
 }
 
 const (
 	// reapInterval is how often the reaper looks for silent members.
 	// Without consumer groups a look costs a lock of an empty map;
-	// DescribeGroups is asked only for groups with a suspect.
+	// DescribeGroups is asked only for groups with a silent member or
+	// one that has sent nothing since its JoinGroup.
 	reapInterval = 250 * time.Millisecond
 	// reapRequestLimit bounds the reaper's requests to the broker, which
 	// fail while it is taken off the network (StopKafka).
@@ -118,29 +165,44 @@ func (r *memberReaper) stop() {
 
 // observe records a group request; it runs as a kfake control function,
 // while kfake's loop waits for it, so it must not call into the cluster.
+// The reaper's own Heartbeats come through here too.
 func (r *memberReaper) observe(req kmsg.Request) (kmsg.Response, error, bool) {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch req := req.(type) {
 	case *kmsg.JoinGroupRequest:
-		if req.MemberID == "" {
-			break // the broker gives it an ID in the answer
-		}
 		g := r.groups[req.Group]
 		if g == nil {
+			if req.MemberID == "" {
+				break // the broker gives it an ID in the answer
+			}
 			g = &groupActivity{members: map[string]*memberActivity{}}
 			r.groups[req.Group] = g
+		}
+		// Any JoinGroup may start a new join, which the group's
+		// CompletingRebalance state seen so far may predate.
+		g.joins++
+		g.completing = time.Time{}
+		if req.MemberID == "" {
+			break
 		}
 		g.members[req.MemberID] = &memberActivity{
 			last:    now,
 			session: time.Duration(req.SessionTimeoutMillis) * time.Millisecond,
 		}
 	case *kmsg.SyncGroupRequest:
-		if g := r.groups[req.Group]; g != nil {
-			g.lastSync = now
+		g := r.groups[req.Group]
+		if g == nil {
+			break
 		}
-		r.seen(req.Group, req.MemberID, now)
+		g.lastSync = now
+		if m := g.member(req.MemberID); m != nil {
+			m.last = now
+			m.active = true
+			m.synced = true
+			m.generation = req.Generation
+		}
 	case *kmsg.HeartbeatRequest:
 		r.seen(req.Group, req.MemberID, now)
 	case *kmsg.OffsetCommitRequest:
@@ -153,6 +215,7 @@ func (r *memberReaper) observe(req kmsg.Request) (kmsg.Response, error, bool) {
 func (r *memberReaper) seen(group, member string, now time.Time) {
 	if m := r.groups[group].member(member); m != nil {
 		m.last = now
+		m.active = true
 	}
 }
 
@@ -173,6 +236,32 @@ func (g *groupActivity) silent(m *memberActivity, now time.Time) bool {
 	return now.Sub(since) > m.session
 }
 
+// quietSinceCompleting reports whether m, having sent nothing since its
+// JoinGroup, has been so for longer than its session timeout since the
+// group was first seen CompletingRebalance.
+func (g *groupActivity) quietSinceCompleting(m *memberActivity, now time.Time) bool {
+	if m.active || g.completing.IsZero() {
+		return false
+	}
+	since := m.last
+	if g.completing.After(since) {
+		since = g.completing
+	}
+	return now.Sub(since) > m.session
+}
+
+// watched reports whether the reaper must ask for g's state: a member is
+// silent, or has sent nothing since its JoinGroup (the group may be
+// CompletingRebalance, whose start the reaper must see).
+func (g *groupActivity) watched(now time.Time) bool {
+	for _, m := range g.members {
+		if !m.active || g.silent(m, now) {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *memberReaper) run(ctx context.Context) {
 	defer close(r.done)
 	var cl *kgo.Client // made when first needed
@@ -189,7 +278,7 @@ func (r *memberReaper) run(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		groups := r.suspectGroups(time.Now())
+		groups := r.watchedGroups(time.Now())
 		if len(groups) == 0 {
 			continue
 		}
@@ -204,51 +293,69 @@ func (r *memberReaper) run(ctx context.Context) {
 	}
 }
 
-// suspectGroups are the groups with a silent member.
-func (r *memberReaper) suspectGroups(now time.Time) []string {
+// watchedGroups are the groups whose state the reaper must ask for, with
+// the number of JoinGroups seen in each so far.
+func (r *memberReaper) watchedGroups(now time.Time) map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var names []string
+	groups := map[string]int{}
 	for name, g := range r.groups {
-		for _, m := range g.members {
-			if g.silent(m, now) {
-				names = append(names, name)
-				break
-			}
+		if g.watched(now) {
+			groups[name] = g.joins
 		}
 	}
-	return names
+	return groups
 }
 
-// reap describes the groups and removes their dead members.
-func (r *memberReaper) reap(ctx context.Context, cl *kgo.Client, groups []string) {
+// reap describes the groups, removes their dead members and keeps alive
+// those that wait for their SyncGroup's answer. joins has the number of
+// JoinGroups seen in each group before the groups were described.
+func (r *memberReaper) reap(ctx context.Context, cl *kgo.Client, joins map[string]int) {
 	ctx, cancel := context.WithTimeout(ctx, reapRequestLimit)
 	defer cancel()
 	req := kmsg.NewPtrDescribeGroupsRequest()
-	req.Groups = groups
+	for name := range joins {
+		req.Groups = append(req.Groups, name)
+	}
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
 		r.log.WithError(err).Debug("kafka: consumer group reaper: describing groups")
 		return
 	}
-	for _, g := range resp.Groups {
-		if dead := r.dead(g, time.Now()); len(dead) > 0 {
-			r.leave(ctx, cl, g.Group, dead)
+	for _, desc := range resp.Groups {
+		dead, waiting := r.judge(desc, joins[desc.Group], time.Now())
+		if len(dead) > 0 {
+			r.leave(ctx, cl, desc.Group, dead)
 		}
+		r.keepAlive(ctx, cl, desc.Group, waiting)
 	}
 }
 
-// dead forgets the members that are no longer in the described group and
-// returns those that are dead.
-func (r *memberReaper) dead(desc kmsg.DescribeGroupsResponseGroup, now time.Time) []string {
+// waitingMember is a member whose SyncGroup waits for the leader's
+// assignment.
+type waitingMember struct {
+	id         string
+	generation int32
+}
+
+// judge updates the reaper's view of a group from its description, made
+// when joins JoinGroups of the group had been seen, forgets the members
+// that are no longer in it, and returns the members that are dead and
+// those that wait in SyncGroup and are due a Heartbeat.
+func (r *memberReaper) judge(desc kmsg.DescribeGroupsResponseGroup, joins int, now time.Time) (dead []string, waiting []waitingMember) {
 	if err := kerr.ErrorForCode(desc.ErrorCode); err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
-		return nil
+		return nil, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	g := r.groups[desc.Group]
 	if g == nil {
-		return nil
+		return nil, nil
+	}
+	if g.joins != joins {
+		// A JoinGroup came after the description: it may list a member
+		// too few, or a state that is over.
+		return nil, nil
 	}
 	listed := make(map[string]bool, len(desc.Members))
 	for _, m := range desc.Members {
@@ -261,18 +368,33 @@ func (r *memberReaper) dead(desc kmsg.DescribeGroupsResponseGroup, now time.Time
 	}
 	if len(g.members) == 0 {
 		delete(r.groups, desc.Group)
-		return nil
+		return nil, nil
 	}
-	if desc.State != "Stable" {
-		return nil // members may be waiting in JoinGroup or SyncGroup
-	}
-	var dead []string
-	for id, m := range g.members {
-		if g.silent(m, now) {
-			dead = append(dead, id)
+	switch desc.State {
+	case "Stable":
+		g.completing = time.Time{}
+		for id, m := range g.members {
+			if g.silent(m, now) {
+				dead = append(dead, id)
+			}
 		}
+	case "CompletingRebalance":
+		if g.completing.IsZero() {
+			g.completing = now // the join completed before
+		}
+		for id, m := range g.members {
+			switch {
+			case g.quietSinceCompleting(m, now):
+				dead = append(dead, id)
+			case m.synced && now.Sub(m.last) > m.session/2:
+				waiting = append(waiting, waitingMember{id: id, generation: m.generation})
+			}
+		}
+	default:
+		// Members may be waiting in JoinGroup, which kfake keeps alive.
+		g.completing = time.Time{}
 	}
-	return dead
+	return dead, waiting
 }
 
 // leave removes members from group on their behalf, as their session
@@ -318,6 +440,28 @@ func (r *memberReaper) forget(group, member string) {
 		delete(g.members, member)
 		if len(g.members) == 0 {
 			delete(r.groups, group)
+		}
+	}
+}
+
+// keepAlive sends a Heartbeat for each member waiting in SyncGroup, which
+// resets its session timer in kfake. One that is no longer waiting (its
+// SyncGroup was answered since the group was described) is answered
+// ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID, or, in the generation it
+// synced, is alive anyway.
+func (r *memberReaper) keepAlive(ctx context.Context, cl *kgo.Client, group string, members []waitingMember) {
+	for _, m := range members {
+		req := kmsg.NewPtrHeartbeatRequest()
+		req.Group = group
+		req.MemberID = m.id
+		req.Generation = m.generation
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil {
+			err = kerr.ErrorForCode(resp.ErrorCode)
+		}
+		if err != nil {
+			r.log.WithError(err).WithFields(logrus.Fields{"group": group, "member": m.id}).
+				Debug("kafka: consumer group reaper: heartbeat for a member waiting in SyncGroup")
 		}
 	}
 }

@@ -26,7 +26,8 @@
 // default of 6 s, it accepts consumer group session timeouts down to 100 ms,
 // so that tests notice a dead member quickly. Both kinds of backends do.
 // Like Kafka, the embedded broker also expires a member that died while
-// its JoinGroup waited, one session timeout after its group settles,
+// its JoinGroup waited, one session timeout after the join completed, and
+// keeps alive a member whose SyncGroup waits for the leader's assignment,
 // which kfake alone does not (see memberReaper).
 package stack
 
