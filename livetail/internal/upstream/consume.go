@@ -103,13 +103,7 @@ func (c *Client) Run(ctx context.Context, h *hub.Hub) error {
 // second. It returns an error when Kafka could not be asked or a partition
 // added could not be followed, or when ctx ends first; it needs Run.
 func (c *Client) RefreshPartitions(ctx context.Context) error {
-	a := c.lookups.ask()
-	select {
-	case <-a.done:
-		return a.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return c.lookups.wait(ctx)
 }
 
 // runPartitions supervises a consumer per partition of h and follows

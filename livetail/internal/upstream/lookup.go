@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -56,6 +57,18 @@ func (l *lookups) ask() *lookup {
 		}
 	}
 	return l.next
+}
+
+// wait joins the next lookup, as ask, and returns its answer, or ctx's
+// error when ctx ends first.
+func (l *lookups) wait(ctx context.Context) error {
+	a := l.ask()
+	select {
+	case <-a.done:
+		return a.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // pending reports whether a request waits for a lookup.

@@ -94,13 +94,7 @@ func runFake(t *testing.T, src source, h *hub.Hub) *running {
 }
 
 func (r *running) ask(ctx context.Context) error {
-	a := r.asks.ask()
-	select {
-	case <-a.done:
-		return a.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return r.asks.wait(ctx)
 }
 
 func (r *running) stop() {
