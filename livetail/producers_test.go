@@ -252,6 +252,17 @@ func movingJob() string {
 	}
 }
 
+// startDefaultRefresh starts livetail on s with the default
+// --partition-refresh, and writers to s's log topic.
+func startDefaultRefresh(t *testing.T, s *stack.Stack) (*testServer, *writers) {
+	t.Helper()
+	cfg := testConfig(s)
+	if cfg.PartitionRefresh != upstream.DefaultRefresh {
+		t.Fatalf("testConfig sets --partition-refresh %v, want the default %v", cfg.PartitionRefresh, upstream.DefaultRefresh)
+	}
+	return startServer(t, cfg), &writers{t: t, brokers: s.KafkaAddrs(), topic: s.Topic("logs")}
+}
+
 // With livetail's default --partition-refresh (30 s), a job whose lines
 // land on a partition added to the topic is shown within a minute of the
 // lines being written (DESIGN.md), to a session that was live before and
@@ -261,12 +272,7 @@ func TestPartitionsAddedDefaultRefresh(t *testing.T) {
 	t.Parallel() // it waits for the refresh: beside the other parallel tests, not after them
 	s := newKafka(t)
 	topic := s.Topic("logs")
-	cfg := testConfig(s)
-	if cfg.PartitionRefresh != upstream.DefaultRefresh {
-		t.Fatalf("testConfig sets --partition-refresh %v, want the default %v", cfg.PartitionRefresh, upstream.DefaultRefresh)
-	}
-	ts := startServer(t, cfg)
-	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic}
+	ts, w := startDefaultRefresh(t, s)
 	job := movingJob()
 	c := mustDial(t, ts.url(query("job", job)))
 	c.collect(0, within)
@@ -313,12 +319,7 @@ func TestCursorNamesAddedPartition(t *testing.T) {
 func testCursorNamesAddedPartition(t *testing.T, kind string) {
 	s := newKafkaOf(t, stack.Options{Backends: kind}) // 3 partitions
 	topic := s.Topic("logs")
-	cfg := testConfig(s)
-	if cfg.PartitionRefresh != upstream.DefaultRefresh {
-		t.Fatalf("testConfig sets --partition-refresh %v, want the default %v", cfg.PartitionRefresh, upstream.DefaultRefresh)
-	}
-	ts := startServer(t, cfg)
-	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic}
+	ts, w := startDefaultRefresh(t, s)
 	job := movingJob()
 	old, added := partition.ForJob(job, 3), partition.ForJob(job, 6)
 	w.kcat(job, "murmur2_random", 5) // offsets 0-4 of the old partition
