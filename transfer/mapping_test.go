@@ -7,8 +7,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/IBM/sarama"
+
+	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/stack"
+	"github.com/logpipe/logpipe/transfer/internal/document"
+	"github.com/logpipe/logpipe/transfer/internal/kafka"
 )
 
 // TestJSONOfEveryShape: two jobs log json.status as a number and as a
@@ -94,6 +100,117 @@ func TestJSONOfEveryShape(t *testing.T) {
 		}
 		t.Logf("%s: %d lines indexed (200 status:200, 200 status:\"ok\", 2,000 distinct keys, 1 trace of %d bytes), 0 dead-lettered; searches: %s",
 			kind, total, len(trace), strings.Join(counts, ", "))
+		r.stop()
+	})
+}
+
+// TestLabelsOfEveryJob: 200 jobs each label their lines with 10 keys of
+// their own, 2,000 distinct label keys in all, twice the default limit
+// of fields in a mapping. Every line is indexed, nothing is
+// dead-lettered, labels stays one field, and a term query on a label
+// value finds exactly its lines, on Elasticsearch's flattened (esfake)
+// and OpenSearch's flat_object.
+func TestLabelsOfEveryJob(t *testing.T) {
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		w := newWorld(t, kind)
+		r := startService(t, "transfer", w.config())
+
+		const jobs, keys, lines = 200, 10, 3
+		c := kafka.NewConfig("test-producer")
+		c.Producer.Return.Successes = true
+		c.Producer.RequiredAcks = sarama.WaitForAll
+		p, err := sarama.NewSyncProducer(w.s.KafkaAddrs(), c)
+		must(t, err)
+		defer p.Close()
+		var msgs []*sarama.ProducerMessage
+		prod := 0
+		for j := range jobs {
+			job := fmt.Sprintf("job-%03d", j)
+			labels := map[string]string{"env": "dev"}
+			if j%8 == 0 {
+				labels["env"] = "prod"
+			}
+			for k := range keys {
+				labels[fmt.Sprintf("%s-key-%d", job, k)] = fmt.Sprintf("v%d", k)
+			}
+			for i := range lines {
+				rec := record.Record{
+					Timestamp: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond),
+					Message:   fmt.Sprintf("%s line %d", job, i),
+					Job:       job,
+					Host:      record.Host{Name: "node-a"},
+					Agent:     record.Agent{Name: "node-a"},
+					Log:       record.Log{File: record.File{Path: "/var/log/" + job + ".log"}, Offset: int64(i) * 100},
+					Labels:    labels,
+				}
+				msgs = append(msgs, &sarama.ProducerMessage{Topic: w.topic, Key: sarama.StringEncoder(job), Value: sarama.ByteEncoder(rec.AppendJSON(nil))})
+				if labels["env"] == "prod" {
+					prod++
+				}
+			}
+		}
+		if err := p.SendMessages(msgs); err != nil {
+			t.Fatalf("producing to %s: %v", w.topic, produceError(err))
+		}
+		var ids []string
+		for _, m := range msgs {
+			ids = append(ids, document.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}.ID())
+		}
+
+		// A dead-lettered line would never be indexed: stop waiting at the first.
+		waitFor(t, within, fmt.Sprintf("%d documents in %s, or a dead letter", len(ids), w.index), func() bool {
+			got, status := w.es.tryCount("")
+			return status == http.StatusOK && got >= len(ids) || w.records(w.dlq) > 0
+		})
+		end := w.offsets(w.topic)
+		waitFor(t, within, "offsets committed to the end", func() bool { return w.committedAt(end) })
+		if n := w.records(w.dlq); n != 0 {
+			t.Fatalf("%d records in the dead-letter topic, want none; %d of %d lines indexed", n, w.es.count(""), len(ids))
+		}
+		w.checkExactly(ids)
+		if got := scrape(t, r.svc.Addr(), "transfer_docs_dlq_total"); got != 0 {
+			t.Errorf("transfer_docs_dlq_total = %v, want 0", got)
+		}
+
+		searches := map[string]struct {
+			query string
+			want  int
+		}{
+			"labels.env:prod":            {`{"term":{"labels.env":"prod"}}`, prod},
+			"labels.env:dev":             {`{"term":{"labels.env":"dev"}}`, len(ids) - prod},
+			"one job's own label":        {`{"term":{"labels.job-123-key-7":"v7"}}`, lines},
+			"its value under other keys": {`{"term":{"labels.job-123-key-6":"v7"}}`, 0},
+			"the last job's own label":   {`{"term":{"labels.job-199-key-9":"v9"}}`, lines},
+		}
+		var counts []string
+		for _, name := range slices.Sorted(maps.Keys(searches)) {
+			q := searches[name]
+			if got := w.es.count(q.query); got != q.want {
+				t.Errorf("%s: %s finds %d lines, want %d", name, q.query, got, q.want)
+			}
+			counts = append(counts, fmt.Sprintf("%s=%d", name, q.want))
+		}
+
+		// labels is one field, whatever the keys: the mapping did not grow.
+		var mapping map[string]struct {
+			Mappings struct {
+				Properties map[string]struct {
+					Type       string         `json:"type"`
+					Properties map[string]any `json:"properties"`
+				} `json:"properties"`
+			} `json:"mappings"`
+		}
+		if status := w.es.do(http.MethodGet, "/"+w.index+"/_mapping", "", &mapping); status != http.StatusOK || len(mapping) == 0 {
+			t.Fatalf("GET _mapping: %d %v", status, mapping)
+		}
+		for backing, m := range mapping {
+			l := m.Mappings.Properties["labels"]
+			if l.Type != map[string]string{stack.Embedded: "flattened", stack.Real: "flat_object"}[kind] || len(l.Properties) != 0 {
+				t.Errorf("%s: labels is mapped %+v", backing, l)
+			}
+		}
+		t.Logf("%s: %d lines of %d jobs with %d distinct label keys indexed, each once; 0 dead-lettered; searches: %s",
+			kind, len(ids), jobs, jobs*keys+1, strings.Join(counts, ", "))
 		r.stop()
 	})
 }

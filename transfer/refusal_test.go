@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/logpipe/logpipe/devstack/stack"
 	"github.com/logpipe/logpipe/transfer/internal/document"
@@ -47,6 +48,7 @@ func TestRefusalsHoldBack(t *testing.T) {
 		type refusal struct {
 			name    string
 			want    string // in /readyz
+			reason  string // also in /readyz, when set
 			label   string // of transfer_es_refusals_total
 			on, off func()
 			// lost: on deletes the data stream, and the records indexed
@@ -59,6 +61,21 @@ func TestRefusalsHoldBack(t *testing.T) {
 			// On the test's own data stream only: the real engine is shared.
 			on:  func() { w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.write":true}`) },
 			off: func() { w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.write":null}`) },
+		}, {
+			// What a node sets on its indices when its disk passes the
+			// flood-stage watermark. Both engines answer each item
+			// 429 cluster_block_exception "index [<backing index>]
+			// blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded
+			// flood-stage watermark, index has read-only-allow-delete
+			// block];": a 429, but not an overload.
+			name: "flood-stage block", want: "429 cluster_block_exception: index [", label: "cluster_block_exception",
+			on: func() {
+				w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.read_only_allow_delete":true}`)
+			},
+			off: func() {
+				w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.read_only_allow_delete":null}`)
+			},
+			reason: "flood-stage watermark",
 		}}
 		if kind == stack.Embedded {
 			// The real backends' OpenSearch runs without its security
@@ -116,11 +133,16 @@ func TestRefusalsHoldBack(t *testing.T) {
 
 			waitFor(t, within, ref.name+": /readyz red with the reason", func() bool {
 				code, body := readyz(t, r.svc.Addr())
-				return code == http.StatusServiceUnavailable && strings.Contains(body, ref.want) && strings.Contains(body, w.index)
+				return code == http.StatusServiceUnavailable && strings.Contains(body, ref.want) && strings.Contains(body, w.index) &&
+					strings.Contains(body, ref.reason)
 			})
+			firstRefusal := time.Now()
 			waitFor(t, within, ref.name+": several refused attempts", func() bool {
 				return scrapeLabel(t, r.svc.Addr(), "transfer_bulk_retries_total", "refused") >= retries+6
 			})
+			// Offsets are committed once a second: wait past two commits,
+			// so that a commit past a refused record would have happened.
+			time.Sleep(time.Until(firstRefusal.Add(2*commitInterval + commitInterval/2)))
 			if got := scrape(t, r.svc.Addr(), "transfer_docs_indexed_total"); got != indexed {
 				t.Fatalf("%s: transfer_docs_indexed_total went from %v to %v while refused", ref.name, indexed, got)
 			}
@@ -150,6 +172,7 @@ func TestRefusalsHoldBack(t *testing.T) {
 				return code == http.StatusOK
 			})
 			w.checkExactly(ids)
+			t.Logf("%s lifted: the data stream holds %d documents, one per record", ref.name, len(ids))
 		}
 		if n := w.records(w.dlq); n != 0 {
 			t.Fatalf("%d records dead-lettered, want none", n)
@@ -210,9 +233,11 @@ func TestClosedIndexHoldsBack(t *testing.T) {
 			code, body := readyz(t, r.svc.Addr())
 			return code == http.StatusServiceUnavailable && strings.Contains(body, "400 index_closed_exception: closed") && strings.Contains(body, w.index)
 		})
+		firstRefusal := time.Now()
 		waitFor(t, within, "several refused attempts", func() bool {
 			return scrapeLabel(t, r.svc.Addr(), "transfer_bulk_retries_total", "refused") >= 6
 		})
+		time.Sleep(time.Until(firstRefusal.Add(2*commitInterval + commitInterval/2))) // past two commits
 		if got := scrape(t, r.svc.Addr(), "transfer_docs_indexed_total"); got != indexed {
 			t.Fatalf("transfer_docs_indexed_total went from %v to %v while the index was closed", indexed, got)
 		}
@@ -244,6 +269,10 @@ func TestClosedIndexHoldsBack(t *testing.T) {
 		r.stop()
 	})
 }
+
+// commitInterval is how often transfer commits the offsets it marked
+// (the consumer group's AutoCommit.Interval, in internal/group).
+const commitInterval = time.Second
 
 // scrapeLabel returns the value of name{reason="reason"} from /metrics.
 func scrapeLabel(t testing.TB, addr, name, reason string) float64 {

@@ -16,8 +16,9 @@ import (
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
-// TestStormsAndLatency: whole-request 429 and 503 storms, item-level 429s
-// from a flood-stage block (on esfake also scattered item 429s and 503s),
+// TestStormsAndLatency: whole-request 429 and 503 storms, item-level 429
+// refusals from a flood-stage block (on esfake also scattered item 429s of
+// an overloaded node and 503s),
 // and added latency lose and duplicate nothing, and the committed offsets
 // never pass a record that is not in the index.
 func TestStormsAndLatency(t *testing.T) {
@@ -57,8 +58,8 @@ func TestStormsAndLatency(t *testing.T) {
 			// disturbing every other test on it. So a proxy in front of it
 			// answers those for the next n _bulk requests, as esfake does;
 			// every other request, and every document, 409 and count, is the
-			// engine's own. Item-level 429s are the engine's: the flood-stage
-			// block below.
+			// engine's own. Item-level 429s on this backend come from the
+			// engine's flood-stage block below, which is a refusal.
 			proxy := newFaultProxy(t, w.s.ESURL())
 			faults = proxy
 			must(t, cfg.ESAddresses.Set(proxy.URL()))
@@ -84,19 +85,20 @@ func TestStormsAndLatency(t *testing.T) {
 		// floodStage sets the block a node puts on indices when its disk
 		// passes the flood-stage watermark, on the test's own data stream:
 		// each item written to it fails with 429 cluster_block_exception,
-		// which transfer retries. It stays until transfer has retried
-		// items, and nothing is committed past them meanwhile.
+		// a refusal that transfer retries (TestRefusalsHoldBack covers the
+		// rest of what it does). It stays until transfer has retried
+		// refused items, and nothing is committed past them meanwhile.
 		floodStage := func() {
 			w.waitCount(within, 1) // the data stream exists
 			block := func(v string) {
 				w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.read_only_allow_delete":`+v+`}`)
 			}
-			retried := scrape(t, r.svc.Addr(), "transfer_docs_retried_total")
+			retried := scrapeLabel(t, r.svc.Addr(), "transfer_bulk_retries_total", "refused")
 			block("true")
 			defer block("null")
 			p.send(perStep)
 			waitFor(t, within, "items retried under the flood-stage block", func() bool {
-				return scrape(t, r.svc.Addr(), "transfer_docs_retried_total") > retried
+				return scrapeLabel(t, r.svc.Addr(), "transfer_bulk_retries_total", "refused") > retried
 			})
 			w.checkCommitted(nil)
 		}

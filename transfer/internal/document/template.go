@@ -28,8 +28,8 @@ type Engine string
 // Engines, named as GET / says in version.distribution (Elasticsearch
 // leaves it out).
 const (
-	Elasticsearch Engine = "elasticsearch" // json is "flattened"
-	OpenSearch    Engine = "opensearch"    // json is "flat_object"
+	Elasticsearch Engine = "elasticsearch" // json and labels are "flattened"
+	OpenSearch    Engine = "opensearch"    // json and labels are "flat_object"
 )
 
 // EngineOf is the engine of a version.distribution from GET /.
@@ -40,11 +40,12 @@ func EngineOf(distribution string) Engine {
 	return Elasticsearch
 }
 
-// jsonType maps json.*: one field whatever the keys, every leaf indexed as
-// a keyword under its dotted path, so that json.status:200 and
-// json.status:ok are both found, one job's types never reject another
-// job's lines, and the number of fields stays fixed.
-func (e Engine) jsonType() string {
+// objectType maps json.* and labels.*: one field whatever the keys, every
+// leaf indexed as a keyword under its dotted path, so that json.status:200
+// and json.status:ok are both found, labels.env:prod is found by a term
+// query, one job's types or label keys never reject another job's lines,
+// and the number of fields stays fixed however many keys producers use.
+func (e Engine) objectType() string {
 	if e == OpenSearch {
 		return "flat_object"
 	}
@@ -85,12 +86,6 @@ func Template(index string, e Engine) []byte {
 		ComposedOf:    []string{CustomTemplate},
 		Template: map[string]any{
 			"mappings": map[string]any{
-				"dynamic_templates": []any{
-					map[string]any{"labels": map[string]any{
-						"path_match": "labels.*",
-						"mapping":    keyword,
-					}},
-				},
 				"properties": map[string]any{
 					"@timestamp": typ("date"),
 					"message":    typ("text"),
@@ -103,18 +98,19 @@ func Template(index string, e Engine) []byte {
 							"device_id", keyword,
 							"inode", keyword,
 							"fingerprint", keyword,
+							"generation", keyword,
 						),
 						"offset", typ("long"),
 						"flags", keyword,
 					),
-					"labels": map[string]any{"type": "object", "dynamic": true},
+					"labels": typ(e.objectType()),
 					"kafka": props(
 						"topic", keyword,
 						"partition", typ("integer"),
 						"offset", typ("long"),
 					),
 					"event": props("ingested", typ("date")),
-					"json":  typ(e.jsonType()),
+					"json":  typ(e.objectType()),
 				},
 			},
 		},

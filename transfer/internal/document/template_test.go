@@ -45,7 +45,10 @@ func TestTemplate(t *testing.T) {
 				"@timestamp": "date", "message": "text", "job": "keyword",
 				"host.name": "keyword", "log.file.path": "keyword", "log.offset": "long",
 				"kafka.topic": "keyword", "kafka.partition": "integer", "kafka.offset": "long",
-				"event.ingested": "date", "json": map[Engine]string{Elasticsearch: "flattened", OpenSearch: "flat_object"}[e],
+				"event.ingested": "date", "log.file.fingerprint": "keyword", "log.file.generation": "keyword",
+				// One field each, whatever the keys: bounded in field count.
+				"json":   map[Engine]string{Elasticsearch: "flattened", OpenSearch: "flat_object"}[e],
+				"labels": map[Engine]string{Elasticsearch: "flattened", OpenSearch: "flat_object"}[e],
 			} {
 				if got := lookupType(p, path); got != want {
 					t.Errorf("mapping of %s = %q, want %q", path, got, want)

@@ -16,14 +16,29 @@ import (
 // index or the cluster, missing privileges or credentials, a missing or
 // closed index. It returns the reason label of transfer_es_refusals_total,
 // or "" for an answer that is about the documents themselves (400 parsing
-// and mapping errors), a success, a 409, a 413, a 429 or a 5xx.
+// and mapping errors), a success, a 409, a 413, a 429 of an overloaded
+// node or a 5xx.
+//
+// A 429 is a refusal when its error type is a block: the flood-stage disk
+// watermark's read-only-allow-delete block answers 429
+// cluster_block_exception ("blocked by: [TOO_MANY_REQUESTS/12/disk usage
+// exceeded flood-stage watermark ...]"). It is the most common write block
+// in production and lasts until disk is freed, so it is no passing
+// overload, and an operator needs /readyz to say so. Any other 429, such
+// as es_rejected_execution_exception from a full write queue, is overload.
 //
 // Such refusals are retried: dead-lettering them would empty the whole
 // stream into the dead-letter topic at full speed while, say, a disk
 // watermark or an expired API key is being fixed.
 func refusalOf(status int, errType string) string {
-	if status >= 500 || status == http.StatusTooManyRequests {
-		return "" // retried as overload or unavailability, such as a 503 no-master block
+	if status == http.StatusTooManyRequests {
+		if errType == metrics.RefusedBlock {
+			return metrics.RefusedBlock
+		}
+		return "" // overload: retried as such
+	}
+	if status >= 500 {
+		return "" // retried as unavailability, such as a 503 no-master block
 	}
 	switch errType {
 	case metrics.RefusedBlock, metrics.RefusedSecurity, metrics.RefusedIndexMissing, metrics.RefusedIndexClosed:
@@ -39,7 +54,7 @@ func refusalOf(status int, errType string) string {
 	case status < 200, status >= 300 && status < 400:
 		return metrics.RefusedOther // not an answer a bulk item has: never dead-letter on it
 	case status >= 400 && status < 500 && status != http.StatusBadRequest && status != http.StatusConflict &&
-		status != http.StatusRequestEntityTooLarge && status != http.StatusTooManyRequests:
+		status != http.StatusRequestEntityTooLarge:
 		return metrics.RefusedOther
 	}
 	return ""

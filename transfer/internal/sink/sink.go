@@ -4,9 +4,9 @@
 // returns. Only documents refused for their own content (a 400 parsing or
 // mapping error) and values that are not records are dead-lettered. 429
 // and 5xx answers, transport errors, and refusals that are about the
-// cluster or the credentials rather than the document (403 blocks and
-// privileges, 401, 404 missing index, closed index), for the whole request
-// or single items, are retried with capped, jittered exponential backoff,
+// cluster or the credentials rather than the document (blocks, whether 403
+// or the flood-stage watermark's 429, privileges, 401, 404 missing index,
+// closed index), for the whole request or single items, are retried with capped, jittered exponential backoff,
 // for as long as it takes; while a batch waits on such a refusal, Ready
 // says why.
 package sink
@@ -134,14 +134,14 @@ func (s *Sink) Write(ctx context.Context, b *Batch) error {
 			case res.Status == http.StatusConflict:
 				indexed++
 				dups++
-			case res.Status == http.StatusTooManyRequests || res.Status >= 500:
-				b.pending[kept] = i
-				kept++
 			case refusalOf(res.Status, res.ErrorType()) != "":
 				s.m.Refusals.WithLabelValues(refusalOf(res.Status, res.ErrorType())).Inc()
 				if refused < 0 {
 					refused = k
 				}
+				b.pending[kept] = i
+				kept++
+			case res.Status == http.StatusTooManyRequests || res.Status >= 500:
 				b.pending[kept] = i
 				kept++
 			default:

@@ -84,6 +84,25 @@ func newFixture(t testing.TB, wrap func(http.Handler) http.Handler) *fixture {
 	return f
 }
 
+// putSettings changes the settings of the data stream's backing indices,
+// as an operator or a node does.
+func (f *fixture) putSettings(t testing.TB, body string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, f.url+"/"+index+"/_settings", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if b, _ := io.ReadAll(res.Body); res.StatusCode != http.StatusOK {
+		t.Fatalf("PUT %s/_settings %s: %d %s", index, body, res.StatusCode, b)
+	}
+}
+
 // batch makes a batch of the given messages of partition 0, from offset first on.
 func batch(first int64, messages ...string) *Batch {
 	b := NewBatch(index, document.Builder{ParseJSON: true})
@@ -143,7 +162,7 @@ func TestWrite(t *testing.T) {
 				f.fake.RejectItems(func(_, id string, _ []byte) (int, string, string, bool) {
 					switch {
 					case id == "logs-0-1" && n.Add(1) <= 3:
-						return http.StatusTooManyRequests, "", "busy", true
+						return http.StatusTooManyRequests, "es_rejected_execution_exception", "rejected execution of coordinating operation", true
 					case id == "logs-0-2" && n.Load() <= 2:
 						return http.StatusServiceUnavailable, "unavailable_shards_exception", "no shard", true
 					}
@@ -203,6 +222,10 @@ func TestWrite(t *testing.T) {
 			dlqTotal := testutil.ToFloat64(f.m.DocsDLQ.WithLabelValues(metrics.ReasonRejected)) + testutil.ToFloat64(f.m.DocsDLQ.WithLabelValues(metrics.ReasonInvalidRecord))
 			if int(dlqTotal) != len(tt.wantLetters) {
 				t.Fatalf("transfer_docs_dlq_total = %v, want %d", dlqTotal, len(tt.wantLetters))
+			}
+			// None of these is a refusal: an overloaded node's 429 is retried as overload.
+			if n := testutil.ToFloat64(f.m.Retries.WithLabelValues(metrics.RetryRefused)); n != 0 {
+				t.Fatalf("%v retries counted as refused, want none", n)
 			}
 		})
 	}
@@ -341,11 +364,43 @@ func TestRefusalsAreRetriedNotDeadLettered(t *testing.T) {
 			})
 		}
 	}
+	// floodStage answers every bulk request, as a whole, what a node
+	// answers while a cluster-wide flood-stage block is on, until lifted.
+	var lifted atomic.Bool
+	floodStage := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasSuffix(r.URL.Path, "/_bulk") || lifted.Load() {
+				h.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("X-Elastic-Product", "Elasticsearch")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprint(w, `{"error":{"root_cause":[{"type":"cluster_block_exception","reason":"blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];"}],"type":"cluster_block_exception","reason":"blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];"},"status":429}`)
+		})
+	}
 	tests := map[string]struct {
+		wrap       func(http.Handler) http.Handler
 		refuse     func(f *fixture)
-		wantReason string // label of transfer_es_refusals_total
-		wantReady  string // in Ready's error
+		lift       func(f *fixture) // besides removing esfake's faults
+		wantReason string           // label of transfer_es_refusals_total
+		wantReady  string           // in Ready's error
 	}{
+		"flood-stage block": {
+			refuse: func(f *fixture) {
+				f.putSettings(t, `{"index.blocks.read_only_allow_delete":true}`)
+			},
+			lift:       func(f *fixture) { f.putSettings(t, `{"index.blocks.read_only_allow_delete":null}`) },
+			wantReason: metrics.RefusedBlock,
+			wantReady:  "429 cluster_block_exception: index [.ds-logs-logpipe-default",
+		},
+		"flood-stage block, whole request": {
+			wrap:       floodStage,
+			refuse:     func(*fixture) { lifted.Store(false) },
+			lift:       func(*fixture) { lifted.Store(true) },
+			wantReason: metrics.RefusedBlock,
+			wantReady:  "429 cluster_block_exception: blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark",
+		},
 		"write block": {
 			refuse:     items(http.StatusForbidden, "cluster_block_exception", "index [.ds-logs-logpipe-default-2026.11.21-000001] blocked by: [FORBIDDEN/8/index write (api)];"),
 			wantReason: metrics.RefusedBlock, wantReady: "403 cluster_block_exception: index [.ds-logs-logpipe-default",
@@ -377,7 +432,14 @@ func TestRefusalsAreRetriedNotDeadLettered(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			f := newFixture(t, nil)
+			f := newFixture(t, tt.wrap)
+			if strings.HasPrefix(tt.wantReady, "429 cluster_block_exception: index") {
+				// The block is an index setting: make the data stream
+				// first, with the documents of another batch.
+				if err := f.sink.Write(context.Background(), batch(100, "before")); err != nil {
+					t.Fatal(err)
+				}
+			}
 			tt.refuse(f)
 			done := make(chan error, 1)
 			go func() {
@@ -406,10 +468,14 @@ func TestRefusalsAreRetriedNotDeadLettered(t *testing.T) {
 
 			f.fake.RejectItems(nil)
 			f.fake.FailBulk(0, 0)
+			if tt.lift != nil {
+				tt.lift(f)
+			}
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			if got, want := ids(f.fake.Docs(index)), "logs-0-0,logs-0-1"; got != want {
+			got := ids(slices.DeleteFunc(f.fake.Docs(index), func(d esfake.Doc) bool { return d.ID == "logs-0-100" }))
+			if want := "logs-0-0,logs-0-1"; got != want {
 				t.Fatalf("indexed %q, want %q", got, want)
 			}
 			// Only the record that is not a record is dead-lettered.
@@ -443,7 +509,8 @@ func TestRefusalOf(t *testing.T) {
 		"conflict":              {409, "version_conflict_engine_exception", ""},
 		"too large":             {413, "", ""},
 		"busy":                  {429, "es_rejected_execution_exception", ""},
-		"flood-stage watermark": {429, "cluster_block_exception", ""},
+		"429 untyped":           {429, "", ""},
+		"flood-stage watermark": {429, "cluster_block_exception", metrics.RefusedBlock},
 		"no master":             {503, "cluster_block_exception", ""},
 		"created":               {201, "", ""},
 	}
