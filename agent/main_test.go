@@ -259,6 +259,10 @@ func TestHotReload(t *testing.T) {
 	if dups := w.waitLines("b", 200, within); dups != 0 {
 		t.Fatalf("unchanged entry repeated %d lines across a reload", dups)
 	}
+	// b's lines, appended after a's, have arrived; a reader of a.log left
+	// running would be woken by the same notification, or at the latest
+	// by its poll (--poll-interval 50ms) or the scan (--scan-interval
+	// 200ms): wait past both before looking.
 	time.Sleep(500 * time.Millisecond)
 	if total, _ := testkit.Count(w.kafka.Records(), "a"); total != 100 {
 		t.Fatalf("removed entry: %d lines in Kafka, want 100", total)
