@@ -259,6 +259,10 @@ func TestHotReload(t *testing.T) {
 	if dups := w.waitLines("b", 200, within); dups != 0 {
 		t.Fatalf("unchanged entry repeated %d lines across a reload", dups)
 	}
+	// b's lines, appended after a's, have arrived; a reader of a.log left
+	// running would be woken by the same notification, or at the latest
+	// by its poll (--poll-interval 50ms) or the scan (--scan-interval
+	// 200ms): wait past both before looking.
 	time.Sleep(500 * time.Millisecond)
 	if total, _ := testkit.Count(w.kafka.Records(), "a"); total != 100 {
 		t.Fatalf("removed entry: %d lines in Kafka, want 100", total)
@@ -321,15 +325,33 @@ func TestConfigWatchSurvivesEtcdOutage(t *testing.T) {
 }
 
 // 100,000 lines written while the agent is killed with SIGKILL every
-// second and started again: every line reaches Kafka, in file order.
+// second and started again: every line reaches Kafka, in file order, and
+// the lines sent twice stay within what the agent promises.
+//
+// The bound. After a crash the agent reads again from the offset it last
+// saved, so a kill sends again (a) the records in flight, which Kafka may
+// have stored without the agent hearing of it: at most
+// --max-inflight-records (inflightLimit here) for all files together; and
+// (b) the lines Kafka acknowledged since the last save. The registry is
+// saved --save-delay (10 ms) after acknowledgements, plus the time of one
+// atomic write, and every --save-interval (250 ms) regardless, so (b) is
+// what the agent had acknowledged within a few tens of milliseconds; we
+// allow a whole second of the writers' output for it (oneSecond: 2 files
+// of 10,000 lines/s, an upper bound of their rate since they sleep 50 ms
+// per 500 lines), ample on a loaded machine. So the duplicates of the
+// run are at most kills × (inflightLimit + oneSecond). An agent that read
+// whole files again at a restart would instead send again everything
+// written so far, about 20,000 × k lines at the k-th kill, which is past
+// the bound from the second kill on, and the test wants at least three.
 func TestAtLeastOnceUnderSIGKILL(t *testing.T) {
 	t.Parallel()
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		w := newWorldOn(t, stack.Options{Backends: kind})
 		const files, perFile = 2, 50000
+		const inflightLimit, oneSecond = 1000, files * 10000
 		paths := []string{w.path("k0.log"), w.path("k1.log")}
 		w.put(keys.AgentConfig("node-k"), configJSON(entryJSON(paths[0], ""), entryJSON(paths[1], "")))
-		args := w.agentArgs("node-k")
+		args := w.agentArgs("node-k", "--max-inflight-records", strconv.Itoa(inflightLimit))
 		agent := startAgent(t, args...)
 
 		// Writers: 100,000 lines of 200 bytes, 500 lines every 50 ms per file.
@@ -359,13 +381,19 @@ func TestAtLeastOnceUnderSIGKILL(t *testing.T) {
 				agent = startAgent(t, args...)
 			}
 		}
+		if kills < 3 {
+			t.Fatalf("only %d kills happened while writing", kills)
+		}
+		allDups := 0
 		for i := range files {
 			dups := w.waitLines(fmt.Sprintf("k%d", i), perFile, 2*within)
 			total, _ := testkit.Count(w.kafka.Records(), fmt.Sprintf("k%d", i))
 			t.Logf("%s: file %d: %d lines, %d records in Kafka, %d duplicates after %d SIGKILLs", kind, i, perFile, total, dups, kills)
+			allDups += dups
 		}
-		if kills < 3 {
-			t.Fatalf("only %d kills happened while writing", kills)
+		if bound := kills * (inflightLimit + oneSecond); allDups > bound {
+			t.Errorf("%d lines sent twice after %d SIGKILLs, more than the agent's promise allows: %d × (%d in flight + %d read in a second) = %d",
+				allDups, kills, kills, inflightLimit, oneSecond, bound)
 		}
 	})
 }

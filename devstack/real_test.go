@@ -9,17 +9,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/logpipe/logpipe/devstack/stack"
 )
 
-// needReal skips the test under LOGPIPE_SKIP_REAL=1 (quick iterations on
-// other code) and fails it when Java or Maven is missing.
+// needReal is stack.SkipReal: these tests start JVMs of their own.
 func needReal(tb testing.TB) {
 	tb.Helper()
-	if os.Getenv("LOGPIPE_SKIP_REAL") == "1" {
-		tb.Skip("LOGPIPE_SKIP_REAL=1: not running JVMs")
-	}
-	needTool(tb, "java", "openjdk-17-jdk-headless")
-	needTool(tb, "mvn", "maven")
+	stack.SkipReal(tb)
 }
 
 // realReadyWithin bounds how long devstack --backends real may take to

@@ -22,17 +22,17 @@ import (
 // TestLivetailOnceAcrossKills: a live tail session of a job is open while
 // 20,000 lines are appended to its file over about 4 s and the agent is
 // SIGKILLed three times at arbitrary moments, each time sending again the
-// lines Kafka had acknowledged after its last save of offsets. The session
-// receives every line exactly once, in order, with no dropped frame, and
+// lines Kafka had acknowledged after its last save of offsets. First the
+// premise: Kafka holds more records than lines. Then the session has
+// received every line exactly once, in order, with no dropped frame, and
 // livetail skipped every record beyond one per line.
 func TestLivetailOnceAcrossKills(t *testing.T) {
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		const n = 20000
-		// With the default --save-delay (10 ms) a kill finds few lines
-		// acknowledged and not yet saved, often none: 300 ms makes every
-		// kill leave hundreds of lines to send again, which is what this
-		// test is about.
-		r := startOnce(t, kind, true, "--save-delay", "300ms")
+		// A long --save-delay makes every kill leave hundreds of lines to
+		// send again (see resendSaveDelay), which is what this test is
+		// about.
+		r := startOnce(t, kind, true, "--save-delay", resendSaveDelay)
 		// A client buffer larger than all the lines of the test: however
 		// slowly a loaded machine lets the client read, it is never a slow
 		// client whose lines are dropped.
@@ -60,6 +60,22 @@ func TestLivetailOnceAcrossKills(t *testing.T) {
 			}
 			return fmt.Errorf("%d of %d lines", len(lines), n+1)
 		})
+		// The last line has arrived, and the agent is not killed again:
+		// Kafka holds every record of the job it will get.
+		copies, _ := kafkaCopies(t, r.st.KafkaAddrs(), r.topic, r.st.Partitions(), n+1)
+		records, twice := 0, 0
+		for i, c := range copies {
+			if c == 0 {
+				t.Fatalf("line %d is not in Kafka", i)
+			}
+			records += c
+			if c > 1 {
+				twice++
+			}
+		}
+		if records <= n+1 {
+			t.Fatalf("Kafka holds %d records for %d lines: the agent's three kills sent no line again, so the test proves nothing", records, n+1)
+		}
 		lines, err := s.snapshot()
 		if err != nil {
 			t.Fatalf("the session ended: %v", err)
@@ -73,9 +89,8 @@ func TestLivetailOnceAcrossKills(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		// Every record beyond one per line was a resend, and the session
-		// skipped it: that there were some is what makes this test mean
-		// anything.
+		// livetail read every record of Kafka, and skipped each beyond
+		// one per line as a resend.
 		metrics := lt.Addr(t, "metrics")
 		var consumed, skipped float64
 		eventually(t, "every record past one per line skipped", func() error {
@@ -84,15 +99,12 @@ func TestLivetailOnceAcrossKills(t *testing.T) {
 				return err
 			}
 			consumed, skipped = m["livetail_records_consumed_total"], m["livetail_resent_lines_skipped_total"]
-			if skipped != consumed-float64(n+1) {
-				return fmt.Errorf("%v records consumed for %d lines, %v skipped", consumed, n+1, skipped)
+			if consumed != float64(records) || skipped != float64(records-(n+1)) {
+				return fmt.Errorf("%v records consumed and %v skipped; Kafka holds %d records of %d lines", consumed, skipped, records, n+1)
 			}
 			return nil
 		})
-		if skipped == 0 {
-			t.Errorf("the agent sent no line twice in three kills: the test proved nothing")
-		}
-		t.Logf("%s: %d lines, %v records in Kafka: %v lines sent again and skipped", kind, n+1, consumed, skipped)
+		t.Logf("%s: %d lines, %d records in Kafka (%d lines sent twice or more): %v skipped as resent, each line shown once", kind, n+1, records, twice, skipped)
 		if code := lt.Stop(t); code != 0 {
 			t.Errorf("livetail exited %d after SIGTERM", code)
 		}

@@ -44,9 +44,7 @@ func TestMakeRunStack(t *testing.T) {
 		}
 	})
 	t.Run(stack.Real, func(t *testing.T) {
-		if os.Getenv("LOGPIPE_SKIP_REAL") == "1" {
-			t.Skip("LOGPIPE_SKIP_REAL=1: not running JVMs")
-		}
+		stack.SkipReal(t) // devstack starts JVMs of its own
 		checkMakeRun(t, "opensearch", realReadyWithin, "--backends", "real")
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,42 @@ func (e *switchedES) down() {
 	e.relay.Cut()
 }
 
+// commitInterval is how often transfer's consumer group commits the offsets
+// it marked (Consumer.Offsets.AutoCommit.Interval in internal/group). A test
+// that checks that nothing was committed waits past more than one.
+const commitInterval = time.Second
+
+// failedBulks counts the bulk requests that got no answer.
+const failedBulks = `transfer_bulk_requests_total{status="error"}`
+
+// metricSum is the sum of the series of a metric (or the value of one
+// series, name{labels}) on the /metrics page at addr, 0 when there is none
+// yet.
+func metricSum(t testing.TB, addr, name string) float64 {
+	t.Helper()
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name+" ") || (!strings.Contains(name, "{") && strings.HasPrefix(line, name+"{")) {
+			fields := strings.Fields(line)
+			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			sum += v
+		}
+	}
+	return sum
+}
+
 func readyz(t testing.TB, addr string) (int, string) {
 	t.Helper()
 	res, err := http.Get("http://" + addr + "/readyz")
@@ -76,9 +113,15 @@ func TestElasticsearchOutage(t *testing.T) {
 	} else {
 		res.Body.Close()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// transfer consumes only once the index template is in (Run), so what
+	// this shows is that a not-ready transfer takes nothing from Kafka:
+	// no bulk request, and no offset committed past two commit intervals.
+	time.Sleep(2*commitInterval + commitInterval/2)
 	if c := committed(t, s.KafkaAddrs(), cfg.Group, testTopic); len(c) != 0 {
 		t.Fatalf("offsets committed with Elasticsearch unreachable: %v", c)
+	}
+	if n := metricSum(t, r.svc.Addr(), "transfer_bulk_requests_total"); n != 0 {
+		t.Fatalf("%v bulk requests before the index template was installed", n)
 	}
 
 	es.up()
@@ -86,12 +129,19 @@ func TestElasticsearchOutage(t *testing.T) {
 	waitFor(t, within, "ready", func() bool { code, _ := readyz(t, r.svc.Addr()); return code == http.StatusOK })
 
 	es.down()
+	failed := metricSum(t, r.svc.Addr(), failedBulks)
 	p.send(1000)
 	waitFor(t, within, "not ready during the second outage", func() bool {
 		code, _ := readyz(t, r.svc.Addr())
 		return code == http.StatusServiceUnavailable
 	})
-	time.Sleep(1500 * time.Millisecond) // past an auto-commit interval
+	// The check below means something only once transfer holds records it
+	// could not index: see a bulk request of them fail, then let two commit
+	// intervals pass.
+	waitFor(t, within, "a bulk request failing during the second outage", func() bool {
+		return metricSum(t, r.svc.Addr(), failedBulks) > failed
+	})
+	time.Sleep(2*commitInterval + commitInterval/2)
 	checkCommittedIn(t, s, es.fake, cfg.Group)
 
 	es.up()

@@ -25,18 +25,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// needReal skips the test under LOGPIPE_SKIP_REAL=1 (quick iterations on
-// other code) and fails it when Java or Maven is missing.
+// needReal is SkipReal: these tests start JVMs of their own.
 func needReal(tb testing.TB) {
 	tb.Helper()
-	if os.Getenv("LOGPIPE_SKIP_REAL") == "1" {
-		tb.Skip("LOGPIPE_SKIP_REAL=1: not running JVMs")
-	}
-	for _, c := range []struct{ cmd, pkg string }{{"java", "openjdk-17-jdk-headless"}, {"mvn", "maven"}} {
-		if _, err := exec.LookPath(c.cmd); err != nil {
-			tb.Fatalf("%s not found: `make test-deps` installs it (Debian package %s)", c.cmd, c.pkg)
-		}
-	}
+	SkipReal(tb)
 }
 
 // gone reports whether the process pid has ended (and was reaped).

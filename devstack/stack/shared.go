@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/logpipe/logpipe/devstack/internal/realtest"
 	"github.com/logpipe/logpipe/devstack/real"
 )
 
@@ -37,10 +38,27 @@ import (
 // Without EnvBackendsFile, a test asking for real backends is skipped with
 // a message saying how to run it, unless EnvRequireReal is "1" (make test
 // sets it, so that in CI such a test runs or fails, never skips).
+//
+// A test that starts JVMs of its own calls SkipReal first (New does, for
+// Options.Private and Options.DataDir): EnvSkipReal=1 skips it, unless
+// EnvRequireReal is "1", which wins.
 const (
 	EnvBackendsFile = "LOGPIPE_TEST_BACKENDS_FILE"
-	EnvRequireReal  = "LOGPIPE_TEST_REQUIRE_REAL"
+	EnvRequireReal  = realtest.EnvRequire
+	EnvSkipReal     = realtest.EnvSkip
 )
+
+// SkipReal is called by a test before it starts Apache Kafka or OpenSearch
+// in JVMs of its own. It skips the test under EnvSkipReal=1, unless
+// EnvRequireReal=1 (make test) asks for the real backends, and fails it
+// when java, javac or mvn is missing. Every test of the repository that
+// starts JVMs goes through it (devstack/real's own tests, which this
+// package imports, through package devstack/internal/realtest, which
+// holds the rule).
+func SkipReal(tb testing.TB) {
+	tb.Helper()
+	realtest.Need(tb)
+}
 
 // sharedWait bounds how long New waits for the shared backends to be ready:
 // make test starts them while the test binaries compile.

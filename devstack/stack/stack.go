@@ -298,7 +298,8 @@ func (s *Stack) startReal(ctx context.Context) error {
 // With Options.Backends Real, the test gets the shared real backends of the
 // test run when there are some (see EnvBackendsFile), and is skipped when
 // there are none, unless EnvRequireReal is "1"; with Options.Private or
-// Options.DataDir, it gets backends of its own.
+// Options.DataDir, it gets backends of its own, and SkipReal decides first
+// whether it runs.
 func New(tb testing.TB, opts Options) *Stack {
 	tb.Helper()
 	if err := opts.setDefaults(); err != nil {
@@ -318,6 +319,9 @@ func New(tb testing.TB, opts Options) *Stack {
 		}
 		s, err = newShared(tb, opts, sh)
 	} else {
+		if opts.Backends == Real {
+			SkipReal(tb) // JVMs of the test's own
+		}
 		s, err = Start(tb.Context(), opts)
 	}
 	if err != nil {
