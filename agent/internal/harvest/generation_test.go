@@ -72,8 +72,8 @@ func TestGenerationPerCopyTruncate(t *testing.T) {
 		})
 		testkit.Append(t, path, same...)
 		e.kafka.WaitFor(waitLimit, "the new generation's lines", func(recs []testkit.Record) bool {
-			order, _ := generations(recs, "same")
-			return len(order) == round
+			order, by := generations(recs, "same")
+			return len(order) == round && len(by[order[round-1]]) >= 10
 		})
 		e.waitRead(path)
 		if round == 2 {
