@@ -104,7 +104,7 @@ func TestEntryWithoutGenerationKeepsNone(t *testing.T) {
 // A file whose device number changed is the file the registry knows
 // under the same inode and path: its entry moves to the new identity with
 // its offset and generation.
-func TestDeviceNumberChange(t *testing.T) {
+func TestDeviceNumberChangeTakesEntryOver(t *testing.T) {
 	dir := t.TempDir()
 	r := openReg(t, dir)
 	was, now := tail.Identity{Dev: 2049, Ino: 7}, tail.Identity{Dev: 2050, Ino: 7}
