@@ -101,8 +101,9 @@ func (r *genRun) waitSession(tb testing.TB, s *liveSession, n int, what string) 
 }
 
 // checkSession asserts that the session received exactly want, in order,
-// none skipped as a resend and none dropped.
-func (r *genRun) checkSession(tb testing.TB, s *liveSession, want []string) {
+// none skipped as a resend and none dropped; it returns how many lines
+// the session received.
+func (r *genRun) checkSession(tb testing.TB, s *liveSession, want []string) int {
 	tb.Helper()
 	lines, err := s.snapshot()
 	if err != nil {
@@ -121,6 +122,7 @@ func (r *genRun) checkSession(tb testing.TB, s *liveSession, want []string) {
 	if consumed := metric(tb, lt, "livetail_records_consumed_total"); consumed != float64(len(want)) {
 		tb.Errorf("livetail consumed %v records for %d lines", consumed, len(want))
 	}
+	return len(lines)
 }
 
 // indexed is one document of the job: its line and where it came from.
@@ -241,13 +243,14 @@ func TestGenerationsAcrossCopyTruncate(t *testing.T) {
 			want = append(want, lines...)
 			r.waitSession(t, s, len(want), fmt.Sprintf("the session has generation %d", g))
 		}
-		r.checkSession(t, s, want)
+		live := r.checkSession(t, s, want)
 		docs, dups := r.waitIndexed(t, len(want))
 		checkGenerations(t, docs, lines, 3)
 		if dups != 0 {
 			t.Errorf("transfer found %v lines already indexed", dups)
 		}
-		t.Logf("%s: 3 generations of %d identical lines: %d lines live, %d documents, 0 skipped, 0 duplicates", kind, len(lines), len(want), len(docs))
+		t.Logf("%s: 3 generations of %d identical lines, 2 truncations seen: %d of %d lines live, %d documents, %v refused as already indexed",
+			kind, len(lines), live, len(want), len(docs), dups)
 	})
 }
 
@@ -309,13 +312,14 @@ func TestGenerationsAcrossInodeReuse(t *testing.T) {
 		appendLines(t, r.path, lines)
 		want := slices.Concat(lines, lines)
 		r.waitSession(t, s, len(want), "the session has the new file")
-		r.checkSession(t, s, want)
+		live := r.checkSession(t, s, want)
 		docs, dups := r.waitIndexed(t, len(want))
 		checkGenerations(t, docs, lines, 2)
 		if dups != 0 {
 			t.Errorf("transfer found %v lines already indexed", dups)
 		}
-		t.Logf("%s: inode %d reused after %d other files; %d lines live, %d documents", kind, old, len(spare), len(want), len(docs))
+		t.Logf("%s: inode %d reused after %d other files: %d of %d lines live, %d documents, %v refused as already indexed",
+			kind, old, len(spare), live, len(want), len(docs), dups)
 	})
 }
 
