@@ -19,9 +19,10 @@
 //
 // Nothing is dropped from the registry when the agent starts, however long
 // it was stopped: a file's offset is forgotten only when the file is gone
-// (the harvester that covers its path looked for it in its directory and did
-// not find it, Forget; a missing directory keeps its files) or, for a file that no collect entry covers any more, once it has
-// not been read for the TTL (Expire, called once the config is applied).
+// (the harvester that covers its path looked for it in its directory and
+// did not find it, Forget; a missing directory keeps its files) or, for a
+// file that no collect entry covers any more, once it has not been read
+// for the TTL (Expire, called once the config is applied).
 //
 // A Track follows the records of one file in flight. Kafka acknowledgements
 // may complete out of order across partitions, but a file's committed offset
