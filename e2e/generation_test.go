@@ -277,12 +277,16 @@ func TestGenerationsAcrossInodeReuse(t *testing.T) {
 			}
 			return nil
 		})
-		// Files are created beside the path until one gets the inode (at
-		// once on ext4 and xfs), which is then renamed to the path: empty,
-		// so the agent takes it up before it has lines.
+		// Files are created beside the path until one gets the inode, which
+		// is then renamed to the path: empty, so the agent takes it up
+		// before it has lines. ext4 gives a new file the first free inode
+		// of its directory's group: the files kept fill the holes before
+		// the deleted file's, which other processes on a busy machine keep
+		// opening, so this may take thousands.
+		const tries = 20000
 		var spare []string
 		reused := false
-		for i := 0; i < 1000 && !reused; i++ {
+		for i := 0; i < tries && !reused; i++ {
 			p := filepath.Join(filepath.Dir(r.path), fmt.Sprintf("candidate-%d", i))
 			appendLines(t, p, nil)
 			if inodeOf(t, p) == old {
@@ -298,7 +302,7 @@ func TestGenerationsAcrossInodeReuse(t *testing.T) {
 			os.Remove(p)
 		}
 		if !reused {
-			t.Fatalf("no new file got inode %d back in 1000 tries: the premise of this test did not happen", old)
+			t.Fatalf("no new file got inode %d back in %d tries: the premise of this test did not happen", old, tries)
 		}
 		if got := inodeOf(t, r.path); got != old {
 			t.Fatalf("inode %d at the path, want %d", got, old)
