@@ -53,14 +53,27 @@ type Log struct {
 // File is ECS log.file.*. DeviceID, Inode and Fingerprint name the file
 // itself, independently of its path: with agent.name and log.offset they are
 // the line's source position, from which transfer derives the document _id
-// (see HasPosition). Producers other than the agent leave them empty, and
-// empty fields are not written.
+// (see HasPosition). Generation, when present, names the file generation the
+// line belongs to (see GenerationLen). Producers other than the agent leave
+// them empty, and empty fields are not written.
 type File struct {
 	Path        string `json:"path"`
 	DeviceID    string `json:"device_id,omitempty"`   // decimal st_dev
 	Inode       string `json:"inode,omitempty"`       // decimal st_ino
 	Fingerprint string `json:"fingerprint,omitempty"` // see FingerprintSize
+	Generation  string `json:"generation,omitempty"`  // see GenerationLen
 }
+
+// GenerationLen is the length of log.file.generation: 16 lowercase hex
+// digits, never all zeros, chosen at random by the agent when a file
+// generation starts (a file it did not know, a new file at a known device
+// and inode, the same file after a truncation) and kept with the file's
+// offset, so that every line of that generation carries it, lines sent
+// again after a crash included. Together with agent.name, the fingerprint
+// and log.offset it tells a line from a line of another generation at the
+// same offset with the same first bytes before it, which device, inode and
+// fingerprint alone cannot. Records from agents that predate it have none.
+const GenerationLen = 16
 
 // FingerprintSize is how many of a file's first bytes log.file.fingerprint
 // covers: the fingerprint of a line at offset o is the FNV-1a 64 hash, in 16
@@ -109,6 +122,10 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	if r.Log.File.Fingerprint != "" {
 		dst = append(dst, `,"fingerprint":`...)
 		dst = AppendString(dst, r.Log.File.Fingerprint)
+	}
+	if r.Log.File.Generation != "" {
+		dst = append(dst, `,"generation":`...)
+		dst = AppendString(dst, r.Log.File.Generation)
 	}
 	dst = append(dst, `},"offset":`...)
 	dst = strconv.AppendInt(dst, r.Log.Offset, 10)

@@ -43,6 +43,28 @@ func TestEncodingMatchesContract(t *testing.T) {
 	}
 }
 
+// log.file.generation comes right after the fingerprint, and only when set.
+func TestGenerationAfterFingerprint(t *testing.T) {
+	r := sample()
+	r.Log.File.Generation = "00c0ffee12345678"
+	want := `"log":{"file":{"path":"/var/log/web/access.log","device_id":"2049","inode":"1835017",` +
+		`"fingerprint":"9f2c41d07a5b3e88","generation":"00c0ffee12345678"},"offset":123456,`
+	if got := string(r.AppendJSON(nil)); !strings.Contains(got, want) {
+		t.Fatalf("encoding:\n got %s\nwant it to contain %s", got, want)
+	}
+	back, err := record.Decode(r.AppendJSON(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Log.File.Generation != r.Log.File.Generation {
+		t.Fatalf("generation %q decoded as %q", r.Log.File.Generation, back.Log.File.Generation)
+	}
+	r.Log.File.Generation = ""
+	if got := string(r.AppendJSON(nil)); strings.Contains(got, `"generation"`) {
+		t.Fatalf("an empty generation is written: %s", got)
+	}
+}
+
 func TestOptionalFieldsOmitted(t *testing.T) {
 	r := sample()
 	r.Log.Flags = nil
@@ -52,7 +74,7 @@ func TestOptionalFieldsOmitted(t *testing.T) {
 	if r.HasPosition() {
 		t.Errorf("a record without device, inode and fingerprint has a source position")
 	}
-	for _, absent := range []string{`"flags"`, `"labels"`, `"device_id"`, `"inode"`, `"fingerprint"`} {
+	for _, absent := range []string{`"flags"`, `"labels"`, `"device_id"`, `"inode"`, `"fingerprint"`, `"generation"`} {
 		if strings.Contains(got, absent) {
 			t.Errorf("%s present in %s", absent, got)
 		}
@@ -119,6 +141,7 @@ func TestInvalidUTF8IsReplacedNotDropped(t *testing.T) {
 func TestRoundTrip(t *testing.T) {
 	r := sample()
 	r.Labels = map[string]string{"z": "1", "a": "2", "m": "3"}
+	r.Log.File.Generation = "8000000000000001"
 	back, err := record.Decode(r.AppendJSON(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -149,12 +172,12 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func FuzzRoundTrip(f *testing.F) {
-	f.Add("GET /api 200", "web-1", "/var/log/x.log", int64(0), "2049")
-	f.Add("\xff\x00\"\\", "", "", int64(-1), "")
-	f.Fuzz(func(t *testing.T, msg, job, path string, off int64, dev string) {
+	f.Add("GET /api 200", "web-1", "/var/log/x.log", int64(0), "2049", "")
+	f.Add("\xff\x00\"\\", "", "", int64(-1), "", "0123456789abcdef")
+	f.Fuzz(func(t *testing.T, msg, job, path string, off int64, dev, gen string) {
 		r := sample()
 		r.Message, r.Job, r.Log.File.Path, r.Log.Offset = msg, job, path, off
-		r.Log.File.DeviceID = dev
+		r.Log.File.DeviceID, r.Log.File.Generation = dev, gen
 		data := r.AppendJSON(nil)
 		if !json.Valid(data) {
 			t.Fatalf("invalid JSON for %q: %s", msg, data)
@@ -165,6 +188,9 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		if strings.ToValidUTF8(dev, "\ufffd") == dev && back.Log.File.DeviceID != dev {
 			t.Fatalf("device_id %q -> %q", dev, back.Log.File.DeviceID)
+		}
+		if strings.ToValidUTF8(gen, "\ufffd") == gen && !strings.ContainsAny(gen, "\u2028\u2029") && back.Log.File.Generation != gen {
+			t.Fatalf("generation %q -> %q", gen, back.Log.File.Generation)
 		}
 		if back.Log.Offset != off {
 			t.Fatalf("offset %d != %d", back.Log.Offset, off)

@@ -15,7 +15,7 @@ func template(labels map[string]string) record.Record {
 		Host:  record.Host{Name: "node \"a\""},
 		Agent: record.Agent{Name: "agent\u2028x"},
 		Log: record.Log{File: record.File{Path: "/var/log/a\\b.log", DeviceID: "2049", Inode: "1835017",
-			Fingerprint: fpPlaceholder}},
+			Fingerprint: fpPlaceholder, Generation: "0123456789abcdef"}},
 		Labels: labels,
 	}
 }
@@ -31,6 +31,9 @@ func FuzzEncoderMatchesRecord(f *testing.F) {
 			labels = nil
 		}
 		rec := template(labels)
+		if flagSel&4 != 0 {
+			rec.Log.File.Generation = "" // a file first read by an agent without generations
+		}
 		enc := newEncoder(rec)
 		flags := [][]string{nil, flagsTruncated, flagsMultiline, flagsBoth}[flagSel%4]
 		now := time.Date(2026, 11, 21, 10, 0, 0, 123456789, time.FixedZone("x", 3600))

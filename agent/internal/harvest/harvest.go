@@ -18,7 +18,9 @@
 // looks for the files of its paths that the registry knows and nobody
 // reads: one renamed away while the agent was stopped (found in the same
 // directory) is read from its stored offset to its end, before the new
-// file at its path; one that is gone is forgotten.
+// file at its path; one that is gone from a directory that is there is
+// forgotten. A directory that is missing (not mounted yet, renamed away for
+// a while) keeps its files' offsets until no entry covers them.
 package harvest
 
 import (
@@ -380,7 +382,10 @@ type orphan struct {
 // bytes not read yet. One found nowhere is forgotten when it was already
 // missing at the previous sweep (missing keeps that between sweeps), so
 // that a file renamed into a path another entry covers is taken up there
-// first.
+// first. A file whose directory is missing is not looked for: the
+// directory may come back (a late mount, a directory renamed away for a
+// while), and only an entry that no longer covers the file lets its offset
+// go (Registry.Expire).
 func (t *target) sweep(missing map[tail.Identity]bool, orphans bool) map[string][]orphan {
 	m := t.m
 	detached := m.reg.Detached(func(path string) bool { return covers(t.entry, path) })
@@ -398,7 +403,7 @@ func (t *target) sweep(missing map[tail.Identity]bool, orphans bool) map[string]
 			dirs[dir] = files
 		}
 		if files == nil {
-			continue // cannot tell
+			continue // cannot tell, or the directory is missing for now
 		}
 		at, found := files[e.Identity]
 		switch {
@@ -421,12 +426,9 @@ func (t *target) sweep(missing map[tail.Identity]bool, orphans bool) map[string]
 }
 
 // listDir maps the identities of the regular files in dir to their paths;
-// nil when dir cannot be read (an empty map when it no longer exists).
+// nil when dir cannot be read, or does not exist.
 func listDir(dir string) map[tail.Identity]string {
 	des, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return map[tail.Identity]string{}
-	}
 	if err != nil {
 		return nil
 	}
@@ -622,6 +624,10 @@ func (h *harvester) open(first bool, prev *reader) (*reader, error) {
 	}
 	if err := r.attached(t); err != nil {
 		return nil, err
+	}
+	if was, moved := t.MovedFrom(); moved {
+		m.opts.Log.WithFields(logrus.Fields{"path": h.path, "inode": r.f.Identity().Ino, "device": r.f.Identity().Dev, "was_device": was.Dev, "offset": t.Committed()}).
+			Info("file found under another device number: reading on from its offset")
 	}
 	m.opts.Log.WithFields(logrus.Fields{"path": h.path, "inode": r.f.Identity().Ino, "offset": t.Committed(), "known": known}).Info("file opened")
 	return r, nil

@@ -49,7 +49,8 @@ type reader struct {
 	key    []byte
 	topic  string
 	job    string
-	enc    *encoder
+	base   record.Record      // the fields every line of the file shares, but the generation
+	enc    *encoder           // base in the current generation
 	ctx    context.Context    // the reader's life
 	pass   context.Context    // also ends when a record fails
 	cancel context.CancelFunc // of pass
@@ -85,7 +86,7 @@ func newReader(h *harvester, path string, prev *reader) (*reader, error) {
 		drained: make(chan struct{}),
 		log:     m.opts.Log.WithFields(logrus.Fields{"path": h.path, "inode": f.Identity().Ino}),
 		job:     h.job,
-		enc: newEncoder(record.Record{
+		base: record.Record{
 			Job:   h.job,
 			Host:  record.Host{Name: m.opts.HostName},
 			Agent: record.Agent{Name: m.opts.AgentName},
@@ -96,7 +97,7 @@ func newReader(h *harvester, path string, prev *reader) (*reader, error) {
 				Fingerprint: fpPlaceholder, // each line's own, see tail.File.LineFingerprint
 			}},
 			Labels: e.Labels,
-		}),
+		},
 	}
 	if e.Multiline != nil {
 		cfg, err := multiline.FromEntry(e.Multiline, m.opts.MaxLineBytes)
@@ -120,11 +121,19 @@ func (r *reader) attached(t *registry.Track) error {
 		return err
 	}
 	r.f.SetFingerprint(t.Fingerprint())
+	r.setGeneration(t.Generation())
 	m.mu.Lock()
 	m.readers[r] = struct{}{}
 	m.mu.Unlock()
 	m.opts.Metrics.FilesTailed.Inc()
 	return nil
+}
+
+// setGeneration makes the lines encoded from now on carry gen.
+func (r *reader) setGeneration(gen string) {
+	rec := r.base
+	rec.Log.File.Generation = gen
+	r.enc = newEncoder(rec)
 }
 
 // rotate tells the reader that its path names another file now.
@@ -417,6 +426,23 @@ func (r *reader) truncated(ctx context.Context, size int64, backoff *time.Durati
 	}
 	r.track.Advance(0)
 	r.track.SetFingerprint(tail.Fingerprint{})
+	// What the file holds now is a new generation of it, written to the
+	// registry before any of its lines is sent.
+	for failed := false; ; failed = true {
+		gen, err := r.track.NewGeneration()
+		if err == nil {
+			r.setGeneration(gen)
+			if failed {
+				m.setErr(r.h.path, nil)
+			}
+			break
+		}
+		m.setErr(r.h.path, err)
+		*backoff = min(max(2**backoff, 100*time.Millisecond), 5*time.Second)
+		if !sleep(ctx, *backoff) {
+			return false
+		}
+	}
 	if r.ml != nil {
 		r.ml = multiline.New(r.mlCfg)
 	}

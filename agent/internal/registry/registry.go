@@ -1,14 +1,28 @@
 // Package registry is the agent's durable offset registry: for each file
 // identity (device, inode and a fingerprint of the first bytes) the offset of
-// the first byte not yet acknowledged by Kafka, and which collect entries
-// have been applied before (an entry's "from" is only for the files that
-// exist when it is first applied).
+// the first byte not yet acknowledged by Kafka and the file generation being
+// read, and which collect entries have been applied before (an entry's
+// "from" is only for the files that exist when it is first applied).
+//
+// A file generation (record.GenerationLen) starts when the registry takes up
+// a file it does not know, a known device and inode that no longer start
+// with the stored fingerprint (a new file on a reused inode, or one
+// rewritten), and when the reader of a file finds it truncated
+// (Track.NewGeneration). Every line of a generation carries it, so the
+// registry is written before a generation's first line can be sent: a line
+// sent again after a crash must carry the generation it was first sent with.
+//
+// A file whose device number changed (a disk that came back under another
+// number) keeps its offset and generation: Attach takes over the entry of
+// the same inode and path on another device when nobody reads it and the
+// file still starts with its fingerprint.
 //
 // Nothing is dropped from the registry when the agent starts, however long
 // it was stopped: a file's offset is forgotten only when the file is gone
-// (the harvester that covers its path looked for it and did not find it,
-// Forget) or, for a file that no collect entry covers any more, once it has
-// not been read for the TTL (Expire, called once the config is applied).
+// (the harvester that covers its path looked for it in its directory and
+// did not find it, Forget; a missing directory keeps its files) or, for a
+// file that no collect entry covers any more, once it has not been read
+// for the TTL (Expire, called once the config is applied).
 //
 // A Track follows the records of one file in flight. Kafka acknowledgements
 // may complete out of order across partitions, but a file's committed offset
@@ -20,6 +34,8 @@ package registry
 import (
 	"bytes"
 	"cmp"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +66,7 @@ var (
 type Entry struct {
 	Identity    tail.Identity    `json:"identity"`
 	Fingerprint tail.Fingerprint `json:"fingerprint"`
+	Generation  string           `json:"generation,omitempty"` // empty for files first read by agents that had none
 	Path        string           `json:"path"`
 	Offset      int64            `json:"offset"`
 	Seen        time.Time        `json:"seen"`
@@ -84,6 +101,8 @@ type Registry struct {
 	last    []byte               // what was last written
 
 	acked chan struct{} // told (without blocking) when Kafka acknowledged records
+
+	saveMu sync.Mutex // one Save at a time: a later snapshot is never overwritten by an earlier one
 }
 
 // Open loads the registry from dir, creating dir if needed. A registry file
@@ -132,10 +151,27 @@ func Open(dir string) (*Registry, error) {
 // Attach claims the file with identity id for reading under path. verify
 // tells whether the file still starts with a stored fingerprint. When the
 // registry knows the file, Attach returns its Track positioned at the
-// stored offset and known true; otherwise it records the file at offset
-// start. ErrBusy means another reader holds the identity.
+// stored offset and known true; a file it knows under the same inode and
+// path on another device is taken over (Track.MovedFrom). Otherwise it
+// records the file at offset start, in a new generation, and writes the
+// registry before it returns. ErrBusy means another reader holds the
+// identity.
 func (r *Registry) Attach(id tail.Identity, path string, verify func(tail.Fingerprint) (bool, error), start int64) (t *Track, known bool, err error) {
-	return r.attach(id, path, verify, start, true)
+	t, known, err = r.attach(id, path, verify, start, true)
+	if err != nil || known {
+		return t, known, err
+	}
+	// A new generation: durable before any of its lines is sent. New files
+	// are rare next to lines, so one more write of the registry is cheap.
+	if err := r.Save(); err != nil {
+		r.mu.Lock()
+		if e := r.entries[id]; e != nil && e.track == t {
+			delete(r.entries, id)
+		}
+		r.mu.Unlock()
+		return nil, false, fmt.Errorf("recording a new file generation: %w", err)
+	}
+	return t, false, nil
 }
 
 // Reattach is Attach for a file the registry knows only: ErrUnknown when it
@@ -152,6 +188,18 @@ func (r *Registry) attach(id tail.Identity, path string, verify func(tail.Finger
 	if e != nil && e.track != nil {
 		return nil, false, ErrBusy
 	}
+	var moved tail.Identity
+	if e == nil && create {
+		if e, err = r.movedLocked(id, path, verify); err != nil {
+			return nil, false, err
+		}
+		if e != nil {
+			moved = e.Identity
+			delete(r.entries, moved)
+			e.Identity = id
+			r.entries[id] = e
+		}
+	}
 	if e != nil {
 		ok, err := verify(e.Fingerprint)
 		if err != nil {
@@ -167,24 +215,58 @@ func (r *Registry) attach(id tail.Identity, path string, verify func(tail.Finger
 	case !create:
 		return nil, false, ErrUnknown
 	default:
-		e = &entry{Entry: Entry{Identity: id, Offset: start}}
+		e = &entry{Entry: Entry{Identity: id, Offset: start, Generation: NewGeneration()}}
 		r.entries[id] = e
 	}
 	e.Path = path
 	e.Seen = r.now()
-	t = newTrack(r, id, e.Offset, e.Fingerprint)
+	t = newTrack(r, id, e.Offset, e.Fingerprint, e.Generation)
+	t.movedFrom = moved
 	e.track = t
 	return t, known, nil
 }
 
+// movedLocked finds the entry of the file at id when its device number
+// changed: the same inode and path on another device, read by nobody,
+// with a fingerprint that covers bytes and that the file still starts
+// with. The path makes it the same file rather than one of another file
+// system that happens to have the same inode and first bytes.
+func (r *Registry) movedLocked(id tail.Identity, path string, verify func(tail.Fingerprint) (bool, error)) (*entry, error) {
+	for other, e := range r.entries {
+		if other.Ino != id.Ino || other.Dev == id.Dev || e.track != nil || e.Path != path || e.Fingerprint.Len == 0 {
+			continue
+		}
+		ok, err := verify(e.Fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return e, nil
+		}
+	}
+	return nil, nil
+}
+
+// NewGeneration returns a new file generation: 16 lowercase hex digits
+// from crypto/rand, never all zeros.
+func NewGeneration() string {
+	var b [8]byte
+	for {
+		_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+		if b != [8]byte{} {
+			return hex.EncodeToString(b[:])
+		}
+	}
+}
+
 // detach records t's final offset and frees its identity.
 func (r *Registry) detach(t *Track) {
-	off, fp := t.snapshot()
+	off, fp, gen := t.snapshot()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e := r.entries[t.id]; e != nil && e.track == t {
 		e.track = nil
-		e.Offset, e.Fingerprint, e.Seen = off, fp, r.now()
+		e.Offset, e.Fingerprint, e.Generation, e.Seen = off, fp, gen, r.now()
 	}
 }
 
@@ -197,7 +279,7 @@ func (r *Registry) Offset(id tail.Identity) (int64, bool) {
 		return 0, false
 	}
 	if e.track != nil {
-		off, _ := e.track.snapshot()
+		off, _, _ := e.track.snapshot()
 		return off, true
 	}
 	return e.Offset, true
@@ -216,12 +298,14 @@ func (r *Registry) notifyAcked() {
 
 // Save writes the registry if it changed.
 func (r *Registry) Save() error {
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
 	r.mu.Lock()
 	now := r.now()
 	f := fileFormat{Version: 1, Files: make([]Entry, 0, len(r.entries)), Applied: make([]Applied, 0, len(r.applied))}
 	for _, e := range r.entries {
 		if e.track != nil {
-			e.Offset, e.Fingerprint = e.track.snapshot()
+			e.Offset, e.Fingerprint, e.Generation = e.track.snapshot()
 			e.Seen = now
 		}
 		f.Files = append(f.Files, e.Entry)
@@ -302,7 +386,7 @@ func (r *Registry) Entries() []Entry {
 	for _, e := range r.entries {
 		x := e.Entry
 		if e.track != nil {
-			x.Offset, x.Fingerprint = e.track.snapshot()
+			x.Offset, x.Fingerprint, x.Generation = e.track.snapshot()
 		}
 		out = append(out, x)
 	}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/logpipe/logpipe/agent/internal/producer"
@@ -33,16 +34,52 @@ type Track struct {
 	closed   bool
 	acked    uint64
 	onFail   func()
+	gen      string
+
+	movedFrom tail.Identity // set by Attach; not changed after
 }
 
-func newTrack(r *Registry, id tail.Identity, off int64, fp tail.Fingerprint) *Track {
+func newTrack(r *Registry, id tail.Identity, off int64, fp tail.Fingerprint, gen string) *Track {
 	idle := make(chan struct{})
 	close(idle)
-	return &Track{reg: r, id: id, consumed: off, fp: fp, idle: idle}
+	return &Track{reg: r, id: id, consumed: off, fp: fp, gen: gen, idle: idle}
 }
 
 // Identity is the file's identity.
 func (t *Track) Identity() tail.Identity { return t.id }
+
+// MovedFrom is the identity under which the registry knew the file when
+// Attach found it at another device number; ok is false otherwise.
+func (t *Track) MovedFrom() (id tail.Identity, ok bool) {
+	return t.movedFrom, t.movedFrom != (tail.Identity{})
+}
+
+// Generation is the file generation whose lines the reader sends: empty
+// for a file first read by an agent that had none, until its next
+// generation starts.
+func (t *Track) Generation() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.gen
+}
+
+// NewGeneration starts a new generation of the file (the reader found it
+// truncated and reads it again from 0; call it once nothing is in flight
+// and the offset is back at 0) and writes the registry before it returns,
+// so that no line of the generation can be sent before the generation is
+// durable. Truncations are rare next to lines, so the write is cheap. On
+// error the generation has started all the same, but it is not durable:
+// call again before sending a line.
+func (t *Track) NewGeneration() (string, error) {
+	gen := NewGeneration()
+	t.mu.Lock()
+	t.gen = gen
+	t.mu.Unlock()
+	if err := t.reg.Save(); err != nil {
+		return "", fmt.Errorf("recording a new file generation: %w", err)
+	}
+	return gen, nil
+}
 
 // Push counts m as in flight and records that the reader has consumed the
 // file up to consumed. It is called just before m is handed to Kafka, and
@@ -213,10 +250,10 @@ func (t *Track) committed() int64 {
 	return t.consumed
 }
 
-func (t *Track) snapshot() (int64, tail.Fingerprint) {
+func (t *Track) snapshot() (int64, tail.Fingerprint, string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.committed(), t.fp
+	return t.committed(), t.fp, t.gen
 }
 
 // Close releases the file's identity in the registry, keeping its committed

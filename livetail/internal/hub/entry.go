@@ -20,9 +20,8 @@ type Entry struct {
 	TS        int64 // the line's time in Unix nanoseconds, to merge partitions by
 	Job       string
 	Line      string // the message, which grep filters on
-	// Src names the line's source file, when the record carries its source
-	// position (record.HasPosition): a hash of agent.name,
-	// log.file.device_id, log.file.inode and log.file.fingerprint, never 0.
+	// Src names the line's source file generation, when the record carries
+	// its source position (record.HasPosition): see SourceID; never 0.
 	// It is 0 for records without a source position (other producers).
 	Src  uint64
 	Pos  int64  // log.offset, the line's place in its source; meaningful when Src is not 0
@@ -94,18 +93,40 @@ func SourceString(id uint64) string {
 	return hex.EncodeToString(b[:])
 }
 
-// SourceID returns the id of the file a record's line was read from, the
-// entries' `src`: the first 8 bytes (big endian) of the SHA-256 of
-// agent.name, log.file.device_id, log.file.inode and log.file.fingerprint,
-// each written as its length in 4 bytes big endian followed by its bytes;
-// 1 instead of 0. The same line sent twice by the agent (after a crash) has
-// the same id and log.offset; a file truncated and written again, or a new
-// file on a reused inode, has another fingerprint and so another id. It
-// is stable across livetail processes and versions of this contract.
+// sourceVersionGen starts the hashed input of the source id of a record
+// with a generation, so that it cannot equal the id of one without.
+const sourceVersionGen = "logpipe-source-2"
+
+// SourceID returns the id of the file generation a record's line was read
+// from, the entries' `src`: the first 8 bytes (big endian) of the SHA-256
+// of these inputs, each written as its length in 4 bytes big endian
+// followed by its bytes; 1 instead of 0. For a record with
+// log.file.generation:
+//
+//	"logpipe-source-2", agent.name, log.file.generation, log.file.fingerprint
+//
+// and for one without (agents that predate generations):
+//
+//	agent.name, log.file.device_id, log.file.inode, log.file.fingerprint
+//
+// The same line sent twice by the agent (after a crash) has the same id
+// and log.offset, which is how a session skips it. A file truncated and
+// written again, or a new file on a reused inode, starts a new generation
+// and so has another id, even where its first bytes are the old ones (the
+// fingerprint of a first line covers no byte); without a generation, only
+// another fingerprint tells it apart. Device and inode are left out of a
+// record with a generation, so that a file whose device number changed
+// keeps its id. It is stable across livetail processes and versions of
+// this contract.
 func SourceID(r *record.Record) uint64 {
 	var buf [256]byte
 	b := buf[:0]
-	for _, in := range [...]string{r.Agent.Name, r.Log.File.DeviceID, r.Log.File.Inode, r.Log.File.Fingerprint} {
+	f := &r.Log.File
+	ins := [...]string{r.Agent.Name, f.DeviceID, f.Inode, f.Fingerprint}
+	if f.Generation != "" {
+		ins = [...]string{sourceVersionGen, r.Agent.Name, f.Generation, f.Fingerprint}
+	}
+	for _, in := range ins {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(in)))
 		b = append(b, in...)
 	}

@@ -46,6 +46,9 @@ func decodeCanonical(v []byte) (r record.Record, ok bool) {
 	if s.peek(`,"fingerprint":`) {
 		r.Log.File.Fingerprint = s.str()
 	}
+	if s.peek(`,"generation":`) {
+		r.Log.File.Generation = s.str()
+	}
 	s.lit(`},"offset":`)
 	r.Log.Offset = s.int()
 	if s.peek(`,"flags":[`) {

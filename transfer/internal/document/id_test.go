@@ -159,3 +159,87 @@ func BenchmarkRecordID(b *testing.B) {
 		id = AppendRecordID(id[:0], &r, src)
 	}
 }
+
+func generational() record.Record {
+	r := positioned()
+	r.Log.File.Generation = "5a0e1c3b9d2f4e67"
+	return r
+}
+
+// A record with a generation: the _id is the documented hash of the
+// generation instead of device and inode, under another version tag.
+func TestRecordIDWithGeneration(t *testing.T) {
+	r := generational()
+	h := sha256.New()
+	for _, in := range []string{"logpipe-line-2", "node-a", "5a0e1c3b9d2f4e67", "9f2c41d07a5b3e88", "123456", "GET /api 200"} {
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(in))))
+		h.Write([]byte(in))
+	}
+	want := base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:20])
+	if got := idOf(t, r, src); got != want || len(got) != 27 {
+		t.Fatalf("_id %s, want %s", got, want)
+	}
+	// Records without a generation keep the _id they always had: the
+	// documents older agents indexed are not indexed again when they resend.
+	if got := idOf(t, positioned(), src); got != "8GDdjsrpjBHqcsbBlmKUHcNNzIE" {
+		t.Fatalf("_id of a record without a generation changed: %s", got)
+	}
+}
+
+func TestRecordIDGenerationEdgeCases(t *testing.T) {
+	base := idOf(t, generational(), src)
+	for name, tc := range map[string]struct {
+		change func(*record.Record, *Source)
+		same   bool
+	}{
+		"resend": {func(r *record.Record, s *Source) {
+			s.Partition, s.Offset = 0, 99999
+			r.Timestamp = r.Timestamp.Add(time.Minute)
+			r.Log.File.Path, r.Job, r.Host.Name = "/var/log/web/access.log.1", "web-2", "other"
+		}, true},
+		// The disk came back under another device number: the agent kept
+		// the file's generation, and its lines keep their _id.
+		"another device number": {func(r *record.Record, _ *Source) { r.Log.File.DeviceID = "2050" }, true},
+		// The same text at the same offset after a copytruncate, or in a
+		// new file on a reused inode, with the same bytes before it: only
+		// the generation tells the lines apart.
+		"another generation": {func(r *record.Record, _ *Source) { r.Log.File.Generation = "5a0e1c3b9d2f4e68" }, false},
+		// The same line from an agent without generations: another _id
+		// (an upgrade in the middle of a file shows the lines the old
+		// agent sent and the new one resends twice; see agent/README.md).
+		"no generation":  {func(r *record.Record, _ *Source) { r.Log.File.Generation = "" }, false},
+		"another agent":  {func(r *record.Record, _ *Source) { r.Agent.Name = "node-b" }, false},
+		"another line":   {func(r *record.Record, _ *Source) { r.Log.Offset++ }, false},
+		"another text":   {func(r *record.Record, _ *Source) { r.Message = "GET /api 500" }, false},
+		"another prefix": {func(r *record.Record, _ *Source) { r.Log.File.Fingerprint = "0123456789abcdef" }, false},
+		"bytes moved between inputs": {func(r *record.Record, _ *Source) {
+			r.Agent.Name, r.Log.File.Generation = "node-a5", "a0e1c3b9d2f4e67"
+		}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, s := generational(), src
+			tc.change(&r, &s)
+			if got := idOf(t, r, s); (got == base) != tc.same {
+				t.Fatalf("_id %s, original %s: same %v, want %v", got, base, got == base, tc.same)
+			}
+		})
+	}
+}
+
+// The canonical decoder reads the generation, and the document keeps it.
+func TestDocumentKeepsTheGeneration(t *testing.T) {
+	r := generational()
+	v := r.AppendJSON(nil)
+	got, ok := decodeCanonical(v)
+	if !ok || got.Log.File != r.Log.File {
+		t.Fatalf("canonical decode: ok %v, file %+v", ok, got.Log.File)
+	}
+	doc, err := Builder{Now: fixedNow}.Append(nil, v, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := decoded(t, string(doc))["log"].(map[string]any)["file"].(map[string]any)
+	if f["generation"] != "5a0e1c3b9d2f4e67" {
+		t.Fatalf("log.file %v", f)
+	}
+}
