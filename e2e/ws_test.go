@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
@@ -13,15 +12,17 @@ import (
 )
 
 // tailClient follows one job on livetail the way the viewer does: it starts
-// with since=, and after any disconnect reconnects with cursor=<last offset
-// seen>, so that it should see every line once, in order.
+// with since=, and after any disconnect reconnects with cursor= and the
+// cursor of the last frame that carried one (entries, caught_up, dropped),
+// as livetail handed it out, so that it should see every line once, in
+// order.
 type tailClient struct {
 	addr, job string
 
 	mu         sync.Mutex
 	lines      []string
-	lastOffset int64
-	have       bool
+	cursor     string          // the last cursor livetail handed out
+	last       map[int32]int64 // per partition, the offset of the last line received
 	dups       int
 	reconnects int
 	closes     []string // close codes and reasons seen
@@ -47,8 +48,8 @@ func (c *tailClient) run(ctx context.Context) {
 func (c *tailClient) session(ctx context.Context) error {
 	q := url.Values{"job": {c.job}}
 	c.mu.Lock()
-	if c.have {
-		q.Set("cursor", strconv.FormatInt(c.lastOffset, 10))
+	if c.cursor != "" {
+		q.Set("cursor", c.cursor)
 	} else {
 		q.Set("since", "1h")
 	}
@@ -72,9 +73,11 @@ func (c *tailClient) session(ctx context.Context) error {
 		var f struct {
 			Type    string `json:"type"`
 			Entries []struct {
-				Offset int64  `json:"offset"`
-				Line   string `json:"line"`
+				Partition int32  `json:"partition"`
+				Offset    int64  `json:"offset"`
+				Line      string `json:"line"`
 			} `json:"entries"`
+			Cursor string `json:"cursor"`
 		}
 		if err := json.Unmarshal(data, &f); err != nil {
 			return fmt.Errorf("frame %q: %w", data, err)
@@ -84,21 +87,24 @@ func (c *tailClient) session(ctx context.Context) error {
 			c.dropped = append(c.dropped, string(data))
 			c.mu.Unlock()
 		}
-		if f.Type != "entries" {
-			continue
-		}
 		c.mu.Lock()
 		if first && len(f.Entries) > 0 {
-			c.sessions[session] += fmt.Sprintf(" first offset %d", f.Entries[0].Offset)
+			c.sessions[session] += fmt.Sprintf(" first entry %d:%d", f.Entries[0].Partition, f.Entries[0].Offset)
 			first = false
 		}
 		for _, e := range f.Entries {
-			if c.have && e.Offset <= c.lastOffset {
+			if last, ok := c.last[e.Partition]; ok && e.Offset <= last {
 				c.dups++
 				continue
 			}
+			if c.last == nil {
+				c.last = map[int32]int64{}
+			}
 			c.lines = append(c.lines, e.Line)
-			c.lastOffset, c.have = e.Offset, true
+			c.last[e.Partition] = e.Offset
+		}
+		if f.Cursor != "" {
+			c.cursor = f.Cursor
 		}
 		c.mu.Unlock()
 	}
@@ -122,7 +128,7 @@ func (c *tailClient) state() string {
 	defer c.mu.Unlock()
 	last := "none"
 	if n := len(c.lines); n > 0 {
-		last = fmt.Sprintf("%q at offset %d", c.lines[n-1], c.lastOffset)
+		last = fmt.Sprintf("%q, cursor %s", c.lines[n-1], c.cursor)
 	}
 	return fmt.Sprintf("last line %s, %d duplicates skipped, sessions %q, ended: %q", last, c.dups, c.sessions, c.closes)
 }

@@ -235,7 +235,9 @@ func (p *producer) try(job string, first, n int) ([]int64, error) {
 }
 
 // background writes batches of lines for job until the returned stop is
-// called; stop returns the first error.
+// called; stop returns the first error, and may be called again (from a
+// cleanup, so that a test that fails first stops the writer before the
+// producer is closed).
 func (p *producer) background(job string, first, batch int, every time.Duration) (stop func() error) {
 	done := make(chan struct{})
 	errc := make(chan error, 1)
@@ -255,10 +257,10 @@ func (p *producer) background(job string, first, batch int, every time.Duration)
 			}
 		}
 	}()
-	return func() error {
+	return sync.OnceValue(func() error {
 		close(done)
 		return <-errc
-	}
+	})
 }
 
 // checkContiguous fails unless got is a run of want with no gap and no

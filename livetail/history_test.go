@@ -28,37 +28,43 @@ func testHistoryJoinsLive(t *testing.T, kind string) {
 	ts := startServer(t, cfg)
 	p := newProducer(t, s)
 
+	// At the mark, after the first 100 lines, a client is handed a cursor
+	// (caught_up's); the "cursor" session resumes with it.
 	tests := map[string]struct {
-		query func(job string, mark time.Time, offs []int64) string
+		query func(job string, mark time.Time, cursor string) string
 		first func(offs []int64) int // index of the first line expected
 	}{
 		"tail": {
-			query: func(job string, _ time.Time, _ []int64) string { return query("job", job, "tail", "50") },
+			query: func(job string, _ time.Time, _ string) string { return query("job", job, "tail", "50") },
 			first: nil, // checked by count below
 		},
 		"since": {
-			query: func(job string, mark time.Time, _ []int64) string {
+			query: func(job string, mark time.Time, _ string) string {
 				return query("job", job, "since", mark.Format(time.RFC3339Nano))
 			},
 			first: func([]int64) int { return 100 },
 		},
 		"since duration": {
-			query: func(job string, mark time.Time, _ []int64) string {
+			query: func(job string, mark time.Time, _ string) string {
 				return query("job", job, "since", time.Hour.String())
 			},
 			first: func([]int64) int { return 0 },
 		},
 		"cursor": {
-			query: func(job string, _ time.Time, offs []int64) string {
-				return query("job", job, "cursor", strconv.FormatInt(offs[149], 10))
+			query: func(job string, _ time.Time, cursor string) string {
+				return query("job", job, "cursor", cursor)
 			},
-			first: func([]int64) int { return 150 },
+			first: func([]int64) int { return 100 },
 		},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			job := "hist-" + name
-			p.produce(t, job, 0, 100)
+			first100 := p.produce(t, job, 0, 100)
+			eventually(t, within, "livetail read the first 100 lines", func() bool {
+				return ts.hub.Next(p.partition(job)) > first100[99]
+			})
+			cursor := handedCursor(t, ts, job)
 			time.Sleep(5 * time.Millisecond)
 			mark := time.Now()
 			time.Sleep(5 * time.Millisecond)
@@ -71,7 +77,8 @@ func testHistoryJoinsLive(t *testing.T, kind string) {
 				return ts.hub.Next(p.partition(job)) > offs[len(offs)-1]
 			})
 			stop := p.background(job, 200, 10, 5*time.Millisecond)
-			c := mustDial(t, ts.url(tt.query(job, mark, p.offsets(job))))
+			t.Cleanup(func() { stop() })
+			c := mustDial(t, ts.url(tt.query(job, mark, cursor)))
 			if f := c.mustNext(); f.Type != "hello" {
 				t.Fatalf("first frame %+v", f)
 			}
@@ -102,6 +109,22 @@ func testHistoryJoinsLive(t *testing.T, kind string) {
 			}
 		})
 	}
+}
+
+// handedCursor returns the cursor livetail hands a client of job that asks
+// for no history: caught_up's, everything up to now.
+func handedCursor(t testing.TB, ts *testServer, job string) string {
+	t.Helper()
+	c := mustDial(t, ts.url(query("job", job)))
+	defer c.c.CloseNow()
+	if f := c.mustNext(); f.Type != tail.TypeHello {
+		t.Fatalf("first frame %+v, want hello", f)
+	}
+	f := c.mustNext()
+	if f.Type != tail.TypeCaughtUp || f.Cursor == "" {
+		t.Fatalf("second frame %+v, want caught_up with a cursor", f)
+	}
+	return f.Cursor
 }
 
 // tail=N sends exactly the job's last N lines when the hub is up to date.

@@ -370,3 +370,107 @@ func addPartitions(t testing.TB, s *stack.Stack, topic string, n int32) {
 		}
 	}
 }
+
+// Records without a key (producers that set none: kcat without -k, sarama
+// with a nil key) are shown by the job their value names, live and in
+// history alike: a session live before them gets them, and so do one
+// resuming with the cursor livetail handed out before them, tail=N and
+// since=, each exactly once and in order. Those written to a partition no
+// partitioner of the job names are found there because livetail saw the
+// job's lines on it.
+func TestKeylessRecords(t *testing.T) {
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		s := newKafkaOf(t, stack.Options{Backends: kind}) // 3 partitions
+		ts := startServer(t, testConfig(s))
+		topic := s.Topic("logs")
+		w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic, sarama: newProducer(t, s)}
+		w.sarama.topic = topic
+		job := jobOnlyOn(ts, 0) // every partitioner puts its keyed lines on partition 0
+
+		live := mustDial(t, ts.url(query("job", job)))
+		if f := live.mustNext(); f.Type != tail.TypeHello || !slices.Equal(f.Partitions, []int32{0}) {
+			t.Fatalf("first frame %+v, want hello with the partitions [0]", f)
+		}
+		f := live.mustNext()
+		if f.Type != tail.TypeCaughtUp || f.Cursor == "" {
+			t.Fatalf("second frame %+v, want caught_up with a cursor", f)
+		}
+		before := f.Cursor // handed out before any line of the job
+		time.Sleep(5 * time.Millisecond)
+		mark := time.Now()
+		time.Sleep(5 * time.Millisecond)
+
+		// Each step's lines reach the live session before the next step
+		// writes, so that live order is write order across partitions.
+		keyless := 0
+		step := func(what string, n int, write func()) {
+			t.Helper()
+			from := len(w.lines)
+			write()
+			checkLines(t, "live "+what, live.collect(n, within), w.lines[from:])
+		}
+		for range 2 {
+			step("keyed", 5, func() { w.kcat(job, "murmur2_random", 5) })
+			for _, p := range []int32{1, 2} {
+				step(fmt.Sprintf("kcat without a key, partition %d", p), 5, func() { w.kcatKeyless(job, p, 5) })
+				keyless += 5
+			}
+			for range 3 {
+				step("sarama with a nil key", 1, func() { w.saramaKeyless(job) })
+				keyless++
+			}
+		}
+		all := slices.Clone(w.lines)
+
+		r := mustDial(t, ts.url(query("job", job, "cursor", before)))
+		hello := r.mustNext()
+		if !slices.Equal(hello.Partitions, []int32{0, 1, 2}) {
+			t.Fatalf("resumed session's hello %+v, want the partitions [0 1 2]: the job's keyless lines were seen on 1 and 2", hello)
+		}
+		resumed := r.collect(0, within)
+		checkLines(t, "cursor "+before, resumed, all)
+		perPartition := map[int32]int{}
+		for _, p := range resumed.parts {
+			perPartition[p]++
+		}
+		for _, n := range []int{1, 7, len(all)} {
+			c := mustDial(t, ts.url(query("job", job, "tail", fmt.Sprint(n))))
+			checkLines(t, fmt.Sprintf("tail=%d", n), c.collect(0, within), all[len(all)-n:])
+		}
+		c := mustDial(t, ts.url(query("job", job, "since", mark.Format(time.RFC3339Nano))))
+		checkLines(t, "since", c.collect(0, within), all)
+
+		// The resumed session goes on live with keyless lines too.
+		w.kcatKeyless(job, 2, 3)
+		checkLines(t, "live after resuming", r.collect(3, within), w.lines[len(all):])
+		checkLines(t, "live", live.collect(3, within), w.lines[len(all):])
+		t.Logf("%d lines of job %s, %d of them keyless; by partition %v; resumed with cursor %s", len(all), job, keyless, perPartition, before)
+	})
+}
+
+// kcatKeyless writes n lines with kcat to partition p, as records without
+// a key.
+func (w *writers) kcatKeyless(job string, p int32, n int) {
+	w.t.Helper()
+	var in strings.Builder
+	for range n {
+		rec := w.next(job, fmt.Sprintf("kcat-keyless-%d", p))
+		in.Write(rec.AppendJSON(nil))
+		in.WriteByte('\n')
+	}
+	cmd := exec.Command("kcat", "-b", strings.Join(w.brokers, ","), "-t", w.topic, "-p", fmt.Sprint(p), "-P")
+	cmd.Stdin = strings.NewReader(in.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		w.t.Fatalf("kcat: %v\n%s", err, out)
+	}
+}
+
+// saramaKeyless writes one line with sarama, as a record without a key:
+// its default partitioner puts it on a random partition.
+func (w *writers) saramaKeyless(job string) {
+	w.t.Helper()
+	rec := w.next(job, "sarama-keyless")
+	if _, _, err := w.sarama.p.SendMessage(&sarama.ProducerMessage{Topic: w.topic, Value: sarama.ByteEncoder(rec.AppendJSON(nil))}); err != nil {
+		w.t.Fatal(err)
+	}
+}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"net"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -190,4 +193,215 @@ func TestSilentPeerDropped(t *testing.T) {
 	if got := ts.metric(t, "livetail_sessions_closed_total", "code", "gone"); got != 1 {
 		t.Errorf("sessions closed as gone: %v, want 1", got)
 	}
+}
+
+// A client slow to answer pings, but within the ping interval, gets live
+// lines while its pong is outstanding: each line written after a ping
+// reached the client arrives before the client's pong is sent, well within
+// the pong's delay. The client is kept. A client that reads every frame
+// but never answers a ping is dropped as before, as gone.
+func TestSlowPongs(t *testing.T) {
+	const interval, delay = 4 * time.Second, 3 * time.Second
+	s := newKafka(t)
+	cfg := testConfig(s)
+	cfg.PingInterval = interval
+	ts := startServer(t, cfg)
+	p := newProducer(t, s)
+
+	slowConn, never := &pongHolder{delay: delay}, &pongHolder{delay: -1}
+	slow := dialThrough(t, ts.url(query("job", "slow-pongs")), slowConn)
+	slow.collect(0, within)
+	mute := dialThrough(t, ts.url(query("job", "slow-pongs")), never)
+	mute.collect(0, within)
+	// Both clients read on in the background (a client answers a ping
+	// when it reads it), until livetail or the test closes their
+	// connections; the slow one hands on each frame with its arrival.
+	type arrival struct {
+		f   tail.Frame
+		at  time.Time
+		err error
+	}
+	arrivals := make(chan arrival, 64)
+	muteEnded := make(chan error, 1)
+	var readers sync.WaitGroup
+	readers.Go(func() {
+		for {
+			f, err := slow.next(time.Hour)
+			select {
+			case arrivals <- arrival{f, time.Now(), err}:
+			case <-t.Context().Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	readers.Go(func() {
+		for {
+			if _, err := mute.next(time.Hour); err != nil {
+				muteEnded <- err
+				return
+			}
+		}
+	})
+	t.Cleanup(func() {
+		slow.c.CloseNow()
+		mute.c.CloseNow()
+		readers.Wait()
+	})
+	nextLine := func() (string, time.Time) {
+		t.Helper()
+		timeout := time.After(within)
+		for {
+			select {
+			case a := <-arrivals:
+				if a.err != nil {
+					t.Fatalf("slow client: %v", a.err)
+				}
+				if a.f.Type == tail.TypeEntries && len(a.f.Entries) == 1 {
+					return a.f.Entries[0].Line, a.at
+				}
+				if a.f.Type != tail.TypeEntries {
+					t.Fatalf("slow client: unexpected frame %+v", a.f)
+				}
+				t.Fatalf("slow client: %d entries in a frame, want one line at a time", len(a.f.Entries))
+			case <-timeout:
+				t.Fatalf("slow client: no line within %v", within)
+			}
+		}
+	}
+
+	// Lines written while the slow client's pong is held, one every 200 ms
+	// for a third of the delay; the next one is written once the last
+	// arrived, so each line's wait is its own.
+	heldAt := <-slowConn.held
+	releasedAt := heldAt.Add(delay)
+	var waits []time.Duration
+	for i := 0; time.Since(heldAt) < delay/3; i++ {
+		written := time.Now()
+		p.produce(t, "slow-pongs", i, 1)
+		got, arrived := nextLine()
+		if got != line("slow-pongs", i) {
+			t.Fatalf("got %q, want line %d", got, i)
+		}
+		if !arrived.Before(releasedAt) {
+			t.Fatalf("line %d arrived %v after it was written, after the pong held since %v was sent: the line waited for the pong", i, arrived.Sub(written), arrived.Sub(heldAt))
+		}
+		if wait := arrived.Sub(written); wait > delay/2 {
+			t.Fatalf("line %d arrived %v after it was written, want well within the pong's delay of %v", i, wait, delay)
+		}
+		waits = append(waits, arrived.Sub(written))
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(waits) < 3 {
+		t.Fatalf("only %d lines written while the pong was held", len(waits))
+	}
+
+	if err := <-muteEnded; websocket.CloseStatus(err) != -1 {
+		t.Fatalf("the client that never answers ended with %v, want its connection dropped without a close frame", err)
+	}
+	eventually(t, within, "the client that never answers dropped", func() bool {
+		return ts.metric(t, "livetail_sessions_closed_total", "code", "gone") == 1
+	})
+	// The slow one is kept past another ping, and still gets lines.
+	<-slowConn.held
+	p.produce(t, "slow-pongs", len(waits), 1)
+	if got, _ := nextLine(); got != line("slow-pongs", len(waits)) {
+		t.Fatalf("after the next ping: %q", got)
+	}
+	if n := ts.metric(t, "livetail_connections"); n != 1 {
+		t.Fatalf("%v connections, want the slow client's", n)
+	}
+	t.Logf("%d lines written while a pong was held for %v: each arrived after %v (ping interval %v); pongs held %d and %d; the silent client dropped",
+		len(waits), delay, waits, interval, slowConn.count(), never.count())
+}
+
+// pongHolder is a client's connection that holds the pongs the client
+// writes for delay before it passes them on (never, when delay is
+// negative); everything else goes through at once. The client's reads are
+// not held up: it reads on while its pong waits.
+type pongHolder struct {
+	net.Conn
+	delay time.Duration
+	held  chan time.Time // when each pong was held, if the test is waiting for it
+
+	mu     sync.Mutex // serialises writes to Conn; guards below
+	n      int
+	timers []*time.Timer
+	wg     sync.WaitGroup
+}
+
+// Write implements net.Conn. The client writes each of its frames with one
+// Write; a pong starts with 0x8a (FIN, opcode 10).
+func (c *pongHolder) Write(p []byte) (int, error) {
+	if len(p) == 0 || p[0] != 0x8a {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.Conn.Write(p)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	select {
+	case c.held <- time.Now():
+	default:
+	}
+	if c.delay < 0 {
+		return len(p), nil
+	}
+	b := bytes.Clone(p)
+	c.wg.Add(1)
+	c.timers = append(c.timers, time.AfterFunc(c.delay, func() {
+		defer c.wg.Done()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.Conn.Write(b)
+	}))
+	return len(p), nil
+}
+
+func (c *pongHolder) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// stop cancels the pongs not sent yet and waits for those being sent.
+func (c *pongHolder) stop() {
+	c.mu.Lock()
+	for _, tm := range c.timers {
+		if tm.Stop() {
+			c.wg.Done()
+		}
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// dialThrough dials rawURL with a client whose connection is hc.
+func dialThrough(t testing.TB, rawURL string, hc *pongHolder) *client {
+	t.Helper()
+	hc.held = make(chan time.Time, 1)
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		hc.Conn = c
+		return hc, nil
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatalf("dial %s: %v", rawURL, err)
+	}
+	c.SetReadLimit(4 << 20)
+	t.Cleanup(func() {
+		c.CloseNow()
+		hc.stop()
+		tr.CloseIdleConnections()
+	})
+	return &client{t: t, c: c}
 }

@@ -383,7 +383,13 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 		<-readerDone
 	})
 
-	s := newSession(h, c, p, home, deps, sub, joins)
+	s := newSession(h, c, p, home, deps, sub, joins, cancel)
+	// After the session's end closed the connection (h.end), so that an
+	// outstanding ping returns at once.
+	undo.add(func() {
+		c.CloseNow()
+		s.pings.wait()
+	})
 	if err := s.open(ctx); err != nil {
 		log.WithField("code", h.end(c, err)).WithError(err).Debug("session ended")
 		return false

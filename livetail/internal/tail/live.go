@@ -130,9 +130,9 @@ func (s *session) step() error {
 		return context.Cause(ctx)
 	}
 	if s.live.ping.Swap(false) {
-		if err := s.doPing(); err != nil {
-			return err
-		}
+		// The ping goes on beside the frames: the pump does not wait for
+		// the pong (see pinger).
+		s.pings.ping()
 		s.live.pinger.Reset(s.h.opts.PingInterval)
 	}
 	if s.sub.Len() > 0 {

@@ -264,7 +264,7 @@ func (discardConn) Ping(context.Context) error                                 {
 // one agent file into one frame, with the check for resends.
 func BenchmarkSendEntries(b *testing.B) {
 	x := newHarness(Options{})
-	s := newSession(x.tail, discardConn{}, Params{Job: "a"}, 0, []int32{0}, nil, nil)
+	s := newSession(x.tail, discardConn{}, Params{Job: "a"}, 0, []int32{0}, nil, nil, func(error) {})
 	s.ping = time.NewTicker(time.Hour)
 	defer s.ping.Stop()
 	batch := records(b, 0, 0, span(fileA, 0, 256, 1)...)

@@ -50,6 +50,7 @@ type session struct {
 	sent      map[int32]int64 // per partition, the highest offset sent (entries at or below are skipped)
 	pos       map[int32]int64 // the cursor: per partition, the last offset the client has everything up to
 	srcs      sources         // per source file, the highest log.offset sent
+	pings     pinger
 	frame     []byte
 	items     []hub.Item
 	pend      []*hub.Entry
@@ -60,22 +61,28 @@ type session struct {
 	live      live
 }
 
-func newSession(h *Handler, c conn, p Params, home int32, deps []int32, sub *hub.Sub, joins []int64) *session {
+// newSession returns a session; stop ends it (cancels the context it is
+// run with), with the cause: a ping that goes unanswered calls it.
+func newSession(h *Handler, c conn, p Params, home int32, deps []int32, sub *hub.Sub, joins []int64, stop context.CancelCauseFunc) *session {
 	return &session{
 		h: h, c: c, p: p, home: home, deps: deps, sub: sub, joins: joins,
 		sent: map[int32]int64{}, pos: map[int32]int64{},
+		pings: pinger{c: c, interval: h.opts.PingInterval, fail: stop},
 	}
 }
 
 // run sends the session's frames until ctx ends or something fails, and
-// returns why it stopped: open, then the live phase (goLive).
+// returns why it stopped: open, then the live phase (goLive). It returns
+// once the ping outstanding at the end, if any, is answered or times out.
 func (s *session) run(ctx context.Context) error {
-	if err := s.open(ctx); err != nil {
-		return err
+	err := s.open(ctx)
+	if err == nil {
+		ended := make(chan error, 1)
+		s.goLive(ctx, func(cause error) { ended <- cause })
+		err = <-ended
 	}
-	ended := make(chan error, 1)
-	s.goLive(ctx, func(cause error) { ended <- cause })
-	return <-ended
+	s.pings.wait()
+	return err
 }
 
 // open sends hello and the history asked for, up to caught_up, and returns
@@ -307,7 +314,8 @@ func (s *session) lastLinesOf(ctx context.Context, p int32, n int, maxScan int64
 		var chunk []*hub.Entry
 		err := s.h.hist.Read(ctx, p, lo, hi, s.p.Job, func(e *hub.Entry) error {
 			if e == nil {
-				return s.pingIfDue()
+				s.pingIfDue()
+				return nil
 			}
 			if s.p.Grep != nil && !s.p.Grep.MatchString(e.Line) {
 				return nil
@@ -494,9 +502,7 @@ func (s *session) receive(ctx context.Context, st *stream) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-s.ping.C:
-			if err := s.doPing(); err != nil {
-				return err
-			}
+			s.pings.ping()
 		case e, ok := <-st.ch:
 			st.head, st.done = e, !ok
 			return nil
@@ -646,21 +652,12 @@ func (s *session) write(b []byte) error {
 	return nil
 }
 
-func (s *session) pingIfDue() error {
+// pingIfDue starts a ping when one is due (see pinger); an unanswered one
+// ends the session through its context, which stops the history reads.
+func (s *session) pingIfDue() {
 	select {
 	case <-s.ping.C:
-		return s.doPing()
+		s.pings.ping()
 	default:
-		return nil
 	}
-}
-
-// doPing pings the peer and waits for the pong, at most the ping interval.
-func (s *session) doPing() error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.h.opts.PingInterval)
-	defer cancel()
-	if err := s.c.Ping(ctx); err != nil {
-		return fmt.Errorf("%w: no pong within %s: %w", errPeerGone, s.h.opts.PingInterval, err)
-	}
-	return nil
 }

@@ -28,6 +28,7 @@ type fakeConn struct {
 	times     []time.Time
 	pings     int
 	silent    bool
+	pongDelay time.Duration // how long the peer takes to answer a ping
 	writeTime time.Duration // how long a write takes
 }
 
@@ -54,11 +55,20 @@ func (c *fakeConn) setWriteTime(d time.Duration) {
 func (c *fakeConn) Ping(ctx context.Context) error {
 	c.mu.Lock()
 	c.pings++
-	silent := c.silent
+	silent, delay := c.silent, c.pongDelay
 	c.mu.Unlock()
 	if silent {
 		<-ctx.Done()
 		return ctx.Err()
+	}
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return nil
 }
@@ -181,7 +191,7 @@ func (x *harness) start(t *testing.T, p Params) (cancel context.CancelCauseFunc,
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancelCause(t.Context())
-	s := newSession(x.tail, x.conn, p, home, deps, sub, joins)
+	s := newSession(x.tail, x.conn, p, home, deps, sub, joins, cancel)
 	errc := make(chan error, 1)
 	go func() {
 		defer sub.Close()
@@ -221,6 +231,46 @@ func TestSessionPings(t *testing.T) {
 		cancel(errMaxSession)
 		if err := wait(); !errors.Is(err, errMaxSession) {
 			t.Fatalf("ended with %v", err)
+		}
+	})
+}
+
+// A peer slow to answer pings, within the interval, gets live lines at
+// once while a ping is outstanding: the pump does not wait for the pong.
+// It is kept, and pinged every interval.
+func TestSessionSlowPongs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval, delay = 5 * time.Second, 3 * time.Second
+		x := newHarness(Options{PingInterval: interval}, nil)
+		x.conn.pongDelay = delay
+		cancel, wait := x.start(t, Params{Job: "a"})
+		synctest.Wait()
+		start := time.Now()
+		var written []time.Duration // when each line was published, from start
+		for i := range 60 {
+			time.Sleep(time.Second) // a ping every 5 s, outstanding for 3 s of them
+			e := *newLog(1, "a")[0]
+			e.Offset = int64(i)
+			x.h.Publish(0, []*hub.Entry{&e}, e.Offset+1)
+			written = append(written, time.Since(start))
+			synctest.Wait()
+		}
+		frames, times := x.conn.got()
+		var sent []time.Duration
+		for i, f := range frames {
+			if f.Type == TypeEntries {
+				sent = append(sent, times[i].Sub(start))
+			}
+		}
+		if !slices.Equal(sent, written) {
+			t.Fatalf("lines written to the client at %v, want each at once, at %v (3 of every 5 while a ping waits %v for its pong)", sent, written, delay)
+		}
+		if x.conn.pings != 12 {
+			t.Fatalf("%d pings in a minute, want 12", x.conn.pings)
+		}
+		cancel(errMaxSession)
+		if err := wait(); !errors.Is(err, errMaxSession) {
+			t.Fatalf("ended with %v, want the peer kept until the session's end", err)
 		}
 	})
 }

@@ -17,6 +17,7 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -289,7 +290,8 @@ func offsetAt(get func(at int64) (int64, error), t time.Time) (int64, error) {
 }
 
 // Read reads partition p from offset from up to (not including) offset to,
-// and calls fn with each entry of job, in offset order, and with nil after
+// and calls fn with each entry of job (see entryOf: keyed by the job, or
+// keyless and naming it, as live), in offset order, and with nil after
 // every so many records scanned (progress, so that the caller may ping its
 // client). It reopens the partition after a failure as the retry policy
 // allows. It stops when ctx ends. An error from fn ends the read and is
@@ -350,11 +352,7 @@ func (c *Client) readOnce(ctx context.Context, client sarama.Client, p int32, ne
 					return permanent(err)
 				}
 			}
-			if string(m.Key) == job {
-				e, ok := hub.NewEntry(p, m.Offset, m.Key, m.Value, m.Timestamp)
-				if !ok {
-					c.cfg.Metrics.Undecodable.Inc()
-				}
+			if e := c.entryOf(p, m, job); e != nil {
 				if err := fn(e); err != nil {
 					return permanent(err)
 				}
@@ -364,6 +362,41 @@ func (c *Client) readOnce(ctx context.Context, client sarama.Client, p int32, ne
 			}
 		}
 	}
+}
+
+// entryOf returns the entry of record m when it is one of job's lines, as
+// the live consumers route it (hub.NewEntry): a record keyed by the job, or
+// a record without a key (other producers) whose value names the job.
+// Keyed records are told apart by their key, without decoding; only a
+// keyless record's value is decoded to find its job.
+func (c *Client) entryOf(p int32, m *sarama.ConsumerMessage, job string) *hub.Entry {
+	if len(m.Key) > 0 {
+		if string(m.Key) != job {
+			return nil
+		}
+	} else if valueJob(m.Value) != job {
+		return nil
+	}
+	e, ok := hub.NewEntry(p, m.Offset, m.Key, m.Value, m.Timestamp)
+	if !ok {
+		c.cfg.Metrics.Undecodable.Inc()
+	}
+	if e.Job != job { // a keyless value that names the job but is not a record
+		return nil
+	}
+	return e
+}
+
+// valueJob returns the job a record's value names, "" when it names none
+// or is not JSON.
+func valueJob(value []byte) string {
+	var v struct {
+		Job string `json:"job"`
+	}
+	if json.Unmarshal(value, &v) != nil {
+		return ""
+	}
+	return v.Job
 }
 
 // closePartition closes pc and drains what it still holds.

@@ -245,3 +245,73 @@ func TestHistoryPoolSpreadsReads(t *testing.T) {
 		t.Fatal("a read did not go to the idle client")
 	}
 }
+
+// A history read keeps the records the live consumers route to a job: those
+// keyed by the job, and keyless ones (other producers) whose value names
+// it. A record keyed by another job is not the job's whatever its value
+// says, and a keyless value that is not a record has no job.
+func TestReadKeylessRecords(t *testing.T) {
+	s := stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddrs()...), kgo.DefaultProduceTopic("logs"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	value := func(job, msg string) []byte {
+		return []byte(`{"@timestamp":"2026-11-21T10:00:00Z","message":"` + msg + `","job":"` + job + `"}`)
+	}
+	const p = 2
+	records := []struct {
+		key, value []byte
+		mine       bool
+	}{
+		{[]byte("web"), value("web", "keyed"), true},
+		{nil, value("web", "keyless"), true},
+		{nil, value("db", "keyless of another job"), false},
+		{[]byte("db"), value("web", "keyed by another job"), false},
+		{nil, []byte(`{"job":"web","message":"no time: not a record"}`), false},
+		{nil, []byte("plain text"), false},
+		{[]byte("web"), []byte("plain text keyed by the job"), true},
+		{[]byte{}, value("web", "empty key"), true},
+	}
+	var want []string
+	for _, r := range records {
+		if err := cl.ProduceSync(t.Context(), &kgo.Record{Key: r.key, Value: r.value, Partition: p}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if r.mine {
+			e, _ := hub.NewEntry(p, 0, r.key, r.value, time.Now())
+			want = append(want, e.Line)
+		}
+	}
+	cfg := testConfig()
+	cfg.Brokers, cfg.Topic = s.KafkaAddrs(), "logs"
+	c, err := Dial(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []string
+	if err := c.Read(t.Context(), p, 0, int64(len(records)), "web", func(e *hub.Entry) error {
+		if e != nil {
+			got = append(got, e.Line)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("history of job web: %q, want %q", got, want)
+	}
+	// The live consumers route the same records to the job.
+	var live []string
+	for i, r := range records {
+		if e, _ := hub.NewEntry(p, int64(i), r.key, r.value, time.Now()); e.Job == "web" {
+			live = append(live, e.Line)
+		}
+	}
+	if !slices.Equal(live, want) {
+		t.Fatalf("live entries of job web: %q, want %q", live, want)
+	}
+}
