@@ -21,8 +21,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/logpipe/logpipe/devstack/stack"
+	"github.com/logpipe/logpipe/livetail/internal/api"
 	"github.com/logpipe/logpipe/livetail/internal/redistest"
-	"github.com/logpipe/logpipe/livetail/internal/tail"
+	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
 const testSecret = "a test secret that is long enough for HS256"
@@ -77,7 +78,7 @@ func testCloseBadRequest(t *testing.T, kind string) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			expectClose(t, ts.url(tt.query), nil, tail.StatusBadRequest, tt.param+":")
+			expectClose(t, ts.url(tt.query), nil, api.StatusBadRequest, tt.param+":")
 		})
 	}
 	if n := ts.metric(t, "livetail_connections_rejected_total", "reason", "bad_request"); n != 9 {
@@ -108,17 +109,17 @@ func TestCloseAuth(t *testing.T) {
 		code   websocket.StatusCode
 		reason string
 	}{
-		"missing token":           {query("job", "web-1"), nil, tail.StatusUnauthorized, "token missing"},
-		"expired":                 {query("job", "web-1", "token", hsToken(t, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-time.Minute).Unix()})), nil, tail.StatusUnauthorized, "expired"},
-		"no exp":                  {query("job", "web-1", "token", hsToken(t, jwt.MapClaims{"sub": "alice"})), nil, tail.StatusUnauthorized, "exp"},
-		"no sub":                  {query("job", "web-1", "token", hsToken(t, jwt.MapClaims{"exp": exp})), nil, tail.StatusUnauthorized, "sub"},
-		"ES256 not HS256":         {query("job", "web-1", "token", es256), nil, tail.StatusUnauthorized, "signing method"},
-		"HS384 not HS256":         {query("job", "web-1", "token", hs384), nil, tail.StatusUnauthorized, "signing method"},
-		"alg none":                {query("job", "web-1", "token", none), nil, tail.StatusUnauthorized, "signing method"},
-		"wrong key":               {query("job", "web-1", "token", wrongKey), nil, tail.StatusUnauthorized, "signature"},
-		"garbage":                 {query("job", "web-1", "token", "not.a.token"), nil, tail.StatusUnauthorized, "malformed"},
-		"job not allowed":         {query("job", "db-1", "token", good), nil, tail.StatusForbidden, "db-1"},
-		"header, job not allowed": {query("job", "db-1"), http.Header{"Authorization": {"Bearer " + good}}, tail.StatusForbidden, "db-1"},
+		"missing token":           {query("job", "web-1"), nil, api.StatusUnauthorized, "token missing"},
+		"expired":                 {query("job", "web-1", "token", hsToken(t, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-time.Minute).Unix()})), nil, api.StatusUnauthorized, "expired"},
+		"no exp":                  {query("job", "web-1", "token", hsToken(t, jwt.MapClaims{"sub": "alice"})), nil, api.StatusUnauthorized, "exp"},
+		"no sub":                  {query("job", "web-1", "token", hsToken(t, jwt.MapClaims{"exp": exp})), nil, api.StatusUnauthorized, "sub"},
+		"ES256 not HS256":         {query("job", "web-1", "token", es256), nil, api.StatusUnauthorized, "signing method"},
+		"HS384 not HS256":         {query("job", "web-1", "token", hs384), nil, api.StatusUnauthorized, "signing method"},
+		"alg none":                {query("job", "web-1", "token", none), nil, api.StatusUnauthorized, "signing method"},
+		"wrong key":               {query("job", "web-1", "token", wrongKey), nil, api.StatusUnauthorized, "signature"},
+		"garbage":                 {query("job", "web-1", "token", "not.a.token"), nil, api.StatusUnauthorized, "malformed"},
+		"job not allowed":         {query("job", "db-1", "token", good), nil, api.StatusForbidden, "db-1"},
+		"header, job not allowed": {query("job", "db-1"), http.Header{"Authorization": {"Bearer " + good}}, api.StatusForbidden, "db-1"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -130,7 +131,7 @@ func TestCloseAuth(t *testing.T) {
 			mustDial(t, ts.url(query("job", "web-1", "token", good))),
 			must(dial(t, ts.url(query("job", "web-2")), http.Header{"Authorization": {"Bearer " + good}})),
 		} {
-			if f := c.mustNext(); f.Type != tail.TypeHello {
+			if f := c.mustNext(); f.Type != wire.TypeHello {
 				t.Fatalf("got %+v, want hello", f)
 			}
 		}
@@ -166,10 +167,10 @@ func TestAuthPublicKey(t *testing.T) {
 	// The classic confusion: HS256 signed with the public key's bytes.
 	confused, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "bob", "exp": exp}).SignedString(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 
-	if f := mustDial(t, ts.url(query("job", "x", "token", good))).mustNext(); f.Type != tail.TypeHello {
+	if f := mustDial(t, ts.url(query("job", "x", "token", good))).mustNext(); f.Type != wire.TypeHello {
 		t.Fatalf("good ES256 token: %+v", f)
 	}
-	expectClose(t, ts.url(query("job", "x", "token", confused)), nil, tail.StatusUnauthorized, "signing method")
+	expectClose(t, ts.url(query("job", "x", "token", confused)), nil, api.StatusUnauthorized, "signing method")
 }
 
 // A session reaching --max-session is closed with 4408, on both kinds of
@@ -183,7 +184,7 @@ func testCloseMaxSession(t *testing.T, kind string) {
 	cfg := testConfig(s)
 	cfg.MaxSession = 300 * time.Millisecond
 	ts := startServer(t, cfg)
-	expectClose(t, ts.url(query("job", "a")), nil, tail.StatusMaxSession, "maximum duration")
+	expectClose(t, ts.url(query("job", "a")), nil, api.StatusMaxSession, "maximum duration")
 }
 
 // The 11th connection of one user is refused with 4429, with both limiters;
@@ -213,13 +214,13 @@ func testCloseTooMany(t *testing.T, kind, redisAddr string) {
 					srv = b
 				}
 				c := mustDial(t, srv.url(query("job", "j")))
-				if f := c.mustNext(); f.Type != tail.TypeHello {
+				if f := c.mustNext(); f.Type != wire.TypeHello {
 					t.Fatalf("connection %d: %+v", i+1, f)
 				}
 				open = append(open, c)
 			}
-			expectClose(t, a.url(query("job", "j")), nil, tail.StatusTooMany, "too many connections for user 127.0.0.1 (limit 10)")
-			expectClose(t, b.url(query("job", "j")), nil, tail.StatusTooMany, "limit 10")
+			expectClose(t, a.url(query("job", "j")), nil, api.StatusTooMany, "too many connections for user 127.0.0.1 (limit 10)")
+			expectClose(t, b.url(query("job", "j")), nil, api.StatusTooMany, "limit 10")
 			if n := a.metric(t, "livetail_connections_rejected_total", "reason", "user_limit"); n < 1 {
 				t.Errorf("rejected{user_limit} = %v", n)
 			}
@@ -230,7 +231,7 @@ func testCloseTooMany(t *testing.T, kind, redisAddr string) {
 					return false
 				}
 				f, err := c.next(within)
-				return err == nil && f.Type == tail.TypeHello
+				return err == nil && f.Type == wire.TypeHello
 			})
 		})
 	}
@@ -463,7 +464,7 @@ func testAuthAudienceJobsExpiry(t *testing.T, kind string) {
 		"no issuer":      {token(jwt.MapClaims{"iss": nil}), "iss"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			expectClose(t, ts.url(query("job", "web-1", "token", tt.token)), nil, tail.StatusUnauthorized, tt.reason)
+			expectClose(t, ts.url(query("job", "web-1", "token", tt.token)), nil, api.StatusUnauthorized, tt.reason)
 		})
 	}
 
@@ -495,7 +496,7 @@ func testAuthAudienceJobsExpiry(t *testing.T, kind string) {
 		short := token(jwt.MapClaims{"exp": time.Now().Add(3 * time.Second).Unix()})
 		c := mustDial(t, ts.url(query("job", "web-1", "token", short)))
 		code, reason := c.closeCode(30 * time.Second)
-		if code != tail.StatusUnauthorized || !strings.Contains(reason, "token expired") {
+		if code != api.StatusUnauthorized || !strings.Contains(reason, "token expired") {
 			t.Fatalf("close %d %q, want 4401 token expired", code, reason)
 		}
 		if !c.caughtUp {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/logpipe/logpipe/common/conf"
-	"github.com/logpipe/logpipe/livetail/internal/tail"
+	"github.com/logpipe/logpipe/livetail/internal/api"
 	"github.com/logpipe/logpipe/livetail/internal/upstream"
 )
 
@@ -57,14 +57,14 @@ func DefaultConfig() Config {
 		Common:           conf.DefaultCommon("127.0.0.1:9103"),
 		Listen:           "127.0.0.1:8080",
 		MaxConnsPerUser:  10,
-		MaxConns:         tail.DefaultMaxConns,
-		MaxSession:       tail.DefaultMaxSession,
-		PingInterval:     tail.DefaultPingInterval,
-		ClientBuffer:     tail.DefaultClientBuffer,
-		BatchSize:        tail.DefaultBatchSize,
-		BatchWait:        tail.DefaultBatchWait,
-		MaxTail:          tail.DefaultMaxTail,
-		MaxHistoryScan:   tail.DefaultMaxScan,
+		MaxConns:         api.DefaultMaxConns,
+		MaxSession:       api.DefaultMaxSession,
+		PingInterval:     api.DefaultPingInterval,
+		ClientBuffer:     api.DefaultClientBuffer,
+		BatchSize:        api.DefaultBatchSize,
+		BatchWait:        api.DefaultBatchWait,
+		MaxTail:          api.DefaultMaxTail,
+		MaxHistoryScan:   api.DefaultMaxScan,
 		Limiter:          conf.OneOf{Value: "memory", Allowed: []string{"memory", "redis"}},
 		RedisAddr:        "127.0.0.1:6379",
 		Auth:             conf.OneOf{Value: "none", Allowed: []string{"none", "jwt"}},

@@ -19,7 +19,7 @@ import (
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
-	"github.com/logpipe/logpipe/livetail/internal/tail"
+	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
 // newKafka starts devstack's embedded Kafka (no etcd, no Elasticsearch)
@@ -373,24 +373,24 @@ func mustDial(t testing.TB, rawURL string) *client {
 }
 
 // next reads one frame.
-func (c *client) next(timeout time.Duration) (tail.Frame, error) {
+func (c *client) next(timeout time.Duration) (wire.Frame, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	_, b, err := c.c.Read(ctx)
 	if err != nil {
-		return tail.Frame{}, err
+		return wire.Frame{}, err
 	}
-	var f tail.Frame
+	var f wire.Frame
 	if err := json.Unmarshal(b, &f); err != nil {
 		return f, fmt.Errorf("frame %s: %w", b, err)
 	}
-	if f.Type == tail.TypeCaughtUp {
+	if f.Type == wire.TypeCaughtUp {
 		c.caughtUp = true
 	}
 	return f, nil
 }
 
-func (c *client) mustNext() tail.Frame {
+func (c *client) mustNext() wire.Frame {
 	c.t.Helper()
 	f, err := c.next(within)
 	if err != nil {
@@ -414,7 +414,7 @@ func (c *client) closeCode(timeout time.Duration) (websocket.StatusCode, string)
 			}
 			return code, reason
 		}
-		if f.Type == tail.TypeError {
+		if f.Type == wire.TypeError {
 			reason = f.Reason
 		}
 	}
@@ -427,7 +427,7 @@ type collected struct {
 	cursors   []string // per entry, the cursor of its frame
 	lines     []string
 	caughtUp  int // index in offsets where caught_up came, or -1
-	dropped   []tail.Frame
+	dropped   []wire.Frame
 	droppedAt []int // index in offsets where each dropped frame came
 }
 
@@ -445,19 +445,19 @@ func (c *client) collect(wantLive int, timeout time.Duration) collected {
 			c.t.Fatalf("after %d entries (caught up at %d): %v", len(got.offsets), got.caughtUp, err)
 		}
 		switch f.Type {
-		case tail.TypeEntries:
+		case wire.TypeEntries:
 			for _, e := range f.Entries {
 				got.offsets = append(got.offsets, e.Offset)
 				got.parts = append(got.parts, e.Partition)
 				got.cursors = append(got.cursors, f.Cursor)
 				got.lines = append(got.lines, e.Line)
 			}
-		case tail.TypeCaughtUp:
+		case wire.TypeCaughtUp:
 			got.caughtUp = len(got.offsets)
-		case tail.TypeDropped:
+		case wire.TypeDropped:
 			got.dropped = append(got.dropped, f)
 			got.droppedAt = append(got.droppedAt, len(got.offsets))
-		case tail.TypeError:
+		case wire.TypeError:
 			c.t.Fatalf("error frame: %d %s", f.Code, f.Reason)
 		}
 	}

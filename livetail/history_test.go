@@ -12,7 +12,7 @@ import (
 
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/stack"
-	"github.com/logpipe/logpipe/livetail/internal/tail"
+	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
 // History asked with tail=N, since= and cursor= continues into live data
@@ -117,11 +117,11 @@ func handedCursor(t testing.TB, ts *testServer, job string) string {
 	t.Helper()
 	c := mustDial(t, ts.url(query("job", job)))
 	defer c.c.CloseNow()
-	if f := c.mustNext(); f.Type != tail.TypeHello {
+	if f := c.mustNext(); f.Type != wire.TypeHello {
 		t.Fatalf("first frame %+v, want hello", f)
 	}
 	f := c.mustNext()
-	if f.Type != tail.TypeCaughtUp || f.Cursor == "" {
+	if f.Type != wire.TypeCaughtUp || f.Cursor == "" {
 		t.Fatalf("second frame %+v, want caught_up with a cursor", f)
 	}
 	return f.Cursor
@@ -257,7 +257,7 @@ func testHistoryScanAbandoned(t *testing.T, kind string) {
 	before := scannedTotal()
 
 	c := mustDial(t, ts.url(query("job", job, "since", "1h")))
-	if f := c.mustNext(); f.Type != tail.TypeHello {
+	if f := c.mustNext(); f.Type != wire.TypeHello {
 		t.Fatalf("first frame %+v, want hello", f)
 	}
 	eventually(t, within, "the scan under way", func() bool { return scannedTotal() > before })

@@ -16,8 +16,9 @@ import (
 	"github.com/logpipe/logpipe/common/partition"
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/stack"
-	"github.com/logpipe/logpipe/livetail/internal/tail"
+	"github.com/logpipe/logpipe/livetail/internal/api"
 	"github.com/logpipe/logpipe/livetail/internal/upstream"
+	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
 // Lines of one job written by producers nobody here wrote (kcat as it comes,
@@ -59,7 +60,7 @@ func testProducers(t *testing.T, s *stack.Stack, topic string) {
 
 	live := mustDial(t, ts.url(query("job", job)))
 	hello := live.mustNext()
-	if hello.Type != tail.TypeHello || !slices.Equal(hello.Partitions, sorted(ts.kafka.Candidates(job))) {
+	if hello.Type != wire.TypeHello || !slices.Equal(hello.Partitions, sorted(ts.kafka.Candidates(job))) {
 		t.Fatalf("hello %+v, want the partitions %v", hello, ts.kafka.Candidates(job))
 	}
 	live.collect(0, within)
@@ -344,7 +345,7 @@ func testCursorNamesAddedPartition(t *testing.T, kind string) {
 	checkLines(t, "live after the cursor "+cursor, c.collect(3, within), w.lines[15:])
 
 	bogus := fmt.Sprintf("%d:4,40:0", old)
-	expectClose(t, ts.url(query("job", job, "cursor", bogus)), nil, tail.StatusBadRequest, "cursor: partition 40 does not exist (the topic has 6)")
+	expectClose(t, ts.url(query("job", job, "cursor", bogus)), nil, api.StatusBadRequest, "cursor: partition 40 does not exist (the topic has 6)")
 }
 
 // addPartitions grows topic to n partitions.
@@ -388,11 +389,11 @@ func TestKeylessRecords(t *testing.T) {
 		job := jobOnlyOn(ts, 0) // every partitioner puts its keyed lines on partition 0
 
 		live := mustDial(t, ts.url(query("job", job)))
-		if f := live.mustNext(); f.Type != tail.TypeHello || !slices.Equal(f.Partitions, []int32{0}) {
+		if f := live.mustNext(); f.Type != wire.TypeHello || !slices.Equal(f.Partitions, []int32{0}) {
 			t.Fatalf("first frame %+v, want hello with the partitions [0]", f)
 		}
 		f := live.mustNext()
-		if f.Type != tail.TypeCaughtUp || f.Cursor == "" {
+		if f.Type != wire.TypeCaughtUp || f.Cursor == "" {
 			t.Fatalf("second frame %+v, want caught_up with a cursor", f)
 		}
 		before := f.Cursor // handed out before any line of the job

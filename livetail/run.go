@@ -16,10 +16,10 @@ import (
 	"github.com/logpipe/logpipe/common/diag"
 	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/common/memlog"
+	"github.com/logpipe/logpipe/livetail/internal/api"
 	"github.com/logpipe/logpipe/livetail/internal/auth"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
 	"github.com/logpipe/logpipe/livetail/internal/limit"
-	"github.com/logpipe/logpipe/livetail/internal/tail"
 	"github.com/logpipe/logpipe/livetail/internal/upstream"
 	"github.com/logpipe/logpipe/livetail/internal/web"
 )
@@ -39,7 +39,7 @@ type server struct {
 	kafka   *upstream.Client
 	hub     *hub.Hub
 	limiter limit.Limiter
-	tail    *tail.Handler
+	tail    *api.Handler
 	diag    *diag.Server // --metrics-addr: /metrics, /debug/logs, health
 	public  *diag.Server // --listen: the viewer, the API, health
 }
@@ -106,7 +106,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		s.limiter = limit.NewMemory(cfg.MaxConnsPerUser)
 	}
 
-	s.tail = tail.New(s.hub, kafka, tail.Options{
+	s.tail = api.New(s.hub, kafka, api.Options{
 		Auth:           authn,
 		Limiter:        s.limiter,
 		MaxConns:       cfg.MaxConns,
@@ -119,7 +119,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		MaxScan:        cfg.MaxHistoryScan,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Log:            log.WithField("component", "tail"),
-		Metrics:        tail.NewMetrics(reg),
+		Metrics:        api.NewMetrics(reg),
 	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "livetail_frame_gap_seconds",
@@ -146,7 +146,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		Public: true,
 	})
 	s.public.Handle("GET /api/v1/tail", s.tail)
-	s.public.Handle("GET /api/v1/jobs", tail.JobsHandler(s.hub, kafka, cfg.Jobs, authn))
+	s.public.Handle("GET /api/v1/jobs", api.JobsHandler(s.hub, kafka, cfg.Jobs, authn))
 	s.public.Handle("GET /", web.Handler())
 	if err := s.public.Listen(); err != nil {
 		return nil, err

@@ -14,7 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/logpipe/logpipe/livetail/internal/tail"
+	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
 // A client that stops reading gets dropped frames announcing exactly what
@@ -50,7 +50,7 @@ func TestSlowClient(t *testing.T) {
 			for _, e := range f.Entries {
 				fastGot.offsets = append(fastGot.offsets, e.Offset)
 			}
-			if f.Type == tail.TypeDropped {
+			if f.Type == wire.TypeDropped {
 				fastGot.dropped = append(fastGot.dropped, f)
 			}
 			received.Store(int64(len(fastGot.offsets)))
@@ -96,14 +96,14 @@ func TestSlowClient(t *testing.T) {
 	for next < len(want) {
 		f := slow.mustNext()
 		switch f.Type {
-		case tail.TypeEntries:
+		case wire.TypeEntries:
 			for _, e := range f.Entries {
 				if i := index[e.Offset]; i != next {
 					t.Fatalf("entry at offset %d is line %d, want line %d (a gap without a dropped frame)", e.Offset, i, next)
 				}
 				next++
 			}
-		case tail.TypeDropped:
+		case wire.TypeDropped:
 			from, to := index[*f.FromOffset], index[*f.ToOffset]
 			if from != next || int64(to-from+1) != f.Count {
 				t.Fatalf("dropped %d from line %d to %d, want from line %d and a count of %d", f.Count, from, to, next, to-from+1)
@@ -178,7 +178,7 @@ func TestVanishingClients(t *testing.T) {
 
 // A peer that stops answering (no close, no reset: silence) is dropped
 // after a ping goes unanswered. The bound of two ping intervals is checked
-// with a fake clock in package tail.
+// with a fake clock in package session.
 func TestSilentPeerDropped(t *testing.T) {
 	s := newKafka(t)
 	cfg := testConfig(s)
@@ -217,7 +217,7 @@ func TestSlowPongs(t *testing.T) {
 	// when it reads it), until livetail or the test closes their
 	// connections; the slow one hands on each frame with its arrival.
 	type arrival struct {
-		f   tail.Frame
+		f   wire.Frame
 		at  time.Time
 		err error
 	}
@@ -259,10 +259,10 @@ func TestSlowPongs(t *testing.T) {
 				if a.err != nil {
 					t.Fatalf("slow client: %v", a.err)
 				}
-				if a.f.Type == tail.TypeEntries && len(a.f.Entries) == 1 {
+				if a.f.Type == wire.TypeEntries && len(a.f.Entries) == 1 {
 					return a.f.Entries[0].Line, a.at
 				}
-				if a.f.Type != tail.TypeEntries {
+				if a.f.Type != wire.TypeEntries {
 					t.Fatalf("slow client: unexpected frame %+v", a.f)
 				}
 				t.Fatalf("slow client: %d entries in a frame, want one line at a time", len(a.f.Entries))

@@ -1,4 +1,4 @@
-package tail
+package session
 
 // maxSources bounds the source files one session remembers to skip resent
 // lines (see sources): about 200 KiB at most.

@@ -1,4 +1,4 @@
-package tail
+package api
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/logpipe/logpipe/livetail/internal/auth"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
+	"github.com/logpipe/logpipe/livetail/internal/session"
 )
 
 // JobsHandler serves GET /api/v1/jobs: a JSON array of the jobs seen
@@ -15,7 +16,7 @@ import (
 // configured ones (without last_seen until seen), sorted by name. The request
 // is authenticated as a tail is (a missing or bad token: 401) and only the
 // jobs the identity may tail are listed.
-func JobsHandler(h *hub.Hub, hist History, configured []string, authn auth.Authenticator) http.Handler {
+func JobsHandler(h *hub.Hub, hist session.History, configured []string, authn auth.Authenticator) http.Handler {
 	if authn == nil {
 		authn = auth.None{}
 	}

@@ -1,4 +1,4 @@
-package tail
+package api
 
 import (
 	"errors"
@@ -8,29 +8,32 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/logpipe/logpipe/livetail/internal/session"
+	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
 func TestParseParams(t *testing.T) {
 	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	tests := map[string]struct {
 		query string
-		want  Params
+		want  session.Params
 		param string // the parameter a ParamError names; "" for success
 	}{
-		"live":            {query: "job=web-1", want: Params{Job: "web-1"}},
-		"tail":            {query: "job=web-1&tail=100", want: Params{Job: "web-1", Mode: ModeTail, Tail: 100}},
-		"tail 0":          {query: "job=web-1&tail=0", want: Params{Job: "web-1", Mode: ModeTail}},
-		"since duration":  {query: "job=a&since=5m", want: Params{Job: "a", Mode: ModeSince, Since: now.Add(-5 * time.Minute)}},
-		"since rfc3339":   {query: "job=a&since=2026-11-21T09:00:00Z", want: Params{Job: "a", Mode: ModeSince, Since: now.Add(-time.Hour)}},
-		"since offset tz": {query: "job=a&since=" + url.QueryEscape("2026-11-21T10:00:00+01:00"), want: Params{Job: "a", Mode: ModeSince, Since: now.Add(-time.Hour)}},
-		"cursor":          {query: "job=a&cursor=42", want: Params{Job: "a", Mode: ModeCursor, Cursor: []Position{{homePartition, 42}}}},
-		"cursor none yet": {query: "job=a&cursor=-1", want: Params{Job: "a", Mode: ModeCursor, Cursor: []Position{{homePartition, -1}}}},
-		"cursor parts":    {query: "job=a&cursor=3:17,0:-1", want: Params{Job: "a", Mode: ModeCursor, Cursor: []Position{{0, -1}, {3, 17}}}},
+		"live":            {query: "job=web-1", want: session.Params{Job: "web-1"}},
+		"tail":            {query: "job=web-1&tail=100", want: session.Params{Job: "web-1", Mode: session.ModeTail, Tail: 100}},
+		"tail 0":          {query: "job=web-1&tail=0", want: session.Params{Job: "web-1", Mode: session.ModeTail}},
+		"since duration":  {query: "job=a&since=5m", want: session.Params{Job: "a", Mode: session.ModeSince, Since: now.Add(-5 * time.Minute)}},
+		"since rfc3339":   {query: "job=a&since=2026-11-21T09:00:00Z", want: session.Params{Job: "a", Mode: session.ModeSince, Since: now.Add(-time.Hour)}},
+		"since offset tz": {query: "job=a&since=" + url.QueryEscape("2026-11-21T10:00:00+01:00"), want: session.Params{Job: "a", Mode: session.ModeSince, Since: now.Add(-time.Hour)}},
+		"cursor":          {query: "job=a&cursor=42", want: session.Params{Job: "a", Mode: session.ModeCursor, Cursor: []session.Position{{Partition: session.HomePartition, Offset: 42}}}},
+		"cursor none yet": {query: "job=a&cursor=-1", want: session.Params{Job: "a", Mode: session.ModeCursor, Cursor: []session.Position{{Partition: session.HomePartition, Offset: -1}}}},
+		"cursor parts":    {query: "job=a&cursor=3:17,0:-1", want: session.Params{Job: "a", Mode: session.ModeCursor, Cursor: []session.Position{{Partition: 0, Offset: -1}, {Partition: 3, Offset: 17}}}},
 		"cursor twice":    {query: "job=a&cursor=3:17,3:18", param: "cursor"},
 		"cursor no part":  {query: "job=a&cursor=:17", param: "cursor"},
 		"cursor neg part": {query: "job=a&cursor=-2:17", param: "cursor"},
-		"token ignored":   {query: "job=a&token=xyz&other=1", want: Params{Job: "a"}},
-		"empty grep":      {query: "job=a&grep=", want: Params{Job: "a"}},
+		"token ignored":   {query: "job=a&token=xyz&other=1", want: session.Params{Job: "a"}},
+		"empty grep":      {query: "job=a&grep=", want: session.Params{Job: "a"}},
 		"missing job":     {query: "tail=5", param: "job"},
 		"empty job":       {query: "job=", param: "job"},
 		"long job":        {query: "job=" + strings.Repeat("x", 257), param: "job"},
@@ -56,7 +59,7 @@ func TestParseParams(t *testing.T) {
 			}
 			got, err := ParseParams(q, now, DefaultMaxTail)
 			if tt.param != "" {
-				var pe *ParamError
+				var pe *session.ParamError
 				if !errors.As(err, &pe) || pe.Param != tt.param || !strings.HasPrefix(err.Error(), tt.param+": ") {
 					t.Fatalf("error %v, want one naming %s", err, tt.param)
 				}
@@ -95,7 +98,7 @@ func FuzzParseParams(f *testing.F) {
 		}
 		p, err := ParseParams(q, now, DefaultMaxTail)
 		if err != nil {
-			var pe *ParamError
+			var pe *session.ParamError
 			if !errors.As(err, &pe) {
 				t.Fatalf("%q: error %v is not a ParamError", raw, err)
 			}
@@ -104,10 +107,10 @@ func FuzzParseParams(f *testing.F) {
 			default:
 				t.Fatalf("%q: error names %q", raw, pe.Param)
 			}
-			if r := closeReason(err.Error()); len(r) > 123 || !utf8.ValidString(r) {
+			if r := wire.CloseReason(err.Error()); len(r) > 123 || !utf8.ValidString(r) {
 				t.Fatalf("%q: close reason %q does not fit", raw, r)
 			}
-			if len(errorFrame(StatusBadRequest, err.Error())) == 0 {
+			if len(wire.ErrorFrame(StatusBadRequest, err.Error())) == 0 {
 				t.Fatal("no error frame")
 			}
 			return
@@ -119,23 +122,12 @@ func FuzzParseParams(f *testing.F) {
 			t.Fatalf("%q: out of range %+v", raw, p)
 		}
 		for _, c := range p.Cursor {
-			if c.Offset < -1 || c.Partition < homePartition {
+			if c.Offset < -1 || c.Partition < session.HomePartition {
 				t.Fatalf("%q: cursor out of range %+v", raw, p.Cursor)
 			}
 		}
-		if p.Mode == ModeSince && p.Since.After(now) && !q.Has("since") {
+		if p.Mode == session.ModeSince && p.Since.After(now) && !q.Has("since") {
 			t.Fatalf("%q: since without a since", raw)
 		}
 	})
-}
-
-func TestCloseReason(t *testing.T) {
-	long := strings.Repeat("é", 100)
-	r := closeReason(long)
-	if len(r) > 123 || !utf8.ValidString(r) || !strings.HasSuffix(r, "...") {
-		t.Fatalf("%q (%d bytes)", r, len(r))
-	}
-	if closeReason("short") != "short" {
-		t.Fatal("short reason changed")
-	}
 }

@@ -1,4 +1,4 @@
-package tail
+package session
 
 import (
 	"context"
@@ -14,17 +14,17 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/logpipe/logpipe/livetail/internal/hub"
-	"github.com/logpipe/logpipe/livetail/internal/limit"
+	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
 // fakeConn records frames, and when each began to be written; its peer
 // answers pings unless silent.
 type fakeConn struct {
 	mu        sync.Mutex
-	frames    []Frame
+	frames    []wire.Frame
 	times     []time.Time
 	pings     int
 	silent    bool
@@ -32,8 +32,8 @@ type fakeConn struct {
 	writeTime time.Duration // how long a write takes
 }
 
-func (c *fakeConn) Write(_ context.Context, _ websocket.MessageType, p []byte) error {
-	var f Frame
+func (c *fakeConn) Write(p []byte) error {
+	var f wire.Frame
 	if err := json.Unmarshal(p, &f); err != nil {
 		return fmt.Errorf("frame %s: %w", p, err)
 	}
@@ -73,10 +73,10 @@ func (c *fakeConn) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (c *fakeConn) got() ([]Frame, []time.Time) {
+func (c *fakeConn) got() ([]wire.Frame, []time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]Frame(nil), c.frames...), append([]time.Time(nil), c.times...)
+	return append([]wire.Frame(nil), c.frames...), append([]time.Time(nil), c.times...)
 }
 
 // fakeHistory is partitions held in memory.
@@ -163,39 +163,63 @@ func newLogOn(p int32, n int, jobs ...string) []*hub.Entry {
 }
 
 type harness struct {
-	h    *hub.Hub
-	hist *fakeHistory
-	tail *Handler
-	conn *fakeConn
+	h      *hub.Hub
+	hist   *fakeHistory
+	e      *Engine
+	buffer int // ClientBuffer
+	conn   *fakeConn
 }
 
-func newHarness(opts Options, logs ...[]*hub.Entry) *harness {
-	opts.Limiter = limit.NewMemory(10)
+// opts are a harness's settings; zero values take livetail's defaults.
+type opts struct {
+	PingInterval time.Duration
+	ClientBuffer int
+	BatchSize    int
+	BatchWait    time.Duration
+	MaxScan      int64
+}
+
+func newHarness(o opts, logs ...[]*hub.Entry) *harness {
 	if len(logs) == 0 {
 		logs = [][]*hub.Entry{nil}
 	}
 	h := hub.New(len(logs), hub.Options{})
 	hist := &fakeHistory{logs: logs}
-	return &harness{h: h, hist: hist, tail: New(h, hist, opts), conn: &fakeConn{}}
+	or := func(v, d int64) int64 {
+		if v > 0 {
+			return v
+		}
+		return d
+	}
+	e := &Engine{
+		Hub: h, History: hist,
+		PingInterval: time.Duration(or(int64(o.PingInterval), int64(5*time.Second))),
+		BatchSize:    int(or(int64(o.BatchSize), 256)),
+		MaxScan:      or(o.MaxScan, 1_000_000),
+		Pace:         wire.NewPacer(o.BatchWait),
+		Sent:         prometheus.NewCounter(prometheus.CounterOpts{Name: "sent"}),
+		Resent:       prometheus.NewCounter(prometheus.CounterOpts{Name: "resent"}),
+	}
+	return &harness{h: h, hist: hist, e: e, buffer: int(or(int64(o.ClientBuffer), 1024)), conn: &fakeConn{}}
 }
 
 // start runs a session for p in the background; wait returns its result.
 func (x *harness) start(t *testing.T, p Params) (cancel context.CancelCauseFunc, wait func() error) {
 	t.Helper()
-	home, deps, err := x.tail.partitions(t.Context(), &p)
+	home, deps, err := x.e.Partitions(t.Context(), &p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, joins, err := x.h.Subscribe(p.Job, deps, x.tail.opts.ClientBuffer)
+	sub, joins, err := x.h.Subscribe(p.Job, deps, x.buffer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancelCause(t.Context())
-	s := newSession(x.tail, x.conn, p, home, deps, sub, joins, cancel)
+	s := x.e.New(x.conn, p, home, deps, sub, joins, cancel)
 	errc := make(chan error, 1)
 	go func() {
 		defer sub.Close()
-		errc <- s.run(ctx)
+		errc <- s.Run(ctx)
 	}()
 	return cancel, func() error { return <-errc }
 }
@@ -203,13 +227,13 @@ func (x *harness) start(t *testing.T, p Params) (cancel context.CancelCauseFunc,
 // A peer that stops answering is dropped within two ping intervals.
 func TestSessionSilentPeer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		x := newHarness(Options{PingInterval: 5 * time.Second}, nil)
+		x := newHarness(opts{PingInterval: 5 * time.Second}, nil)
 		x.conn.silent = true
 		start := time.Now()
 		_, wait := x.start(t, Params{Job: "a"})
 		err := wait()
-		if !errors.Is(err, errPeerGone) {
-			t.Fatalf("session ended with %v, want errPeerGone", err)
+		if !errors.Is(err, wire.ErrPeerGone) {
+			t.Fatalf("session ended with %v, want wire.ErrPeerGone", err)
 		}
 		if d := time.Since(start); d > 2*5*time.Second {
 			t.Fatalf("silent peer noticed after %v, want at most two ping intervals", d)
@@ -221,15 +245,15 @@ func TestSessionSilentPeer(t *testing.T) {
 // its context's cause.
 func TestSessionPings(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		x := newHarness(Options{PingInterval: 5 * time.Second}, nil)
+		x := newHarness(opts{PingInterval: 5 * time.Second}, nil)
 		cancel, wait := x.start(t, Params{Job: "a"})
 		time.Sleep(time.Minute + time.Second)
 		synctest.Wait()
 		if x.conn.pings != 12 {
 			t.Fatalf("%d pings in a minute, want 12", x.conn.pings)
 		}
-		cancel(errMaxSession)
-		if err := wait(); !errors.Is(err, errMaxSession) {
+		cancel(ErrMaxSession)
+		if err := wait(); !errors.Is(err, ErrMaxSession) {
 			t.Fatalf("ended with %v", err)
 		}
 	})
@@ -241,7 +265,7 @@ func TestSessionPings(t *testing.T) {
 func TestSessionSlowPongs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const interval, delay = 5 * time.Second, 3 * time.Second
-		x := newHarness(Options{PingInterval: interval}, nil)
+		x := newHarness(opts{PingInterval: interval}, nil)
 		x.conn.pongDelay = delay
 		cancel, wait := x.start(t, Params{Job: "a"})
 		synctest.Wait()
@@ -258,7 +282,7 @@ func TestSessionSlowPongs(t *testing.T) {
 		frames, times := x.conn.got()
 		var sent []time.Duration
 		for i, f := range frames {
-			if f.Type == TypeEntries {
+			if f.Type == wire.TypeEntries {
 				sent = append(sent, times[i].Sub(start))
 			}
 		}
@@ -268,8 +292,8 @@ func TestSessionSlowPongs(t *testing.T) {
 		if x.conn.pings != 12 {
 			t.Fatalf("%d pings in a minute, want 12", x.conn.pings)
 		}
-		cancel(errMaxSession)
-		if err := wait(); !errors.Is(err, errMaxSession) {
+		cancel(ErrMaxSession)
+		if err := wait(); !errors.Is(err, ErrMaxSession) {
 			t.Fatalf("ended with %v, want the peer kept until the session's end", err)
 		}
 	})
@@ -281,7 +305,7 @@ func TestSessionSlowPongs(t *testing.T) {
 // published while a frame is being written go together in the next frame.
 func TestSessionBatching(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		x := newHarness(Options{PingInterval: time.Hour, BatchWait: 20 * time.Millisecond}, nil)
+		x := newHarness(opts{PingInterval: time.Hour, BatchWait: 20 * time.Millisecond}, nil)
 		cancel, wait := x.start(t, Params{Job: "a"})
 		synctest.Wait()
 		start := time.Now()
@@ -307,7 +331,7 @@ func TestSessionBatching(t *testing.T) {
 		var sizes []int
 		var at []time.Duration
 		for i, f := range frames {
-			if f.Type == TypeEntries {
+			if f.Type == wire.TypeEntries {
 				sizes = append(sizes, len(f.Entries))
 				at = append(at, times[i].Sub(start))
 			}
@@ -316,7 +340,7 @@ func TestSessionBatching(t *testing.T) {
 		if !slices.Equal(sizes, []int{1, 1, 1, 5}) || !slices.Equal(at, []time.Duration{0, 1 * ms, 1 * ms, 11 * ms}) {
 			t.Fatalf("entries frames of %v at %v, want [1 1 1 5] at [0s 1ms 1ms 11ms]", sizes, at)
 		}
-		cancel(errShutdown)
+		cancel(ErrShutdown)
 		wait()
 	})
 }
@@ -327,7 +351,7 @@ func TestSessionBatching(t *testing.T) {
 func TestSessionCatchUpChasesLive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		log := newLog(4000, "a", "b")
-		x := newHarness(Options{PingInterval: time.Hour, ClientBuffer: 10}, log)
+		x := newHarness(opts{PingInterval: time.Hour, ClientBuffer: 10}, log)
 		x.h.SetNext(0, 1000)
 		live := int64(1000)
 		reads := 0
@@ -345,7 +369,7 @@ func TestSessionCatchUpChasesLive(t *testing.T) {
 		synctest.Wait()
 		time.Sleep(time.Second)
 		synctest.Wait()
-		cancel(errShutdown)
+		cancel(ErrShutdown)
 		wait()
 
 		frames, _ := x.conn.got()
@@ -353,16 +377,16 @@ func TestSessionCatchUpChasesLive(t *testing.T) {
 		caughtUp := false
 		for _, f := range frames {
 			switch f.Type {
-			case TypeEntries:
+			case wire.TypeEntries:
 				for _, e := range f.Entries {
 					if e.Offset != next {
 						t.Fatalf("entry at %d, want %d", e.Offset, next)
 					}
 					next += 2
 				}
-			case TypeCaughtUp:
+			case wire.TypeCaughtUp:
 				caughtUp = true
-			case TypeDropped:
+			case wire.TypeDropped:
 				t.Fatalf("dropped %+v", f)
 			}
 		}
@@ -379,7 +403,7 @@ func TestSessionCatchUpChasesLive(t *testing.T) {
 // with ErrUnavailable.
 func TestSessionUpstreamFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		x := newHarness(Options{PingInterval: time.Hour}, nil)
+		x := newHarness(opts{PingInterval: time.Hour}, nil)
 		_, wait := x.start(t, Params{Job: "a"})
 		synctest.Wait()
 		x.h.Publish(0, newLog(1, "a"), 1)
@@ -388,19 +412,19 @@ func TestSessionUpstreamFails(t *testing.T) {
 			t.Fatalf("ended with %v", err)
 		}
 		frames, _ := x.conn.got()
-		if last := frames[len(frames)-1]; last.Type != TypeEntries {
+		if last := frames[len(frames)-1]; last.Type != wire.TypeEntries {
 			t.Fatalf("last frame %+v, want the entry queued before the failure", last)
 		}
 	})
 }
 
 // entriesOf returns the entries frames' entries and the last cursor seen.
-func entriesOf(frames []Frame) (got []EntryJSON, cursor string, drops []Frame) {
+func entriesOf(frames []wire.Frame) (got []wire.EntryJSON, cursor string, drops []wire.Frame) {
 	for _, f := range frames {
 		switch f.Type {
-		case TypeEntries:
+		case wire.TypeEntries:
 			got = append(got, f.Entries...)
-		case TypeDropped:
+		case wire.TypeDropped:
 			drops = append(drops, f)
 		}
 		if f.Cursor != "" {
@@ -417,17 +441,17 @@ func TestSessionTwoPartitions(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Partition 0 has a's lines at even milliseconds, partition 1 at odd.
 		p0, p1 := newLogOn(0, 200, "a", "b"), newLogOn(1, 200, "b", "a")
-		x := newHarness(Options{PingInterval: time.Hour, BatchSize: 7}, p0, p1)
+		x := newHarness(opts{PingInterval: time.Hour, BatchSize: 7}, p0, p1)
 		x.hist.cands = []int32{0, 1}
 		x.h.SetNext(0, 200)
 		x.h.SetNext(1, 200)
 		since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeSince, Since: since})
 		synctest.Wait()
-		cancel(errShutdown)
+		cancel(ErrShutdown)
 		wait()
 		frames, _ := x.conn.got()
-		if frames[0].Type != TypeHello || !slices.Equal(frames[0].Partitions, []int32{0, 1}) {
+		if frames[0].Type != wire.TypeHello || !slices.Equal(frames[0].Partitions, []int32{0, 1}) {
 			t.Fatalf("hello %+v", frames[0])
 		}
 		got, cursor, drops := entriesOf(frames)
@@ -448,7 +472,7 @@ func TestSessionTwoPartitions(t *testing.T) {
 		var mid string
 		n := 0
 		for _, f := range frames {
-			if f.Type == TypeEntries {
+			if f.Type == wire.TypeEntries {
 				n += len(f.Entries)
 				if n >= 100 {
 					mid = f.Cursor
@@ -463,14 +487,14 @@ func TestSessionTwoPartitions(t *testing.T) {
 		x.conn = &fakeConn{}
 		cancel, wait = x.start(t, Params{Job: "a", Mode: ModeCursor, Cursor: c})
 		synctest.Wait()
-		cancel(errShutdown)
+		cancel(ErrShutdown)
 		wait()
 		frames, _ = x.conn.got()
 		rest, _, _ := entriesOf(frames)
 		if len(rest) != 200-n {
 			t.Fatalf("resumed from %q: %d entries, want %d", mid, len(rest), 200-n)
 		}
-		if all := append(got[:n:n], rest...); !slices.EqualFunc(all, got, func(a, b EntryJSON) bool { return a.Partition == b.Partition && a.Offset == b.Offset }) {
+		if all := append(got[:n:n], rest...); !slices.EqualFunc(all, got, func(a, b wire.EntryJSON) bool { return a.Partition == b.Partition && a.Offset == b.Offset }) {
 			t.Fatal("resumed entries differ from the rest of the first session's")
 		}
 	})
@@ -488,7 +512,7 @@ func TestSessionHistoryWhileConsumersReadBack(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				// a's lines alternate between the partitions, by time.
 				p0, p1 := newLogOn(0, 100, "a", "b"), newLogOn(1, 100, "b", "a")
-				x := newHarness(Options{PingInterval: time.Hour}, p0, p1)
+				x := newHarness(opts{PingInterval: time.Hour}, p0, p1)
 				x.hist.cands = []int32{0, 1}
 				x.h.SetNext(0, 0) // the consumers start from the first record
 				x.h.SetNext(1, 0)
@@ -504,7 +528,7 @@ func TestSessionHistoryWhileConsumersReadBack(t *testing.T) {
 				synctest.Wait()
 				x.h.Publish(0, newLogOn(0, 101, "a")[100:], 101) // a live line
 				synctest.Wait()
-				cancel(errShutdown)
+				cancel(ErrShutdown)
 				wait()
 				frames, _ := x.conn.got()
 				got, cursor, drops := entriesOf(frames)
@@ -536,14 +560,14 @@ func TestSessionHistoryWhileConsumersReadBack(t *testing.T) {
 func TestSessionScanBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		log := newLog(10000, "b", "b", "b", "b", "b", "b", "b", "b", "b", "a")
-		x := newHarness(Options{PingInterval: 5 * time.Second, MaxScan: 3000}, log)
+		x := newHarness(opts{PingInterval: 5 * time.Second, MaxScan: 3000}, log)
 		x.h.SetNext(0, 10000)
 		x.hist.onRead = func() { time.Sleep(10 * time.Millisecond) } // 30 s for the scan
 		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeSince, Since: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)})
 		synctest.Wait()
 		time.Sleep(time.Minute)
 		synctest.Wait()
-		cancel(errShutdown)
+		cancel(ErrShutdown)
 		wait()
 		frames, _ := x.conn.got()
 		got, _, drops := entriesOf(frames)
@@ -567,12 +591,12 @@ func TestSessionScanBounded(t *testing.T) {
 func TestSessionScanStopsWhenPeerVanishes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		log := newLog(100000, "b")
-		x := newHarness(Options{PingInterval: 5 * time.Second}, log)
+		x := newHarness(opts{PingInterval: 5 * time.Second}, log)
 		x.h.SetNext(0, 100000)
 		x.hist.onRead = func() { time.Sleep(time.Millisecond) } // 100 s for the scan
 		x.conn.silent = true
 		_, wait := x.start(t, Params{Job: "a", Mode: ModeSince, Since: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)})
-		if err := wait(); !errors.Is(err, errPeerGone) {
+		if err := wait(); !errors.Is(err, wire.ErrPeerGone) {
 			t.Fatalf("ended with %v", err)
 		}
 		synctest.Wait()
@@ -591,14 +615,14 @@ func TestSessionGrep(t *testing.T) {
 				e.Line = "error here"
 			}
 		}
-		x := newHarness(Options{PingInterval: time.Hour}, log[:50])
+		x := newHarness(opts{PingInterval: time.Hour}, log[:50])
 		x.h.SetNext(0, 50)
 		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeTail, Tail: 3, Grep: regexp.MustCompile("error")})
 		synctest.Wait()
 		x.h.Publish(0, log[50:], 100)
 		time.Sleep(time.Second)
 		synctest.Wait()
-		cancel(errShutdown)
+		cancel(ErrShutdown)
 		wait()
 		frames, _ := x.conn.got()
 		got, _, _ := entriesOf(frames)
@@ -660,11 +684,11 @@ func TestSessionCursorNamesAddedPartition(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				x := newHarness(Options{PingInterval: time.Hour}, newLogOn(0, 10, "a"))
+				x := newHarness(opts{PingInterval: time.Hour}, newLogOn(0, 10, "a"))
 				x.h.SetNext(0, 10)
 				x.hist.refresh = func() error { return tt.refresh(x) }
 				p := Params{Job: "a", Mode: ModeCursor, Cursor: tt.cursor}
-				_, _, err := x.tail.partitions(t.Context(), &p)
+				_, _, err := x.e.Partitions(t.Context(), &p)
 				if n := x.hist.refreshes.Load(); n != tt.refreshes {
 					t.Errorf("%d lookups of the partitions, want %d", n, tt.refreshes)
 				}
@@ -680,7 +704,7 @@ func TestSessionCursorNamesAddedPartition(t *testing.T) {
 				}
 				cancel, wait := x.start(t, Params{Job: "a", Mode: ModeCursor, Cursor: tt.cursor})
 				synctest.Wait()
-				cancel(errShutdown)
+				cancel(ErrShutdown)
 				wait()
 				frames, _ := x.conn.got()
 				got, _, drops := entriesOf(frames)

@@ -1,4 +1,4 @@
-package tail
+package session
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 // quiet spell goes out at once, alone, and lines that come while a frame is
 // being written, or while the pump waits for a CPU, go together in the next
 // one. When pumps keep starting late, the process is behind, and the pacer
-// (pace.go) makes a session wait a little after each frame, so that fewer,
+// (wire.Pacer) makes a session wait a little after each frame, so that fewer,
 // fuller frames let it catch up.
 
 // Pump states.
@@ -47,12 +47,12 @@ type live struct {
 	held   atomic.Bool // paced is set: the hub's kicks can wait for it
 }
 
-// goLive hands the session over to its pumps once history is sent and
+// GoLive hands the session over to its pumps once history is sent and
 // returns at once. end is called with the cause, from a pump goroutine,
 // when the session ends; the session's connection is then still open (for
 // the close frame), and nothing of the session runs any more after end
 // returns.
-func (s *session) goLive(ctx context.Context, end func(cause error)) {
+func (s *Session) GoLive(ctx context.Context, end func(cause error)) {
 	s.ping.Stop() // history's ticker; from here on pings are kicks
 	s.ping = nil
 	s.frame = nil // history's frame buffer
@@ -60,7 +60,7 @@ func (s *session) goLive(ctx context.Context, end func(cause error)) {
 	// make the first pump, started below, look again.
 	s.live.state.Store(pumpBusy)
 	s.live.ctx, s.live.end = ctx, end
-	interval := s.h.opts.PingInterval
+	interval := s.e.PingInterval
 	s.live.pinger = time.AfterFunc(interval, func() {
 		s.live.ping.Store(true)
 		s.kick()
@@ -74,14 +74,14 @@ func (s *session) goLive(ctx context.Context, end func(cause error)) {
 
 // queued is the hub's kick: entries were queued. While the next frame is
 // paced, the pacing timer's kick sends them.
-func (s *session) queued() {
+func (s *Session) queued() {
 	if !s.live.held.Load() {
 		s.kick()
 	}
 }
 
 // kick makes sure a pump looks at the session after this call.
-func (s *session) kick() {
+func (s *Session) kick() {
 	st := &s.live.state
 	for {
 		switch st.Load() {
@@ -102,9 +102,9 @@ func (s *session) kick() {
 }
 
 // pump does what is due until nothing is left, or ends the session.
-func (s *session) pump() {
+func (s *Session) pump() {
 	now := time.Now()
-	s.h.pace.observe(now, now.Sub(s.live.kicked))
+	s.e.Pace.Observe(now, now.Sub(s.live.kicked))
 	st := &s.live.state
 	for {
 		st.Store(pumpBusy) // kicks from here on make it look again
@@ -124,19 +124,19 @@ func (s *session) pump() {
 }
 
 // step sends what is queued and pings the peer when a ping is due.
-func (s *session) step() error {
+func (s *Session) step() error {
 	ctx := s.live.ctx
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
 	if s.live.ping.Swap(false) {
 		// The ping goes on beside the frames: the pump does not wait for
-		// the pong (see pinger).
-		s.pings.ping()
-		s.live.pinger.Reset(s.h.opts.PingInterval)
+		// the pong (see wire.Pinger).
+		s.pings.Ping()
+		s.live.pinger.Reset(s.e.PingInterval)
 	}
 	if s.sub.Len() > 0 {
-		if wait := s.h.FrameGap() - time.Since(s.live.sent); wait > 0 {
+		if wait := s.e.Pace.Gap() - time.Since(s.live.sent); wait > 0 {
 			s.live.held.Store(true)
 			if s.live.paced == nil {
 				s.live.paced = time.AfterFunc(wait, func() {
@@ -155,7 +155,7 @@ func (s *session) step() error {
 
 // finish ends the live phase with cause (the context's cause when it has
 // ended: however the last write failed, that says why).
-func (s *session) finish(cause error) {
+func (s *Session) finish(cause error) {
 	s.live.state.Store(pumpEnded)
 	s.live.pinger.Stop()
 	if s.live.paced != nil {

@@ -1,4 +1,4 @@
-package tail
+package session
 
 import (
 	"context"
@@ -8,24 +8,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/logpipe/logpipe/livetail/internal/hub"
+	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
-
-// conn is the part of *websocket.Conn a session writes to; the session is
-// its only writer. Its writes time out by themselves (frameWriter): the
-// session writes without a deadline of its own.
-type conn interface {
-	Write(ctx context.Context, typ websocket.MessageType, p []byte) error
-	Ping(ctx context.Context) error
-}
 
 // coverEvery is how often a live session moves its cursor past records of
 // other jobs, so that a resume does not scan them again.
 const coverEvery = time.Second
 
-// session is one live tail: history, then live entries, on one connection.
+// Session is one live tail: history, then live entries, on one connection.
 //
 // A job's lines may be on several partitions (producers with different
 // partitioners, partitions added): the session follows the job on every
@@ -38,9 +29,9 @@ const coverEvery = time.Second
 // resend is skipped whether its first copy came from history or live. A
 // resend is not a gap: it moves the cursor as a sent line does, and no
 // dropped frame announces it.
-type session struct {
-	h     *Handler
-	c     conn
+type Session struct {
+	e     *Engine
+	c     Conn
 	p     Params
 	home  int32   // the job's partition under DESIGN.md's partitioner
 	deps  []int32 // partitions history is read from, in order
@@ -50,7 +41,7 @@ type session struct {
 	sent      map[int32]int64 // per partition, the highest offset sent (entries at or below are skipped)
 	pos       map[int32]int64 // the cursor: per partition, the last offset the client has everything up to
 	srcs      sources         // per source file, the highest log.offset sent
-	pings     pinger
+	pings     wire.Pinger
 	frame     []byte
 	items     []hub.Item
 	pend      []*hub.Entry
@@ -61,34 +52,42 @@ type session struct {
 	live      live
 }
 
-// newSession returns a session; stop ends it (cancels the context it is
-// run with), with the cause: a ping that goes unanswered calls it.
-func newSession(h *Handler, c conn, p Params, home int32, deps []int32, sub *hub.Sub, joins []int64, stop context.CancelCauseFunc) *session {
-	return &session{
-		h: h, c: c, p: p, home: home, deps: deps, sub: sub, joins: joins,
+// New returns a session of p on c, p resolved by Partitions into home and
+// deps; sub queues its live lines from joins on (hub.Subscribe). stop ends
+// the session (cancels the context it is run with), with the cause: a ping
+// that goes unanswered calls it.
+func (e *Engine) New(c Conn, p Params, home int32, deps []int32, sub *hub.Sub, joins []int64, stop context.CancelCauseFunc) *Session {
+	return &Session{
+		e: e, c: c, p: p, home: home, deps: deps, sub: sub, joins: joins,
 		sent: map[int32]int64{}, pos: map[int32]int64{},
-		pings: pinger{c: c, interval: h.opts.PingInterval, fail: stop},
+		pings: wire.Pinger{Conn: c, Interval: e.PingInterval, Fail: stop},
 	}
 }
 
-// run sends the session's frames until ctx ends or something fails, and
-// returns why it stopped: open, then the live phase (goLive). It returns
+// Run sends the session's frames until ctx ends or something fails, and
+// returns why it stopped: Open, then the live phase (GoLive). It returns
 // once the ping outstanding at the end, if any, is answered or times out.
-func (s *session) run(ctx context.Context) error {
-	err := s.open(ctx)
+func (s *Session) Run(ctx context.Context) error {
+	err := s.Open(ctx)
 	if err == nil {
 		ended := make(chan error, 1)
-		s.goLive(ctx, func(cause error) { ended <- cause })
+		s.GoLive(ctx, func(cause error) { ended <- cause })
 		err = <-ended
 	}
-	s.pings.wait()
+	s.Wait()
 	return err
 }
 
-// open sends hello and the history asked for, up to caught_up, and returns
-// why it stopped if the session ended meanwhile; then the session goes live.
-func (s *session) open(ctx context.Context) error {
-	s.ping = time.NewTicker(s.h.opts.PingInterval)
+// Wait returns once the session's ping, if one is outstanding, has been
+// answered or has failed. Call it once the session has ended and its
+// connection is closed.
+func (s *Session) Wait() { s.pings.Wait() }
+
+// Open sends hello and the history asked for, up to caught_up, and returns
+// why it stopped if the session ended meanwhile; then the session goes
+// live (GoLive).
+func (s *Session) Open(ctx context.Context) error {
+	s.ping = time.NewTicker(s.e.PingInterval)
 	err := s.stream(ctx)
 	if err != nil {
 		s.ping.Stop()
@@ -100,8 +99,8 @@ func (s *session) open(ctx context.Context) error {
 	return err
 }
 
-func (s *session) stream(ctx context.Context) error {
-	if err := s.write(helloFrame(s.p.Job, s.home, s.deps, time.Now())); err != nil {
+func (s *Session) stream(ctx context.Context) error {
+	if err := s.write(wire.HelloFrame(s.p.Job, s.home, s.deps, time.Now())); err != nil {
 		return err
 	}
 	ranges, pre, gaps, err := s.start(ctx)
@@ -129,7 +128,7 @@ func (s *session) stream(ctx context.Context) error {
 }
 
 // join returns the first offset of p the subscription queues.
-func (s *session) join(p int32) int64 {
+func (s *Session) join(p int32) int64 {
 	if int(p) < len(s.joins) {
 		return s.joins[p]
 	}
@@ -140,7 +139,7 @@ func (s *session) join(p int32) int64 {
 // already read for tail=N, and the ranges skipped (a cursor older than the
 // retained data, or history beyond --max-history-scan). It sets, per
 // partition, where the session's cursor and duplicate check begin.
-func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry, gaps []hub.Drop, err error) {
+func (s *Session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry, gaps []hub.Drop, err error) {
 	for _, p := range s.deps {
 		s.pos[p] = s.join(p) - 1
 		if s.p.Mode != ModeTail { // tail=N sends lines before the join offsets
@@ -155,9 +154,9 @@ func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 		return nil, pre, nil, err
 	case ModeSince:
 		for _, p := range s.deps {
-			off, err := s.h.hist.OffsetAt(ctx, p, s.p.Since)
+			off, err := s.e.History.OffsetAt(ctx, p, s.p.Since)
 			if err != nil {
-				return nil, nil, nil, upstreamError{err}
+				return nil, nil, nil, UpstreamError{err}
 			}
 			end, err := s.historyEnd(ctx, p)
 			if err != nil {
@@ -170,9 +169,9 @@ func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 		for _, c := range s.p.Cursor { // the handler resolved a bare offset's partition
 			p := c.Partition
 			given[p] = true
-			oldest, newest, err := s.h.hist.Bounds(ctx, p)
+			oldest, newest, err := s.e.History.Bounds(ctx, p)
 			if err != nil {
-				return nil, nil, nil, upstreamError{err}
+				return nil, nil, nil, UpstreamError{err}
 			}
 			start := c.Offset + 1
 			end := max(newest, s.join(p)) // see historyEnd
@@ -190,7 +189,7 @@ func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 		// Where the job's lines appeared after the cursor was made (a
 		// producer with another partitioner, partitions added), read them
 		// from the first this process saw.
-		for _, seen := range s.h.hub.JobPartitions(s.p.Job) {
+		for _, seen := range s.e.Hub.JobPartitions(s.p.Job) {
 			if given[seen.Partition] {
 				continue
 			}
@@ -205,7 +204,7 @@ func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 	default:
 		return nil, nil, nil, nil
 	}
-	ranges, skipped := bound(ranges, s.h.opts.MaxScan)
+	ranges, skipped := bound(ranges, s.e.MaxScan)
 	for _, r := range ranges {
 		s.sent[r.Partition] = r.From - 1
 		s.pos[r.Partition] = r.From - 1
@@ -221,10 +220,10 @@ func (s *session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 // lines already in Kafka are history all the same, read here and merged
 // by time with the other partitions' (tail=N does the same), and the
 // consumers' copies, queued later, are skipped as sent.
-func (s *session) historyEnd(ctx context.Context, p int32) (int64, error) {
-	_, newest, err := s.h.hist.Bounds(ctx, p)
+func (s *Session) historyEnd(ctx context.Context, p int32) (int64, error) {
+	_, newest, err := s.e.History.Bounds(ctx, p)
 	if err != nil {
-		return 0, upstreamError{err}
+		return 0, UpstreamError{err}
 	}
 	return max(newest, s.join(p)), nil
 }
@@ -275,8 +274,8 @@ func bound(ranges []hub.Gap, budget int64) (kept []hub.Gap, cut []hub.Drop) {
 // the subscription's join offset if the hub is ahead of what Bounds saw),
 // within an equal share of MaxScan records; the partitions' lines are merged
 // by time and the last n kept.
-func (s *session) lastLines(ctx context.Context, n int) ([]*hub.Entry, error) {
-	share := max(1, s.h.opts.MaxScan/int64(max(1, len(s.deps))))
+func (s *Session) lastLines(ctx context.Context, n int) ([]*hub.Entry, error) {
+	share := max(1, s.e.MaxScan/int64(max(1, len(s.deps))))
 	var lists [][]*hub.Entry
 	for _, p := range s.deps {
 		list, err := s.lastLinesOf(ctx, p, n, share)
@@ -294,10 +293,10 @@ func (s *session) lastLines(ctx context.Context, n int) ([]*hub.Entry, error) {
 	return out, nil
 }
 
-func (s *session) lastLinesOf(ctx context.Context, p int32, n int, maxScan int64) ([]*hub.Entry, error) {
-	oldest, newest, err := s.h.hist.Bounds(ctx, p)
+func (s *Session) lastLinesOf(ctx context.Context, p int32, n int, maxScan int64) ([]*hub.Entry, error) {
+	oldest, newest, err := s.e.History.Bounds(ctx, p)
 	if err != nil {
-		return nil, upstreamError{err}
+		return nil, UpstreamError{err}
 	}
 	hi := max(s.join(p), newest)
 	if s.tailEnd == nil {
@@ -312,7 +311,7 @@ func (s *session) lastLinesOf(ctx context.Context, p int32, n int, maxScan int64
 		lo := max(oldest, hi-window, hi-(maxScan-scanned))
 		need := n - total
 		var chunk []*hub.Entry
-		err := s.h.hist.Read(ctx, p, lo, hi, s.p.Job, func(e *hub.Entry) error {
+		err := s.e.History.Read(ctx, p, lo, hi, s.p.Job, func(e *hub.Entry) error {
 			if e == nil {
 				s.pingIfDue()
 				return nil
@@ -373,20 +372,20 @@ func mergeByTime(lists [][]*hub.Entry) []*hub.Entry {
 }
 
 // readError turns a failed history read into the session's end cause.
-func (s *session) readError(ctx context.Context, err error) error {
+func (s *Session) readError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	if errors.Is(err, errPeerGone) {
+	if errors.Is(err, wire.ErrPeerGone) {
 		return err
 	}
-	return upstreamError{err}
+	return UpstreamError{err}
 }
 
 // catchUp sends what the subscription queued while history was read; when
 // the queue overflowed it reads the missing ranges from Kafka too, and so
 // on until it has caught up. Then it sends caught_up.
-func (s *session) catchUp(ctx context.Context) error {
+func (s *Session) catchUp(ctx context.Context) error {
 	for round := 0; ; round++ {
 	settle:
 		for {
@@ -420,7 +419,7 @@ type stream struct {
 // readRanges sends the job's entries in ranges, read from Kafka, one
 // goroutine per range, merged by time. It pings the client while it waits
 // for them; leaving (the client gone, the session ended) stops the reads.
-func (s *session) readRanges(ctx context.Context, ranges []hub.Gap) error {
+func (s *Session) readRanges(ctx context.Context, ranges []hub.Gap) error {
 	ranges = slices.DeleteFunc(slices.Clone(ranges), func(r hub.Gap) bool { return r.From >= r.To })
 	if len(ranges) == 0 {
 		return nil
@@ -438,7 +437,7 @@ func (s *session) readRanges(ctx context.Context, ranges []hub.Gap) error {
 		streams = append(streams, st)
 		wg.Go(func() {
 			defer close(st.ch)
-			st.err = s.h.hist.Read(rctx, r.Partition, r.From, r.To, s.p.Job, func(e *hub.Entry) error {
+			st.err = s.e.History.Read(rctx, r.Partition, r.From, r.To, s.p.Job, func(e *hub.Entry) error {
 				if e == nil || (grep != nil && !grep.MatchString(e.Line)) {
 					return nil
 				}
@@ -470,7 +469,7 @@ func (s *session) readRanges(ctx context.Context, ranges []hub.Gap) error {
 		}
 		s.pend = append(s.pend, best.head)
 		best.head = nil
-		if len(s.pend) >= s.h.opts.BatchSize {
+		if len(s.pend) >= s.e.BatchSize {
 			if err := s.flushPending(); err != nil {
 				return err
 			}
@@ -487,7 +486,7 @@ func (s *session) readRanges(ctx context.Context, ranges []hub.Gap) error {
 
 // receive waits for st's next entry, sending what is pending first and
 // pinging the client meanwhile.
-func (s *session) receive(ctx context.Context, st *stream) error {
+func (s *Session) receive(ctx context.Context, st *stream) error {
 	select {
 	case e, ok := <-st.ch:
 		st.head, st.done = e, !ok
@@ -502,7 +501,7 @@ func (s *session) receive(ctx context.Context, st *stream) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-s.ping.C:
-			s.pings.ping()
+			s.pings.Ping()
 		case e, ok := <-st.ch:
 			st.head, st.done = e, !ok
 			return nil
@@ -510,7 +509,7 @@ func (s *session) receive(ctx context.Context, st *stream) error {
 	}
 }
 
-func (s *session) flushPending() error {
+func (s *Session) flushPending() error {
 	err := s.sendEntries(s.pend)
 	clear(s.pend)
 	s.pend = s.pend[:0]
@@ -521,7 +520,7 @@ func (s *session) flushPending() error {
 // failure is returned after what was queued before it has been sent. Now
 // and then it also moves the cursor past the records of other jobs that the
 // partitions published meanwhile.
-func (s *session) takeAndSend() error {
+func (s *Session) takeAndSend() error {
 	var cover map[int32]int64
 	if now := time.Now(); s.caughtUp && now.Sub(s.lastCover) >= coverEvery {
 		s.lastCover = now
@@ -530,7 +529,7 @@ func (s *session) takeAndSend() error {
 		// and announced).
 		cover = make(map[int32]int64, len(s.pos))
 		for p := range s.pos {
-			cover[p] = s.h.hub.Next(p) - 1
+			cover[p] = s.e.Hub.Next(p) - 1
 		}
 	}
 	items, upErr := s.sub.Take(s.items)
@@ -561,14 +560,14 @@ func (s *session) takeAndSend() error {
 	return upErr
 }
 
-func (s *session) sentOf(p int32) int64 {
+func (s *Session) sentOf(p int32) int64 {
 	if off, ok := s.sent[p]; ok {
 		return off
 	}
 	return -1
 }
 
-func (s *session) posOf(p int32) int64 {
+func (s *Session) posOf(p int32) int64 {
 	if off, ok := s.pos[p]; ok {
 		return off
 	}
@@ -579,12 +578,12 @@ func (s *session) posOf(p int32) int64 {
 // record at or below the last Kafka offset sent of its partition, and a
 // line the agent sent again (at or below the highest log.offset sent of
 // its source file).
-func (s *session) sendEntries(entries []*hub.Entry) error {
-	b := append(s.frame[:0], entriesPrefix...)
+func (s *Session) sendEntries(entries []*hub.Entry) error {
+	b := wire.AppendEntriesStart(s.frame[:0])
 	n, resent := 0, 0
 	defer func() {
 		if resent > 0 {
-			s.h.m.Resent.Add(float64(resent))
+			s.e.Resent.Add(float64(resent))
 		}
 	}()
 	for _, e := range entries {
@@ -597,11 +596,11 @@ func (s *session) sendEntries(entries []*hub.Entry) error {
 			resent++
 			continue
 		}
-		if n > 0 && (n >= s.h.opts.BatchSize || len(b)+len(e.JSON) > maxFrameBytes) {
+		if n > 0 && (n >= s.e.BatchSize || len(b)+len(e.JSON) > maxFrameBytes) {
 			if err := s.writeEntries(b, n); err != nil {
 				return err
 			}
-			b, n = append(s.frame[:0], entriesPrefix...), 0
+			b, n = wire.AppendEntriesStart(s.frame[:0]), 0
 		}
 		if n > 0 {
 			b = append(b, ',')
@@ -617,10 +616,8 @@ func (s *session) sendEntries(entries []*hub.Entry) error {
 	return s.writeEntries(b, n)
 }
 
-func (s *session) writeEntries(b []byte, n int) error {
-	b = append(b, `],"cursor":"`...)
-	b = appendCursor(b, s.pos)
-	b = append(b, '"', '}')
+func (s *Session) writeEntries(b []byte, n int) error {
+	b = wire.AppendEntriesEnd(b, s.pos)
 	err := s.write(b)
 	if cap(b) > 256<<10 {
 		s.frame = nil // do not keep a large buffer for the session's life
@@ -628,36 +625,34 @@ func (s *session) writeEntries(b []byte, n int) error {
 		s.frame = b[:0]
 	}
 	if err == nil {
-		s.h.m.Sent.Add(float64(n))
+		s.e.Sent.Add(float64(n))
 	}
 	return err
 }
 
-func (s *session) caughtUpFrame() []byte {
-	return caughtUpFrame(s.frame[:0], s.posOf(s.home), s.pos)
+func (s *Session) caughtUpFrame() []byte {
+	return wire.CaughtUpFrame(s.frame[:0], s.posOf(s.home), s.pos)
 }
 
-func (s *session) droppedFrame(d hub.Drop) []byte {
-	return droppedFrame(s.frame[:0], d, s.pos)
+func (s *Session) droppedFrame(d hub.Drop) []byte {
+	return wire.DroppedFrame(s.frame[:0], d.Partition, d.Count, d.From, d.To, s.pos)
 }
 
 // write writes one frame; the connection fails it when the peer does not
-// take it within the ping interval (frameWriter). Its context is not the
-// session's: cancelling a write closes the connection, and a session that
-// ends must still be able to send its close frame.
-func (s *session) write(b []byte) error {
-	if err := s.c.Write(context.Background(), websocket.MessageText, b); err != nil {
-		return fmt.Errorf("%w: write: %w", errPeerGone, err)
+// take it within its timeout (the ping interval, wire.Conn).
+func (s *Session) write(b []byte) error {
+	if err := s.c.Write(b); err != nil {
+		return fmt.Errorf("%w: write: %w", wire.ErrPeerGone, err)
 	}
 	return nil
 }
 
-// pingIfDue starts a ping when one is due (see pinger); an unanswered one
+// pingIfDue starts a ping when one is due (see wire.Pinger); an unanswered one
 // ends the session through its context, which stops the history reads.
-func (s *session) pingIfDue() {
+func (s *Session) pingIfDue() {
 	select {
 	case <-s.ping.C:
-		s.pings.ping()
+		s.pings.Ping()
 	default:
 	}
 }

@@ -1,10 +1,11 @@
-package tail
+package session
 
 import (
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Position is a place in the topic: an offset of a partition.
@@ -13,25 +14,26 @@ type Position struct {
 	Offset    int64
 }
 
-// homePartition stands, in a parsed cursor, for the job's home partition:
-// a bare offset (the single-partition cursor of earlier versions) is one of
-// the home partition.
-const homePartition = -1
+// HomePartition stands, in a cursor's positions, for the job's home
+// partition: a bare offset (the single-partition cursor of earlier
+// versions) is one of the home partition. Engine.Partitions resolves it.
+const HomePartition = -1
 
 // maxCursorParts bounds the positions of one cursor.
 const maxCursorParts = 1024
 
-// ParseCursor reads a cursor: "p:offset[,p:offset...]", each the last offset
-// of partition p a client was given (-1: none yet, from the partition's
-// start), or a bare offset, which is of the job's home partition.
+// ParseCursor reads a cursor, as wire.AppendCursor writes it:
+// "p:offset[,p:offset...]", each the last offset of partition p a client
+// was given (-1: none yet, from the partition's start), or a bare offset,
+// which is of the job's home partition.
 func ParseCursor(v string) ([]Position, error) {
 	v = strings.TrimSpace(v)
 	if !strings.Contains(v, ":") {
 		off, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || off < -1 {
-			return nil, fmt.Errorf("%q is not a cursor (the cursor of the last frame received)", clip(v))
+			return nil, fmt.Errorf("%q is not a cursor (the cursor of the last frame received)", Clip(v))
 		}
-		return []Position{{Partition: homePartition, Offset: off}}, nil
+		return []Position{{Partition: HomePartition, Offset: off}}, nil
 	}
 	parts := strings.Split(v, ",")
 	if len(parts) > maxCursorParts {
@@ -43,7 +45,7 @@ func ParseCursor(v string) ([]Position, error) {
 		p, perr := strconv.ParseInt(ps, 10, 32)
 		off, oerr := strconv.ParseInt(os, 10, 64)
 		if !ok || perr != nil || oerr != nil || p < 0 || off < -1 {
-			return nil, fmt.Errorf("%q is not a partition:offset pair (the cursor of the last frame received)", clip(part))
+			return nil, fmt.Errorf("%q is not a partition:offset pair (the cursor of the last frame received)", Clip(part))
 		}
 		if slices.ContainsFunc(out, func(x Position) bool { return x.Partition == int32(p) }) {
 			return nil, fmt.Errorf("partition %d is given twice", p)
@@ -54,21 +56,16 @@ func ParseCursor(v string) ([]Position, error) {
 	return out, nil
 }
 
-// appendCursor appends pos as a cursor, partitions in order.
-func appendCursor(dst []byte, pos map[int32]int64) []byte {
-	var buf [16]int32
-	parts := buf[:0]
-	for p := range pos {
-		parts = append(parts, p)
+// Clip shortens a value quoted in an error, which ends up in a close reason.
+func Clip(s string) string {
+	const n = 24
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
 	}
-	slices.Sort(parts)
-	for i, p := range parts {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = strconv.AppendInt(dst, int64(p), 10)
-		dst = append(dst, ':')
-		dst = strconv.AppendInt(dst, pos[p], 10)
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
 	}
-	return dst
+	return s + "…"
 }

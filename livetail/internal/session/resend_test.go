@@ -1,4 +1,4 @@
-package tail
+package session
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
+	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
 // file is a source file of the agent, as its records name it.
@@ -62,7 +62,7 @@ func span(f file, from, to, step int64) []rec {
 	return out
 }
 
-func offsetsOf(got []EntryJSON) []int64 {
+func offsetsOf(got []wire.EntryJSON) []int64 {
 	out := make([]int64, len(got))
 	for i, e := range got {
 		out[i] = e.Offset
@@ -83,7 +83,7 @@ func seq(from, to int64) []int64 {
 // and the cursor moves past the resends.
 func TestSessionSkipsResends(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		x := newHarness(Options{PingInterval: time.Hour})
+		x := newHarness(opts{PingInterval: time.Hour})
 		cancel, wait := x.start(t, Params{Job: "a"})
 		synctest.Wait()
 		recs := append(span(fileA, 0, 100, 10), span(fileA, 50, 130, 10)...) // offsets 0…9, then 5…12
@@ -96,7 +96,7 @@ func TestSessionSkipsResends(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 		synctest.Wait()
-		cancel(errShutdown)
+		cancel(ErrShutdown)
 		wait()
 		got, cursor, drops := entriesOf(framesOf(x.conn.got()))
 		if want := append(seq(0, 10), 15, 16, 17); !slices.Equal(offsetsOf(got), want) {
@@ -113,7 +113,7 @@ func TestSessionSkipsResends(t *testing.T) {
 		if cursor != "0:17" {
 			t.Errorf("cursor %q, want 0:17", cursor)
 		}
-		if n := testutil.ToFloat64(x.tail.m.Resent); n != 5 {
+		if n := testutil.ToFloat64(x.e.Resent); n != 5 {
 			t.Errorf("livetail_resent_lines_skipped_total %v, want 5", n)
 		}
 	})
@@ -139,14 +139,14 @@ func TestSessionResendsAcrossHistoryAndLive(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				x := newHarness(Options{PingInterval: time.Hour}, hist)
+				x := newHarness(opts{PingInterval: time.Hour}, hist)
 				x.h.SetNext(0, int64(len(hist)))
 				cancel, wait := x.start(t, tc.params)
 				synctest.Wait()
 				x.h.Publish(0, records(t, 0, 13, rec{fileA, 8}, rec{fileA, 9}, rec{fileA, 10}, rec{fileA, 11}), 17)
 				time.Sleep(time.Second)
 				synctest.Wait()
-				cancel(errShutdown)
+				cancel(ErrShutdown)
 				wait()
 				frames, _ := x.conn.got()
 				got, cursor, drops := entriesOf(frames)
@@ -156,7 +156,7 @@ func TestSessionResendsAcrossHistoryAndLive(t *testing.T) {
 				if len(drops) != 0 || cursor != "0:16" {
 					t.Errorf("drops %+v, cursor %q; want none and 0:16", drops, cursor)
 				}
-				if !slices.ContainsFunc(frames, func(f Frame) bool { return f.Type == TypeCaughtUp }) {
+				if !slices.ContainsFunc(frames, func(f wire.Frame) bool { return f.Type == wire.TypeCaughtUp }) {
 					t.Error("no caught_up")
 				}
 			})
@@ -170,7 +170,7 @@ func TestSessionResendsAcrossHistoryAndLive(t *testing.T) {
 // producers) are never skipped, however alike.
 func TestSessionSources(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		x := newHarness(Options{PingInterval: time.Hour})
+		x := newHarness(opts{PingInterval: time.Hour})
 		cancel, wait := x.start(t, Params{Job: "a"})
 		synctest.Wait()
 		var recs []rec
@@ -182,7 +182,7 @@ func TestSessionSources(t *testing.T) {
 		x.h.Publish(0, records(t, 0, 0, recs...), int64(len(recs)))
 		time.Sleep(time.Second)
 		synctest.Wait()
-		cancel(errShutdown)
+		cancel(ErrShutdown)
 		wait()
 		got, _, _ := entriesOf(framesOf(x.conn.got()))
 		if want := seq(0, 18); !slices.Equal(offsetsOf(got), want) {
@@ -200,7 +200,7 @@ func TestSessionSources(t *testing.T) {
 				t.Errorf("entry at %d without a source position has src %q pos %v", e.Offset, e.Src, e.Pos)
 			}
 		}
-		if n := testutil.ToFloat64(x.tail.m.Resent); n != 4 {
+		if n := testutil.ToFloat64(x.e.Resent); n != 4 {
 			t.Errorf("livetail_resent_lines_skipped_total %v, want 4", n)
 		}
 	})
@@ -252,19 +252,19 @@ func recordOf(f file) *record.Record {
 	return &record.Record{Agent: record.Agent{Name: f.agent}, Log: record.Log{File: record.File{DeviceID: f.dev, Inode: f.inode, Fingerprint: f.fp}}}
 }
 
-func framesOf(frames []Frame, _ []time.Time) []Frame { return frames }
+func framesOf(frames []wire.Frame, _ []time.Time) []wire.Frame { return frames }
 
 // discardConn takes frames and pongs and keeps nothing.
 type discardConn struct{}
 
-func (discardConn) Write(context.Context, websocket.MessageType, []byte) error { return nil }
-func (discardConn) Ping(context.Context) error                                 { return nil }
+func (discardConn) Write([]byte) error         { return nil }
+func (discardConn) Ping(context.Context) error { return nil }
 
 // BenchmarkSendEntries measures a session's hot path: 256 live lines of
 // one agent file into one frame, with the check for resends.
 func BenchmarkSendEntries(b *testing.B) {
-	x := newHarness(Options{})
-	s := newSession(x.tail, discardConn{}, Params{Job: "a"}, 0, []int32{0}, nil, nil, func(error) {})
+	x := newHarness(opts{})
+	s := x.e.New(discardConn{}, Params{Job: "a"}, 0, []int32{0}, nil, nil, func(error) {})
 	s.ping = time.NewTicker(time.Hour)
 	defer s.ping.Stop()
 	batch := records(b, 0, 0, span(fileA, 0, 256, 1)...)

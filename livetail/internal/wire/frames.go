@@ -1,7 +1,8 @@
-package tail
+package wire
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -9,7 +10,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/logpipe/logpipe/common/record"
-	"github.com/logpipe/logpipe/livetail/internal/hub"
 )
 
 // Frame types (DESIGN.md, "livetail HTTP API").
@@ -19,15 +19,6 @@ const (
 	TypeCaughtUp = "caught_up"
 	TypeDropped  = "dropped"
 	TypeError    = "error"
-)
-
-// Close codes beyond RFC 6455's.
-const (
-	StatusBadRequest   websocket.StatusCode = 4400
-	StatusUnauthorized websocket.StatusCode = 4401
-	StatusForbidden    websocket.StatusCode = 4403
-	StatusMaxSession   websocket.StatusCode = 4408
-	StatusTooMany      websocket.StatusCode = 4429
 )
 
 // Frame is any server → client frame; a client decodes every frame into it.
@@ -62,9 +53,9 @@ type EntryJSON struct {
 	Pos       *int64            `json:"pos,omitempty"`
 }
 
-// helloFrame names the job's home partition and the partitions its history
+// HelloFrame names the job's home partition and the partitions its history
 // is read from.
-func helloFrame(job string, partition int32, partitions []int32, now time.Time) []byte {
+func HelloFrame(job string, partition int32, partitions []int32, now time.Time) []byte {
 	b, _ := json.Marshal(struct {
 		Type       string  `json:"type"`
 		Job        string  `json:"job"`
@@ -75,31 +66,34 @@ func helloFrame(job string, partition int32, partitions []int32, now time.Time) 
 	return b
 }
 
-// caughtUpFrame carries the home partition's position as offset, and the
-// cursor.
-func caughtUpFrame(dst []byte, offset int64, pos map[int32]int64) []byte {
+// CaughtUpFrame appends to dst a caught_up frame: the home partition's
+// position as offset, and the cursor pos.
+func CaughtUpFrame(dst []byte, offset int64, pos map[int32]int64) []byte {
 	dst = append(dst, `{"type":"caught_up","offset":`...)
 	dst = strconv.AppendInt(dst, offset, 10)
 	dst = append(dst, `,"cursor":"`...)
-	dst = appendCursor(dst, pos)
+	dst = AppendCursor(dst, pos)
 	return append(dst, '"', '}')
 }
 
-func droppedFrame(dst []byte, d hub.Drop, pos map[int32]int64) []byte {
+// DroppedFrame appends to dst a dropped frame: count lines skipped of
+// partition p, offsets from to to, with the cursor pos.
+func DroppedFrame(dst []byte, p int32, count, from, to int64, pos map[int32]int64) []byte {
 	dst = append(dst, `{"type":"dropped","partition":`...)
-	dst = strconv.AppendInt(dst, int64(d.Partition), 10)
+	dst = strconv.AppendInt(dst, int64(p), 10)
 	dst = append(dst, `,"count":`...)
-	dst = strconv.AppendInt(dst, d.Count, 10)
+	dst = strconv.AppendInt(dst, count, 10)
 	dst = append(dst, `,"from_offset":`...)
-	dst = strconv.AppendInt(dst, d.From, 10)
+	dst = strconv.AppendInt(dst, from, 10)
 	dst = append(dst, `,"to_offset":`...)
-	dst = strconv.AppendInt(dst, d.To, 10)
+	dst = strconv.AppendInt(dst, to, 10)
 	dst = append(dst, `,"cursor":"`...)
-	dst = appendCursor(dst, pos)
+	dst = AppendCursor(dst, pos)
 	return append(dst, '"', '}')
 }
 
-func errorFrame(code websocket.StatusCode, reason string) []byte {
+// ErrorFrame is the frame sent just before a close with code.
+func ErrorFrame(code websocket.StatusCode, reason string) []byte {
 	b, _ := json.Marshal(struct {
 		Type   string `json:"type"`
 		Code   int    `json:"code"`
@@ -108,10 +102,44 @@ func errorFrame(code websocket.StatusCode, reason string) []byte {
 	return b
 }
 
-const entriesPrefix = `{"type":"entries","entries":[`
+// AppendEntriesStart appends to dst the start of an entries frame; the
+// entries' JSON (an entry's JSON) follows, separated by commas, then
+// AppendEntriesEnd.
+func AppendEntriesStart(dst []byte) []byte {
+	return append(dst, `{"type":"entries","entries":[`...)
+}
 
-// closeReason fits a reason into a close frame (at most 123 bytes).
-func closeReason(s string) string {
+// AppendEntriesEnd appends to dst the end of an entries frame, with the
+// cursor pos.
+func AppendEntriesEnd(dst []byte, pos map[int32]int64) []byte {
+	dst = append(dst, `],"cursor":"`...)
+	dst = AppendCursor(dst, pos)
+	return append(dst, '"', '}')
+}
+
+// AppendCursor appends pos, per partition the last offset a client has
+// everything up to, as a cursor: "p:offset[,p:offset...]", partitions in
+// order (DESIGN.md; the API's parameters parse it back).
+func AppendCursor(dst []byte, pos map[int32]int64) []byte {
+	var buf [16]int32
+	parts := buf[:0]
+	for p := range pos {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	for i, p := range parts {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = strconv.AppendInt(dst, int64(p), 10)
+		dst = append(dst, ':')
+		dst = strconv.AppendInt(dst, pos[p], 10)
+	}
+	return dst
+}
+
+// CloseReason fits a reason into a close frame (at most 123 bytes).
+func CloseReason(s string) string {
 	const max = 123
 	s = strings.ToValidUTF8(s, "?")
 	if len(s) <= max {

@@ -1,25 +1,21 @@
-// Package tail serves livetail's HTTP API: the WebSocket live tail at
-// /api/v1/tail and the jobs list at /api/v1/jobs (DESIGN.md, "livetail HTTP
-// API").
+// Package api is livetail's HTTP surface: the WebSocket live tail at
+// /api/v1/tail and the jobs list at /api/v1/jobs (DESIGN.md, "livetail
+// HTTP API"). It parses and checks a tail request (query parameters,
+// authentication, the job allowed, the per-user and per-process connection
+// limits), hands the connection to a session (package session), and maps
+// every way a session is refused or ends to a close code, preceded by an
+// error frame (except when the peer is gone).
 //
-// Each WebSocket connection is one session with exactly one writer at a
-// time and one reader goroutine that only notices the peer leaving. The
-// handler's goroutine writes the requested history, read from Kafka, and
-// returns; from then on the live entries its hub subscription queues are
-// written by short-lived pump goroutines, started when there is something
-// to do (see live.go), so that an idle session costs only its reader.
-// Frames are batched only as far as the writer falls behind. The peer is
-// pinged every ping interval and dropped when a pong or a write does not
-// come within that interval. Every way a session ends maps to a close
-// code, preceded by an error frame (except when the peer is gone).
-package tail
+// Each WebSocket connection has exactly one writer at a time (the
+// session's) and one reader goroutine, started here, that only notices the
+// peer leaving (and receives its pongs).
+package api
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +28,17 @@ import (
 	"github.com/logpipe/logpipe/livetail/internal/auth"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
 	"github.com/logpipe/logpipe/livetail/internal/limit"
+	"github.com/logpipe/logpipe/livetail/internal/session"
+	"github.com/logpipe/logpipe/livetail/internal/wire"
+)
+
+// Close codes beyond RFC 6455's.
+const (
+	StatusBadRequest   websocket.StatusCode = 4400
+	StatusUnauthorized websocket.StatusCode = 4401
+	StatusForbidden    websocket.StatusCode = 4403
+	StatusMaxSession   websocket.StatusCode = 4408
+	StatusTooMany      websocket.StatusCode = 4429
 )
 
 // Defaults of Options.
@@ -48,33 +55,7 @@ const (
 	// maxClientMessage bounds a frame from the client; the API has no
 	// client messages, so anything larger closes the connection (1009).
 	maxClientMessage = 4 << 10
-	// maxFrameBytes bounds an entries frame (a single larger entry still goes alone).
-	maxFrameBytes = 1 << 20
-	// maxCatchUpRounds bounds how often a session chases the live stream
-	// with more history before it accepts drops.
-	maxCatchUpRounds = 8
 )
-
-// History is what sessions read from Kafka (package upstream implements it).
-type History interface {
-	// Partitions returns the topic's number of partitions.
-	Partitions() int
-	// Home returns the partition DESIGN.md's partitioner gives job.
-	Home(job string) int32
-	// Candidates returns the partitions standard producers put job's
-	// records on, the home partition first.
-	Candidates(job string) []int32
-	// Bounds returns the oldest retained offset and the next offset of p.
-	Bounds(ctx context.Context, p int32) (oldest, newest int64, err error)
-	// OffsetAt returns the first offset of p written at t or later.
-	OffsetAt(ctx context.Context, p int32, t time.Time) (int64, error)
-	// Read calls fn with job's entries of p in [from, to), in offset order,
-	// and with nil now and then while it scans (to ping the client).
-	Read(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error
-	// RefreshPartitions looks the topic's partitions up in Kafka and
-	// returns once those added to the topic are in the hub.
-	RefreshPartitions(ctx context.Context) error
-}
 
 // Options configures a Handler. Zero values take the defaults above.
 type Options struct {
@@ -85,7 +66,7 @@ type Options struct {
 	PingInterval   time.Duration // also bounds every write
 	ClientBuffer   int           // entries queued per client before dropping
 	BatchSize      int           // entries per frame
-	BatchWait      time.Duration // under load, the least time between two live frames of a session (see pacer)
+	BatchWait      time.Duration // under load, the least time between two live frames of a session (see wire.Pacer)
 	MaxTail        int
 	MaxScan        int64    // records one session's history reads scan at most
 	AllowedOrigins []string // origin patterns besides the request's own host
@@ -181,31 +162,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// Session end causes.
-var (
-	errShutdown   = errors.New("server shutting down")
-	errPeerGone   = errors.New("peer gone")
-	errMaxSession = errors.New("session reached its maximum duration; reconnect with cursor")
-	errExpired    = errors.New("token expired: reconnect with a fresh token and the cursor")
-)
-
-// upstreamError is a failure to read Kafka.
-type upstreamError struct{ err error }
-
-func (e upstreamError) Error() string { return "upstream unavailable: " + e.err.Error() }
-func (e upstreamError) Unwrap() error { return e.err }
-
 // Handler serves /api/v1/tail.
 type Handler struct {
-	opts Options
-	hub  *hub.Hub
-	hist History
-	log  logrus.FieldLogger
-	m    *Metrics
+	opts     Options
+	hub      *hub.Hub
+	sessions *session.Engine
+	log      logrus.FieldLogger
+	m        *Metrics
 
 	base context.Context
 	stop context.CancelCauseFunc
-	pace pacer
 
 	mu      sync.Mutex
 	closing bool
@@ -214,14 +180,23 @@ type Handler struct {
 }
 
 // New returns a handler serving sessions from h and hist.
-func New(h *hub.Hub, hist History, opts Options) *Handler {
+func New(h *hub.Hub, hist session.History, opts Options) *Handler {
 	opts.defaults()
 	base, stop := context.WithCancelCause(context.Background())
 	return &Handler{
-		opts: opts, hub: h, hist: hist, log: opts.Log, m: opts.Metrics, base: base, stop: stop,
-		pace: pacer{max: opts.BatchWait},
+		opts: opts, hub: h, log: opts.Log, m: opts.Metrics, base: base, stop: stop,
+		sessions: &session.Engine{
+			Hub: h, History: hist,
+			PingInterval: opts.PingInterval, BatchSize: opts.BatchSize, MaxScan: opts.MaxScan,
+			Pace: wire.NewPacer(opts.BatchWait),
+			Sent: opts.Metrics.Sent, Resent: opts.Metrics.Resent,
+		},
 	}
 }
+
+// FrameGap returns the least time between two live frames of a session
+// now: zero while the process keeps up, up to BatchWait under load.
+func (h *Handler) FrameGap() time.Duration { return h.sessions.Pace.Gap() }
 
 // Shutdown closes every session with 1001 and waits for them to end; later
 // requests are answered 503.
@@ -229,7 +204,7 @@ func (h *Handler) Shutdown() {
 	h.mu.Lock()
 	h.closing = true
 	h.mu.Unlock()
-	h.stop(errShutdown)
+	h.stop(session.ErrShutdown)
 	h.wg.Wait()
 }
 
@@ -262,7 +237,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	log := h.log.WithFields(logrus.Fields{"remote": r.RemoteAddr, "request": auth.RedactURL(r)})
-	c, err := websocket.Accept(leanWriter{w, h.opts.PingInterval}, r, &websocket.AcceptOptions{OriginPatterns: h.opts.AllowedOrigins})
+	c, err := wire.Accept(w, r, h.opts.PingInterval, &websocket.AcceptOptions{OriginPatterns: h.opts.AllowedOrigins})
 	if err != nil {
 		h.m.Rejected.WithLabelValues(ReasonHandshake).Inc()
 		log.WithError(err).Info("WebSocket handshake refused")
@@ -287,7 +262,7 @@ func (u cleanup) run() {
 // its live phase, which needs no goroutine while it waits (see goLive), and
 // returns true: the session then ends by itself, and calls h.wg.Done. When
 // the session ended before, serve returns false.
-func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogger) (handedOver bool) {
+func (h *Handler) serve(c *wire.Conn, r *http.Request, log logrus.FieldLogger) (handedOver bool) {
 	var undo cleanup
 	defer func() {
 		if !handedOver {
@@ -322,26 +297,26 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 		h.refuse(c, log, StatusTooMany, ReasonUserLimit, err.Error())
 		return false
 	case err != nil:
-		h.refuse(c, log, websocket.StatusGoingAway, ReasonShuttingDown, errShutdown.Error())
+		h.refuse(c, log, websocket.StatusGoingAway, ReasonShuttingDown, session.ErrShutdown.Error())
 		return false
 	}
 	undo.add(release)
-	home, deps, err := h.partitions(h.base, &p)
-	var pe *ParamError
+	home, deps, err := h.sessions.Partitions(h.base, &p)
+	var pe *session.ParamError
 	switch {
 	case errors.As(err, &pe):
 		h.refuse(c, log, StatusBadRequest, ReasonBadRequest, err.Error())
 		return false
 	case err != nil && h.base.Err() != nil: // the lookup ended with the server
-		h.refuse(c, log, websocket.StatusGoingAway, ReasonShuttingDown, errShutdown.Error())
+		h.refuse(c, log, websocket.StatusGoingAway, ReasonShuttingDown, session.ErrShutdown.Error())
 		return false
 	case err != nil:
-		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, upstreamError{err}.Error())
+		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, session.UpstreamError{Err: err}.Error())
 		return false
 	}
 	sub, joins, err := h.hub.Subscribe(p.Job, deps, h.opts.ClientBuffer)
 	if err != nil {
-		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, upstreamError{err}.Error())
+		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, session.UpstreamError{Err: err}.Error())
 		return false
 	}
 	undo.add(sub.Close)
@@ -354,13 +329,13 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 	// The server cancels request contexts when it shuts down (and when
 	// the handler returns, so this holds until the session goes live; then
 	// the handler's Shutdown ends it).
-	stopAfter := context.AfterFunc(r.Context(), func() { cancel(errShutdown) })
+	stopAfter := context.AfterFunc(r.Context(), func() { cancel(session.ErrShutdown) })
 	undo.add(func() { stopAfter() })
 	// One timer for the session's end, whichever comes first: its maximum
 	// duration or its token's expiry.
-	last, why := h.opts.MaxSession, errMaxSession
+	last, why := h.opts.MaxSession, session.ErrMaxSession
 	if !id.Expires.IsZero() && time.Until(id.Expires) < last {
-		last, why = time.Until(id.Expires), errExpired
+		last, why = time.Until(id.Expires), session.ErrExpired
 	}
 	ends := time.AfterFunc(last, func() { cancel(why) })
 	undo.add(func() { ends.Stop() })
@@ -372,8 +347,8 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 	go func() {
 		defer close(readerDone)
 		for {
-			if _, _, err := c.Read(context.Background()); err != nil {
-				cancel(errPeerGone)
+			if err := c.Read(context.Background()); err != nil {
+				cancel(wire.ErrPeerGone)
 				return
 			}
 		}
@@ -383,21 +358,21 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 		<-readerDone
 	})
 
-	s := newSession(h, c, p, home, deps, sub, joins, cancel)
+	s := h.sessions.New(c, p, home, deps, sub, joins, cancel)
 	// After the session's end closed the connection (h.end), so that an
 	// outstanding ping returns at once.
 	undo.add(func() {
 		c.CloseNow()
-		s.pings.wait()
+		s.Wait()
 	})
-	if err := s.open(ctx); err != nil {
+	if err := s.Open(ctx); err != nil {
 		log.WithField("code", h.end(c, err)).WithError(err).Debug("session ended")
 		return false
 	}
 	stopAfter()
 	// An idle session keeps what it logs at its end as the strings it needs.
 	remote, request, user := r.RemoteAddr, auth.RedactURL(r), id.User
-	s.goLive(ctx, func(cause error) {
+	s.GoLive(ctx, func(cause error) {
 		code := h.end(c, cause)
 		h.log.WithFields(logrus.Fields{"remote": remote, "request": request, "user": user, "code": code}).WithError(cause).Debug("session ended")
 		undo.run()
@@ -406,106 +381,41 @@ func (h *Handler) serve(c *websocket.Conn, r *http.Request, log logrus.FieldLogg
 	return true
 }
 
-// partitions returns the job's home partition and the partitions its
-// history is read from: where standard producers put its lines, where this
-// process saw them, and those of the cursor. A bare offset as cursor (of a
-// single-partition client) is taken as one of the partition where the job's
-// lines are when that is one partition, else of the home partition.
-//
-// A cursor may name a partition this process does not follow yet: one
-// added to the topic that another replica, or Kafka, knew of first. The
-// topic's partitions are then looked up at once, and only a partition
-// Kafka does not have either is refused (a ParamError); any other error is
-// a failure to ask Kafka.
-func (h *Handler) partitions(ctx context.Context, p *Params) (home int32, deps []int32, err error) {
-	if unknown(p.Cursor, h.hub.Partitions()) {
-		if err := h.hist.RefreshPartitions(ctx); err != nil && unknown(p.Cursor, h.hub.Partitions()) {
-			return 0, nil, fmt.Errorf("looking up the partitions the cursor names: %w", err)
-		}
-	}
-	home = h.hist.Home(p.Job)
-	deps = slices.Clone(h.hist.Candidates(p.Job))
-	add := func(q int32) {
-		if !slices.Contains(deps, q) {
-			deps = append(deps, q)
-		}
-	}
-	seen := h.hub.JobPartitions(p.Job)
-	for _, s := range seen {
-		add(s.Partition)
-	}
-	n := h.hub.Partitions()
-	for i, c := range p.Cursor {
-		if c.Partition == homePartition {
-			p.Cursor[i].Partition = home
-			if len(seen) == 1 {
-				p.Cursor[i].Partition = seen[0].Partition
-			}
-			continue
-		}
-		switch {
-		case int(c.Partition) >= n:
-			return 0, nil, &ParamError{Param: "cursor", Reason: fmt.Sprintf("partition %d does not exist (the topic has %d)", c.Partition, n)}
-		default:
-			add(c.Partition)
-		}
-	}
-	slices.Sort(deps)
-	return home, deps, nil
-}
-
-// unknown reports whether cursor names a partition at or beyond n.
-func unknown(cursor []Position, n int) bool {
-	return slices.ContainsFunc(cursor, func(c Position) bool { return int(c.Partition) >= n })
-}
-
 // end closes the connection as cause says and returns the close code for
 // the metric.
-func (h *Handler) end(c *websocket.Conn, cause error) string {
-	var pe *ParamError
+func (h *Handler) end(c *wire.Conn, cause error) string {
+	var pe *session.ParamError
 	var code websocket.StatusCode
 	reason := cause.Error()
 	switch {
-	case errors.Is(cause, errPeerGone):
+	case errors.Is(cause, wire.ErrPeerGone):
 		c.CloseNow()
 		h.m.Closed.WithLabelValues("gone").Inc()
 		return "gone"
-	case errors.Is(cause, errShutdown):
+	case errors.Is(cause, session.ErrShutdown):
 		code = websocket.StatusGoingAway
-	case errors.Is(cause, errMaxSession):
+	case errors.Is(cause, session.ErrMaxSession):
 		code = StatusMaxSession
-	case errors.Is(cause, errExpired):
+	case errors.Is(cause, session.ErrExpired):
 		code = StatusUnauthorized
 	case errors.As(cause, &pe):
 		code = StatusBadRequest
 	case errors.Is(cause, hub.ErrUnavailable):
-		code, reason = websocket.StatusInternalError, upstreamError{cause}.Error()
+		code, reason = websocket.StatusInternalError, session.UpstreamError{Err: cause}.Error()
 	default: // upstreamError, or a bug
 		code = websocket.StatusInternalError
 	}
-	closeWith(c, code, reason)
+	c.Close(code, reason)
 	label := fmt.Sprint(int(code))
 	h.m.Closed.WithLabelValues(label).Inc()
 	return label
 }
 
 // refuse ends a connection before its session starts.
-func (h *Handler) refuse(c *websocket.Conn, log logrus.FieldLogger, code websocket.StatusCode, metric, reason string) {
+func (h *Handler) refuse(c *wire.Conn, log logrus.FieldLogger, code websocket.StatusCode, metric, reason string) {
 	h.m.Rejected.WithLabelValues(metric).Inc()
 	log.WithFields(logrus.Fields{"code": int(code), "reason": reason}).Info("tail refused")
-	closeWith(c, code, reason)
-}
-
-// closeWith sends an error frame and closes with code.
-func closeWith(c *websocket.Conn, code websocket.StatusCode, reason string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := c.Write(ctx, websocket.MessageText, errorFrame(code, reason))
-	cancel()
-	if err != nil {
-		c.CloseNow()
-		return
-	}
-	c.Close(code, closeReason(reason))
+	c.Close(code, reason)
 }
 
 type nopWriter struct{}

@@ -1,4 +1,4 @@
-package tail
+package wire
 
 import (
 	"sync"
@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// pacer sets how long a live session waits, after a frame, before it sends
+// Pacer sets how long a live session waits, after a frame, before it sends
 // the next one: nothing while the process keeps up, growing to max
 // (--batch-wait) as it falls behind.
 //
@@ -19,7 +19,7 @@ import (
 // (a write system call each, on both ends) is freed and the process
 // catches up, which brings the gap down again. The first line after a quiet
 // spell longer than the gap always goes at once.
-type pacer struct {
+type Pacer struct {
 	max time.Duration
 	gap atomic.Int64 // the gap now, in ns
 
@@ -42,8 +42,11 @@ const (
 	paceMemory = time.Second
 )
 
-// observe adds a pump's start delay, observed at now, to the average.
-func (p *pacer) observe(now time.Time, d time.Duration) {
+// NewPacer returns a pacer whose gap grows to max; max 0 never paces.
+func NewPacer(max time.Duration) *Pacer { return &Pacer{max: max} }
+
+// Observe adds a pump's start delay, observed at now, to the average.
+func (p *Pacer) Observe(now time.Time, d time.Duration) {
 	if p.max <= 0 {
 		return
 	}
@@ -63,6 +66,6 @@ func (p *pacer) observe(now time.Time, d time.Duration) {
 	p.gap.Store(int64(gap))
 }
 
-// FrameGap returns the least time between two live frames of a session
-// now: zero while the process keeps up, up to BatchWait under load.
-func (h *Handler) FrameGap() time.Duration { return time.Duration(h.pace.gap.Load()) }
+// Gap returns the least time between two live frames of a session now:
+// zero while the process keeps up, up to max under load.
+func (p *Pacer) Gap() time.Duration { return time.Duration(p.gap.Load()) }

@@ -1,4 +1,4 @@
-package tail
+package api
 
 import (
 	"fmt"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/logpipe/logpipe/livetail/internal/session"
 )
 
 // Limits on query parameters.
@@ -16,44 +18,15 @@ const (
 	maxGrepLen = 1024
 )
 
-// Mode says where a session's history starts.
-type Mode int
-
-// Modes, from the query parameters tail, since and cursor.
-const (
-	ModeLive   Mode = iota // no history: live lines only
-	ModeTail               // the job's last Tail lines
-	ModeSince              // lines written at Since or later
-	ModeCursor             // lines after the positions of Cursor
-)
-
-// Params are the query parameters of /api/v1/tail.
-type Params struct {
-	Job    string
-	Mode   Mode
-	Tail   int
-	Since  time.Time
-	Cursor []Position
-	Grep   *regexp.Regexp
-}
-
-// ParamError is a bad query parameter: the session is closed with 4400 and
-// the error's text, which names the parameter.
-type ParamError struct {
-	Param  string
-	Reason string
-}
-
-func (e *ParamError) Error() string { return e.Param + ": " + e.Reason }
-
 func badParam(param, format string, args ...any) error {
-	return &ParamError{Param: param, Reason: fmt.Sprintf(format, args...)}
+	return &session.ParamError{Param: param, Reason: fmt.Sprintf(format, args...)}
 }
 
-// ParseParams parses the query of a tail request. now resolves a since
-// given as a duration; maxTail bounds tail.
-func ParseParams(q url.Values, now time.Time, maxTail int) (Params, error) {
-	var p Params
+// ParseParams parses the query of a tail request (DESIGN.md, "livetail
+// HTTP API"): a bad parameter is a *session.ParamError that names it. now
+// resolves a since given as a duration; maxTail bounds tail.
+func ParseParams(q url.Values, now time.Time, maxTail int) (session.Params, error) {
+	var p session.Params
 	p.Job = q.Get("job")
 	switch {
 	case p.Job == "":
@@ -79,25 +52,25 @@ func ParseParams(q url.Values, now time.Time, maxTail int) (Params, error) {
 		v := q.Get("tail")
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil {
-			return p, badParam("tail", "%q is not a number of lines", clip(v))
+			return p, badParam("tail", "%q is not a number of lines", session.Clip(v))
 		}
 		if n < 0 || n > maxTail {
 			return p, badParam("tail", "%d is out of range (0 to %d)", n, maxTail)
 		}
-		p.Mode, p.Tail = ModeTail, n
+		p.Mode, p.Tail = session.ModeTail, n
 	case q.Has("since"):
 		v := strings.TrimSpace(q.Get("since"))
 		t, err := parseSince(v, now)
 		if err != nil {
-			return p, badParam("since", "%q: %s", clip(v), err)
+			return p, badParam("since", "%q: %s", session.Clip(v), err)
 		}
-		p.Mode, p.Since = ModeSince, t
+		p.Mode, p.Since = session.ModeSince, t
 	case q.Has("cursor"):
-		c, err := ParseCursor(q.Get("cursor"))
+		c, err := session.ParseCursor(q.Get("cursor"))
 		if err != nil {
 			return p, badParam("cursor", "%s", err)
 		}
-		p.Mode, p.Cursor = ModeCursor, c
+		p.Mode, p.Cursor = session.ModeCursor, c
 	}
 
 	if q.Has("grep") {
@@ -135,18 +108,4 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("negative duration (want how long ago, e.g. 5m)")
 	}
 	return now.Add(-d), nil
-}
-
-// clip shortens a value quoted in an error, which ends up in a close reason.
-func clip(s string) string {
-	const n = 24
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s + "…"
 }

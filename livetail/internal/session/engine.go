@@ -1,0 +1,177 @@
+// Package session runs livetail's sessions: one live tail of one job on one
+// connection, from the history the client asks for (the last N lines,
+// everything since a time, or everything after a cursor) to the live
+// lines, with no gap and no duplicate between them.
+//
+// History is read from Kafka while the session's hub subscription queues
+// the live lines from offsets taken under the hub's lock; history is read
+// up to those offsets, then the queue is caught up with (reading from
+// Kafka again what it dropped meanwhile). A session keeps, per partition,
+// the last offset sent and the cursor position, and skips lines the agent
+// sent twice. Once caught up, the session has no goroutine of its own
+// while it waits: short-lived pumps write its frames when there is
+// something to do (live.go). How frames are written is package wire's job;
+// who may open a session, package api's.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/logpipe/logpipe/livetail/internal/hub"
+	"github.com/logpipe/logpipe/livetail/internal/wire"
+)
+
+const (
+	// maxFrameBytes bounds an entries frame (a single larger entry still goes alone).
+	maxFrameBytes = 1 << 20
+	// maxCatchUpRounds bounds how often a session chases the live stream
+	// with more history before it accepts drops.
+	maxCatchUpRounds = 8
+)
+
+// Session end causes, besides wire.ErrPeerGone.
+var (
+	ErrShutdown   = errors.New("server shutting down")
+	ErrMaxSession = errors.New("session reached its maximum duration; reconnect with cursor")
+	ErrExpired    = errors.New("token expired: reconnect with a fresh token and the cursor")
+)
+
+// UpstreamError is a failure to read Kafka.
+type UpstreamError struct{ Err error }
+
+func (e UpstreamError) Error() string { return "upstream unavailable: " + e.Err.Error() }
+func (e UpstreamError) Unwrap() error { return e.Err }
+
+// ParamError is a bad request parameter: the session is closed with 4400
+// and the error's text, which names the parameter.
+type ParamError struct {
+	Param  string
+	Reason string
+}
+
+func (e *ParamError) Error() string { return e.Param + ": " + e.Reason }
+
+// Mode says where a session's history starts.
+type Mode int
+
+// Modes, from the query parameters tail, since and cursor.
+const (
+	ModeLive   Mode = iota // no history: live lines only
+	ModeTail               // the job's last Tail lines
+	ModeSince              // lines written at Since or later
+	ModeCursor             // lines after the positions of Cursor
+)
+
+// Params are what a session serves: the job, where its history starts, and
+// the lines it keeps.
+type Params struct {
+	Job    string
+	Mode   Mode
+	Tail   int
+	Since  time.Time
+	Cursor []Position
+	Grep   *regexp.Regexp // nil: every line
+}
+
+// History is what sessions read from Kafka (package upstream implements it).
+type History interface {
+	// Partitions returns the topic's number of partitions.
+	Partitions() int
+	// Home returns the partition DESIGN.md's partitioner gives job.
+	Home(job string) int32
+	// Candidates returns the partitions standard producers put job's
+	// records on, the home partition first.
+	Candidates(job string) []int32
+	// Bounds returns the oldest retained offset and the next offset of p.
+	Bounds(ctx context.Context, p int32) (oldest, newest int64, err error)
+	// OffsetAt returns the first offset of p written at t or later.
+	OffsetAt(ctx context.Context, p int32, t time.Time) (int64, error)
+	// Read calls fn with job's entries of p in [from, to), in offset order,
+	// and with nil now and then while it scans (to ping the client).
+	Read(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error
+	// RefreshPartitions looks the topic's partitions up in Kafka and
+	// returns once those added to the topic are in the hub.
+	RefreshPartitions(ctx context.Context) error
+}
+
+// Conn is the connection a session writes to (*wire.Conn); the session is
+// its only writer. Its writes time out by themselves: the session writes
+// without a deadline of its own.
+type Conn interface {
+	Write(b []byte) error
+	Ping(ctx context.Context) error
+}
+
+// Engine is what a process's sessions share. Set every field before the
+// first session.
+type Engine struct {
+	Hub          *hub.Hub
+	History      History
+	PingInterval time.Duration
+	BatchSize    int   // entries per frame
+	MaxScan      int64 // records one session's history reads scan at most
+	Pace         *wire.Pacer
+	Sent         prometheus.Counter // entries written to clients
+	Resent       prometheus.Counter // lines the agent sent twice, skipped
+}
+
+// Partitions returns the job's home partition and the partitions its
+// history is read from: where standard producers put its lines, where this
+// process saw them, and those of the cursor. It resolves p's HomePartition
+// positions: a bare offset as cursor (of a single-partition client) is
+// taken as one of the partition where the job's lines are when that is one
+// partition, else of the home partition.
+//
+// A cursor may name a partition this process does not follow yet: one
+// added to the topic that another replica, or Kafka, knew of first. The
+// topic's partitions are then looked up at once, and only a partition
+// Kafka does not have either is refused (a ParamError); any other error is
+// a failure to ask Kafka.
+func (e *Engine) Partitions(ctx context.Context, p *Params) (home int32, deps []int32, err error) {
+	if unknown(p.Cursor, e.Hub.Partitions()) {
+		if err := e.History.RefreshPartitions(ctx); err != nil && unknown(p.Cursor, e.Hub.Partitions()) {
+			return 0, nil, fmt.Errorf("looking up the partitions the cursor names: %w", err)
+		}
+	}
+	home = e.History.Home(p.Job)
+	deps = slices.Clone(e.History.Candidates(p.Job))
+	add := func(q int32) {
+		if !slices.Contains(deps, q) {
+			deps = append(deps, q)
+		}
+	}
+	seen := e.Hub.JobPartitions(p.Job)
+	for _, s := range seen {
+		add(s.Partition)
+	}
+	n := e.Hub.Partitions()
+	for i, c := range p.Cursor {
+		if c.Partition == HomePartition {
+			p.Cursor[i].Partition = home
+			if len(seen) == 1 {
+				p.Cursor[i].Partition = seen[0].Partition
+			}
+			continue
+		}
+		switch {
+		case int(c.Partition) >= n:
+			return 0, nil, &ParamError{Param: "cursor", Reason: fmt.Sprintf("partition %d does not exist (the topic has %d)", c.Partition, n)}
+		default:
+			add(c.Partition)
+		}
+	}
+	slices.Sort(deps)
+	return home, deps, nil
+}
+
+// unknown reports whether cursor names a partition at or beyond n.
+func unknown(cursor []Position, n int) bool {
+	return slices.ContainsFunc(cursor, func(c Position) bool { return int(c.Partition) >= n })
+}
