@@ -32,8 +32,8 @@ import (
 
 	"github.com/logpipe/logpipe/agent/internal/procmem"
 	"github.com/logpipe/logpipe/common/keys"
+	"github.com/logpipe/logpipe/devstack/backends"
 	"github.com/logpipe/logpipe/devstack/proc"
-	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 func main() {
@@ -102,7 +102,7 @@ func run(bin string, nLines, lineBytes, rounds int, extra, kcatExtra []string) e
 	}
 
 	ctx := context.Background()
-	s, err := stack.Start(ctx, stack.Options{Without: []string{stack.ES}, Topics: []string{"logs", "bench.kcat"}})
+	s, err := backends.Start(ctx, backends.Options{Without: []string{backends.ES}, Topics: []string{"logs", "bench.kcat"}})
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func runKcat(kcat, broker, file string, extra []string) (result, error) {
 
 // runAgent starts an agent with a fresh state directory, gives it the
 // file in its config and times until Kafka acknowledged every line.
-func runAgent(ctx context.Context, bin string, s *stack.Stack, cli *clientv3.Client, file string, nLines int, state, name string, extra []string) (result, error) {
+func runAgent(ctx context.Context, bin string, s *backends.Stack, cli *clientv3.Client, file string, nLines int, state, name string, extra []string) (result, error) {
 	args := append([]string{
 		"--name", name, "--etcd-endpoints", s.EtcdEndpoints()[0], "--kafka-brokers", s.KafkaAddrs()[0],
 		"--state-dir", state, "--metrics-addr", "127.0.0.1:0", "--log-format", "json",

@@ -1,5 +1,5 @@
-// Package stack starts logpipe's backends, for tests and for the devstack
-// binary. By default (Options.Backends "embedded") they all run in-process:
+// Package backends starts logpipe's backends, for the devstack binary,
+// the bench harnesses and (through package devstack/stack) the tests. By default (Options.Backends "embedded") they all run in-process:
 // a real single-member etcd server (etcd's embed package), a Kafka-protocol
 // broker (kfake) and esfake, the development stand-in for the Elasticsearch
 // API. Everything is up and ready when Start returns, usually well under a
@@ -11,7 +11,7 @@
 // embedded. Start then takes a quarter of a minute or so, and the first
 // one on a machine longer, while Maven fetches the jars.
 //
-//	s := stack.New(t, stack.Options{})
+//	s, err := backends.Start(ctx, backends.Options{})
 //	cli, _ := clientv3.New(clientv3.Config{Endpoints: s.EtcdEndpoints()})
 //	cl, _ := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddrs()...))
 //
@@ -29,7 +29,7 @@
 // its JoinGroup waited, one session timeout after the join completed, and
 // keeps alive a member whose SyncGroup waits for the leader's assignment,
 // which kfake alone does not (see memberReaper).
-package stack
+package backends
 
 import (
 	"context"
@@ -39,9 +39,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -81,9 +79,9 @@ var DefaultTopics = []string{"logs", "logs.dlq"}
 
 var (
 	// ErrOptions is returned by Start for invalid Options.
-	ErrOptions = errors.New("stack: bad options")
+	ErrOptions = errors.New("backends: bad options")
 	// ErrWithout is returned by Stop* and Start* for a backend that was not started.
-	ErrWithout = errors.New("stack: backend not started")
+	ErrWithout = errors.New("backends: backend not started")
 )
 
 // Options says which backends to start and where.
@@ -102,9 +100,9 @@ type Options struct {
 	// Backends is Embedded (the default when "") or Real.
 	Backends string
 
-	// Private asks New for real backends of the test's own instead of the
-	// shared ones of the test run (see EnvBackendsFile): for a test that
-	// stops Kafka. Start always starts backends of its own.
+	// Private asks stack.New for real backends of the test's own instead
+	// of the shared ones of the test run: for a test that stops Kafka.
+	// Start always starts backends of its own.
 	Private bool
 
 	Partitions int      // partitions of each topic, seeded or created on first use; 0 means DefaultPartitions
@@ -114,7 +112,9 @@ type Options struct {
 	Logger logrus.FieldLogger // optional; the backends' own logs go here
 }
 
-func (o *Options) setDefaults() error {
+// SetDefaults fills in the defaults of the zero fields and checks the
+// others; it returns an error wrapping ErrOptions for invalid ones.
+func (o *Options) SetDefaults() error {
 	if o.Partitions < 0 {
 		return fmt.Errorf("%w: partitions %d is negative", ErrOptions, o.Partitions)
 	}
@@ -149,7 +149,8 @@ func (o *Options) setDefaults() error {
 	return nil
 }
 
-func (o *Options) with(backend string) bool { return !slices.Contains(o.Without, backend) }
+// With tells whether the backend (Etcd, Kafka or ES) is to be started.
+func (o *Options) With(backend string) bool { return !slices.Contains(o.Without, backend) }
 
 // Stack is a set of running backends.
 type Stack struct {
@@ -164,12 +165,6 @@ type Stack struct {
 	realKafka  *real.Kafka
 	openSearch *real.OpenSearch
 
-	// On the shared real backends of a test run (shared.go): their
-	// addresses, and the suffix of this stack's topics and data streams.
-	sharedKafka string
-	sharedES    string
-	suffix      string
-
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -177,7 +172,7 @@ type Stack struct {
 // Start starts the backends and returns when all of them serve. On error
 // it stops whatever it had started.
 func Start(ctx context.Context, opts Options) (*Stack, error) {
-	if err := opts.setDefaults(); err != nil {
+	if err := opts.SetDefaults(); err != nil {
 		return nil, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -203,7 +198,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 func (s *Stack) start(ctx context.Context) error {
 	o := &s.opts
 	log := o.Logger
-	if o.with(ES) {
+	if o.With(ES) {
 		es, err := startES(o.ESAddr)
 		if err != nil {
 			return fmt.Errorf("esfake: %w", err)
@@ -211,7 +206,7 @@ func (s *Stack) start(ctx context.Context) error {
 		s.es = es
 		log.WithField("url", es.URL()).Debug("esfake started")
 	}
-	if o.with(Kafka) {
+	if o.With(Kafka) {
 		var dir string
 		if o.DataDir != "" {
 			dir = filepath.Join(o.DataDir, "kafka")
@@ -223,7 +218,7 @@ func (s *Stack) start(ctx context.Context) error {
 		s.kafka = k
 		log.WithField("addr", k.Addr()).Debug("kafka started")
 	}
-	if o.with(Etcd) {
+	if o.With(Etcd) {
 		return s.startEtcd(ctx)
 	}
 	return nil
@@ -253,7 +248,7 @@ func (s *Stack) startEtcd(ctx context.Context) error {
 func (s *Stack) startReal(ctx context.Context) error {
 	o := &s.opts
 	var dist real.Dist
-	if o.with(Kafka) || o.with(ES) {
+	if o.With(Kafka) || o.With(ES) {
 		var err error
 		if dist, err = real.Prepare(ctx, o.Logger); err != nil {
 			return err
@@ -267,7 +262,7 @@ func (s *Stack) startReal(ctx context.Context) error {
 	}
 	// Each goroutine sets its own field; Close stops whatever started.
 	var g errgroup.Group
-	if o.with(Kafka) {
+	if o.With(Kafka) {
 		g.Go(func() error {
 			k, err := real.StartKafka(ctx, dist, real.KafkaOptions{
 				Addr: o.KafkaAddr, DataDir: dataDir("kafka"),
@@ -277,7 +272,7 @@ func (s *Stack) startReal(ctx context.Context) error {
 			return err
 		})
 	}
-	if o.with(ES) {
+	if o.With(ES) {
 		g.Go(func() error {
 			node, err := real.StartOpenSearch(ctx, dist, real.OpenSearchOptions{
 				Addr: o.ESAddr, DataDir: dataDir("opensearch"), Log: o.Logger,
@@ -286,53 +281,10 @@ func (s *Stack) startReal(ctx context.Context) error {
 			return err
 		})
 	}
-	if o.with(Etcd) {
+	if o.With(Etcd) {
 		g.Go(func() error { return s.startEtcd(ctx) })
 	}
 	return g.Wait()
-}
-
-// New starts a stack for a test and stops it when the test ends. It fails
-// the test if the stack does not start.
-//
-// With Options.Backends Real, the test gets the shared real backends of the
-// test run when there are some (see EnvBackendsFile), and is skipped when
-// there are none, unless EnvRequireReal is "1"; with Options.Private or
-// Options.DataDir, it gets backends of its own, and SkipReal decides first
-// whether it runs.
-func New(tb testing.TB, opts Options) *Stack {
-	tb.Helper()
-	if err := opts.setDefaults(); err != nil {
-		tb.Fatal(err)
-	}
-	var s *Stack
-	var err error
-	if opts.wantsShared() {
-		sh, ok, serr := sharedBackends(tb.Context())
-		switch {
-		case serr != nil:
-			tb.Fatal(serr)
-		case !ok && os.Getenv(EnvRequireReal) == "1":
-			tb.Fatalf("real backends: %s is not set; run the tests with make test, which starts them", EnvBackendsFile)
-		case !ok:
-			tb.Skipf("real backends: run with make test, or set %s to the output file of a running `devstack --backends real` (see README, Tests)", EnvBackendsFile)
-		}
-		s, err = newShared(tb, opts, sh)
-	} else {
-		if opts.Backends == Real {
-			SkipReal(tb) // JVMs of the test's own
-		}
-		s, err = Start(tb.Context(), opts)
-	}
-	if err != nil {
-		tb.Fatalf("starting the backends: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Errorf("stopping the backends: %v", err)
-		}
-	})
-	return s
 }
 
 // Close stops every backend and waits for them. Kafka and etcd save their
@@ -340,9 +292,6 @@ func New(tb testing.TB, opts Options) *Stack {
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		if s.suffix != "" {
-			errs = append(errs, s.closeShared())
-		}
 		if s.es != nil {
 			errs = append(errs, wrap("esfake", s.es.Close()))
 		}
@@ -395,8 +344,6 @@ func (s *Stack) KafkaAddrs() []string {
 		return []string{s.kafka.Addr()}
 	case s.realKafka != nil:
 		return []string{s.realKafka.Addr()}
-	case s.sharedKafka != "":
-		return []string{s.sharedKafka}
 	}
 	return nil
 }
@@ -419,8 +366,6 @@ func (s *Stack) ESAddr() string {
 		return s.es.Addr()
 	case s.openSearch != nil:
 		return s.openSearch.Addr()
-	case s.sharedES != "":
-		return strings.TrimPrefix(s.sharedES, "http://")
 	}
 	return ""
 }
@@ -458,13 +403,7 @@ func (s *Stack) Kafka() *kfake.Cluster {
 func (s *Stack) Partitions() int { return s.opts.Partitions }
 
 // Topics are the topics created at start.
-func (s *Stack) Topics() []string {
-	names := make([]string, len(s.opts.Topics))
-	for i, t := range s.opts.Topics {
-		names[i] = s.Topic(t)
-	}
-	return names
-}
+func (s *Stack) Topics() []string { return slices.Clone(s.opts.Topics) }
 
 // StopKafka takes the broker off the network: its address refuses
 // connections and every open connection is cut. Its data and consumer
@@ -476,8 +415,6 @@ func (s *Stack) StopKafka() error {
 		return s.kafka.g.Down()
 	case s.realKafka != nil:
 		return s.realKafka.Stop()
-	case s.sharedKafka != "":
-		return ErrShared
 	}
 	return fmt.Errorf("%w: kafka", ErrWithout)
 }
@@ -493,8 +430,6 @@ func (s *Stack) StartKafka() error {
 		ctx, cancel := context.WithTimeout(context.Background(), realRestartLimit)
 		defer cancel()
 		return s.realKafka.Start(ctx)
-	case s.sharedKafka != "":
-		return ErrShared
 	}
 	return fmt.Errorf("%w: kafka", ErrWithout)
 }

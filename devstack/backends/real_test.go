@@ -1,4 +1,4 @@
-package stack
+package backends
 
 import (
 	"bytes"
@@ -23,12 +23,14 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logpipe/logpipe/devstack/internal/realtest"
 )
 
-// needReal is SkipReal: these tests start JVMs of their own.
+// needReal is stack.SkipReal: these tests start JVMs of their own.
 func needReal(tb testing.TB) {
 	tb.Helper()
-	SkipReal(tb)
+	realtest.Need(tb)
 }
 
 // gone reports whether the process pid has ended (and was reaped).
@@ -144,7 +146,7 @@ func TestRealBackends(t *testing.T) {
 	}
 
 	// The data folder keeps Kafka's records for the next start.
-	s2 := New(t, Options{Backends: Real, DataDir: dir, Without: []string{Etcd, ES}})
+	s2 := startStack(t, Options{Backends: Real, DataDir: dir, Without: []string{Etcd, ES}})
 	readBack(t, s2.KafkaAddrs(), kept)
 }
 

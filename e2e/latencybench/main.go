@@ -7,7 +7,7 @@
 //	go run ./e2e/latencybench -agent-bin /tmp/old/agent -rounds 1
 //	go run ./e2e/latencybench -backends real        # on Apache Kafka instead of kfake
 //
-// It starts etcd and the kfake broker in its own process (devstack/stack),
+// It starts etcd and the kfake broker in its own process (devstack/backends),
 // or with -backends real an Apache Kafka JVM of its own,
 // builds and starts the agent and livetail, opens a tail session for the
 // job, and appends lines (one write per line, as a logger does) that carry
@@ -45,8 +45,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/logpipe/logpipe/common/keys"
+	"github.com/logpipe/logpipe/devstack/backends"
 	"github.com/logpipe/logpipe/devstack/proc"
-	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 const job = "latency"
@@ -62,7 +62,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of the high-rate phase")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of both phases; the median of the rounds is printed too")
 	flag.StringVar(&o.agentArgs, "agent-args", "", "extra agent flags, space-separated")
-	flag.StringVar(&o.backends, "backends", stack.Embedded, "Kafka to run on: embedded (kfake, in this process) or real (Apache Kafka in a JVM, needs Java and the jars of make test)")
+	flag.StringVar(&o.backends, "backends", backends.Embedded, "Kafka to run on: embedded (kfake, in this process) or real (Apache Kafka in a JVM, needs Java and the jars of make test)")
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the agent during the first high-rate phase to this file (runs the agent with --pprof)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -106,7 +106,7 @@ func run(o options) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := stack.Start(ctx, stack.Options{Backends: o.backends, Without: []string{stack.ES}})
+	s, err := backends.Start(ctx, backends.Options{Backends: o.backends, Without: []string{backends.ES}})
 	if err != nil {
 		return err
 	}
@@ -588,7 +588,7 @@ func printTable(out *os.File, rows []row, o options, before, after string) {
 	w := bufio.NewWriter(out)
 	defer w.Flush()
 	broker := "kfake broker in-process"
-	if o.backends == stack.Real {
+	if o.backends == backends.Real {
 		broker = "Apache Kafka in a JVM"
 	}
 	fmt.Fprintf(w, "append → WebSocket client, agent and livetail on default flags, %s; load average before %s, after %s\n\n", broker, before, after)

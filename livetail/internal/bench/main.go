@@ -45,8 +45,8 @@ import (
 	"github.com/rcrowley/go-metrics"
 
 	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/backends"
 	"github.com/logpipe/logpipe/devstack/proc"
-	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 func main() {
@@ -84,7 +84,7 @@ var (
 func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := stack.Start(ctx, stack.Options{Without: []string{stack.Etcd, stack.ES}})
+	s, err := backends.Start(ctx, backends.Options{Without: []string{backends.Etcd, backends.ES}})
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ type livetail struct {
 
 // startLivetail runs livetail on a port the kernel picks and waits until it
 // is ready.
-func startLivetail(bin string, s *stack.Stack, extra ...string) (*livetail, error) {
+func startLivetail(bin string, s *backends.Stack, extra ...string) (*livetail, error) {
 	args := append([]string{
 		"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--kafka-brokers", s.KafkaAddrs()[0],
 		"--max-conns", "20000", "--max-conns-per-user", "20000", "--jobs-scan", "0",
@@ -283,7 +283,7 @@ type fanResult struct {
 	load                string
 }
 
-func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate int, warmup, measure time.Duration, lineBytes int) (fanResult, error) {
+func fanOut(ctx context.Context, bin string, s *backends.Stack, clients, jobs, rate int, warmup, measure time.Duration, lineBytes int) (fanResult, error) {
 	var res fanResult
 	l, err := startLivetail(bin, s)
 	if err != nil {
@@ -472,7 +472,7 @@ func (res *idleResult) runtimeStats(l *livetail, i int) {
 	res.heap[i] = l.metric("go_memstats_heap_inuse_bytes")
 }
 
-func idleConns(ctx context.Context, bin string, s *stack.Stack, n int) (idleResult, error) {
+func idleConns(ctx context.Context, bin string, s *backends.Stack, n int) (idleResult, error) {
 	res := idleResult{conns: n}
 	l, err := startLivetail(bin, s)
 	if err != nil {
