@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -53,23 +52,6 @@ func startAgent(t testing.TB, args ...string) *agentProc {
 	args = append([]string{"--log-format", "json", "--metrics-addr", "127.0.0.1:0"}, args...)
 	p := proc.Start(t, agentBinary(t), args...)
 	return &agentProc{Process: p, metrics: p.Addr(t, "metrics")}
-}
-
-// inotifyFDs counts the inotify instances process pid holds open.
-func inotifyFDs(t testing.TB, pid int) int {
-	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	des, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, de := range des {
-		if l, err := os.Readlink(filepath.Join(dir, de.Name())); err == nil && l == "anon_inode:inotify" {
-			n++
-		}
-	}
-	return n
 }
 
 // metric returns the value of a metric without labels from /metrics.
@@ -289,7 +271,7 @@ func TestHotReload(t *testing.T) {
 		t.Fatalf("agent_files_tailed %v %v", v, ok)
 	}
 	// Four configs applied: still one inotify instance for the whole agent.
-	if n := inotifyFDs(t, agent.Pid()); n != 1 {
+	if n := testkit.InotifyFDs(t, agent.Pid()); n != 1 {
 		t.Errorf("the agent holds %d inotify instances after four configs; want 1", n)
 	}
 	if code := agent.Stop(t); code != 0 {

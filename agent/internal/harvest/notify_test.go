@@ -148,17 +148,4 @@ func TestReloadKeepsWatchesBounded(t *testing.T) {
 }
 
 // inotifyFDs counts this process's open inotify instances.
-func inotifyFDs(t testing.TB) int {
-	t.Helper()
-	des, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, de := range des {
-		if l, err := os.Readlink(filepath.Join("/proc/self/fd", de.Name())); err == nil && l == "anon_inode:inotify" {
-			n++
-		}
-	}
-	return n
-}
+func inotifyFDs(t testing.TB) int { return testkit.InotifyFDs(t, os.Getpid()) }
