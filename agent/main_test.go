@@ -17,7 +17,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/logpipe/logpipe/agent/internal/procmem"
 	"github.com/logpipe/logpipe/agent/internal/status"
 	"github.com/logpipe/logpipe/agent/internal/testkit"
 	"github.com/logpipe/logpipe/common/keys"
@@ -73,7 +72,7 @@ func (p *agentProc) metric(name string) (float64, bool) {
 }
 
 // rss returns the process's resident and peak resident memory in bytes.
-func (p *agentProc) rss() (cur, peak int64) { return procmem.RSS(p.Pid()) }
+func (p *agentProc) rss() (cur, peak int64) { return proc.RSS(p.Pid()) }
 
 type world struct {
 	t     testing.TB
