@@ -121,7 +121,7 @@ func measure(bin string, brokers []string, esURL string, n int, position bool) (
 	}
 	start, t0 := snapshot(addr), time.Now()
 	var end processStats
-	for deadline := t0.Add(10 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := t0.Add(10 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		if end = snapshot(addr); end.docs >= float64(n) {
 			break
 		}
@@ -145,14 +145,12 @@ func measure(bin string, brokers []string, esURL string, n int, position bool) (
 // processStats are the counters measure reads from /metrics.
 type processStats struct{ docs, cpu, mallocs, bytes float64 }
 
+// snapshot reads them in one scrape.
 func snapshot(addr string) processStats {
-	get := func(name string) float64 { v, _ := proc.Metric(addr, name); return v }
-	return processStats{
-		docs:    get("transfer_docs_indexed_total"),
-		cpu:     get("process_cpu_seconds_total"),
-		mallocs: get("go_memstats_mallocs_total"),
-		bytes:   get("go_memstats_alloc_bytes_total"),
-	}
+	const docs, cpu, mallocs, bytes = "transfer_docs_indexed_total", "process_cpu_seconds_total",
+		"go_memstats_mallocs_total", "go_memstats_alloc_bytes_total"
+	vs := proc.Metrics(addr, docs, cpu, mallocs, bytes)
+	return processStats{docs: vs[docs], cpu: vs[cpu], mallocs: vs[mallocs], bytes: vs[bytes]}
 }
 
 func createTopic(brokers []string, topic string, partitions int32) error {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,19 +101,31 @@ func WaitReady(addr string) error {
 // Metric returns the value of the metric without labels name from
 // http://addr/metrics; ok is false when it cannot be read.
 func Metric(addr, name string) (v float64, ok bool) {
+	v, ok = Metrics(addr, name)[name]
+	return v, ok
+}
+
+// Metrics returns the values of the metrics without labels names, read
+// from http://addr/metrics in one request (a scrape costs the process
+// allocations of its own); a metric that cannot be read is missing.
+func Metrics(addr string, names ...string) map[string]float64 {
+	vs := make(map[string]float64, len(names))
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return 0, false
+		return vs
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if s, found := strings.CutPrefix(sc.Text(), name+" "); found {
-			v, err := strconv.ParseFloat(s, 64)
-			return v, err == nil
+		name, value, found := strings.Cut(sc.Text(), " ")
+		if !found || !slices.Contains(names, name) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			vs[name] = v
 		}
 	}
-	return 0, false
+	return vs
 }
 
 // RSS returns the resident and peak resident memory of process pid in
