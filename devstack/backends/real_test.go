@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/logpipe/logpipe/devstack/internal/realtest"
+	"github.com/logpipe/logpipe/devstack/proc"
 )
 
 // needReal is stack.SkipReal: these tests start JVMs of their own.
@@ -42,8 +43,8 @@ func gone(pid int) bool {
 // Apache Kafka and OpenSearch started through Options.Backends.
 func TestRealBackends(t *testing.T) {
 	needReal(t)
-	kcat := lookTool(t, "kcat", "kcat")
-	curl := lookTool(t, "curl", "curl")
+	kcat := proc.Tool(t, "kcat", "kcat")
+	curl := proc.Tool(t, "curl", "curl")
 	dir := t.TempDir()
 	ctx := testContext(t, 5*time.Minute)
 	log, logged := logtest.NewNullLogger()
@@ -150,15 +151,6 @@ func TestRealBackends(t *testing.T) {
 	readBack(t, s2.KafkaAddrs(), kept)
 }
 
-func lookTool(tb testing.TB, name, pkg string) string {
-	tb.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		tb.Fatalf("%s not found: `make test-deps` installs it (Debian package %s)", name, pkg)
-	}
-	return path
-}
-
 func testFranz(t *testing.T, addr string) {
 	ctx := testContext(t, time.Minute)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("logs.dlq"),
@@ -227,15 +219,7 @@ func tool(tb testing.TB, stdin, name string, args ...string) string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		tb.Fatalf("%s %s: %v; stderr %q", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return string(out)
+	return proc.Output(tb, exec.CommandContext(ctx, name, args...), stdin)
 }
 
 func testRealCurl(t *testing.T, curl, url string) {
