@@ -1,6 +1,7 @@
 // Package backends starts logpipe's backends, for the devstack binary,
-// the bench harnesses and (through package devstack/stack) the tests. By default (Options.Backends "embedded") they all run in-process:
-// a real single-member etcd server (etcd's embed package), a Kafka-protocol
+// the bench harnesses and (through package devstack/stack) the tests. By
+// default (Options.Backends "embedded") they all run in-process: a real
+// single-member etcd server (etcd's embed package), a Kafka-protocol
 // broker (kfake) and esfake, the development stand-in for the Elasticsearch
 // API. Everything is up and ready when Start returns, usually well under a
 // second later.
