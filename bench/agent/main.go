@@ -17,14 +17,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -176,26 +175,24 @@ func runKcat(kcat, broker, file string, extra []string) (result, error) {
 // runAgent starts an agent with a fresh state directory, gives it the
 // file in its config and times until Kafka acknowledged every line.
 func runAgent(ctx context.Context, bin string, s *backends.Stack, cli *clientv3.Client, file string, nLines int, state, name string, extra []string) (result, error) {
-	agent, addr, err := proc.StartAgent(bin, name, s.EtcdEndpoints()[0], s.KafkaAddrs()[0], state,
-		append([]string{"--log-format", "json"}, extra...)...)
+	prof := os.Getenv("BENCH_CPU_PROFILE")
+	args := append([]string{"--log-format", "json"}, extra...)
+	if prof != "" {
+		args = append(args, "--pprof")
+	}
+	agent, addr, err := proc.StartAgent(bin, name, s.EtcdEndpoints()[0], s.KafkaAddrs()[0], state, args...)
 	if err != nil {
 		return result{}, err
 	}
 	defer agent.Kill()
-	if prof := os.Getenv("BENCH_CPU_PROFILE"); prof != "" {
-		go func() {
-			resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=3")
-			if err != nil {
-				return
+	var profiling sync.WaitGroup
+	defer profiling.Wait() // before the agent is killed
+	if prof != "" {
+		profiling.Go(func() {
+			if err := proc.SaveProfile(addr, "profile?seconds=3", prof); err != nil {
+				fmt.Fprintln(os.Stderr, "CPU profile:", err)
 			}
-			defer resp.Body.Close()
-			f, err := os.Create(prof)
-			if err != nil {
-				return
-			}
-			defer f.Close()
-			_, _ = io.Copy(f, resp.Body)
-		}()
+		})
 	}
 	cfg := fmt.Sprintf(`[{"path":%q,"from":"beginning","job":"bench"}]`, file)
 	start := time.Now()

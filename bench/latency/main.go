@@ -26,9 +26,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -487,19 +485,7 @@ func follow(ctx context.Context, addr string, c *collector) error {
 
 // profile writes a CPU profile of the agent over d to file.
 func profile(addr, file string, d time.Duration) {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(int(d.Seconds())-1, 1)))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "CPU profile:", err)
-		return
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(file)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "CPU profile:", err)
-		return
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	if err := proc.SaveProfile(addr, fmt.Sprintf("profile?seconds=%d", max(int(d.Seconds())-1, 1)), file); err != nil {
 		fmt.Fprintln(os.Stderr, "CPU profile:", err)
 	}
 }

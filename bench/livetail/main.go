@@ -24,8 +24,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -174,23 +172,7 @@ func (l *livetail) profile(path, file string) error {
 	if profileDir == "" {
 		return nil
 	}
-	resp, err := http.Get("http://" + l.metrics + "/debug/pprof/" + path)
-	if err != nil {
-		return fmt.Errorf("profile %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile %s: livetail answered %s", path, resp.Status)
-	}
-	f, err := os.Create(filepath.Join(profileDir, file))
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return fmt.Errorf("profile %s: %w", path, err)
-	}
-	return f.Close()
+	return proc.SaveProfile(l.metrics, path, filepath.Join(profileDir, file))
 }
 
 // cpuSeconds is the process's user + system CPU time.

@@ -3,6 +3,7 @@ package proc
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -184,4 +185,27 @@ func LoadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// SaveProfile saves to file the profile that http://addr/debug/pprof/path
+// serves (path with its query, such as "profile?seconds=3"; the process
+// runs with --pprof). A CPU profile takes as long as its seconds say.
+func SaveProfile(addr, path, file string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + path)
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: %s answered %s", path, addr, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("profile %s: %w", path, err)
+	}
+	return f.Close()
 }
