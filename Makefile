@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-MODULES  := common devstack agent transfer livetail deploy e2e
+MODULES  := common devstack agent transfer livetail deploy e2e bench
 BINARIES := agent transfer livetail devstack
 PKGS     := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 # Debian packages the tests use that Go does not fetch: command → package.
@@ -61,10 +61,10 @@ test-deps: ## install missing test tools (Debian packages), non-interactively
 	fi
 
 bench: ## run the benchmarks and print their tables (several minutes)
-	go run ./agent/bench
-	go test -run '^$$' -bench BenchmarkTransfer -benchtime 300000x ./transfer
-	go run ./livetail/internal/bench
-	go run ./e2e/latencybench
+	go run ./bench/agent
+	go run ./bench/transfer
+	go run ./bench/livetail
+	go run ./bench/latency
 	go test -run '^$$' -bench . -benchmem ./common/... ./devstack/esfake/...
 
 lint: ## gofmt check, go vet and staticcheck over every module

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -18,7 +17,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/logpipe/logpipe/agent/internal/procmem"
 	"github.com/logpipe/logpipe/agent/internal/status"
 	"github.com/logpipe/logpipe/agent/internal/testkit"
 	"github.com/logpipe/logpipe/common/keys"
@@ -55,23 +53,6 @@ func startAgent(t testing.TB, args ...string) *agentProc {
 	return &agentProc{Process: p, metrics: p.Addr(t, "metrics")}
 }
 
-// inotifyFDs counts the inotify instances process pid holds open.
-func inotifyFDs(t testing.TB, pid int) int {
-	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	des, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, de := range des {
-		if l, err := os.Readlink(filepath.Join(dir, de.Name())); err == nil && l == "anon_inode:inotify" {
-			n++
-		}
-	}
-	return n
-}
-
 // metric returns the value of a metric without labels from /metrics.
 func (p *agentProc) metric(name string) (float64, bool) {
 	resp, err := http.Get("http://" + p.metrics + "/metrics")
@@ -91,7 +72,7 @@ func (p *agentProc) metric(name string) (float64, bool) {
 }
 
 // rss returns the process's resident and peak resident memory in bytes.
-func (p *agentProc) rss() (cur, peak int64) { return procmem.RSS(p.Pid()) }
+func (p *agentProc) rss() (cur, peak int64) { return proc.RSS(p.Pid()) }
 
 type world struct {
 	t     testing.TB
@@ -289,7 +270,7 @@ func TestHotReload(t *testing.T) {
 		t.Fatalf("agent_files_tailed %v %v", v, ok)
 	}
 	// Four configs applied: still one inotify instance for the whole agent.
-	if n := inotifyFDs(t, agent.Pid()); n != 1 {
+	if n := testkit.InotifyFDs(t, agent.Pid()); n != 1 {
 		t.Errorf("the agent holds %d inotify instances after four configs; want 1", n)
 	}
 	if code := agent.Stop(t); code != 0 {

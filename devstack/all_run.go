@@ -17,13 +17,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/logpipe/logpipe/common/keys"
-	"github.com/logpipe/logpipe/devstack/stack"
+	"github.com/logpipe/logpipe/devstack/backends"
 )
 
 // runAll is devstack --all: the sample writer, the agent config in etcd, and
 // agent, transfer and livetail as child processes. It prints how to reach
 // everything, then "ready", and returns when ctx ends or a service fails.
-func runAll(ctx context.Context, cfg Config, s *stack.Stack, log logrus.FieldLogger, out io.Writer) error {
+func runAll(ctx context.Context, cfg Config, s *backends.Stack, log logrus.FieldLogger, out io.Writer) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding the service binaries: %w", err)

@@ -40,9 +40,9 @@ type clients struct {
 func needClients(tb testing.TB) clients {
 	tb.Helper()
 	return clients{
-		etcdctl: needTool(tb, "etcdctl", "etcd-client"),
-		kcat:    needTool(tb, "kcat", "kcat"),
-		curl:    needTool(tb, "curl", "curl"),
+		etcdctl: proc.Tool(tb, "etcdctl", "etcd-client"),
+		kcat:    proc.Tool(tb, "kcat", "kcat"),
+		curl:    proc.Tool(tb, "curl", "curl"),
 	}
 }
 
@@ -75,14 +75,7 @@ func tool(tb testing.TB, stdin string, name string, args ...string) string {
 	tb.Helper()
 	cmd := exec.CommandContext(toolContext(tb), name, args...)
 	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
-	cmd.Stdin = strings.NewReader(stdin)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		tb.Fatalf("%s %s: %v; stderr %q", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return string(out)
+	return proc.Output(tb, cmd, stdin)
 }
 
 func testEtcdctl(t *testing.T, etcdctl, endpoint string) {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/logpipe/logpipe/common/conf"
-	"github.com/logpipe/logpipe/devstack/stack"
+	"github.com/logpipe/logpipe/devstack/backends"
 )
 
 // binary is the program name in messages.
@@ -43,7 +43,7 @@ func DefaultConfig() Config {
 	return Config{
 		LogLevel:   common.LogLevel,
 		LogFormat:  common.LogFormat,
-		Backends:   conf.OneOf{Value: stack.Embedded, Allowed: []string{stack.Embedded, stack.Real}},
+		Backends:   conf.OneOf{Value: backends.Embedded, Allowed: []string{backends.Embedded, backends.Real}},
 		EtcdAddr:   "127.0.0.1:2379",
 		KafkaAddr:  "127.0.0.1:9092",
 		ESAddr:     "127.0.0.1:9200",

@@ -26,16 +26,6 @@ func devstackBinary(tb testing.TB) string {
 	return proc.Build(tb, "github.com/logpipe/logpipe/devstack")
 }
 
-// needTool fails the test when a Debian tool the test drives is missing.
-func needTool(tb testing.TB, name, pkg string) string {
-	tb.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		tb.Fatalf("%s not found: `make test` installs it (Debian package %s)", name, pkg)
-	}
-	return path
-}
-
 // result is how a devstack process ended.
 type result struct {
 	code   int

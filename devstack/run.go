@@ -11,9 +11,9 @@ import (
 
 	"github.com/logpipe/logpipe/common/conf"
 	"github.com/logpipe/logpipe/common/logging"
+	"github.com/logpipe/logpipe/devstack/backends"
 	"github.com/logpipe/logpipe/devstack/esfake"
 	"github.com/logpipe/logpipe/devstack/real"
-	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 // run starts the backends, prints their endpoints and "ready" to out, and
@@ -26,7 +26,7 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 	if cfg.Fetch {
 		return fetch(ctx, cfg, log, out)
 	}
-	s, err := stack.Start(ctx, stack.Options{
+	s, err := backends.Start(ctx, backends.Options{
 		EtcdAddr:   cfg.EtcdAddr,
 		KafkaAddr:  cfg.KafkaAddr,
 		ESAddr:     cfg.ESAddr,
@@ -40,7 +40,7 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	fmt.Fprint(out, endpoints(s))
 	where := "in memory"
-	if cfg.Backends.Value == stack.Real {
+	if cfg.Backends.Value == backends.Real {
 		where = "in temporary directories"
 	}
 	if cfg.DataDir != "" {
@@ -72,7 +72,7 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 //	etcd       http://127.0.0.1:2379
 //	kafka      127.0.0.1:9092 (Apache Kafka 4.1.1; topics logs, logs.dlq; 6 partitions)
 //	opensearch http://127.0.0.1:9200 (OpenSearch 2.19.6 behind an Elasticsearch-compatible proxy)
-func endpoints(s *stack.Stack) string {
+func endpoints(s *backends.Stack) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-9s %s\n", "etcd", strings.Join(s.EtcdEndpoints(), ","))
 	kind := ""
@@ -92,7 +92,7 @@ func endpoints(s *stack.Stack) string {
 // fetch prepares the real backends' jars and Java mains (Maven and javac,
 // the first time) and says where they are.
 func fetch(ctx context.Context, cfg Config, log logrus.FieldLogger, out io.Writer) error {
-	if cfg.Backends.Value != stack.Real {
+	if cfg.Backends.Value != backends.Real {
 		return fmt.Errorf("%w: --fetch is for --backends real", conf.ErrValue)
 	}
 	dist, err := real.Prepare(ctx, log)

@@ -41,18 +41,7 @@ func TestDocumentedTemplateInstalledFirst(t *testing.T) {
 
 		var ids []string
 		for round := range 2 { // transfer starts twice: the template is installed again
-			r := startService(t, fmt.Sprintf("transfer-%d", round), w.config())
-			var values [][]byte
-			for i := range 100 {
-				values = append(values, logRecord("web", fmt.Sprintf(`{"round":%d,"i":%d,"status":200}`, round, i), round*100+i))
-			}
-			ids = append(ids, w.produce("web", values...)...)
-			w.waitCount(within, len(ids))
-			waitFor(t, within, "/readyz green", func() bool {
-				code, _ := readyz(t, r.svc.Addr())
-				return code == http.StatusOK
-			})
-			r.stop()
+			ids, _ = w.startAndIndex(round, `{"round":%d,"i":%d,"status":200}`, ids)
 		}
 		w.checkExactly(ids)
 		if n := w.records(w.dlq); n != 0 {
@@ -180,18 +169,8 @@ func TestTemplateUnderAnotherName(t *testing.T) {
 
 			var ids []string
 			for round := range 2 {
-				r := startService(t, fmt.Sprintf("transfer-%d", round), w.config())
-				var values [][]byte
-				for i := range 100 {
-					values = append(values, logRecord("web", fmt.Sprintf(`{"round":%d,"i":%d,"status":200}`, round, i), round*100+i))
-				}
-				ids = append(ids, w.produce("web", values...)...)
-				w.waitCount(within, len(ids))
-				waitFor(t, within, "/readyz green", func() bool {
-					code, _ := readyz(t, r.svc.Addr())
-					return code == http.StatusOK
-				})
-				r.stop()
+				var r *running
+				ids, r = w.startAndIndex(round, `{"round":%d,"i":%d,"status":200}`, ids)
 				if got := r.log.warned("takes index template " + mine); len(got) != 1 || !strings.Contains(got[0], "a copy of logpipe's") {
 					t.Errorf("start %d: warnings about %s: %q, want one saying transfer uses the copy", round, mine, got)
 				}
@@ -274,20 +253,7 @@ func TestCustomTemplateKept(t *testing.T) {
 		}
 
 		var ids []string
-		run := func(round int) {
-			r := startService(t, fmt.Sprintf("transfer-%d", round), w.config())
-			var values [][]byte
-			for i := range 100 {
-				values = append(values, logRecord("web", fmt.Sprintf("round %d line %d", round, i), round*100+i))
-			}
-			ids = append(ids, w.produce("web", values...)...)
-			w.waitCount(within, len(ids))
-			waitFor(t, within, "/readyz green", func() bool {
-				code, _ := readyz(t, r.svc.Addr())
-				return code == http.StatusOK
-			})
-			r.stop()
-		}
+		run := func(round int) { ids, _ = w.startAndIndex(round, "round %d line %d", ids) }
 		run(0)
 		custom := fmt.Sprintf(`{"template":{"settings":{%q:%q}},"_meta":{"description":"retention of the logpipe data streams"}}`, key, value)
 		w.es.must(http.MethodPut, "/_component_template/"+document.CustomTemplate, custom)
@@ -321,6 +287,28 @@ func TestCustomTemplateKept(t *testing.T) {
 		t.Logf("%s: %s=%s put in %s between two starts of transfer: kept, and in the new backing index %s; %d records indexed, each once",
 			kind, key, value, document.CustomTemplate, rolled.NewIndex, len(ids))
 	})
+}
+
+// startAndIndex starts transfer for the round-th time, indexes 100 lines
+// of job web through it (format takes the round and the line's number),
+// waits until the data stream counts them with those indexed before
+// (ids) and /readyz is green, and stops it. It returns ids with the new
+// lines' ids, and the stopped transfer, for its log.
+func (w *world) startAndIndex(round int, format string, ids []string) ([]string, *running) {
+	w.t.Helper()
+	r := startService(w.t, fmt.Sprintf("transfer-%d", round), w.config())
+	var values [][]byte
+	for i := range 100 {
+		values = append(values, logRecord("web", fmt.Sprintf(format, round, i), round*100+i))
+	}
+	ids = append(ids, w.produce("web", values...)...)
+	w.waitCount(within, len(ids))
+	waitFor(w.t, within, "/readyz green", func() bool {
+		code, _ := readyz(w.t, r.svc.Addr())
+		return code == http.StatusOK
+	})
+	r.stop()
+	return ids, r
 }
 
 // component returns the component template logs-logpipe@custom.

@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -110,4 +111,30 @@ func Main(m *testing.M, opts ...goleak.Option) {
 		RemoveBuilds()
 		os.Exit(code)
 	}))...)
+}
+
+// Tool returns the path of the command name that a test drives (etcdctl,
+// kcat, curl), and fails the test, naming its Debian package pkg, when it
+// is not installed.
+func Tool(tb testing.TB, name, pkg string) string {
+	tb.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		tb.Fatalf("%s not found: `make test-deps` installs it (Debian package %s)", name, pkg)
+	}
+	return path
+}
+
+// Output runs cmd to its end with stdin as its input and returns its
+// stdout; it fails the test, with cmd's stderr, when cmd fails.
+func Output(tb testing.TB, cmd *exec.Cmd, stdin string) string {
+	tb.Helper()
+	cmd.Stdin = strings.NewReader(stdin)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("%s: %v; stderr %q", strings.Join(cmd.Args, " "), err, stderr.String())
+	}
+	return string(out)
 }

@@ -1,5 +1,8 @@
-// Package proc runs programs for tests: logpipe's binaries, built once per
-// test binary, and tools such as redis-server.
+// Package proc runs programs for tests and the bench harnesses: logpipe's
+// binaries, built once per test binary, and tools such as redis-server.
+// The harnesses, which have no testing.TB, use its starters (harness.go):
+// BuildCommand, StartAgent, StartLivetail, WaitReady, Metrics, RSS and
+// CPUSeconds. No binary links it: it imports testing.
 //
 //	bin := proc.Build(t, "github.com/logpipe/logpipe/agent")
 //	agent := proc.Start(t, bin, "--metrics-addr", "127.0.0.1:0", ...)

@@ -464,3 +464,16 @@ func (f *fakeTB) recoverFatal() {
 		}
 	}
 }
+
+func TestRSSOfThisProcess(t *testing.T) {
+	cur, peak := proc.RSS(os.Getpid())
+	if cur <= 0 || peak < cur {
+		t.Fatalf("RSS = %d, peak %d: want 0 < cur <= peak", cur, peak)
+	}
+	if cur, peak := proc.RSS(-1); cur != 0 || peak != 0 {
+		t.Fatalf("RSS of no process = %d, %d", cur, peak)
+	}
+	if cpu := proc.CPUSeconds(-1); cpu != 0 {
+		t.Fatalf("CPUSeconds of no process = %v", cpu)
+	}
+}

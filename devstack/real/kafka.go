@@ -20,6 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/logpipe/logpipe/devstack/internal/listener"
 )
 
 // Kafka settings that differ from Kafka's defaults, for a development node.
@@ -213,10 +215,10 @@ func (k *Kafka) startLocked(ctx context.Context, newPort bool) error {
 	begin := time.Now()
 	for try := 1; ; try++ {
 		if newPort {
-			k.port = randomPort()
+			k.port = listener.RandomPort()
 		}
 		for k.ctrlPort == 0 || k.ctrlPort == k.port {
-			k.ctrlPort = randomPort()
+			k.ctrlPort = listener.RandomPort()
 		}
 		props := filepath.Join(k.dir, "server.properties")
 		if err := os.WriteFile(props, []byte(k.properties()), 0o644); err != nil {

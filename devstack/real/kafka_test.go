@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logpipe/logpipe/devstack/internal/listener"
 )
 
 // TestKafkaAddressTaken: a broker address given and taken fails the start
@@ -17,7 +19,7 @@ func TestKafkaAddressTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := listen("")
+	ln, err := listener.Listen("")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/logpipe/logpipe/devstack/internal/listener"
 )
 
 // openSearchReady prefixes the line in which the OpenSearch main tells its
@@ -62,7 +64,7 @@ func StartOpenSearch(ctx context.Context, dist Dist, opts OpenSearchOptions) (*O
 		opts.Log = discard()
 	}
 	o := &OpenSearch{dist: dist, log: opts.Log.WithField("backend", "opensearch"), dir: opts.DataDir}
-	ln, err := listen(opts.Addr)
+	ln, err := listener.Listen(opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("opensearch proxy: %w", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/logpipe/logpipe/devstack/internal/listener"
 )
 
 func TestPlainMediaTypes(t *testing.T) {
@@ -42,7 +44,7 @@ func TestProxy(t *testing.T) {
 		io.WriteString(w, `{"error":"no such index"}`)
 	}))
 	defer engine.Close()
-	ln, err := listen("")
+	ln, err := listener.Listen("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,14 +94,14 @@ func TestProxy(t *testing.T) {
 
 func TestListenPicksPortBelowEphemeralRange(t *testing.T) {
 	for range 20 {
-		ln, err := listen("127.0.0.1:0")
+		ln, err := listener.Listen("127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
-		if port < pickLow || port >= pickHigh {
-			t.Fatalf("port %d, want in [%d, %d)", port, pickLow, pickHigh)
+		if port < listener.PickLow || port >= listener.PickHigh {
+			t.Fatalf("port %d, want in [%d, %d)", port, listener.PickLow, listener.PickHigh)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/logpipe/logpipe/devstack/backends"
 	"github.com/logpipe/logpipe/devstack/internal/realtest"
 	"github.com/logpipe/logpipe/devstack/real"
 )
@@ -149,29 +150,37 @@ func readEndpoints(path string) (sh shared, ready bool, err error) {
 }
 
 // wantsShared tells whether New should use the shared backends for opts.
-func (o *Options) wantsShared() bool {
+func wantsShared(o Options) bool {
 	return o.Backends == Real && !o.Private && o.DataDir == "" &&
 		o.KafkaAddr == "" && o.ESAddr == ""
 }
 
-// newShared makes a stack on the shared real backends for one test.
-func newShared(tb testing.TB, opts Options, sh shared) (*Stack, error) {
-	s := &Stack{opts: opts, suffix: uniqueSuffix(tb.Name())}
-	if opts.with(Kafka) {
+// startShared makes s a stack on the shared real backends for one test,
+// with an embedded etcd of its own.
+func (s *Stack) startShared(tb testing.TB, sh shared) error {
+	s.suffix = uniqueSuffix(tb.Name())
+	own := Options{
+		EtcdAddr: s.opts.EtcdAddr,
+		Without:  []string{Kafka, ES},
+		Logger:   s.opts.Logger,
+	}
+	if !s.opts.With(Etcd) {
+		own.Without = append(own.Without, Etcd)
+	}
+	var err error
+	if s.Stack, err = backends.Start(tb.Context(), own); err != nil {
+		return err
+	}
+	if s.opts.With(Kafka) {
 		s.sharedKafka = sh.kafka
 		if err := s.createSharedTopics(tb.Context()); err != nil {
-			return nil, err
+			return errors.Join(err, s.Stack.Close())
 		}
 	}
-	if opts.with(ES) {
+	if s.opts.With(ES) {
 		s.sharedES = sh.es
 	}
-	if opts.with(Etcd) {
-		if err := s.startEtcd(tb.Context()); err != nil {
-			return nil, errors.Join(err, s.Close())
-		}
-	}
-	return s, nil
+	return nil
 }
 
 // uniqueSuffix is a lower-case name for one test's topics and data streams:

@@ -9,8 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/IBM/sarama"
 	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestBackendsServeTheirNames: on both kinds of backends, a record produced
@@ -29,14 +31,21 @@ func TestBackendsServeTheirNames(t *testing.T) {
 			t.Fatalf("Topics() = %v, want [%s %s]", got, topic, a.Topic("logs.dlq"))
 		}
 
-		p := syncProducer(t, a.KafkaAddrs(), idempotentConfig())
-		part, off, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("job"), Value: sarama.StringEncoder("hello")})
+		cl, err := kgo.NewClient(kgo.SeedBrokers(a.KafkaAddrs()...), kgo.ConsumeTopics(topic))
 		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		sent := &kgo.Record{Topic: topic, Key: []byte("job"), Value: []byte("hello")}
+		if err := cl.ProduceSync(t.Context(), sent).FirstErr(); err != nil {
 			t.Fatalf("producing to %s: %v", topic, err)
 		}
-		cl := saramaClient(t, a.KafkaAddrs(), saramaConfig())
-		if hw, err := cl.GetOffset(topic, part, sarama.OffsetNewest); err != nil || hw != off+1 {
-			t.Fatalf("high watermark of %s/%d = %d, %v; want %d", topic, part, hw, err, off+1)
+		got := cl.PollRecords(t.Context(), 1)
+		if err := got.Err(); err != nil || got.NumRecords() != 1 {
+			t.Fatalf("reading %s back: %d records, %v", topic, got.NumRecords(), err)
+		}
+		if r := got.Records()[0]; r.Partition != sent.Partition || r.Offset != sent.Offset || string(r.Value) != "hello" {
+			t.Fatalf("read back %s/%d@%d %q, want %s/%d@%d hello", r.Topic, r.Partition, r.Offset, r.Value, topic, sent.Partition, sent.Offset)
 		}
 
 		es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{a.ESURL()}})
@@ -71,17 +80,16 @@ func TestBackendsServeTheirNames(t *testing.T) {
 		if err := a.Close(); err != nil {
 			t.Fatalf("closing: %v", err)
 		}
-		admin, err := sarama.NewClusterAdmin(b.KafkaAddrs(), saramaConfig())
+		meta := kmsg.NewPtrMetadataRequest()
+		mt := kmsg.NewMetadataRequestTopic()
+		mt.Topic = kmsg.StringPtr(topic)
+		meta.Topics = append(meta.Topics, mt)
+		resp, err := meta.RequestWith(t.Context(), cl)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer admin.Close()
-		topics, err := admin.ListTopics()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := topics[topic]; ok {
-			t.Fatalf("topic %s still exists after Close", topic)
+		if code := resp.Topics[0].ErrorCode; code != kerr.UnknownTopicOrPartition.Code {
+			t.Fatalf("topic %s after Close: metadata error %v, want UNKNOWN_TOPIC_OR_PARTITION", topic, kerr.ErrorForCode(code))
 		}
 		if n := count(t, b.ESURL(), index); n != -1 {
 			t.Fatalf("data stream %s still holds %d documents after Close", index, n)

@@ -1,169 +1,50 @@
-// Package stack starts logpipe's backends, for tests and for the devstack
-// binary. By default (Options.Backends "embedded") they all run in-process:
-// a real single-member etcd server (etcd's embed package), a Kafka-protocol
-// broker (kfake) and esfake, the development stand-in for the Elasticsearch
-// API. Everything is up and ready when Start returns, usually well under a
-// second later.
-//
-// With Options.Backends "real", Kafka is Apache Kafka and the Elasticsearch
-// API is OpenSearch behind an Elasticsearch-compatible proxy, each in a JVM
-// child process (package devstack/real; Java and Maven needed); etcd stays
-// embedded. Start then takes a quarter of a minute or so, and the first
-// one on a machine longer, while Maven fetches the jars.
+// Package stack gives a test logpipe's backends in one call: New starts
+// them (package devstack/backends) and stops them when the test ends, and
+// ForBackends runs a test on both kinds, embedded and real. With real
+// backends a test gets the shared Apache Kafka and OpenSearch of the test
+// run, with topics and data streams of its own (see EnvBackendsFile).
+// Only tests import it: the binaries use devstack/backends.
 //
 //	s := stack.New(t, stack.Options{})
 //	cli, _ := clientv3.New(clientv3.Config{Endpoints: s.EtcdEndpoints()})
 //	cl, _ := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddrs()...))
-//
-// Addresses with port 0 (the default) get a free loopback port below the
-// kernel's ephemeral range. StopKafka and StopEtcd take a backend off the
-// network (connections refused, open connections cut) while its socket
-// keeps the port, so that nothing else can take it, and StartKafka and
-// StartEtcd bring it back on the same address with the same data.
-//
-// The Kafka broker is a single node. Like Kafka by default, it creates a
-// topic on first use (with Options.Partitions partitions); unlike Kafka's
-// default of 6 s, it accepts consumer group session timeouts down to 100 ms,
-// so that tests notice a dead member quickly. Both kinds of backends do.
-// Like Kafka, the embedded broker also expires a member that died while
-// its JoinGroup waited, one session timeout after the join completed, and
-// keeps alive a member whose SyncGroup waits for the leader's assignment,
-// which kfake alone does not (see memberReaper).
 package stack
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"io"
 	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/sirupsen/logrus"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"golang.org/x/sync/errgroup"
-
-	"github.com/logpipe/logpipe/devstack/esfake"
-	"github.com/logpipe/logpipe/devstack/real"
+	"github.com/logpipe/logpipe/devstack/backends"
 )
 
 // Backend names, for Options.Without.
 const (
-	Etcd  = "etcd"
-	Kafka = "kafka"
-	ES    = "es"
+	Etcd  = backends.Etcd
+	Kafka = backends.Kafka
+	ES    = backends.ES
 )
 
 // Kinds of backends, for Options.Backends.
 const (
-	Embedded = "embedded" // etcd, kfake and esfake in this process
-	Real     = "real"     // embedded etcd, Apache Kafka and OpenSearch in JVM child processes
+	Embedded = backends.Embedded
+	Real     = backends.Real
 )
 
-// Defaults.
-const (
-	DefaultPartitions = 6
-	// startLimit bounds Start when its context has no deadline;
-	// realStartLimit with real backends, whose first start fetches jars.
-	startLimit     = 30 * time.Second
-	realStartLimit = 4 * time.Minute
-	// realRestartLimit bounds StartKafka with real backends.
-	realRestartLimit = 2 * time.Minute
-)
-
-// DefaultTopics are created when Options.Topics is empty.
-var DefaultTopics = []string{"logs", "logs.dlq"}
-
-var (
-	// ErrOptions is returned by Start for invalid Options.
-	ErrOptions = errors.New("stack: bad options")
-	// ErrWithout is returned by Stop* and Start* for a backend that was not started.
-	ErrWithout = errors.New("stack: backend not started")
-)
+// DefaultPartitions is the number of partitions when Options.Partitions is 0.
+const DefaultPartitions = backends.DefaultPartitions
 
 // Options says which backends to start and where.
-type Options struct {
-	EtcdAddr  string // etcd client address; "" means 127.0.0.1:0 (a free port)
-	KafkaAddr string // "" means 127.0.0.1:0
-	ESAddr    string // "" means 127.0.0.1:0
+type Options = backends.Options
 
-	// DataDir keeps etcd's and Kafka's data under DataDir/etcd and
-	// DataDir/kafka (and OpenSearch's under DataDir/opensearch with real
-	// backends), where a later Start finds them again. "" keeps Kafka
-	// in memory (real backends: in temporary directories) and etcd in a
-	// temporary directory, removed by Close.
-	DataDir string
-
-	// Backends is Embedded (the default when "") or Real.
-	Backends string
-
-	// Private asks New for real backends of the test's own instead of the
-	// shared ones of the test run (see EnvBackendsFile): for a test that
-	// stops Kafka. Start always starts backends of its own.
-	Private bool
-
-	Partitions int      // partitions of each topic, seeded or created on first use; 0 means DefaultPartitions
-	Topics     []string // created at start; empty means DefaultTopics
-	Without    []string // backends not to start: Etcd, Kafka, ES
-
-	Logger logrus.FieldLogger // optional; the backends' own logs go here
-}
-
-func (o *Options) setDefaults() error {
-	if o.Partitions < 0 {
-		return fmt.Errorf("%w: partitions %d is negative", ErrOptions, o.Partitions)
-	}
-	if o.Partitions == 0 {
-		o.Partitions = DefaultPartitions
-	}
-	if len(o.Topics) == 0 {
-		o.Topics = slices.Clone(DefaultTopics)
-	}
-	for _, t := range o.Topics {
-		if t == "" {
-			return fmt.Errorf("%w: empty topic name", ErrOptions)
-		}
-	}
-	for _, w := range o.Without {
-		if w != Etcd && w != Kafka && w != ES {
-			return fmt.Errorf("%w: without %q: want %s, %s or %s", ErrOptions, w, Etcd, Kafka, ES)
-		}
-	}
-	switch o.Backends {
-	case "":
-		o.Backends = Embedded
-	case Embedded, Real:
-	default:
-		return fmt.Errorf("%w: backends %q: want %s or %s", ErrOptions, o.Backends, Embedded, Real)
-	}
-	if o.Logger == nil {
-		l := logrus.New()
-		l.SetOutput(io.Discard)
-		o.Logger = l
-	}
-	return nil
-}
-
-func (o *Options) with(backend string) bool { return !slices.Contains(o.Without, backend) }
-
-// Stack is a set of running backends.
+// Stack is a set of running backends for one test: its own, or the shared
+// real ones of the test run (Shared).
 type Stack struct {
-	opts   Options
-	tmpDir string // etcd's data when Options.DataDir is empty
+	*backends.Stack // on shared backends, etcd alone
 
-	etcd  *etcdServer
-	kafka *kafkaBroker
-	es    *esServer
-
-	// With real backends.
-	realKafka  *real.Kafka
-	openSearch *real.OpenSearch
-
+	opts Options
 	// On the shared real backends of a test run (shared.go): their
 	// addresses, and the suffix of this stack's topics and data streams.
 	sharedKafka string
@@ -172,124 +53,6 @@ type Stack struct {
 
 	closeOnce sync.Once
 	closeErr  error
-}
-
-// Start starts the backends and returns when all of them serve. On error
-// it stops whatever it had started.
-func Start(ctx context.Context, opts Options) (*Stack, error) {
-	if err := opts.setDefaults(); err != nil {
-		return nil, err
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		limit := startLimit
-		if opts.Backends == Real {
-			limit = realStartLimit
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, limit)
-		defer cancel()
-	}
-	s := &Stack{opts: opts}
-	start := s.start
-	if opts.Backends == Real {
-		start = s.startReal
-	}
-	if err := start(ctx); err != nil {
-		return nil, errors.Join(err, s.Close())
-	}
-	return s, nil
-}
-
-func (s *Stack) start(ctx context.Context) error {
-	o := &s.opts
-	log := o.Logger
-	if o.with(ES) {
-		es, err := startES(o.ESAddr)
-		if err != nil {
-			return fmt.Errorf("esfake: %w", err)
-		}
-		s.es = es
-		log.WithField("url", es.URL()).Debug("esfake started")
-	}
-	if o.with(Kafka) {
-		var dir string
-		if o.DataDir != "" {
-			dir = filepath.Join(o.DataDir, "kafka")
-		}
-		k, err := startKafka(ctx, o.KafkaAddr, dir, o.Partitions, o.Topics, log)
-		if err != nil {
-			return fmt.Errorf("kafka: %w", err)
-		}
-		s.kafka = k
-		log.WithField("addr", k.Addr()).Debug("kafka started")
-	}
-	if o.with(Etcd) {
-		return s.startEtcd(ctx)
-	}
-	return nil
-}
-
-func (s *Stack) startEtcd(ctx context.Context) error {
-	o := &s.opts
-	dir := filepath.Join(o.DataDir, "etcd")
-	if o.DataDir == "" {
-		tmp, err := os.MkdirTemp("", "logpipe-devstack-etcd-")
-		if err != nil {
-			return fmt.Errorf("etcd: %w", err)
-		}
-		s.tmpDir, dir = tmp, tmp
-	}
-	e, err := startEtcd(ctx, o.EtcdAddr, dir)
-	if err != nil {
-		return fmt.Errorf("etcd: %w", err)
-	}
-	s.etcd = e
-	o.Logger.WithField("endpoint", e.Endpoint()).Debug("etcd started")
-	return nil
-}
-
-// startReal starts etcd, Apache Kafka and OpenSearch at once: the JVMs
-// take several seconds each.
-func (s *Stack) startReal(ctx context.Context) error {
-	o := &s.opts
-	var dist real.Dist
-	if o.with(Kafka) || o.with(ES) {
-		var err error
-		if dist, err = real.Prepare(ctx, o.Logger); err != nil {
-			return err
-		}
-	}
-	dataDir := func(name string) string {
-		if o.DataDir == "" {
-			return ""
-		}
-		return filepath.Join(o.DataDir, name)
-	}
-	// Each goroutine sets its own field; Close stops whatever started.
-	var g errgroup.Group
-	if o.with(Kafka) {
-		g.Go(func() error {
-			k, err := real.StartKafka(ctx, dist, real.KafkaOptions{
-				Addr: o.KafkaAddr, DataDir: dataDir("kafka"),
-				Partitions: o.Partitions, Topics: o.Topics, Log: o.Logger,
-			})
-			s.realKafka = k
-			return err
-		})
-	}
-	if o.with(ES) {
-		g.Go(func() error {
-			node, err := real.StartOpenSearch(ctx, dist, real.OpenSearchOptions{
-				Addr: o.ESAddr, DataDir: dataDir("opensearch"), Log: o.Logger,
-			})
-			s.openSearch = node
-			return err
-		})
-	}
-	if o.with(Etcd) {
-		g.Go(func() error { return s.startEtcd(ctx) })
-	}
-	return g.Wait()
 }
 
 // New starts a stack for a test and stops it when the test ends. It fails
@@ -302,12 +65,12 @@ func (s *Stack) startReal(ctx context.Context) error {
 // whether it runs.
 func New(tb testing.TB, opts Options) *Stack {
 	tb.Helper()
-	if err := opts.setDefaults(); err != nil {
+	if err := opts.SetDefaults(); err != nil {
 		tb.Fatal(err)
 	}
-	var s *Stack
+	s := &Stack{opts: opts}
 	var err error
-	if opts.wantsShared() {
+	if wantsShared(opts) {
 		sh, ok, serr := sharedBackends(tb.Context())
 		switch {
 		case serr != nil:
@@ -317,12 +80,12 @@ func New(tb testing.TB, opts Options) *Stack {
 		case !ok:
 			tb.Skipf("real backends: run with make test, or set %s to the output file of a running `devstack --backends real` (see README, Tests)", EnvBackendsFile)
 		}
-		s, err = newShared(tb, opts, sh)
+		err = s.startShared(tb, sh)
 	} else {
 		if opts.Backends == Real {
 			SkipReal(tb) // JVMs of the test's own
 		}
-		s, err = Start(tb.Context(), opts)
+		s.Stack, err = backends.Start(tb.Context(), opts)
 	}
 	if err != nil {
 		tb.Fatalf("starting the backends: %v", err)
@@ -335,75 +98,29 @@ func New(tb testing.TB, opts Options) *Stack {
 	return s
 }
 
-// Close stops every backend and waits for them. Kafka and etcd save their
-// data when Options.DataDir is set. Close is safe to call more than once.
+// Close stops the backends, and on shared ones deletes this test's topics
+// and data streams. It is safe to call more than once.
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
 		if s.suffix != "" {
 			errs = append(errs, s.closeShared())
 		}
-		if s.es != nil {
-			errs = append(errs, wrap("esfake", s.es.Close()))
-		}
-		// The JVMs take a moment each to stop: both at once.
-		var jvms sync.WaitGroup
-		var osErr, kafkaErr error
-		if s.openSearch != nil {
-			jvms.Go(func() { osErr = s.openSearch.Close() })
-		}
-		if s.realKafka != nil {
-			jvms.Go(func() { kafkaErr = s.realKafka.Close() })
-		}
-		jvms.Wait()
-		errs = append(errs, osErr, kafkaErr)
-		if s.kafka != nil {
-			errs = append(errs, wrap("kafka", s.kafka.Close()))
-		}
-		if s.etcd != nil {
-			errs = append(errs, wrap("etcd", s.etcd.Close()))
-		}
-		if s.tmpDir != "" {
-			errs = append(errs, os.RemoveAll(s.tmpDir))
-		}
+		errs = append(errs, s.Stack.Close())
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
 }
 
-func wrap(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
-
-// EtcdEndpoints are etcd's client URLs, such as ["http://127.0.0.1:2379"];
-// nil without etcd.
-func (s *Stack) EtcdEndpoints() []string {
-	if s.etcd == nil {
-		return nil
-	}
-	return []string{s.etcd.Endpoint()}
-}
-
-// KafkaAddrs are the Kafka bootstrap addresses, such as ["127.0.0.1:9092"];
-// nil without Kafka.
+// KafkaAddrs are the Kafka bootstrap addresses; nil without Kafka.
 func (s *Stack) KafkaAddrs() []string {
-	switch {
-	case s.kafka != nil:
-		return []string{s.kafka.Addr()}
-	case s.realKafka != nil:
-		return []string{s.realKafka.Addr()}
-	case s.sharedKafka != "":
+	if s.sharedKafka != "" {
 		return []string{s.sharedKafka}
 	}
-	return nil
+	return s.Stack.KafkaAddrs()
 }
 
-// ESURL is the Elasticsearch API's base URL, such as
-// "http://127.0.0.1:9200" (esfake's, or with real backends the proxy's in
-// front of OpenSearch); "" without it.
+// ESURL is the Elasticsearch API's base URL; "" without it.
 func (s *Stack) ESURL() string {
 	if addr := s.ESAddr(); addr != "" {
 		return "http://" + addr
@@ -411,53 +128,22 @@ func (s *Stack) ESURL() string {
 	return ""
 }
 
-// ESAddr is the Elasticsearch API's listen address, such as
-// "127.0.0.1:9200"; "" without it.
+// ESAddr is the Elasticsearch API's listen address; "" without it.
 func (s *Stack) ESAddr() string {
-	switch {
-	case s.es != nil:
-		return s.es.Addr()
-	case s.openSearch != nil:
-		return s.openSearch.Addr()
-	case s.sharedES != "":
+	if s.sharedES != "" {
 		return strings.TrimPrefix(s.sharedES, "http://")
 	}
-	return ""
+	return s.Stack.ESAddr()
 }
 
 // Backends is Embedded or Real.
 func (s *Stack) Backends() string { return s.opts.Backends }
 
-// RealKafka is the Apache Kafka node with real backends, for its version,
-// data folder and process id; nil otherwise.
-func (s *Stack) RealKafka() *real.Kafka { return s.realKafka }
-
-// OpenSearch is the OpenSearch node with real backends, for its version,
-// own URL and process id; nil otherwise.
-func (s *Stack) OpenSearch() *real.OpenSearch { return s.openSearch }
-
-// ES is the running esfake server, for fault injection and document checks;
-// nil without it and with real backends.
-func (s *Stack) ES() *esfake.Server {
-	if s.es == nil {
-		return nil
-	}
-	return s.es.fake
-}
-
-// Kafka is the kfake cluster, for tests that need its controls; nil
-// without Kafka and with real backends.
-func (s *Stack) Kafka() *kfake.Cluster {
-	if s.kafka == nil {
-		return nil
-	}
-	return s.kafka.c
-}
-
 // Partitions is the number of partitions of each created topic.
 func (s *Stack) Partitions() int { return s.opts.Partitions }
 
-// Topics are the topics created at start.
+// Topics are the topics created at start, by the names they have on this
+// stack (Topic).
 func (s *Stack) Topics() []string {
 	names := make([]string, len(s.opts.Topics))
 	for i, t := range s.opts.Topics {
@@ -466,53 +152,20 @@ func (s *Stack) Topics() []string {
 	return names
 }
 
-// StopKafka takes the broker off the network: its address refuses
-// connections and every open connection is cut. Its data and consumer
-// groups stay as they are. With real backends it stops the JVM, which
-// keeps its data on disk.
+// StopKafka takes the broker off the network (see backends.Stack.StopKafka);
+// ErrShared on shared backends.
 func (s *Stack) StopKafka() error {
-	switch {
-	case s.kafka != nil:
-		return s.kafka.g.Down()
-	case s.realKafka != nil:
-		return s.realKafka.Stop()
-	case s.sharedKafka != "":
+	if s.sharedKafka != "" {
 		return ErrShared
 	}
-	return fmt.Errorf("%w: kafka", ErrWithout)
+	return s.Stack.StopKafka()
 }
 
-// StartKafka puts the broker back on its address after StopKafka. With
-// real backends it starts the JVM again and returns once the broker serves
-// its topics, which takes several seconds.
+// StartKafka puts the broker back after StopKafka; ErrShared on shared
+// backends.
 func (s *Stack) StartKafka() error {
-	switch {
-	case s.kafka != nil:
-		return s.kafka.g.Up()
-	case s.realKafka != nil:
-		ctx, cancel := context.WithTimeout(context.Background(), realRestartLimit)
-		defer cancel()
-		return s.realKafka.Start(ctx)
-	case s.sharedKafka != "":
+	if s.sharedKafka != "" {
 		return ErrShared
 	}
-	return fmt.Errorf("%w: kafka", ErrWithout)
-}
-
-// StopEtcd takes etcd off the network: its address refuses connections and
-// every open connection (watches, lease keep-alives) is cut. Its data stay
-// as they are; leases keep running out, as no keep-alive reaches them.
-func (s *Stack) StopEtcd() error {
-	if s.etcd == nil {
-		return fmt.Errorf("%w: etcd", ErrWithout)
-	}
-	return s.etcd.g.Down()
-}
-
-// StartEtcd puts etcd back on its address after StopEtcd.
-func (s *Stack) StartEtcd() error {
-	if s.etcd == nil {
-		return fmt.Errorf("%w: etcd", ErrWithout)
-	}
-	return s.etcd.g.Up()
+	return s.Stack.StartKafka()
 }

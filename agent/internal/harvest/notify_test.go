@@ -19,6 +19,18 @@ import (
 // notification can make a reader, harvester or scan look again.
 const never = time.Hour
 
+// newNotifyOnlyEnv is an environment whose reader, harvester and scan
+// polls never come within the test: only a change notification makes
+// them look again.
+func newNotifyOnlyEnv(t *testing.T) *env {
+	t.Helper()
+	e := newEnv(t)
+	e.stop()
+	e.opts.PollMax, e.opts.ScanInterval = never, never
+	e.start()
+	return e
+}
+
 func (e *env) wakeups(by string) float64 {
 	return testutil.ToFloat64(e.opts.Metrics.Wakeups.WithLabelValues(by))
 }
@@ -27,10 +39,7 @@ func (e *env) wakeups(by string) float64 {
 // write: the reader's poll (and the harvester's and the scan's) would not
 // come within the test.
 func TestAppendReadOnNotification(t *testing.T) {
-	e := newEnv(t)
-	e.stop()
-	e.opts.PollMax, e.opts.ScanInterval = never, never
-	e.start()
+	e := newNotifyOnlyEnv(t)
 	path := e.path("idle.log")
 	testkit.Append(t, path, testkit.Numbered("idle", 0, 1, 0)...)
 	e.mgr.Apply(collect.Config{entry(path)})
@@ -50,10 +59,7 @@ func TestAppendReadOnNotification(t *testing.T) {
 // Rotation by rename and create, and a new file created or renamed into a
 // watched directory, are noticed through notifications alone.
 func TestRenameCreateNotified(t *testing.T) {
-	e := newEnv(t)
-	e.stop()
-	e.opts.PollMax, e.opts.ScanInterval = never, never
-	e.start()
+	e := newNotifyOnlyEnv(t)
 	path := e.path("app.log")
 	testkit.Append(t, path, testkit.Numbered("rot", 0, 100, 50)...)
 	e.mgr.Apply(collect.Config{entry(path), entry(e.path("*.json"))})
@@ -148,17 +154,4 @@ func TestReloadKeepsWatchesBounded(t *testing.T) {
 }
 
 // inotifyFDs counts this process's open inotify instances.
-func inotifyFDs(t testing.TB) int {
-	t.Helper()
-	des, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, de := range des {
-		if l, err := os.Readlink(filepath.Join("/proc/self/fd", de.Name())); err == nil && l == "anon_inode:inotify" {
-			n++
-		}
-	}
-	return n
-}
+func inotifyFDs(t testing.TB) int { return testkit.InotifyFDs(t, os.Getpid()) }

@@ -13,6 +13,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 	"go.uber.org/goleak"
+
+	"github.com/logpipe/logpipe/agent/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -61,20 +63,7 @@ func appendTo(t *testing.T, path, text string) {
 }
 
 // inotifyFDs counts this process's open inotify instances.
-func inotifyFDs(t testing.TB) int {
-	t.Helper()
-	des, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, de := range des {
-		if l, err := os.Readlink(filepath.Join("/proc/self/fd", de.Name())); err == nil && l == "anon_inode:inotify" {
-			n++
-		}
-	}
-	return n
-}
+func inotifyFDs(t testing.TB) int { return testkit.InotifyFDs(t, os.Getpid()) }
 
 // A write wakes the subscribers of that file only: the dispatcher handles
 // events in order, so once a later event has woken its subscriber, an

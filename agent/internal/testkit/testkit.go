@@ -1,12 +1,14 @@
 // Package testkit holds the helpers that the agent's tests share: a Kafka
-// reader that collects the records the agent produced, and writers of
-// numbered log lines whose arrival can be checked line by line.
+// reader that collects the records the agent produced, writers of
+// numbered log lines whose arrival can be checked line by line, and a
+// count of a process's inotify instances.
 package testkit
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -247,4 +249,22 @@ func Numbered(tag string, from, to, pad int) []string {
 		out = append(out, Line(tag, i, pad))
 	}
 	return out
+}
+
+// InotifyFDs counts the inotify instances that process pid holds open
+// (os.Getpid() for the test's own).
+func InotifyFDs(tb testing.TB, pid int) int {
+	tb.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := 0
+	for _, de := range des {
+		if l, err := os.Readlink(filepath.Join(dir, de.Name())); err == nil && l == "anon_inode:inotify" {
+			n++
+		}
+	}
+	return n
 }

@@ -51,20 +51,28 @@ func Resume(ln *net.TCPListener) error {
 	})
 }
 
-// Ports for an address with port 0 are picked in [pickLow, pickHigh):
+// Ports for an address with port 0 are picked in [PickLow, PickHigh):
 // below the kernel's ephemeral range (which starts at 32768 on Linux), so
 // that no outgoing connection holds one, and bound explicitly, which Pause
 // needs (a port the kernel picked is released by shutdown(2)).
 const (
-	pickLow   = 20000
-	pickHigh  = 32768
+	PickLow   = 20000
+	PickHigh  = 32768
 	pickTries = 200
 )
 
-// Listen listens on addr (host:port). A port of 0 is replaced by a free
-// port picked at random below the ephemeral range: each try binds, so two
-// processes never get one port, and the one that binds it keeps it.
+// RandomPort is a port in [PickLow, PickHigh), for a program that binds
+// it itself (and tries another when it is taken).
+func RandomPort() int { return PickLow + rand.IntN(PickHigh-PickLow) }
+
+// Listen listens on addr (host:port; "" means 127.0.0.1:0). A port of 0
+// is replaced by a free port picked at random below the ephemeral range:
+// each try binds, so two processes never get one port, and the one that
+// binds it keeps it.
 func Listen(addr string) (*net.TCPListener, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("address %q: %w", addr, err)
@@ -73,7 +81,7 @@ func Listen(addr string) (*net.TCPListener, error) {
 		return listenTCP(addr)
 	}
 	for range pickTries {
-		ln, err := listenTCP(net.JoinHostPort(host, strconv.Itoa(pickLow+rand.IntN(pickHigh-pickLow))))
+		ln, err := listenTCP(net.JoinHostPort(host, strconv.Itoa(RandomPort())))
 		if err == nil {
 			return ln, nil
 		}
@@ -81,7 +89,7 @@ func Listen(addr string) (*net.TCPListener, error) {
 			return nil, err
 		}
 	}
-	return nil, fmt.Errorf("address %s: no free port found in %d tries between %d and %d", addr, pickTries, pickLow, pickHigh-1)
+	return nil, fmt.Errorf("address %s: no free port found in %d tries between %d and %d", addr, pickTries, PickLow, PickHigh-1)
 }
 
 func listenTCP(addr string) (*net.TCPListener, error) {

@@ -1,4 +1,4 @@
-package stack
+package backends
 
 import (
 	"context"
@@ -32,7 +32,7 @@ const waitLimit = time.Minute
 // groups at once: without the reaper, some of them keep a dead member.
 func TestMemberDeadInJoinIsExpired(t *testing.T) {
 	t.Parallel()
-	s := New(t, Options{Without: []string{Etcd, ES}})
+	s := startStack(t, Options{Without: []string{Etcd, ES}})
 	hold := holdHeartbeats(s.Kafka())
 	admin := newFranzClient(t, s.KafkaAddrs())
 
@@ -80,7 +80,7 @@ func TestMemberDeadInJoinIsExpired(t *testing.T) {
 // within the test.
 func TestLeaderDeadBeforeSyncIsExpired(t *testing.T) {
 	t.Parallel()
-	s := New(t, Options{Without: []string{Etcd, ES}})
+	s := startStack(t, Options{Without: []string{Etcd, ES}})
 	admin := newFranzClient(t, s.KafkaAddrs())
 
 	const groups = 8

@@ -2,8 +2,8 @@
 // the same run and against the same broker, Debian's kcat producing the same
 // file with the same compression (lz4) and acks (all): kcat is the ceiling.
 //
-//	cd agent && go run ./bench              # 500,000 lines of 200 bytes
-//	go run ./bench -lines 1000000 -line-bytes 200
+//	go run ./bench/agent              # 500,000 lines of 200 bytes
+//	go run ./bench/agent -lines 1000000 -line-bytes 200
 //
 // It starts the devstack backends in this process (etcd and the kfake
 // broker), builds and runs the agent binary, and prints a table: lines/s,
@@ -17,23 +17,21 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/logpipe/logpipe/agent/internal/procmem"
 	"github.com/logpipe/logpipe/common/keys"
+	"github.com/logpipe/logpipe/devstack/backends"
 	"github.com/logpipe/logpipe/devstack/proc"
-	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 func main() {
@@ -92,17 +90,13 @@ func run(bin string, nLines, lineBytes, rounds int, extra, kcatExtra []string) e
 		return err
 	}
 	if bin == "" {
-		fmt.Fprintln(os.Stderr, "building the agent...")
-		bin = filepath.Join(work, "agent")
-		build := exec.Command("go", "build", "-o", bin, "github.com/logpipe/logpipe/agent")
-		build.Stderr = os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("building the agent (run inside the repository): %w", err)
+		if bin, err = proc.BuildCommand(work, "agent"); err != nil {
+			return err
 		}
 	}
 
 	ctx := context.Background()
-	s, err := stack.Start(ctx, stack.Options{Without: []string{stack.ES}, Topics: []string{"logs", "bench.kcat"}})
+	s, err := backends.Start(ctx, backends.Options{Without: []string{backends.ES}, Topics: []string{"logs", "bench.kcat"}})
 	if err != nil {
 		return err
 	}
@@ -180,37 +174,25 @@ func runKcat(kcat, broker, file string, extra []string) (result, error) {
 
 // runAgent starts an agent with a fresh state directory, gives it the
 // file in its config and times until Kafka acknowledged every line.
-func runAgent(ctx context.Context, bin string, s *stack.Stack, cli *clientv3.Client, file string, nLines int, state, name string, extra []string) (result, error) {
-	args := append([]string{
-		"--name", name, "--etcd-endpoints", s.EtcdEndpoints()[0], "--kafka-brokers", s.KafkaAddrs()[0],
-		"--state-dir", state, "--metrics-addr", "127.0.0.1:0", "--log-format", "json",
-	}, extra...)
-	agent, err := proc.Launch("agent", exec.Command(bin, args...))
+func runAgent(ctx context.Context, bin string, s *backends.Stack, cli *clientv3.Client, file string, nLines int, state, name string, extra []string) (result, error) {
+	prof := os.Getenv("BENCH_CPU_PROFILE")
+	args := append([]string{"--log-format", "json"}, extra...)
+	if prof != "" {
+		args = append(args, "--pprof")
+	}
+	agent, addr, err := proc.StartAgent(bin, name, s.EtcdEndpoints()[0], s.KafkaAddrs()[0], state, args...)
 	if err != nil {
 		return result{}, err
 	}
 	defer agent.Kill()
-	addr, err := agent.Address("metrics", time.Minute)
-	if err != nil {
-		return result{}, fmt.Errorf("%w\n%s", err, agent.Output())
-	}
-	if err := waitReady(addr); err != nil {
-		return result{}, err
-	}
-	if prof := os.Getenv("BENCH_CPU_PROFILE"); prof != "" {
-		go func() {
-			resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=3")
-			if err != nil {
-				return
+	var profiling sync.WaitGroup
+	defer profiling.Wait() // before the agent is killed
+	if prof != "" {
+		profiling.Go(func() {
+			if err := proc.SaveProfile(addr, "profile?seconds=3", prof); err != nil {
+				fmt.Fprintln(os.Stderr, "CPU profile:", err)
 			}
-			defer resp.Body.Close()
-			f, err := os.Create(prof)
-			if err != nil {
-				return
-			}
-			defer f.Close()
-			_, _ = io.Copy(f, resp.Body)
-		}()
+		})
 	}
 	cfg := fmt.Sprintf(`[{"path":%q,"from":"beginning","job":"bench"}]`, file)
 	start := time.Now()
@@ -220,8 +202,8 @@ func runAgent(ctx context.Context, bin string, s *stack.Stack, cli *clientv3.Cli
 	ag := result{hasRSS: true, rssMin: 1 << 62}
 	deadline := start.Add(10 * time.Minute)
 	for {
-		acked, _ := metric(addr, "agent_lines_acked_total")
-		cur, peak := procmem.RSS(agent.Pid())
+		acked, _ := proc.Metric(addr, "agent_lines_acked_total")
+		cur, peak := proc.RSS(agent.Pid())
 		if cur > 0 {
 			ag.rssMin, ag.rssMax, ag.rssPeak = min(ag.rssMin, cur), max(ag.rssMax, cur), peak
 		}
@@ -261,35 +243,4 @@ func writeFile(path string, n, size int) (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), f.Close()
-}
-
-func waitReady(addr string) error {
-	for range 1200 { // a minute
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("the agent did not become ready")
-}
-
-func metric(addr, name string) (float64, bool) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == name {
-			v, err := strconv.ParseFloat(f[1], 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
 }

@@ -1,4 +1,4 @@
-package stack_test
+package backends_test
 
 import (
 	"context"
@@ -8,13 +8,13 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/logpipe/logpipe/devstack/stack"
+	"github.com/logpipe/logpipe/devstack/backends"
 )
 
 func ExampleStart() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := stack.Start(ctx, stack.Options{Without: []string{stack.ES}})
+	s, err := backends.Start(ctx, backends.Options{Without: []string{backends.ES}})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -1,13 +1,13 @@
-// Command latencybench measures how long a line appended to a tailed file
+// Command latency measures how long a line appended to a tailed file
 // takes to reach a WebSocket client of livetail, with the real agent and
 // livetail binaries on their default flags (only addresses, names and the
 // state directory are given).
 //
-//	go run ./e2e/latencybench                      # 3 rounds: 300 lines at 20–400 ms, then 10,000 lines/s for 10 s
-//	go run ./e2e/latencybench -agent-bin /tmp/old/agent -rounds 1
-//	go run ./e2e/latencybench -backends real        # on Apache Kafka instead of kfake
+//	go run ./bench/latency                      # 3 rounds: 300 lines at 20–400 ms, then 10,000 lines/s for 10 s
+//	go run ./bench/latency -agent-bin /tmp/old/agent -rounds 1
+//	go run ./bench/latency -backends real        # on Apache Kafka instead of kfake
 //
-// It starts etcd and the kfake broker in its own process (devstack/stack),
+// It starts etcd and the kfake broker in its own process (devstack/backends),
 // or with -backends real an Apache Kafka JVM of its own,
 // builds and starts the agent and livetail, opens a tail session for the
 // job, and appends lines (one write per line, as a logger does) that carry
@@ -26,12 +26,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -45,8 +42,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/logpipe/logpipe/common/keys"
+	"github.com/logpipe/logpipe/devstack/backends"
 	"github.com/logpipe/logpipe/devstack/proc"
-	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 const job = "latency"
@@ -62,7 +59,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of the high-rate phase")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of both phases; the median of the rounds is printed too")
 	flag.StringVar(&o.agentArgs, "agent-args", "", "extra agent flags, space-separated")
-	flag.StringVar(&o.backends, "backends", stack.Embedded, "Kafka to run on: embedded (kfake, in this process) or real (Apache Kafka in a JVM, needs Java and the jars of make test)")
+	flag.StringVar(&o.backends, "backends", backends.Embedded, "Kafka to run on: embedded (kfake, in this process) or real (Apache Kafka in a JVM, needs Java and the jars of make test)")
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the agent during the first high-rate phase to this file (runs the agent with --pprof)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -93,20 +90,20 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(work)
 	if o.agentBin == "" {
-		if o.agentBin, err = build(work, "agent"); err != nil {
+		if o.agentBin, err = proc.BuildCommand(work, "agent"); err != nil {
 			return err
 		}
 	}
 	if o.livetailBin == "" {
-		if o.livetailBin, err = build(work, "livetail"); err != nil {
+		if o.livetailBin, err = proc.BuildCommand(work, "livetail"); err != nil {
 			return err
 		}
 	}
-	loadBefore := loadavg()
+	loadBefore := proc.LoadAvg()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := stack.Start(ctx, stack.Options{Backends: o.backends, Without: []string{stack.ES}})
+	s, err := backends.Start(ctx, backends.Options{Backends: o.backends, Without: []string{backends.ES}})
 	if err != nil {
 		return err
 	}
@@ -127,35 +124,20 @@ func run(o options) error {
 		return err
 	}
 
-	livetail, err := proc.Launch("livetail", exec.Command(o.livetailBin,
-		"--kafka-brokers", brokers, "--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"))
+	livetail, httpAddr, _, err := proc.StartLivetail(o.livetailBin, brokers)
 	if err != nil {
 		return err
 	}
 	defer livetail.Terminate(10 * time.Second)
-	agentArgs := append([]string{"--name", name, "--etcd-endpoints", s.EtcdEndpoints()[0], "--kafka-brokers", brokers,
-		"--state-dir", filepath.Join(work, "state"), "--metrics-addr", "127.0.0.1:0"}, strings.Fields(o.agentArgs)...)
+	agentArgs := strings.Fields(o.agentArgs)
 	if o.cpuProfile != "" {
 		agentArgs = append(agentArgs, "--pprof")
 	}
-	agent, err := proc.Launch("agent", exec.Command(o.agentBin, agentArgs...))
+	agent, agentAddr, err := proc.StartAgent(o.agentBin, name, s.EtcdEndpoints()[0], brokers, filepath.Join(work, "state"), agentArgs...)
 	if err != nil {
 		return err
 	}
 	defer agent.Terminate(10 * time.Second)
-	httpAddr, err := livetail.Address("http", time.Minute)
-	if err != nil {
-		return fmt.Errorf("livetail: %w\n%s", err, livetail.Output())
-	}
-	agentAddr, err := agent.Address("metrics", time.Minute)
-	if err != nil {
-		return fmt.Errorf("agent: %w\n%s", err, agent.Output())
-	}
-	for what, addr := range map[string]string{"livetail": httpAddr, "agent": agentAddr} {
-		if err := waitReady(addr); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-	}
 
 	c := newCollector()
 	var wg sync.WaitGroup
@@ -200,7 +182,7 @@ func run(o options) error {
 		for i, ph := range phases {
 			tag := fmt.Sprintf("r%dp%d", round, i)
 			fmt.Fprintf(os.Stderr, "round %d: %s...\n", round, ph.name)
-			cpu0 := cpuSeconds(agent.Pid())
+			cpu0 := proc.CPUSeconds(agent.Pid())
 			start := time.Now()
 			if o.cpuProfile != "" && round == 1 && i == 1 {
 				wg.Go(func() { profile(agentAddr, o.cpuProfile, o.duration) })
@@ -210,7 +192,7 @@ func run(o options) error {
 			wall := time.Since(start)
 			r := c.row(tag, n)
 			r.round, r.phase = round, ph.name
-			r.agentCPU = (cpuSeconds(agent.Pid()) - cpu0) / wall.Seconds()
+			r.agentCPU = (proc.CPUSeconds(agent.Pid()) - cpu0) / wall.Seconds()
 			rows = append(rows, r)
 		}
 	}
@@ -219,43 +201,13 @@ func run(o options) error {
 		return fmt.Errorf("the WebSocket session ended: %w", err)
 	default:
 	}
-	printTable(os.Stdout, rows, o, loadBefore, loadavg())
+	printTable(os.Stdout, rows, o, loadBefore, proc.LoadAvg())
 	for _, r := range rows {
 		if lost := r.lines - r.received - r.dropped; lost > 0 {
 			return fmt.Errorf("round %d, %s: %d of %d lines never reached the client, and no dropped frame announced them", r.round, r.phase, lost, r.lines)
 		}
 	}
 	return nil
-}
-
-// build compiles one of the repository's binaries into dir.
-func build(dir, name string) (string, error) {
-	fmt.Fprintf(os.Stderr, "building %s...\n", name)
-	bin := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/logpipe/logpipe/"+name)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building %s (run inside the repository): %w", name, err)
-	}
-	return bin, nil
-}
-
-func waitReady(addr string) error {
-	var last string
-	for range 1200 { // a minute
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready at %s within a minute: %s", addr, last)
 }
 
 // A line is "lat <tag> <seq> <append time, Unix ns> <padding>".
@@ -533,53 +485,9 @@ func follow(ctx context.Context, addr string, c *collector) error {
 
 // profile writes a CPU profile of the agent over d to file.
 func profile(addr, file string, d time.Duration) {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(int(d.Seconds())-1, 1)))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "CPU profile:", err)
-		return
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(file)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "CPU profile:", err)
-		return
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	if err := proc.SaveProfile(addr, fmt.Sprintf("profile?seconds=%d", max(int(d.Seconds())-1, 1)), file); err != nil {
 		fmt.Fprintln(os.Stderr, "CPU profile:", err)
 	}
-}
-
-// cpuSeconds is the user and system CPU time of process pid so far.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ is 100 on Linux
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
@@ -588,7 +496,7 @@ func printTable(out *os.File, rows []row, o options, before, after string) {
 	w := bufio.NewWriter(out)
 	defer w.Flush()
 	broker := "kfake broker in-process"
-	if o.backends == stack.Real {
+	if o.backends == backends.Real {
 		broker = "Apache Kafka in a JVM"
 	}
 	fmt.Fprintf(w, "append → WebSocket client, agent and livetail on default flags, %s; load average before %s, after %s\n\n", broker, before, after)

@@ -1,4 +1,4 @@
-package stack
+package backends
 
 import (
 	"context"
@@ -41,7 +41,7 @@ func testContext(tb testing.TB, d time.Duration) context.Context {
 func TestEtcdPutGetWatch(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	s := New(t, Options{Without: []string{Kafka, ES}})
+	s := startStack(t, Options{Without: []string{Kafka, ES}})
 	t.Logf("etcd up in %v at %v", time.Since(start), s.EtcdEndpoints())
 	cli := etcdClient(t, s)
 	ctx := testContext(t, 20*time.Second)
@@ -71,7 +71,7 @@ func TestEtcdPutGetWatch(t *testing.T) {
 
 func TestStopStartEtcd(t *testing.T) {
 	t.Parallel()
-	s := New(t, Options{Without: []string{Kafka, ES}})
+	s := startStack(t, Options{Without: []string{Kafka, ES}})
 	endpoints := s.EtcdEndpoints()
 	cli := etcdClient(t, s)
 	ctx := testContext(t, 30*time.Second)
@@ -127,7 +127,7 @@ func TestStopStartEtcd(t *testing.T) {
 
 // etcd's HTTP/JSON gateway (what curl users reach) answers on the public address.
 func TestEtcdJSONGateway(t *testing.T) {
-	st := New(t, Options{Without: []string{Kafka, ES}})
+	st := startStack(t, Options{Without: []string{Kafka, ES}})
 	body := strings.NewReader(`{"key":"` + base64.StdEncoding.EncodeToString([]byte("/k")) + `","value":"` + base64.StdEncoding.EncodeToString([]byte("v")) + `"}`)
 	resp, err := http.Post(st.EtcdEndpoints()[0]+"/v3/kv/put", "application/json", body)
 	if err != nil {

@@ -1,4 +1,4 @@
-package stack
+package backends
 
 import (
 	"io"
@@ -10,15 +10,8 @@ import (
 	"github.com/logpipe/logpipe/devstack/internal/listener"
 )
 
-// listen binds a TCP listener on addr. An empty addr means 127.0.0.1:0; a
-// port of 0 is replaced by a free port picked at random below the ephemeral
-// range, so that no outgoing connection holds it (see listener.Listen).
-func listen(addr string) (*net.TCPListener, error) {
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	return listener.Listen(addr)
-}
+// listen binds addr; see listener.Listen.
+var listen = listener.Listen
 
 // gate is a net.Listener whose address can be taken off the network (Down:
 // connections are refused, and every accepted connection is cut) and put

@@ -1,4 +1,4 @@
-package stack
+package backends
 
 import (
 	"context"
@@ -125,7 +125,7 @@ func readBack(tb testing.TB, addrs []string, msgs []*sarama.ProducerMessage) {
 
 func TestSaramaIdempotentProducer(t *testing.T) {
 	t.Parallel()
-	s := New(t, Options{Without: []string{Etcd, ES}})
+	s := startStack(t, Options{Without: []string{Etcd, ES}})
 	p := syncProducer(t, s.KafkaAddrs(), idempotentConfig())
 	msgs := produce(t, p, "logs", "line", 200)
 	parts := map[int32]bool{}
@@ -140,7 +140,7 @@ func TestSaramaIdempotentProducer(t *testing.T) {
 
 func TestSaramaOffsetByTimestamp(t *testing.T) {
 	t.Parallel()
-	s := New(t, Options{Without: []string{Etcd, ES}})
+	s := startStack(t, Options{Without: []string{Etcd, ES}})
 	cfg := idempotentConfig()
 	cfg.Producer.Partitioner = sarama.NewManualPartitioner
 	p := syncProducer(t, s.KafkaAddrs(), cfg)
@@ -322,7 +322,7 @@ func waitCommitted(tb testing.TB, addrs []string, group string, partitions, tota
 
 func TestSaramaConsumerGroup(t *testing.T) {
 	t.Parallel()
-	s := New(t, Options{Without: []string{Etcd, ES}})
+	s := startStack(t, Options{Without: []string{Etcd, ES}})
 	addrs := s.KafkaAddrs()
 	p := syncProducer(t, addrs, idempotentConfig())
 	first := produce(t, p, "logs", "first", 60)
@@ -388,7 +388,7 @@ func sameSet(a, b []string) bool {
 
 func TestStopStartKafka(t *testing.T) {
 	t.Parallel()
-	s := New(t, Options{Without: []string{Etcd, ES}})
+	s := startStack(t, Options{Without: []string{Etcd, ES}})
 	addrs := s.KafkaAddrs()
 	p := syncProducer(t, addrs, idempotentConfig())
 	before := produce(t, p, "logs", "before", 30)
@@ -441,7 +441,7 @@ func TestRestartOnDataDir(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 
-	s2 := New(t, Options{DataDir: dir, Without: []string{ES}, Topics: []string{"logs", "logs.dlq", "extra"}})
+	s2 := startStack(t, Options{DataDir: dir, Without: []string{ES}, Topics: []string{"logs", "logs.dlq", "extra"}})
 	readBack(t, s2.KafkaAddrs(), msgs)
 	waitCommitted(t, s2.KafkaAddrs(), "g", DefaultPartitions, len(msgs))
 	cl := saramaClient(t, s2.KafkaAddrs(), saramaConfig())

@@ -1,4 +1,4 @@
-package stack
+package backends
 
 import (
 	"bytes"
@@ -23,12 +23,15 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/logpipe/logpipe/devstack/internal/realtest"
+	"github.com/logpipe/logpipe/devstack/proc"
 )
 
-// needReal is SkipReal: these tests start JVMs of their own.
+// needReal is stack.SkipReal: these tests start JVMs of their own.
 func needReal(tb testing.TB) {
 	tb.Helper()
-	SkipReal(tb)
+	realtest.Need(tb)
 }
 
 // gone reports whether the process pid has ended (and was reaped).
@@ -40,8 +43,8 @@ func gone(pid int) bool {
 // Apache Kafka and OpenSearch started through Options.Backends.
 func TestRealBackends(t *testing.T) {
 	needReal(t)
-	kcat := lookTool(t, "kcat", "kcat")
-	curl := lookTool(t, "curl", "curl")
+	kcat := proc.Tool(t, "kcat", "kcat")
+	curl := proc.Tool(t, "curl", "curl")
 	dir := t.TempDir()
 	ctx := testContext(t, 5*time.Minute)
 	log, logged := logtest.NewNullLogger()
@@ -144,17 +147,8 @@ func TestRealBackends(t *testing.T) {
 	}
 
 	// The data folder keeps Kafka's records for the next start.
-	s2 := New(t, Options{Backends: Real, DataDir: dir, Without: []string{Etcd, ES}})
+	s2 := startStack(t, Options{Backends: Real, DataDir: dir, Without: []string{Etcd, ES}})
 	readBack(t, s2.KafkaAddrs(), kept)
-}
-
-func lookTool(tb testing.TB, name, pkg string) string {
-	tb.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		tb.Fatalf("%s not found: `make test-deps` installs it (Debian package %s)", name, pkg)
-	}
-	return path
 }
 
 func testFranz(t *testing.T, addr string) {
@@ -225,15 +219,7 @@ func tool(tb testing.TB, stdin, name string, args ...string) string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		tb.Fatalf("%s %s: %v; stderr %q", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return string(out)
+	return proc.Output(tb, exec.CommandContext(ctx, name, args...), stdin)
 }
 
 func testRealCurl(t *testing.T, curl, url string) {

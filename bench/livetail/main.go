@@ -4,7 +4,7 @@
 // resident memory are its own), and runs the producers and WebSocket clients
 // itself.
 //
-//	cd livetail && go run ./internal/bench
+//	go run ./bench/livetail
 //
 // Fan-out: -clients clients spread over -jobs jobs while producers write
 // -rate lines/s in total; latency is from the producer's timestamp in the
@@ -19,16 +19,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
@@ -45,8 +41,8 @@ import (
 	"github.com/rcrowley/go-metrics"
 
 	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/backends"
 	"github.com/logpipe/logpipe/devstack/proc"
-	"github.com/logpipe/logpipe/devstack/stack"
 )
 
 func main() {
@@ -84,7 +80,7 @@ var (
 func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := stack.Start(ctx, stack.Options{Without: []string{stack.Etcd, stack.ES}})
+	s, err := backends.Start(ctx, backends.Options{Without: []string{backends.Etcd, backends.ES}})
 	if err != nil {
 		return err
 	}
@@ -99,11 +95,9 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 			return err
 		}
 	}
-	bin := filepath.Join(dir, "livetail")
-	build := exec.Command("go", "build", "-o", bin, "github.com/logpipe/logpipe/livetail")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building livetail (run inside the repository): %w", err)
+	bin, err := proc.BuildCommand(dir, "livetail")
+	if err != nil {
+		return err
 	}
 
 	fmt.Printf("livetail benchmark: %d cores, Kafka %s (kfake, in the harness process), %d partitions\n\n",
@@ -152,44 +146,21 @@ type livetail struct {
 	metrics string // --metrics-addr
 }
 
-// startLivetail runs livetail on a port the kernel picks and waits until it
+// startLivetail runs livetail on ports the kernel picks and waits until it
 // is ready.
-func startLivetail(bin string, s *stack.Stack, extra ...string) (*livetail, error) {
+func startLivetail(bin string, s *backends.Stack, extra ...string) (*livetail, error) {
 	args := append([]string{
-		"--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--kafka-brokers", s.KafkaAddrs()[0],
 		"--max-conns", "20000", "--max-conns-per-user", "20000", "--jobs-scan", "0",
 	}, extra...)
 	args = append(args, livetailFlags...)
 	if profileDir != "" {
 		args = append(args, "--pprof")
 	}
-	p, err := proc.Launch("livetail", exec.Command(bin, args...))
+	p, addr, metrics, err := proc.StartLivetail(bin, s.KafkaAddrs()[0], args...)
 	if err != nil {
 		return nil, err
 	}
-	l := &livetail{p: p}
-	if l.addr, err = p.Address("http", time.Minute); err == nil {
-		l.metrics, err = p.Address("metrics", time.Minute)
-	}
-	if err != nil {
-		p.Kill()
-		return nil, fmt.Errorf("%w\n%s", err, p.Output())
-	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		resp, err := http.Get("http://" + l.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return l, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			l.stop()
-			return nil, fmt.Errorf("livetail not ready: %s", p.Output())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return &livetail{p: p, addr: addr, metrics: metrics}, nil
 }
 
 func (l *livetail) stop() { l.p.Terminate(30 * time.Second) }
@@ -201,71 +172,20 @@ func (l *livetail) profile(path, file string) error {
 	if profileDir == "" {
 		return nil
 	}
-	resp, err := http.Get("http://" + l.metrics + "/debug/pprof/" + path)
-	if err != nil {
-		return fmt.Errorf("profile %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile %s: livetail answered %s", path, resp.Status)
-	}
-	f, err := os.Create(filepath.Join(profileDir, file))
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return fmt.Errorf("profile %s: %w", path, err)
-	}
-	return f.Close()
+	return proc.SaveProfile(l.metrics, path, filepath.Join(profileDir, file))
 }
 
 // cpuSeconds is the process's user + system CPU time.
-func (l *livetail) cpuSeconds() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", l.p.Pid()))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
-}
+func (l *livetail) cpuSeconds() float64 { return proc.CPUSeconds(l.p.Pid()) }
 
 // memory returns VmRSS and VmHWM in bytes.
-func (l *livetail) memory() (rss, peak int64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", l.p.Pid()))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v << 10
-		case "VmHWM:":
-			peak = v << 10
-		}
-	}
-	return rss, peak
-}
+func (l *livetail) memory() (rss, peak int64) { return proc.RSS(l.p.Pid()) }
 
+// metric is the value of a metric without labels; -1 when livetail does
+// not report it.
 func (l *livetail) metric(name string) float64 {
-	resp, err := http.Get("http://" + l.metrics + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
+	if v, ok := proc.Metric(l.metrics, name); ok {
+		return v
 	}
 	return -1
 }
@@ -283,7 +203,7 @@ type fanResult struct {
 	load                string
 }
 
-func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate int, warmup, measure time.Duration, lineBytes int) (fanResult, error) {
+func fanOut(ctx context.Context, bin string, s *backends.Stack, clients, jobs, rate int, warmup, measure time.Duration, lineBytes int) (fanResult, error) {
 	var res fanResult
 	l, err := startLivetail(bin, s)
 	if err != nil {
@@ -423,7 +343,7 @@ func fanOut(ctx context.Context, bin string, s *stack.Stack, clients, jobs, rate
 	res.cpu = (l.cpuSeconds() - cpu0) / elapsed
 	res.harnessCPU = (selfCPU() - self0) / elapsed
 	res.otherCPU = (machineBusy()-busy0)/elapsed - res.cpu - res.harnessCPU
-	res.load = loadAverage()
+	res.load = proc.LoadAvg()
 	res.produced = float64(produced.Load()-prod0) / elapsed
 	res.delivered = float64(delivered.Load()-del0) / elapsed
 	res.frames = float64(frames.Load()-frames0) / elapsed
@@ -472,7 +392,7 @@ func (res *idleResult) runtimeStats(l *livetail, i int) {
 	res.heap[i] = l.metric("go_memstats_heap_inuse_bytes")
 }
 
-func idleConns(ctx context.Context, bin string, s *stack.Stack, n int) (idleResult, error) {
+func idleConns(ctx context.Context, bin string, s *backends.Stack, n int) (idleResult, error) {
 	res := idleResult{conns: n}
 	l, err := startLivetail(bin, s)
 	if err != nil {
@@ -584,15 +504,6 @@ func machineBusy() float64 {
 		busy += n
 	}
 	return busy / 100 // USER_HZ
-}
-
-func loadAverage() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func progress(format string, args ...any) {
