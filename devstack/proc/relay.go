@@ -27,6 +27,7 @@ type Relay struct {
 	mu      sync.Mutex
 	to      string
 	changed chan struct{} // closed and replaced when to or closed changes
+	pauses  int           // how many times To took the relay off the network
 	conns   map[net.Conn]struct{}
 	closed  bool
 }
@@ -65,6 +66,7 @@ func (r *Relay) To(addr string) {
 		err = listener.Resume(r.ln)
 	case r.to != "" && addr == "":
 		err = listener.Pause(r.ln)
+		r.pauses++
 	}
 	if err != nil {
 		r.tb.Errorf("relay to %q: %v", addr, err)
@@ -105,7 +107,7 @@ func (r *Relay) Close() {
 func (r *Relay) serve() {
 	for {
 		r.mu.Lock()
-		closed, to, changed := r.closed, r.to, r.changed
+		closed, to, changed, pauses := r.closed, r.to, r.changed, r.pauses
 		r.mu.Unlock()
 		switch {
 		case closed:
@@ -116,7 +118,7 @@ func (r *Relay) serve() {
 		}
 		c, err := r.ln.Accept()
 		r.mu.Lock()
-		closed, to = r.closed, r.to
+		closed, to, paused := r.closed, r.to, r.pauses != pauses
 		r.mu.Unlock()
 		switch {
 		case closed:
@@ -124,8 +126,8 @@ func (r *Relay) serve() {
 				c.Close()
 			}
 			return
-		case err != nil && to == "":
-			continue // paused while accepting
+		case err != nil && (to == "" || paused):
+			continue // paused while accepting, and perhaps resumed since
 		case err != nil:
 			r.tb.Errorf("relay %s: %v", r.Addr(), err)
 			return
