@@ -270,10 +270,6 @@ func TestClosedIndexHoldsBack(t *testing.T) {
 	})
 }
 
-// commitInterval is how often transfer commits the offsets it marked
-// (the consumer group's AutoCommit.Interval, in internal/group).
-const commitInterval = time.Second
-
 // scrapeLabel returns the value of name{reason="reason"} from /metrics.
 func scrapeLabel(t testing.TB, addr, name, reason string) float64 {
 	t.Helper()
