@@ -315,6 +315,9 @@ func (s *Server) readBody(r *request) *esError {
 		return nil
 	}
 	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
+		buf.Grow(int(n) + bytes.MinRead) // one allocation for the body
+	}
 	if _, err := buf.ReadFrom(io.LimitReader(r.Body, maxBodyBytes+1)); err != nil {
 		return illegalArgument("reading the request body: %v", err)
 	}
