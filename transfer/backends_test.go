@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +35,21 @@ type world struct {
 	index string // the data stream
 	group string
 	es    *esAPI
+}
+
+// realEngineOnly runs f on the real backends alone, for a behaviour of the
+// search engine that esfake does not model (why names it), so that the
+// test guards it where it exists. Without real backends the test is
+// skipped with a message that says so, or fails under make test
+// (stack.EnvRequireReal), as stack.New decides.
+func realEngineOnly(t *testing.T, why string, f func(t *testing.T, kind string)) {
+	t.Helper()
+	t.Run(stack.Real, func(t *testing.T) {
+		if os.Getenv(stack.EnvBackendsFile) == "" && os.Getenv(stack.EnvRequireReal) != "1" {
+			t.Skipf("%s: tested on the real search engine only, and there are no real backends: run with make test, or set %s (see README, Tests)", why, stack.EnvBackendsFile)
+		}
+		f(t, stack.Real)
+	})
 }
 
 func newWorld(t testing.TB, kind string) *world {
@@ -277,9 +293,9 @@ func offsetOf(id string) int64 {
 	return n
 }
 
-// idsQuery is an ids query for ids.
+// idsQuery is a query for the documents of ids (a terms query on _id).
 func idsQuery(ids []string) string {
-	b, _ := json.Marshal(map[string]any{"ids": map[string]any{"values": ids}})
+	b, _ := json.Marshal(map[string]any{"terms": map[string]any{"_id": ids}})
 	return string(b)
 }
 

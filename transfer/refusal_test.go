@@ -21,7 +21,10 @@ import (
 // was deleted and may not be created again), transfer dead-letters
 // nothing, commits nothing past the first refused record, retries with
 // backoff and says why on /readyz; once the refusal is lifted it indexes
-// every record, each once.
+// every record, each once. On the real backends the engine refuses for
+// real (a block set with _settings, a data stream deleted while
+// auto-creation is forbidden); on esfake, which models none of that,
+// fault injection answers what Elasticsearch 8 answers.
 func TestRefusalsHoldBack(t *testing.T) {
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		w := newWorld(t, kind)
@@ -52,72 +55,83 @@ func TestRefusalsHoldBack(t *testing.T) {
 			label   string // of transfer_es_refusals_total
 			on, off func()
 			// lost: on deletes the data stream, and the records indexed
-			// before with it; closed: the data stream cannot be read
-			// while refused.
-			lost, closed bool
+			// before with it.
+			lost bool
 		}
-		refusals := []refusal{{
-			name: "write block", want: "403 cluster_block_exception", label: "cluster_block_exception",
-			// On the test's own data stream only: the real engine is shared.
-			on:  func() { w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.write":true}`) },
-			off: func() { w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.write":null}`) },
-		}, {
-			// What a node sets on its indices when its disk passes the
-			// flood-stage watermark. Both engines answer each item
-			// 429 cluster_block_exception "index [<backing index>]
-			// blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded
-			// flood-stage watermark, index has read-only-allow-delete
-			// block];": a 429, but not an overload.
-			name: "flood-stage block", want: "429 cluster_block_exception: index [", label: "cluster_block_exception",
-			on: func() {
-				w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.read_only_allow_delete":true}`)
-			},
-			off: func() {
-				w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.read_only_allow_delete":null}`)
-			},
-			reason: "flood-stage watermark",
-		}}
+		var refusals []refusal
 		if kind == stack.Embedded {
+			// esfake does not model index blocks, closed indices or
+			// action.auto_create_index: its fault injection answers each
+			// item of the test's data stream what Elasticsearch 8
+			// answers in each case. The real backends' cases below
+			// exercise the engine itself.
+			refuseAs := func(status int, typ, reason string) (on, off func()) {
+				return func() {
+						backing := w.s.ES().Docs(w.index)[0].Index
+						w.s.ES().RejectItems(func(index, _ string, _ []byte) (int, string, string, bool) {
+							r := strings.NewReplacer("<backing>", backing, "<index>", index).Replace(reason)
+							return status, typ, r, true
+						})
+					}, func() {
+						w.s.ES().RejectItems(nil)
+					}
+			}
+			add := func(name, want, reason, label string, status int, typ, answer string) {
+				on, off := refuseAs(status, typ, answer)
+				refusals = append(refusals, refusal{name: name, want: want, reason: reason, label: label, on: on, off: off})
+			}
+			add("write block", "403 cluster_block_exception", "", "cluster_block_exception",
+				http.StatusForbidden, "cluster_block_exception", "index [<backing>] blocked by: [FORBIDDEN/8/index write (api)];")
+			add("flood-stage block", "429 cluster_block_exception: index [", "flood-stage watermark", "cluster_block_exception",
+				http.StatusTooManyRequests, "cluster_block_exception", "index [<backing>] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];")
 			// The real backends' OpenSearch runs without its security
-			// plugin: there are no privileges to take away there. esfake
-			// answers what Elasticsearch answers a user without the
-			// create_doc privilege on the data stream.
-			refusals = append(refusals, refusal{
-				name: "missing privilege", want: "403 security_exception", label: "security_exception",
-				on: func() {
-					w.s.ES().RejectItems(func(index, _ string, _ []byte) (int, string, string, bool) {
-						return http.StatusForbidden, "security_exception",
-							"action [indices:data/write/bulk[s]] is unauthorized for user [logpipe] with effective roles [logpipe_reader] on indices [" + index + "], this action is granted by the index privileges [create_doc,create,index,write,all]", true
-					})
-				},
-				off: func() { w.s.ES().RejectItems(nil) },
-			})
+			// plugin: there are no privileges to take away there.
+			add("missing privilege", "403 security_exception", "", "security_exception",
+				http.StatusForbidden, "security_exception", "action [indices:data/write/bulk[s]] is unauthorized for user [logpipe] with effective roles [logpipe_reader] on indices [<index>], this action is granted by the index privileges [create_doc,create,index,write,all]")
 			// Elasticsearch 8 closes a data stream's write index when
-			// asked (POST <data stream>/_close closes every backing
-			// index), and esfake with it; OpenSearch refuses to close a
-			// write index (a contract case in devstack/esfake), so on the
-			// real backends a closed index is TestClosedIndexHoldsBack's
-			// plain index.
+			// asked; OpenSearch refuses to, so on the real backends a
+			// closed index is TestClosedIndexHoldsBack's plain index.
+			add("closed write index", "400 index_closed_exception", "", "index_closed_exception",
+				http.StatusBadRequest, "index_closed_exception", "closed")
+			add("missing data stream, auto-create forbidden", "404 index_not_found_exception", "", "index_not_found_exception",
+				http.StatusNotFound, "index_not_found_exception", "no such index [<index>] and [action.auto_create_index] contains [-<index>] which forbids automatic creation of the index")
+		} else {
 			refusals = append(refusals, refusal{
-				name: "closed write index", want: "400 index_closed_exception", label: "index_closed_exception", closed: true,
-				on:  func() { w.es.must(http.MethodPost, "/"+w.index+"/_close", "") },
-				off: func() { w.es.must(http.MethodPost, "/"+w.index+"/_open", "") },
+				name: "write block", want: "403 cluster_block_exception", label: "cluster_block_exception",
+				// On the test's own data stream only: the real engine is shared.
+				on:  func() { w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.write":true}`) },
+				off: func() { w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.write":null}`) },
+			}, refusal{
+				// What a node sets on its indices when its disk passes the
+				// flood-stage watermark. The engine answers each item
+				// 429 cluster_block_exception "index [<backing index>]
+				// blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded
+				// flood-stage watermark, index has read-only-allow-delete
+				// block];": a 429, but not an overload.
+				name: "flood-stage block", want: "429 cluster_block_exception: index [", label: "cluster_block_exception",
+				on: func() {
+					w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.read_only_allow_delete":true}`)
+				},
+				off: func() {
+					w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.read_only_allow_delete":null}`)
+				},
+				reason: "flood-stage watermark",
+			})
+			// Last, since it deletes what was indexed: the data stream is
+			// deleted, and action.auto_create_index forbids creating it
+			// again (for this test's own name only: the real engine is
+			// shared). Once allowed, transfer's next attempt creates it
+			// from the template.
+			var allow func()
+			refusals = append(refusals, refusal{
+				name: "missing data stream, auto-create forbidden", want: "404 index_not_found_exception", label: "index_not_found_exception", lost: true,
+				on: func() {
+					allow = w.s.ForbidAutoCreate(t, w.index)
+					w.es.must(http.MethodDelete, "/_data_stream/"+w.index, "")
+				},
+				off: func() { allow() },
 			})
 		}
-		// Last, since it deletes what was indexed: the data stream is
-		// deleted, and action.auto_create_index forbids creating it again
-		// (for this test's own name only: the real engine is shared).
-		// Once allowed, transfer's next attempt creates it from the
-		// template.
-		var allow func()
-		refusals = append(refusals, refusal{
-			name: "missing data stream, auto-create forbidden", want: "404 index_not_found_exception", label: "index_not_found_exception", lost: true,
-			on: func() {
-				allow = w.s.ForbidAutoCreate(t, w.index)
-				w.es.must(http.MethodDelete, "/_data_stream/"+w.index, "")
-			},
-			off: func() { allow() },
-		})
 
 		heldBack := 0
 		for _, ref := range refusals {
@@ -146,7 +160,7 @@ func TestRefusalsHoldBack(t *testing.T) {
 			if got := scrape(t, r.svc.Addr(), "transfer_docs_indexed_total"); got != indexed {
 				t.Fatalf("%s: transfer_docs_indexed_total went from %v to %v while refused", ref.name, indexed, got)
 			}
-			if got := w.es.count(""); !ref.closed && got != len(ids) {
+			if got := w.es.count(""); got != len(ids) {
 				t.Fatalf("%s: %d documents while refused, want the %d from before", ref.name, got, len(ids))
 			}
 			if n := w.records(w.dlq); n != 0 {
@@ -195,9 +209,11 @@ func TestRefusalsHoldBack(t *testing.T) {
 // the index, not the documents: transfer holds them back as it does a
 // write block, and indexes each once when the index is opened again. (A
 // data stream's write index cannot be closed on OpenSearch; on
-// Elasticsearch 8 it can, see TestRefusalsHoldBack.)
+// Elasticsearch 8 it can, see TestRefusalsHoldBack.) On the real engine
+// only: esfake has no closed indices (TestRefusalsHoldBack gives transfer
+// Elasticsearch's answer for one through esfake's fault injection).
 func TestClosedIndexHoldsBack(t *testing.T) {
-	stack.ForBackends(t, func(t *testing.T, kind string) {
+	realEngineOnly(t, "closing and opening an index (POST <index>/_close, _open)", func(t *testing.T, kind string) {
 		w := newWorld(t, kind)
 		// Not under logs-*-*: Elasticsearch 8's built-in template makes
 		// data streams of those names and refuses a plain index.

@@ -29,12 +29,13 @@ func TestStormsAndLatency(t *testing.T) {
 		cfg.BatchDocs = 200
 
 		var faults bulkFaults
+		var scatter func(index, id string, doc []byte) (int, string, string, bool)
 		if kind == stack.Embedded {
 			faults = w.s.ES()
 			// Items fail with 429 or 503 the first time they are seen (one in four).
 			var mu sync.Mutex
 			refused := map[string]bool{}
-			w.s.ES().RejectItems(func(_, id string, _ []byte) (int, string, string, bool) {
+			scatter = func(_, id string, _ []byte) (int, string, string, bool) {
 				h := fnv.New32a()
 				h.Write([]byte(id))
 				if h.Sum32()%4 != 0 {
@@ -50,7 +51,8 @@ func TestStormsAndLatency(t *testing.T) {
 					return http.StatusTooManyRequests, "es_rejected_execution_exception", "rejected execution", true
 				}
 				return http.StatusServiceUnavailable, "unavailable_shards_exception", "primary shard is not active", true
-			})
+			}
+			w.s.ES().RejectItems(scatter)
 		} else {
 			// A shared OpenSearch node gives a whole-request 429 only when
 			// its node-wide write queue or indexing pressure limit is full,
@@ -88,10 +90,25 @@ func TestStormsAndLatency(t *testing.T) {
 		// a refusal that transfer retries (TestRefusalsHoldBack covers the
 		// rest of what it does). It stays until transfer has retried
 		// refused items, and nothing is committed past them meanwhile.
+		// esfake has no index blocks: there its fault injection answers
+		// each item what Elasticsearch answers under the block.
 		floodStage := func() {
 			w.waitCount(within, 1) // the data stream exists
 			block := func(v string) {
 				w.es.must(http.MethodPut, "/"+w.index+"/_settings", `{"index.blocks.read_only_allow_delete":`+v+`}`)
+			}
+			if kind == stack.Embedded {
+				backing := w.s.ES().Docs(w.index)[0].Index
+				block = func(v string) {
+					if v == "null" {
+						w.s.ES().RejectItems(scatter)
+						return
+					}
+					w.s.ES().RejectItems(func(string, string, []byte) (int, string, string, bool) {
+						return http.StatusTooManyRequests, "cluster_block_exception", "index [" + backing +
+							"] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];", true
+					})
+				}
 			}
 			retried := scrapeLabel(t, r.svc.Addr(), "transfer_bulk_retries_total", "refused")
 			block("true")

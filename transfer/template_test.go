@@ -230,8 +230,9 @@ func TestTemplateUnderAnotherName(t *testing.T) {
 // template logs-logpipe@custom while transfer runs. transfer starts again
 // (and installs its index template again), the setting is still there,
 // and the next backing index of the data stream, after a rollover, has it.
+// On the real engine only: esfake has no rollover.
 func TestCustomTemplateKept(t *testing.T) {
-	stack.ForBackends(t, func(t *testing.T, kind string) {
+	realEngineOnly(t, "rolling a data stream over (POST <data stream>/_rollover)", func(t *testing.T, kind string) {
 		w := newWorld(t, kind)
 		key, value := "index.lifecycle.name", "logs-30d" // an ILM policy, Elasticsearch's retention
 		if w.engine() == document.OpenSearch {

@@ -1,9 +1,10 @@
 package esfake
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
-	"strings"
+	"slices"
 )
 
 // esError is an error in Elasticsearch's shape. It renders either as the
@@ -13,9 +14,9 @@ type esError struct {
 	status    int
 	typ       string
 	reason    string
-	extra     obj        // keys Elasticsearch adds after the reason, such as index_uuid
-	causedBy  *esError   // rendered as caused_by
-	rootCause []*esError // nil: the error is its own root cause
+	extra     obj      // keys Elasticsearch adds after the reason, such as index_uuid
+	causedBy  *esError // rendered as caused_by
+	rootCause *esError // nil: the error is its own root cause
 }
 
 func (e *esError) Error() string { return e.typ + ": " + e.reason }
@@ -32,18 +33,9 @@ func (e *esError) object() obj {
 
 // body renders the error as the whole body of a failed request.
 func (e *esError) body() obj {
-	roots := e.rootCause
-	if roots == nil {
-		roots = []*esError{e}
-	}
-	rc := make([]obj, len(roots))
-	for i, r := range roots {
-		leaf := *r
-		leaf.causedBy = nil
-		rc[i] = leaf.object()
-	}
-	inner := append(obj{{"root_cause", rc}}, e.object()...)
-	return obj{{"error", inner}, {"status", e.status}}
+	root := *cmp.Or(e.rootCause, e)
+	root.causedBy = nil
+	return obj{{"error", append(obj{{"root_cause", []obj{root.object()}}}, e.object()...)}, {"status", e.status}}
 }
 
 func newError(status int, typ, format string, args ...any) *esError {
@@ -54,22 +46,12 @@ func illegalArgument(format string, args ...any) *esError {
 	return newError(http.StatusBadRequest, "illegal_argument_exception", format, args...)
 }
 
-func parsingError(format string, args ...any) *esError {
-	return newError(http.StatusBadRequest, "parsing_exception", format, args...)
-}
-
-// unsupported names a part of the Elasticsearch API that esfake leaves out.
-func unsupported(format string, args ...any) *esError {
-	return illegalArgument("esfake (a development stand-in for Elasticsearch) does not support "+format, args...)
-}
-
 func validationFailed(problems ...string) *esError {
-	var b strings.Builder
-	b.WriteString("Validation Failed: ")
+	reason := "Validation Failed: "
 	for i, p := range problems {
-		fmt.Fprintf(&b, "%d: %s;", i+1, p)
+		reason += fmt.Sprintf("%d: %s;", i+1, p)
 	}
-	return &esError{status: http.StatusBadRequest, typ: "action_request_validation_exception", reason: b.String()}
+	return &esError{status: http.StatusBadRequest, typ: "action_request_validation_exception", reason: reason}
 }
 
 func indexNotFound(name string) *esError {
@@ -90,59 +72,24 @@ func resourceNotFound(format string, args ...any) *esError {
 	return newError(http.StatusNotFound, "resource_not_found_exception", format, args...)
 }
 
-func resourceExists(format string, args ...any) *esError {
-	return newError(http.StatusBadRequest, "resource_already_exists_exception", format, args...)
-}
-
-func mapperParsing(cause *esError) *esError {
-	return &esError{
-		status:   http.StatusBadRequest,
-		typ:      "mapper_parsing_exception",
-		reason:   "Failed to parse mapping: " + cause.reason,
-		causedBy: cause,
-		rootCause: []*esError{
-			{typ: cause.typ, reason: cause.reason},
-		},
-	}
-}
-
 // shardFailure wraps an error raised while searching one index the way
 // Elasticsearch reports a query that failed on every shard.
 func shardFailure(cause *esError, index string) *esError {
 	root := *cause
-	root.extra = append(obj{}, cause.extra...)
-	root.extra = append(root.extra, kv{"index_uuid", "_na_"}, kv{"index", index})
-	return &esError{
-		status: cause.status,
-		typ:    "search_phase_execution_exception",
-		reason: "all shards failed",
-		extra: obj{
-			{"phase", "query"},
-			{"grouped", true},
-			{"failed_shards", []obj{{
-				{"shard", 0},
-				{"index", index},
-				{"node", nodeID},
-				{"reason", root.object()},
-			}}},
-		},
-		causedBy:  cause,
-		rootCause: []*esError{&root},
-	}
+	root.extra = append(slices.Clone(cause.extra), kv{"index_uuid", "_na_"}, kv{"index", index})
+	failed := obj{{"shard", 0}, {"index", index}, {"node", "esfake-node-0"}, {"reason", root.object()}}
+	return &esError{status: cause.status, typ: "search_phase_execution_exception", reason: "all shards failed",
+		extra:    obj{{"phase", "query"}, {"grouped", true}, {"failed_shards", []obj{failed}}},
+		causedBy: cause, rootCause: &root}
 }
 
 // injectedFault is the body of a whole-request failure set up with FailBulk.
 func injectedFault(status int) *esError {
 	switch status {
 	case http.StatusTooManyRequests:
-		return newError(status, "es_rejected_execution_exception",
-			"rejected execution of coordinating operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, coordinating_operation_bytes=0, max_coordinating_and_primary_bytes=0] (injected by esfake)")
+		return newError(status, "es_rejected_execution_exception", "rejected execution of coordinating operation (injected by esfake)")
 	case http.StatusServiceUnavailable:
-		return newError(status, "cluster_block_exception",
-			"blocked by: [SERVICE_UNAVAILABLE/2/no master]; (injected by esfake)")
-	case http.StatusGatewayTimeout:
-		return newError(status, "timeout_exception", "request timed out (injected by esfake)")
-	default:
-		return newError(status, "exception", "failure injected by esfake")
+		return newError(status, "cluster_block_exception", "blocked by: [SERVICE_UNAVAILABLE/2/no master]; (injected by esfake)")
 	}
+	return newError(status, "exception", "failure injected by esfake")
 }

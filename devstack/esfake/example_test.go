@@ -23,7 +23,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	res, err := es.Create("greetings", "1", strings.NewReader(`{"text":"hello"}`))
+	res, err := es.Bulk(strings.NewReader(`{"create":{"_index":"greetings","_id":"1"}}` + "\n" + `{"text":"hello"}` + "\n"))
 	if err != nil {
 		panic(err)
 	}
@@ -31,7 +31,7 @@ func Example() {
 	fmt.Println(res.StatusCode, srv.Count("greetings"))
 	fmt.Println(string(srv.Docs("greetings")[0].Source))
 	// Output:
-	// 201 1
+	// 200 1
 	// {"text":"hello"}
 }
 

@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/logpipe/logpipe/devstack/esfake"
 )
@@ -31,9 +30,9 @@ func FuzzBulk(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		srv := esfake.New(esfake.WithClock(func() time.Time { return time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC) }))
+		srv := esfake.New()
 		send(t, srv, "PUT", "/_index_template/logpipe", `{"index_patterns":["logs-logpipe-*"],"priority":200,"data_stream":{},
-			"template":{"mappings":{"properties":{"log":{"properties":{"offset":{"type":"long"}}},"json":{"type":"flattened"}}}}}`)
+			"template":{"mappings":{"properties":{"message":{"type":"text"},"log":{"properties":{"offset":{"type":"long"}}},"json":{"type":"flattened"}}}}}`)
 		code, answer := send(t, srv, "POST", "/_bulk", body)
 		if code != http.StatusOK && (code < 400 || code >= 500) {
 			t.Fatalf("status %d for %q: %s", code, body, answer)
@@ -41,7 +40,7 @@ func FuzzBulk(f *testing.F) {
 		if !json.Valid(answer) {
 			t.Fatalf("answer is not JSON: %q", answer)
 		}
-		if code, answer := send(t, srv, "POST", "/_search", `{"query":{"bool":{"should":[{"match":{"message":"hi"}},{"range":{"@timestamp":{"gte":"now-1d"}}}]}},"sort":["_doc"]}`); code != http.StatusOK {
+		if code, answer := send(t, srv, "POST", "/logs-logpipe-*/_search", `{"query":{"bool":{"should":[{"match":{"message":"hi"}},{"range":{"@timestamp":{"gte":"now-1d"}}}]}},"sort":["_doc"]}`); code != http.StatusOK {
 			t.Fatalf("search after the bulk: %d %s", code, answer)
 		}
 	})

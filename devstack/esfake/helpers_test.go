@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
@@ -18,10 +17,6 @@ import (
 
 	"github.com/logpipe/logpipe/devstack/esfake"
 )
-
-// testNow is the clock of servers made by newTestServer, so that backing
-// index names and "now" in date math are fixed.
-var testNow = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 
 type testEnv struct {
 	srv  *esfake.Server
@@ -34,7 +29,7 @@ type testEnv struct {
 // client pointed at it. cfg, if given, adjusts the client configuration.
 func newTestServer(t testing.TB, cfg func(*elasticsearch.Config), opts ...esfake.Option) *testEnv {
 	t.Helper()
-	srv := esfake.New(append([]esfake.Option{esfake.WithClock(func() time.Time { return testNow })}, opts...)...)
+	srv := esfake.New(opts...)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	tr := &http.Transport{}

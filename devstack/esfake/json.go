@@ -2,7 +2,6 @@ package esfake
 
 import (
 	"encoding/json"
-	"strconv"
 
 	"github.com/logpipe/logpipe/common/record"
 )
@@ -36,5 +35,3 @@ func (o obj) MarshalJSON() ([]byte, error) {
 // appendString appends s to b as a JSON string, escaped as encoding/json
 // does (invalid UTF-8 becomes U+FFFD).
 func appendString(b []byte, s string) []byte { return record.AppendString(b, s) }
-
-func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }

@@ -1,59 +1,409 @@
 package esfake
 
 import (
-	"encoding/json"
+	"cmp"
+	"fmt"
 	"math"
 	"net/http"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// searchRequest is a parsed _search body merged with its URL parameters.
-type searchRequest struct {
-	query       query
-	size, from  int
-	sort        []sortField
-	trackTotal  int // hits counted exactly up to this; -1 counts all, 0 reports no total
-	totalAsInt  bool
-	searchAfter []any
-	source      bool
-	version     bool
-	seqNo       bool
-	trackScores bool
-	minScore    *float64
+// matcher tells whether a document matches a query, and its score.
+type matcher func(d *storedDoc) (bool, float64)
+
+// compiler turns a query into a matcher for one index, whose mapping
+// gives each field's kind. Errors of parsing_exception type are about the
+// request; the others are raised "on the shard" and answered inside a
+// search_phase_execution_exception, as Elasticsearch does.
+type compiler struct{ m *mapping }
+
+func parsingError(format string, args ...any) *esError {
+	return newError(http.StatusBadRequest, "parsing_exception", format, args...)
 }
 
+func queryShard(format string, args ...any) *esError {
+	return newError(http.StatusBadRequest, "query_shard_exception", format, args...)
+}
+
+// compile compiles match_all, match_none, match, term, terms, range and
+// bool queries.
+func (c compiler) compile(v any) (matcher, *esError) {
+	q, ok := v.(map[string]any)
+	if !ok || len(q) != 1 {
+		return nil, parsingError("query malformed, must start with start_object and hold one query")
+	}
+	for typ, body := range q {
+		switch typ {
+		case "match_all":
+			return func(*storedDoc) (bool, float64) { return true, 1 }, nil
+		case "match_none":
+			return func(*storedDoc) (bool, float64) { return false, 0 }, nil
+		case "bool":
+			return c.boolQuery(body)
+		case "term", "terms", "match", "range":
+			return c.fieldQuery(typ, body)
+		default:
+			return nil, parsingError("unknown query [%s]", typ)
+		}
+	}
+	return nil, nil
+}
+
+// fieldQuery compiles a query on one field: {"term":{"f":v}},
+// {"term":{"f":{"value":v}}}, {"terms":{"f":[...]}},
+// {"match":{"f":"words"}}, {"match":{"f":{"query":"words","operator":"and"}}},
+// {"range":{"f":{"gte":a,"lt":b}}}.
+func (c compiler) fieldQuery(typ string, body any) (matcher, *esError) {
+	m, ok := body.(map[string]any)
+	if !ok || len(m) != 1 {
+		return nil, parsingError("[%s] query malformed, one field expected", typ)
+	}
+	for path, spec := range m {
+		params, _ := spec.(map[string]any)
+		value := spec
+		if params != nil {
+			value = params["value"]
+			if typ == "match" {
+				value = params["query"]
+			}
+			for k := range params {
+				if !slices.Contains(map[string][]string{"term": {"value", "boost"}, "match": {"query", "operator", "boost"},
+					"range": {"gt", "gte", "lt", "lte", "boost"}, "terms": {}}[typ], k) {
+					return nil, parsingError("[%s] query does not support [%s]", typ, k)
+				}
+			}
+		}
+		f := c.m.lookup(path)
+		if path == "_id" {
+			f = &field{typ: "_id", kind: kindKeyword}
+		}
+		if f == nil {
+			return func(*storedDoc) (bool, float64) { return false, 0 }, nil // an unmapped field matches nothing
+		}
+		values := func(d *storedDoc) []any {
+			if path == "_id" {
+				return []any{d.id}
+			}
+			return d.fields[path]
+		}
+		var pred func(any) bool
+		var e *esError
+		switch typ {
+		case "term":
+			pred, e = equals(f, value)
+		case "terms":
+			list, ok := value.([]any)
+			if !ok {
+				return nil, parsingError("[terms] query does not support [%s]", path)
+			}
+			var preds []func(any) bool
+			for _, v := range list {
+				p, e := equals(f, v)
+				if e != nil {
+					return nil, e
+				}
+				preds = append(preds, p)
+			}
+			pred = func(v any) bool { return slices.ContainsFunc(preds, func(p func(any) bool) bool { return p(v) }) }
+		case "match":
+			if f.kind != kindText {
+				pred, e = equals(f, value)
+				break
+			}
+			want := words(scalarText(value))
+			all := params != nil && params["operator"] == "and"
+			return func(d *storedDoc) (bool, float64) {
+				n := 0
+				for _, w := range want {
+					if slices.Contains(values(d), w) {
+						n++
+					}
+				}
+				return n > 0 && (!all || n == len(want)), float64(n)
+			}, nil
+		case "range":
+			pred, e = rangePred(f, params)
+		}
+		if e != nil {
+			return nil, e
+		}
+		return func(d *storedDoc) (bool, float64) { return slices.ContainsFunc(values(d), pred), 1 }, nil
+	}
+	return nil, nil
+}
+
+// equals compiles an exact match of a query value on a field.
+func equals(f *field, value any) (func(any) bool, *esError) {
+	switch f.kind {
+	case kindText, kindKeyword, kindFlat:
+		want := scalarText(value)
+		return func(v any) bool { return v == want }, nil
+	case kindObject:
+		return func(any) bool { return false }, nil
+	}
+	n, e := queryNumber(f, value)
+	if e != nil {
+		return nil, e
+	}
+	return func(v any) bool { return v == n }, nil
+}
+
+// queryNumber reads a query value for a numeric, date or boolean field.
+func queryNumber(f *field, value any) (float64, *esError) {
+	if f.kind == kindDate {
+		if s, ok := value.(string); ok {
+			return dateMath(s, false)
+		}
+	}
+	n, e := toNumber(f, value)
+	if e != nil {
+		return 0, queryShard("failed to create query: %s", e.reason)
+	}
+	return n, nil
+}
+
+// rangePred compiles the bounds of a range query: numbers, dates (with
+// date math such as now-15m or now/d) and strings.
+func rangePred(f *field, params map[string]any) (func(any) bool, *esError) {
+	bounds := map[string]any{}
+	for op, bound := range params {
+		switch {
+		case op == "boost" || bound == nil:
+		case f.kind == kindText || f.kind == kindKeyword || f.kind == kindFlat:
+			bounds[op] = scalarText(bound)
+		default:
+			var e *esError
+			if s, isStr := bound.(string); isStr && f.kind == kindDate {
+				bounds[op], e = dateMath(s, op == "gt" || op == "lte")
+			} else {
+				bounds[op], e = queryNumber(f, bound)
+			}
+			if e != nil {
+				return nil, e
+			}
+		}
+	}
+	return func(v any) bool {
+		for op, b := range bounds {
+			c := compareKeys(v, b)
+			if !map[string]bool{"gt": c > 0, "gte": c >= 0, "lt": c < 0, "lte": c <= 0}[op] {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+// dateMath reads a date bound: a date, or now or <date>|| followed by
+// +N<unit>, -N<unit> and /<unit> (y, M, w, d, h, H, m, s), in UTC.
+// Rounding goes to the unit's start, or with roundUp (gt and lte) to its
+// last millisecond, as Elasticsearch rounds.
+func dateMath(expr string, roundUp bool) (float64, *esError) {
+	bad := queryShard("failed to create query: failed to parse date field [%s] with format [strict_date_optional_time||epoch_millis]", expr)
+	t, rest := time.Now().UTC(), strings.TrimPrefix(expr, "now")
+	if !strings.HasPrefix(expr, "now") {
+		anchor, math, found := strings.Cut(expr, "||")
+		ms, ok := parseDate(anchor)
+		if !ok || !found {
+			return ms, map[bool]*esError{false: bad}[ok]
+		}
+		t, rest = time.UnixMilli(int64(ms)).UTC(), math
+	}
+	for rest != "" {
+		m := dateMathStep.FindStringSubmatch(rest)
+		if m == nil {
+			return 0, bad
+		}
+		n, unit := 0, m[3][0]
+		rest = rest[len(m[0]):]
+		if m[1] == "" {
+			if t = unitStart(t, unit); roundUp {
+				t = addUnits(t, unit, 1).Add(-time.Millisecond)
+			}
+			continue
+		}
+		if n, _ = strconv.Atoi(m[2]); m[1] == "-" {
+			n = -n
+		}
+		t = addUnits(t, unit, n)
+	}
+	return float64(t.UnixMilli()), nil
+}
+
+var (
+	dateMathStep = regexp.MustCompile(`^(?:([+-])(\d+)|/)([yMwdhHms])`)
+	clockUnits   = map[byte]time.Duration{'h': time.Hour, 'H': time.Hour, 'm': time.Minute, 's': time.Second}
+)
+
+func unitStart(t time.Time, unit byte) time.Time {
+	y, mo, d := t.Date()
+	switch unit {
+	case 'y':
+		return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
+	case 'M':
+		return time.Date(y, mo, 1, 0, 0, 0, 0, time.UTC)
+	case 'w':
+		return time.Date(y, mo, d-(int(t.Weekday())+6)%7, 0, 0, 0, 0, time.UTC)
+	case 'd':
+		return time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
+	}
+	return t.Truncate(clockUnits[unit])
+}
+
+func addUnits(t time.Time, unit byte, n int) time.Time {
+	switch unit {
+	case 'y':
+		return t.AddDate(n, 0, 0)
+	case 'M':
+		return t.AddDate(0, n, 0)
+	case 'w':
+		return t.AddDate(0, 0, 7*n)
+	case 'd':
+		return t.AddDate(0, 0, n)
+	}
+	return t.Add(time.Duration(n) * clockUnits[unit])
+}
+
+// boolQuery compiles must, filter, should (with minimum_should_match) and
+// must_not. Only must and should add to the score.
+func (c compiler) boolQuery(body any) (matcher, *esError) {
+	m, ok := body.(map[string]any)
+	if !ok {
+		return nil, parsingError("[bool] query malformed, no start_object after query name")
+	}
+	clauses := map[string][]matcher{}
+	minShould := -1
+	for k, v := range m {
+		switch k {
+		case "must", "filter", "should", "must_not":
+			list, isList := v.([]any)
+			if !isList {
+				list = []any{v}
+			}
+			for _, q := range list {
+				cm, e := c.compile(q)
+				if e != nil {
+					return nil, e
+				}
+				clauses[k] = append(clauses[k], cm)
+			}
+		case "minimum_should_match":
+			n, err := strconv.Atoi(scalarText(v))
+			if err != nil {
+				return nil, parsingError("[bool] minimum_should_match [%v] is not a number (esfake takes numbers only)", v)
+			}
+			minShould = n
+		case "boost":
+		default:
+			return nil, parsingError("[bool] query does not support [%s]", k)
+		}
+	}
+	if minShould < 0 {
+		minShould = 0
+		if len(clauses["must"])+len(clauses["filter"]) == 0 && len(clauses["should"]) > 0 {
+			minShould = 1
+		}
+	}
+	return func(d *storedDoc) (bool, float64) {
+		score := 0.0
+		for _, q := range clauses["must"] {
+			ok, s := q(d)
+			if !ok {
+				return false, 0
+			}
+			score += s
+		}
+		for _, q := range clauses["filter"] {
+			if ok, _ := q(d); !ok {
+				return false, 0
+			}
+		}
+		for _, q := range clauses["must_not"] {
+			if ok, _ := q(d); ok {
+				return false, 0
+			}
+		}
+		n := 0
+		for _, q := range clauses["should"] {
+			if ok, s := q(d); ok {
+				n++
+				score += s
+			}
+		}
+		return n >= minShould, score
+	}, nil
+}
+
+// sortField is one sort key of a search.
 type sortField struct {
-	field        string // a field path, _score or _doc
-	desc         bool
-	missingFirst bool
-	unmappedType string
-	mode         string // min or max; "" picks by order
+	field string // a field path, _score or _doc
+	desc  bool
 }
 
-// Search body keys that Elasticsearch has and esfake leaves out.
-var unsupportedSearchKeys = map[string]bool{
-	"aggs": true, "aggregations": true, "highlight": true, "collapse": true, "pit": true,
-	"runtime_mappings": true, "script_fields": true, "post_filter": true, "suggest": true, "knn": true,
-	"rescore": true, "fields": true, "docvalue_fields": true, "stored_fields": true, "indices_boost": true,
-	"slice": true, "ext": true, "retriever": true, "rank": true, "terminate_after": true, "explain": true,
+// parseSort reads "f", {"f":"desc"} and {"f":{"order":"desc"}}, alone
+// or in a list; _score sorts in descending order unless told.
+func parseSort(v any) ([]sortField, *esError) {
+	list, ok := v.([]any)
+	if !ok {
+		list = []any{v}
+	}
+	var out []sortField
+	for _, item := range list {
+		f := sortField{desc: item == "_score"}
+		if name, ok := item.(string); ok {
+			f.field = name
+		}
+		spec, _ := item.(map[string]any)
+		for name, order := range spec {
+			if params, ok := order.(map[string]any); ok && len(params) == 1 {
+				order = params["order"]
+			}
+			if order != "asc" && order != "desc" {
+				return nil, parsingError("[sort] of [%s]: esfake takes only an order, asc or desc", name)
+			}
+			f.field, f.desc = name, order == "desc"
+		}
+		if f.field == "" || len(spec) > 1 {
+			return nil, parsingError("malformed sort")
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
-func parseSearch(r *request) (*searchRequest, *esError) {
+// hit is a matching document with its score and sort values.
+type hit struct {
+	ix    *index
+	doc   *storedDoc
+	score float64
+	keys  []any
+}
+
+// searchRequest is a parsed search body with its URL parameters.
+type searchRequest struct {
+	query      any
+	size, from int
+	sort       []sortField
+	source     bool
+}
+
+func parseSearch(r *request, counting bool) (*searchRequest, *esError) {
 	body, e := decodeBody(r.body)
 	if e != nil {
 		return nil, e
 	}
-	sr := &searchRequest{size: 10, trackTotal: maxResultWindow, source: true}
-	for _, k := range sortedKeys(body) {
-		v := body[k]
+	sr := &searchRequest{size: 10, source: true, query: map[string]any{"match_all": map[string]any{}}}
+	for k, v := range body {
 		switch {
+		case k != "query" && counting:
+			return nil, parsingError("request does not support [%s]", k)
 		case k == "query":
-			if sr.query, e = parseQuery(v); e != nil {
-				return nil, e
-			}
+			sr.query = v
 		case k == "size" || k == "from":
 			n, ok := asInt(v)
 			if !ok {
@@ -68,638 +418,184 @@ func parseSearch(r *request) (*searchRequest, *esError) {
 			if sr.sort, e = parseSort(v); e != nil {
 				return nil, e
 			}
-		case k == "track_total_hits":
-			if sr.trackTotal, e = parseTrackTotal(scalarText(v)); e != nil {
-				return nil, e
-			}
-		case k == "search_after":
-			list, ok := v.([]any)
-			if !ok {
-				return nil, parsingError("[search_after] must be an array")
-			}
-			sr.searchAfter = list
 		case k == "_source":
 			b, ok := v.(bool)
 			if !ok {
-				return nil, unsupported("_source filtering (only true and false)")
+				return nil, illegalArgument("esfake (a development stand-in for Elasticsearch) does not support _source filtering (only true and false)")
 			}
 			sr.source = b
-		case k == "version" || k == "seq_no_primary_term" || k == "track_scores":
-			b, _ := v.(bool)
-			switch k {
-			case "version":
-				sr.version = b
-			case "seq_no_primary_term":
-				sr.seqNo = b
-			default:
-				sr.trackScores = b
-			}
-		case k == "min_score":
-			f, err := strconv.ParseFloat(scalarText(v), 64)
-			if err != nil {
-				return nil, parsingError("[min_score] must be a number")
-			}
-			sr.minScore = &f
-		case k == "timeout" || k == "profile" || k == "stats":
-		case unsupportedSearchKeys[k]:
-			return nil, unsupported("[%s] in search requests", k)
+		case k == "track_total_hits" || k == "timeout":
 		default:
-			return nil, parsingError("Unknown key for a %s in [%s].", valueTokenName(v), k)
+			kind := map[string]string{"json.Number": "VALUE_NUMBER", "string": "VALUE_STRING", "bool": "VALUE_BOOLEAN"}[fmt.Sprintf("%T", v)]
+			return nil, parsingError("Unknown key for a %s in [%s].", cmp.Or(kind, "START_OBJECT"), k)
 		}
 	}
-	if e := searchParams(r, sr); e != nil {
-		return nil, e
+	if _, e := (compiler{m: &mapping{root: &field{}}}).compile(sr.query); e != nil {
+		return nil, e // the request's own errors, whatever the indices
 	}
-	if sr.query == nil {
-		sr.query = matchAllQuery{boost: 1}
-	}
-	if sr.size < 0 {
-		return nil, illegalArgument("[size] parameter cannot be negative, found [%d]", sr.size)
-	}
-	if sr.from < 0 {
-		return nil, illegalArgument("[from] parameter cannot be negative, found [%d]", sr.from)
-	}
-	if len(sr.searchAfter) > 0 && len(sr.searchAfter) != len(sr.sort) {
-		return nil, illegalArgument("search_after has %d value(s) but sort has %d.", len(sr.searchAfter), len(sr.sort))
+	if sr.size < 0 || sr.from < 0 {
+		k, n := "size", sr.size
+		if sr.from < 0 {
+			k, n = "from", sr.from
+		}
+		return nil, illegalArgument("[%s] parameter cannot be negative, found [%d]", k, n)
 	}
 	return sr, nil
 }
 
-// searchParams applies the URL parameters of a search, which win over
-// the body as in Elasticsearch.
-func searchParams(r *request, sr *searchRequest) *esError {
-	for _, k := range []string{"q", "scroll", "stored_fields", "docvalue_fields", "terminate_after",
-		"_source_includes", "_source_excludes", "suggest_field", "suggest_text"} {
-		if r.params.Has(k) {
-			return unsupported("the [%s] parameter", k)
-		}
-	}
-	if r.flag("explain") {
-		return unsupported("the [explain] parameter")
-	}
-	for _, k := range []string{"size", "from"} {
-		if v := r.params.Get(k); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return illegalArgument("Failed to parse int parameter [%s] with value [%s]", k, v)
-			}
-			if k == "size" {
-				sr.size = n
-			} else {
-				sr.from = n
-			}
-		}
-	}
-	if v := r.params.Get("sort"); v != "" {
-		sr.sort = nil
-		for _, part := range strings.Split(v, ",") {
-			f := sortField{field: part}
-			if i := strings.LastIndexByte(part, ':'); i >= 0 {
-				f.field = part[:i]
-				switch part[i+1:] {
-				case "asc":
-				case "desc":
-					f.desc = true
-				default:
-					return illegalArgument("Unknown sort order [%s]", part[i+1:])
-				}
-			} else {
-				f.desc = f.field == "_score"
-			}
-			sr.sort = append(sr.sort, f)
-		}
-	}
-	if v := r.params.Get("track_total_hits"); v != "" {
-		n, e := parseTrackTotal(v)
-		if e != nil {
-			return e
-		}
-		sr.trackTotal = n
-	}
-	if r.flag("rest_total_hits_as_int") {
-		sr.totalAsInt, sr.trackTotal = true, -1
-	}
-	if v, ok := r.params["_source"]; ok {
-		switch v[0] {
-		case "true", "":
-			sr.source = true
-		case "false":
-			sr.source = false
-		default:
-			return unsupported("_source filtering (only true and false)")
-		}
-	}
-	if r.params.Has("version") {
-		sr.version = r.flag("version")
-	}
-	if r.params.Has("seq_no_primary_term") {
-		sr.seqNo = r.flag("seq_no_primary_term")
-	}
-	if r.params.Has("track_scores") {
-		sr.trackScores = r.flag("track_scores")
-	}
-	return nil
-}
-
-func parseTrackTotal(v string) (int, *esError) {
-	switch v {
-	case "true":
-		return -1, nil
-	case "false":
-		return 0, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < -1 {
-		return 0, illegalArgument("[track_total_hits] must be true, false or a non-negative number, got [%s]", v)
-	}
-	if n == 0 {
-		return 0, nil
-	}
-	return n, nil
-}
-
-func valueTokenName(v any) string {
-	switch v.(type) {
-	case map[string]any:
-		return "START_OBJECT"
-	case []any:
-		return "START_ARRAY"
-	}
-	return tokenName(v)
-}
-
-// parseSort reads the sort forms: "f", {"f":"desc"}, {"f":{"order":...}}
-// and arrays of them.
-func parseSort(v any) ([]sortField, *esError) {
-	var list []any
-	switch x := v.(type) {
-	case []any:
-		list = x
-	default:
-		list = []any{x}
-	}
-	var out []sortField
-	for _, item := range list {
-		switch x := item.(type) {
-		case string:
-			out = append(out, sortField{field: x, desc: x == "_score"})
-		case map[string]any:
-			for _, field := range sortedKeys(x) {
-				f := sortField{field: field, desc: field == "_score"}
-				switch spec := x[field].(type) {
-				case string:
-					if e := setOrder(&f, spec); e != nil {
-						return nil, e
-					}
-				case map[string]any:
-					for _, k := range sortedKeys(spec) {
-						sv := scalarText(spec[k])
-						switch k {
-						case "order":
-							if e := setOrder(&f, sv); e != nil {
-								return nil, e
-							}
-						case "missing":
-							switch sv {
-							case "_last":
-							case "_first":
-								f.missingFirst = true
-							default:
-								return nil, unsupported("a custom [missing] sort value [%s] (only _first and _last)", sv)
-							}
-						case "unmapped_type":
-							f.unmappedType = sv
-						case "mode":
-							if sv != "min" && sv != "max" {
-								return nil, unsupported("sort mode [%s] (only min and max)", sv)
-							}
-							f.mode = sv
-						case "format", "numeric_type":
-						default:
-							return nil, parsingError("[field_sort] unknown field [%s]", k)
-						}
-					}
-				default:
-					return nil, parsingError("[sort] malformed for field [%s]", field)
-				}
-				out = append(out, f)
-			}
-		default:
-			return nil, parsingError("[sort] malformed")
-		}
-	}
-	return out, nil
-}
-
-func setOrder(f *sortField, order string) *esError {
-	switch order {
-	case "asc":
-		f.desc = false
-	case "desc":
-		f.desc = true
-	default:
-		return illegalArgument("Unknown SortOrder [%s]", order)
-	}
-	return nil
-}
-
-// sortKey is one sort value of a hit, comparable with others of its field.
-type sortKey struct {
-	missing bool
-	kind    valueKind // kindInt, kindFloat or kindKeyword
-	i       int64
-	f       float64
-	s       string
-}
-
-type hit struct {
-	ix    *index
-	doc   *storedDoc
-	order int // position of the index in the request, for stable ties
-	score float64
-	keys  []sortKey
-}
-
-// sorter computes the sort keys of one index's documents.
-type sorter struct {
-	fields []sortField
-	kinds  []valueKind
-	paths  []string
-}
-
-func newSorter(fields []sortField, ix *index) (*sorter, *esError) {
-	so := &sorter{fields: fields, kinds: make([]valueKind, len(fields)), paths: make([]string, len(fields))}
-	for i, f := range fields {
-		switch f.field {
-		case "_score":
-			so.kinds[i] = kindFloat
-			continue
-		case "_doc":
-			so.kinds[i] = kindInt
-			continue
-		}
-		m := ix.mapping.lookup(f.field)
-		if m == nil {
-			if f.unmappedType == "" {
-				// A sort is not a query: no "failed to create query" prefix.
-				return nil, newError(400, "query_shard_exception", "No mapping found for [%s] in order to sort on", f.field)
-			}
-			k, ok := fieldKinds[f.unmappedType]
-			if !ok {
-				return nil, illegalArgument("No mapper found for type [%s]", f.unmappedType)
-			}
-			so.kinds[i] = sortKind(k)
-			continue
-		}
-		switch m.kind {
-		case kindText:
-			return nil, illegalArgument("Fielddata is disabled on [%s] in [%s]. Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [%s] in order to load field data by uninverting the inverted index. Note that this can use significant memory.", f.field, ix.name, f.field)
-		case kindObject, kindStored:
-			return nil, illegalArgument("Field [%s] of type [%s] is not supported for sorting", f.field, m.typ)
-		}
-		so.kinds[i], so.paths[i] = sortKind(m.kind), m.path
-	}
-	return so, nil
-}
-
-func sortKind(k valueKind) valueKind {
-	switch k {
-	case kindInt, kindDate, kindBool:
-		return kindInt
-	case kindFloat:
-		return kindFloat
-	}
-	return kindKeyword
-}
-
-func (so *sorter) keys(d *storedDoc, score float64) []sortKey {
-	keys := make([]sortKey, len(so.fields))
-	for i, f := range so.fields {
-		k := sortKey{kind: so.kinds[i]}
-		switch f.field {
-		case "_score":
-			k.f = score
-		case "_doc":
-			k.i = d.seqNo
-		default:
-			useMax := f.desc
-			if f.mode != "" {
-				useMax = f.mode == "max"
-			}
-			v := d.fields[so.paths[i]]
-			k.missing = true
-			if v != nil {
-				switch k.kind {
-				case kindInt:
-					for j, x := range v.ints {
-						if j == 0 || (useMax && x > k.i) || (!useMax && x < k.i) {
-							k.i, k.missing = x, false
-						}
-					}
-				case kindFloat:
-					for j, x := range v.floats {
-						if j == 0 || (useMax && x > k.f) || (!useMax && x < k.f) {
-							k.f, k.missing = x, false
-						}
-					}
-				default:
-					for j, x := range v.strs {
-						if j == 0 || (useMax && x > k.s) || (!useMax && x < k.s) {
-							k.s, k.missing = x, false
-						}
-					}
-				}
-			}
-		}
-		keys[i] = k
-	}
-	return keys
-}
-
-// compareKeys orders two hits by the sort fields: negative when a comes first.
-func compareKeys(fields []sortField, a, b []sortKey) int {
-	for i, f := range fields {
-		x, y := a[i], b[i]
-		if x.missing || y.missing {
-			if x.missing && y.missing {
-				continue
-			}
-			// missing values go last unless missing is _first, whatever the order
-			if x.missing != f.missingFirst {
-				return 1
-			}
-			return -1
-		}
-		c := 0
-		switch {
-		case x.kind == kindInt:
-			c = cmpOrdered(x.i, y.i)
-		case x.kind == kindFloat:
-			c = cmpOrdered(x.f, y.f)
-		default:
-			c = strings.Compare(x.s, y.s)
-		}
-		if f.desc {
-			c = -c
-		}
-		if c != 0 {
-			return c
-		}
-	}
-	return 0
-}
-
-func cmpOrdered[T int64 | float64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// render gives a hit's sort values as Elasticsearch returns them.
-func (k sortKey) render(f sortField) any {
-	if k.missing {
-		last := !f.missingFirst
-		high := last != f.desc // where a missing value sits in ascending terms
-		switch k.kind {
-		case kindInt:
-			if high {
-				return int64(math.MaxInt64)
-			}
-			return int64(math.MinInt64)
-		case kindFloat:
-			if high {
-				return "Infinity"
-			}
-			return "-Infinity"
-		}
-		return nil
-	}
-	switch k.kind {
-	case kindInt:
-		return k.i
-	case kindFloat:
-		return k.f
-	}
-	return k.s
-}
-
-// afterKeys turns search_after values into sort keys.
-func afterKeys(fields []sortField, kinds []valueKind, values []any) ([]sortKey, *esError) {
-	keys := make([]sortKey, len(fields))
-	for i := range fields {
-		k := sortKey{kind: kinds[i]}
-		v := values[i]
-		if v == nil {
-			k.missing = true
-			keys[i] = k
-			continue
-		}
-		s := scalarText(v)
-		var err error
-		switch k.kind {
-		case kindInt:
-			k.i, err = strconv.ParseInt(s, 10, 64)
-		case kindFloat:
-			k.f, err = strconv.ParseFloat(s, 64)
-		default:
-			k.s = s
-		}
-		if err != nil {
-			return nil, illegalArgument("Failed to parse search_after value [%s] for field [%s]", s, fields[i].field)
-		}
-		keys[i] = k
-	}
-	return keys, nil
-}
-
-// collect runs a query over indices and returns the matching hits.
-func (s *Server) collect(ixs []*index, q query, sr *searchRequest) ([]hit, bool, *esError) {
-	now := s.now()
-	scored := sr == nil || len(sr.sort) == 0 || sr.trackScores
+// collect finds the matching documents of the indices, sorted.
+func (s *Server) collect(ixs []*index, query any, sorts []sortField) ([]hit, *esError) {
 	var hits []hit
-	for order, ix := range ixs {
-		m, e := q.compile(&compileCtx{ix: ix, now: now})
-		if e != nil {
-			return nil, false, shardFailure(e, ix.name)
+	for _, ix := range ixs {
+		q, e := compiler{m: ix.mapping}.compile(query)
+		if e == nil {
+			for _, f := range sorts {
+				if e = checkSort(ix, f); e != nil {
+					break
+				}
+			}
 		}
-		var so *sorter
-		var after []sortKey
-		if sr != nil && len(sr.sort) > 0 {
-			if so, e = newSorter(sr.sort, ix); e != nil {
-				return nil, false, shardFailure(e, ix.name)
-			}
-			for _, f := range sr.sort {
-				if f.field == "_score" {
-					scored = true
-				}
-			}
-			if len(sr.searchAfter) > 0 {
-				if after, e = afterKeys(sr.sort, so.kinds, sr.searchAfter); e != nil {
-					return nil, false, shardFailure(e, ix.name)
-				}
-			}
+		if e != nil {
+			return nil, shardFailure(e, ix.name)
 		}
 		for _, d := range ix.sortedDocs() {
-			ok, score := m(d)
-			if !ok {
-				continue
-			}
-			if sr != nil && sr.minScore != nil && score < *sr.minScore {
-				continue
-			}
-			h := hit{ix: ix, doc: d, order: order, score: score}
-			if so != nil {
-				h.keys = so.keys(d, score)
-				if after != nil && compareKeys(sr.sort, h.keys, after) <= 0 {
-					continue
+			if ok, score := q(d); ok {
+				h := hit{ix: ix, doc: d, score: score}
+				for _, f := range sorts {
+					h.keys = append(h.keys, sortKey(d, f, score))
 				}
+				hits = append(hits, h)
 			}
-			hits = append(hits, h)
 		}
 	}
-	return hits, scored, nil
-}
-
-func (s *Server) handleSearch(w http.ResponseWriter, r *request) {
-	start := time.Now()
-	sr, e := parseSearch(r)
-	if e != nil {
-		s.fail(w, r, e)
-		return
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	ixs, e := s.resolveRead(r.target, searchOptionsOf(r))
-	if e == nil {
-		e = blocked(levelRead, ixs...)
-	}
-	if e != nil {
-		s.fail(w, r, e)
-		return
-	}
-	if sr.from+sr.size > maxResultWindow {
-		e := illegalArgument("Result window is too large, from + size must be less than or equal to: [%d] but was [%d]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.", maxResultWindow, sr.from+sr.size)
-		if len(ixs) > 0 {
-			e = shardFailure(e, ixs[0].name)
-		}
-		s.fail(w, r, e)
-		return
-	}
-	hits, scored, e := s.collect(ixs, sr.query, sr)
-	if e != nil {
-		s.fail(w, r, e)
-		return
+	if sorts == nil {
+		sort.SliceStable(hits, func(i, j int) bool { return hits[i].score > hits[j].score })
+		return hits, nil
 	}
 	sort.SliceStable(hits, func(i, j int) bool {
-		a, b := hits[i], hits[j]
-		if len(sr.sort) > 0 {
-			if c := compareKeys(sr.sort, a.keys, b.keys); c != 0 {
-				return c < 0
+		for k, f := range sorts {
+			if c := compareKeys(hits[i].keys[k], hits[j].keys[k]); c != 0 {
+				if hits[i].keys[k] == nil || hits[j].keys[k] == nil {
+					return c < 0 // missing values last, whatever the order
+				}
+				return (c < 0) != f.desc
 			}
-		} else if a.score != b.score {
-			return a.score > b.score
 		}
-		if a.order != b.order {
-			return a.order < b.order
-		}
-		return a.doc.seqNo < b.doc.seqNo
+		return false
 	})
-
-	var maxScore any
-	if scored && len(hits) > 0 {
-		best := hits[0].score
-		for _, h := range hits {
-			best = math.Max(best, h.score)
-		}
-		maxScore = best
-	}
-	total := len(hits)
-	page := hits[min(sr.from, total):min(sr.from+sr.size, total)]
-	rendered := make([]obj, 0, len(page))
-	for _, h := range page {
-		o := obj{{"_index", h.ix.name}, {"_id", h.doc.id}}
-		if sr.version {
-			o = append(o, kv{"_version", h.doc.version})
-		}
-		if sr.seqNo {
-			o = append(o, kv{"_seq_no", h.doc.seqNo}, kv{"_primary_term", h.doc.term})
-		}
-		if scored {
-			o = append(o, kv{"_score", h.score})
-		} else {
-			o = append(o, kv{"_score", nil})
-		}
-		if sr.source {
-			o = append(o, kv{"_source", json.RawMessage(h.doc.source)})
-		}
-		if len(sr.sort) > 0 {
-			vals := make([]any, len(sr.sort))
-			for i, k := range h.keys {
-				vals[i] = k.render(sr.sort[i])
-			}
-			o = append(o, kv{"sort", vals})
-		}
-		rendered = append(rendered, o)
-	}
-	hitsObj := obj{}
-	switch {
-	case sr.totalAsInt:
-		hitsObj = append(hitsObj, kv{"total", total})
-	case sr.trackTotal < 0 || (sr.trackTotal > 0 && total <= sr.trackTotal):
-		hitsObj = append(hitsObj, kv{"total", obj{{"value", total}, {"relation", "eq"}}})
-	case sr.trackTotal > 0:
-		hitsObj = append(hitsObj, kv{"total", obj{{"value", sr.trackTotal}, {"relation", "gte"}}})
-	}
-	hitsObj = append(hitsObj, kv{"max_score", maxScore}, kv{"hits", rendered})
-	s.reply(w, r, http.StatusOK, obj{
-		{"took", time.Since(start).Milliseconds()},
-		{"timed_out", false},
-		{"_shards", shardsHeader(len(ixs))},
-		{"hits", hitsObj},
-	})
+	return hits, nil
 }
 
-func (s *Server) handleCount(w http.ResponseWriter, r *request) {
-	for _, k := range []string{"q", "min_score", "terminate_after"} {
-		if r.params.Has(k) {
-			s.fail(w, r, unsupported("the [%s] parameter", k))
-			return
+// checkSort refuses what Elasticsearch refuses to sort on.
+func checkSort(ix *index, f sortField) *esError {
+	if f.field == "_score" || f.field == "_doc" {
+		return nil
+	}
+	m := ix.mapping.lookup(f.field)
+	switch {
+	case m == nil:
+		return queryShard("No mapping found for [%s] in order to sort on", f.field)
+	case m.kind == kindText || m.kind == kindObject:
+		return illegalArgument("Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [%s] in order to load field data by uninverting the inverted index. Note that this can use significant memory.", f.field)
+	}
+	return nil
+}
+
+// sortKey is a document's value for one sort field: the lowest for an
+// ascending sort, the highest for a descending one; nil when it has none.
+func sortKey(d *storedDoc, f sortField, score float64) any {
+	switch f.field {
+	case "_score":
+		return score
+	case "_doc":
+		return float64(d.seqNo)
+	}
+	var best any
+	for _, v := range d.fields[f.field] {
+		if c := compareKeys(v, best); best == nil || (c < 0) != f.desc && c != 0 {
+			best = v
 		}
 	}
-	body, e := decodeBody(r.body)
+	return best
+}
+
+// compareKeys orders sort values; nil (missing) sorts last either way.
+func compareKeys(a, b any) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return 1
+	case b == nil:
+		return -1
+	}
+	if x, ok := a.(float64); ok {
+		y, _ := b.(float64)
+		return cmp.Compare(x, y)
+	}
+	return strings.Compare(a.(string), fmt.Sprint(b))
+}
+
+// handleSearch answers _search and _count.
+func (s *Server) handleSearch(w http.ResponseWriter, r *request) {
+	counting := strings.HasSuffix(r.URL.Path, "_count")
+	sr, e := parseSearch(r, counting)
 	if e != nil {
 		s.fail(w, r, e)
 		return
-	}
-	var q query = matchAllQuery{boost: 1}
-	for k, v := range body {
-		if k != "query" {
-			s.fail(w, r, parsingError("request does not support [%s]", k))
-			return
-		}
-		if q, e = parseQuery(v); e != nil {
-			s.fail(w, r, e)
-			return
-		}
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ixs, e := s.resolveRead(r.target, searchOptionsOf(r))
+	ixs, e := s.resolveRequest(r)
+	var hits []hit
 	if e == nil {
-		e = blocked(levelRead, ixs...)
+		hits, e = s.collect(ixs, sr.query, sr.sort)
 	}
 	if e != nil {
 		s.fail(w, r, e)
 		return
 	}
-	hits, _, e := s.collect(ixs, q, nil)
-	if e != nil {
-		s.fail(w, r, e)
+	if counting {
+		s.reply(w, r, http.StatusOK, obj{{"count", len(hits)}, {"_shards", shardsHeader(len(ixs))}})
 		return
 	}
-	s.reply(w, r, http.StatusOK, obj{{"count", len(hits)}, {"_shards", shardsHeader(len(ixs))}})
+	total := len(hits)
+	hits = hits[min(sr.from, len(hits)):min(sr.from+sr.size, len(hits))]
+	var maxScore any
+	out := make([]obj, 0, len(hits))
+	for _, h := range hits {
+		var score any
+		if sr.sort == nil {
+			score = h.score
+			if m, ok := maxScore.(float64); !ok || h.score > m {
+				maxScore = h.score
+			}
+		}
+		o := obj{{"_index", h.ix.name}, {"_id", h.doc.id}, {"_score", score}}
+		if sr.source {
+			o = append(o, kv{"_source", rawJSON(h.doc.source)})
+		}
+		if sr.sort != nil {
+			keys := make([]any, len(h.keys))
+			for i, k := range h.keys {
+				keys[i] = k
+				if k == nil {
+					keys[i] = map[bool]any{true: math.MinInt64, false: math.MaxInt64}[sr.sort[i].desc]
+				}
+			}
+			o = append(o, kv{"sort", keys})
+		}
+		out = append(out, o)
+	}
+	s.reply(w, r, http.StatusOK, obj{
+		{"took", 0},
+		{"timed_out", false},
+		{"_shards", shardsHeader(len(ixs))},
+		{"hits", obj{{"total", obj{{"value", total}, {"relation", "eq"}}}, {"max_score", maxScore}, {"hits", out}}},
+	})
 }
+
+// rawJSON is stored JSON, marshalled as it is.
+type rawJSON []byte
+
+func (j rawJSON) MarshalJSON() ([]byte, error) { return j, nil }

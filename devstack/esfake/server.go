@@ -2,18 +2,19 @@ package esfake
 
 import (
 	"bytes"
-	"compress/gzip"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
-	"sort"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,34 +26,21 @@ import (
 // whose API esfake follows; the build fields say plainly what this is.
 const (
 	versionNumber = "8.19.7"
-	luceneVersion = "9.12.2"
 	clusterName   = "esfake"
 	nodeName      = "esfake"
-	nodeID        = "esfake-node-0"
-	tagline       = "You Know, for Search"
 
 	// maxBodyBytes is Elasticsearch's default http.max_content_length.
 	maxBodyBytes = 100 << 20
-	// maxResultWindow is the default index.max_result_window.
-	maxResultWindow = 10000
 )
 
 // Option configures a Server.
 type Option func(*Server)
 
 // WithDiscard makes _bulk acknowledge documents without keeping them:
-// the body is parsed in full and every valid item answers 201 created, but
-// nothing is stored, no mapping is checked and no index is created. It is
-// meant for benchmarks of clients.
+// the body is parsed in full and every item whose source is a JSON object
+// answers 201 created, but nothing is stored and no mapping is checked.
+// It is meant for benchmarks of clients.
 func WithDiscard() Option { return func(s *Server) { s.discard = true } }
-
-// WithClock sets the clock used for data stream backing index names, "now"
-// in date math and auto-generated ids. The default is time.Now.
-func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
-
-// WithoutBuiltinTemplates leaves out the built-in "logs" index template
-// that a default Elasticsearch 8 has (patterns logs-*-*, priority 100).
-func WithoutBuiltinTemplates() Option { return func(s *Server) { s.noBuiltins = true } }
 
 // Doc is a stored document, as returned by Server.Docs.
 type Doc struct {
@@ -65,31 +53,29 @@ type Doc struct {
 // http.Handler: serve it with httptest.NewServer or an http.Server. It is
 // safe for concurrent use and starts no goroutines.
 type Server struct {
-	now         func() time.Time
 	discard     bool
-	noBuiltins  bool
 	clusterUUID string
-	idCounter   atomic.Uint64
 	discardSeq  atomic.Int64
 
 	faultMu    sync.Mutex // guards the fault injection below
 	failLeft   int
 	failStatus int
 	latency    time.Duration
-	reject     func(index, id string, doc []byte) (status int, errType, reason string, reject bool)
+	reject     RejectFunc
 
 	mu         sync.RWMutex // guards the cluster state below
 	indices    map[string]*index
-	streams    map[string]*dataStream
+	streams    map[string]*index // data streams, by name: their one backing index
 	templates  map[string]*indexTemplate
-	components map[string]*componentTemplate
-	persistent map[string]string // cluster settings, by dotted key
-	transient  map[string]string
+	components map[string]map[string]any // component templates, as given
 }
+
+// RejectFunc decides whether a bulk item fails; see Server.RejectItems.
+type RejectFunc func(index, id string, doc []byte) (status int, errType, reason string, reject bool)
 
 // New returns an empty server.
 func New(opts ...Option) *Server {
-	s := &Server{now: time.Now, clusterUUID: newUUID()}
+	s := &Server{clusterUUID: newUUID()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -127,15 +113,15 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.latency = d
 }
 
-// RejectItems installs a hook called for every index and create item of a
-// bulk request, with the index name as the request gives it, the document
-// id (generated if the request has none) and the source. When it returns
-// reject true, the item fails with status (400 unless it is a 4xx or 5xx
-// status) and an error of type errType (default:
-// es_rejected_execution_exception for 429, else illegal_argument_exception)
-// and the reason; the rest of the request goes on. The hook runs without
-// the server's lock held, so it may call the Server. nil removes it.
-func (s *Server) RejectItems(fn func(index, id string, doc []byte) (status int, errType, reason string, reject bool)) {
+// RejectItems installs a hook called for every item of a bulk request,
+// with the index as the request names it, the id (made up if none) and the
+// source. When it returns reject true, that item alone fails with status
+// (400 unless 4xx or 5xx), errType (default es_rejected_execution_exception
+// for 429, else illegal_argument_exception) and reason, rendered as
+// Elasticsearch renders that error: how tests get the engine's answer for a
+// state esfake does not model, such as an index block or a closed index.
+// The hook runs without the server's lock held. nil removes it.
+func (s *Server) RejectItems(fn RejectFunc) {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
 	s.reject = fn
@@ -146,22 +132,14 @@ func (s *Server) RejectItems(fn func(index, id string, doc []byte) (status int, 
 func (s *Server) Docs(index string) []Doc {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ixs, e := s.resolveRead(index, readOptions{ignoreUnavailable: true, allowNoIndices: true})
-	if e != nil {
-		return nil
-	}
+	ixs, _ := s.resolve(index, true)
 	var out []Doc
 	for _, ix := range ixs {
 		for _, d := range ix.docs {
 			out = append(out, Doc{ID: d.id, Source: bytes.Clone(d.source), Index: ix.name})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].ID != out[j].ID {
-			return out[i].ID < out[j].ID
-		}
-		return out[i].Index < out[j].Index
-	})
+	slices.SortFunc(out, func(a, b Doc) int { return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.Index, b.Index)) })
 	return out
 }
 
@@ -170,10 +148,7 @@ func (s *Server) Docs(index string) []Doc {
 func (s *Server) Count(index string) int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ixs, e := s.resolveRead(index, readOptions{ignoreUnavailable: true, allowNoIndices: true})
-	if e != nil {
-		return 0
-	}
+	ixs, _ := s.resolve(index, true)
 	n := 0
 	for _, ix := range ixs {
 		n += len(ix.docs)
@@ -191,14 +166,9 @@ func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.indices = map[string]*index{}
-	s.streams = map[string]*dataStream{}
-	s.templates = map[string]*indexTemplate{}
-	s.components = map[string]*componentTemplate{}
-	s.persistent = map[string]string{}
-	s.transient = map[string]string{}
-	if !s.noBuiltins {
-		s.installBuiltins()
-	}
+	s.streams = map[string]*index{}
+	s.templates = map[string]*indexTemplate{"logs": builtinLogsTemplate()}
+	s.components = map[string]map[string]any{}
 }
 
 // takeBulkFault reports whether this bulk request is to fail, and how.
@@ -212,7 +182,7 @@ func (s *Server) takeBulkFault() (int, bool) {
 	return s.failStatus, true
 }
 
-func (s *Server) rejectHook() func(string, string, []byte) (int, string, string, bool) {
+func (s *Server) rejectHook() RejectFunc {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
 	return s.reject
@@ -226,10 +196,8 @@ func (s *Server) delay(ctx context.Context) bool {
 	if d <= 0 {
 		return true
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-time.After(d):
 		return true
 	case <-ctx.Done():
 		return false
@@ -240,7 +208,7 @@ func (s *Server) delay(ctx context.Context) bool {
 type request struct {
 	*http.Request
 	target string // index expression from the path, "" when none
-	name   string // template or data stream name, or document id
+	name   string // template or data stream name
 	body   []byte
 	params url.Values
 }
@@ -250,144 +218,54 @@ func (r *request) flag(name string) bool {
 	return ok && v[0] != "false"
 }
 
-// route is one endpoint: the methods it answers, the query parameters it
-// accepts besides the common ones, and its handler.
+// route is one endpoint: the methods it answers and its handler.
 type route struct {
 	methods []string
-	params  []string
 	handle  func(*Server, http.ResponseWriter, *request)
 }
-
-var commonParams = []string{"pretty", "human", "error_trace", "filter_path"}
 
 var (
 	get, head, put, post, del = http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPost, http.MethodDelete
 
-	indicesOptions = []string{"ignore_unavailable", "allow_no_indices", "expand_wildcards", "ignore_throttled"}
+	// knownParams are the query parameters esfake accepts, all harmless
+	// where they do not apply; others are refused rather than ignored.
+	knownParams = []string{"pretty", "human", "error_trace", "ignore_unavailable", "allow_no_indices", "expand_wildcards",
+		"create", "cause", "master_timeout", "local", "timeout", "refresh", "wait_for_active_shards"}
 
-	infoRoute   = route{[]string{get, head}, nil, (*Server).handleInfo}
-	healthRoute = route{[]string{get}, []string{"level", "local", "master_timeout", "timeout", "wait_for_active_shards",
-		"wait_for_events", "wait_for_nodes", "wait_for_no_initializing_shards", "wait_for_no_relocating_shards",
-		"wait_for_status", "expand_wildcards"}, (*Server).handleHealth}
-	clusterSettingsRoute = route{[]string{get, put}, []string{"flat_settings", "include_defaults", "master_timeout", "timeout", "local"},
-		(*Server).handleClusterSettings}
-	bulkRoute = route{[]string{post, put}, []string{"refresh", "pipeline", "routing", "timeout", "wait_for_active_shards",
-		"require_alias", "require_data_stream", "_source", "_source_excludes", "_source_includes",
-		"list_executed_pipelines", "include_source_on_error"}, (*Server).handleBulk}
-	refreshRoute = route{[]string{get, post}, indicesOptions, (*Server).handleRefresh}
-	countRoute   = route{[]string{get, post}, append([]string{"q", "min_score", "preference", "routing", "terminate_after",
-		"analyzer", "analyze_wildcard", "default_operator", "df", "lenient"}, indicesOptions...), (*Server).handleCount}
-	searchRoute = route{[]string{get, post}, append([]string{"size", "from", "sort", "track_total_hits",
-		"rest_total_hits_as_int", "typed_keys", "_source", "_source_includes", "_source_excludes", "timeout",
-		"request_cache", "preference", "routing", "search_type", "seq_no_primary_term", "version",
-		"batched_reduce_size", "ccs_minimize_roundtrips", "track_scores", "allow_partial_search_results",
-		"pre_filter_shard_size", "max_concurrent_shard_requests", "terminate_after", "q", "scroll",
-		"stored_fields", "docvalue_fields", "explain", "stats", "analyzer", "analyze_wildcard",
-		"default_operator", "df", "lenient", "include_named_queries_score", "suggest_field", "suggest_mode",
-		"suggest_size", "suggest_text", "force_synthetic_source", "min_compatible_shard_node"}, indicesOptions...),
-		(*Server).handleSearch}
-	templateParams  = []string{"create", "cause", "master_timeout", "flat_settings", "local", "include_defaults", "timeout"}
-	templatesRoute  = route{[]string{get}, templateParams, (*Server).handleIndexTemplate}
-	templateRoute   = route{[]string{get, head, put, post, del}, templateParams, (*Server).handleIndexTemplate}
-	componentsRoute = route{[]string{get}, templateParams, (*Server).handleComponentTemplate}
-	componentRoute  = route{[]string{get, head, put, post, del}, templateParams, (*Server).handleComponentTemplate}
-	streamParams    = []string{"expand_wildcards", "include_defaults", "master_timeout", "timeout", "verbose"}
-	streamsRoute    = route{[]string{get}, streamParams, (*Server).handleDataStream}
-	streamRoute     = route{[]string{get, put, del}, streamParams, (*Server).handleDataStream}
-	indexRoute      = route{[]string{get, head, put, del}, append([]string{"wait_for_active_shards", "timeout", "master_timeout",
-		"include_defaults", "flat_settings", "local", "features"}, indicesOptions...), (*Server).handleIndex}
-	mappingRoute  = route{[]string{get}, append([]string{"local", "master_timeout"}, indicesOptions...), (*Server).handleMapping}
-	settingsRoute = route{[]string{get, put}, append([]string{"flat_settings", "include_defaults", "local", "master_timeout",
-		"timeout", "preserve_existing", "reopen"}, indicesOptions...), (*Server).handleSettings}
-	closeRoute = route{[]string{post}, append([]string{"master_timeout", "timeout", "wait_for_active_shards"}, indicesOptions...),
-		(*Server).handleClose}
-	openRoute = route{[]string{post}, append([]string{"master_timeout", "timeout", "wait_for_active_shards"}, indicesOptions...),
-		(*Server).handleOpen}
-	rolloverRoute = route{[]string{post}, []string{"dry_run", "lazy", "master_timeout", "timeout", "wait_for_active_shards"},
-		(*Server).handleRollover}
-	docParams = []string{"refresh", "routing", "op_type", "pipeline", "timeout", "version", "version_type",
-		"if_seq_no", "if_primary_term", "require_alias", "require_data_stream", "wait_for_active_shards",
-		"preference", "realtime", "_source", "_source_excludes", "_source_includes", "stored_fields", "include_source_on_error"}
-	docRoute     = route{[]string{get, head, put, post, del}, docParams, (*Server).handleDoc}
-	docAutoRoute = route{[]string{post}, docParams, (*Server).handleDoc}
-	createRoute  = route{[]string{put, post}, docParams, (*Server).handleDoc}
+	routes = map[string]route{
+		"":                      {[]string{get, head}, (*Server).handleInfo},
+		"_bulk":                 {[]string{post, put}, (*Server).handleBulk},
+		"_refresh":              {[]string{get, post}, (*Server).handleRefresh},
+		"_count":                {[]string{get, post}, (*Server).handleSearch},
+		"_search":               {[]string{get, post}, (*Server).handleSearch},
+		"_mapping":              {[]string{get}, (*Server).handleMapping},
+		"_settings":             {[]string{get}, (*Server).handleSettings},
+		"_index_template":       {[]string{get}, (*Server).handleIndexTemplate},
+		"_index_template/*":     {[]string{get, head, put, post, del}, (*Server).handleIndexTemplate},
+		"_component_template":   {[]string{get}, (*Server).handleComponentTemplate},
+		"_component_template/*": {[]string{get, head, put, post, del}, (*Server).handleComponentTemplate},
+		"_data_stream":          {[]string{get}, (*Server).handleDataStream},
+		"_data_stream/*":        {[]string{get, del}, (*Server).handleDataStream},
+	}
 )
 
-// routeFor finds the endpoint of a path, given as unescaped segments.
+// routeFor finds the endpoint of a path, given as unescaped segments:
+// /<api>, /<api>/<name> for templates and data streams, and
+// /<target>/<api> for the index APIs.
 func routeFor(segs []string) (rt route, target, name string, ok bool) {
-	n := len(segs)
-	if n == 0 {
-		return infoRoute, "", "", true
-	}
-	first := segs[0]
-	if strings.HasPrefix(first, "_") {
-		switch {
-		case n == 1 && first == "_bulk":
-			return bulkRoute, "", "", true
-		case n == 1 && first == "_refresh":
-			return refreshRoute, "", "", true
-		case n == 1 && first == "_count":
-			return countRoute, "", "", true
-		case n == 1 && first == "_search":
-			return searchRoute, "", "", true
-		case n == 1 && first == "_mapping":
-			return mappingRoute, "", "", true
-		case n == 1 && first == "_index_template":
-			return templatesRoute, "", "", true
-		case n == 2 && first == "_index_template":
-			return templateRoute, "", segs[1], true
-		case n == 1 && first == "_component_template":
-			return componentsRoute, "", "", true
-		case n == 2 && first == "_component_template":
-			return componentRoute, "", segs[1], true
-		case n == 1 && first == "_data_stream":
-			return streamsRoute, "", "", true
-		case n == 2 && first == "_data_stream":
-			return streamRoute, "", segs[1], true
-		case n == 2 && first == "_cluster" && segs[1] == "health":
-			return healthRoute, "", "", true
-		case n == 2 && first == "_cluster" && segs[1] == "settings":
-			return clusterSettingsRoute, "", "", true
-		case first == "_all" && n == 2:
-			return routeFor([]string{"*", segs[1]})
-		}
-		return route{}, "", "", false
-	}
 	switch {
-	case n == 1:
-		return indexRoute, first, "", true
-	case n == 2:
-		switch segs[1] {
-		case "_bulk":
-			return bulkRoute, first, "", true
-		case "_refresh":
-			return refreshRoute, first, "", true
-		case "_count":
-			return countRoute, first, "", true
-		case "_search":
-			return searchRoute, first, "", true
-		case "_mapping":
-			return mappingRoute, first, "", true
-		case "_settings":
-			return settingsRoute, first, "", true
-		case "_close":
-			return closeRoute, first, "", true
-		case "_open":
-			return openRoute, first, "", true
-		case "_rollover":
-			return rolloverRoute, first, "", true
-		case "_doc":
-			return docAutoRoute, first, "", true
-		}
-	case n == 3:
-		switch segs[1] {
-		case "_doc":
-			return docRoute, first, segs[2], true
-		case "_create":
-			return createRoute, first, segs[2], true
-		}
+	case len(segs) == 0:
+		rt, ok = routes[""]
+	case len(segs) == 1 && strings.HasPrefix(segs[0], "_") && segs[0] != "_mapping" && segs[0] != "_settings":
+		rt, ok = routes[segs[0]]
+	case len(segs) == 2 && strings.HasPrefix(segs[0], "_"):
+		rt, ok = routes[segs[0]+"/*"]
+		name = segs[1]
+	case len(segs) == 2 && strings.HasPrefix(segs[1], "_"):
+		rt, ok = routes[segs[1]]
+		target = segs[0]
 	}
-	return route{}, "", "", false
+	return rt, target, name, ok
 }
 
 // ServeHTTP answers one request of the Elasticsearch HTTP API.
@@ -397,23 +275,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		return
 	}
 	r := &request{Request: hr, params: hr.URL.Query()}
-	segs, err := splitPath(hr.URL.EscapedPath())
-	if err != nil {
-		s.fail(w, r, illegalArgument("invalid path [%s]: %v", hr.URL.EscapedPath(), err))
-		return
+	var segs []string
+	for _, seg := range strings.Split(hr.URL.EscapedPath(), "/") {
+		if u, err := url.PathUnescape(seg); err == nil && u != "" {
+			segs = append(segs, u)
+		}
 	}
 	rt, target, name, found := routeFor(segs)
 	if !found {
 		s.fail(w, r, illegalArgument("no handler found for uri [%s] and method [%s]: esfake, a development stand-in for Elasticsearch, implements only part of the API", hr.URL.Path, hr.Method))
 		return
 	}
-	if !contains(rt.methods, hr.Method) {
-		s.methodNotAllowed(w, r, rt.methods)
+	if !slices.Contains(rt.methods, hr.Method) {
+		w.Header().Set("Allow", strings.Join(rt.methods, ","))
+		s.reply(w, r, http.StatusMethodNotAllowed, obj{
+			{"error", fmt.Sprintf("Incorrect HTTP method for uri [%s] and method [%s], allowed: [%s]", hr.URL.RequestURI(), hr.Method, strings.Join(rt.methods, ", "))},
+			{"status", http.StatusMethodNotAllowed},
+		})
 		return
 	}
 	r.target, r.name = target, name
 	for _, k := range sortedKeys(r.params) {
-		if !contains(commonParams, k) && !contains(rt.params, k) {
+		if !slices.Contains(knownParams, k) {
 			s.fail(w, r, illegalArgument("request [%s] contains unrecognized parameter: [%s]", hr.URL.Path, k))
 			return
 		}
@@ -425,56 +308,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	rt.handle(s, w, r)
 }
 
-func splitPath(escaped string) ([]string, error) {
-	var segs []string
-	for _, seg := range strings.Split(escaped, "/") {
-		if seg == "" {
-			continue
-		}
-		u, err := url.PathUnescape(seg)
-		if err != nil {
-			return nil, err
-		}
-		segs = append(segs, u)
-	}
-	return segs, nil
-}
-
 // readBody reads the request body, refusing what Elasticsearch refuses:
 // bodies over the size limit and content types it does not parse.
 func (s *Server) readBody(r *request) *esError {
 	if r.Body == nil {
 		return nil
 	}
-	var in io.Reader = r.Body
 	var buf bytes.Buffer
-	switch enc := r.Header.Get("Content-Encoding"); enc {
-	case "", "identity":
-		if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
-			buf.Grow(int(n) + bytes.MinRead)
-		}
-	case "gzip":
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			return illegalArgument("reading the gzip request body: %v", err)
-		}
-		defer zr.Close()
-		in = zr
-	default:
-		return illegalArgument("unsupported Content-Encoding [%s]", enc)
+	if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
+		buf.Grow(int(n) + bytes.MinRead) // one allocation for the body
 	}
-	if _, err := buf.ReadFrom(io.LimitReader(in, maxBodyBytes+1)); err != nil {
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, maxBodyBytes+1)); err != nil {
 		return illegalArgument("reading the request body: %v", err)
 	}
-	body := buf.Bytes()
-	if len(body) > maxBodyBytes {
+	if buf.Len() > maxBodyBytes {
 		return newError(http.StatusRequestEntityTooLarge, "content_too_long_exception",
 			"request body is too large: more than [%d] bytes (http.max_content_length)", maxBodyBytes)
 	}
-	if len(bytes.TrimSpace(body)) > 0 {
+	if len(bytes.TrimSpace(buf.Bytes())) > 0 {
 		ct := r.Header.Get("Content-Type")
-		mt, _, _ := mime.ParseMediaType(ct)
-		switch mt {
+		switch mt, _, _ := mime.ParseMediaType(ct); mt {
 		case "application/json", "application/x-ndjson",
 			"application/vnd.elasticsearch+json", "application/vnd.elasticsearch+x-ndjson":
 		default:
@@ -482,7 +335,7 @@ func (s *Server) readBody(r *request) *esError {
 				reason: fmt.Sprintf("Content-Type header [%s] is not supported", ct)}
 		}
 	}
-	r.body = body
+	r.body = buf.Bytes()
 	return nil
 }
 
@@ -518,16 +371,7 @@ func (s *Server) fail(w http.ResponseWriter, r *request, e *esError) {
 	s.reply(w, r, e.status, e.body())
 }
 
-// methodNotAllowed answers as Elasticsearch does, with its plain-string error.
-func (s *Server) methodNotAllowed(w http.ResponseWriter, r *request, allowed []string) {
-	w.Header().Set("Allow", strings.Join(allowed, ","))
-	s.reply(w, r, http.StatusMethodNotAllowed, obj{
-		{"error", fmt.Sprintf("Incorrect HTTP method for uri [%s] and method [%s], allowed: [%s]", r.URL.RequestURI(), r.Method, strings.Join(allowed, ", "))},
-		{"status", http.StatusMethodNotAllowed},
-	})
-}
-
-// decodeBody decodes a JSON request body into a generic value, keeping
+// decodeBody decodes a JSON request body that must be an object, keeping
 // numbers exact. An empty body decodes to nil.
 func decodeBody(body []byte) (map[string]any, *esError) {
 	if len(bytes.TrimSpace(body)) == 0 {
@@ -535,26 +379,11 @@ func decodeBody(body []byte) (map[string]any, *esError) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, xContentError(err)
-	}
-	if dec.More() {
-		return nil, newError(400, "x_content_parse_exception", "request body has more than one JSON value")
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, newError(400, "x_content_parse_exception", "request body or source parameter is required to be a JSON object")
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || dec.More() {
+		return nil, newError(http.StatusBadRequest, "x_content_parse_exception", "request body is not one JSON object: %v", err)
 	}
 	return m, nil
-}
-
-func xContentError(err error) *esError {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return newError(400, "x_content_parse_exception", "[1:%d] %s", se.Offset, strings.TrimPrefix(err.Error(), "json: "))
-	}
-	return newError(400, "x_content_parse_exception", "%s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *request) {
@@ -562,42 +391,9 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *request) {
 		{"name", nodeName},
 		{"cluster_name", clusterName},
 		{"cluster_uuid", s.clusterUUID},
-		{"version", obj{
-			{"number", versionNumber},
-			{"build_flavor", "default"},
-			{"build_type", "esfake"},
-			{"build_hash", "esfake"},
-			{"build_date", "2025-01-01T00:00:00.000000000Z"},
-			{"build_snapshot", false},
-			{"lucene_version", luceneVersion},
-			{"minimum_wire_compatibility_version", "7.17.0"},
-			{"minimum_index_compatibility_version", "7.0.0"},
-		}},
-		{"tagline", tagline},
-	})
-}
-
-func (s *Server) handleHealth(w http.ResponseWriter, r *request) {
-	s.mu.RLock()
-	shards := len(s.indices)
-	s.mu.RUnlock()
-	s.reply(w, r, http.StatusOK, obj{
-		{"cluster_name", clusterName},
-		{"status", "green"},
-		{"timed_out", false},
-		{"number_of_nodes", 1},
-		{"number_of_data_nodes", 1},
-		{"active_primary_shards", shards},
-		{"active_shards", shards},
-		{"relocating_shards", 0},
-		{"initializing_shards", 0},
-		{"unassigned_shards", 0},
-		{"unassigned_primary_shards", 0},
-		{"delayed_unassigned_shards", 0},
-		{"number_of_pending_tasks", 0},
-		{"number_of_in_flight_fetch", 0},
-		{"task_max_waiting_in_queue_millis", 0},
-		{"active_shards_percent_as_number", 100.0},
+		{"version", obj{{"number", versionNumber}, {"build_flavor", "default"}, {"build_type", "esfake"},
+			{"minimum_wire_compatibility_version", "7.17.0"}, {"minimum_index_compatibility_version", "7.0.0"}}},
+		{"tagline", "You Know, for Search"},
 	})
 }
 
@@ -614,17 +410,18 @@ func newUUID() string {
 }
 
 // newDocID returns an id for a document indexed without one: 20 URL-safe
-// characters, time-ordered like Elasticsearch's.
-func (s *Server) newDocID() string {
+// characters, as Elasticsearch's.
+func newDocID() string {
 	var b [15]byte
-	ms := uint64(s.now().UnixMilli())
-	n := s.idCounter.Add(1)
-	for i := 0; i < 6; i++ {
-		b[i] = byte(ms >> (8 * (5 - i)))
-	}
-	for i := 0; i < 6; i++ {
-		b[6+i] = byte(n >> (8 * (5 - i)))
-	}
-	_, _ = rand.Read(b[12:])
+	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// globMatch matches an index name against a pattern where * stands for
+// any run of characters.
+func globMatch(pattern, name string) bool {
+	ok, err := path.Match(pattern, name)
+	return ok && err == nil
 }

@@ -2,83 +2,36 @@ package esfake
 
 import (
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
 )
 
-// index is one concrete index: a plain index or a data stream's backing
+// index is a concrete index: a plain index or a data stream's backing
 // index. It has a single shard, so sequence numbers are per index.
 type index struct {
 	name     string
 	uuid     string
 	stream   string // the data stream it backs, or ""
-	closed   bool   // closed with POST /<index>/_close: no writes, searches or counts
-	created  time.Time
-	mapping  *rootMapping
-	settings map[string]any // as given when the index was created
+	mapping  *mapping
+	settings map[string]any // flat keys, from the templates it was made from
 	docs     map[string]*storedDoc
 	nextSeq  int64
-	term     int64 // the primary term: 1, and one more at each close and open
 }
 
 type storedDoc struct {
-	id      string
-	seqNo   int64
-	term    int64
-	version int64
-	source  []byte
-	fields  map[string]*values
+	id     string
+	seqNo  int64
+	source []byte
+	fields map[string][]any // by field path: strings (keywords, words of text), float64 (numbers, dates, booleans)
 }
 
-type dataStream struct {
-	name     string
-	template string
-	hidden   bool
-	indices  []*index // backing indices, oldest first; the last one takes writes
-	// generation counts the backing indices ever made, deleted ones too.
-	generation int
-}
-
-func (d *dataStream) writeIndex() *index { return d.indices[len(d.indices)-1] }
-
-// hidden reports whether wildcards skip an index unless they start with a
-// dot, as for backing indices.
-func hidden(name string) bool { return strings.HasPrefix(name, ".") }
-
-type readOptions struct {
-	ignoreUnavailable bool
-	allowNoIndices    bool
-	// forbidClosed is for searches, counts and refreshes: a closed index
-	// that the expression names (or whose data stream it names) fails the
-	// request with index_closed_exception, unless ignoreUnavailable skips
-	// it; wildcards skip closed indices.
-	forbidClosed bool
-}
-
-func readOptionsOf(r *request) readOptions {
-	o := readOptions{allowNoIndices: true}
-	if v := r.params.Get("ignore_unavailable"); v != "" {
-		o.ignoreUnavailable = v != "false"
-	}
-	if v := r.params.Get("allow_no_indices"); v != "" {
-		o.allowNoIndices = v != "false"
-	}
-	return o
-}
-
-// searchOptionsOf are the options of a search, count or refresh, which
-// closed indices fail.
-func searchOptionsOf(r *request) readOptions {
-	o := readOptionsOf(r)
-	o.forbidClosed = true
-	return o
-}
-
-// resolveRead turns an index expression (names, data streams, comma lists,
-// * wildcards and -exclusions; empty or _all for everything) into concrete
-// indices, as searches see them. Call with s.mu held.
-func (s *Server) resolveRead(expr string, o readOptions) ([]*index, *esError) {
+// resolve turns an index expression (names, data streams, comma lists and
+// * wildcards; empty or _all for everything) into concrete indices. A
+// wildcard skips names that start with a dot unless it starts with one.
+// Call with s.mu held.
+func (s *Server) resolve(expr string, ignoreUnavailable bool) ([]*index, *esError) {
 	if expr == "" || expr == "_all" {
 		expr = "*"
 	}
@@ -90,199 +43,109 @@ func (s *Server) resolveRead(expr string, o readOptions) ([]*index, *esError) {
 			out = append(out, ix)
 		}
 	}
-	var closed *index // the first closed index named
-	named := func(ix *index) {
-		if ix.closed && o.forbidClosed {
-			if closed == nil && !o.ignoreUnavailable {
-				closed = ix
-			}
-			return
-		}
-		add(ix)
-	}
-	matched := func(ix *index) {
-		if !ix.closed || !o.forbidClosed {
-			add(ix)
-		}
-	}
 	for _, part := range strings.Split(expr, ",") {
-		part = strings.TrimSpace(part)
-		switch {
+		switch part = strings.TrimSpace(part); {
 		case part == "":
-			continue
-		case strings.HasPrefix(part, "-") && len(out) > 0:
-			pattern := part[1:]
-			kept := out[:0]
-			for _, ix := range out {
-				if globMatch(pattern, ix.name) || (ix.stream != "" && globMatch(pattern, ix.stream)) {
-					delete(seen, ix)
-					continue
-				}
-				kept = append(kept, ix)
-			}
-			out = kept
 		case strings.Contains(part, "*"):
-			showHidden := strings.HasPrefix(part, ".")
 			for _, name := range sortedKeys(s.streams) {
-				ds := s.streams[name]
-				if globMatch(part, name) && (!ds.hidden || showHidden) {
-					for _, ix := range ds.indices {
-						matched(ix)
-					}
+				if globMatch(part, name) {
+					add(s.streams[name])
 				}
 			}
 			for _, name := range sortedKeys(s.indices) {
-				if globMatch(part, name) && (!hidden(name) || showHidden) {
-					matched(s.indices[name])
+				if globMatch(part, name) && (!strings.HasPrefix(name, ".") || strings.HasPrefix(part, ".")) {
+					add(s.indices[name])
 				}
 			}
-		default:
-			if ds := s.streams[part]; ds != nil {
-				for _, ix := range ds.indices {
-					named(ix)
-				}
-			} else if ix := s.indices[part]; ix != nil {
-				named(ix)
-			} else if !o.ignoreUnavailable {
-				return nil, indexNotFound(part)
-			}
+		case s.streams[part] != nil:
+			add(s.streams[part])
+		case s.indices[part] != nil:
+			add(s.indices[part])
+		case !ignoreUnavailable:
+			return nil, indexNotFound(part)
 		}
-	}
-	if closed != nil {
-		return nil, indexClosed(closed)
-	}
-	if len(out) == 0 && !o.allowNoIndices {
-		return nil, indexNotFound(expr)
 	}
 	return out, nil
 }
 
+// resolveRequest resolves the request's target with its
+// ignore_unavailable parameter.
+func (s *Server) resolveRequest(r *request) ([]*index, *esError) {
+	return s.resolve(r.target, r.flag("ignore_unavailable"))
+}
+
 // writeTarget finds the index a write of op to name goes to, with
 // Elasticsearch's rules for data streams. With create set, a missing
-// index or data stream is created (from the matching template); without,
+// index or data stream is made from the matching template; without,
 // nothing changes and ix may be nil, but concrete still names the index
 // the write would go to. Call with s.mu held (for writing if create).
 func (s *Server) writeTarget(name, op string, create bool) (ix *index, concrete string, e *esError) {
-	if ds := s.streams[name]; ds != nil {
+	if ix := s.streams[name]; ix != nil {
 		if op != "create" {
 			return nil, name, onlyCreateInDataStreams()
 		}
-		return ds.writeIndex(), ds.writeIndex().name, nil
+		return ix, ix.name, nil
 	}
 	if ix := s.indices[name]; ix != nil {
-		if ix.stream != "" && op != "delete" {
-			if op == "create" {
-				return nil, name, illegalArgument("index request with op_type=create targeting backing indices is disallowed, target corresponding data stream [%s] instead", ix.stream)
-			}
-			return nil, name, illegalArgument("index request with op_type=index and no if_primary_term and if_seq_no set targeting backing indices is disallowed, target corresponding data stream [%s] instead", ix.stream)
+		if ix.stream != "" {
+			return nil, name, illegalArgument("index request with op_type=%s targeting backing indices is disallowed, target corresponding data stream [%s] instead", op, ix.stream)
 		}
 		return ix, name, nil
-	}
-	if op == "delete" {
-		return nil, name, indexNotFound(name)
-	}
-	t := s.findTemplate(name)
-	if create {
-		if e := s.mayAutoCreate(name, t); e != nil {
-			return nil, name, e
-		}
 	}
 	if e := validateIndexName(name); e != nil {
 		return nil, name, e
 	}
-	if t != nil && t.dataStream != nil {
+	t := s.findTemplate(name)
+	if t != nil && t.dataStream {
 		if op != "create" {
 			return nil, name, onlyCreateInDataStreams()
 		}
+		backing := fmt.Sprintf(".ds-%s-%s-%06d", name, time.Now().UTC().Format("2006.01.02"), 1)
 		if !create {
-			return nil, backingIndexName(name, s.now(), 1), nil
+			return nil, backing, nil
 		}
-		ds, e := s.createDataStream(name, t)
+		ix, e := s.createIndex(backing, t, name)
 		if e != nil {
 			return nil, name, e
 		}
-		return ds.writeIndex(), ds.writeIndex().name, nil
+		s.streams[name] = ix
+		return ix, backing, nil
 	}
 	if !create {
 		return nil, name, nil
 	}
-	ix, e = s.createIndex(name, t, "", nil, nil)
-	if e != nil {
-		return nil, name, e
-	}
-	return ix, name, nil
+	ix, e = s.createIndex(name, t, "")
+	return ix, name, e
 }
 
 func onlyCreateInDataStreams() *esError {
 	return illegalArgument("only write ops with an op_type of create are allowed in data streams")
 }
 
-func backingIndexName(stream string, now time.Time, generation int) string {
-	return fmt.Sprintf(".ds-%s-%s-%06d", stream, now.UTC().Format("2006.01.02"), generation)
-}
-
-// createIndex makes a concrete index whose mapping merges the template's
-// with the given one. Call with s.mu held for writing.
-func (s *Server) createIndex(name string, t *indexTemplate, stream string, mappings, settings map[string]any) (*index, *esError) {
-	mergedMappings, mergedSettings := map[string]any{}, map[string]any{}
+// createIndex makes a concrete index from a template (which may be nil).
+// Call with s.mu held for writing.
+func (s *Server) createIndex(name string, t *indexTemplate, stream string) (*index, *esError) {
+	mappings, settings := map[string]any{}, map[string]any{}
 	if t != nil {
-		mergeInto(mergedMappings, s.templatePart(t, "mappings"))
-		mergeInto(mergedSettings, flattenSettings(s.templatePart(t, "settings")))
+		mappings, settings = s.templatePart(t, "mappings"), flatten("", s.templatePart(t, "settings"))
 	}
-	mergeInto(mergedMappings, mappings)
-	mergeInto(mergedSettings, flattenSettings(settings))
-	rm, e := newMapping(mergedMappings, stream != "", mergedSettings)
+	m, e := newMapping(mappings, stream != "")
 	if e != nil {
-		if e.typ == "mapper_parsing_exception" {
-			e = mapperParsing(e)
-		}
 		return nil, e
 	}
-	ix := &index{name: name, uuid: newUUID(), stream: stream, created: s.now(), mapping: rm,
-		settings: mergedSettings, docs: map[string]*storedDoc{}, term: 1}
+	ix := &index{name: name, uuid: newUUID(), stream: stream, mapping: m, settings: settings, docs: map[string]*storedDoc{}}
 	s.indices[name] = ix
 	return ix, nil
 }
 
-// createDataStream makes a data stream and its first backing index.
-func (s *Server) createDataStream(name string, t *indexTemplate) (*dataStream, *esError) {
-	ix, e := s.createIndex(backingIndexName(name, s.now(), 1), t, name, nil, nil)
-	if e != nil {
-		return nil, e
-	}
-	hiddenStream, _ := t.dataStream["hidden"].(bool)
-	ds := &dataStream{name: name, template: t.name, hidden: hiddenStream, indices: []*index{ix}, generation: 1}
-	s.streams[name] = ds
-	return ds, nil
-}
-
-// validateIndexName applies Elasticsearch's rules for index and data
+// validateIndexName applies Elasticsearch's main rules for index and data
 // stream names.
 func validateIndexName(name string) *esError {
-	bad := func(why string) *esError {
-		return &esError{status: 400, typ: "invalid_index_name_exception",
-			reason: fmt.Sprintf("Invalid index name [%s], %s", name, why),
-			extra:  obj{{"index_uuid", "_na_"}, {"index", name}}}
+	if name != "" && name == strings.ToLower(name) && !strings.ContainsAny(name, ` "*\<|,>/?#:`) && strings.IndexAny(name[:1], "_-+.") < 0 {
+		return nil
 	}
-	switch {
-	case name == "":
-		return bad("must not be empty")
-	case name == "." || name == "..":
-		return bad("must not be '.' or '..'")
-	case strings.ContainsAny(name, ` "*\<|,>/?`):
-		return bad(`must not contain the following characters [ , ", *, \, <, |, ,, >, /, ?]`)
-	case strings.Contains(name, "#"):
-		return bad("must not contain '#'")
-	case strings.Contains(name, ":"):
-		return bad("must not contain ':'")
-	case strings.IndexAny(name[:1], "_-+") == 0:
-		return bad("must not start with '_', '-', or '+'")
-	case strings.ToLower(name) != name:
-		return bad("must be lowercase")
-	case len(name) > 255:
-		return bad(fmt.Sprintf("index name is too long, (%d > 255)", len(name)))
-	}
-	return nil
+	return &esError{status: http.StatusBadRequest, typ: "invalid_index_name_exception", extra: obj{{"index_uuid", "_na_"}, {"index", name}},
+		reason: fmt.Sprintf(`Invalid index name [%s], must be lowercase, must not start with '_', '-', '+' or '.' and must not contain [ , ", *, \, <, |, ,, >, /, ?, #, :]`, name)}
 }
 
 // sortedDocs lists an index's documents in the order they were written.
@@ -293,6 +156,106 @@ func (ix *index) sortedDocs() []*storedDoc {
 	}
 	sort.Slice(docs, func(i, j int) bool { return docs[i].seqNo < docs[j].seqNo })
 	return docs
+}
+
+// handleRefresh accepts _refresh: documents are searchable as soon as
+// they are written.
+func (s *Server) handleRefresh(w http.ResponseWriter, r *request) {
+	s.mu.RLock()
+	ixs, e := s.resolveRequest(r)
+	s.mu.RUnlock()
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	s.reply(w, r, http.StatusOK, obj{{"_shards", obj{{"total", len(ixs)}, {"successful", len(ixs)}, {"failed", 0}}}})
+}
+
+func (s *Server) handleMapping(w http.ResponseWriter, r *request) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ixs, e := s.resolveRequest(r)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	out := map[string]any{}
+	for _, ix := range ixs {
+		out[ix.name] = map[string]any{"mappings": ix.mapping.render()}
+	}
+	s.reply(w, r, http.StatusOK, out)
+}
+
+// handleSettings answers GET /<target>/_settings: the settings each index
+// took from its templates, and its shards.
+func (s *Server) handleSettings(w http.ResponseWriter, r *request) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ixs, e := s.resolveRequest(r)
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	out := map[string]any{}
+	for _, ix := range ixs {
+		flat := map[string]any{"index.number_of_shards": "1", "index.number_of_replicas": "0", "index.uuid": ix.uuid, "index.provided_name": ix.name}
+		for k, v := range ix.settings {
+			flat[k] = fmt.Sprint(v) // Elasticsearch answers every setting as a string
+		}
+		nested := map[string]any{}
+		for k, v := range flat {
+			for i := strings.LastIndexByte(k, '.'); i >= 0; i = strings.LastIndexByte(k, '.') {
+				k, v = k[:i], map[string]any{k[i+1:]: v}
+			}
+			mergeInto(nested, map[string]any{k: v})
+		}
+		out[ix.name] = map[string]any{"settings": nested}
+	}
+	s.reply(w, r, http.StatusOK, out)
+}
+
+// handleDataStream answers GET and DELETE /_data_stream/<names>.
+func (s *Server) handleDataStream(w http.ResponseWriter, r *request) {
+	if r.Method == http.MethodDelete {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		names, ok := matchNames(r.name, sortedKeys(s.streams))
+		if !ok {
+			s.fail(w, r, indexNotFound(r.name))
+			return
+		}
+		for _, n := range names {
+			delete(s.indices, s.streams[n].name)
+			delete(s.streams, n)
+		}
+		s.reply(w, r, http.StatusOK, obj{{"acknowledged", true}})
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	names, ok := matchNames(r.name, sortedKeys(s.streams))
+	if !ok {
+		s.fail(w, r, indexNotFound(r.name))
+		return
+	}
+	list := []obj{}
+	for _, n := range names {
+		ix, template := s.streams[n], ""
+		if t := s.findTemplate(n); t != nil {
+			template = t.name
+		}
+		list = append(list, obj{
+			{"name", n},
+			{"timestamp_field", obj{{"name", "@timestamp"}}},
+			{"indices", []obj{{{"index_name", ix.name}, {"index_uuid", ix.uuid}}}},
+			{"generation", 1},
+			{"status", "GREEN"},
+			{"template", template},
+			{"hidden", false},
+			{"system", false},
+		})
+	}
+	s.reply(w, r, http.StatusOK, obj{{"data_streams", list}})
 }
 
 // mergeInto deep-merges src into dst: objects merge key by key, anything
@@ -310,4 +273,24 @@ func mergeInto(dst, src map[string]any) {
 		}
 		dst[k] = v
 	}
+}
+
+// flatten turns nested settings into dotted keys, with "index." in front
+// of those that lack it, as Elasticsearch normalizes them.
+func flatten(prefix string, m map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		if sub, ok := v.(map[string]any); ok {
+			for sk, sv := range flatten(prefix+k+".", sub) {
+				out[sk] = sv
+			}
+			continue
+		}
+		key := prefix + k
+		if !strings.HasPrefix(key, "index.") {
+			key = "index." + key
+		}
+		out[key] = v
+	}
+	return out
 }

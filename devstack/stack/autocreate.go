@@ -16,7 +16,8 @@ import (
 )
 
 // autoCreateSetting is the cluster setting that lets a write create a
-// missing index or data stream (Elasticsearch, OpenSearch and esfake).
+// missing index or data stream (Elasticsearch and OpenSearch; esfake has
+// no cluster settings, so ForbidAutoCreate needs the real engine).
 const autoCreateSetting = "action.auto_create_index"
 
 // ForbidAutoCreate makes the search engine refuse to create, on first
