@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +100,55 @@ func TestSecuredKafkaRefusals(t *testing.T) {
 			}
 			securetest.CheckRefusal(t, p.Output(), "transfer | transfer: ", r.Want, secret)
 		})
+	}
+}
+
+// A credential that goes bad while transfer runs (the broker refuses the
+// user from now on) is retried, shows on /readyz, and transfer recovers
+// once the broker takes it again, indexing what was produced meanwhile.
+func TestSecuredKafkaCredentialGoesBad(t *testing.T) {
+	t.Parallel()
+	s := stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.Kafka}})
+	k := securetest.StartKafka(t, securetest.NewPKI(t, "logpipe test CA"), secret, 3, "logs", "logs.dlq")
+	index := "logs-logpipe-secure"
+	es := &esAPI{t: t, url: s.ESURL(), index: index}
+	sec := kafkasec.Config{CAFile: k.PKI.CAFile, SASLMechanism: securetest.KafkaMechanism, SASLUsername: securetest.KafkaUser, SASLPassword: secret}
+	must(t, sec.Validate())
+	send := func(from, n int) {
+		t.Helper()
+		c := kafka.NewConfig("test-producer", &sec)
+		c.Producer.Return.Successes = true
+		sp, err := sarama.NewSyncProducer([]string{k.Addr}, c)
+		must(t, err)
+		defer sp.Close()
+		var msgs []*sarama.ProducerMessage
+		for i := from; i < from+n; i++ {
+			msgs = append(msgs, &sarama.ProducerMessage{Topic: "logs", Value: sarama.ByteEncoder(testRecord(i))})
+		}
+		must(t, sp.SendMessages(msgs))
+	}
+	send(0, 50)
+	p := proc.StartCmd(t, "transfer", securetest.Command(transferBinary(t), append(secureEnv(s, k.Env(), index),
+		"LOGPIPE_BACKOFF_MIN=50ms", "LOGPIPE_BACKOFF_MAX=500ms")...))
+	metrics := p.Addr(t, "metrics")
+	waitFor(t, within, "the first records indexed", func() bool { n, _ := es.tryCount(""); return n >= 50 })
+	waitFor(t, within, "ready", func() bool { code, _ := readyz(t, metrics); return code == http.StatusOK })
+
+	k.RefuseAuth(true)
+	k.Cut()
+	var body string
+	waitFor(t, within, "/readyz to report the refused credential", func() bool {
+		var code int
+		code, body = readyz(t, metrics)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "SASL Authentication failed")
+	})
+	t.Logf("/readyz while refused: %s", body)
+
+	k.RefuseAuth(false)
+	send(50, 50)
+	waitFor(t, within, "ready again", func() bool { code, _ := readyz(t, metrics); return code == http.StatusOK })
+	waitFor(t, within, "the records produced since indexed", func() bool { n, _ := es.tryCount(""); return n >= 100 })
+	if out := p.Output() + body; strings.Contains(out, secret) {
+		t.Fatalf("the password is in transfer's output or /readyz:\n%s", out)
 	}
 }

@@ -17,11 +17,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
@@ -136,6 +140,9 @@ type Kafka struct {
 	Password string
 	PKI      *PKI
 	Cluster  *kfake.Cluster
+
+	ln     *trackListener
+	refuse atomic.Bool
 }
 
 // StartKafka starts one kfake broker on a loopback port the kernel picks,
@@ -143,9 +150,17 @@ type Kafka struct {
 // KafkaUser and password, and topics of partitions each. tb stops it.
 func StartKafka(tb testing.TB, pki *PKI, password string, partitions int, topics ...string) *Kafka {
 	tb.Helper()
+	k := &Kafka{Password: password, PKI: pki}
 	c, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, "127.0.0.1:0") }),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			ln, err := net.Listen(network, "127.0.0.1:0")
+			if err != nil {
+				return nil, err
+			}
+			k.ln = &trackListener{Listener: ln, conns: map[net.Conn]struct{}{}}
+			return k.ln, nil
+		}),
 		kfake.TLS(pki.ServerTLS(false)),
 		kfake.EnableSASL(),
 		kfake.Superuser(KafkaMechanism, KafkaUser, password),
@@ -157,7 +172,54 @@ func StartKafka(tb testing.TB, pki *PKI, password string, partitions int, topics
 		tb.Fatal(err)
 	}
 	tb.Cleanup(c.Close)
-	return &Kafka{Addr: c.ListenAddrs()[0], Password: password, PKI: pki, Cluster: c}
+	k.Addr, k.Cluster = c.ListenAddrs()[0], c
+	c.ControlKey(int16(kmsg.SASLAuthenticate), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !k.refuse.Load() {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
+		msg := "Authentication failed during authentication due to invalid credentials with SASL mechanism " + KafkaMechanism
+		resp.ErrorMessage = &msg
+		return resp, nil, true
+	})
+	return k
+}
+
+// RefuseAuth makes k refuse every SASL authentication while refuse is
+// true, as a broker does after the user's password was changed or the user
+// removed. Connections already authenticated stay: Cut ends them.
+func (k *Kafka) RefuseAuth(refuse bool) { k.refuse.Store(refuse) }
+
+// Cut closes every client connection, so that the clients connect and
+// authenticate again.
+func (k *Kafka) Cut() { k.ln.cut() }
+
+// trackListener keeps the connections it accepted, to cut them.
+type trackListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (l *trackListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns[c] = struct{}{}
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *trackListener) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		c.Close()
+		delete(l.conns, c)
+	}
 }
 
 // Env is the environment a logpipe binary needs to reach k: brokers, CA,

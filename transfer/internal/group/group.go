@@ -158,6 +158,9 @@ func (g *Group) Run(ctx context.Context) error {
 		defer close(errs)
 		for err := range cg.Errors() {
 			g.log.WithError(err).Warn("kafka: consumer error")
+			g.mu.Lock()
+			g.lastErr = err // why the group cannot join, for /readyz
+			g.mu.Unlock()
 		}
 	}()
 	defer func() {
