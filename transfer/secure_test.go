@@ -87,20 +87,23 @@ func TestSecuredKafka(t *testing.T) {
 // TestSecuredKafkaRefusals: a wrong password, an untrusted CA, plaintext
 // against the TLS port and TLS against a plaintext one each end transfer at
 // start with exit code 1 and one line that says what was tried and what to
-// check, without the password.
+// check, without the password. The plaintext Kafka that TLS is tried
+// against is of both kinds: kfake and Apache Kafka.
 func TestSecuredKafkaRefusals(t *testing.T) {
 	t.Parallel()
-	s := stack.New(t, stack.Options{Without: []string{stack.Etcd}})
-	k := securetest.StartKafka(t, securetest.NewPKI(t, "logpipe test CA"), secret, 1, "logs")
-	for _, r := range k.Refusals(t, s.KafkaAddrs()[0]) {
-		t.Run(r.Name, func(t *testing.T) {
-			p := proc.StartCmd(t, "transfer", securetest.Command(transferBinary(t), secureEnv(s, r.Env, "logs-logpipe-refused")...))
-			if code := p.Wait(t, time.Minute); code != 1 {
-				t.Fatalf("exit code %d, want 1", code)
-			}
-			securetest.CheckRefusal(t, p.Output(), "transfer | transfer: ", r.Want, secret)
-		})
-	}
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		s := stack.New(t, stack.Options{Backends: kind, Without: []string{stack.Etcd}})
+		k := securetest.StartKafka(t, securetest.NewPKI(t, "logpipe test CA"), secret, 1, "logs")
+		for _, r := range k.Refusals(t, s.KafkaAddrs()[0]) {
+			t.Run(r.Name, func(t *testing.T) {
+				p := proc.StartCmd(t, "transfer", securetest.Command(transferBinary(t), secureEnv(s, r.Env, "logs-logpipe-refused")...))
+				if code := p.Wait(t, time.Minute); code != 1 {
+					t.Fatalf("exit code %d, want 1", code)
+				}
+				securetest.CheckRefusal(t, p.Output(), "transfer | transfer: ", r.Want, secret)
+			})
+		}
+	})
 }
 
 // A credential that goes bad while transfer runs (the broker refuses the
