@@ -1,15 +1,18 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/IBM/sarama"
 
 	"github.com/logpipe/logpipe/common/conf"
+	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/common/keys"
 )
 
@@ -20,6 +23,9 @@ const binary = "agent"
 // variables, --config YAML).
 type Config struct {
 	conf.Common
+	Kafka              kafkasec.Config // TLS and SASL of the Kafka connections
+	Etcd               EtcdSecurity
+	Warnings           []string // logged at start: how the configuration was given
 	Name               string
 	EtcdEndpoints      conf.List
 	ConfigKey          string
@@ -68,6 +74,8 @@ func DefaultConfig() Config {
 // Register adds the flags to fs.
 func (c *Config) Register(fs *flag.FlagSet) {
 	c.Common.Register(fs, true)
+	c.Kafka.Register(fs)
+	c.Etcd.Register(fs)
 	fs.StringVar(&c.Name, "name", c.Name, "agent name: its etcd config key is /logpipe/agents/<name>")
 	fs.Var(&c.EtcdEndpoints, "etcd-endpoints", "comma-separated etcd endpoints")
 	fs.StringVar(&c.ConfigKey, "config-key", c.ConfigKey, "etcd key of the collect config (default /logpipe/agents/<name>)")
@@ -93,6 +101,12 @@ func (c *Config) Register(fs *flag.FlagSet) {
 func (c *Config) Validate() error {
 	if err := c.Common.Validate(); err != nil {
 		return err
+	}
+	if err := c.Kafka.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", conf.ErrValue, err)
+	}
+	if err := c.Etcd.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", conf.ErrValue, err)
 	}
 	if err := keys.CheckName(c.Name); err != nil {
 		return fmt.Errorf("%w: --name: %w", conf.ErrValue, err)
@@ -156,7 +170,79 @@ func parseConfig(args []string, env func(string) (string, bool)) (Config, error)
 	if err := c.Validate(); err != nil {
 		return c, err
 	}
+	c.Warnings = append(kafkasec.Warnings(args), c.Etcd.warnings(args)...)
 	return c, nil
 }
 
 var errNoProducer = errors.New("not connected to Kafka yet")
+
+// EtcdSecurity is how the agent reaches a secured etcd: TLS with the
+// cluster's CA and a client certificate, and a user when auth is enabled.
+type EtcdSecurity struct {
+	CAFile   string
+	CertFile string
+	KeyFile  string
+	Username string
+	Password string
+
+	tls *tls.Config // made by Validate; nil: plaintext
+}
+
+const etcdPasswordFlag = "etcd-password"
+
+// Register adds the --etcd-* security flags to fs.
+func (e *EtcdSecurity) Register(fs *flag.FlagSet) {
+	fs.StringVar(&e.CAFile, "etcd-ca-file", e.CAFile, "PEM file of the CAs that sign etcd's certificate; setting it (or a client certificate) turns TLS on")
+	fs.StringVar(&e.CertFile, "etcd-cert-file", e.CertFile, "PEM client certificate for etcd (with --etcd-key-file)")
+	fs.StringVar(&e.KeyFile, "etcd-key-file", e.KeyFile, "PEM private key of --etcd-cert-file")
+	fs.StringVar(&e.Username, "etcd-username", e.Username, "etcd user, when etcd has auth enabled")
+	fs.StringVar(&e.Password, etcdPasswordFlag, "", "etcd password; prefer the variable "+conf.EnvName(etcdPasswordFlag)+" to the flag, which other users can read in the process list")
+}
+
+// Validate checks the values and reads the certificate files.
+func (e *EtcdSecurity) Validate() error {
+	if (e.CertFile == "") != (e.KeyFile == "") {
+		return errors.New("--etcd-cert-file and --etcd-key-file go together")
+	}
+	if (e.Username == "") != (e.Password == "") {
+		return fmt.Errorf("--etcd-username and the password (%s) go together", conf.EnvName(etcdPasswordFlag))
+	}
+	e.tls = nil
+	if e.CAFile == "" && e.CertFile == "" {
+		return nil
+	}
+	tc, err := kafkasec.TLSConfig(e.CAFile, e.CertFile, e.KeyFile, "")
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	e.tls = tc
+	return nil
+}
+
+func (e *EtcdSecurity) warnings(args []string) []string {
+	if kafkasec.OnCommandLine(args, etcdPasswordFlag) {
+		return []string{"--" + etcdPasswordFlag + " was given on the command line, where other users can read it; set " + conf.EnvName(etcdPasswordFlag) + " instead"}
+	}
+	return nil
+}
+
+// describe says what an etcd connection tries, without the password.
+func (e *EtcdSecurity) describe() string {
+	s := "plaintext (no TLS)"
+	if e.tls != nil {
+		s = "TLS"
+		if e.CAFile != "" {
+			s += " (CA " + e.CAFile
+		} else {
+			s += " (system CAs"
+		}
+		if e.CertFile != "" {
+			s += ", client certificate " + e.CertFile
+		}
+		s += ")"
+	}
+	if e.Username != "" {
+		return s + ", user " + strconv.Quote(e.Username)
+	}
+	return s + ", no user"
+}

@@ -19,6 +19,11 @@ require (
 )
 
 require (
+	github.com/xdg-go/scram v1.4.0 // indirect
+	github.com/xdg-go/stringprep v1.0.4 // indirect
+)
+
+require (
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/kylelemons/godebug v1.1.0 // indirect
 )

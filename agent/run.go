@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	stdlog "log"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +21,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -26,7 +32,9 @@ import (
 	"github.com/logpipe/logpipe/agent/internal/status"
 	"github.com/logpipe/logpipe/agent/internal/watch"
 	"github.com/logpipe/logpipe/common/collect"
+	"github.com/logpipe/logpipe/common/conf"
 	"github.com/logpipe/logpipe/common/diag"
+	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/common/keys"
 	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/common/memlog"
@@ -47,6 +55,14 @@ func run(ctx context.Context, cfg Config) error {
 		w := log.WithField("component", "sarama").WriterLevel(logrus.TraceLevel)
 		defer w.Close()
 		sarama.Logger = stdlog.New(w, "", 0)
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	// A wrong password or certificate is not retried at start: it is
+	// reported in one line and the agent exits 1.
+	if err := kafkasec.Check(ctx, cfg.KafkaBrokers, &cfg.Kafka); err != nil {
+		return err
 	}
 	hostName, err := os.Hostname()
 	if err != nil {
@@ -79,6 +95,9 @@ func run(ctx context.Context, cfg Config) error {
 	)
 	ready := func() error {
 		if prod.Load() == nil {
+			if err := ap.kafkaError(); err != nil {
+				return fmt.Errorf("%w: %w", errNoProducer, err)
+			}
 			return errNoProducer
 		}
 		return ap.ready()
@@ -107,12 +126,24 @@ func run(ctx context.Context, cfg Config) error {
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
+		TLS:                  cfg.Etcd.tls,
+		Username:             cfg.Etcd.Username,
+		Password:             cfg.Etcd.Password,
 		Logger:               zap.NewNop(),
 	})
 	if err != nil {
+		if etcdSecurityError(err) {
+			return etcdRefused(cfg, err)
+		}
+		if herr := etcdHandshake(ctx, cfg); herr != nil {
+			return etcdRefused(cfg, herr)
+		}
 		return fmt.Errorf("--etcd-endpoints %v: %w", cfg.EtcdEndpoints, err)
 	}
 	defer cli.Close()
+	if err := checkEtcd(ctx, cli, cfg); err != nil {
+		return err
+	}
 
 	log.WithFields(logrus.Fields{"name": cfg.Name, "config_key": cfg.ConfigKey, "state_dir": cfg.StateDir,
 		"kafka": cfg.KafkaBrokers, "metrics": srv.Addr()}).Info("agent starting")
@@ -125,6 +156,7 @@ func run(ctx context.Context, cfg Config) error {
 	pcfg.MaxInflight = cfg.MaxInflightRecords
 	pcfg.MaxInflightSize = int64(cfg.MaxInflightBytes)
 	pcfg.Linger = cfg.KafkaLinger
+	pcfg.Security = &cfg.Kafka
 
 	hopts := harvest.DefaultOptions()
 	hopts.AgentName = cfg.Name
@@ -268,6 +300,15 @@ func (a *applier) setKafkaErr(err error) {
 	}
 }
 
+func (a *applier) kafkaError() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.kafkaErr == "" {
+		return nil
+	}
+	return errors.New(a.kafkaErr)
+}
+
 func (a *applier) revision() int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -333,4 +374,97 @@ func (a *applier) status() status.Status {
 	}
 	st.Files = files
 	return st
+}
+
+// checkEtcd reads the config key once. A refused user, password or
+// certificate ends the start with one line; an etcd that does not answer
+// yet does not: the watch retries.
+func checkEtcd(ctx context.Context, cli *clientv3.Client, cfg Config) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := cli.Get(ctx, cfg.ConfigKey)
+	switch {
+	case err == nil:
+		return nil
+	case etcdSecurityError(err):
+		return etcdRefused(cfg, err)
+	}
+	if herr := etcdHandshake(ctx, cfg); herr != nil {
+		return etcdRefused(cfg, herr)
+	}
+	return nil
+}
+
+// etcdHandshake explains an etcd that does not answer: it returns the
+// error of a TLS handshake with each endpoint as the client does it (none
+// for an endpoint that cannot be reached), or, for a plaintext client, an
+// error when the endpoint expects TLS. gRPC only says that its deadline
+// passed.
+func etcdHandshake(ctx context.Context, cfg Config) error {
+	for _, ep := range cfg.EtcdEndpoints {
+		host := ep
+		if u, err := url.Parse(ep); err == nil && u.Host != "" {
+			host = u.Host
+		}
+		conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", host)
+		if err != nil {
+			continue
+		}
+		tc := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // only asks whether the port speaks TLS
+		if cfg.Etcd.tls != nil {
+			tc = cfg.Etcd.tls.Clone()
+			tc.ServerName, _, _ = net.SplitHostPort(host)
+		}
+		tconn := tls.Client(conn, tc)
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = tconn.HandshakeContext(hctx)
+		if err == nil && cfg.Etcd.tls != nil {
+			// A server that requires a client certificate refuses it only
+			// after the handshake (TLS 1.3): read its answer.
+			_ = tconn.SetReadDeadline(time.Now().Add(time.Second))
+			_, err = tconn.Read(make([]byte, 1))
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				err = nil
+			}
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+		}
+		cancel()
+		tconn.Close()
+		switch {
+		case cfg.Etcd.tls == nil && err == nil:
+			return errors.New("the endpoint serves TLS and the agent spoke plaintext")
+		case cfg.Etcd.tls != nil && err != nil:
+			return fmt.Errorf("TLS handshake: %w", err)
+		}
+	}
+	return nil
+}
+
+// etcdSecurityError reports whether err is etcd refusing the user, the
+// password, a permission or a certificate, rather than being unreachable.
+func etcdSecurityError(err error) bool {
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrPermissionDenied),
+		errors.Is(err, rpctypes.ErrUserEmpty), errors.Is(err, rpctypes.ErrUserNotFound),
+		errors.Is(err, rpctypes.ErrAuthNotEnabled), errors.Is(err, rpctypes.ErrInvalidAuthToken):
+		return true
+	}
+	s := err.Error()
+	return strings.Contains(s, "x509:") || strings.Contains(s, "tls:") || strings.Contains(s, "authentication handshake failed")
+}
+
+// etcdRefused is the one line for an etcd that refused the agent.
+func etcdRefused(cfg Config, err error) error {
+	check := "--etcd-username and the password (" + conf.EnvName(etcdPasswordFlag) + "), and that the user's role may read " + cfg.ConfigKey + " and write " + keys.AgentStatus(cfg.Name)
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	if strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:") || strings.Contains(msg, "handshake") {
+		check = "--etcd-ca-file (the CA that signed etcd's certificate), --etcd-cert-file and --etcd-key-file, and that the endpoints are https when etcd serves TLS"
+	}
+	if cfg.Etcd.Password != "" {
+		msg = strings.ReplaceAll(msg, cfg.Etcd.Password, "****")
+	}
+	return fmt.Errorf("etcd %s: tried %s: %s; check %s", strings.Join(cfg.EtcdEndpoints, ","), cfg.Etcd.describe(), msg, check)
 }

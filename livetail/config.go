@@ -1,13 +1,18 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/logpipe/logpipe/common/conf"
+	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/livetail/internal/api"
 	"github.com/logpipe/logpipe/livetail/internal/upstream"
 )
@@ -17,6 +22,10 @@ import (
 // as --config files use them.
 type Config struct {
 	Common conf.Common `yaml:",inline"`
+	// Kafka is the TLS and SASL of every Kafka connection.
+	Kafka kafkasec.Config `yaml:",inline"`
+	// Warnings are logged at start: how the configuration was given.
+	Warnings []string `yaml:"-"`
 
 	Listen string `yaml:"listen"`
 
@@ -32,6 +41,10 @@ type Config struct {
 
 	Limiter   conf.OneOf `yaml:"limiter"`
 	RedisAddr string     `yaml:"redis-addr"`
+	RedisURL  string     `yaml:"redis-url"`
+
+	TLSCertFile string `yaml:"tls-cert-file"`
+	TLSKeyFile  string `yaml:"tls-key-file"`
 
 	Auth           conf.OneOf `yaml:"auth"`
 	JWTSecret      string     `yaml:"jwt-secret"`
@@ -79,6 +92,9 @@ func DefaultConfig() Config {
 // Register adds the flags to fs, with c's values as defaults.
 func (c *Config) Register(fs *flag.FlagSet) {
 	c.Common.Register(fs, true)
+	c.Kafka.Register(fs)
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "PEM certificate to serve https and wss on --listen (with --tls-key-file; empty: http)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "PEM private key of --tls-cert-file")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "listen address for the viewer, the API, /healthz and /readyz (/metrics and /debug/logs are on --metrics-addr)")
 	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", c.MaxConnsPerUser, "live tail connections one user may hold at once (4429 beyond)")
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "live tail connections this server holds at most (1013, try again later, beyond)")
@@ -90,7 +106,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxTail, "max-tail", c.MaxTail, "largest tail=N a client may ask for")
 	fs.Int64Var(&c.MaxHistoryScan, "max-history-scan", c.MaxHistoryScan, "most records one session's history (tail, since or cursor) reads from Kafka; beyond, the oldest part is skipped and announced by a dropped frame")
 	fs.Var(&c.Limiter, "limiter", "where per-user connection counts live: memory (this process) or redis (shared by replicas)")
-	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address for --limiter redis")
+	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address for --limiter redis, without password or TLS (see --redis-url)")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL for --limiter redis, redis://[user:password@]host:port[/db] or rediss:// for TLS; overrides --redis-addr. Prefer the variable LOGPIPE_REDIS_URL when it holds a password")
 	fs.Var(&c.Auth, "auth", "authentication: none (the user is the client address) or jwt")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "HS256 secret for --auth jwt")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", c.JWTPublicKey, "PEM file of the RSA (RS256) or P-256 ECDSA (ES256) public key for --auth jwt")
@@ -118,6 +135,23 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Common.Validate(); err != nil {
 		return err
+	}
+	if err := c.Kafka.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return bad("--tls-cert-file and --tls-key-file go together")
+	}
+	if c.TLSCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			return bad("--tls-cert-file %s and --tls-key-file %s: %v", c.TLSCertFile, c.TLSKeyFile, err)
+		}
+	}
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			// The URL may hold a password: name the flag, not the value.
+			return bad("--redis-url: want redis://[user:password@]host:port[/db] or rediss://...")
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return bad("--listen %q: want host:port", c.Listen)
@@ -179,4 +213,46 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// redisEndpoint is the Redis server for log lines, without a password.
+func (c *Config) redisEndpoint() string {
+	if c.RedisURL == "" {
+		return c.RedisAddr
+	}
+	u, err := url.Parse(c.RedisURL)
+	if err != nil {
+		return "(--redis-url)"
+	}
+	return u.Redacted()
+}
+
+// serverTLS is the TLS of --listen; nil serves plain http. Validate has
+// loaded the files once already; they are loaded again for each handshake,
+// so that a renewed certificate is served without a restart.
+func (c *Config) serverTLS() *tls.Config {
+	if c.TLSCertFile == "" {
+		return nil
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+			return &cert, err
+		},
+	}
+}
+
+// warnings are the lines logged at start about secrets given on the
+// command line, where other users can read them.
+func warnings(args []string, c *Config) []string {
+	w := kafkasec.Warnings(args)
+	if kafkasec.OnCommandLine(args, "redis-url") {
+		if u, err := url.Parse(c.RedisURL); err == nil {
+			if _, has := u.User.Password(); has {
+				w = append(w, "--redis-url with a password was given on the command line, where other users can read it; set LOGPIPE_REDIS_URL instead")
+			}
+		}
+	}
+	return w
 }

@@ -25,6 +25,7 @@ func main() {
 	if err := cfg.Validate(); err != nil {
 		conf.Exit("livetail", err)
 	}
+	cfg.Warnings = warnings(os.Args[1:], &cfg)
 	ctx, stop := shutdown.OnSignal(context.Background(), "livetail")
 	err := run(ctx, cfg)
 	stop()

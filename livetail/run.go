@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/logpipe/logpipe/common/diag"
+	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/common/memlog"
 	"github.com/logpipe/logpipe/livetail/internal/api"
@@ -58,7 +59,16 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	}
 	reg := diag.NewRegistry()
 
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	// A wrong password or certificate is not retried at start: it is
+	// reported in one line and livetail exits 1.
+	if err := kafkasec.Check(ctx, cfg.Common.KafkaBrokers, &cfg.Kafka); err != nil {
+		return nil, err
+	}
 	kafka, err := upstream.Dial(ctx, upstream.Config{
+		Security:     &cfg.Kafka,
 		Brokers:      cfg.Common.KafkaBrokers,
 		Topic:        cfg.Common.KafkaTopic,
 		Retry:        cfg.Retry,
@@ -92,6 +102,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	case "redis":
 		r := limit.NewRedis(limit.RedisOptions{
 			Addr:   cfg.RedisAddr,
+			URL:    cfg.RedisURL,
 			Max:    cfg.MaxConnsPerUser,
 			Log:    log.WithField("component", "limiter"),
 			Errors: newCounter(reg, "livetail_limiter_errors_total", "Redis failures of the connection limiter (connections were admitted)."),
@@ -99,7 +110,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		s.limiter = r
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := r.Ping(pctx); err != nil {
-			log.WithError(err).WithField("redis", cfg.RedisAddr).Warn("Redis does not answer yet; admitting connections without the per-user limit until it does")
+			log.WithError(err).WithField("redis", cfg.redisEndpoint()).Warn("Redis does not answer yet; admitting connections without the per-user limit until it does")
 		}
 		cancel()
 	default:
@@ -144,6 +155,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		Ready:  s.ready,
 		Log:    log.WithField("component", "http"),
 		Public: true,
+		TLS:    cfg.serverTLS(),
 	})
 	s.public.Handle("GET /api/v1/tail", s.tail)
 	s.public.Handle("GET /api/v1/jobs", api.JobsHandler(s.hub, kafka, cfg.Jobs, authn))

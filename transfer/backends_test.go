@@ -119,7 +119,7 @@ func (w *world) config() Config {
 // _id of each, in order.
 func (w *world) produce(job string, values ...[]byte) []string {
 	w.t.Helper()
-	c := kafka.NewConfig("test-producer")
+	c := kafka.NewConfig("test-producer", nil)
 	c.Producer.Return.Successes = true
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.MaxMessageBytes = 1 << 20

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/logpipe/logpipe/common/conf"
+	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/transfer/internal/backoff"
 	"github.com/logpipe/logpipe/transfer/internal/esbulk"
 	"github.com/logpipe/logpipe/transfer/internal/group"
@@ -21,6 +22,10 @@ const binary = "transfer"
 // Config is transfer's configuration: the common flags plus its own.
 type Config struct {
 	Common conf.Common `yaml:"common"`
+	// Kafka is the TLS and SASL of every Kafka connection.
+	Kafka kafkasec.Config `yaml:"kafka"`
+	// Warnings are logged at start: how the configuration was given.
+	Warnings []string `yaml:"-"`
 
 	Topics    conf.List `yaml:"kafka_topics"`
 	Group     string    `yaml:"group"`
@@ -67,6 +72,7 @@ func DefaultConfig() Config {
 // Register adds every flag to fs, with c's values as defaults.
 func (c *Config) Register(fs *flag.FlagSet) {
 	c.Common.Register(fs, true)
+	c.Kafka.Register(fs)
 	fs.Var(&c.Topics, "kafka-topics", "comma-separated topics to consume (when not set, --kafka-topic)")
 	fs.StringVar(&c.Group, "group", c.Group, "Kafka consumer group")
 	fs.StringVar(&c.Instance, "group-instance-id", c.Instance, "static group membership: a restarted instance gets its partitions back at once (unique per instance; empty: dynamic)")
@@ -101,6 +107,7 @@ func parseConfig(args []string, env func(string) (string, bool)) (Config, error)
 	if !set["kafka-topics"] && set["kafka-topic"] {
 		c.Topics = conf.List{c.Common.KafkaTopic}
 	}
+	c.Warnings = kafkasec.Warnings(args)
 	return c, c.Validate()
 }
 
@@ -118,6 +125,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Common.Validate(); err != nil {
 		return err
+	}
+	if err := c.Kafka.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", conf.ErrValue, err)
 	}
 	for _, t := range c.Topics {
 		if !topicRE.MatchString(t) {
@@ -198,6 +208,7 @@ func (c *Config) groupConfig() group.Config {
 		BatchBytes:   int(c.BatchBytes),
 		BatchWait:    c.BatchWait,
 		DrainTimeout: c.DrainTimeout,
+		Security:     &c.Kafka,
 		Backoff:      c.backoff(),
 	}
 }

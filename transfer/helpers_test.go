@@ -143,7 +143,7 @@ type producer struct {
 
 func newProducer(t testing.TB, brokers []string, topic string) *producer {
 	t.Helper()
-	c := kafka.NewConfig("test-producer")
+	c := kafka.NewConfig("test-producer", nil)
 	c.Producer.Return.Successes = true
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.Idempotent = true

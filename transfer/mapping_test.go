@@ -116,7 +116,7 @@ func TestLabelsOfEveryJob(t *testing.T) {
 		r := startService(t, "transfer", w.config())
 
 		const jobs, keys, lines = 200, 10, 3
-		c := kafka.NewConfig("test-producer")
+		c := kafka.NewConfig("test-producer", nil)
 		c.Producer.Return.Successes = true
 		c.Producer.RequiredAcks = sarama.WaitForAll
 		p, err := sarama.NewSyncProducer(w.s.KafkaAddrs(), c)

@@ -65,7 +65,7 @@ func TestRecoveryAfterTwoSIGKILLs(t *testing.T) {
 // kinds of backends.
 func recoveryBound() time.Duration {
 	const loadMargin = 20 * time.Second
-	wait := kafka.NewConfig("").Consumer.Group.Session.Timeout
+	wait := kafka.NewConfig("", nil).Consumer.Group.Session.Timeout
 	rebalance := DefaultConfig().DrainTimeout + 30*time.Second
 	return wait + rebalance + loadMargin
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/logpipe/logpipe/common/diag"
+	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/common/memlog"
 	"github.com/logpipe/logpipe/transfer/internal/dlq"
@@ -68,6 +69,7 @@ func newService(cfg Config, logOut io.Writer) (*service, error) {
 		Topic:    cfg.DLQTopic,
 		ClientID: "logpipe-" + binary,
 		Backoff:  cfg.backoff(),
+		Security: &cfg.Kafka,
 	}, m, log)
 	builder := document.Builder{ParseJSON: cfg.ParseJSON}
 	sk := sink.New(es, dl, cfg.backoff(), m, log)
@@ -109,6 +111,14 @@ func (s *service) Run(ctx context.Context) error {
 		"topics": s.cfg.Topics, "group": s.cfg.Group, "es": s.cfg.ESAddresses,
 		"index": s.cfg.ESIndex, "dlq": s.cfg.DLQTopic,
 	}).Info("transfer starting")
+	for _, w := range s.cfg.Warnings {
+		s.log.Warn(w)
+	}
+	// A wrong password or certificate is not retried at start: it is
+	// reported in one line and transfer exits 1.
+	if err := kafkasec.Check(ctx, s.cfg.Common.KafkaBrokers, &s.cfg.Kafka); err != nil {
+		return err
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.diag.Serve(gctx) })

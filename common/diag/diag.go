@@ -14,6 +14,7 @@ package diag
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -75,6 +76,8 @@ type Options struct {
 	// serves users (livetail's --listen): only /healthz, /readyz and the
 	// routes added with Handle are served.
 	Public bool
+	// TLS, when set, serves https (and wss) with it instead of http.
+	TLS *tls.Config
 }
 
 // NewRegistry returns a registry with the Go runtime and process collectors
@@ -198,8 +201,11 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("diag: listen on %q: %w", s.opts.Addr, err)
 	}
-	s.ln = ln
 	s.addr = ln.Addr().String()
+	if s.opts.TLS != nil {
+		ln = tls.NewListener(ln, s.opts.TLS)
+	}
+	s.ln = ln
 	s.state = listening
 	return nil
 }

@@ -29,6 +29,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/rcrowley/go-metrics"
+
+	"github.com/logpipe/logpipe/common/kafkasec"
 )
 
 func init() {
@@ -48,6 +50,7 @@ type Config struct {
 	MaxInflightSize int64         // bytes of those records: the capacity of their value buffers
 	Linger          time.Duration // sarama Producer.Flush.Frequency; 0 sends as soon as possible
 	DialTimeout     time.Duration
+	Security        *kafkasec.Config // TLS and SASL; nil: plaintext
 }
 
 // DefaultConfig returns the defaults.
@@ -211,7 +214,13 @@ func New(cfg Config) (*Producer, error) {
 	if cfg.MaxInflightSize < int64(cfg.MaxMessageBytes) {
 		cfg.MaxInflightSize = int64(cfg.MaxMessageBytes)
 	}
-	ap, err := sarama.NewAsyncProducer(cfg.Brokers, SaramaConfig(cfg))
+	sc := SaramaConfig(cfg)
+	if cfg.Security != nil {
+		if err := cfg.Security.Apply(sc); err != nil {
+			return nil, err
+		}
+	}
+	ap, err := sarama.NewAsyncProducer(cfg.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to Kafka %v: %w", cfg.Brokers, err)
 	}

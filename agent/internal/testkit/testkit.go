@@ -42,15 +42,16 @@ type Reader struct {
 	errs []error
 }
 
-// NewReader starts reading topic from brokers; it stops at test cleanup.
-func NewReader(tb testing.TB, brokers []string, topic string) *Reader {
+// NewReader starts reading topic from brokers, with the client options
+// extra (TLS, SASL); it stops at test cleanup.
+func NewReader(tb testing.TB, brokers []string, topic string, extra ...kgo.Opt) *Reader {
 	tb.Helper()
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(100*time.Millisecond),
-	)
+		kgo.FetchMaxWait(100 * time.Millisecond),
+	}, extra...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}

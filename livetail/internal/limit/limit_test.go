@@ -3,6 +3,7 @@ package limit
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -240,5 +241,37 @@ func TestRedisChurn(t *testing.T) {
 	}
 	if testutil.ToFloat64(errs) != 0 {
 		t.Fatal("Redis errors")
+	}
+}
+
+// A Redis that requires a password is reached through RedisOptions.URL;
+// the wrong password is refused, and the error does not hold it.
+func TestRedisURLPassword(t *testing.T) {
+	const secret = "s3cret-redis-pass-5b1e"
+	addr := redistest.StartWith(t, "--requirepass", secret)
+	for name, tc := range map[string]struct {
+		url string
+		ok  bool
+	}{
+		"password":       {url: "redis://:" + secret + "@" + addr, ok: true},
+		"user default":   {url: "redis://default:" + secret + "@" + addr + "/0", ok: true},
+		"wrong password": {url: "redis://:not-" + secret + "@" + addr},
+		"no password":    {url: "redis://" + addr},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := NewRedis(RedisOptions{URL: tc.url, Max: 1})
+			defer r.Close()
+			err := r.Ping(t.Context())
+			if (err == nil) != tc.ok {
+				t.Fatalf("Ping = %v, want success %v", err, tc.ok)
+			}
+			if err != nil && strings.Contains(err.Error(), secret) {
+				t.Fatalf("the error holds the password: %v", err)
+			}
+			if tc.ok {
+				acquireN(t, r, name, 1)
+				expectLimit(t, r, name)
+			}
+		})
 	}
 }

@@ -53,7 +53,10 @@ return 1
 
 // RedisOptions configures a Redis limiter.
 type RedisOptions struct {
-	Addr   string
+	Addr string
+	// URL, when set, is used instead of Addr: redis://[user:password@]host:port[/db],
+	// or rediss:// for TLS. Its password is never logged.
+	URL    string
 	Max    int           // connections per user across all replicas
 	TTL    time.Duration // DefaultTTL if zero; refreshed every TTL/3
 	Prefix string        // key prefix, "livetail:conns:" if empty
@@ -102,16 +105,18 @@ func NewRedis(opts RedisOptions) *Redis {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	host, _ := os.Hostname()
+	ro := &redis.Options{Addr: opts.Addr}
+	if opts.URL != "" {
+		if u, err := redis.ParseURL(opts.URL); err == nil {
+			ro = u
+		}
+	}
+	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	ro.MaxRetries = 1
+	ro.DisableIdentity = true
 	r := &Redis{
-		opts: opts,
-		client: redis.NewClient(&redis.Options{
-			Addr:            opts.Addr,
-			DialTimeout:     2 * time.Second,
-			ReadTimeout:     2 * time.Second,
-			WriteTimeout:    2 * time.Second,
-			MaxRetries:      1,
-			DisableIdentity: true,
-		}),
+		opts:    opts,
+		client:  redis.NewClient(ro),
 		replica: host + "-" + hex.EncodeToString(id[:]),
 		live:    map[string]map[string]struct{}{},
 		stop:    make(chan struct{}),

@@ -35,16 +35,23 @@ const (
 // server that binds it keeps it.
 func Start(tb testing.TB) string {
 	tb.Helper()
+	return StartWith(tb)
+}
+
+// StartWith is Start with more redis-server arguments, such as
+// "--requirepass", "secret".
+func StartWith(tb testing.TB, args ...string) string {
+	tb.Helper()
 	path, err := exec.LookPath(Binary)
 	if err != nil {
 		tb.Fatalf("%s not found: `make test` installs it (Debian package redis-server): %v", Binary, err)
 	}
 	for range tries {
 		port := strconv.Itoa(portLow + rand.IntN(portHigh-portLow))
-		p := proc.StartCmd(tb, Binary, exec.Command(path,
+		p := proc.StartCmd(tb, Binary, exec.Command(path, append([]string{
 			"--bind", "127.0.0.1", "--port", port,
 			"--save", "", "--appendonly", "no", "--dir", tb.TempDir(),
-			"--protected-mode", "yes", "--loglevel", "notice"))
+			"--protected-mode", "yes", "--loglevel", "notice"}, args...)...))
 		_, err := p.Await("Ready to accept connections", proc.AddrWait)
 		if err == nil {
 			return net.JoinHostPort("127.0.0.1", port)

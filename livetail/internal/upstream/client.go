@@ -30,6 +30,7 @@ import (
 	"github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/common/partition"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
 )
@@ -57,8 +58,10 @@ var ErrUnavailable = errors.New("kafka unavailable")
 // Config configures a Client.
 type Config struct {
 	Brokers []string
-	Topic   string
-	Retry   Policy
+	// Security is the TLS and SASL of every connection; nil: plaintext.
+	Security *kafkasec.Config
+	Topic    string
+	Retry    Policy
 	// StartBack is how many records before the end of each partition the
 	// live consumers start at, so that the jobs list is filled after a
 	// restart.
@@ -100,8 +103,11 @@ func (c *Client) pick() *histConn {
 	return best
 }
 
-func saramaConfig() *sarama.Config {
+func saramaConfig(sec *kafkasec.Config) *sarama.Config {
 	c := sarama.NewConfig()
+	if sec != nil {
+		_ = sec.Apply(c) // fails only for what Validate refuses
+	}
 	c.ClientID = "livetail"
 	c.Net.DialTimeout = 5 * time.Second
 	c.Net.ReadTimeout = 10 * time.Second
@@ -148,7 +154,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 func (c *Client) connect() error {
-	live, err := sarama.NewClient(c.cfg.Brokers, saramaConfig())
+	live, err := sarama.NewClient(c.cfg.Brokers, saramaConfig(c.cfg.Security))
 	if err != nil {
 		return err
 	}
@@ -167,7 +173,7 @@ func (c *Client) connect() error {
 	}
 	hist := make([]*histConn, 0, c.cfg.HistoryConns)
 	for range c.cfg.HistoryConns {
-		hc, err := sarama.NewClient(c.cfg.Brokers, saramaConfig())
+		hc, err := sarama.NewClient(c.cfg.Brokers, saramaConfig(c.cfg.Security))
 		if err != nil {
 			for _, h := range hist {
 				h.c.Close()

@@ -14,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/transfer/internal/backoff"
 	"github.com/logpipe/logpipe/transfer/internal/kafka"
 	"github.com/logpipe/logpipe/transfer/internal/metrics"
@@ -50,6 +51,7 @@ type Config struct {
 	Topic    string
 	ClientID string
 	Backoff  backoff.Policy
+	Security *kafkasec.Config // TLS and SASL; nil: plaintext
 }
 
 // ErrClosed is returned by Send after Close.
@@ -89,7 +91,7 @@ func New(cfg Config, m *metrics.Metrics, log logrus.FieldLogger) *Producer {
 
 // saramaConfig is the producer configuration: idempotent, acks=all.
 func (p *Producer) saramaConfig() *sarama.Config {
-	c := kafka.NewConfig(p.cfg.ClientID)
+	c := kafka.NewConfig(p.cfg.ClientID, p.cfg.Security)
 	c.Producer.Idempotent = true
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.Return.Successes = true

@@ -16,6 +16,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/transfer/internal/backoff"
 	"github.com/logpipe/logpipe/transfer/internal/kafka"
 	"github.com/logpipe/logpipe/transfer/internal/metrics"
@@ -46,6 +47,8 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 
 	Backoff backoff.Policy `yaml:"backoff"` // reconnecting to Kafka
+
+	Security *kafkasec.Config `yaml:"-"` // TLS and SASL; nil: plaintext
 }
 
 // Validate checks the bounds.
@@ -119,7 +122,7 @@ func (g *Group) setJoined(joined bool, err error) {
 // live members to drain and rejoin: Kafka expires dead members by their
 // session, not by it. transfer's TestRecoveryAfterTwoSIGKILLs shows both.
 func (g *Group) saramaConfig() *sarama.Config {
-	c := kafka.NewConfig(g.cfg.ClientID)
+	c := kafka.NewConfig(g.cfg.ClientID, g.cfg.Security)
 	c.Consumer.Return.Errors = true
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.Offsets.AutoCommit.Enable = true // commits marked offsets only
@@ -155,6 +158,9 @@ func (g *Group) Run(ctx context.Context) error {
 		defer close(errs)
 		for err := range cg.Errors() {
 			g.log.WithError(err).Warn("kafka: consumer error")
+			g.mu.Lock()
+			g.lastErr = err // why the group cannot join, for /readyz
+			g.mu.Unlock()
 		}
 	}()
 	defer func() {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/IBM/sarama"
 	gometrics "github.com/rcrowley/go-metrics"
+
+	"github.com/logpipe/logpipe/common/kafkasec"
 )
 
 func init() {
@@ -16,10 +18,14 @@ func init() {
 	gometrics.UseNilMetrics = true
 }
 
-// NewConfig returns sarama's defaults with transfer's client id and
-// timeouts that notice an unreachable broker within seconds.
-func NewConfig(clientID string) *sarama.Config {
+// NewConfig returns sarama's defaults with transfer's client id, timeouts
+// that notice an unreachable broker within seconds, and the TLS and SASL of
+// sec (none when nil; sec has been validated at start).
+func NewConfig(clientID string, sec *kafkasec.Config) *sarama.Config {
 	c := sarama.NewConfig()
+	if sec != nil {
+		_ = sec.Apply(c) // fails only for what Validate refuses
+	}
 	c.ClientID = clientID
 	c.Net.DialTimeout = 5 * time.Second
 	c.Metadata.Full = false

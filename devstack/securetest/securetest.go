@@ -1,0 +1,337 @@
+// Package securetest starts secured backends for tests: a throwaway CA and
+// its certificates, and a kfake cluster that serves SASL_SSL with a
+// SCRAM-SHA-512 user. It is for tests only; nothing in a binary imports it.
+package securetest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+)
+
+// PKI is a throwaway CA with a server certificate for 127.0.0.1 and
+// localhost, and a client certificate, each written to a PEM file.
+type PKI struct {
+	Dir                   string
+	CAFile                string
+	ServerCert, ServerKey string
+	ClientCert, ClientKey string
+	ca                    *x509.Certificate
+	caKey                 *ecdsa.PrivateKey
+	server, client        tls.Certificate
+}
+
+// NewPKI makes a CA named name and its certificates in a directory that
+// tb removes.
+func NewPKI(tb testing.TB, name string) *PKI {
+	tb.Helper()
+	dir := tb.TempDir()
+	p := &PKI{Dir: dir}
+	key := newKey(tb)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.ca, _ = x509.ParseCertificate(der)
+	p.caKey = key
+	p.CAFile = writePEM(tb, dir, "ca.pem", "CERTIFICATE", der)
+	p.server, p.ServerCert, p.ServerKey = p.issue(tb, "server", x509.ExtKeyUsageServerAuth)
+	p.client, p.ClientCert, p.ClientKey = p.issue(tb, "client", x509.ExtKeyUsageClientAuth)
+	return p
+}
+
+func (p *PKI) issue(tb testing.TB, cn string, usage x509.ExtKeyUsage) (tls.Certificate, string, string) {
+	key := newKey(tb)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	certFile := writePEM(tb, p.Dir, cn+".pem", "CERTIFICATE", der)
+	keyFile := writePEM(tb, p.Dir, cn+"-key.pem", "EC PRIVATE KEY", kder)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cert, certFile, keyFile
+}
+
+// ServerTLS is the servers' TLS configuration; with requireClient, clients
+// must present a certificate of this CA.
+func (p *PKI) ServerTLS(requireClient bool) *tls.Config {
+	tc := &tls.Config{Certificates: []tls.Certificate{p.server}, MinVersion: tls.VersionTLS12}
+	if requireClient {
+		pool := x509.NewCertPool()
+		pool.AddCert(p.ca)
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc
+}
+
+func newKey(tb testing.TB) *ecdsa.PrivateKey {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return key
+}
+
+func writePEM(tb testing.TB, dir, name, typ string, der []byte) string {
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// Kafka user of the cluster Kafka starts.
+const (
+	KafkaUser      = "logpipe"
+	KafkaMechanism = "SCRAM-SHA-512"
+)
+
+// Kafka is a kfake cluster that serves only SASL_SSL.
+type Kafka struct {
+	Addr     string
+	Password string
+	PKI      *PKI
+	Cluster  *kfake.Cluster
+
+	ln     *trackListener
+	refuse atomic.Bool
+}
+
+// StartKafka starts one kfake broker on a loopback port the kernel picks,
+// with TLS by pki's server certificate and SASL with the SCRAM-SHA-512 user
+// KafkaUser and password, and topics of partitions each. tb stops it.
+func StartKafka(tb testing.TB, pki *PKI, password string, partitions int, topics ...string) *Kafka {
+	tb.Helper()
+	k := &Kafka{Password: password, PKI: pki}
+	c, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			ln, err := net.Listen(network, "127.0.0.1:0")
+			if err != nil {
+				return nil, err
+			}
+			k.ln = &trackListener{Listener: ln, conns: map[net.Conn]struct{}{}}
+			return k.ln, nil
+		}),
+		kfake.TLS(pki.ServerTLS(false)),
+		kfake.EnableSASL(),
+		kfake.Superuser(KafkaMechanism, KafkaUser, password),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(partitions),
+		kfake.SeedTopics(int32(partitions), topics...),
+	)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	k.Addr, k.Cluster = c.ListenAddrs()[0], c
+	c.ControlKey(int16(kmsg.SASLAuthenticate), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !k.refuse.Load() {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
+		msg := "Authentication failed during authentication due to invalid credentials with SASL mechanism " + KafkaMechanism
+		resp.ErrorMessage = &msg
+		return resp, nil, true
+	})
+	return k
+}
+
+// RefuseAuth makes k refuse every SASL authentication while refuse is
+// true, as a broker does after the user's password was changed or the user
+// removed. Connections already authenticated stay: Cut ends them.
+func (k *Kafka) RefuseAuth(refuse bool) { k.refuse.Store(refuse) }
+
+// Cut closes every client connection, so that the clients connect and
+// authenticate again.
+func (k *Kafka) Cut() { k.ln.cut() }
+
+// trackListener keeps the connections it accepted, to cut them.
+type trackListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (l *trackListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns[c] = struct{}{}
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *trackListener) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		c.Close()
+		delete(l.conns, c)
+	}
+}
+
+// Env is the environment a logpipe binary needs to reach k: brokers, CA,
+// mechanism, user and password, as LOGPIPE_* variables.
+func (k *Kafka) Env() []string {
+	return []string{
+		"LOGPIPE_KAFKA_BROKERS=" + k.Addr,
+		"LOGPIPE_KAFKA_CA_FILE=" + k.PKI.CAFile,
+		"LOGPIPE_KAFKA_SASL_MECHANISM=" + KafkaMechanism,
+		"LOGPIPE_KAFKA_SASL_USERNAME=" + KafkaUser,
+		"LOGPIPE_KAFKA_SASL_PASSWORD=" + k.Password,
+	}
+}
+
+// ClientOpts are the franz-go options of a test client of k.
+func (k *Kafka) ClientOpts() []kgo.Opt {
+	pool := x509.NewCertPool()
+	pool.AddCert(k.PKI.ca)
+	return []kgo.Opt{
+		kgo.SeedBrokers(k.Addr),
+		kgo.DialTLSConfig(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}),
+		kgo.SASL(scram.Auth{User: KafkaUser, Pass: k.Password}.AsSha512Mechanism()),
+	}
+}
+
+// Refusal is a misconfigured connection to a secured Kafka: the environment
+// that makes it, and what the one line a binary exits with must say.
+type Refusal struct {
+	Name string
+	Env  []string
+	Want []string
+}
+
+// Refusals are the connections to k that must end a binary's start with
+// exit code 1 and one line: a wrong password, an untrusted CA, plaintext
+// against k's TLS port, and TLS against plaintextAddr (a plaintext Kafka).
+func (k *Kafka) Refusals(tb testing.TB, plaintextAddr string) []Refusal {
+	other := NewPKI(tb, "some other CA")
+	with := func(env []string, kv ...string) []string {
+		out := []string{}
+		for _, e := range env {
+			drop := false
+			for _, x := range kv {
+				name, _, _ := strings.Cut(x, "=")
+				if strings.HasPrefix(e, name+"=") {
+					drop = true
+				}
+			}
+			if !drop {
+				out = append(out, e)
+			}
+		}
+		for _, x := range kv {
+			if !strings.HasSuffix(x, "=") {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	return []Refusal{{
+		Name: "wrong password",
+		Env:  with(k.Env(), "LOGPIPE_KAFKA_SASL_PASSWORD=not-"+k.Password),
+		Want: []string{"kafka broker " + k.Addr, "TLS (CA " + k.PKI.CAFile, `SASL SCRAM-SHA-512 as user "logpipe"`, "authentication failed", "LOGPIPE_KAFKA_SASL_PASSWORD"},
+	}, {
+		Name: "untrusted CA",
+		Env:  with(k.Env(), "LOGPIPE_KAFKA_CA_FILE="+other.CAFile),
+		Want: []string{"kafka broker " + k.Addr, "TLS (CA " + other.CAFile, "unknown authority", "check that --kafka-ca-file"},
+	}, {
+		Name: "plaintext against TLS",
+		Env:  with(k.Env(), "LOGPIPE_KAFKA_CA_FILE="),
+		Want: []string{"kafka broker " + k.Addr, "plaintext (no TLS)", `SASL SCRAM-SHA-512 as user "logpipe"`, "the port expects TLS", "--kafka-ca-file"},
+	}, {
+		Name: "TLS against plaintext",
+		Env:  with(k.Env(), "LOGPIPE_KAFKA_BROKERS="+plaintextAddr),
+		Want: []string{"kafka broker " + plaintextAddr, "TLS (CA " + k.PKI.CAFile, "the port answers plaintext Kafka, not TLS"},
+	}}
+}
+
+// Command is bin with the environment of this process, less its LOGPIPE_*
+// variables, plus env: a binary configured from the environment alone.
+func Command(bin string, env ...string) *exec.Cmd {
+	cmd := exec.Command(bin)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "LOGPIPE_") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+// CheckRefusal checks the output of a process that exited on a Refusal:
+// exactly one line starts with prefix (the binary's "name: "), it holds
+// every want, and no line holds secret.
+func CheckRefusal(tb testing.TB, out, prefix string, want []string, secret string) {
+	tb.Helper()
+	if strings.Contains(out, secret) {
+		tb.Fatalf("the password is in the output:\n%s", out)
+	}
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 {
+		tb.Fatalf("want one line starting %q, got %d in:\n%s", prefix, len(lines), out)
+	}
+	tb.Log(lines[0])
+	for _, w := range want {
+		if !strings.Contains(lines[0], w) {
+			tb.Errorf("the line does not say %q:\n%s", w, lines[0])
+		}
+	}
+}
