@@ -370,6 +370,32 @@ func addPartitions(t testing.TB, s *stack.Stack, topic string, n int32) {
 			t.Fatalf("adding partitions to %s: %v", r.Topic, err)
 		}
 	}
+	// Apache Kafka answers before its metadata lists the new partitions
+	// with a leader: a producer that asked in between (kcat asks once, at
+	// its start) would spread the job's lines over the old count.
+	deadline := time.Now().Add(within)
+	for {
+		mreq := kmsg.NewPtrMetadataRequest()
+		mt := kmsg.NewMetadataRequestTopic()
+		mt.Topic = kmsg.StringPtr(topic)
+		mreq.Topics = append(mreq.Topics, mt)
+		mresp, err := mreq.RequestWith(t.Context(), cl)
+		ready := 0
+		if err == nil && len(mresp.Topics) == 1 {
+			for _, p := range mresp.Topics[0].Partitions {
+				if p.ErrorCode == 0 && p.Leader >= 0 {
+					ready++
+				}
+			}
+		}
+		if ready == int(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s: %d of %d partitions with a leader after %v (%v)", topic, ready, n, within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Records without a key (producers that set none: kcat without -k, sarama
