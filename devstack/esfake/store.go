@@ -141,7 +141,7 @@ func (s *Server) createIndex(name string, t *indexTemplate, stream string) (*ind
 // validateIndexName applies Elasticsearch's main rules for index and data
 // stream names.
 func validateIndexName(name string) *esError {
-	if name != "" && name == strings.ToLower(name) && !strings.ContainsAny(name, ` "*\<|,>/?#:`) && strings.IndexAny(name[:1], "_-+.") < 0 {
+	if name != "" && name == strings.ToLower(name) && !strings.ContainsAny(name, ` "*\<|,>/?#:`) && !strings.ContainsAny(name[:1], "_-+.") {
 		return nil
 	}
 	return &esError{status: http.StatusBadRequest, typ: "invalid_index_name_exception", extra: obj{{"index_uuid", "_na_"}, {"index", name}},
