@@ -54,10 +54,7 @@ func TestJSONOfEveryShape(t *testing.T) {
 			t.Errorf("transfer_docs_dlq_total = %v, want 0", got)
 		}
 
-		searches := map[string]struct {
-			query string
-			want  int
-		}{
+		searches := map[string]search{
 			"by job, numbers":            {`{"term":{"job":"payments"}}`, 200},
 			"by job, words":              {`{"term":{"job":"checkout"}}`, 200},
 			"by job, wide":               {`{"term":{"job":"metrics"}}`, 2000},
@@ -71,33 +68,10 @@ func TestJSONOfEveryShape(t *testing.T) {
 			"json.msg on the wide job":   {`{"term":{"json.msg":"gauge sampled"}}`, 2000},
 			"the long trace's line":      {`{"term":{"json.level":"fatal"}}`, 1},
 		}
-		var counts []string
-		for _, name := range slices.Sorted(maps.Keys(searches)) {
-			q := searches[name]
-			if got := w.es.count(q.query); got != q.want {
-				t.Errorf("%s: %s finds %d lines, want %d", name, q.query, got, q.want)
-			}
-			counts = append(counts, fmt.Sprintf("%s=%d", name, q.want))
-		}
+		counts := checkSearches(t, w, searches)
 
 		// json is one field, whatever the keys: the mapping did not grow.
-		var mapping map[string]struct {
-			Mappings struct {
-				Properties map[string]struct {
-					Type       string         `json:"type"`
-					Properties map[string]any `json:"properties"`
-				} `json:"properties"`
-			} `json:"mappings"`
-		}
-		if status := w.es.do(http.MethodGet, "/"+w.index+"/_mapping", "", &mapping); status != http.StatusOK || len(mapping) == 0 {
-			t.Fatalf("GET _mapping: %d %v", status, mapping)
-		}
-		for backing, m := range mapping {
-			j := m.Mappings.Properties["json"]
-			if j.Type != map[string]string{stack.Embedded: "flattened", stack.Real: "flat_object"}[kind] || len(j.Properties) != 0 {
-				t.Errorf("%s: json is mapped %+v", backing, j)
-			}
-		}
+		checkOneField(t, w, kind, "json")
 		t.Logf("%s: %d lines indexed (200 status:200, 200 status:\"ok\", 2,000 distinct keys, 1 trace of %d bytes), 0 dead-lettered; searches: %s",
 			kind, total, len(trace), strings.Join(counts, ", "))
 		r.stop()
@@ -172,45 +146,63 @@ func TestLabelsOfEveryJob(t *testing.T) {
 			t.Errorf("transfer_docs_dlq_total = %v, want 0", got)
 		}
 
-		searches := map[string]struct {
-			query string
-			want  int
-		}{
+		searches := map[string]search{
 			"labels.env:prod":            {`{"term":{"labels.env":"prod"}}`, prod},
 			"labels.env:dev":             {`{"term":{"labels.env":"dev"}}`, len(ids) - prod},
 			"one job's own label":        {`{"term":{"labels.job-123-key-7":"v7"}}`, lines},
 			"its value under other keys": {`{"term":{"labels.job-123-key-6":"v7"}}`, 0},
 			"the last job's own label":   {`{"term":{"labels.job-199-key-9":"v9"}}`, lines},
 		}
-		var counts []string
-		for _, name := range slices.Sorted(maps.Keys(searches)) {
-			q := searches[name]
-			if got := w.es.count(q.query); got != q.want {
-				t.Errorf("%s: %s finds %d lines, want %d", name, q.query, got, q.want)
-			}
-			counts = append(counts, fmt.Sprintf("%s=%d", name, q.want))
-		}
+		counts := checkSearches(t, w, searches)
 
 		// labels is one field, whatever the keys: the mapping did not grow.
-		var mapping map[string]struct {
-			Mappings struct {
-				Properties map[string]struct {
-					Type       string         `json:"type"`
-					Properties map[string]any `json:"properties"`
-				} `json:"properties"`
-			} `json:"mappings"`
-		}
-		if status := w.es.do(http.MethodGet, "/"+w.index+"/_mapping", "", &mapping); status != http.StatusOK || len(mapping) == 0 {
-			t.Fatalf("GET _mapping: %d %v", status, mapping)
-		}
-		for backing, m := range mapping {
-			l := m.Mappings.Properties["labels"]
-			if l.Type != map[string]string{stack.Embedded: "flattened", stack.Real: "flat_object"}[kind] || len(l.Properties) != 0 {
-				t.Errorf("%s: labels is mapped %+v", backing, l)
-			}
-		}
+		checkOneField(t, w, kind, "labels")
 		t.Logf("%s: %d lines of %d jobs with %d distinct label keys indexed, each once; 0 dead-lettered; searches: %s",
 			kind, len(ids), jobs, jobs*keys+1, strings.Join(counts, ", "))
 		r.stop()
 	})
+}
+
+// search is a query and the number of lines it must find.
+type search struct {
+	query string
+	want  int
+}
+
+// checkSearches runs each search, in name order, and returns name=count
+// for the test's log.
+func checkSearches(t *testing.T, w *world, searches map[string]search) []string {
+	t.Helper()
+	var counts []string
+	for _, name := range slices.Sorted(maps.Keys(searches)) {
+		q := searches[name]
+		if got := w.es.count(q.query); got != q.want {
+			t.Errorf("%s: %s finds %d lines, want %d", name, q.query, got, q.want)
+		}
+		counts = append(counts, fmt.Sprintf("%s=%d", name, q.want))
+	}
+	return counts
+}
+
+// checkOneField checks that every backing index maps field as one
+// flattened field (flat_object on OpenSearch), with no sub-fields.
+func checkOneField(t *testing.T, w *world, kind, field string) {
+	t.Helper()
+	var mapping map[string]struct {
+		Mappings struct {
+			Properties map[string]struct {
+				Type       string         `json:"type"`
+				Properties map[string]any `json:"properties"`
+			} `json:"properties"`
+		} `json:"mappings"`
+	}
+	if status := w.es.do(http.MethodGet, "/"+w.index+"/_mapping", "", &mapping); status != http.StatusOK || len(mapping) == 0 {
+		t.Fatalf("GET _mapping: %d %v", status, mapping)
+	}
+	for backing, m := range mapping {
+		f := m.Mappings.Properties[field]
+		if f.Type != map[string]string{stack.Embedded: "flattened", stack.Real: "flat_object"}[kind] || len(f.Properties) != 0 {
+			t.Errorf("%s: %s is mapped %+v", backing, field, f)
+		}
+	}
 }
