@@ -1,13 +1,13 @@
 package backends
 
 import (
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/logpipe/logpipe/devstack/internal/listener"
+	"github.com/logpipe/logpipe/devstack/internal/splice"
 )
 
 // listen binds addr; see listener.Listen.
@@ -242,18 +242,7 @@ func (f *forwarder) relay(c net.Conn) {
 		return
 	}
 	defer u.Close()
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		done <- struct{}{}
-	}
-	go pipe(u, c)
-	go pipe(c, u)
-	<-done
-	// One side ended: end the other so that its copy returns too.
-	c.Close()
-	u.Close()
-	<-done
+	splice.Join(c, u)
 }
 
 // Close closes the gate and waits for every relay to end.

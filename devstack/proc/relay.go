@@ -1,13 +1,13 @@
 package proc
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/logpipe/logpipe/devstack/internal/listener"
+	"github.com/logpipe/logpipe/devstack/internal/splice"
 )
 
 // relayDial bounds how long the relay waits to connect to its target.
@@ -173,16 +173,5 @@ func (r *Relay) relay(c net.Conn, to string) {
 		return
 	}
 	defer r.untrack(u)
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		done <- struct{}{}
-	}
-	go pipe(u, c)
-	go pipe(c, u)
-	<-done
-	// One side ended: end the other, so that its copy returns too.
-	c.Close()
-	u.Close()
-	<-done
+	splice.Join(c, u)
 }
