@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -142,4 +143,21 @@ func TestSecureEmbedded(t *testing.T) {
 			t.Errorf("a client that does not trust the CA: %v; want a certificate error", err)
 		}
 	})
+}
+
+// TestEnvFileQuoting checks that a value with a quote, a space and a
+// dollar sign comes back from secure.env as it went in, for ReadEnvFile and
+// for sh alike.
+func TestEnvFileQuoting(t *testing.T) {
+	for _, v := range []string{"plain", "it's", "a b", "$HOME", `back\slash`, ""} {
+		q := shellQuote(v)
+		got, ok := unquoteShell(q)
+		if !ok || got != v {
+			t.Errorf("%q quoted as %s reads back as %q, %v", v, q, got, ok)
+		}
+		out, err := exec.Command("sh", "-c", "printf %s "+q).Output()
+		if err != nil || string(out) != v {
+			t.Errorf("%q quoted as %s: sh prints %q, %v", v, q, out, err)
+		}
+	}
 }
