@@ -215,3 +215,84 @@ func lastLine(out string) string {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestMakeRunSecure runs what make run SECURE=1 runs (devstack --all
+// --secure, next to the service binaries) on embedded backends: it must
+// name secure.env, print commands that use it instead of endpoints, move
+// sample lines into the index (searched over HTTPS as the file's user) and
+// to a WebSocket client, print no password, and leave neither its services
+// nor the directory of secure.env behind when Ctrl-C stops it. The real
+// backends' variant differs only in devstack's backends, which
+// TestSecureStack covers on both kinds.
+func TestMakeRunSecure(t *testing.T) {
+	for _, b := range []string{"agent", "transfer", "livetail"} {
+		binary(t, b)
+	}
+	args := []string{"--all", "--secure", "--sample-interval", "50ms"}
+	for _, f := range []string{"etcd-addr", "kafka-addr", "es-addr", "viewer-addr", "agent-metrics-addr", "transfer-metrics-addr", "livetail-metrics-addr"} {
+		args = append(args, "--"+f, "127.0.0.1:0")
+	}
+	var envFile string
+	var secrets []string
+	// Registered first, so it runs last: after runDevstackAll's cleanup has
+	// stopped devstack.
+	t.Cleanup(func() {
+		if envFile == "" {
+			return
+		}
+		if _, err := os.Stat(filepath.Dir(envFile)); !os.IsNotExist(err) {
+			t.Errorf("%s still there after devstack --all --secure exited (%v)", filepath.Dir(envFile), err)
+		}
+	})
+	p := runDevstackAll(t, args, within)
+	m := secureEnvLine.FindStringSubmatch(p.Stdout())
+	if m == nil {
+		t.Fatalf("no secure.env line:\n%s", p.Stdout())
+	}
+	envFile = m[1]
+	env := sourceEnv(t, envFile)
+	secrets = env.secrets()
+	out := p.Stdout()
+	for _, want := range []string{
+		"  . " + envFile + "\n",
+		"  etcdctl put /logpipe/agents/devstack '",
+		`curl -s --cacert "$LOGPIPE_ES_CA_FILE" -u "$LOGPIPE_ES_USERNAME:$LOGPIPE_ES_PASSWORD" '` + env["LOGPIPE_ES_ADDRESSES"] + "/logs-logpipe-default/_search",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("make run SECURE=1's printout lacks %q:\n%s", want, out)
+		}
+	}
+	search := newSearchClient(t, env)
+	eventually(t, "sample lines indexed", func() error {
+		for _, job := range []string{"web", "checkout", "worker"} {
+			n, err := search.count(index, `{"query":{"term":{"job":"`+job+`"}}}`)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("no %s documents yet", job)
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	client := &tailClient{addr: p.Addr(t, "viewer"), job: "web"}
+	var wg sync.WaitGroup
+	wg.Go(func() { client.run(ctx) })
+	eventually(t, "viewer stream", func() error {
+		if got, _, _ := client.snapshot(); len(got) < 10 {
+			return fmt.Errorf("%d lines of job web", len(got))
+		}
+		return nil
+	})
+	cancel()
+	wg.Wait()
+	if out, err := tool(env.list(), "etcdctl", "get", "--print-value-only", "/logpipe/status/agents/devstack"); err != nil || !strings.Contains(out, `"config_revision"`) {
+		t.Errorf("etcdctl get of the agent's status with secure.env: %v: %s", err, out)
+	}
+	for _, secret := range secrets {
+		if strings.Contains(p.Output(), secret) {
+			t.Errorf("devstack --all --secure or a service printed a password of secure.env")
+		}
+	}
+}
