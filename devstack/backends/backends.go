@@ -30,6 +30,12 @@
 // its JoinGroup waited, one session timeout after the join completed, and
 // keeps alive a member whose SyncGroup waits for the leader's assignment,
 // which kfake alone does not (see memberReaper).
+//
+// With Options.Secure, on both kinds, every backend asks for TLS from a
+// throwaway CA and a password (Kafka SASL_SSL with SCRAM-SHA-512, etcd with
+// client certificates and auth, the Elasticsearch API with HTTPS and basic
+// auth), and Start writes secure.env and kcat.conf, the settings of the
+// binaries and the tools (secure.go).
 package backends
 
 import (

@@ -191,7 +191,7 @@ func (sec *Security) setupEtcdAuth(ctx context.Context, endpoint string) error {
 // envVar is one line of secure.env.
 type envVar struct{ name, value string }
 
-// Env is what secure.env holds, in order: the LOGPIPE_* variables of the
+// secureEnv is what secure.env holds, in order: the LOGPIPE_* variables of the
 // three binaries, etcdctl's ETCDCTL_* and kcat's KCAT_CONFIG.
 func (s *Stack) secureEnv() []envVar {
 	sec := s.sec
@@ -276,7 +276,7 @@ func (s *Stack) EnvFile() string {
 	return filepath.Join(s.sec.Dir, EnvFile)
 }
 
-// tlsConfig is the servers' TLS configuration; nil when not secured.
+// serverTLS is the servers' TLS configuration; nil when not secured.
 func (sec *Security) serverTLS(requireClient bool) *tls.Config {
 	if sec == nil {
 		return nil
