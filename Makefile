@@ -11,6 +11,8 @@ TEST_TOOLS := etcdctl:etcd-client kcat:kcat redis-server:redis-server chromium:c
 	java:openjdk-17-jdk-headless javac:openjdk-17-jdk-headless mvn:maven
 # make run's backends: embedded (in devstack's process) or real (JVMs).
 BACKENDS ?= embedded
+# SECURE=1: make run with TLS and passwords on every backend (devstack --secure).
+SECURE ?=
 GO_TEST_FLAGS ?= -race -count=1 -timeout 14m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -23,8 +25,8 @@ build: ## build agent, transfer, livetail and devstack into bin/
 	@mkdir -p bin
 	@for b in $(BINARIES); do echo "go build -o bin/$$b ./$$b" && go build -o bin/$$b ./$$b || exit 1; done
 
-run: build ## start the whole pipeline (BACKENDS=real: on Apache Kafka and OpenSearch; Ctrl-C stops it)
-	./bin/devstack --all --backends $(BACKENDS)
+run: build ## start the whole pipeline (BACKENDS=real: on Apache Kafka and OpenSearch; SECURE=1: with TLS and passwords; Ctrl-C stops it)
+	./bin/devstack --all --backends $(BACKENDS)$(if $(filter 1 yes true,$(SECURE)), --secure)
 
 # The cross-binary tests run on both kinds of backends: embedded ones in each
 # test, and one real devstack (Apache Kafka, OpenSearch) shared by the whole

@@ -26,6 +26,7 @@ import (
 type service struct {
 	name string
 	args []string
+	env  []string // NAME=value, over this process's environment less its LOGPIPE_* variables
 	// listeners are the addresses it was given, by the listener's name in
 	// the line it logs (logging.Listening); port 0: the one it logs.
 	listeners map[string]string
@@ -40,6 +41,22 @@ const stopGrace = 10 * time.Second
 
 // errExited is returned when a service stops by itself.
 var errExited = errors.New("exited")
+
+// secureServices are the three binaries configured by env, the variables of
+// secure.env, for everything about the backends.
+func secureServices(cfg Config, env []string, stateDir string) []service {
+	return []service{
+		{name: "agent", env: env, args: []string{
+			"--name", agentName, "--state-dir", stateDir, "--metrics-addr", cfg.AgentMetricsAddr,
+		}, listeners: map[string]string{"metrics": cfg.AgentMetricsAddr}, ready: "metrics"},
+		{name: "transfer", env: env, args: []string{
+			"--metrics-addr", cfg.TransferMetricsAddr,
+		}, listeners: map[string]string{"metrics": cfg.TransferMetricsAddr}, ready: "metrics"},
+		{name: "livetail", env: env, args: []string{
+			"--listen", cfg.ViewerAddr, "--metrics-addr", cfg.LivetailMetricsAddr,
+		}, listeners: map[string]string{"http": cfg.ViewerAddr, "metrics": cfg.LivetailMetricsAddr}, ready: "metrics"},
+	}
+}
 
 // services are the three binaries wired to the stack's backends.
 func services(cfg Config, etcd, kafka, es, stateDir string) []service {
@@ -128,6 +145,14 @@ func boundAddrs(ctx context.Context, s service, bound <-chan listening) (map[str
 // its listening lines go to bound, once per listener.
 func supervise(ctx context.Context, path string, s service, log logrus.FieldLogger, bound chan<- listening) error {
 	cmd := exec.Command(path, s.args...)
+	// The settings are devstack's alone: LOGPIPE_* variables of the shell
+	// (say, of another stack's secure.env) do not reach the services.
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "LOGPIPE_") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, s.env...)
 	// A process group of its own: the terminal's Ctrl-C reaches devstack
 	// alone, which then stops each service once, with SIGTERM. Pdeathsig
 	// stops the service if devstack itself is killed.

@@ -47,16 +47,23 @@ func runAll(ctx context.Context, cfg Config, s *backends.Stack, log logrus.Field
 	}
 
 	etcd := strings.Join(s.EtcdEndpoints(), ",")
-	if err := putAgentConfig(ctx, s.EtcdEndpoints(), sampleConfig(logDir)); err != nil {
+	if err := putAgentConfig(ctx, s, sampleConfig(logDir)); err != nil {
 		return err
+	}
+	svcs := services(cfg, etcd, strings.Join(s.KafkaAddrs(), ","), s.ESURL(), stateDir)
+	if s.Security() != nil {
+		env, err := backends.ReadEnvFile(s.EnvFile())
+		if err != nil {
+			return err
+		}
+		svcs = secureServices(cfg, env, stateDir)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return writeSamples(gctx, logDir, cfg.SampleInterval) })
 	g.Go(func() error {
-		svcs := services(cfg, etcd, strings.Join(s.KafkaAddrs(), ","), s.ESURL(), stateDir)
 		err := runServices(gctx, binDir, svcs, log, func(addrs map[string]string) {
-			fmt.Fprint(out, summary(addrs, etcd, s.ESURL(), s.OpenSearch() != nil, logDir))
+			fmt.Fprint(out, summary(addrs, etcd, s.ESURL(), s.OpenSearch() != nil, logDir, s.EnvFile()))
 			fmt.Fprintln(out, "ready")
 			log.Info("devstack ready: whole pipeline running")
 		})
@@ -71,9 +78,16 @@ func runAll(ctx context.Context, cfg Config, s *backends.Stack, log logrus.Field
 	return nil
 }
 
-// putAgentConfig writes the collect config of the devstack agent.
-func putAgentConfig(ctx context.Context, endpoints []string, config string) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: nopZap()})
+// putAgentConfig writes the collect config of the devstack agent, as the
+// binaries' etcd user when the stack is secured.
+func putAgentConfig(ctx context.Context, s *backends.Stack, config string) error {
+	var cli *clientv3.Client
+	var err error
+	if sec := s.Security(); sec != nil {
+		cli, err = sec.EtcdClient(s.EtcdEndpoints())
+	} else {
+		cli, err = clientv3.New(clientv3.Config{Endpoints: s.EtcdEndpoints(), DialTimeout: 5 * time.Second, Logger: nopZap()})
+	}
 	if err != nil {
 		return fmt.Errorf("etcd client: %w", err)
 	}
@@ -87,8 +101,9 @@ func putAgentConfig(ctx context.Context, endpoints []string, config string) erro
 }
 
 // summary tells a person what is running and how to use it; addrs are the
-// services' listen addresses by "service/listener" (see runServices).
-func summary(addrs map[string]string, etcd, es string, openSearch bool, logDir string) string {
+// services' listen addresses by "service/listener" (see runServices), and
+// envFile is secure.env on a secured stack ("" otherwise).
+func summary(addrs map[string]string, etcd, es string, openSearch bool, logDir, envFile string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("")
@@ -99,20 +114,30 @@ func summary(addrs map[string]string, etcd, es string, openSearch bool, logDir s
 		addrs["agent/metrics"], addrs["transfer/metrics"], addrs["livetail/metrics"])
 	w("  own logs    http://%s/debug/logs (and the other two metrics addresses)", addrs["agent/metrics"])
 	w("")
+	// On a secured stack the tools take their settings from secure.env:
+	// etcdctl refuses a flag that a variable also sets.
+	etcdctl, curl := "etcdctl --endpoints="+etcd, "curl -s"
+	if envFile != "" {
+		etcdctl, curl = "etcdctl", `curl -s --cacert "$LOGPIPE_ES_CA_FILE" -u "$LOGPIPE_ES_USERNAME:$LOGPIPE_ES_PASSWORD"`
+		w("Secured: TLS and passwords everywhere. Load the settings of etcdctl, kcat and curl first:")
+		w("  . %s", envFile)
+		w("  kcat -L   # the topics, over SASL_SSL ($KCAT_CONFIG)")
+		w("")
+	}
 	w("Tail another file: add an entry to the agent's config (etcdctl from Debian's etcd-client):")
 	w("  echo 'hello from my app' >> /tmp/myapp.log")
-	w("  etcdctl --endpoints=%s get --print-value-only %s", etcd, keys.AgentConfig(agentName))
-	w("  etcdctl --endpoints=%s put %s '%s'", etcd, keys.AgentConfig(agentName), withEntry(sampleConfig(logDir),
+	w("  %s get --print-value-only %s", etcdctl, keys.AgentConfig(agentName))
+	w("  %s put %s '%s'", etcdctl, keys.AgentConfig(agentName), withEntry(sampleConfig(logDir),
 		`{"path":"/tmp/myapp.log","job":"myapp","from":"beginning"}`))
-	w("  etcdctl --endpoints=%s get %s   # the agent's status", etcd, keys.AgentStatus(agentName))
+	w("  %s get %s   # the agent's status", etcdctl, keys.AgentStatus(agentName))
 	w("")
 	if openSearch {
 		w("Search the index (OpenSearch, through its Elasticsearch-compatible proxy):")
 	} else {
 		w("Search the index (esfake, the development stand-in for Elasticsearch):")
 	}
-	w(`  curl -s '%s/logs-logpipe-default/_search?pretty' -H 'Content-Type: application/json' -d '{"query":{"match":{"message":"error"}},"size":5,"sort":[{"@timestamp":"desc"}]}'`, es)
-	w(`  curl -s '%s/logs-logpipe-default/_count'`, es)
+	w(`  %s '%s/logs-logpipe-default/_search?pretty' -H 'Content-Type: application/json' -d '{"query":{"match":{"message":"error"}},"size":5,"sort":[{"@timestamp":"desc"}]}'`, curl, es)
+	w(`  %s '%s/logs-logpipe-default/_count'`, curl, es)
 	w("")
 	w("Ctrl-C stops everything.")
 	return b.String()

@@ -27,6 +27,7 @@ type Config struct {
 	Partitions int
 	All        bool
 	Fetch      bool
+	Secure     bool
 
 	// Used with --all only.
 	ViewerAddr          string
@@ -68,6 +69,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for etcd, Kafka (and OpenSearch) data, kept across runs (empty: gone on exit)")
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of the logs and logs.dlq topics")
 	fs.BoolVar(&c.Fetch, "fetch", c.Fetch, "with --backends real: fetch the jars the JVMs need (once, into the cache) and exit")
+	fs.BoolVar(&c.Secure, "secure", c.Secure, "serve Kafka over SASL_SSL (SCRAM-SHA-512), etcd over TLS with client certificates and auth, and the Elasticsearch API over HTTPS with basic auth, from a throwaway CA; write secure.env (settings and passwords for the binaries, etcdctl and kcat) in the data directory")
 	fs.BoolVar(&c.All, "all", c.All, "also run agent, transfer, livetail (from the directory of this binary) and a sample log writer")
 	fs.StringVar(&c.ViewerAddr, "viewer-addr", c.ViewerAddr, "with --all: livetail's listen address (the viewer; port 0: a free port)")
 	fs.StringVar(&c.AgentMetricsAddr, "agent-metrics-addr", c.AgentMetricsAddr, "with --all: the agent's metrics address (port 0: a free port)")

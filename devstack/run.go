@@ -33,6 +33,7 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 		DataDir:    cfg.DataDir,
 		Partitions: cfg.Partitions,
 		Backends:   cfg.Backends.Value,
+		Secure:     cfg.Secure,
 		Logger:     log,
 	})
 	if err != nil {
@@ -72,6 +73,12 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 //	etcd       http://127.0.0.1:2379
 //	kafka      127.0.0.1:9092 (Apache Kafka 4.1.1; topics logs, logs.dlq; 6 partitions)
 //	opensearch http://127.0.0.1:9200 (OpenSearch 2.19.6 behind an Elasticsearch-compatible proxy)
+//
+// With --secure, etcd's and the search endpoint's URLs are https, the kafka
+// line says "SASL_SSL, SCRAM-SHA-512; " before the topics, and one more
+// line names the settings file (no password is ever printed):
+//
+//	secure.env /tmp/logpipe-devstack-secure-123/secure.env
 func endpoints(s *backends.Stack) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-9s %s\n", "etcd", strings.Join(s.EtcdEndpoints(), ","))
@@ -79,12 +86,18 @@ func endpoints(s *backends.Stack) string {
 	if k := s.RealKafka(); k != nil {
 		kind = "Apache Kafka " + k.Version() + "; "
 	}
+	if s.Security() != nil {
+		kind += "SASL_SSL, " + backends.KafkaMechanism + "; "
+	}
 	fmt.Fprintf(&b, "%-9s %s (%stopics %s; %d partitions)\n", "kafka",
 		strings.Join(s.KafkaAddrs(), ","), kind, strings.Join(s.Topics(), ", "), s.Partitions())
 	if o := s.OpenSearch(); o != nil {
 		fmt.Fprintf(&b, "%-9s %s (OpenSearch %s behind an Elasticsearch-compatible proxy)\n", "opensearch", o.URL(), o.Version())
 	} else {
-		fmt.Fprintln(&b, esfake.StartupLine(s.ESAddr()))
+		fmt.Fprintln(&b, esfake.StartupLine(s.ESURL()))
+	}
+	if env := s.EnvFile(); env != "" {
+		fmt.Fprintf(&b, "%s %s\n", backends.EnvFile, env)
 	}
 	return b.String()
 }

@@ -30,6 +30,12 @@
 // its JoinGroup waited, one session timeout after the join completed, and
 // keeps alive a member whose SyncGroup waits for the leader's assignment,
 // which kfake alone does not (see memberReaper).
+//
+// With Options.Secure, on both kinds, every backend asks for TLS from a
+// throwaway CA and a password (Kafka SASL_SSL with SCRAM-SHA-512, etcd with
+// client certificates and auth, the Elasticsearch API with HTTPS and basic
+// auth), and Start writes secure.env and kcat.conf, the settings of the
+// binaries and the tools (secure.go).
 package backends
 
 import (
@@ -101,6 +107,14 @@ type Options struct {
 	// Backends is Embedded (the default when "") or Real.
 	Backends string
 
+	// Secure serves Kafka over SASL_SSL (SCRAM-SHA-512, user KafkaUser),
+	// etcd over TLS with client certificates required and auth enabled
+	// (users root and EtcdUser), and the Elasticsearch API over HTTPS with
+	// basic auth (ESUser), from a throwaway CA made at start; Start then
+	// writes secure.env and kcat.conf (see Security). Without DataDir,
+	// all of it lives in a temporary directory that Close removes.
+	Secure bool
+
 	// Private asks stack.New for real backends of the test's own instead
 	// of the shared ones of the test run: for a test that stops Kafka.
 	// Start always starts backends of its own.
@@ -157,6 +171,8 @@ func (o *Options) With(backend string) bool { return !slices.Contains(o.Without,
 type Stack struct {
 	opts   Options
 	tmpDir string // etcd's data when Options.DataDir is empty
+	sec    *Security
+	secTmp string // sec.Dir when Options.DataDir is empty
 
 	etcd  *etcdServer
 	kafka *kafkaBroker
@@ -185,7 +201,15 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
+	if err := checkSecureMix(opts.DataDir, opts.Secure); err != nil {
+		return nil, err
+	}
 	s := &Stack{opts: opts}
+	if opts.Secure {
+		if err := s.secure(); err != nil {
+			return nil, errors.Join(err, s.Close())
+		}
+	}
 	start := s.start
 	if opts.Backends == Real {
 		start = s.startReal
@@ -193,14 +217,37 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if err := start(ctx); err != nil {
 		return nil, errors.Join(err, s.Close())
 	}
+	if opts.Secure {
+		if err := s.writeSecureFiles(); err != nil {
+			return nil, errors.Join(err, s.Close())
+		}
+	}
 	return s, nil
+}
+
+// secure makes the security settings, in the data directory or a
+// temporary one.
+func (s *Stack) secure() error {
+	dir := s.opts.DataDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "logpipe-devstack-secure-")
+		if err != nil {
+			return fmt.Errorf("backends: %w", err)
+		}
+		s.secTmp, dir = tmp, tmp
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("backends: %w", err)
+	}
+	sec, err := newSecurity(dir)
+	s.sec = sec
+	return err
 }
 
 func (s *Stack) start(ctx context.Context) error {
 	o := &s.opts
 	log := o.Logger
 	if o.With(ES) {
-		es, err := startES(o.ESAddr)
+		es, err := startES(o.ESAddr, s.sec)
 		if err != nil {
 			return fmt.Errorf("esfake: %w", err)
 		}
@@ -212,7 +259,7 @@ func (s *Stack) start(ctx context.Context) error {
 		if o.DataDir != "" {
 			dir = filepath.Join(o.DataDir, "kafka")
 		}
-		k, err := startKafka(ctx, o.KafkaAddr, dir, o.Partitions, o.Topics, log)
+		k, err := startKafka(ctx, o.KafkaAddr, dir, o.Partitions, o.Topics, s.sec, log)
 		if err != nil {
 			return fmt.Errorf("kafka: %w", err)
 		}
@@ -235,11 +282,16 @@ func (s *Stack) startEtcd(ctx context.Context) error {
 		}
 		s.tmpDir, dir = tmp, tmp
 	}
-	e, err := startEtcd(ctx, o.EtcdAddr, dir)
+	e, err := startEtcd(ctx, o.EtcdAddr, dir, s.sec)
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
 	}
 	s.etcd = e
+	if s.sec != nil {
+		if err := s.sec.setupEtcdAuth(ctx, e.Endpoint()); err != nil {
+			return err
+		}
+	}
 	o.Logger.WithField("endpoint", e.Endpoint()).Debug("etcd started")
 	return nil
 }
@@ -268,6 +320,7 @@ func (s *Stack) startReal(ctx context.Context) error {
 			k, err := real.StartKafka(ctx, dist, real.KafkaOptions{
 				Addr: o.KafkaAddr, DataDir: dataDir("kafka"),
 				Partitions: o.Partitions, Topics: o.Topics, Log: o.Logger,
+				Security: s.realKafkaSecurity(),
 			})
 			s.realKafka = k
 			return err
@@ -277,6 +330,7 @@ func (s *Stack) startReal(ctx context.Context) error {
 		g.Go(func() error {
 			node, err := real.StartOpenSearch(ctx, dist, real.OpenSearchOptions{
 				Addr: o.ESAddr, DataDir: dataDir("opensearch"), Log: o.Logger,
+				Security: s.realESSecurity(),
 			})
 			s.openSearch = node
 			return err
@@ -316,6 +370,9 @@ func (s *Stack) Close() error {
 		if s.tmpDir != "" {
 			errs = append(errs, os.RemoveAll(s.tmpDir))
 		}
+		if s.secTmp != "" {
+			errs = append(errs, os.RemoveAll(s.secTmp))
+		}
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
@@ -351,12 +408,16 @@ func (s *Stack) KafkaAddrs() []string {
 
 // ESURL is the Elasticsearch API's base URL, such as
 // "http://127.0.0.1:9200" (esfake's, or with real backends the proxy's in
-// front of OpenSearch); "" without it.
+// front of OpenSearch; https with Options.Secure); "" without it.
 func (s *Stack) ESURL() string {
-	if addr := s.ESAddr(); addr != "" {
-		return "http://" + addr
+	addr := s.ESAddr()
+	switch {
+	case addr == "":
+		return ""
+	case s.sec != nil:
+		return "https://" + addr
 	}
-	return ""
+	return "http://" + addr
 }
 
 // ESAddr is the Elasticsearch API's listen address, such as

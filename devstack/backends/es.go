@@ -2,6 +2,7 @@ package backends
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -22,19 +23,25 @@ type esServer struct {
 	wg   sync.WaitGroup
 }
 
-// startES starts esfake on addr.
-func startES(addr string) (*esServer, error) {
+// startES starts esfake on addr; with sec, over HTTPS behind basic auth.
+func startES(addr string, sec *Security) (*esServer, error) {
 	ln, err := listen(addr)
 	if err != nil {
 		return nil, err
 	}
 	fake := esfake.New()
+	var h http.Handler = fake
+	var serveOn net.Listener = ln
+	if sec != nil {
+		h = sec.ESHandler(fake)
+		serveOn = tls.NewListener(ln, sec.serverTLS(false))
+	}
 	s := &esServer{
 		fake: fake,
 		ln:   ln,
-		srv:  &http.Server{Handler: fake, ReadHeaderTimeout: 10 * time.Second},
+		srv:  &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
 	}
-	s.wg.Go(func() { _ = s.srv.Serve(ln) })
+	s.wg.Go(func() { _ = s.srv.Serve(serveOn) })
 	return s, nil
 }
 

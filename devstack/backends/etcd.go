@@ -2,6 +2,7 @@ package backends
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // etcdServer is a single-member etcd cluster in this process. Clients reach
@@ -21,15 +23,22 @@ type etcdServer struct {
 	g       *gate
 	fwd     *forwarder
 	sockDir string // holds the server's own client socket
+	scheme  string // http, or https when secured
 }
 
 // startEtcd starts etcd with its data in dir and waits until it serves.
-func startEtcd(ctx context.Context, addr, dir string) (*etcdServer, error) {
+// With sec, the gate serves TLS and requires a client certificate of sec's
+// CA: etcd itself, on its socket, sees the connections after TLS.
+func startEtcd(ctx context.Context, addr, dir string, sec *Security) (*etcdServer, error) {
 	g, err := newGate(addr)
 	if err != nil {
 		return nil, err
 	}
-	public := url.URL{Scheme: "http", Host: g.Addr().String()}
+	scheme := "http"
+	if sec != nil {
+		scheme = "https"
+	}
+	public := url.URL{Scheme: scheme, Host: g.Addr().String()}
 	// The server's own client listener is a unix socket in a directory of
 	// its own: etcd's HTTP/JSON gateway dials that listener at the address
 	// configured, so a TCP port would have to be picked before etcd binds
@@ -67,6 +76,10 @@ func startEtcd(ctx context.Context, addr, dir string) (*etcdServer, error) {
 	// random point between one and two of them: keep it short.
 	cfg.TickMs = 10
 	cfg.ElectionMs = 100
+	// The least bcrypt cost: every authentication hashes the password, and
+	// the default cost takes a good part of a second under the race
+	// detector. The passwords are a development stack's.
+	cfg.BcryptCost = uint(bcrypt.MinCost)
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
@@ -85,11 +98,20 @@ func startEtcd(ctx context.Context, addr, dir string) (*etcdServer, error) {
 		e.Close()
 		return fail(errors.New("no client listener"))
 	}
-	return &etcdServer{e: e, g: g, sockDir: sockDir, fwd: startForwarder(g, e.Clients[0].Addr())}, nil
+	var tc *tls.Config
+	if sec != nil {
+		tc = sec.serverTLS(true)
+		// gRPC clients insist on HTTP/2 named in the handshake; etcd's
+		// HTTP endpoints (/health, /version) answer HTTP/1.1.
+		tc.NextProtos = []string{"h2", "http/1.1"}
+	}
+	return &etcdServer{e: e, g: g, sockDir: sockDir, scheme: scheme,
+		fwd: startForwarder(g, e.Clients[0].Addr(), tc)}, nil
 }
 
-// Endpoint is the client URL, such as http://127.0.0.1:2379.
-func (s *etcdServer) Endpoint() string { return "http://" + s.g.Addr().String() }
+// Endpoint is the client URL, such as http://127.0.0.1:2379 (https when
+// secured).
+func (s *etcdServer) Endpoint() string { return s.scheme + "://" + s.g.Addr().String() }
 
 // Close cuts every client connection, then stops the server and waits for it.
 func (s *etcdServer) Close() error {

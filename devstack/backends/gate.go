@@ -1,6 +1,8 @@
 package backends
 
 import (
+	"context"
+	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -209,18 +211,23 @@ func (c *gateConn) Close() error {
 	return err
 }
 
+// handshakeLimit bounds a TLS handshake on a forwarded connection.
+const handshakeLimit = 10 * time.Second
+
 // forwarder serves a gate by relaying each connection to target. It puts a
-// backend that cannot be handed a listener (etcd) behind a gate.
+// backend that cannot be handed a listener (etcd) behind a gate. With a TLS
+// configuration it serves TLS and relays what the TLS connection carries.
 type forwarder struct {
 	g      *gate
 	target net.Addr
+	tls    *tls.Config // nil: plain TCP
 	wg     sync.WaitGroup
 }
 
-// startForwarder starts relaying connections accepted by g to target; Close
-// stops it.
-func startForwarder(g *gate, target net.Addr) *forwarder {
-	f := &forwarder{g: g, target: target}
+// startForwarder starts relaying connections accepted by g to target, over
+// TLS with tc unless it is nil; Close stops it.
+func startForwarder(g *gate, target net.Addr, tc *tls.Config) *forwarder {
+	f := &forwarder{g: g, target: target, tls: tc}
 	f.wg.Go(f.serve)
 	return f
 }
@@ -237,6 +244,16 @@ func (f *forwarder) serve() {
 
 func (f *forwarder) relay(c net.Conn) {
 	defer c.Close()
+	if f.tls != nil {
+		tc := tls.Server(c, f.tls)
+		hctx, cancel := context.WithTimeout(context.Background(), handshakeLimit)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			return // no certificate of the CA, or not TLS at all
+		}
+		c = tc
+	}
 	u, err := net.Dial(f.target.Network(), f.target.String())
 	if err != nil {
 		return

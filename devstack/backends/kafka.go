@@ -28,11 +28,15 @@ type kafkaBroker struct {
 	c      *kfake.Cluster
 	g      *gate
 	reaper *memberReaper
+	// clientOpts are the security options of the broker's own clients.
+	clientOpts []kgo.Opt
 }
 
 // startKafka starts the broker on addr with its data in dir ("" keeps it in
 // memory) and makes sure that every topic in topics exists.
-func startKafka(ctx context.Context, addr, dir string, partitions int, topics []string, log logrus.FieldLogger) (*kafkaBroker, error) {
+// With sec, it serves only SASL_SSL, with sec's certificate and the user
+// KafkaUser.
+func startKafka(ctx context.Context, addr, dir string, partitions int, topics []string, sec *Security, log logrus.FieldLogger) (*kafkaBroker, error) {
 	g, err := newGate(addr)
 	if err != nil {
 		return nil, err
@@ -50,13 +54,25 @@ func startKafka(ctx context.Context, addr, dir string, partitions int, topics []
 	if dir != "" {
 		opts = append(opts, kfake.DataDir(dir))
 	}
+	var clientOpts []kgo.Opt
+	if sec != nil {
+		opts = append(opts, kfake.TLS(sec.serverTLS(false)), kfake.EnableSASL(),
+			kfake.Superuser(KafkaMechanism, KafkaUser, sec.KafkaPassword))
+		clientOpts = sec.KafkaOpts()
+	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		g.Close()
 		return nil, fmt.Errorf("starting kafka: %w", err)
 	}
-	k := &kafkaBroker{c: c, g: g}
-	k.reaper = startReaper(c, k.Addr(), log)
+	k := &kafkaBroker{c: c, g: g, clientOpts: clientOpts}
+	k.reaper = startReaper(c, k.Addr(), clientOpts, log)
+	if sec != nil {
+		if err := advertiseHandshakeV0(ctx, c, k.Addr(), clientOpts); err != nil {
+			k.Close()
+			return nil, err
+		}
+	}
 	if dir != "" {
 		// Seed topics are only created in a new data directory: make sure
 		// that the ones asked for exist in a kept one too.
@@ -76,7 +92,7 @@ func (k *kafkaBroker) createTopics(ctx context.Context, partitions int, topics [
 	if len(topics) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Addr()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Addr())}, k.clientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("creating kafka topics: %w", err)
 	}

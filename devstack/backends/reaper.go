@@ -95,8 +95,9 @@ import (
 // JoinGroup answer could not be sent and keeps a member alive while its
 // SyncGroup waits.
 type memberReaper struct {
-	addr string
-	log  logrus.FieldLogger
+	addr       string
+	clientOpts []kgo.Opt // security options of its client
+	log        logrus.FieldLogger
 
 	mu     sync.Mutex
 	groups map[string]*groupActivity
@@ -138,14 +139,15 @@ const (
 
 // startReaper starts watching c's classic consumer groups, served on
 // addr; stop stops it.
-func startReaper(c *kfake.Cluster, addr string, log logrus.FieldLogger) *memberReaper {
+func startReaper(c *kfake.Cluster, addr string, clientOpts []kgo.Opt, log logrus.FieldLogger) *memberReaper {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &memberReaper{
-		addr:   addr,
-		log:    log.WithField("backend", "kafka"),
-		groups: map[string]*groupActivity{},
-		cancel: cancel,
-		done:   make(chan struct{}),
+		addr:       addr,
+		clientOpts: clientOpts,
+		log:        log.WithField("backend", "kafka"),
+		groups:     map[string]*groupActivity{},
+		cancel:     cancel,
+		done:       make(chan struct{}),
 	}
 	for _, key := range []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup, kmsg.Heartbeat, kmsg.OffsetCommit} {
 		// A control function that does not handle the request stays
@@ -284,7 +286,7 @@ func (r *memberReaper) run(ctx context.Context) {
 		}
 		if cl == nil {
 			var err error
-			if cl, err = kgo.NewClient(kgo.SeedBrokers(r.addr)); err != nil {
+			if cl, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.addr)}, r.clientOpts...)...); err != nil {
 				r.log.WithError(err).Warn("kafka: consumer group reaper: making a client")
 				continue
 			}

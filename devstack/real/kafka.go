@@ -3,6 +3,7 @@ package real
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/logpipe/logpipe/devstack/internal/listener"
 )
@@ -57,8 +59,27 @@ type KafkaOptions struct {
 	Partitions int      // partitions of new topics (num.partitions); 0 means DefaultPartitions
 	Topics     []string // created at start if missing, with Partitions partitions
 
+	// Security, when set, makes the broker serve SASL_SSL alone.
+	Security *KafkaSecurity
+
 	Log logrus.FieldLogger // optional
 }
+
+// KafkaSecurity makes the broker's one listener SASL_SSL, with SCRAM-SHA-512
+// and one user, created when the node's storage is formatted (a kept data
+// folder keeps the user it was formatted with), and PLAIN for the same user
+// and password (see listenerProperties). The controller's listener
+// stays plaintext on loopback: only the node itself uses it.
+type KafkaSecurity struct {
+	KeystoreFile string      // PEM: the broker's private key (PKCS#8) and certificate
+	CAFile       string      // PEM: the CA the broker trusts
+	ClientTLS    *tls.Config // devstack's own client: trusts the CA
+	User         string
+	Password     string
+}
+
+// scramMechanism is the SASL mechanism of a secured node.
+const scramMechanism = "SCRAM-SHA-512"
 
 // Kafka is a running Apache Kafka node: broker and KRaft controller in one
 // JVM, with auto.create.topics.enable on, replication factor 1 for its
@@ -221,13 +242,24 @@ func (k *Kafka) startLocked(ctx context.Context, newPort bool) error {
 			k.ctrlPort = listener.RandomPort()
 		}
 		props := filepath.Join(k.dir, "server.properties")
-		if err := os.WriteFile(props, []byte(k.properties()), 0o644); err != nil {
+		// 0600: a secured node's holds its user's password.
+		if err := os.WriteFile(props, []byte(k.properties()), 0o600); err != nil {
 			return fmt.Errorf("kafka: %w", err)
 		}
 		args := []string{
 			"-Xms512m", kafkaHeap, "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
 			"-Dlog4j2.configurationFile=" + k.dist.kafkaLog4j(),
 			"-cp", k.dist.kafkaClassPath(), "io.logpipe.devstack.kafka.Main", props, k.clusterID,
+		}
+		if sec := k.opts.Security; sec != nil {
+			// The user to create when formatting, in a file rather than
+			// on the command line, which every user of the machine sees.
+			scram := filepath.Join(k.dir, "scram-user")
+			spec := scramMechanism + "=[name=" + sec.User + ",password=" + sec.Password + "]"
+			if err := os.WriteFile(scram, []byte(spec+"\n"), 0o600); err != nil {
+				return fmt.Errorf("kafka: %w", err)
+			}
+			args = append(args, scram)
 		}
 		j, err := startJVM("kafka", k.dist.Java, args, filepath.Join(k.dir, "kafka.log"), k.log, nil)
 		if err != nil {
@@ -260,11 +292,7 @@ func (k *Kafka) properties() string {
 		"process.roles=broker,controller",
 		"node.id=1",
 		"controller.quorum.voters=1@" + ctrl,
-		"listeners=PLAINTEXT://" + k.Addr() + ",CONTROLLER://" + ctrl,
-		"advertised.listeners=PLAINTEXT://" + k.Addr(),
 		"controller.listener.names=CONTROLLER",
-		"inter.broker.listener.name=PLAINTEXT",
-		"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
 		"log.dirs=" + filepath.Join(k.dir, "logs"),
 		"num.partitions=" + strconv.Itoa(k.opts.Partitions),
 		"auto.create.topics.enable=true",
@@ -277,14 +305,62 @@ func (k *Kafka) properties() string {
 		"group.initial.rebalance.delay.ms=0",
 		"group.min.session.timeout.ms=" + strconv.FormatInt(MinSessionTimeout.Milliseconds(), 10),
 	}
+	lines = append(lines, k.listenerProperties(ctrl)...)
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// listenerProperties are the listeners' settings: PLAINTEXT on the broker's
+// address, or SASL_SSL alone when secured; the controller's on ctrl.
+func (k *Kafka) listenerProperties(ctrl string) []string {
+	sec := k.opts.Security
+	if sec == nil {
+		return []string{
+			"listeners=PLAINTEXT://" + k.Addr() + ",CONTROLLER://" + ctrl,
+			"advertised.listeners=PLAINTEXT://" + k.Addr(),
+			"inter.broker.listener.name=PLAINTEXT",
+			"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+		}
+	}
+	jaas := `org.apache.kafka.common.security.scram.ScramLoginModule required username="` +
+		sec.User + `" password="` + sec.Password + `";`
+	// PLAIN too, for the same user and password: librdkafka before 2.6.1
+	// (kcat on Debian 12 links 2.0.2) fails SCRAM against Kafka 4, and
+	// over TLS PLAIN is as safe for a development stack.
+	plainJaas := `org.apache.kafka.common.security.plain.PlainLoginModule required user_` + sec.User + `="` + sec.Password + `";`
+	return []string{
+		"listeners=SASL_SSL://" + k.Addr() + ",CONTROLLER://" + ctrl,
+		"advertised.listeners=SASL_SSL://" + k.Addr(),
+		"inter.broker.listener.name=SASL_SSL",
+		"listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+		"sasl.enabled.mechanisms=" + scramMechanism + ",PLAIN",
+		"sasl.mechanism.inter.broker.protocol=" + scramMechanism,
+		"listener.name.sasl_ssl." + strings.ToLower(scramMechanism) + ".sasl.jaas.config=" + jaas,
+		"listener.name.sasl_ssl.plain.sasl.jaas.config=" + plainJaas,
+		"ssl.keystore.type=PEM",
+		"ssl.keystore.location=" + sec.KeystoreFile,
+		"ssl.truststore.type=PEM",
+		"ssl.truststore.location=" + sec.CAFile,
+		"ssl.client.auth=none",
+	}
+}
+
+// clientOpts are the security options of devstack's own client.
+func (k *Kafka) clientOpts() []kgo.Opt {
+	sec := k.opts.Security
+	if sec == nil {
+		return nil
+	}
+	return []kgo.Opt{
+		kgo.DialTLSConfig(sec.ClientTLS.Clone()),
+		kgo.SASL(scram.Auth{User: sec.User, Pass: sec.Password}.AsSha512Mechanism()),
+	}
 }
 
 // waitReady polls the broker until it serves every topic (creating the
 // missing ones), the JVM exits, or ctx ends.
 func (k *Kafka) waitReady(ctx context.Context, j *jvm) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Addr()), kgo.DialTimeout(time.Second),
-		kgo.WithLogger(kgo.BasicLogger(io.Discard, kgo.LogLevelNone, nil)))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Addr()), kgo.DialTimeout(time.Second),
+		kgo.WithLogger(kgo.BasicLogger(io.Discard, kgo.LogLevelNone, nil))}, k.clientOpts()...)...)
 	if err != nil {
 		return err
 	}

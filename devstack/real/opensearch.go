@@ -2,6 +2,7 @@ package real
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,7 +37,20 @@ type OpenSearchOptions struct {
 	// folder removed by Close.
 	DataDir string
 
+	// Security, when set, makes the proxy serve HTTPS with basic auth,
+	// answering a request without the user's credentials as Elasticsearch
+	// does (401). OpenSearch's own port stays plain HTTP on loopback.
+	Security *OpenSearchSecurity
+
 	Log logrus.FieldLogger // optional
+}
+
+// OpenSearchSecurity is the proxy's TLS and its one user.
+type OpenSearchSecurity struct {
+	ServerTLS *tls.Config // the proxy's certificate
+	ClientTLS *tls.Config // devstack's own client: trusts the CA
+	User      string
+	Password  string
 }
 
 // OpenSearch is a running single OpenSearch node (single-node discovery,
@@ -51,6 +65,7 @@ type OpenSearch struct {
 	engine  *url.URL
 	proxy   *proxy
 	version string
+	sec     *OpenSearchSecurity
 
 	closeOnce sync.Once
 	closeErr  error
@@ -63,7 +78,7 @@ func StartOpenSearch(ctx context.Context, dist Dist, opts OpenSearchOptions) (*O
 	if opts.Log == nil {
 		opts.Log = discard()
 	}
-	o := &OpenSearch{dist: dist, log: opts.Log.WithField("backend", "opensearch"), dir: opts.DataDir}
+	o := &OpenSearch{dist: dist, log: opts.Log.WithField("backend", "opensearch"), dir: opts.DataDir, sec: opts.Security}
 	ln, err := listener.Listen(opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("opensearch proxy: %w", err)
@@ -116,7 +131,7 @@ func (o *OpenSearch) start(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 		return fmt.Errorf("opensearch: %w", o.j.failed(fmt.Sprintf("did not bind its HTTP port: %v", context.Cause(ctx))))
 	}
-	o.proxy = serveProxy(ln, o.engine)
+	o.proxy = serveProxy(ln, o.engine, o.sec)
 	if err := o.waitReady(ctx); err != nil {
 		return fmt.Errorf("opensearch: %w", err)
 	}
@@ -127,8 +142,13 @@ func (o *OpenSearch) start(ctx context.Context, ln net.Listener) error {
 }
 
 // URL is the proxy's URL, for Elasticsearch clients, such as
-// http://127.0.0.1:9200.
-func (o *OpenSearch) URL() string { return "http://" + o.Addr() }
+// http://127.0.0.1:9200 (https when secured).
+func (o *OpenSearch) URL() string {
+	if o.sec != nil {
+		return "https://" + o.Addr()
+	}
+	return "http://" + o.Addr()
+}
 
 // Addr is the proxy's listen address, such as 127.0.0.1:9200.
 func (o *OpenSearch) Addr() string { return o.proxy.ln.Addr().String() }
@@ -171,12 +191,16 @@ func (o *OpenSearch) Close() error {
 // yellow or green, sets the default number of replicas to 0 and reads the
 // node's version.
 func (o *OpenSearch) waitReady(ctx context.Context) error {
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	tr := &http.Transport{DisableKeepAlives: true}
+	if o.sec != nil {
+		tr.TLSClientConfig = o.sec.ClientTLS.Clone()
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: tr}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var health struct{ Status string }
-		last := getJSON(ctx, client, o.URL()+"/_cluster/health?wait_for_status=yellow&timeout=2s", &health)
+		last := o.getJSON(ctx, client, o.URL()+"/_cluster/health?wait_for_status=yellow&timeout=2s", &health)
 		if last == nil {
 			if health.Status == "yellow" || health.Status == "green" {
 				break
@@ -200,6 +224,7 @@ func (o *OpenSearch) waitReady(ctx context.Context) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	o.auth(req)
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("setting the default number of replicas: %w", err)
@@ -214,7 +239,7 @@ func (o *OpenSearch) waitReady(ctx context.Context) error {
 			Number       string
 		}
 	}
-	if err := getJSON(ctx, client, o.URL()+"/", &info); err != nil {
+	if err := o.getJSON(ctx, client, o.URL()+"/", &info); err != nil {
 		return err
 	}
 	if info.Version.Distribution != "opensearch" {
@@ -236,12 +261,20 @@ func writeLogConfig(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "config", "log4j2.properties"), b, 0o644)
 }
 
+// auth adds the proxy's credentials to req when it is secured.
+func (o *OpenSearch) auth(req *http.Request) {
+	if o.sec != nil {
+		req.SetBasicAuth(o.sec.User, o.sec.Password)
+	}
+}
+
 // getJSON gets url and decodes its JSON body into v.
-func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
+func (o *OpenSearch) getJSON(ctx context.Context, client *http.Client, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
+	o.auth(req)
 	resp, err := client.Do(req)
 	if err != nil {
 		return err

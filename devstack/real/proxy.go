@@ -2,6 +2,7 @@ package real
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"mime"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/logpipe/logpipe/devstack/internal/esauth"
 )
 
 // proxyShutdownLimit bounds how long Close waits for requests in progress.
@@ -32,8 +35,8 @@ type proxy struct {
 }
 
 // serveProxy serves on ln, forwarding to engine (such as
-// http://127.0.0.1:9201).
-func serveProxy(ln net.Listener, engine *url.URL) *proxy {
+// http://127.0.0.1:9201); with sec, over HTTPS behind basic auth.
+func serveProxy(ln net.Listener, engine *url.URL, sec *OpenSearchSecurity) *proxy {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 32
 	rp := &httputil.ReverseProxy{
@@ -56,8 +59,14 @@ func serveProxy(ln net.Listener, engine *url.URL) *proxy {
 				"OpenSearch at "+engine.Host+" did not answer: "+err.Error())
 		},
 	}
-	p := &proxy{ln: ln, tr: tr, srv: &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}}
-	p.wg.Go(func() { _ = p.srv.Serve(ln) })
+	var h http.Handler = rp
+	serveOn := ln
+	if sec != nil {
+		h = esauth.Wrap(rp, sec.User, sec.Password)
+		serveOn = tls.NewListener(ln, sec.ServerTLS)
+	}
+	p := &proxy{ln: ln, tr: tr, srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	p.wg.Go(func() { _ = p.srv.Serve(serveOn) })
 	return p
 }
 

@@ -49,7 +49,7 @@ func TestProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	u, _ := url.Parse(engine.URL)
-	p := serveProxy(ln, u)
+	p := serveProxy(ln, u, nil)
 	defer p.Close()
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 

@@ -1,131 +1,40 @@
 // Package securetest starts secured backends for tests: a throwaway CA and
-// its certificates, and a kfake cluster that serves SASL_SSL with a
-// SCRAM-SHA-512 user. It is for tests only; nothing in a binary imports it.
+// its certificates (package devstack/internal/pki), and a kfake cluster
+// that serves SASL_SSL with a SCRAM-SHA-512 user. It is for tests only; nothing in a binary imports it.
 package securetest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/logpipe/logpipe/devstack/internal/pki"
 )
 
 // PKI is a throwaway CA with a server certificate for 127.0.0.1 and
-// localhost, and a client certificate, each written to a PEM file.
-type PKI struct {
-	Dir                   string
-	CAFile                string
-	ServerCert, ServerKey string
-	ClientCert, ClientKey string
-	ca                    *x509.Certificate
-	caKey                 *ecdsa.PrivateKey
-	server, client        tls.Certificate
-}
+// localhost, and a client certificate, each written to a PEM file (package
+// devstack/internal/pki, which devstack --secure uses too).
+type PKI = pki.PKI
 
 // NewPKI makes a CA named name and its certificates in a directory that
 // tb removes.
 func NewPKI(tb testing.TB, name string) *PKI {
 	tb.Helper()
-	dir := tb.TempDir()
-	p := &PKI{Dir: dir}
-	key := newKey(tb)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	p, err := pki.New(tb.TempDir(), name)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p.ca, _ = x509.ParseCertificate(der)
-	p.caKey = key
-	p.CAFile = writePEM(tb, dir, "ca.pem", "CERTIFICATE", der)
-	p.server, p.ServerCert, p.ServerKey = p.issue(tb, "server", x509.ExtKeyUsageServerAuth)
-	p.client, p.ClientCert, p.ClientKey = p.issue(tb, "client", x509.ExtKeyUsageClientAuth)
 	return p
-}
-
-func (p *PKI) issue(tb testing.TB, cn string, usage x509.ExtKeyUsage) (tls.Certificate, string, string) {
-	key := newKey(tb)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	certFile := writePEM(tb, p.Dir, cn+".pem", "CERTIFICATE", der)
-	keyFile := writePEM(tb, p.Dir, cn+"-key.pem", "EC PRIVATE KEY", kder)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return cert, certFile, keyFile
-}
-
-// ServerTLS is the servers' TLS configuration; with requireClient, clients
-// must present a certificate of this CA.
-func (p *PKI) ServerTLS(requireClient bool) *tls.Config {
-	tc := &tls.Config{Certificates: []tls.Certificate{p.server}, MinVersion: tls.VersionTLS12}
-	if requireClient {
-		pool := x509.NewCertPool()
-		pool.AddCert(p.ca)
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return tc
-}
-
-func newKey(tb testing.TB) *ecdsa.PrivateKey {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return key
-}
-
-func writePEM(tb testing.TB, dir, name, typ string, der []byte) string {
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return path
 }
 
 // Kafka user of the cluster Kafka starts.
@@ -236,11 +145,11 @@ func (k *Kafka) Env() []string {
 
 // ClientOpts are the franz-go options of a test client of k.
 func (k *Kafka) ClientOpts() []kgo.Opt {
-	pool := x509.NewCertPool()
-	pool.AddCert(k.PKI.ca)
+	tc := k.PKI.ClientTLS(false)
+	tc.ServerName = "127.0.0.1"
 	return []kgo.Opt{
 		kgo.SeedBrokers(k.Addr),
-		kgo.DialTLSConfig(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}),
+		kgo.DialTLSConfig(tc),
 		kgo.SASL(scram.Auth{User: KafkaUser, Pass: k.Password}.AsSha512Mechanism()),
 	}
 }

@@ -151,7 +151,7 @@ func readEndpoints(path string) (sh shared, ready bool, err error) {
 
 // wantsShared tells whether New should use the shared backends for opts.
 func wantsShared(o Options) bool {
-	return o.Backends == Real && !o.Private && o.DataDir == "" &&
+	return o.Backends == Real && !o.Private && !o.Secure && o.DataDir == "" &&
 		o.KafkaAddr == "" && o.ESAddr == ""
 }
 

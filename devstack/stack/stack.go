@@ -60,9 +60,9 @@ type Stack struct {
 //
 // With Options.Backends Real, the test gets the shared real backends of the
 // test run when there are some (see EnvBackendsFile), and is skipped when
-// there are none, unless EnvRequireReal is "1"; with Options.Private or
-// Options.DataDir, it gets backends of its own, and SkipReal decides first
-// whether it runs.
+// there are none, unless EnvRequireReal is "1"; with Options.Private,
+// Options.Secure or Options.DataDir, it gets backends of its own, and
+// SkipReal decides first whether it runs.
 func New(tb testing.TB, opts Options) *Stack {
 	tb.Helper()
 	if err := opts.SetDefaults(); err != nil {
