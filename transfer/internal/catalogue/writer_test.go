@@ -139,3 +139,59 @@ func topicConfigs(t *testing.T, cl *kgo.Client, topic string) map[string]string 
 	}
 	return out
 }
+
+// TestWriterOutage: while Kafka is away, writes fail, are counted and
+// retried, and Seen goes on at once; once Kafka is back the entries kept
+// meanwhile are written. On the embedded broker, which a test can take off
+// the network.
+func TestWriterOutage(t *testing.T) {
+	s := stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.ES}})
+	topic := "logs.jobs"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	m := NewMetrics(prometheus.NewRegistry())
+	counts := NewCounts()
+	w := NewWriter(Config{
+		Brokers: s.KafkaAddrs(), Topic: topic, Interval: 200 * time.Millisecond, ClientID: "test",
+		Backoff: backoff.Policy{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond},
+	}, counts, m, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	defer counts.Claimed("logs", 0)()
+	counts.Seen("logs", 0, []byte("a"), "a", time.Now())
+	readEntries(t, cl, topic, func(m map[string]Entry) bool { return m["logs:0:a"].Lines == 1 })
+
+	if err := s.StopKafka(); err != nil {
+		t.Fatal(err)
+	}
+	counts.Seen("logs", 0, []byte("b"), "b", time.Now())
+	waitFor(t, "a failed write counted", func() bool { return testutil.ToFloat64(m.Writes.WithLabelValues(ResultError)) > 0 })
+	counts.Seen("logs", 0, []byte("b"), "b", time.Now()) // not held up by the failing writes
+	if err := s.StartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	readEntries(t, cl, topic, func(m map[string]Entry) bool { return m["logs:0:b"].Lines == 2 })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within a minute", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
