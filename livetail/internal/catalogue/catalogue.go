@@ -30,6 +30,11 @@ const (
 	// maxEntries bounds the entries held: past it, the oldest are
 	// dropped first (entries past the window always are).
 	maxEntries = 100000
+	// staleRate is how old an entry's last_seen may be for its rate to
+	// count. transfer writes a zero rate when a job's lines stop, but not
+	// when transfer itself stops: a job last seen longer ago than this
+	// has no recent rate, whatever its entry says.
+	staleRate = 5 * time.Minute
 )
 
 // Options configure a Catalogue.
@@ -63,7 +68,8 @@ type Job struct {
 	// within the window, in order.
 	Partitions []int32
 	LastSeen   time.Time
-	// LinesPerMin is the job's recent rate, summed over its partitions.
+	// LinesPerMin is the job's recent rate, summed over its partitions
+	// (an entry last seen more than 5 minutes ago counts 0).
 	LinesPerMin float64
 }
 
@@ -116,6 +122,7 @@ func (c *Catalogue) Jobs() []Job {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pruneLocked()
+	stale := c.opts.Now().Add(-staleRate)
 	byName := map[string]*Job{}
 	for _, e := range c.entries {
 		j := byName[e.Job]
@@ -127,7 +134,9 @@ func (c *Catalogue) Jobs() []Job {
 			j.Partition = e.Partition
 		}
 		j.LastSeen = later(j.LastSeen, e.LastSeen)
-		j.LinesPerMin += e.LinesPerMin
+		if !e.LastSeen.Before(stale) {
+			j.LinesPerMin += e.LinesPerMin
+		}
 		if !slices.Contains(j.Partitions, e.Partition) {
 			j.Partitions = append(j.Partitions, e.Partition)
 		}

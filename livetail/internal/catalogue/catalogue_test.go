@@ -23,7 +23,7 @@ func TestJobs(t *testing.T) {
 	}
 	apply("logs", 2, "web", time.Minute, 60)
 	apply("logs", 5, "web", 10*time.Second, 30) // the newest: web's partition
-	apply("logs", 1, "api:v2", time.Hour, 0)    // a colon in the job
+	apply("logs", 1, "api:v2", time.Hour, 7)    // a colon in the job; its rate is stale
 	apply("logs", 0, "old", 25*time.Hour, 5)    // past the window
 	apply("other", 3, "elsewhere", 0, 5)        // another log topic
 	apply("logs", 4, "gone", time.Minute, 5)
