@@ -43,7 +43,7 @@ func (c *Catalogue) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		wait := delay
+		var wait time.Duration
 		switch {
 		case errors.Is(err, errMissing):
 			if !said {
