@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,6 +15,7 @@ import (
 	"github.com/logpipe/logpipe/common/conf"
 	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/livetail/internal/api"
+	"github.com/logpipe/logpipe/livetail/internal/catalogue"
 	"github.com/logpipe/logpipe/livetail/internal/upstream"
 )
 
@@ -60,6 +62,9 @@ type Config struct {
 	Jobs      conf.List     `yaml:"jobs"`
 	JobsTTL   time.Duration `yaml:"jobs-ttl"`
 	StartBack int64         `yaml:"jobs-scan"`
+	// The jobs catalogue transfer keeps (README, "Jobs catalogue").
+	JobsTopic  string        `yaml:"jobs-topic"`
+	JobsWindow time.Duration `yaml:"jobs-window"`
 
 	Pprof bool `yaml:"pprof"`
 }
@@ -86,6 +91,8 @@ func DefaultConfig() Config {
 		PartitionRefresh: upstream.DefaultRefresh,
 		JobsTTL:          24 * time.Hour,
 		StartBack:        1000,
+		JobsTopic:        "logs.jobs",
+		JobsWindow:       catalogue.DefaultWindow,
 	}
 }
 
@@ -122,8 +129,13 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Var(&c.Jobs, "jobs", "comma-separated jobs always listed by /api/v1/jobs")
 	fs.DurationVar(&c.JobsTTL, "jobs-ttl", c.JobsTTL, "how long /api/v1/jobs lists a job after its last line")
 	fs.Int64Var(&c.StartBack, "jobs-scan", c.StartBack, "records per partition read back at start to fill the jobs list")
+	fs.StringVar(&c.JobsTopic, "jobs-topic", c.JobsTopic, "the jobs catalogue topic that transfer writes, read from its start and followed (empty: list only the jobs this replica reads)")
+	fs.DurationVar(&c.JobsWindow, "jobs-window", c.JobsWindow, "how long /api/v1/jobs lists a job of the catalogue after it was last seen")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/ on the metrics listener")
 }
+
+// topicName is Kafka's rule for topic names.
+var topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
 // ErrConfig is wrapped by every Validate error.
 var ErrConfig = errors.New("bad value")
@@ -183,6 +195,7 @@ func (c *Config) Validate() error {
 		{"max-session", c.MaxSession},
 		{"ping-interval", c.PingInterval},
 		{"jobs-ttl", c.JobsTTL},
+		{"jobs-window", c.JobsWindow},
 		{"partition-refresh", c.PartitionRefresh},
 	}
 	for _, d := range durations {
@@ -192,6 +205,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchWait < 0 {
 		return bad("--batch-wait %s: want 0 or more", c.BatchWait)
+	}
+	if c.JobsTopic != "" && !topicName.MatchString(c.JobsTopic) {
+		return bad("--jobs-topic %q: not a Kafka topic name (letters, digits, '.', '_', '-')", c.JobsTopic)
 	}
 	if c.StartBack < 0 {
 		return bad("--jobs-scan %d: want 0 or more", c.StartBack)

@@ -75,6 +75,8 @@ func TestConfigErrors(t *testing.T) {
 		"not a duration":  {[]string{"--max-session", "forever"}, "max-session"},
 		"redis, no addr":  {[]string{"--limiter", "redis", "--redis-addr", ""}, "--redis-addr"},
 		"unknown flag":    {[]string{"--max-tails", "3"}, "max-tails"},
+		"jobs topic":      {[]string{"--jobs-topic", "logs:jobs"}, "--jobs-topic"},
+		"jobs window":     {[]string{"--jobs-window", "0s"}, "--jobs-window"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

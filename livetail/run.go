@@ -19,6 +19,7 @@ import (
 	"github.com/logpipe/logpipe/common/memlog"
 	"github.com/logpipe/logpipe/livetail/internal/api"
 	"github.com/logpipe/logpipe/livetail/internal/auth"
+	"github.com/logpipe/logpipe/livetail/internal/catalogue"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
 	"github.com/logpipe/logpipe/livetail/internal/limit"
 	"github.com/logpipe/logpipe/livetail/internal/upstream"
@@ -39,6 +40,7 @@ type server struct {
 	log     *logrus.Logger
 	kafka   *upstream.Client
 	hub     *hub.Hub
+	jobs    *catalogue.Catalogue // nil without --jobs-topic
 	limiter limit.Limiter
 	tail    *api.Handler
 	diag    *diag.Server // --metrics-addr: /metrics, /debug/logs, health
@@ -117,6 +119,19 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		s.limiter = limit.NewMemory(cfg.MaxConnsPerUser)
 	}
 
+	var cat api.Catalogue // a nil *Catalogue would not be a nil Catalogue
+	if cfg.JobsTopic != "" {
+		s.jobs = catalogue.New(catalogue.Options{
+			Brokers:  cfg.Common.KafkaBrokers,
+			Security: &cfg.Kafka,
+			Topic:    cfg.JobsTopic,
+			LogTopic: cfg.Common.KafkaTopic,
+			Window:   cfg.JobsWindow,
+			Log:      log.WithField("component", "catalogue"),
+		})
+		cat = s.jobs
+	}
+
 	s.tail = api.New(s.hub, kafka, api.Options{
 		Auth:           authn,
 		Limiter:        s.limiter,
@@ -158,7 +173,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		TLS:    cfg.serverTLS(),
 	})
 	s.public.Handle("GET /api/v1/tail", s.tail)
-	s.public.Handle("GET /api/v1/jobs", api.JobsHandler(s.hub, kafka, cfg.Jobs, authn))
+	s.public.Handle("GET /api/v1/jobs", api.JobsHandler(s.hub, kafka, cat, cfg.Jobs, authn))
 	s.public.Handle("GET /", web.Handler())
 	if err := s.public.Listen(); err != nil {
 		return nil, err
@@ -198,6 +213,9 @@ func (s *server) run(ctx context.Context) error {
 	defer s.close()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.kafka.Run(ctx, s.hub) })
+	if s.jobs != nil {
+		g.Go(func() error { return s.jobs.Run(ctx) })
+	}
 	g.Go(func() error { return s.public.Serve(ctx) })
 	g.Go(func() error { return s.diag.Serve(ctx) })
 	g.Go(func() error {

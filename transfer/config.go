@@ -12,6 +12,7 @@ import (
 	"github.com/logpipe/logpipe/common/conf"
 	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/transfer/internal/backoff"
+	"github.com/logpipe/logpipe/transfer/internal/catalogue"
 	"github.com/logpipe/logpipe/transfer/internal/esbulk"
 	"github.com/logpipe/logpipe/transfer/internal/group"
 )
@@ -47,6 +48,10 @@ type Config struct {
 	BackoffMin   time.Duration `yaml:"backoff_min"`
 	BackoffMax   time.Duration `yaml:"backoff_max"`
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+
+	// The jobs catalogue (README, "Jobs catalogue").
+	JobsTopic    string        `yaml:"jobs_topic"`
+	JobsInterval time.Duration `yaml:"jobs_interval"`
 }
 
 // DefaultConfig returns the defaults of every flag.
@@ -66,6 +71,8 @@ func DefaultConfig() Config {
 		BackoffMin:   100 * time.Millisecond,
 		BackoffMax:   30 * time.Second,
 		DrainTimeout: 10 * time.Second,
+		JobsTopic:    "logs.jobs",
+		JobsInterval: 10 * time.Second,
 	}
 }
 
@@ -91,6 +98,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.BackoffMin, "backoff-min", c.BackoffMin, "first retry delay after a 429, 5xx or unreachable Elasticsearch or Kafka")
 	fs.DurationVar(&c.BackoffMax, "backoff-max", c.BackoffMax, "longest retry delay; retries go on forever")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "at shutdown or rebalance, how long the batch in progress may take before it is abandoned uncommitted")
+	fs.StringVar(&c.JobsTopic, "jobs-topic", c.JobsTopic, "compacted topic of the jobs catalogue, written for the partitions this instance owns and created when missing (empty: no catalogue)")
+	fs.DurationVar(&c.JobsInterval, "jobs-interval", c.JobsInterval, "how often the jobs catalogue is written")
 }
 
 // parseConfig parses the command line, the environment and the config file.
@@ -157,6 +166,12 @@ func (c *Config) Validate() error {
 		return bad("backoff-max", c.BackoffMax, "below --backoff-min "+c.BackoffMin.String())
 	case c.DrainTimeout < 0:
 		return bad("drain-timeout", c.DrainTimeout, "negative")
+	case c.JobsTopic != "" && !topicRE.MatchString(c.JobsTopic):
+		return bad("jobs-topic", c.JobsTopic, "not a Kafka topic name (letters, digits, '.', '_', '-')")
+	case c.JobsTopic != "" && (slices.Contains(c.Topics, c.JobsTopic) || c.JobsTopic == c.DLQTopic):
+		return bad("jobs-topic", c.JobsTopic, "is also a log or dead-letter topic")
+	case c.JobsInterval < time.Second:
+		return bad("jobs-interval", c.JobsInterval, "below 1s")
 	}
 	for _, a := range c.ESAddresses {
 		u, err := url.Parse(a)
@@ -194,6 +209,17 @@ func (c *Config) esConfig() esbulk.Config {
 		APIKey:    c.ESAPIKey,
 		CAFile:    c.ESCAFile,
 		Timeout:   c.ESTimeout,
+	}
+}
+
+func (c *Config) catalogueConfig() catalogue.Config {
+	return catalogue.Config{
+		Brokers:  c.Common.KafkaBrokers,
+		Topic:    c.JobsTopic,
+		Interval: c.JobsInterval,
+		ClientID: "logpipe-" + binary,
+		Backoff:  c.backoff(),
+		Security: &c.Kafka,
 	}
 }
 

@@ -91,6 +91,9 @@ func TestParseConfig(t *testing.T) {
 		"password, no user":    {env: map[string]string{"LOGPIPE_ES_PASSWORD": "secret"}, wantErr: "--es-password"},
 		"bad log level in env": {env: map[string]string{"LOGPIPE_LOG_LEVEL": "loud"}, wantErr: "loud"},
 		"unknown flag":         {args: []string{"--nope"}, wantErr: "nope"},
+		"jobs topic is a log":  {args: []string{"--jobs-topic", "logs"}, wantErr: "--jobs-topic logs"},
+		"bad jobs topic":       {args: []string{"--jobs-topic", "logs:jobs"}, wantErr: "--jobs-topic logs:jobs"},
+		"short jobs interval":  {args: []string{"--jobs-interval", "10ms"}, wantErr: "--jobs-interval 10ms"},
 		"missing CA file":      {args: []string{"--es-ca-file", filepath.Join(dir, "none.pem")}, wantErr: "none.pem"},
 	}
 	for name, tt := range tests {

@@ -15,6 +15,7 @@ import (
 	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/common/memlog"
+	"github.com/logpipe/logpipe/transfer/internal/catalogue"
 	"github.com/logpipe/logpipe/transfer/internal/dlq"
 	"github.com/logpipe/logpipe/transfer/internal/document"
 	"github.com/logpipe/logpipe/transfer/internal/esbulk"
@@ -47,6 +48,7 @@ type service struct {
 	dlq   *dlq.Producer
 	sink  *sink.Sink
 	group *group.Group
+	jobs  *catalogue.Writer // nil without --jobs-topic
 }
 
 // newService builds the components and binds the metrics listener, so that
@@ -72,10 +74,20 @@ func newService(cfg Config, logOut io.Writer) (*service, error) {
 		Security: &cfg.Kafka,
 	}, m, log)
 	builder := document.Builder{ParseJSON: cfg.ParseJSON}
+	gcfg := cfg.groupConfig()
+	var jobs *catalogue.Writer
+	if cfg.JobsTopic != "" {
+		counts := catalogue.NewCounts()
+		builder.Seen = func(src document.Source, job string, ts time.Time) {
+			counts.Seen(src.Topic, src.Partition, src.Key, job, ts)
+		}
+		gcfg.Claimed = counts.Claimed
+		jobs = catalogue.NewWriter(cfg.catalogueConfig(), counts, catalogue.NewMetrics(reg), log)
+	}
 	sk := sink.New(es, dl, cfg.backoff(), m, log)
-	grp := group.New(cfg.groupConfig(), sk, func() *sink.Batch { return sink.NewBatch(cfg.ESIndex, builder) }, m, log)
+	grp := group.New(gcfg, sk, func() *sink.Batch { return sink.NewBatch(cfg.ESIndex, builder) }, m, log)
 
-	s := &service{cfg: cfg, log: log, es: es, dlq: dl, sink: sk, group: grp}
+	s := &service{cfg: cfg, log: log, es: es, dlq: dl, sink: sk, group: grp, jobs: jobs}
 	s.diag = diag.New(diag.Options{
 		Addr:     cfg.Common.MetricsAddr,
 		Registry: reg,
@@ -109,7 +121,7 @@ func (s *service) Run(ctx context.Context) error {
 	}()
 	s.log.WithFields(logrus.Fields{
 		"topics": s.cfg.Topics, "group": s.cfg.Group, "es": s.cfg.ESAddresses,
-		"index": s.cfg.ESIndex, "dlq": s.cfg.DLQTopic,
+		"index": s.cfg.ESIndex, "dlq": s.cfg.DLQTopic, "jobs": s.cfg.JobsTopic,
 	}).Info("transfer starting")
 	for _, w := range s.cfg.Warnings {
 		s.log.Warn(w)
@@ -122,6 +134,9 @@ func (s *service) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.diag.Serve(gctx) })
+	if s.jobs != nil {
+		g.Go(func() error { return s.jobs.Run(gctx) })
+	}
 	g.Go(func() error {
 		return s.es.Maintain(gctx, esbulk.Setup{
 			Index:        s.cfg.ESIndex,

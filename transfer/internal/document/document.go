@@ -25,6 +25,7 @@ type Source struct {
 	Topic     string
 	Partition int32
 	Offset    int64
+	Key       []byte // the record's key, for Builder.Seen; nil for keyless records
 }
 
 // AppendID appends the _id of a record without a source position,
@@ -48,6 +49,10 @@ type Builder struct {
 	ParseJSON bool
 	// Now stamps event.ingested; nil means time.Now.
 	Now func() time.Time
+	// Seen, when set, is told the job field and @timestamp of every
+	// record that becomes a document, as it is built (the jobs catalogue
+	// counts records so, without decoding a value twice).
+	Seen func(src Source, job string, ts time.Time)
 }
 
 // Append decodes value as a record and appends its document, a single line
@@ -92,6 +97,9 @@ func (b Builder) AppendDocument(dst, id, value []byte, src Source) (doc, docID [
 		dst = appendJSONMessage(dst, r.Message)
 	}
 	dst = append(dst, '}')
+	if b.Seen != nil {
+		b.Seen(src, r.Job, r.Timestamp)
+	}
 	return dst, AppendRecordID(id, &r, src), nil
 }
 

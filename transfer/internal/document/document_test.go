@@ -173,8 +173,8 @@ func TestSourceID(t *testing.T) {
 		src  Source
 		want string
 	}{
-		"first":  {Source{"logs", 0, 0}, "logs-0-0"},
-		"dotted": {Source{"web.logs", 11, 9876543210}, "web.logs-11-9876543210"},
+		"first":  {Source{Topic: "logs"}, "logs-0-0"},
+		"dotted": {Source{Topic: "web.logs", Partition: 11, Offset: 9876543210}, "web.logs-11-9876543210"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

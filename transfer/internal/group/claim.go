@@ -42,6 +42,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	log := g.log.WithFields(logrus.Fields{"topic": topic, "partition": partition})
 	lag := g.m.Lag.WithLabelValues(topic, metrics.PartitionLabel(partition))
 	defer g.m.Lag.DeleteLabelValues(topic, metrics.PartitionLabel(partition))
+	if g.cfg.Claimed != nil {
+		defer g.cfg.Claimed(topic, partition)()
+	}
 
 	// Writes may go on for DrainTimeout after the session ends.
 	ctx, stop := drainContext(sess.Context(), g.cfg.DrainTimeout)

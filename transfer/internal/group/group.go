@@ -49,6 +49,11 @@ type Config struct {
 	Backoff backoff.Policy `yaml:"backoff"` // reconnecting to Kafka
 
 	Security *kafkasec.Config `yaml:"-"` // TLS and SASL; nil: plaintext
+
+	// Claimed, when set, is called as a partition is claimed; the function
+	// it returns is called once the claim is released and its batches are
+	// done (the jobs catalogue keeps counts only for partitions it owns).
+	Claimed func(topic string, partition int32) (released func()) `yaml:"-"`
 }
 
 // Validate checks the bounds.

@@ -41,7 +41,7 @@ func NewBatch(index string, b document.Builder) *Batch {
 // Add appends a record; it must follow the previous one in its partition.
 // A value that is not a record is kept for the dead-letter topic.
 func (b *Batch) Add(msg *sarama.ConsumerMessage) {
-	src := document.Source{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
+	src := document.Source{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, Key: msg.Key}
 	start := len(b.body)
 	var err error
 	b.doc, b.id, err = b.builder.AppendDocument(b.doc[:0], b.id[:0], msg.Value, src)
