@@ -3,6 +3,8 @@ package kafkasec
 import (
 	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,7 +20,9 @@ func TestValidate(t *testing.T) {
 		"SCRAM without TLS":        {cfg: Config{SASLMechanism: SCRAMSHA512, SASLUsername: "u", SASLPassword: "p"}},
 		"unknown mechanism":        {cfg: Config{SASLMechanism: "GSSAPI", SASLUsername: "u", SASLPassword: "p"}, want: `--kafka-sasl-mechanism "GSSAPI"`},
 		"mechanism without user":   {cfg: Config{SASLMechanism: Plain, SASLPassword: "p"}, want: "needs --kafka-sasl-username"},
-		"mechanism without secret": {cfg: Config{SASLMechanism: Plain, SASLUsername: "u"}, want: "needs a password (LOGPIPE_KAFKA_SASL_PASSWORD)"},
+		"mechanism without secret": {cfg: Config{SASLMechanism: Plain, SASLUsername: "u"}, want: "needs a password (LOGPIPE_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file)"},
+		"missing password file":    {cfg: Config{SASLMechanism: Plain, SASLUsername: "u", SASLPasswordFile: "/nonexistent/pw"}, want: "--kafka-sasl-password-file /nonexistent/pw: no such file"},
+		"password and its file":    {cfg: Config{SASLMechanism: Plain, SASLUsername: "u", SASLPassword: "p", SASLPasswordFile: "/nonexistent/pw"}, want: "are both set"},
 		"user without mechanism":   {cfg: Config{SASLUsername: "u"}, want: "without --kafka-sasl-mechanism"},
 		"cert without key":         {cfg: Config{CertFile: "c.pem"}, want: "go together"},
 		"missing CA file":          {cfg: Config{CAFile: "/nonexistent/ca.pem"}, want: "CA file"},
@@ -38,6 +42,27 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("the error holds the password: %v", err)
 			}
 		})
+	}
+}
+
+func TestPasswordFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(file, []byte("from-the-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Config{SASLMechanism: SCRAMSHA512, SASLUsername: "u", SASLPasswordFile: file}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil { // again, as Apply may
+		t.Fatal(err)
+	}
+	sc := sarama.NewConfig()
+	if err := c.Apply(sc); err != nil {
+		t.Fatal(err)
+	}
+	if sc.Net.SASL.Password != "from-the-file" {
+		t.Fatalf("password %q, want the file's without its newline", sc.Net.SASL.Password)
 	}
 }
 
