@@ -149,6 +149,11 @@ func TestSecuredKafkaCredentialGoesBad(t *testing.T) {
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "SASL Authentication failed")
 	})
 	t.Logf("/readyz while refused: %s", body)
+	for _, want := range []string{"kafka broker " + k.Addr, `SASL SCRAM-SHA-512 as user "logpipe"`, "authentication failed", "check --kafka-sasl-username"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/readyz does not say %q: %s", want, body)
+		}
+	}
 
 	k.RefuseAuth(false)
 	send(50, 50)

@@ -204,3 +204,23 @@ func speaksPlaintext(ctx context.Context, addr string) bool {
 }
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
+// Refused explains err, an error of a Kafka client while running, when it
+// is the brokers refusing the credential: the same one line as Check's
+// (brokers, what was tried, what to check), for /readyz and the agent's
+// status key. It returns nil for any other error, which the clients retry
+// as a broker going away.
+func (c *Config) Refused(brokers []string, err error) *Error {
+	if err == nil || c.SASLMechanism == "" {
+		return nil
+	}
+	if !errors.Is(err, sarama.ErrSASLAuthenticationFailed) && !strings.Contains(err.Error(), sarama.ErrSASLAuthenticationFailed.Error()) {
+		return nil
+	}
+	return &Error{
+		Broker:  strings.Join(brokers, ","),
+		Tried:   c.Describe(),
+		Problem: "authentication failed (" + oneLine(err) + "); retrying",
+		Check:   "--kafka-sasl-username, the password (" + PasswordEnv + " or --" + PasswordFileFlag + ") and that the user exists for " + c.SASLMechanism + " on the cluster",
+	}
+}

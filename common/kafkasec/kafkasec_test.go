@@ -3,6 +3,7 @@ package kafkasec
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,5 +124,29 @@ func TestHelpShowsNoPassword(t *testing.T) {
 	c.Register(fs)
 	if d := fs.Lookup(PasswordFlag).DefValue; d != "" {
 		t.Fatalf("default %q", d)
+	}
+}
+
+func TestRefused(t *testing.T) {
+	c := Config{CAFile: "ca.pem", SASLMechanism: SCRAMSHA512, SASLUsername: "logpipe", SASLPassword: "pw-never-shown"}
+	wrapped := fmt.Errorf("kafka: error while consuming logs/0: %w", sarama.ErrSASLAuthenticationFailed)
+	e := c.Refused([]string{"b-1:9096", "b-2:9096"}, wrapped)
+	if e == nil {
+		t.Fatal("an authentication failure is not explained")
+	}
+	got := e.Error()
+	for _, want := range []string{"kafka broker b-1:9096,b-2:9096", `SASL SCRAM-SHA-512 as user "logpipe"`, "authentication failed", "SASL Authentication failed", "check --kafka-sasl-username"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q does not say %q", got, want)
+		}
+	}
+	if strings.Contains(got, "pw-never-shown") {
+		t.Fatalf("%q holds the password", got)
+	}
+	if c.Refused(nil, errors.New("dial tcp: connection refused")) != nil {
+		t.Fatal("an unreachable broker is taken for a refused credential")
+	}
+	if (&Config{}).Refused(nil, wrapped) != nil {
+		t.Fatal("a client without SASL is told its credential was refused")
 	}
 }
