@@ -43,6 +43,7 @@ type server struct {
 	tail    *api.Handler
 	diag    *diag.Server // --metrics-addr: /metrics, /debug/logs, health
 	public  *diag.Server // --listen: the viewer, the API, health
+	refusal *kafkasec.Prober
 }
 
 // newServer connects to Kafka (retrying as --upstream-retries says) and
@@ -81,7 +82,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &server{log: log, kafka: kafka}
+	s := &server{log: log, kafka: kafka, refusal: &kafkasec.Prober{Brokers: cfg.Common.KafkaBrokers, Config: &cfg.Kafka}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -185,9 +186,15 @@ func (s *server) Addr() string { return s.public.Addr() }
 // MetricsAddr returns the bound metrics address.
 func (s *server) MetricsAddr() string { return s.diag.Addr() }
 
-// ready is /readyz: not ready while a partition is down.
+// ready is /readyz: not ready while a partition is down, with the
+// start-up line when the brokers refuse livetail's credential.
 func (s *server) ready() error {
 	if down := s.hub.Down(); len(down) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if refused := s.refusal.Refusal(ctx); refused != nil {
+			return fmt.Errorf("kafka partitions %v unavailable: %w", down, refused)
+		}
 		return fmt.Errorf("kafka partitions %v unavailable", down)
 	}
 	return nil
