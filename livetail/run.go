@@ -102,14 +102,19 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	switch cfg.Limiter.Value {
 	case "redis":
 		r := limit.NewRedis(limit.RedisOptions{
-			Addr:   cfg.RedisAddr,
-			URL:    cfg.RedisURL,
-			Max:    cfg.MaxConnsPerUser,
-			Log:    log.WithField("component", "limiter"),
-			Errors: newCounter(reg, "livetail_limiter_errors_total", "Redis failures of the connection limiter (connections were admitted)."),
+			Addr:    cfg.RedisAddr,
+			URL:     cfg.RedisURL,
+			RootCAs: cfg.redisCAs,
+			Max:     cfg.MaxConnsPerUser,
+			Log:     log.WithField("component", "limiter"),
+			Errors:  newCounter(reg, "livetail_limiter_errors_total", "Redis failures of the connection limiter (connections were admitted)."),
 		})
 		s.limiter = r
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := r.Check(pctx); err != nil {
+			cancel()
+			return nil, fmt.Errorf("redis %s: %w", cfg.redisEndpoint(), err)
+		}
 		if err := r.Ping(pctx); err != nil {
 			log.WithError(err).WithField("redis", cfg.redisEndpoint()).Warn("Redis does not answer yet; admitting connections without the per-user limit until it does")
 		}
