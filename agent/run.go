@@ -270,13 +270,19 @@ func kafkaSendError(p *producer.Producer, cfg Config) error {
 // sendCheckInterval is how often logSends looks at the producer's health.
 const sendCheckInterval = time.Second
 
-// logSends logs once when records stop getting through to Kafka (with
-// why, as sendErr says) and once when they get through again, until ctx
-// ends.
+// logSends logs when records stop getting through to Kafka (with why, as
+// sendErr says), again when the brokers turn out to refuse the credential,
+// and once when records get through again, until ctx ends: at most three
+// lines an outage, however long.
 func logSends(ctx context.Context, sendErr func() error, log logrus.FieldLogger) {
 	t := time.NewTicker(sendCheckInterval)
 	defer t.Stop()
-	failing := false
+	const (
+		ok = iota
+		failing
+		refused
+	)
+	state := ok
 	for {
 		select {
 		case <-ctx.Done():
@@ -284,13 +290,17 @@ func logSends(ctx context.Context, sendErr func() error, log logrus.FieldLogger)
 		case <-t.C:
 		}
 		err := sendErr()
+		var refusal *kafkasec.Error
 		switch {
-		case err != nil && !failing:
-			log.Warn(err.Error())
-			failing = true
-		case err == nil && failing:
+		case err == nil && state != ok:
 			log.Info("records get through to Kafka again")
-			failing = false
+			state = ok
+		case errors.As(err, &refusal) && state != refused:
+			log.Warn(err.Error())
+			state = refused
+		case err != nil && state == ok:
+			log.Warn(err.Error())
+			state = failing
 		}
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/eapache/go-resiliency/breaker"
 	"github.com/rcrowley/go-metrics"
 
 	"github.com/logpipe/logpipe/common/kafkasec"
@@ -351,8 +352,11 @@ func (p *Producer) errors() {
 		m := pe.Msg.Metadata.(*Message)
 		p.bytes.Add(-m.size)
 		p.failed.Add(1)
-		err := pe.Err
-		p.lastErr.Store(&err)
+		// An open circuit breaker is the consequence of earlier failures:
+		// keep their cause, which says why.
+		if err := pe.Err; !errors.Is(err, breaker.ErrBreakerOpen) || p.lastErr.Load() == nil {
+			p.lastErr.Store(&err)
+		}
 		m.owner.Done(m, pe.Err)
 	}
 }
