@@ -184,6 +184,8 @@ type EtcdSecurity struct {
 	KeyFile  string
 	Username string
 	Password string
+	// PasswordFile holds the password; Validate reads it.
+	PasswordFile string
 
 	tls *tls.Config // made by Validate; nil: plaintext
 }
@@ -196,16 +198,21 @@ func (e *EtcdSecurity) Register(fs *flag.FlagSet) {
 	fs.StringVar(&e.CertFile, "etcd-cert-file", e.CertFile, "PEM client certificate for etcd (with --etcd-key-file)")
 	fs.StringVar(&e.KeyFile, "etcd-key-file", e.KeyFile, "PEM private key of --etcd-cert-file")
 	fs.StringVar(&e.Username, "etcd-username", e.Username, "etcd user, when etcd has auth enabled")
-	fs.StringVar(&e.Password, etcdPasswordFlag, "", "etcd password; prefer the variable "+conf.EnvName(etcdPasswordFlag)+" to the flag, which other users can read in the process list")
+	fs.StringVar(&e.Password, etcdPasswordFlag, "", "etcd password; prefer the variable "+conf.EnvName(etcdPasswordFlag)+" or --"+etcdPasswordFlag+conf.FileSuffix+" to the flag, which other users can read in the process list")
+	fs.StringVar(&e.PasswordFile, etcdPasswordFlag+conf.FileSuffix, e.PasswordFile, "file holding the etcd password (one trailing newline is trimmed), such as a mounted secret")
 }
 
 // Validate checks the values and reads the certificate files.
 func (e *EtcdSecurity) Validate() error {
+	if err := conf.ReadSecret(&e.Password, etcdPasswordFlag, e.PasswordFile); err != nil {
+		return err
+	}
+	e.PasswordFile = ""
 	if (e.CertFile == "") != (e.KeyFile == "") {
 		return errors.New("--etcd-cert-file and --etcd-key-file go together")
 	}
 	if (e.Username == "") != (e.Password == "") {
-		return fmt.Errorf("--etcd-username and the password (%s) go together", conf.EnvName(etcdPasswordFlag))
+		return fmt.Errorf("--etcd-username and the password (%s or --%s) go together", conf.EnvName(etcdPasswordFlag), etcdPasswordFlag+conf.FileSuffix)
 	}
 	e.tls = nil
 	if e.CAFile == "" && e.CertFile == "" {
@@ -220,8 +227,8 @@ func (e *EtcdSecurity) Validate() error {
 }
 
 func (e *EtcdSecurity) warnings(args []string) []string {
-	if kafkasec.OnCommandLine(args, etcdPasswordFlag) {
-		return []string{"--" + etcdPasswordFlag + " was given on the command line, where other users can read it; set " + conf.EnvName(etcdPasswordFlag) + " instead"}
+	if w := conf.SecretWarning(args, etcdPasswordFlag); w != "" {
+		return []string{w}
 	}
 	return nil
 }

@@ -80,7 +80,7 @@ func run(ctx context.Context, cfg Config) error {
 			return 0
 		}
 	}
-	ap := &applier{log: log}
+	ap := &applier{log: log, sendErr: func() error { return kafkaSendError(prod.Load(), cfg) }}
 	promReg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agent_lines_acked_total", Help: "Records acknowledged by Kafka (acks=all)."},
 			stat(func(s producer.Stats) float64 { return float64(s.Acked) })),
@@ -93,12 +93,22 @@ func run(ctx context.Context, cfg Config) error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agent_config_revision", Help: "etcd mod revision of the collect config applied."},
 			func() float64 { return float64(ap.revision()) }),
 	)
+	var etcdErr atomic.Pointer[status.Publisher]
 	ready := func() error {
+		if pub := etcdErr.Load(); pub != nil {
+			var refused *etcdRefusal
+			if err := pub.Err(); errors.As(err, &refused) {
+				return refused
+			}
+		}
 		if prod.Load() == nil {
 			if err := ap.kafkaError(); err != nil {
 				return fmt.Errorf("%w: %w", errNoProducer, err)
 			}
 			return errNoProducer
+		}
+		if err := ap.sendErr(); err != nil {
+			return err
 		}
 		return ap.ready()
 	}
@@ -174,13 +184,20 @@ func run(ctx context.Context, cfg Config) error {
 	hopts.Log = log
 	hopts.Metrics = metrics
 
-	pub := status.New(cli, status.Options{Key: keys.AgentStatus(cfg.Name), Interval: cfg.StatusInterval, Log: log}, ap.status)
+	pub := status.New(cli, status.Options{Key: keys.AgentStatus(cfg.Name), Interval: cfg.StatusInterval, Log: log, Explain: func(err error) error {
+		if etcdSecurityError(err) {
+			return etcdRefused(cfg, err)
+		}
+		return err
+	}}, ap.status)
+	etcdErr.Store(pub)
 	ap.kick = pub.Kick
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx) })
 	g.Go(func() error { return saveLoop(gctx, reg, cfg.SaveDelay, cfg.SaveInterval, log) })
 	g.Go(func() error { return pub.Run(gctx) })
+	g.Go(func() error { logSends(gctx, ap.sendErr, log); return nil })
 	g.Go(func() error {
 		p := connect(gctx, pcfg, log, ap)
 		if p == nil {
@@ -234,6 +251,60 @@ func connect(ctx context.Context, cfg producer.Config, log logrus.FieldLogger, a
 	}
 }
 
+// kafkaSendError is why p's records do not get through, in the start-up
+// line's words when the brokers refuse the credential; nil while they do.
+func kafkaSendError(p *producer.Producer, cfg Config) error {
+	if p == nil {
+		return nil
+	}
+	err := p.Err()
+	if err == nil {
+		return nil
+	}
+	if refused := cfg.Kafka.Refused(cfg.KafkaBrokers, err); refused != nil {
+		return refused
+	}
+	return fmt.Errorf("kafka: sends failing, retrying: %w", err)
+}
+
+// sendCheckInterval is how often logSends looks at the producer's health.
+const sendCheckInterval = time.Second
+
+// logSends logs when records stop getting through to Kafka (with why, as
+// sendErr says), again when the brokers turn out to refuse the credential,
+// and once when records get through again, until ctx ends: at most three
+// lines an outage, however long.
+func logSends(ctx context.Context, sendErr func() error, log logrus.FieldLogger) {
+	t := time.NewTicker(sendCheckInterval)
+	defer t.Stop()
+	const (
+		ok = iota
+		failing
+		refused
+	)
+	state := ok
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := sendErr()
+		var refusal *kafkasec.Error
+		switch {
+		case err == nil && state != ok:
+			log.Info("records get through to Kafka again")
+			state = ok
+		case errors.As(err, &refusal) && state != refused:
+			log.Warn(err.Error())
+			state = refused
+		case err != nil && state == ok:
+			log.Warn(err.Error())
+			state = failing
+		}
+	}
+}
+
 // saveLoop writes the offset registry delay after Kafka acknowledged
 // records (the acknowledgements meanwhile share the write), and every
 // interval for the other changes. Saving right after the acknowledgements,
@@ -273,8 +344,9 @@ func saveLoop(ctx context.Context, reg *registry.Registry, delay, interval time.
 // applier applies the collect config from etcd and remembers what the
 // status key reports.
 type applier struct {
-	log  logrus.FieldLogger
-	kick func()
+	log     logrus.FieldLogger
+	kick    func()
+	sendErr func() error // why records do not get through to Kafka; nil while they do
 
 	mu        sync.Mutex
 	mgr       *harvest.Manager
@@ -367,6 +439,9 @@ func (a *applier) status() status.Status {
 	}
 	mgr := a.mgr
 	a.mu.Unlock()
+	if err := a.sendErr(); err != nil {
+		st.Errors = append(st.Errors, err.Error())
+	}
 	files := []harvest.FileStatus{}
 	if mgr != nil {
 		files = mgr.Files()
@@ -457,7 +532,7 @@ func etcdSecurityError(err error) bool {
 }
 
 // etcdRefused is the one line for an etcd that refused the agent.
-func etcdRefused(cfg Config, err error) error {
+func etcdRefused(cfg Config, err error) *etcdRefusal {
 	check := "--etcd-username and the password (" + conf.EnvName(etcdPasswordFlag) + "), and that the user's role may read " + cfg.ConfigKey + " and write " + keys.AgentStatus(cfg.Name)
 	msg := strings.Join(strings.Fields(err.Error()), " ")
 	if strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:") || strings.Contains(msg, "handshake") {
@@ -466,5 +541,11 @@ func etcdRefused(cfg Config, err error) error {
 	if cfg.Etcd.Password != "" {
 		msg = strings.ReplaceAll(msg, cfg.Etcd.Password, "****")
 	}
-	return fmt.Errorf("etcd %s: tried %s: %s; check %s", strings.Join(cfg.EtcdEndpoints, ","), cfg.Etcd.describe(), msg, check)
+	return &etcdRefusal{line: fmt.Sprintf("etcd %s: tried %s: %s; check %s", strings.Join(cfg.EtcdEndpoints, ","), cfg.Etcd.describe(), msg, check)}
 }
+
+// etcdRefusal is etcd refusing the agent's user, password or certificate,
+// in one line that never holds the password.
+type etcdRefusal struct{ line string }
+
+func (e *etcdRefusal) Error() string { return e.line }

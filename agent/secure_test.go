@@ -104,8 +104,9 @@ func (w *world) etcdEnv(etcdEnv []string, name string) []string {
 
 // TestSecuredEtcd runs the agent against an etcd that serves TLS, requires
 // a client certificate and has auth on, as a user whose role may only read
-// its config key and write its status key: the agent applies its config,
-// reloads it, keeps its status with a lease, and never prints the password.
+// its config key and write its status key, with the password in a file:
+// the agent applies its config, reloads it, keeps its status with a lease,
+// and never prints the password.
 func TestSecuredEtcd(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
@@ -126,7 +127,9 @@ func TestSecuredEtcd(t *testing.T) {
 	testkit.Append(t, b, testkit.Numbered("b", 0, 20, 0)...)
 	put(configJSON(entryJSON(a, `"job":"a"`)))
 
-	p := proc.StartCmd(t, "agent", securetest.Command(agentBinary(t), w.etcdEnv(e.AgentEnv("sec", etcdSecret), "sec")...))
+	// The password comes from a file, as a mounted secret.
+	env := securetest.SecretsInFiles(t, e.AgentEnv("sec", etcdSecret), "LOGPIPE_ETCD_PASSWORD")
+	p := proc.StartCmd(t, "agent", securetest.Command(agentBinary(t), w.etcdEnv(env, "sec")...))
 	w.waitLines("a", 20, within)
 	rev := put(configJSON(entryJSON(a, `"job":"a"`), entryJSON(b, `"job":"b"`)))
 	w.waitLines("b", 20, within)
@@ -224,7 +227,7 @@ func TestPasswordFlagWarns(t *testing.T) {
 	p := proc.StartCmd(t, "agent", cmd)
 	p.WaitFor(t, "connected to Kafka", within)
 	out := p.Output()
-	if !strings.Contains(out, "--kafka-sasl-password was given on the command line") || !strings.Contains(out, "set LOGPIPE_KAFKA_SASL_PASSWORD instead") {
+	if !strings.Contains(out, "--kafka-sasl-password was given on the command line") || !strings.Contains(out, "set LOGPIPE_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file instead") {
 		t.Errorf("no warning about the password flag:\n%s", out)
 	}
 	if strings.Contains(out, secret) {

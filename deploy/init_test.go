@@ -41,6 +41,8 @@ func debianPackage(tool string) string {
 		return "curl"
 	case "sh":
 		return "dash"
+	case "openssl":
+		return "openssl"
 	}
 	return "coreutils"
 }

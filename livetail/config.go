@@ -2,11 +2,13 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"time"
 
@@ -44,6 +46,9 @@ type Config struct {
 	Limiter   conf.OneOf `yaml:"limiter"`
 	RedisAddr string     `yaml:"redis-addr"`
 	RedisURL  string     `yaml:"redis-url"`
+	// RedisCAFile holds the CAs of a rediss:// server; Validate loads them.
+	RedisCAFile string         `yaml:"redis-ca-file"`
+	redisCAs    *x509.CertPool // from RedisCAFile; nil: the system's
 
 	TLSCertFile string `yaml:"tls-cert-file"`
 	TLSKeyFile  string `yaml:"tls-key-file"`
@@ -114,6 +119,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxHistoryScan, "max-history-scan", c.MaxHistoryScan, "most records one session's history (tail, since or cursor) reads from Kafka; beyond, the oldest part is skipped and announced by a dropped frame")
 	fs.Var(&c.Limiter, "limiter", "where per-user connection counts live: memory (this process) or redis (shared by replicas)")
 	fs.StringVar(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis address for --limiter redis, without password or TLS (see --redis-url)")
+	fs.StringVar(&c.RedisCAFile, "redis-ca-file", c.RedisCAFile, "PEM file of the CAs that sign the certificate of a rediss:// --redis-url (empty: the system's)")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL for --limiter redis, redis://[user:password@]host:port[/db] or rediss:// for TLS; overrides --redis-addr. Prefer the variable LOGPIPE_REDIS_URL when it holds a password")
 	fs.Var(&c.Auth, "auth", "authentication: none (the user is the client address) or jwt")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "HS256 secret for --auth jwt")
@@ -163,6 +169,16 @@ func (c *Config) Validate() error {
 		if _, err := redis.ParseURL(c.RedisURL); err != nil {
 			// The URL may hold a password: name the flag, not the value.
 			return bad("--redis-url: want redis://[user:password@]host:port[/db] or rediss://...")
+		}
+	}
+	if c.RedisCAFile != "" {
+		pem, err := os.ReadFile(c.RedisCAFile)
+		if err != nil {
+			return bad("--redis-ca-file %s: %v", c.RedisCAFile, err)
+		}
+		c.redisCAs = x509.NewCertPool()
+		if !c.redisCAs.AppendCertsFromPEM(pem) {
+			return bad("--redis-ca-file %s: no PEM certificate in it", c.RedisCAFile)
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {

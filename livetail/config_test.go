@@ -66,6 +66,7 @@ func TestConfigErrors(t *testing.T) {
 		"jwt with both":   {[]string{"--auth", "jwt", "--jwt-secret", "x", "--jwt-public-key", "k.pem"}, "exactly one"},
 		"secret, no auth": {[]string{"--jwt-secret", "x"}, "--auth"},
 		"per user":        {[]string{"--max-conns-per-user", "0"}, "--max-conns-per-user 0"},
+		"redis CA":        {[]string{"--redis-ca-file", "/nonexistent/ca.pem"}, "--redis-ca-file /nonexistent/ca.pem"},
 		"client buffer":   {[]string{"--client-buffer", "-1"}, "--client-buffer"},
 		"ping":            {[]string{"--ping-interval", "0s"}, "--ping-interval"},
 		"session":         {[]string{"--max-session", "-1m"}, "--max-session"},

@@ -45,6 +45,7 @@ type server struct {
 	tail    *api.Handler
 	diag    *diag.Server // --metrics-addr: /metrics, /debug/logs, health
 	public  *diag.Server // --listen: the viewer, the API, health
+	refusal *kafkasec.Prober
 }
 
 // newServer connects to Kafka (retrying as --upstream-retries says) and
@@ -83,7 +84,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &server{log: log, kafka: kafka}
+	s := &server{log: log, kafka: kafka, refusal: &kafkasec.Prober{Brokers: cfg.Common.KafkaBrokers, Config: &cfg.Kafka}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -103,14 +104,19 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	switch cfg.Limiter.Value {
 	case "redis":
 		r := limit.NewRedis(limit.RedisOptions{
-			Addr:   cfg.RedisAddr,
-			URL:    cfg.RedisURL,
-			Max:    cfg.MaxConnsPerUser,
-			Log:    log.WithField("component", "limiter"),
-			Errors: newCounter(reg, "livetail_limiter_errors_total", "Redis failures of the connection limiter (connections were admitted)."),
+			Addr:    cfg.RedisAddr,
+			URL:     cfg.RedisURL,
+			RootCAs: cfg.redisCAs,
+			Max:     cfg.MaxConnsPerUser,
+			Log:     log.WithField("component", "limiter"),
+			Errors:  newCounter(reg, "livetail_limiter_errors_total", "Redis failures of the connection limiter (connections were admitted)."),
 		})
 		s.limiter = r
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := r.Check(pctx); err != nil {
+			cancel()
+			return nil, fmt.Errorf("redis %s: %w", cfg.redisEndpoint(), err)
+		}
 		if err := r.Ping(pctx); err != nil {
 			log.WithError(err).WithField("redis", cfg.redisEndpoint()).Warn("Redis does not answer yet; admitting connections without the per-user limit until it does")
 		}
@@ -200,9 +206,15 @@ func (s *server) Addr() string { return s.public.Addr() }
 // MetricsAddr returns the bound metrics address.
 func (s *server) MetricsAddr() string { return s.diag.Addr() }
 
-// ready is /readyz: not ready while a partition is down.
+// ready is /readyz: not ready while a partition is down, with the
+// start-up line when the brokers refuse livetail's credential.
 func (s *server) ready() error {
 	if down := s.hub.Down(); len(down) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if refused := s.refusal.Refusal(ctx); refused != nil {
+			return fmt.Errorf("kafka partitions %v unavailable: %w", down, refused)
+		}
 		return fmt.Errorf("kafka partitions %v unavailable", down)
 	}
 	return nil

@@ -80,7 +80,9 @@ func TestSecuredKafka(t *testing.T) {
 	}
 	produce(0, 5)
 
-	p := proc.StartCmd(t, "livetail", securetest.Command(livetailBinary(t), secureEnv(k.Env(),
+	// The Kafka password comes from a file, as a mounted secret.
+	kafkaEnv := securetest.SecretsInFiles(t, k.Env(), "LOGPIPE_KAFKA_SASL_PASSWORD")
+	p := proc.StartCmd(t, "livetail", securetest.Command(livetailBinary(t), secureEnv(kafkaEnv,
 		"LOGPIPE_TLS_CERT_FILE="+pki.ServerCert,
 		"LOGPIPE_TLS_KEY_FILE="+pki.ServerKey,
 		"LOGPIPE_LIMITER=redis",

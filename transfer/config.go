@@ -34,13 +34,16 @@ type Config struct {
 	DLQTopic  string    `yaml:"dlq_topic"`
 	ParseJSON bool      `yaml:"parse_json"`
 
-	ESAddresses conf.List     `yaml:"es_addresses"`
-	ESIndex     string        `yaml:"es_index"`
-	ESUsername  string        `yaml:"es_username"`
-	ESPassword  string        `yaml:"es_password"`
-	ESAPIKey    string        `yaml:"es_api_key"`
-	ESCAFile    string        `yaml:"es_ca_file"`
-	ESTimeout   time.Duration `yaml:"es_timeout"`
+	ESAddresses conf.List `yaml:"es_addresses"`
+	ESIndex     string    `yaml:"es_index"`
+	ESUsername  string    `yaml:"es_username"`
+	ESPassword  string    `yaml:"es_password"`
+	ESAPIKey    string    `yaml:"es_api_key"`
+	// ESPasswordFile and ESAPIKeyFile hold the secrets; Validate reads them.
+	ESPasswordFile string        `yaml:"es_password_file"`
+	ESAPIKeyFile   string        `yaml:"es_api_key_file"`
+	ESCAFile       string        `yaml:"es_ca_file"`
+	ESTimeout      time.Duration `yaml:"es_timeout"`
 
 	BatchDocs    int           `yaml:"batch_docs"`
 	BatchBytes   conf.Bytes    `yaml:"batch_bytes"`
@@ -88,8 +91,10 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Var(&c.ESAddresses, "es-addresses", "comma-separated Elasticsearch URLs")
 	fs.StringVar(&c.ESIndex, "es-index", c.ESIndex, "data stream to write to; its index template is installed at start")
 	fs.StringVar(&c.ESUsername, "es-username", c.ESUsername, "Elasticsearch basic-auth user")
-	fs.StringVar(&c.ESPassword, "es-password", c.ESPassword, "Elasticsearch basic-auth password (prefer the environment variable)")
-	fs.StringVar(&c.ESAPIKey, "es-api-key", c.ESAPIKey, "Elasticsearch API key, base64 (prefer the environment variable)")
+	fs.StringVar(&c.ESPassword, esPasswordFlag, c.ESPassword, "Elasticsearch basic-auth password (prefer the variable "+conf.EnvName(esPasswordFlag)+" or --"+esPasswordFlag+conf.FileSuffix+")")
+	fs.StringVar(&c.ESPasswordFile, esPasswordFlag+conf.FileSuffix, c.ESPasswordFile, "file holding the Elasticsearch password (one trailing newline is trimmed), such as a mounted secret")
+	fs.StringVar(&c.ESAPIKey, esAPIKeyFlag, c.ESAPIKey, "Elasticsearch API key, base64 (prefer the variable "+conf.EnvName(esAPIKeyFlag)+" or --"+esAPIKeyFlag+conf.FileSuffix+")")
+	fs.StringVar(&c.ESAPIKeyFile, esAPIKeyFlag+conf.FileSuffix, c.ESAPIKeyFile, "file holding the Elasticsearch API key (one trailing newline is trimmed)")
 	fs.StringVar(&c.ESCAFile, "es-ca-file", c.ESCAFile, "PEM file of the CAs that sign Elasticsearch's certificate")
 	fs.DurationVar(&c.ESTimeout, "es-timeout", c.ESTimeout, "how long to wait for Elasticsearch's answer to one request")
 	fs.IntVar(&c.BatchDocs, "batch-docs", c.BatchDocs, "records per bulk request, at most (per partition)")
@@ -117,8 +122,19 @@ func parseConfig(args []string, env func(string) (string, bool)) (Config, error)
 		c.Topics = conf.List{c.Common.KafkaTopic}
 	}
 	c.Warnings = kafkasec.Warnings(args)
+	for _, name := range []string{esPasswordFlag, esAPIKeyFlag} {
+		if w := conf.SecretWarning(args, name); w != "" {
+			c.Warnings = append(c.Warnings, w)
+		}
+	}
 	return c, c.Validate()
 }
+
+// The flags of the search engine's secrets.
+const (
+	esPasswordFlag = "es-password"
+	esAPIKeyFlag   = "es-api-key"
+)
 
 var (
 	// Kafka's rule for topic names.
@@ -138,6 +154,13 @@ func (c *Config) Validate() error {
 	if err := c.Kafka.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", conf.ErrValue, err)
 	}
+	if err := conf.ReadSecret(&c.ESPassword, esPasswordFlag, c.ESPasswordFile); err != nil {
+		return fmt.Errorf("%w: %w", conf.ErrValue, err)
+	}
+	if err := conf.ReadSecret(&c.ESAPIKey, esAPIKeyFlag, c.ESAPIKeyFile); err != nil {
+		return fmt.Errorf("%w: %w", conf.ErrValue, err)
+	}
+	c.ESPasswordFile, c.ESAPIKeyFile = "", ""
 	for _, t := range c.Topics {
 		if !topicRE.MatchString(t) {
 			return bad("kafka-topics", t, "not a Kafka topic name (letters, digits, '.', '_', '-')")

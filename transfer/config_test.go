@@ -127,3 +127,58 @@ func TestNewServiceBadMetricsAddr(t *testing.T) {
 		t.Fatalf("newService = %v, want an error naming the address", err)
 	}
 }
+
+// Each secret of the search engine can come from a file named by a flag,
+// a variable or a config key; the file's value is used without its
+// trailing newline, and a bad file is one line naming the flag and file.
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pw, key, empty := write("pw", "secret-pw\n"), write("key", "secret-key\n"), write("empty", "")
+	yaml := write("t.yaml", "es-api-key-file: "+key+"\n")
+	none := func(string) (string, bool) { return "", false }
+	env := func(m map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	c, err := parseConfig([]string{"--es-username", "elastic", "--es-password-file", pw}, none)
+	if err != nil || c.ESPassword != "secret-pw" {
+		t.Fatalf("flag: password %q, %v", c.ESPassword, err)
+	}
+	c, err = parseConfig(nil, env(map[string]string{"LOGPIPE_ES_USERNAME": "elastic", "LOGPIPE_ES_PASSWORD_FILE": pw}))
+	if err != nil || c.ESPassword != "secret-pw" {
+		t.Fatalf("variable: password %q, %v", c.ESPassword, err)
+	}
+	c, err = parseConfig([]string{"--config", yaml}, none)
+	if err != nil || c.ESAPIKey != "secret-key" {
+		t.Fatalf("config key: API key %q, %v", c.ESAPIKey, err)
+	}
+	c, err = parseConfig(nil, env(map[string]string{"LOGPIPE_KAFKA_SASL_MECHANISM": "PLAIN", "LOGPIPE_KAFKA_SASL_USERNAME": "u", "LOGPIPE_KAFKA_SASL_PASSWORD_FILE": pw}))
+	if err != nil || c.Kafka.SASLPassword != "secret-pw" {
+		t.Fatalf("kafka: password %q, %v", c.Kafka.SASLPassword, err)
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"empty":    {[]string{"--es-username", "u", "--es-password-file", empty}, "--es-password-file " + empty + ": the file is empty"},
+		"missing":  {[]string{"--es-api-key-file", filepath.Join(dir, "none")}, "--es-api-key-file " + filepath.Join(dir, "none") + ": no such file"},
+		"and flag": {[]string{"--es-username", "u", "--es-password", "x", "--es-password-file", pw}, "--es-password-file and --es-password"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseConfig(tc.args, none)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "secret-pw") {
+				t.Fatalf("error %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+	c, err = parseConfig([]string{"--es-username", "u", "--es-password", "x"}, none)
+	if err != nil || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "LOGPIPE_ES_PASSWORD or --es-password-file") {
+		t.Fatalf("warnings %q, %v; want one naming the variable and the file flag", c.Warnings, err)
+	}
+}

@@ -34,7 +34,8 @@ func secureEnv(s *stack.Stack, kafkaEnv []string, index string) []string {
 // TestSecuredKafka runs transfer, configured from the environment alone,
 // against a Kafka that serves only SASL_SSL with SCRAM-SHA-512: its
 // consumer group indexes the records, its dead-letter producer writes the
-// one that is not a record, and the password is never printed.
+// one that is not a record, and the password, given as a file, is never
+// printed.
 func TestSecuredKafka(t *testing.T) {
 	t.Parallel()
 	s := stack.New(t, stack.Options{Without: []string{stack.Etcd, stack.Kafka}})
@@ -56,7 +57,9 @@ func TestSecuredKafka(t *testing.T) {
 	}
 	must(t, sp.SendMessages(msgs))
 
-	p := proc.StartCmd(t, "transfer", securetest.Command(transferBinary(t), secureEnv(s, k.Env(), index)...))
+	// The password comes from a file, as a mounted secret.
+	env := securetest.SecretsInFiles(t, k.Env(), "LOGPIPE_KAFKA_SASL_PASSWORD")
+	p := proc.StartCmd(t, "transfer", securetest.Command(transferBinary(t), secureEnv(s, env, index)...))
 	waitFor(t, within, "the records indexed over SASL_SSL", func() bool {
 		got, _ := es.tryCount("")
 		return got >= n
@@ -146,6 +149,11 @@ func TestSecuredKafkaCredentialGoesBad(t *testing.T) {
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "SASL Authentication failed")
 	})
 	t.Logf("/readyz while refused: %s", body)
+	for _, want := range []string{"kafka broker " + k.Addr, `SASL SCRAM-SHA-512 as user "logpipe"`, "authentication failed", "check --kafka-sasl-username"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/readyz does not say %q: %s", want, body)
+		}
+	}
 
 	k.RefuseAuth(false)
 	send(50, 50)

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -113,7 +114,7 @@ func (c *Config) probe(ctx context.Context, addr string) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, sarama.ErrSASLAuthenticationFailed) || proofRejected:
+	case errors.Is(err, sarama.ErrSASLAuthenticationFailed) || proofRejected || c.closedDuringSASL(ctx, addr, err):
 		return refused("authentication failed",
 			"--kafka-sasl-username, the password ("+PasswordEnv+") and that the user exists for "+c.SASLMechanism+" on the cluster")
 	case errors.Is(err, sarama.ErrUnsupportedSASLMechanism):
@@ -125,6 +126,32 @@ func (c *Config) probe(ctx context.Context, addr string) error {
 		return refused("the port expects TLS", "--kafka-ca-file (or --kafka-tls) for this listener, or the broker's plaintext port")
 	}
 	return nil
+}
+
+// closedDuringSASL reports whether the broker closed the connection
+// during the SASL exchange rather than answer it: a broker may do that for
+// a user unknown to the mechanism, or a wrong PLAIN password (kfake does).
+// It is told from a broker going away by asking the broker again, with the
+// same TLS and without SASL, for its API versions.
+func (c *Config) closedDuringSASL(ctx context.Context, addr string, err error) bool {
+	if c.SASLMechanism == "" || !errors.Is(err, io.EOF) || ctx.Err() != nil {
+		return false
+	}
+	sc := sarama.NewConfig()
+	sc.Net.DialTimeout = probeTimeout
+	sc.Net.ReadTimeout = probeTimeout
+	sc.Net.WriteTimeout = probeTimeout
+	if c.TLS {
+		sc.Net.TLS.Enable = true
+		sc.Net.TLS.Config = c.tlsConfig.Clone()
+	}
+	b := sarama.NewBroker(addr)
+	if err := b.Open(sc); err != nil {
+		return false
+	}
+	defer b.Close()
+	_, err = b.ApiVersions(&sarama.ApiVersionsRequest{})
+	return err == nil
 }
 
 // handshake does a TLS handshake with addr as the clients will.
@@ -177,3 +204,23 @@ func speaksPlaintext(ctx context.Context, addr string) bool {
 }
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
+// Refused explains err, an error of a Kafka client while running, when it
+// is the brokers refusing the credential: the same one line as Check's
+// (brokers, what was tried, what to check), for /readyz and the agent's
+// status key. It returns nil for any other error, which the clients retry
+// as a broker going away.
+func (c *Config) Refused(brokers []string, err error) *Error {
+	if err == nil || c.SASLMechanism == "" {
+		return nil
+	}
+	if !errors.Is(err, sarama.ErrSASLAuthenticationFailed) && !strings.Contains(err.Error(), sarama.ErrSASLAuthenticationFailed.Error()) {
+		return nil
+	}
+	return &Error{
+		Broker:  strings.Join(brokers, ","),
+		Tried:   c.Describe(),
+		Problem: "authentication failed (" + oneLine(err) + "); retrying",
+		Check:   "--kafka-sasl-username, the password (" + PasswordEnv + " or --" + PasswordFileFlag + ") and that the user exists for " + c.SASLMechanism + " on the cluster",
+	}
+}

@@ -19,6 +19,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/xdg-go/scram"
+
+	"github.com/logpipe/logpipe/common/conf"
 )
 
 // SASL mechanisms.
@@ -30,8 +32,9 @@ const (
 
 // PasswordFlag is the flag of the SASL password; PasswordEnv its variable.
 const (
-	PasswordFlag = "kafka-sasl-password"
-	PasswordEnv  = "LOGPIPE_KAFKA_SASL_PASSWORD"
+	PasswordFlag     = "kafka-sasl-password"
+	PasswordEnv      = "LOGPIPE_KAFKA_SASL_PASSWORD"
+	PasswordFileFlag = PasswordFlag + conf.FileSuffix
 )
 
 var (
@@ -54,6 +57,8 @@ type Config struct {
 	SASLMechanism string `yaml:"kafka-sasl-mechanism"`
 	SASLUsername  string `yaml:"kafka-sasl-username"`
 	SASLPassword  string `yaml:"kafka-sasl-password"`
+	// SASLPasswordFile holds the password; Validate reads it.
+	SASLPasswordFile string `yaml:"kafka-sasl-password-file"`
 
 	tlsConfig *tls.Config // made by Validate
 }
@@ -67,11 +72,16 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ServerName, "kafka-tls-server-name", c.ServerName, "name the brokers' certificates must hold (empty: the broker's host)")
 	fs.StringVar(&c.SASLMechanism, "kafka-sasl-mechanism", c.SASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)")
 	fs.StringVar(&c.SASLUsername, "kafka-sasl-username", c.SASLUsername, "SASL user")
-	fs.StringVar(&c.SASLPassword, PasswordFlag, "", "SASL password; prefer the variable "+PasswordEnv+" to the flag, which other users can read in the process list")
+	fs.StringVar(&c.SASLPassword, PasswordFlag, "", "SASL password; prefer the variable "+PasswordEnv+" or --"+PasswordFileFlag+" to the flag, which other users can read in the process list")
+	fs.StringVar(&c.SASLPasswordFile, PasswordFileFlag, c.SASLPasswordFile, "file holding the SASL password (one trailing newline is trimmed), such as a mounted secret")
 }
 
-// Validate checks the values and reads the certificate files.
+// Validate checks the values and reads the password and certificate files.
 func (c *Config) Validate() error {
+	if err := conf.ReadSecret(&c.SASLPassword, PasswordFlag, c.SASLPasswordFile); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	c.SASLPasswordFile = "" // read: a second Validate keeps the password
 	switch c.SASLMechanism {
 	case "":
 		if c.SASLUsername != "" || c.SASLPassword != "" {
@@ -82,7 +92,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: --kafka-sasl-mechanism %s needs --kafka-sasl-username", ErrConfig, c.SASLMechanism)
 		}
 		if c.SASLPassword == "" {
-			return fmt.Errorf("%w: --kafka-sasl-mechanism %s needs a password (%s)", ErrConfig, c.SASLMechanism, PasswordEnv)
+			return fmt.Errorf("%w: --kafka-sasl-mechanism %s needs a password (%s or --%s)", ErrConfig, c.SASLMechanism, PasswordEnv, PasswordFileFlag)
 		}
 	default:
 		return fmt.Errorf("%w: --kafka-sasl-mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", ErrConfig, c.SASLMechanism)
@@ -134,25 +144,14 @@ func TLSConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error
 // Warnings are the lines to log at start about how the configuration was
 // given: a password on the command line, which other users can read.
 func Warnings(args []string) []string {
-	if OnCommandLine(args, PasswordFlag) {
-		return []string{"--" + PasswordFlag + " was given on the command line, where other users can read it; set " + PasswordEnv + " instead"}
+	if w := conf.SecretWarning(args, PasswordFlag); w != "" {
+		return []string{w}
 	}
 	return nil
 }
 
 // OnCommandLine reports whether flag name is among args.
-func OnCommandLine(args []string, name string) bool {
-	for _, a := range args {
-		if a == "--" {
-			return false
-		}
-		a = strings.TrimLeft(a, "-")
-		if a == name || strings.HasPrefix(a, name+"=") {
-			return true
-		}
-	}
-	return false
-}
+func OnCommandLine(args []string, name string) bool { return conf.OnCommandLine(args, name) }
 
 // Apply sets TLS and SASL on sc. Call Validate first.
 func (c *Config) Apply(sc *sarama.Config) error {

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/eapache/go-resiliency/breaker"
 	"github.com/rcrowley/go-metrics"
 
 	"github.com/logpipe/logpipe/common/kafkasec"
@@ -158,8 +159,9 @@ type Producer struct {
 	bytes     atomic.Int64
 	acked     atomic.Int64
 	failed    atomic.Int64
-	done      chan struct{} // closed when Close starts
-	sending   sync.RWMutex  // Send holds it for reading while it may write to the input
+	lastErr   atomic.Pointer[error] // of the last failed send; nil once one succeeds
+	done      chan struct{}         // closed when Close starts
+	sending   sync.RWMutex          // Send holds it for reading while it may write to the input
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 }
@@ -339,6 +341,7 @@ func (p *Producer) successes() {
 		m := pm.Metadata.(*Message)
 		p.bytes.Add(-m.size)
 		p.acked.Add(1)
+		p.lastErr.Store(nil)
 		m.owner.Done(m, nil)
 	}
 }
@@ -349,8 +352,22 @@ func (p *Producer) errors() {
 		m := pe.Msg.Metadata.(*Message)
 		p.bytes.Add(-m.size)
 		p.failed.Add(1)
+		// An open circuit breaker is the consequence of earlier failures:
+		// keep their cause, which says why.
+		if err := pe.Err; !errors.Is(err, breaker.ErrBreakerOpen) || p.lastErr.Load() == nil {
+			p.lastErr.Store(&err)
+		}
 		m.owner.Done(m, pe.Err)
 	}
+}
+
+// Err is the error of the last send Kafka failed, until one succeeds: why
+// records do not get through (readiness and the status key).
+func (p *Producer) Err() error {
+	if e := p.lastErr.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // Stats returns counters for metrics.

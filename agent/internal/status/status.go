@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -31,6 +32,10 @@ type Options struct {
 	Interval time.Duration // default 2s
 	Timeout  time.Duration // per etcd call; default 3s
 	Log      logrus.FieldLogger
+	// Explain, when set, turns a failed write's error into the one line
+	// logged and returned by Err (the endpoint, what was tried, what to
+	// check).
+	Explain func(error) error
 }
 
 // Publisher writes the status key.
@@ -39,6 +44,16 @@ type Publisher struct {
 	opts    Options
 	collect func() Status
 	kick    chan struct{}
+	lastErr atomic.Pointer[error] // of the last write; nil once one succeeds
+}
+
+// Err is why the last write of the status key failed, nil when it
+// succeeded: a readiness check sees etcd refusing the agent's credential.
+func (p *Publisher) Err() error {
+	if e := p.lastErr.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // New returns a Publisher that writes what collect returns.
@@ -77,6 +92,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		err := p.publish(ctx, &lease)
+		if err != nil && ctx.Err() == nil {
+			if p.opts.Explain != nil {
+				err = p.opts.Explain(err)
+			}
+			p.lastErr.Store(&err)
+		} else if err == nil {
+			p.lastErr.Store(nil)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
 			p.opts.Log.WithError(err).Warn("cannot write the status key; retrying")

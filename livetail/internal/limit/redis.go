@@ -3,10 +3,14 @@ package limit
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,12 +60,15 @@ type RedisOptions struct {
 	Addr string
 	// URL, when set, is used instead of Addr: redis://[user:password@]host:port[/db],
 	// or rediss:// for TLS. Its password is never logged.
-	URL    string
-	Max    int           // connections per user across all replicas
-	TTL    time.Duration // DefaultTTL if zero; refreshed every TTL/3
-	Prefix string        // key prefix, "livetail:conns:" if empty
-	Log    logrus.FieldLogger
-	Errors prometheus.Counter // Redis failures (the connection is then admitted)
+	URL string
+	// RootCAs are the CAs a rediss:// server's certificate must be signed
+	// by; nil: the system's.
+	RootCAs *x509.CertPool
+	Max     int           // connections per user across all replicas
+	TTL     time.Duration // DefaultTTL if zero; refreshed every TTL/3
+	Prefix  string        // key prefix, "livetail:conns:" if empty
+	Log     logrus.FieldLogger
+	Errors  prometheus.Counter // Redis failures (the connection is then admitted)
 }
 
 // Redis is a Limiter shared by several livetail replicas through Redis.
@@ -111,6 +118,9 @@ func NewRedis(opts RedisOptions) *Redis {
 			ro = u
 		}
 	}
+	if ro.TLSConfig != nil && opts.RootCAs != nil {
+		ro.TLSConfig.RootCAs = opts.RootCAs
+	}
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 	ro.MaxRetries = 1
 	ro.DisableIdentity = true
@@ -129,6 +139,42 @@ func NewRedis(opts RedisOptions) *Redis {
 // Ping checks that Redis answers.
 func (r *Redis) Ping(ctx context.Context) error {
 	return r.client.Ping(ctx).Err()
+}
+
+// ErrRefused is wrapped by the errors of Check.
+var ErrRefused = errors.New("redis refused the connection")
+
+// RefusedError is Redis refusing the connection for a reason retrying does
+// not fix: what went wrong and what to check, never the password.
+type RefusedError struct{ Problem, Check string }
+
+func (e *RefusedError) Error() string { return e.Problem + "; check " + e.Check }
+
+// Unwrap makes errors.Is(err, ErrRefused) true.
+func (e *RefusedError) Unwrap() error { return ErrRefused }
+
+// Check pings Redis once. It returns a *RefusedError when Redis refuses
+// the user or password, its certificate is not trusted, or it does not
+// speak TLS; nil when Redis answers or cannot be reached (the limiter then
+// admits connections until it can).
+func (r *Redis) Check(ctx context.Context) error {
+	err := r.Ping(ctx)
+	if err == nil {
+		return nil
+	}
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	var unknown x509.UnknownAuthorityError
+	var verify *tls.CertificateVerificationError
+	var header tls.RecordHeaderError
+	switch {
+	case strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") || strings.Contains(msg, "invalid password"):
+		return &RefusedError{"authentication failed (" + msg + ")", "the user and password of --redis-url (LOGPIPE_REDIS_URL)"}
+	case errors.As(err, &unknown) || errors.As(err, &verify):
+		return &RefusedError{"the server's certificate is not trusted (" + msg + ")", "--redis-ca-file (the CA that signed Redis's certificate)"}
+	case errors.As(err, &header):
+		return &RefusedError{"the port answers without TLS (" + msg + ")", "the scheme of --redis-url (rediss:// is TLS) and the port"}
+	}
+	return nil
 }
 
 func (r *Redis) key(user string) string { return r.opts.Prefix + user }

@@ -42,6 +42,12 @@ func Start(tb testing.TB) string {
 // "--requirepass", "secret".
 func StartWith(tb testing.TB, args ...string) string {
 	tb.Helper()
+	return start(tb, "--port", args)
+}
+
+// start runs redis-server with portFlag set to a port picked here.
+func start(tb testing.TB, portFlag string, args []string) string {
+	tb.Helper()
 	path, err := exec.LookPath(Binary)
 	if err != nil {
 		tb.Fatalf("%s not found: `make test` installs it (Debian package redis-server): %v", Binary, err)
@@ -49,7 +55,7 @@ func StartWith(tb testing.TB, args ...string) string {
 	for range tries {
 		port := strconv.Itoa(portLow + rand.IntN(portHigh-portLow))
 		p := proc.StartCmd(tb, Binary, exec.Command(path, append([]string{
-			"--bind", "127.0.0.1", "--port", port,
+			"--bind", "127.0.0.1", portFlag, port,
 			"--save", "", "--appendonly", "no", "--dir", tb.TempDir(),
 			"--protected-mode", "yes", "--loglevel", "notice"}, args...)...))
 		_, err := p.Await("Ready to accept connections", proc.AddrWait)
@@ -59,8 +65,27 @@ func StartWith(tb testing.TB, args ...string) string {
 		if errors.Is(err, proc.ErrExited) && strings.Contains(p.Output(), "Address already in use") {
 			continue // the port is taken: try another
 		}
+		if portFlag == "--tls-port" && errors.Is(err, proc.ErrExited) && noTLS(p.Output()) {
+			tb.Skipf("%s was built without TLS support, so rediss:// cannot be tested here:\n%s", Binary, p.Output())
+		}
 		tb.Fatalf("%s on port %s: %v\n%s", Binary, port, err, p.Output())
 	}
 	tb.Fatalf("%s: no free port found in %d tries", Binary, tries)
 	return ""
+}
+
+// StartTLS is StartWith for a server that takes only TLS connections, with
+// certFile and keyFile as its certificate: plaintext is off (--port 0) and
+// clients need no certificate of their own.
+func StartTLS(tb testing.TB, certFile, keyFile, caFile string, args ...string) string {
+	tb.Helper()
+	return start(tb, "--tls-port", append([]string{"--port", "0",
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", caFile,
+		"--tls-auth-clients", "no"}, args...))
+}
+
+// noTLS reports whether redis-server's output says it cannot serve TLS.
+func noTLS(out string) bool {
+	out = strings.ToLower(out)
+	return strings.Contains(out, "tls") && (strings.Contains(out, "not supported") || strings.Contains(out, "bad directive") || strings.Contains(out, "unrecognized option"))
 }

@@ -103,6 +103,11 @@ func (g *Group) Ready() error {
 		return nil
 	}
 	if g.lastErr != nil {
+		if g.cfg.Security != nil {
+			if refused := g.cfg.Security.Refused(g.cfg.Brokers, g.lastErr); refused != nil {
+				return fmt.Errorf("kafka: not in consumer group %s: %w", g.cfg.Group, refused)
+			}
+		}
 		return fmt.Errorf("kafka: not in consumer group %s: %w", g.cfg.Group, g.lastErr)
 	}
 	return fmt.Errorf("kafka: not in consumer group %s yet", g.cfg.Group)
