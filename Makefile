@@ -7,7 +7,7 @@ BINARIES := agent transfer livetail devstack
 PKGS     := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 # Debian packages the tests use that Go does not fetch: command → package.
 # Java and Maven run the real backends (Apache Kafka, OpenSearch).
-TEST_TOOLS := etcdctl:etcd-client kcat:kcat redis-server:redis-server chromium:chromium curl:curl \
+TEST_TOOLS := etcdctl:etcd-client kcat:kcat redis-server:redis-server chromium:chromium curl:curl openssl:openssl \
 	java:openjdk-17-jdk-headless javac:openjdk-17-jdk-headless mvn:maven
 # make run's backends: embedded (in devstack's process) or real (JVMs).
 BACKENDS ?= embedded
