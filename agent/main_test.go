@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -405,8 +406,8 @@ func TestKafkaOutageBoundedMemory(t *testing.T) {
 		time.Sleep(150 * time.Millisecond)
 	}
 	st := w.waitStatus("node-o", "the Kafka error", func(s statusView) bool { return len(s.Errors) > 0 })
-	if !strings.Contains(st.Errors[0], "Kafka") {
-		t.Fatalf("status errors during the outage: %q", st.Errors)
+	if !slices.ContainsFunc(st.Errors, func(e string) bool { return strings.Contains(strings.ToLower(e), "kafka") }) {
+		t.Fatalf("status errors during the outage name no Kafka failure: %q", st.Errors)
 	}
 	cur, peak := agent.rss()
 	t.Logf("during the outage: RSS %d MiB (peak %d MiB, before %d MiB), in flight at most %.1f MiB", cur>>20, peak>>20, base>>20, maxInflight/(1<<20))
