@@ -62,6 +62,11 @@ type Config struct {
 	StartBack int64         `yaml:"jobs-scan"`
 
 	Pprof bool `yaml:"pprof"`
+
+	// What the live consumers read, and how history reads are shared.
+	Consume         conf.OneOf    `yaml:"consume"`
+	ConsumeGrace    time.Duration `yaml:"consume-grace"`
+	MaxHistoryScans int           `yaml:"max-history-scans"`
 }
 
 // DefaultConfig returns the defaults.
@@ -86,6 +91,9 @@ func DefaultConfig() Config {
 		PartitionRefresh: upstream.DefaultRefresh,
 		JobsTTL:          24 * time.Hour,
 		StartBack:        1000,
+		Consume:          conf.OneOf{Value: "auto", Allowed: []string{"auto", "watched", "all"}},
+		ConsumeGrace:     upstream.DefaultGrace,
+		MaxHistoryScans:  upstream.DefaultMaxScans,
 	}
 }
 
@@ -123,6 +131,9 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.JobsTTL, "jobs-ttl", c.JobsTTL, "how long /api/v1/jobs lists a job after its last line")
 	fs.Int64Var(&c.StartBack, "jobs-scan", c.StartBack, "records per partition read back at start to fill the jobs list")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/ on the metrics listener")
+	fs.Var(&c.Consume, "consume", "partitions read live: watched (only those where the sessions' jobs are, and for --consume-grace after), all (every partition: keyless lines of other producers found anywhere), or auto (watched while the jobs topic exists, else all)")
+	fs.DurationVar(&c.ConsumeGrace, "consume-grace", c.ConsumeGrace, "how long a partition is still read after its last session left (--consume watched), so that a reconnect does not start it again")
+	fs.IntVar(&c.MaxHistoryScans, "max-history-scans", c.MaxHistoryScans, "partitions scanned for history at once; reads of the same partition share one scan")
 }
 
 // ErrConfig is wrapped by every Validate error.
@@ -170,6 +181,7 @@ func (c *Config) Validate() error {
 		{"max-tail", int64(c.MaxTail)},
 		{"max-history-scan", c.MaxHistoryScan},
 		{"history-conns", int64(c.HistoryConns)},
+		{"max-history-scans", int64(c.MaxHistoryScans)},
 	}
 	for _, p := range positive {
 		if p.v < 1 {
@@ -184,6 +196,7 @@ func (c *Config) Validate() error {
 		{"ping-interval", c.PingInterval},
 		{"jobs-ttl", c.JobsTTL},
 		{"partition-refresh", c.PartitionRefresh},
+		{"consume-grace", c.ConsumeGrace},
 	}
 	for _, d := range durations {
 		if d.v <= 0 {

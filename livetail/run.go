@@ -75,6 +75,10 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		StartBack:    cfg.StartBack,
 		HistoryConns: cfg.HistoryConns,
 		Refresh:      cfg.PartitionRefresh,
+		Consume:      consumeMode(cfg.Consume.Value),
+		Grace:        cfg.ConsumeGrace,
+		JobsTopic:    upstream.DefaultJobsTopic,
+		MaxScans:     cfg.MaxHistoryScans,
 		Log:          log.WithField("component", "upstream"),
 		Metrics:      upstream.NewMetrics(reg),
 	})
@@ -129,6 +133,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		MaxTail:        cfg.MaxTail,
 		MaxScan:        cfg.MaxHistoryScan,
 		AllowedOrigins: cfg.AllowedOrigins,
+		Watch:          kafka.Watch,
 		Log:            log.WithField("component", "tail"),
 		Metrics:        api.NewMetrics(reg),
 	})
@@ -246,4 +251,10 @@ func newCounter(reg prometheus.Registerer, name, help string) prometheus.Counter
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	reg.MustRegister(c)
 	return c
+}
+
+// consumeMode is --consume's mode (Validate allowed only these values).
+func consumeMode(v string) upstream.Consume {
+	m, _ := upstream.ParseConsume(v)
+	return m
 }
