@@ -436,7 +436,8 @@ func TestAuthAudienceJobsExpiry(t *testing.T) {
 func testAuthAudienceJobsExpiry(t *testing.T, kind string) {
 	s := newKafkaOf(t, stack.Options{Backends: kind})
 	cfg := testConfig(s)
-	cfg.Consume.Value = "all" // the test waits for livetail to read lines no session watches yet
+	// The test waits for livetail to read lines no session watches yet.
+	cfg.Consume.Value = "all"
 	cfg.Auth.Value = "jwt"
 	cfg.JWTSecret = testSecret
 	cfg.JWTAudience = "livetail"
