@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,26 @@ type server struct {
 	tail    *api.Handler
 	diag    *diag.Server // --metrics-addr: /metrics, /debug/logs, health
 	public  *diag.Server // --listen: the viewer, the API, health
+	// place is the job placement hook sessions use (session.Engine.Place):
+	// the jobs catalogue's Partitions, set by setPlacement; none until then.
+	place atomic.Pointer[func(job string) []int32]
+}
+
+// setPlacement sets the job placement hook (nil: none).
+func (s *server) setPlacement(f func(job string) []int32) {
+	if f == nil {
+		s.place.Store(nil)
+		return
+	}
+	s.place.Store(&f)
+}
+
+// placement is the hook handed to the sessions: the one set, if any.
+func (s *server) placement(job string) []int32 {
+	if f := s.place.Load(); f != nil {
+		return (*f)(job)
+	}
+	return nil
 }
 
 // newServer connects to Kafka (retrying as --upstream-retries says) and
@@ -134,6 +155,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		MaxScan:        cfg.MaxHistoryScan,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Watch:          kafka.Watch,
+		Place:          s.placement,
 		Log:            log.WithField("component", "tail"),
 		Metrics:        api.NewMetrics(reg),
 	})
