@@ -240,7 +240,7 @@ func (f *follower) idleLocked(p int32, c *consumer) {
 	c.idle = time.AfterFunc(f.cfg.Grace, func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if f.parts[p] == c && f.leases[p] == 0 && !f.all && !c.ending {
+		if f.parts[p] == c && f.leases[p] == 0 && !f.all && !c.ending && c.cancel != nil {
 			c.ending = true
 			c.cancel()
 		}
@@ -311,6 +311,10 @@ func (f *follower) start(p int32, c *consumer, fromEnd bool) error {
 	c.cancel = cancel
 	f.once[p] = true
 	f.wg.Add(1)
+	if f.leases[p] == 0 && !f.all {
+		// Its lease was released while it started: the grace starts now.
+		f.idleLocked(p, c)
+	}
 	f.mu.Unlock()
 	f.cfg.Metrics.PartitionsConsumed.Inc()
 	f.cfg.Log.WithFields(logrus.Fields{"partition": p, "from": f.h.Next(p)}).Debug("consuming partition")
