@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -50,17 +51,36 @@ type scan struct {
 	next    int64 // the next offset it reads
 	readers []*reader
 	cancel  context.CancelFunc
-	ended   bool // no reader joins any more
+	ended   bool      // no reader joins any more
+	held    []*reader // the last readers, done, answered when the scan has ended
 }
 
-// reader is one Read call.
+// reader is one Read call. The scan hands it entries through ch; Read
+// calls fn with them on its caller's goroutine.
 type reader struct {
 	from, to int64
 	job      string
-	fn       func(*hub.Entry) error
-	mu       sync.Mutex // held while fn runs
-	gone     bool       // Read returned: fn is not called any more
-	done     chan error // receives the read's result; capacity 1
+	ch       chan *hub.Entry // entries, and nil for progress
+	left     chan struct{}   // closed when Read returned
+	done     chan error      // receives the read's result once its entries are in ch; capacity 1
+}
+
+// Bounds of a reader's queue. A scan waits at most readerWait for a
+// reader whose queue is full; then it goes on without it, and the reader
+// reads the rest of its range on its own scan (see detached): one slow or
+// stuck session does not hold up the others, and two sessions sharing two
+// scans, each waiting on the other's partition to merge by time, cannot
+// hold each other up for good.
+const (
+	readerQueue = 1024
+	readerWait  = time.Second
+)
+
+// detached ends a read that a scan left behind at offset next.
+type detached struct{ next int64 }
+
+func (d detached) Error() string {
+	return fmt.Sprintf("history read left behind by its scan at offset %d", d.next)
 }
 
 func newScans(c *Client) *scans {
@@ -81,17 +101,109 @@ func (c *Client) Read(ctx context.Context, p int32, from, to int64, job string, 
 	}
 	c.cfg.Metrics.HistoryReads.Inc()
 	defer c.cfg.Metrics.HistoryReads.Dec()
-	r := &reader{from: from, to: to, job: job, fn: fn, done: make(chan error, 1)}
+	r := &reader{from: from, to: to, job: job, ch: make(chan *hub.Entry, readerQueue), left: make(chan struct{}), done: make(chan error, 1)}
+	defer close(r.left)
 	c.scans.enqueue(p, r)
+	for {
+		select {
+		case e := <-r.ch:
+			if err := fn(e); err != nil {
+				c.scans.leave(p, r)
+				return err
+			}
+		case err := <-r.done:
+			for range len(r.ch) { // what the scan queued before it ended the read
+				if err := fn(<-r.ch); err != nil {
+					return err
+				}
+			}
+			var d detached
+			if errors.As(err, &d) {
+				return c.readAlone(ctx, p, d.next, to, job, fn)
+			}
+			return err
+		case <-ctx.Done():
+			c.scans.leave(p, r)
+			return ctx.Err()
+		}
+	}
+}
+
+// readAlone reads p from from to to on a scan of its own, for a read its
+// shared scan left behind.
+func (c *Client) readAlone(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error {
 	select {
-	case err := <-r.done:
-		return err
+	case c.scans.sem <- struct{}{}:
 	case <-ctx.Done():
-		c.scans.leave(p, r)
-		r.mu.Lock()
-		r.gone = true
-		r.mu.Unlock()
 		return ctx.Err()
+	}
+	defer func() { <-c.scans.sem }()
+	c.cfg.Metrics.HistoryScans.Inc()
+	hc := c.pick()
+	hc.busy.Add(1)
+	defer hc.busy.Add(-1)
+	next := from
+	return c.cfg.Retry.Do(ctx, func() error {
+		if next >= to {
+			return nil
+		}
+		return c.readOnce(ctx, hc.c, p, &next, to, job, fn)
+	})
+}
+
+// readOnce reads p from *next up to to for readAlone.
+func (c *Client) readOnce(ctx context.Context, client sarama.Client, p int32, next *int64, to int64, job string, fn func(*hub.Entry) error) error {
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return err
+	}
+	defer consumer.Close()
+	pc, err := consumer.ConsumePartition(c.cfg.Topic, p, *next)
+	if err != nil {
+		if errors.Is(err, sarama.ErrOffsetOutOfRange) {
+			return permanent(fmt.Errorf("partition %d offset %d: %w", p, *next, err))
+		}
+		return err
+	}
+	defer closePartition(pc)
+	m := c.cfg.Metrics
+	bytes, records := m.ReadBytes.WithLabelValues(PurposeHistory), m.ReadRecords.WithLabelValues(PurposeHistory)
+	var scanned int64
+	for {
+		select {
+		case <-ctx.Done():
+			return permanent(ctx.Err())
+		case e := <-pc.Errors():
+			if e == nil {
+				return errors.New("partition consumer closed")
+			}
+			return e.Err
+		case msg, ok := <-pc.Messages():
+			if !ok {
+				return errors.New("partition consumer closed")
+			}
+			if msg.Offset >= to {
+				*next = to
+				return nil
+			}
+			*next = msg.Offset + 1
+			bytes.Add(float64(len(msg.Key) + len(msg.Value)))
+			records.Inc()
+			m.HistoryScanned.Inc()
+			if scanned++; scanned%progressEvery == 0 {
+				if err := fn(nil); err != nil {
+					return permanent(err)
+				}
+			}
+			if e := c.entryOf(p, msg, job); e != nil {
+				if err := fn(e); err != nil {
+					return permanent(err)
+				}
+			}
+			if *next >= to {
+				return nil
+			}
+		}
 	}
 }
 
@@ -176,6 +288,9 @@ func (s *scans) run(ctx context.Context, p int32, sc *scan) {
 	for _, r := range slices.Clone(sc.readers) {
 		s.endLocked(sc, r, err)
 	}
+	for _, r := range sc.held {
+		r.done <- nil
+	}
 	ps := s.parts[p]
 	ps.running = nil
 	if len(ps.waiting) > 0 {
@@ -228,7 +343,7 @@ func (s *scans) scanOnce(ctx context.Context, client sarama.Client, p int32, sc 
 			in = s.inRange(sc, msg.Offset, in[:0])
 			if scanned%progressEvery == 0 {
 				for _, r := range in {
-					s.call(sc, r, nil)
+					s.call(sc, r, nil, msg.Offset)
 				}
 			}
 			s.deliver(p, sc, msg, in)
@@ -266,23 +381,33 @@ func (s *scans) deliver(p int32, sc *scan, msg *sarama.ConsumerMessage, in []*re
 			e, decoded = s.c.entryOf(p, msg, job), true
 		}
 		if e != nil {
-			s.call(sc, r, e)
+			s.call(sc, r, e, msg.Offset)
 		}
 	}
 }
 
-// call calls r's fn with e unless r has left; an error from fn ends r's
-// read with it.
-func (s *scans) call(sc *scan, r *reader, e *hub.Entry) {
-	r.mu.Lock()
-	var err error
-	if !r.gone {
-		err = r.fn(e)
+// call queues e (nil: progress) to r, waiting up to readerWait while r's
+// queue is full; then r is left behind (detached at e's offset off). A
+// progress call never waits.
+func (s *scans) call(sc *scan, r *reader, e *hub.Entry, off int64) {
+	select {
+	case r.ch <- e:
+		return
+	case <-r.left:
+		return
+	default:
 	}
-	r.mu.Unlock()
-	if err != nil {
+	if e == nil {
+		return
+	}
+	t := time.NewTimer(readerWait)
+	defer t.Stop()
+	select {
+	case r.ch <- e:
+	case <-r.left:
+	case <-t.C:
 		s.mu.Lock()
-		s.endLocked(sc, r, permanent(err))
+		s.endLocked(sc, r, detached{next: off})
 		s.mu.Unlock()
 	}
 }
@@ -293,16 +418,24 @@ func (s *scans) call(sc *scan, r *reader, e *hub.Entry) {
 func (s *scans) finish(sc *scan, next int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, r := range slices.Clone(sc.readers) {
+	var ended []*reader
+	for _, r := range sc.readers {
 		if r.to <= next {
-			s.endLocked(sc, r, nil)
+			ended = append(ended, r)
 		}
 	}
-	if len(sc.readers) == 0 {
-		sc.ended = true
-		return true
+	if len(ended) < len(sc.readers) {
+		for _, r := range ended {
+			s.endLocked(sc, r, nil)
+		}
+		return false
 	}
-	return false
+	// The last ones: they are answered once the scan has let go of its
+	// connection (run), so that a read that follows finds it idle.
+	sc.readers = nil
+	sc.held = ended
+	sc.ended = true
+	return true
 }
 
 // endLocked ends r's read with err, once. s.mu is held.
@@ -311,7 +444,7 @@ func (s *scans) endLocked(sc *scan, r *reader, err error) {
 		return
 	}
 	sc.readers = remove(sc.readers, r)
-	r.done <- unwrapPermanent(err)
+	r.done <- err
 }
 
 // entryOf returns the entry of record m when it is one of job's lines, as
