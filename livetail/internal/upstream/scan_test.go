@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,8 @@ func TestScanLeavesStuckReaderBehind(t *testing.T) {
 	defer c.Close()
 
 	release := make(chan struct{})
+	unstick := sync.OnceFunc(func() { close(release) })
+	defer unstick() // before Close, should the test fail
 	stuck := make(chan error, 1)
 	stuckGot := 0
 	go func() {
@@ -67,7 +70,7 @@ func TestScanLeavesStuckReaderBehind(t *testing.T) {
 	if err != nil || got != n {
 		t.Fatalf("the read beside a stuck one: %v after %d of %d entries", err, got, n)
 	}
-	close(release)
+	unstick()
 	if err := <-stuck; err != nil || stuckGot != n {
 		t.Fatalf("the read left behind: %v after %d of %d entries", err, stuckGot, n)
 	}
