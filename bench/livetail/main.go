@@ -155,6 +155,16 @@ func printFanOutIdle(clients, jobs, rate int, fan fanResult, idleRes idleResult)
 		return
 	}
 	fmt.Printf("| measurement | value |\n|---|---|\n")
+	if run["fanout"] {
+		printFanOut(clients, jobs, rate, fan)
+	}
+	if run["idle"] {
+		printIdle(idleRes)
+	}
+}
+
+// printFanOut prints the fan-out case's rows.
+func printFanOut(clients, jobs, rate int, fan fanResult) {
 	fmt.Printf("| fan-out: clients / jobs | %d / %d |\n", clients, jobs)
 	fmt.Printf("| fan-out: lines produced per second (target) | %.0f (%d) |\n", fan.produced, rate)
 	fmt.Printf("| fan-out: entries delivered per second | %.0f (want %.0f) |\n", fan.delivered, fan.produced*float64(clients)/float64(jobs))
@@ -171,6 +181,10 @@ func printFanOutIdle(clients, jobs, rate int, fan fanResult, idleRes idleResult)
 	fmt.Printf("| fan-out: harness CPU (Kafka, producers, clients) | %.0f%% of one core |\n", fan.harnessCPU*100)
 	fmt.Printf("| fan-out: other processes' CPU (the machine is shared) | %.0f%% of one core |\n", max(0, fan.otherCPU)*100)
 	fmt.Printf("| machine load average at the end of fan-out | %s |\n", fan.load)
+}
+
+// printIdle prints the idle case's rows.
+func printIdle(idleRes idleResult) {
 	fmt.Printf("| idle: connections | %d |\n", idleRes.conns)
 	fmt.Printf("| idle: livetail RSS before / with them | %s / %s |\n", mib(idleRes.before), mib(idleRes.after))
 	fmt.Printf("| idle: RSS per idle connection | %.1f KiB |\n", float64(idleRes.after-idleRes.before)/float64(idleRes.conns)/1024)
