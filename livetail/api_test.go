@@ -21,6 +21,8 @@ func TestHTTPEndpoints(t *testing.T) {
 func testHTTPEndpoints(t *testing.T, kind string) {
 	s := newKafkaOf(t, stack.Options{Backends: kind})
 	cfg := testConfig(s)
+	// The test waits for livetail to read lines no session watches yet.
+	cfg.Consume.Value = "all"
 	cfg.Jobs = []string{"configured-only"}
 	ts := startServer(t, cfg)
 	p := newProducer(t, s)

@@ -436,6 +436,8 @@ func TestAuthAudienceJobsExpiry(t *testing.T) {
 func testAuthAudienceJobsExpiry(t *testing.T, kind string) {
 	s := newKafkaOf(t, stack.Options{Backends: kind})
 	cfg := testConfig(s)
+	// The test waits for livetail to read lines no session watches yet.
+	cfg.Consume.Value = "all"
 	cfg.Auth.Value = "jwt"
 	cfg.JWTSecret = testSecret
 	cfg.JWTAudience = "livetail"

@@ -72,6 +72,11 @@ type Config struct {
 	JobsWindow time.Duration `yaml:"jobs-window"`
 
 	Pprof bool `yaml:"pprof"`
+
+	// What the live consumers read, and how history reads are shared.
+	Consume         conf.OneOf    `yaml:"consume"`
+	ConsumeGrace    time.Duration `yaml:"consume-grace"`
+	MaxHistoryScans int           `yaml:"max-history-scans"`
 }
 
 // DefaultConfig returns the defaults.
@@ -98,6 +103,9 @@ func DefaultConfig() Config {
 		StartBack:        1000,
 		JobsTopic:        "logs.jobs",
 		JobsWindow:       catalogue.DefaultWindow,
+		Consume:          conf.OneOf{Value: "auto", Allowed: []string{"auto", "watched", "all"}},
+		ConsumeGrace:     upstream.DefaultGrace,
+		MaxHistoryScans:  upstream.DefaultMaxScans,
 	}
 }
 
@@ -138,6 +146,9 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.JobsTopic, "jobs-topic", c.JobsTopic, "the jobs catalogue topic that transfer writes, read from its start and followed (empty: list only the jobs this replica reads)")
 	fs.DurationVar(&c.JobsWindow, "jobs-window", c.JobsWindow, "how long /api/v1/jobs lists a job of the catalogue after it was last seen")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/ on the metrics listener")
+	fs.Var(&c.Consume, "consume", "partitions read live: watched (only those where the sessions' jobs are, and for --consume-grace after), all (every partition: keyless lines of other producers found anywhere), or auto (watched while the jobs topic exists, else all)")
+	fs.DurationVar(&c.ConsumeGrace, "consume-grace", c.ConsumeGrace, "how long a partition is still read after its last session left (--consume watched), so that a reconnect does not start it again")
+	fs.IntVar(&c.MaxHistoryScans, "max-history-scans", c.MaxHistoryScans, "partitions scanned for history at once; reads of the same partition share one scan")
 }
 
 // topicName is Kafka's rule for topic names.
@@ -198,6 +209,7 @@ func (c *Config) Validate() error {
 		{"max-tail", int64(c.MaxTail)},
 		{"max-history-scan", c.MaxHistoryScan},
 		{"history-conns", int64(c.HistoryConns)},
+		{"max-history-scans", int64(c.MaxHistoryScans)},
 	}
 	for _, p := range positive {
 		if p.v < 1 {
@@ -213,6 +225,7 @@ func (c *Config) Validate() error {
 		{"jobs-ttl", c.JobsTTL},
 		{"jobs-window", c.JobsWindow},
 		{"partition-refresh", c.PartitionRefresh},
+		{"consume-grace", c.ConsumeGrace},
 	}
 	for _, d := range durations {
 		if d.v <= 0 {

@@ -24,6 +24,8 @@ func TestHistoryJoinsLive(t *testing.T) {
 func testHistoryJoinsLive(t *testing.T, kind string) {
 	s := newKafkaOf(t, stack.Options{Backends: kind})
 	cfg := testConfig(s)
+	// The test waits for livetail to read lines no session watches yet.
+	cfg.Consume.Value = "all"
 	cfg.ClientBuffer = 300 // small, so that catching up overflows the queue and history is re-read
 	ts := startServer(t, cfg)
 	p := newProducer(t, s)
@@ -134,7 +136,10 @@ func TestTailExact(t *testing.T) {
 
 func testTailExact(t *testing.T, kind string) {
 	s := newKafkaOf(t, stack.Options{Backends: kind})
-	ts := startServer(t, testConfig(s))
+	cfg := testConfig(s)
+	// The test waits for livetail to read lines no session watches yet.
+	cfg.Consume.Value = "all"
+	ts := startServer(t, cfg)
 	p := newProducer(t, s)
 	for i := 0; i < 500; i += 50 {
 		p.produce(t, "exact", i, 50)
@@ -177,6 +182,8 @@ func TestHistoryScanBounded(t *testing.T) {
 func testHistoryScanBounded(t *testing.T, kind string) {
 	s := newKafkaOf(t, stack.Options{Backends: kind})
 	cfg := testConfig(s)
+	// The test waits for livetail to read lines no session watches yet.
+	cfg.Consume.Value = "all"
 	cfg.MaxHistoryScan = 5000
 	ts := startServer(t, cfg)
 	p := newProducer(t, s)
@@ -234,6 +241,8 @@ func testHistoryScanAbandoned(t *testing.T, kind string) {
 	)
 	produceOn(t, s, long, "noise", records)
 	cfg := testConfig(s)
+	// The test waits for livetail to read lines no session watches yet.
+	cfg.Consume.Value = "all"
 	cfg.MaxHistoryScan = 10 * records // the bound is not what ends this scan
 	ts := startServer(t, cfg)
 	// Jobs that every standard partitioner puts on one partition, so that

@@ -41,6 +41,9 @@ func testProducers(t *testing.T, s *stack.Stack, topic string) {
 		t.Fatalf("kcat is not installed (make test-deps installs it): %v", err)
 	}
 	cfg := testConfig(s)
+	// Live lines of three partitions in the order they were written: the
+	// consumers must be in their fetch cycle before the session starts.
+	cfg.Consume.Value = "all"
 	cfg.Common.KafkaTopic = topic
 	ts := startServer(t, cfg)
 	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic, sarama: newProducer(t, s)}
@@ -210,6 +213,7 @@ func testPartitionsAdded(t *testing.T, kind string) {
 	s := newKafkaOf(t, stack.Options{Backends: kind}) // 3 partitions
 	topic := s.Topic("logs")
 	cfg := testConfig(s)
+	cfg.Consume.Value = "all" // the job moves to partitions no session watched at its start
 	cfg.PartitionRefresh = 200 * time.Millisecond
 	ts := startServer(t, cfg)
 	w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic}
@@ -258,6 +262,7 @@ func movingJob() string {
 func startDefaultRefresh(t *testing.T, s *stack.Stack) (*testServer, *writers) {
 	t.Helper()
 	cfg := testConfig(s)
+	cfg.Consume.Value = "all" // the job moves to partitions no session watched at its start
 	if cfg.PartitionRefresh != upstream.DefaultRefresh {
 		t.Fatalf("testConfig sets --partition-refresh %v, want the default %v", cfg.PartitionRefresh, upstream.DefaultRefresh)
 	}
@@ -408,7 +413,9 @@ func addPartitions(t testing.TB, s *stack.Stack, topic string, n int32) {
 func TestKeylessRecords(t *testing.T) {
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		s := newKafkaOf(t, stack.Options{Backends: kind}) // 3 partitions
-		ts := startServer(t, testConfig(s))
+		cfg := testConfig(s)
+		cfg.Consume.Value = "all" // keyless lines on partitions that are not the job's candidates
+		ts := startServer(t, cfg)
 		topic := s.Topic("logs")
 		w := &writers{t: t, brokers: s.KafkaAddrs(), topic: topic, sarama: newProducer(t, s)}
 		w.sarama.topic = topic

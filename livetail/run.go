@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,26 @@ type server struct {
 	diag    *diag.Server // --metrics-addr: /metrics, /debug/logs, health
 	public  *diag.Server // --listen: the viewer, the API, health
 	refusal *kafkasec.Prober
+	// place is the job placement hook sessions use (session.Engine.Place):
+	// the jobs catalogue's Partitions, set by setPlacement; none until then.
+	place atomic.Pointer[func(job string) []int32]
+}
+
+// setPlacement sets the job placement hook (nil: none).
+func (s *server) setPlacement(f func(job string) []int32) {
+	if f == nil {
+		s.place.Store(nil)
+		return
+	}
+	s.place.Store(&f)
+}
+
+// placement is the hook handed to the sessions: the one set, if any.
+func (s *server) placement(job string) []int32 {
+	if f := s.place.Load(); f != nil {
+		return (*f)(job)
+	}
+	return nil
 }
 
 // newServer connects to Kafka (retrying as --upstream-retries says) and
@@ -70,6 +91,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	if err := kafkasec.Check(ctx, cfg.Common.KafkaBrokers, &cfg.Kafka); err != nil {
 		return nil, err
 	}
+	um := upstream.NewMetrics(reg)
 	kafka, err := upstream.Dial(ctx, upstream.Config{
 		Security:     &cfg.Kafka,
 		Brokers:      cfg.Common.KafkaBrokers,
@@ -78,8 +100,12 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		StartBack:    cfg.StartBack,
 		HistoryConns: cfg.HistoryConns,
 		Refresh:      cfg.PartitionRefresh,
+		Consume:      consumeMode(cfg.Consume.Value),
+		Grace:        cfg.ConsumeGrace,
+		JobsTopic:    cfg.JobsTopic,
+		MaxScans:     cfg.MaxHistoryScans,
 		Log:          log.WithField("component", "upstream"),
-		Metrics:      upstream.NewMetrics(reg),
+		Metrics:      um,
 	})
 	if err != nil {
 		return nil, err
@@ -134,8 +160,13 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 			LogTopic: cfg.Common.KafkaTopic,
 			Window:   cfg.JobsWindow,
 			Log:      log.WithField("component", "catalogue"),
+			Records:  um.ReadRecords.WithLabelValues(upstream.PurposeCatalogue),
+			Bytes:    um.ReadBytes.WithLabelValues(upstream.PurposeCatalogue),
 		})
 		cat = s.jobs
+		// Sessions lease the partitions where the catalogue saw their job,
+		// as well as the partitioners' candidates.
+		s.setPlacement(s.jobs.Partitions)
 	}
 
 	s.tail = api.New(s.hub, kafka, api.Options{
@@ -150,6 +181,8 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		MaxTail:        cfg.MaxTail,
 		MaxScan:        cfg.MaxHistoryScan,
 		AllowedOrigins: cfg.AllowedOrigins,
+		Watch:          kafka.Watch,
+		Place:          s.placement,
 		Log:            log.WithField("component", "tail"),
 		Metrics:        api.NewMetrics(reg),
 	})
@@ -276,4 +309,10 @@ func newCounter(reg prometheus.Registerer, name, help string) prometheus.Counter
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	reg.MustRegister(c)
 	return c
+}
+
+// consumeMode is --consume's mode (Validate allowed only these values).
+func consumeMode(v string) upstream.Consume {
+	m, _ := upstream.ParseConsume(v)
+	return m
 }

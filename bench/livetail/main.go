@@ -11,6 +11,11 @@
 // line to the client's receipt. Idle: -idle connections on a quiet job; the
 // growth of livetail's resident memory divided by their number.
 //
+// Scale: two replicas read the topic while -scale-rate lines/s of
+// -scale-jobs jobs are written; replica A has one client watching one job,
+// B none; in mode --consume all, then watched. It reports what each read
+// from Kafka and its CPU. -cases picks the cases to run.
+//
 // With -profile DIR, livetail runs with --pprof and the harness saves its
 // CPU profile of the fan-out's measuring time (fanout-cpu.pprof) and its
 // heap and goroutine profiles with the idle connections open
@@ -53,6 +58,10 @@ func main() {
 	measure := flag.Duration("measure", 20*time.Second, "fan-out measuring time")
 	idle := flag.Int("idle", 10000, "idle connections")
 	lineBytes := flag.Int("line-bytes", 120, "bytes of each produced line")
+	flag.IntVar(&scale.jobs, "scale-jobs", 100, "scale: busy jobs")
+	flag.IntVar(&scale.rate, "scale-rate", 4000, "scale: lines per second produced in total")
+	flag.DurationVar(&scale.measure, "scale-measure", 15*time.Second, "scale: measuring time per mode")
+	cases := flag.String("cases", "fanout,idle,scale", "comma-separated cases to run: fanout, idle, scale")
 	flag.Func("livetail-flags", "more flags for livetail, space-separated (e.g. \"--batch-wait 5ms\")", func(v string) error {
 		livetailFlags = strings.Fields(v)
 		return nil
@@ -64,7 +73,14 @@ func main() {
 	if err := raiseFileLimit(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 	}
-	if err := run(*clients, *jobs, *rate, *warmup, *measure, *idle, *lineBytes); err != nil {
+	for _, c := range strings.Split(*cases, ",") {
+		if c != "fanout" && c != "idle" && c != "scale" {
+			fmt.Fprintf(os.Stderr, "bench: -cases: unknown case %q (want fanout, idle, scale)\n", c)
+			os.Exit(2)
+		}
+		run[c] = true
+	}
+	if err := runCases(*clients, *jobs, *rate, *warmup, *measure, *idle, *lineBytes); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -75,9 +91,16 @@ var (
 	profileDir string
 	// livetailFlags are -livetail-flags.
 	livetailFlags []string
+	// run holds the cases -cases names.
+	run = map[string]bool{}
+	// scale holds the scale case's flags.
+	scale struct {
+		jobs, rate int
+		measure    time.Duration
+	}
 )
 
-func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes int) error {
+func runCases(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, err := backends.Start(ctx, backends.Options{Without: []string{backends.Etcd, backends.ES}})
@@ -103,16 +126,45 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 	fmt.Printf("livetail benchmark: %d cores, Kafka %s (kfake, in the harness process), %d partitions\n\n",
 		numCPU(), s.KafkaAddrs()[0], s.Partitions())
 
-	fan, err := fanOut(ctx, bin, s, clients, jobs, rate, warmup, measure, lineBytes)
-	if err != nil {
-		return fmt.Errorf("fan-out: %w", err)
+	var fan fanResult
+	var idleRes idleResult
+	var scaled []scaleResult
+	if run["fanout"] {
+		if fan, err = fanOut(ctx, bin, s, clients, jobs, rate, warmup, measure, lineBytes); err != nil {
+			return fmt.Errorf("fan-out: %w", err)
+		}
 	}
-	idleRes, err := idleConns(ctx, bin, s, idle)
-	if err != nil {
-		return fmt.Errorf("idle: %w", err)
+	if run["idle"] {
+		if idleRes, err = idleConns(ctx, bin, s, idle); err != nil {
+			return fmt.Errorf("idle: %w", err)
+		}
 	}
+	if run["scale"] {
+		if scaled, err = scaleCase(ctx, bin, s, scale.jobs, scale.rate, scale.measure, lineBytes); err != nil {
+			return fmt.Errorf("scale: %w", err)
+		}
+	}
+	printFanOutIdle(clients, jobs, rate, fan, idleRes)
+	printScale(scaled, s.Partitions(), scale.jobs, scale.rate)
+	return nil
+}
 
+// printFanOutIdle prints the fan-out and idle cases' table.
+func printFanOutIdle(clients, jobs, rate int, fan fanResult, idleRes idleResult) {
+	if !run["fanout"] && !run["idle"] {
+		return
+	}
 	fmt.Printf("| measurement | value |\n|---|---|\n")
+	if run["fanout"] {
+		printFanOut(clients, jobs, rate, fan)
+	}
+	if run["idle"] {
+		printIdle(idleRes)
+	}
+}
+
+// printFanOut prints the fan-out case's rows.
+func printFanOut(clients, jobs, rate int, fan fanResult) {
 	fmt.Printf("| fan-out: clients / jobs | %d / %d |\n", clients, jobs)
 	fmt.Printf("| fan-out: lines produced per second (target) | %.0f (%d) |\n", fan.produced, rate)
 	fmt.Printf("| fan-out: entries delivered per second | %.0f (want %.0f) |\n", fan.delivered, fan.produced*float64(clients)/float64(jobs))
@@ -129,6 +181,10 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 	fmt.Printf("| fan-out: harness CPU (Kafka, producers, clients) | %.0f%% of one core |\n", fan.harnessCPU*100)
 	fmt.Printf("| fan-out: other processes' CPU (the machine is shared) | %.0f%% of one core |\n", max(0, fan.otherCPU)*100)
 	fmt.Printf("| machine load average at the end of fan-out | %s |\n", fan.load)
+}
+
+// printIdle prints the idle case's rows.
+func printIdle(idleRes idleResult) {
 	fmt.Printf("| idle: connections | %d |\n", idleRes.conns)
 	fmt.Printf("| idle: livetail RSS before / with them | %s / %s |\n", mib(idleRes.before), mib(idleRes.after))
 	fmt.Printf("| idle: RSS per idle connection | %.1f KiB |\n", float64(idleRes.after-idleRes.before)/float64(idleRes.conns)/1024)
@@ -136,7 +192,6 @@ func run(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes
 	fmt.Printf("| idle: per connection: goroutines / stacks / heap in use | %.1f / %.1f KiB / %.1f KiB |\n",
 		(idleRes.goroutines[1]-idleRes.goroutines[0])/float64(idleRes.conns),
 		perConn(idleRes.stacks[0], idleRes.stacks[1]), perConn(idleRes.heap[0], idleRes.heap[1]))
-	return nil
 }
 
 // livetail is the child process.

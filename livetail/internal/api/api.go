@@ -70,8 +70,14 @@ type Options struct {
 	MaxTail        int
 	MaxScan        int64    // records one session's history reads scan at most
 	AllowedOrigins []string // origin patterns besides the request's own host
-	Log            logrus.FieldLogger
-	Metrics        *Metrics
+	// Watch makes the live consumers read the partitions a session needs,
+	// from before it subscribes until release (upstream.Client.Watch);
+	// nil: every partition is read anyway.
+	Watch func(ctx context.Context, parts []int32) (release func(), err error)
+	// Place is the job placement hook (session.Engine.Place); nil: none.
+	Place   func(job string) []int32
+	Log     logrus.FieldLogger
+	Metrics *Metrics
 }
 
 func (o *Options) defaults() {
@@ -186,7 +192,7 @@ func New(h *hub.Hub, hist session.History, opts Options) *Handler {
 	return &Handler{
 		opts: opts, hub: h, log: opts.Log, m: opts.Metrics, base: base, stop: stop,
 		sessions: &session.Engine{
-			Hub: h, History: hist,
+			Hub: h, History: hist, Place: opts.Place,
 			PingInterval: opts.PingInterval, BatchSize: opts.BatchSize, MaxScan: opts.MaxScan,
 			Pace: wire.NewPacer(opts.BatchWait),
 			Sent: opts.Metrics.Sent, Resent: opts.Metrics.Resent,
@@ -313,6 +319,16 @@ func (h *Handler) serve(c *wire.Conn, r *http.Request, log logrus.FieldLogger) (
 	case err != nil:
 		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, session.UpstreamError{Err: err}.Error())
 		return false
+	}
+	if h.opts.Watch != nil {
+		// Before subscribing: the join offsets are then where the
+		// partitions' consumers are.
+		release, err := h.opts.Watch(h.base, deps)
+		if err != nil {
+			h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, session.UpstreamError{Err: err}.Error())
+			return false
+		}
+		undo.add(release)
 	}
 	sub, joins, err := h.hub.Subscribe(p.Job, deps, h.opts.ClientBuffer)
 	if err != nil {

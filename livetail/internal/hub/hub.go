@@ -168,6 +168,14 @@ func (h *Hub) Publish(p int32, entries []*Entry, next int64) {
 			}
 		}
 	}
+	h.advanceAndWakeLocked(pt, next)
+	pt.mu.Unlock()
+	h.jobs.saw(p, entries)
+}
+
+// advanceAndWakeLocked records that pt continues at next and wakes the
+// subscribers a publishing call queued entries to. pt's lock is held.
+func (h *Hub) advanceAndWakeLocked(pt *partition, next int64) {
 	if next > pt.next {
 		pt.next = next
 	}
@@ -176,8 +184,6 @@ func (h *Hub) Publish(p int32, entries []*Entry, next int64) {
 		pt.wake[i] = nil
 	}
 	pt.wake = pt.wake[:0]
-	pt.mu.Unlock()
-	h.jobs.saw(p, entries)
 }
 
 // Fail marks the partition unavailable and ends, with err (wrapped in
@@ -308,29 +314,37 @@ type jobs struct {
 }
 
 func (j *jobs) saw(p int32, entries []*Entry) {
-	if len(entries) == 0 {
+	seen := make([]seenJob, len(entries))
+	for i, e := range entries {
+		seen[i] = seenJob{job: e.Job, offset: e.Offset}
+	}
+	j.sawJobs(p, seen)
+}
+
+func (j *jobs) sawJobs(p int32, seen []seenJob) {
+	if len(seen) == 0 {
 		return
 	}
 	now := j.now()
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	last := ""
-	for _, e := range entries {
-		if e.Job == last {
+	for _, e := range seen {
+		if e.job == last {
 			continue
 		}
-		last = e.Job
-		st := j.seen[e.Job]
+		last = e.job
+		st := j.seen[e.job]
 		if st == nil {
 			if len(j.seen) >= j.max {
 				j.pruneLocked(now, true)
 			}
 			st = &jobState{}
-			j.seen[e.Job] = st
+			j.seen[e.job] = st
 		}
 		st.last, st.lastSeen = p, now
 		if !slices.ContainsFunc(st.seen, func(s Seen) bool { return s.Partition == p }) {
-			st.seen = append(st.seen, Seen{Partition: p, First: e.Offset})
+			st.seen = append(st.seen, Seen{Partition: p, First: e.offset})
 		}
 	}
 }

@@ -120,11 +120,17 @@ type Engine struct {
 	Pace         *wire.Pacer
 	Sent         prometheus.Counter // entries written to clients
 	Resent       prometheus.Counter // lines the agent sent twice, skipped
+	// Place is the job placement hook: the partitions of the log topic
+	// where job's lines were seen lately by others than this process (the
+	// jobs catalogue). A session reads history from them and has them
+	// consumed too. Nil: none.
+	Place func(job string) []int32
 }
 
 // Partitions returns the job's home partition and the partitions its
-// history is read from: where standard producers put its lines, where this
-// process saw them, and those of the cursor. It resolves p's HomePartition
+// history is read from and that are consumed for it (its deps): where
+// standard producers put its lines, where this process saw them, where the
+// placement hook (Place) says, and those of the cursor. It resolves p's HomePartition
 // positions: a bare offset as cursor (of a single-partition client) is
 // taken as one of the partition where the job's lines are when that is one
 // partition, else of the home partition.
@@ -152,6 +158,13 @@ func (e *Engine) Partitions(ctx context.Context, p *Params) (home int32, deps []
 		add(s.Partition)
 	}
 	n := e.Hub.Partitions()
+	if e.Place != nil {
+		for _, q := range e.Place(p.Job) {
+			if q >= 0 && int(q) < n {
+				add(q)
+			}
+		}
+	}
 	for i, c := range p.Cursor {
 		if c.Partition == HomePartition {
 			p.Cursor[i].Partition = home

@@ -17,7 +17,6 @@ package upstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -32,7 +31,6 @@ import (
 
 	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/common/partition"
-	"github.com/logpipe/logpipe/livetail/internal/hub"
 )
 
 // Defaults of Config.
@@ -71,8 +69,19 @@ type Config struct {
 	HistoryConns int
 	// Refresh is how often the topic's partitions are looked up again.
 	Refresh time.Duration
-	Log     logrus.FieldLogger
-	Metrics *Metrics
+	// Consume says which partitions the live consumers read (--consume);
+	// Grace is how long a partition nobody watches any more is still read
+	// (--consume-grace, default DefaultGrace); JobsTopic is the topic
+	// whose presence makes ConsumeAuto watch (--jobs-topic; empty: auto
+	// consumes all).
+	Consume   Consume
+	Grace     time.Duration
+	JobsTopic string
+	// MaxScans bounds the partition scans for history under way at once
+	// in this process (--max-history-scans, default DefaultMaxScans).
+	MaxScans int
+	Log      logrus.FieldLogger
+	Metrics  *Metrics
 }
 
 // Client is livetail's connection to Kafka: the live partition consumers
@@ -83,7 +92,9 @@ type Client struct {
 	consumer   sarama.Consumer
 	hist       []*histConn
 	partitions atomic.Int32
-	lookups    *lookups // sessions' requests for a lookup of the partitions, served by Run
+	lookups    *lookups       // sessions' requests for a lookup of the partitions, served by Run
+	follow     chan *follower // holds Run's follower once Run has started
+	scans      *scans         // history reads, shared by partition
 }
 
 // histConn is one history client of the pool and the reads it serves.
@@ -139,7 +150,14 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Refresh <= 0 {
 		cfg.Refresh = DefaultRefresh
 	}
-	c := &Client{cfg: cfg, lookups: newLookups()}
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultGrace
+	}
+	if cfg.MaxScans <= 0 {
+		cfg.MaxScans = DefaultMaxScans
+	}
+	c := &Client{cfg: cfg, lookups: newLookups(), follow: make(chan *follower, 1)}
+	c.scans = newScans(c)
 	err := cfg.Retry.Do(ctx, func() error {
 		err := c.connect()
 		if err != nil {
@@ -191,6 +209,7 @@ func (c *Client) connect() error {
 
 // Close closes the connections. Call it after Run has returned.
 func (c *Client) Close() error {
+	c.scans.wg.Wait()
 	errs := []error{c.consumer.Close(), c.live.Close()}
 	for _, h := range c.hist {
 		errs = append(errs, h.c.Close())
@@ -293,116 +312,6 @@ func offsetAt(get func(at int64) (int64, error), t time.Time) (int64, error) {
 		return end, nil
 	}
 	return off, nil
-}
-
-// Read reads partition p from offset from up to (not including) offset to,
-// and calls fn with each entry of job (see entryOf: keyed by the job, or
-// keyless and naming it, as live), in offset order, and with nil after
-// every so many records scanned (progress, so that the caller may ping its
-// client). It reopens the partition after a failure as the retry policy
-// allows. It stops when ctx ends. An error from fn ends the read and is
-// returned.
-func (c *Client) Read(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error {
-	next := from
-	hc := c.pick()
-	hc.busy.Add(1)
-	c.cfg.Metrics.HistoryReads.Inc()
-	defer func() {
-		hc.busy.Add(-1)
-		c.cfg.Metrics.HistoryReads.Dec()
-	}()
-	return c.cfg.Retry.Do(ctx, func() error {
-		if next >= to {
-			return nil
-		}
-		return c.readOnce(ctx, hc.c, p, &next, to, job, fn)
-	})
-}
-
-func (c *Client) readOnce(ctx context.Context, client sarama.Client, p int32, next *int64, to int64, job string, fn func(*hub.Entry) error) error {
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		return err
-	}
-	defer consumer.Close()
-	pc, err := consumer.ConsumePartition(c.cfg.Topic, p, *next)
-	if err != nil {
-		if errors.Is(err, sarama.ErrOffsetOutOfRange) {
-			return permanent(fmt.Errorf("partition %d offset %d: %w", p, *next, err))
-		}
-		return err
-	}
-	defer closePartition(pc)
-	for {
-		select {
-		case <-ctx.Done():
-			return permanent(ctx.Err())
-		case e := <-pc.Errors():
-			if e == nil {
-				return errors.New("partition consumer closed")
-			}
-			return e.Err
-		case m, ok := <-pc.Messages():
-			if !ok {
-				return errors.New("partition consumer closed")
-			}
-			if m.Offset >= to {
-				*next = to
-				return nil
-			}
-			scanned := m.Offset + 1 - *next
-			*next = m.Offset + 1
-			c.cfg.Metrics.HistoryScanned.Add(float64(scanned))
-			if m.Offset/progressEvery != (m.Offset-scanned)/progressEvery {
-				if err := fn(nil); err != nil {
-					return permanent(err)
-				}
-			}
-			if e := c.entryOf(p, m, job); e != nil {
-				if err := fn(e); err != nil {
-					return permanent(err)
-				}
-			}
-			if *next >= to {
-				return nil
-			}
-		}
-	}
-}
-
-// entryOf returns the entry of record m when it is one of job's lines, as
-// the live consumers route it (hub.NewEntry): a record keyed by the job, or
-// a record without a key (other producers) whose value names the job.
-// Keyed records are told apart by their key, without decoding; only a
-// keyless record's value is decoded to find its job.
-func (c *Client) entryOf(p int32, m *sarama.ConsumerMessage, job string) *hub.Entry {
-	if len(m.Key) > 0 {
-		if string(m.Key) != job {
-			return nil
-		}
-	} else if valueJob(m.Value) != job {
-		return nil
-	}
-	e, ok := hub.NewEntry(p, m.Offset, m.Key, m.Value, m.Timestamp)
-	if !ok {
-		c.cfg.Metrics.Undecodable.Inc()
-	}
-	if e.Job != job { // a keyless value that names the job but is not a record
-		return nil
-	}
-	return e
-}
-
-// valueJob returns the job a record's value names, "" when it names none
-// or is not JSON.
-func valueJob(value []byte) string {
-	var v struct {
-		Job string `json:"job"`
-	}
-	if json.Unmarshal(value, &v) != nil {
-		return ""
-	}
-	return v.Job
 }
 
 // closePartition closes pc and drains what it still holds.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,14 +20,28 @@ const maxPublish = 256
 
 // Metrics are the upstream's Prometheus metrics.
 type Metrics struct {
-	Consumed       prometheus.Counter
-	Undecodable    prometheus.Counter
-	Reconnects     prometheus.Counter
-	Down           prometheus.Gauge
-	Partitions     prometheus.Gauge
-	HistoryReads   prometheus.Gauge
-	HistoryScanned prometheus.Counter
+	Consumed           prometheus.Counter
+	Undecodable        prometheus.Counter
+	Reconnects         prometheus.Counter
+	Down               prometheus.Gauge
+	Partitions         prometheus.Gauge
+	PartitionsConsumed prometheus.Gauge
+	HistoryReads       prometheus.Gauge
+	HistoryScanned     prometheus.Counter
+	HistoryScans       prometheus.Counter
+	SkippedUndecoded   prometheus.Counter
+	// ReadBytes and ReadRecords count, by purpose (live, history,
+	// catalogue), the records read from Kafka and their key and value bytes.
+	ReadBytes   *prometheus.CounterVec
+	ReadRecords *prometheus.CounterVec
 }
+
+// Purposes of ReadBytes and ReadRecords.
+const (
+	PurposeLive      = "live"
+	PurposeHistory   = "history"
+	PurposeCatalogue = "catalogue"
+)
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -44,7 +59,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "livetail_upstream_partitions_down", Help: "Partitions whose consumer failed for good (their sessions were closed with 1011).",
 		}),
 		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "livetail_partitions", Help: "Partitions of the topic that livetail consumes.",
+			Name: "livetail_partitions", Help: "Partitions of the topic that livetail follows (consumed or not: see livetail_partitions_consumed).",
+		}),
+		PartitionsConsumed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "livetail_partitions_consumed", Help: "Partitions of the topic read by a live consumer now (--consume).",
 		}),
 		HistoryReads: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "livetail_history_reads", Help: "History reads (tail, since, cursor) under way.",
@@ -52,9 +70,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		HistoryScanned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livetail_history_records_scanned_total", Help: "Records read from Kafka for history, of every job.",
 		}),
+		HistoryScans: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livetail_history_scans_total", Help: "Scans of a partition started for history reads (concurrent reads of a partition share one).",
+		}),
+		SkippedUndecoded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livetail_records_skipped_undecoded_total", Help: "Records read from Kafka and skipped without decoding their value: no session watches their job.",
+		}),
+		ReadBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livetail_kafka_read_bytes_total", Help: "Key and value bytes of the records read from Kafka, by purpose (live, history, catalogue).",
+		}, []string{"purpose"}),
+		ReadRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livetail_kafka_read_records_total", Help: "Records read from Kafka, by purpose (live, history, catalogue).",
+		}, []string{"purpose"}),
+	}
+	for _, p := range []string{PurposeLive, PurposeHistory} {
+		m.ReadBytes.WithLabelValues(p)
+		m.ReadRecords.WithLabelValues(p)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Consumed, m.Undecodable, m.Reconnects, m.Down, m.Partitions, m.HistoryReads, m.HistoryScanned)
+		reg.MustRegister(m.Consumed, m.Undecodable, m.Reconnects, m.Down, m.Partitions, m.PartitionsConsumed,
+			m.HistoryReads, m.HistoryScanned, m.HistoryScans, m.SkippedUndecoded, m.ReadBytes, m.ReadRecords)
 	}
 	return m
 }
@@ -65,7 +100,7 @@ type source interface {
 	// consume reads partition p from offset from and hands batches to
 	// deliver, until the partition consumer fails (the error) or ctx ends.
 	// It calls opened once the partition consumer is established.
-	consume(ctx context.Context, p int32, from int64, opened func(), deliver func([]*hub.Entry, int64)) error
+	consume(ctx context.Context, p int32, from int64, opened func(), deliver func([]hub.Record, int64)) error
 	// bounds returns the oldest and next offsets of p, in one attempt.
 	bounds(p int32) (oldest, newest int64, err error)
 	// partitions looks the topic's number of partitions up again.
@@ -85,13 +120,53 @@ func (c *Client) Start(ctx context.Context, h *hub.Hub) error {
 	return nil
 }
 
-// Run runs one consumer per partition, publishing into h, until ctx is done.
-// It looks the topic's partitions up every Config.Refresh, and when a
-// session asks (RefreshPartitions), and starts consumers for those added,
-// from their oldest record.
+// Run runs the partition consumers, publishing into h, until ctx is done:
+// one per partition in mode all, else one per partition that sessions
+// watch (Watch). It looks the topic's partitions up every Config.Refresh,
+// and when a session asks (RefreshPartitions), and follows those added,
+// from their oldest record; in mode auto it checks then whether the jobs
+// topic exists.
 func (c *Client) Run(ctx context.Context, h *hub.Hub) error {
-	runPartitions(ctx, saramaSource{c}, h, c.cfg, c.lookups, func(n int) { c.partitions.Store(int32(n)) })
+	f := newFollower(saramaSource{c}, h, c.cfg)
+	if c.cfg.Consume == ConsumeAuto {
+		f.modeCheck = c.jobsTopicMissing
+	}
+	c.follow <- f
+	defer func() { <-c.follow }()
+	runPartitions(ctx, f, c.lookups, func(n int) { c.partitions.Store(int32(n)) })
 	return nil
+}
+
+// Watch makes the live consumers read parts (partitions a session needs)
+// until release is called, and for Config.Grace after. A partition that
+// was not read starts at its end before Watch returns, so that a
+// subscription made next joins it exactly. It waits for Run to start.
+func (c *Client) Watch(ctx context.Context, parts []int32) (release func(), err error) {
+	var f *follower
+	select {
+	case f = <-c.follow:
+		c.follow <- f
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return f.watch(ctx, parts)
+}
+
+// jobsTopicMissing reports whether the jobs topic does not exist (mode
+// auto then consumes every partition). It asks for the metadata of every
+// topic, which creates none.
+func (c *Client) jobsTopicMissing() (bool, error) {
+	if c.cfg.JobsTopic == "" {
+		return true, nil
+	}
+	if err := c.live.RefreshMetadata(); err != nil {
+		return false, err
+	}
+	topics, err := c.live.Topics()
+	if err != nil {
+		return false, err
+	}
+	return !slices.Contains(topics, c.cfg.JobsTopic), nil
 }
 
 // RefreshPartitions looks the topic's partitions up in Kafka now, with
@@ -106,25 +181,33 @@ func (c *Client) RefreshPartitions(ctx context.Context) error {
 	return c.lookups.wait(ctx)
 }
 
-// runPartitions supervises a consumer per partition of h and follows
-// partitions added to the topic: it looks them up every cfg.Refresh and
-// when asks asks, and answers asks once the partitions found are in h and
-// their consumers started. It is the only one that adds partitions to h.
-// grown, when not nil, learns the new count.
-func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config, asks *lookups, grown func(int)) {
+// runPartitions runs f (the partition consumers) and follows partitions
+// added to the topic: it looks them up every cfg.Refresh and when asks
+// asks, and answers asks once the partitions found are in the hub and may
+// be consumed. It is the only one that adds partitions to the hub. grown,
+// when not nil, learns the new count. In mode auto, each refresh checks
+// the mode again (f.modeCheck).
+func runPartitions(ctx context.Context, f *follower, asks *lookups, grown func(int)) {
+	src, h, cfg := f.src, f.h, f.cfg
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer asks.stop()
-	started := 0
-	startNew := func() {
-		for ; started < h.Partitions(); started++ {
-			p := int32(started)
-			wg.Go(func() { supervise(ctx, src, h, p, cfg) })
+	checkMode := func() {
+		if f.modeCheck == nil {
+			return
 		}
-		cfg.Metrics.Partitions.Set(float64(started))
+		all, err := f.modeCheck()
+		if err != nil {
+			cfg.Log.WithError(err).Warn("looking up the jobs topic; consuming as before")
+			return
+		}
+		f.setAll(all)
 	}
+	checkMode()
+	wg.Go(func() { f.run(ctx) })
+	cfg.Metrics.Partitions.Set(float64(h.Partitions()))
 	// lookUp adds the partitions Kafka has and h lacks, from their oldest
-	// records, and starts their consumers.
+	// records, and lets f consume them.
 	lookUp := func() error {
 		n, err := src.partitions()
 		if err != nil {
@@ -149,12 +232,12 @@ func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config, asks
 			if grown != nil {
 				grown(have + len(starts))
 			}
-			cfg.Log.WithFields(logrus.Fields{"from": have, "to": have + len(starts)}).Info("partitions added to the topic; consuming them")
-			startNew()
+			cfg.Log.WithFields(logrus.Fields{"from": have, "to": have + len(starts)}).Info("partitions added to the topic; following them")
+			cfg.Metrics.Partitions.Set(float64(h.Partitions()))
+			f.grown(h.Partitions())
 		}
 		return failed
 	}
-	startNew()
 	refresh := cfg.Refresh
 	if refresh <= 0 {
 		refresh = DefaultRefresh
@@ -163,12 +246,15 @@ func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config, asks
 	defer t.Stop()
 	var last time.Time       // when the last lookup started
 	var gap <-chan time.Time // a lookup asked for waits for minLookupGap
+	asked := false           // the lookup is a session's, not the refresh
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			asked = false
 		case <-asks.kick:
+			asked = true
 			if !asks.pending() {
 				continue // answered by the lookup that ran meanwhile
 			}
@@ -186,6 +272,9 @@ func runPartitions(ctx context.Context, src source, h *hub.Hub, cfg Config, asks
 		}
 		gap = nil
 		last = time.Now()
+		if !asked {
+			checkMode()
+		}
 		err := lookUp()
 		if err != nil {
 			cfg.Log.WithError(err).Warn("following partitions added to the topic")
@@ -216,11 +305,17 @@ func supervise(ctx context.Context, src source, h *hub.Hub, p int32, cfg Config)
 				log.WithField("attempts", tries).Info("Kafka partition consumer reconnected")
 			}
 			tries = 0
-		}, func(entries []*hub.Entry, next int64) {
-			h.Publish(p, entries, next)
-			cfg.Metrics.Consumed.Add(float64(len(entries)))
+		}, func(recs []hub.Record, next int64) {
+			d := h.Deliver(p, recs, next)
+			cfg.Metrics.Consumed.Add(float64(len(recs)))
+			cfg.Metrics.SkippedUndecoded.Add(float64(d.Skipped))
+			cfg.Metrics.Undecodable.Add(float64(d.Undecodable))
 		})
 		if ctx.Err() != nil {
+			if down { // nobody reads it now: a consumer started later tells again
+				h.Recover(p)
+				cfg.Metrics.Down.Dec()
+			}
 			return
 		}
 		if errors.Is(err, sarama.ErrOffsetOutOfRange) && reposition(src, h, p, log) {
@@ -289,14 +384,16 @@ func (s saramaSource) bounds(p int32) (oldest, newest int64, err error) {
 
 var errClosed = errors.New("partition consumer closed")
 
-func (s saramaSource) consume(ctx context.Context, p int32, from int64, opened func(), deliver func([]*hub.Entry, int64)) error {
+func (s saramaSource) consume(ctx context.Context, p int32, from int64, opened func(), deliver func([]hub.Record, int64)) error {
 	pc, err := s.c.consumer.ConsumePartition(s.c.cfg.Topic, p, from)
 	if err != nil {
 		return err
 	}
 	defer closePartition(pc)
 	opened()
-	batch := make([]*hub.Entry, 0, maxPublish)
+	bytes := s.c.cfg.Metrics.ReadBytes.WithLabelValues(PurposeLive)
+	records := s.c.cfg.Metrics.ReadRecords.WithLabelValues(PurposeLive)
+	batch := make([]hub.Record, 0, maxPublish)
 	msgs := pc.Messages()
 	for {
 		select {
@@ -311,7 +408,12 @@ func (s saramaSource) consume(ctx context.Context, p int32, from int64, opened f
 			if !ok {
 				return errClosed
 			}
-			batch = append(batch, s.entry(m))
+			size := 0
+			add := func(m *sarama.ConsumerMessage) {
+				batch = append(batch, hub.Record{Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Timestamp})
+				size += len(m.Key) + len(m.Value)
+			}
+			add(m)
 			next := m.Offset + 1
 		more:
 			for len(batch) < maxPublish {
@@ -320,23 +422,17 @@ func (s saramaSource) consume(ctx context.Context, p int32, from int64, opened f
 					if !ok {
 						break more
 					}
-					batch = append(batch, s.entry(m))
+					add(m)
 					next = m.Offset + 1
 				default:
 					break more
 				}
 			}
+			bytes.Add(float64(size))
+			records.Add(float64(len(batch)))
 			deliver(batch, next)
 			clear(batch)
 			batch = batch[:0]
 		}
 	}
-}
-
-func (s saramaSource) entry(m *sarama.ConsumerMessage) *hub.Entry {
-	e, ok := hub.NewEntry(m.Partition, m.Offset, m.Key, m.Value, m.Timestamp)
-	if !ok {
-		s.c.cfg.Metrics.Undecodable.Inc()
-	}
-	return e
 }

@@ -35,7 +35,7 @@ func (f *fakeSource) bounds(int32) (int64, int64, error) { return 0, 0, errors.N
 
 func (f *fakeSource) partitions() (int, error) { return 1, nil }
 
-func (f *fakeSource) consume(ctx context.Context, p int32, from int64, opened func(), deliver func([]*hub.Entry, int64)) error {
+func (f *fakeSource) consume(ctx context.Context, p int32, from int64, opened func(), deliver func([]hub.Record, int64)) error {
 	f.mu.Lock()
 	a := f.fallback
 	if len(f.calls) < len(f.script) {
@@ -49,7 +49,7 @@ func (f *fakeSource) consume(ctx context.Context, p int32, from int64, opened fu
 	}
 	opened()
 	for i := range int64(a.deliver) {
-		deliver([]*hub.Entry{{Offset: from + i, Job: "j", JSON: []byte("{}")}}, from+i+1)
+		deliver([]hub.Record{{Offset: from + i, Key: []byte("j"), Value: []byte("{}")}}, from+i+1)
 	}
 	if a.stay {
 		<-ctx.Done()

@@ -47,7 +47,7 @@ func (g *growingSource) bounds(p int32) (int64, int64, error) {
 	return 10 * int64(p), 100, nil
 }
 
-func (g *growingSource) consume(ctx context.Context, p int32, from int64, opened func(), _ func([]*hub.Entry, int64)) error {
+func (g *growingSource) consume(ctx context.Context, p int32, from int64, opened func(), _ func([]hub.Record, int64)) error {
 	g.mu.Lock()
 	if g.consumed == nil {
 		g.consumed = map[int32]int64{}
@@ -87,7 +87,7 @@ func runFake(t *testing.T, src source, h *hub.Hub) *running {
 	r := &running{asks: newLookups(), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		runPartitions(ctx, src, h, cfg, r.asks, func(n int) { r.grown = append(r.grown, n) })
+		runPartitions(ctx, newFollower(src, h, cfg), r.asks, func(n int) { r.grown = append(r.grown, n) })
 	}()
 	t.Cleanup(r.stop)
 	return r
