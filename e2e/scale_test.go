@@ -99,6 +99,15 @@ func testScaleOut(t *testing.T, kind string) {
 	w.start(t)
 	t.Cleanup(func() { w.stop(t) })
 
+	// transfer makes the jobs topic and writes it before the replicas
+	// start, so that their mode auto is watched from the start.
+	eventually(t, "transfer writes the catalogue", func() error {
+		if v := proc.Metrics(transfer.Addr(t, "metrics"), catalogueWrites)[catalogueWrites]; v == 0 {
+			return fmt.Errorf("%s = 0", catalogueWrites)
+		}
+		return nil
+	})
+
 	// The replicas, with livetail's defaults but for the topics, the
 	// addresses and the grace.
 	replica := func() (http, metrics string, p *proc.Process) {
