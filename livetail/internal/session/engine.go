@@ -123,7 +123,8 @@ type Engine struct {
 	// Place is the job placement hook: the partitions of the log topic
 	// where job's lines were seen lately by others than this process (the
 	// jobs catalogue). A session reads history from them and has them
-	// consumed too. Nil: none.
+	// consumed instead of the partitioners' candidates (see Partitions);
+	// none (nil, or nothing for the job): the candidates.
 	Place func(job string) []int32
 }
 
@@ -138,8 +139,8 @@ type Engine struct {
 // process saw the job and those of the cursor.
 //
 // home is the job's partition under DESIGN.md's partitioner when it is
-// among the deps, else the first partition the job's lines were placed or
-// seen on, so that caught_up's offset is of a partition the session reads.
+// among the deps, else the first partition the hook places the job on, so
+// that caught_up's offset is of a partition the session reads.
 // A bare offset as cursor (of a single-partition client) is taken as one
 // of the partition where the job's lines are when that is one partition,
 // else of home.
