@@ -207,7 +207,9 @@ func TestHistoryScansShared(t *testing.T) {
 
 // A keyless line of the job on a partition that no partitioner names
 // reaches a session in mode watched through the placement hook (the jobs
-// catalogue), in its history and live.
+// catalogue), in its history and live. Placement comes first: the session
+// reads and consumes the placed partition alone, not the partitioner's
+// candidate, while a job the hook does not know is read on its candidates.
 func TestPlacementHook(t *testing.T) {
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		s := newKafkaOf(t, stack.Options{Backends: kind})
@@ -225,6 +227,8 @@ func TestPlacementHook(t *testing.T) {
 		if got := without.collect(0, within); len(got.lines) != 0 {
 			t.Fatalf("without the hook the session found %q on a partition it does not read", got.lines)
 		}
+		without.c.CloseNow()
+		eventually(t, within, "the candidate's consumer stopped after the grace", func() bool { return consumed(t, ts) == 0 })
 
 		ts.setPlacement(func(j string) []int32 {
 			if j == job {
@@ -233,10 +237,13 @@ func TestPlacementHook(t *testing.T) {
 			return nil
 		})
 		c := mustDial(t, ts.url(query("job", job, "since", "1h")))
-		if f := c.mustNext(); f.Type != wire.TypeHello || !slices.Equal(f.Partitions, []int32{0, 2}) {
-			t.Fatalf("with the hook: %+v, want hello with the partitions [0 2]", f)
+		if f := c.mustNext(); f.Type != wire.TypeHello || !slices.Equal(f.Partitions, []int32{2}) || f.Partition == nil || *f.Partition != 2 {
+			t.Fatalf("with the hook: %+v, want hello with the partition 2 and the partitions [2]", f)
 		}
 		checkLines(t, "history through the hook", c.collect(0, within), w.lines)
+		if n := consumed(t, ts); n != 1 {
+			t.Fatalf("livetail_partitions_consumed = %v for a job placed on one partition, want 1 (not its candidate too)", n)
+		}
 		from := len(w.lines)
 		w.kcatKeyless(job, 2, 2)
 		checkLines(t, "live through the hook", c.collect(2, within), w.lines[from:])

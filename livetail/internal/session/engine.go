@@ -123,17 +123,27 @@ type Engine struct {
 	// Place is the job placement hook: the partitions of the log topic
 	// where job's lines were seen lately by others than this process (the
 	// jobs catalogue). A session reads history from them and has them
-	// consumed too. Nil: none.
+	// consumed instead of the partitioners' candidates (see Partitions);
+	// none (nil, or nothing for the job): the candidates.
 	Place func(job string) []int32
 }
 
 // Partitions returns the job's home partition and the partitions its
-// history is read from and that are consumed for it (its deps): where
-// standard producers put its lines, where this process saw them, where the
-// placement hook (Place) says, and those of the cursor. It resolves p's HomePartition
-// positions: a bare offset as cursor (of a single-partition client) is
-// taken as one of the partition where the job's lines are when that is one
-// partition, else of the home partition.
+// history is read from and that are consumed for it (its deps).
+//
+// Placement comes first: when the placement hook (Place, the jobs
+// catalogue) knows where the job's lines are, the deps are those
+// partitions, not the partitioners' other candidates; only for a job it
+// does not know are they the partitions standard producers put its lines
+// on (the candidates). To either are added the partitions where this
+// process saw the job and those of the cursor.
+//
+// home is the job's partition under DESIGN.md's partitioner when it is
+// among the deps, else the first partition the hook places the job on, so
+// that caught_up's offset is of a partition the session reads.
+// A bare offset as cursor (of a single-partition client) is taken as one
+// of the partition where the job's lines are when that is one partition,
+// else of home.
 //
 // A cursor may name a partition this process does not follow yet: one
 // added to the topic that another replica, or Kafka, knew of first. The
@@ -146,42 +156,59 @@ func (e *Engine) Partitions(ctx context.Context, p *Params) (home int32, deps []
 			return 0, nil, fmt.Errorf("looking up the partitions the cursor names: %w", err)
 		}
 	}
-	home = e.History.Home(p.Job)
-	deps = slices.Clone(e.History.Candidates(p.Job))
-	add := func(q int32) {
-		if !slices.Contains(deps, q) {
-			deps = append(deps, q)
-		}
-	}
-	seen := e.Hub.JobPartitions(p.Job)
-	for _, s := range seen {
-		add(s.Partition)
-	}
 	n := e.Hub.Partitions()
-	if e.Place != nil {
-		for _, q := range e.Place(p.Job) {
-			if q >= 0 && int(q) < n {
-				add(q)
-			}
-		}
+	placed := e.placed(p.Job, n)
+	if len(placed) > 0 {
+		deps = slices.Clone(placed)
+	} else {
+		deps = slices.Clone(e.History.Candidates(p.Job))
+	}
+	known := slices.Clone(placed) // where the job's lines are, as far as anyone knows
+	for _, s := range e.Hub.JobPartitions(p.Job) {
+		known = appendNew(known, s.Partition)
+		deps = appendNew(deps, s.Partition)
+	}
+	home = e.History.Home(p.Job)
+	if !slices.Contains(deps, home) && len(placed) > 0 {
+		home = placed[0] // the candidates, home first, are the deps unless placed
 	}
 	for i, c := range p.Cursor {
-		if c.Partition == HomePartition {
-			p.Cursor[i].Partition = home
-			if len(seen) == 1 {
-				p.Cursor[i].Partition = seen[0].Partition
-			}
-			continue
-		}
 		switch {
+		case c.Partition == HomePartition && len(known) == 1:
+			p.Cursor[i].Partition = known[0]
+		case c.Partition == HomePartition:
+			p.Cursor[i].Partition = home
 		case int(c.Partition) >= n:
 			return 0, nil, &ParamError{Param: "cursor", Reason: fmt.Sprintf("partition %d does not exist (the topic has %d)", c.Partition, n)}
 		default:
-			add(c.Partition)
+			deps = appendNew(deps, c.Partition)
 		}
 	}
 	slices.Sort(deps)
 	return home, deps, nil
+}
+
+// placed returns the partitions below n that the placement hook gives for
+// job, in its order; nil without a hook or when it does not know the job.
+func (e *Engine) placed(job string, n int) []int32 {
+	if e.Place == nil {
+		return nil
+	}
+	var out []int32
+	for _, q := range e.Place(job) {
+		if q >= 0 && int(q) < n {
+			out = appendNew(out, q)
+		}
+	}
+	return out
+}
+
+// appendNew appends q to s unless s holds it already.
+func appendNew(s []int32, q int32) []int32 {
+	if slices.Contains(s, q) {
+		return s
+	}
+	return append(s, q)
 }
 
 // unknown reports whether cursor names a partition at or beyond n.
