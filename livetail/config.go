@@ -99,7 +99,7 @@ func DefaultConfig() Config {
 		Retry:            upstream.DefaultPolicy(),
 		HistoryConns:     upstream.DefaultHistoryConns,
 		PartitionRefresh: upstream.DefaultRefresh,
-		JobsTTL:          24 * time.Hour,
+		JobsTTL:          catalogue.DefaultWindow,
 		StartBack:        1000,
 		JobsTopic:        "logs.jobs",
 		JobsWindow:       catalogue.DefaultWindow,
@@ -141,10 +141,10 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.IntVar(&c.HistoryConns, "history-conns", c.HistoryConns, "Kafka clients (each with its own connections) that history reads are spread over")
 	fs.DurationVar(&c.PartitionRefresh, "partition-refresh", c.PartitionRefresh, "how often the topic's partitions are looked up again, to follow partitions added")
 	fs.Var(&c.Jobs, "jobs", "comma-separated jobs always listed by /api/v1/jobs")
-	fs.DurationVar(&c.JobsTTL, "jobs-ttl", c.JobsTTL, "how long /api/v1/jobs lists a job after its last line")
+	fs.DurationVar(&c.JobsTTL, "jobs-ttl", c.JobsTTL, "the older name of --jobs-window, used when --jobs-window keeps its default")
 	fs.Int64Var(&c.StartBack, "jobs-scan", c.StartBack, "records per partition read back at start to fill the jobs list")
 	fs.StringVar(&c.JobsTopic, "jobs-topic", c.JobsTopic, "the jobs catalogue topic that transfer writes, read from its start and followed (empty: list only the jobs this replica reads)")
-	fs.DurationVar(&c.JobsWindow, "jobs-window", c.JobsWindow, "how long /api/v1/jobs lists a job of the catalogue after it was last seen")
+	fs.DurationVar(&c.JobsWindow, "jobs-window", c.JobsWindow, "how long /api/v1/jobs lists a job after it was last seen, by the jobs catalogue or by this replica")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/ on the metrics listener")
 	fs.Var(&c.Consume, "consume", "partitions read live: watched (only those where the sessions' jobs are, and for --consume-grace after), all (every partition: keyless lines of other producers found anywhere), or auto (watched while the jobs topic exists, else all)")
 	fs.DurationVar(&c.ConsumeGrace, "consume-grace", c.ConsumeGrace, "how long a partition is still read after its last session left (--consume watched), so that a reconnect does not start it again")
@@ -258,6 +258,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// jobsWindow is how long a job stays listed after it was last seen, in the
+// catalogue and in what this replica reads alike: --jobs-window, or the
+// older --jobs-ttl when only that one was changed.
+func (c *Config) jobsWindow() time.Duration {
+	if c.JobsWindow == catalogue.DefaultWindow && c.JobsTTL != catalogue.DefaultWindow {
+		return c.JobsTTL
+	}
+	return c.JobsWindow
 }
 
 // redisEndpoint is the Redis server for log lines, without a password.

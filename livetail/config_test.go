@@ -91,3 +91,27 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestJobsWindow: one window lists jobs of the catalogue and of this
+// replica alike; --jobs-ttl, its older name, still sets it.
+func TestJobsWindow(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want time.Duration
+	}{
+		"default":        {nil, 24 * time.Hour},
+		"jobs-window":    {[]string{"--jobs-window", "2h"}, 2 * time.Hour},
+		"jobs-ttl alone": {[]string{"--jobs-ttl", "3h"}, 3 * time.Hour},
+		"both":           {[]string{"--jobs-ttl", "3h", "--jobs-window", "2h"}, 2 * time.Hour},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := parse(t, tc.args, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.jobsWindow(); got != tc.want {
+				t.Errorf("jobs window %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

@@ -121,7 +121,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	s.hub = hub.New(kafka.Partitions(), hub.Options{
 		Pending: newGauge(reg, "livetail_pending_messages", "Entries queued to clients and not yet written."),
 		Dropped: newCounter(reg, "livetail_entries_dropped_total", "Entries skipped for clients too slow to take them (announced by dropped frames)."),
-		JobsTTL: cfg.JobsTTL,
+		JobsTTL: cfg.jobsWindow(),
 	})
 	if err := kafka.Start(ctx, s.hub); err != nil {
 		return nil, err
@@ -158,7 +158,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 			Security: &cfg.Kafka,
 			Topic:    cfg.JobsTopic,
 			LogTopic: cfg.Common.KafkaTopic,
-			Window:   cfg.JobsWindow,
+			Window:   cfg.jobsWindow(),
 			Log:      log.WithField("component", "catalogue"),
 			Records:  um.ReadRecords.WithLabelValues(upstream.PurposeCatalogue),
 			Bytes:    um.ReadBytes.WithLabelValues(upstream.PurposeCatalogue),
