@@ -249,3 +249,147 @@ func TestPlacementHook(t *testing.T) {
 		checkLines(t, "live through the hook", c.collect(2, within), w.lines[from:])
 	})
 }
+
+// 100 clients re-issuing since=1h on one job, each reconnecting as soon as
+// it has its history, three rounds over (the rounds overlap: a client starts
+// its next round without waiting for the others), make livetail read the
+// partition a few times, not 300 times, in bytes as in records. The bound:
+// a since=1h read starts before the next record of any scan under way, so
+// it never joins one; it waits for the next scan, which serves every read
+// waiting. A client's k-th read is so served by at most the partition's
+// 2k-th scan, and three rounds cost at most six scans, whatever the number
+// of clients. One client alone first measures what one scan reads.
+func TestReconnectStormSinceShared(t *testing.T) {
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		s := newKafkaOf(t, stack.Options{Backends: kind})
+		const lines, clients, rounds = 500, 100, 3
+		cfg := watchedConfig(s)
+		cfg.MaxConnsPerUser = clients
+		ts := startServer(t, cfg)
+		job := jobOnlyOn(ts, 0)
+		produceOn(t, s, 0, job, lines)
+		readHistory := func() (records, bytes float64) {
+			return ts.metric(t, "livetail_kafka_read_records_total", "purpose", "history"),
+				ts.metric(t, "livetail_kafka_read_bytes_total", "purpose", "history")
+		}
+		history := func() (int, error) {
+			c, err := dial(t, ts.url(query("job", job, "since", "1h")), nil)
+			if err != nil {
+				return 0, err
+			}
+			defer c.c.CloseNow()
+			n := 0
+			for {
+				f, err := c.next(within)
+				if err != nil {
+					return n, err
+				}
+				n += len(f.Entries)
+				if f.Type == wire.TypeCaughtUp {
+					return n, nil
+				}
+			}
+		}
+
+		r0, b0 := readHistory()
+		if n, err := history(); err != nil || n != lines {
+			t.Fatalf("one client alone: %d lines of history (%v), want %d", n, err, lines)
+		}
+		r1, b1 := readHistory()
+		scanRecords, scanBytes := r1-r0, b1-b0
+		if scanRecords < lines || scanBytes <= 0 {
+			t.Fatalf("one scan read %v records (%v bytes) for history of %d lines", scanRecords, scanBytes, lines)
+		}
+
+		scans0 := ts.metric(t, "livetail_history_scans_total")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		sessions := 0
+		for i := range clients {
+			wg.Go(func() {
+				for r := range rounds {
+					n, err := history()
+					if err != nil || n != lines {
+						t.Errorf("client %d, round %d: %d lines of history (%v), want %d", i, r, n, err, lines)
+						return
+					}
+					mu.Lock()
+					sessions++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		if sessions != clients*rounds {
+			t.Fatalf("%d sessions got their history, want %d", sessions, clients*rounds)
+		}
+		r2, b2 := readHistory()
+		records, bytes := r2-r1, b2-b1
+		scans := ts.metric(t, "livetail_history_scans_total") - scans0
+		const bound = 2 * rounds
+		t.Logf("%d sessions with since=1h (%d clients, %d rounds) on %d lines: %v bytes and %v records read for history (%.1f scans' worth; one scan %v bytes), in %v scans",
+			sessions, clients, rounds, lines, bytes, records, bytes/scanBytes, scanBytes, scans)
+		if bytes > bound*scanBytes || records > bound*scanRecords {
+			t.Fatalf("%d sessions read %v bytes (%v records) for history, more than %d scans of %v bytes (%v records)",
+				sessions, bytes, records, bound, scanBytes, scanRecords)
+		}
+	})
+}
+
+// A client that resumes with its cursor just as its partition's consumer
+// stops (the grace after it left expiring) gets every line written
+// meanwhile, once. The reconnects sweep the moment of the stop: each comes
+// a little later after the last one left, from before the grace ends to
+// after it, while lines are written all along, and each resumes from the
+// cursor of the one before. The test checks that the sweep did straddle
+// the stop: some reconnects found the partition still consumed, others not.
+func TestResumeAtConsumerStop(t *testing.T) {
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		s := newKafkaOf(t, stack.Options{Backends: kind})
+		cfg := watchedConfig(s)
+		const grace = 100 * time.Millisecond
+		cfg.ConsumeGrace = grace
+		ts := startServer(t, cfg)
+		p := newProducer(t, s)
+		job := jobOnlyOn(ts, 0)
+		p.produce(t, job, 0, 5)
+		stop := p.background(job, 5, 2, 5*time.Millisecond)
+		t.Cleanup(func() { stop() })
+
+		// A line can reach livetail before its producer has its offset.
+		produced := func(n int) []int64 {
+			eventually(t, within, "the producer has the offsets of the lines received", func() bool { return len(p.offsets(job)) >= n })
+			return p.offsets(job)
+		}
+		c := mustDial(t, ts.url(query("job", job, "since", "1h")))
+		got := c.collect(5, within)
+		checkContiguous(t, got.offsets, produced(len(got.offsets)), 0)
+		cursor, n := c.cursorAt(5)
+		next := got.caughtUp + n // index in the job's lines of the line after the cursor
+		var before, after int    // reconnects that found the partition consumed, and not
+		for d := -30 * time.Millisecond; d <= 30*time.Millisecond; d += 4 * time.Millisecond {
+			c.c.CloseNow()
+			time.Sleep(grace + d)
+			if consumed(t, ts) > 0 {
+				before++
+			} else {
+				after++
+			}
+			c = mustDial(t, ts.url(query("job", job, "cursor", cursor)))
+			got = c.collect(5, within)
+			checkContiguous(t, got.offsets, produced(next+len(got.offsets)), next)
+			cursor, n = c.cursorAt(5)
+			next += got.caughtUp + n
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d reconnects around the stop: %d found the partition consumed, %d not; %d lines resumed without a gap", before+after, before, after, next)
+		if before == 0 || after == 0 {
+			t.Fatalf("the reconnects did not straddle the consumer's stop: %d found it consumed, %d not", before, after)
+		}
+	})
+}
