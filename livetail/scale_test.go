@@ -264,7 +264,9 @@ func TestReconnectStormSinceShared(t *testing.T) {
 		s := newKafkaOf(t, stack.Options{Backends: kind})
 		const lines, clients, rounds = 500, 100, 3
 		cfg := watchedConfig(s)
-		cfg.MaxConnsPerUser = clients
+		// A client reconnects before livetail has seen its last connection
+		// close: room for every connection of the test at once.
+		cfg.MaxConnsPerUser = clients * rounds
 		ts := startServer(t, cfg)
 		job := jobOnlyOn(ts, 0)
 		produceOn(t, s, 0, job, lines)
@@ -340,12 +342,16 @@ func TestReconnectStormSinceShared(t *testing.T) {
 }
 
 // A client that resumes with its cursor just as its partition's consumer
-// stops (the grace after it left expiring) gets every line written
-// meanwhile, once. The reconnects sweep the moment of the stop: each comes
-// a little later after the last one left, from before the grace ends to
-// after it, while lines are written all along, and each resumes from the
-// cursor of the one before. The test checks that the sweep did straddle
-// the stop: some reconnects found the partition still consumed, others not.
+// stops (the grace after it left expiring) gets every line written while
+// it was away, once, then its live lines. The reconnects sweep the moment
+// of the stop: each comes a little later after the last one left, from
+// before the grace ends to after the consumer stopped (how long that takes
+// is measured first), and resumes from the cursor of the one before.
+// Nothing is written around the moment itself, so that the
+// consumer waits in a fetch when it is told to stop and takes a while to
+// end: a reconnect in that while finds it ending. The test checks that the
+// sweep straddled the stop: some reconnects found the partition still
+// consumed past the grace (its consumer ending), others not consumed.
 func TestResumeAtConsumerStop(t *testing.T) {
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		s := newKafkaOf(t, stack.Options{Backends: kind})
@@ -355,41 +361,61 @@ func TestResumeAtConsumerStop(t *testing.T) {
 		ts := startServer(t, cfg)
 		p := newProducer(t, s)
 		job := jobOnlyOn(ts, 0)
-		p.produce(t, job, 0, 5)
-		stop := p.background(job, 5, 2, 5*time.Millisecond)
-		t.Cleanup(func() { stop() })
-
-		// A line can reach livetail before its producer has its offset.
-		produced := func(n int) []int64 {
-			eventually(t, within, "the producer has the offsets of the lines received", func() bool { return len(p.offsets(job)) >= n })
-			return p.offsets(job)
+		written := 0
+		write := func(n int) {
+			p.produce(t, job, written, n)
+			written += n
 		}
-		c := mustDial(t, ts.url(query("job", job, "since", "1h")))
-		got := c.collect(5, within)
-		checkContiguous(t, got.offsets, produced(len(got.offsets)), 0)
-		cursor, n := c.cursorAt(5)
-		next := got.caughtUp + n // index in the job's lines of the line after the cursor
-		var before, after int    // reconnects that found the partition consumed, and not
-		for d := -30 * time.Millisecond; d <= 30*time.Millisecond; d += 4 * time.Millisecond {
-			c.c.CloseNow()
-			time.Sleep(grace + d)
+		write(5)
+
+		// resume connects with query, and returns the lines it got up to
+		// caught_up and the first live ones, the cursor after them, and
+		// how many lines that cursor is past.
+		resume := func(query string) (got []int64, cursor string, past int) {
+			c := mustDial(t, ts.url(query))
+			defer c.c.CloseNow()
+			history := c.collect(0, within)
+			write(3)
+			live := c.collect(3, within)
+			cursor, n := c.cursorAt(3)
+			return append(history.offsets, live.offsets...), cursor, len(history.offsets) + n
+		}
+		got, cursor, next := resume(query("job", job, "since", "1h"))
+		checkContiguous(t, got, p.offsets(job), 0)
+
+		// How long after the last session left the consumer stops: the
+		// grace, and its end.
+		write(2)
+		left := time.Now()
+		eventually(t, within, "the partition's consumer stopped after the grace", func() bool { return consumed(t, ts) == 0 })
+		stopped := time.Since(left)
+		got, cursor, n := resume(query("job", job, "cursor", cursor))
+		checkContiguous(t, got, p.offsets(job), next)
+		next += n
+
+		const steps = 12
+		from, span := grace-20*time.Millisecond, stopped-grace+40*time.Millisecond
+		var before, after, ending int // reconnects that found the partition consumed, not, and consumed past the grace
+		for i := range steps {
+			d := from + span*time.Duration(i)/(steps-1)
+			write(2) // while it is away, the consumer still running
+			time.Sleep(d)
 			if consumed(t, ts) > 0 {
 				before++
+				if d > grace {
+					ending++
+				}
 			} else {
 				after++
 			}
-			c = mustDial(t, ts.url(query("job", job, "cursor", cursor)))
-			got = c.collect(5, within)
-			checkContiguous(t, got.offsets, produced(next+len(got.offsets)), next)
-			cursor, n = c.cursorAt(5)
-			next += got.caughtUp + n
+			got, cursor, n = resume(query("job", job, "cursor", cursor))
+			checkContiguous(t, got, p.offsets(job), next)
+			next += n
 		}
-		if err := stop(); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%d reconnects around the stop: %d found the partition consumed, %d not; %d lines resumed without a gap", before+after, before, after, next)
-		if before == 0 || after == 0 {
-			t.Fatalf("the reconnects did not straddle the consumer's stop: %d found it consumed, %d not", before, after)
+		t.Logf("the consumer stopped %v after the last session left (grace %v); %d reconnects from %v to %v after: %d found the partition consumed (%d of them past the grace), %d not; %d lines resumed without a gap",
+			stopped.Round(time.Millisecond), grace, steps, from, from+span, before, ending, after, next)
+		if before == 0 || after == 0 || ending == 0 {
+			t.Fatalf("the reconnects did not straddle the consumer's stop: %d found it consumed (%d past the grace), %d not", before, ending, after)
 		}
 	})
 }
