@@ -66,6 +66,7 @@ bench: ## run the benchmarks and print their tables (several minutes)
 	go run ./bench/agent
 	go run ./bench/transfer
 	go run ./bench/livetail
+	go run ./bench/livetail -cases scale -backends real
 	go run ./bench/latency
 	go test -run '^$$' -bench . -benchmem ./common/... ./devstack/esfake/...
 

@@ -249,3 +249,173 @@ func TestPlacementHook(t *testing.T) {
 		checkLines(t, "live through the hook", c.collect(2, within), w.lines[from:])
 	})
 }
+
+// 100 clients re-issuing since=1h on one job, each reconnecting as soon as
+// it has its history, three rounds over (the rounds overlap: a client starts
+// its next round without waiting for the others), make livetail read the
+// partition a few times, not 300 times, in bytes as in records. The bound:
+// a since=1h read starts before the next record of any scan under way, so
+// it never joins one; it waits for the next scan, which serves every read
+// waiting. A client's k-th read is so served by at most the partition's
+// 2k-th scan, and three rounds cost at most six scans, whatever the number
+// of clients. One client alone first measures what one scan reads.
+func TestReconnectStormSinceShared(t *testing.T) {
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		s := newKafkaOf(t, stack.Options{Backends: kind})
+		const lines, clients, rounds = 500, 100, 3
+		cfg := watchedConfig(s)
+		// A client reconnects before livetail has seen its last connection
+		// close: room for every connection of the test at once.
+		cfg.MaxConnsPerUser = clients * rounds
+		ts := startServer(t, cfg)
+		job := jobOnlyOn(ts, 0)
+		produceOn(t, s, 0, job, lines)
+		readHistory := func() (records, bytes float64) {
+			return ts.metric(t, "livetail_kafka_read_records_total", "purpose", "history"),
+				ts.metric(t, "livetail_kafka_read_bytes_total", "purpose", "history")
+		}
+		history := func() (int, error) {
+			c, err := dial(t, ts.url(query("job", job, "since", "1h")), nil)
+			if err != nil {
+				return 0, err
+			}
+			defer c.c.CloseNow()
+			n := 0
+			for {
+				f, err := c.next(within)
+				if err != nil {
+					return n, err
+				}
+				n += len(f.Entries)
+				if f.Type == wire.TypeCaughtUp {
+					return n, nil
+				}
+			}
+		}
+
+		r0, b0 := readHistory()
+		if n, err := history(); err != nil || n != lines {
+			t.Fatalf("one client alone: %d lines of history (%v), want %d", n, err, lines)
+		}
+		r1, b1 := readHistory()
+		scanRecords, scanBytes := r1-r0, b1-b0
+		if scanRecords < lines || scanBytes <= 0 {
+			t.Fatalf("one scan read %v records (%v bytes) for history of %d lines", scanRecords, scanBytes, lines)
+		}
+
+		scans0 := ts.metric(t, "livetail_history_scans_total")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		sessions := 0
+		for i := range clients {
+			wg.Go(func() {
+				for r := range rounds {
+					n, err := history()
+					if err != nil || n != lines {
+						t.Errorf("client %d, round %d: %d lines of history (%v), want %d", i, r, n, err, lines)
+						return
+					}
+					mu.Lock()
+					sessions++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		if sessions != clients*rounds {
+			t.Fatalf("%d sessions got their history, want %d", sessions, clients*rounds)
+		}
+		r2, b2 := readHistory()
+		records, bytes := r2-r1, b2-b1
+		scans := ts.metric(t, "livetail_history_scans_total") - scans0
+		const bound = 2 * rounds
+		t.Logf("%d sessions with since=1h (%d clients, %d rounds) on %d lines: %v bytes and %v records read for history (%.1f scans' worth; one scan %v bytes), in %v scans",
+			sessions, clients, rounds, lines, bytes, records, bytes/scanBytes, scanBytes, scans)
+		if bytes > bound*scanBytes || records > bound*scanRecords {
+			t.Fatalf("%d sessions read %v bytes (%v records) for history, more than %d scans of %v bytes (%v records)",
+				sessions, bytes, records, bound, scanBytes, scanRecords)
+		}
+	})
+}
+
+// A client that resumes with its cursor just as its partition's consumer
+// stops (the grace after it left expiring) gets every line written while
+// it was away, once, then its live lines. The reconnects sweep the moment
+// of the stop: each comes a little later after the last one left, from
+// before the grace ends to after the consumer stopped (how long that takes
+// is measured first), and resumes from the cursor of the one before.
+// Nothing is written around the moment itself, so that the
+// consumer waits in a fetch when it is told to stop and takes a while to
+// end: a reconnect in that while finds it ending. The test checks that the
+// sweep straddled the stop: some reconnects found the partition still
+// consumed past the grace (its consumer ending), others not consumed.
+func TestResumeAtConsumerStop(t *testing.T) {
+	stack.ForBackends(t, func(t *testing.T, kind string) {
+		s := newKafkaOf(t, stack.Options{Backends: kind})
+		cfg := watchedConfig(s)
+		const grace = 100 * time.Millisecond
+		cfg.ConsumeGrace = grace
+		ts := startServer(t, cfg)
+		p := newProducer(t, s)
+		job := jobOnlyOn(ts, 0)
+		written := 0
+		write := func(n int) {
+			p.produce(t, job, written, n)
+			written += n
+		}
+		write(5)
+
+		// resume connects with query, and returns the lines it got up to
+		// caught_up and the first live ones, the cursor after them, and
+		// how many lines that cursor is past.
+		resume := func(query string) (got []int64, cursor string, past int) {
+			c := mustDial(t, ts.url(query))
+			defer c.c.CloseNow()
+			history := c.collect(0, within)
+			write(3)
+			live := c.collect(3, within)
+			cursor, n := c.cursorAt(3)
+			return append(history.offsets, live.offsets...), cursor, len(history.offsets) + n
+		}
+		got, cursor, next := resume(query("job", job, "since", "1h"))
+		checkContiguous(t, got, p.offsets(job), 0)
+
+		// How long after the last session left the consumer stops: the
+		// grace, and its end.
+		write(2)
+		left := time.Now()
+		eventually(t, within, "the partition's consumer stopped after the grace", func() bool { return consumed(t, ts) == 0 })
+		stopped := time.Since(left)
+		got, cursor, n := resume(query("job", job, "cursor", cursor))
+		checkContiguous(t, got, p.offsets(job), next)
+		next += n
+
+		const steps = 12
+		from, span := grace-20*time.Millisecond, stopped-grace+40*time.Millisecond
+		var before, after, ending int // reconnects that found the partition consumed, not, and consumed past the grace
+		for i := range steps {
+			d := from + span*time.Duration(i)/(steps-1)
+			write(2) // while it is away, the consumer still running
+			time.Sleep(d)
+			if consumed(t, ts) > 0 {
+				before++
+				if d > grace {
+					ending++
+				}
+			} else {
+				after++
+			}
+			got, cursor, n = resume(query("job", job, "cursor", cursor))
+			checkContiguous(t, got, p.offsets(job), next)
+			next += n
+		}
+		t.Logf("the consumer stopped %v after the last session left (grace %v); %d reconnects from %v to %v after: %d found the partition consumed (%d of them past the grace), %d not; %d lines resumed without a gap",
+			stopped.Round(time.Millisecond), grace, steps, from, from+span, before, ending, after, next)
+		if before == 0 || after == 0 || ending == 0 {
+			t.Fatalf("the reconnects did not straddle the consumer's stop: %d found it consumed (%d past the grace), %d not", before, ending, after)
+		}
+	})
+}

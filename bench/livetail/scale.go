@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,90 +23,418 @@ import (
 	"github.com/logpipe/logpipe/devstack/proc"
 )
 
-// The scale case: two replicas of livetail read one topic while producers
-// write busy jobs to it. Replica A has one client watching one job,
-// replica B has none. It is run in mode all (every replica reads every
-// partition, as before --consume) and in mode watched, and reports what
-// each replica read from Kafka and the CPU it spent.
+// The scale case: -scale-replicas replicas of livetail read one topic
+// while producers write -scale-jobs busy jobs to it at -scale-rate lines/s.
+// Replica 1 has no client, replica 2 one client watching job-0, replica 3
+// one client on every job (and so on, round the three, with more
+// replicas). It runs in mode all (every replica reads every partition, as
+// before --consume), then in mode watched, and then in mode watched at
+// -scale-low-rate lines/s for the latency at a low rate. For each replica
+// it reports what it read from Kafka by purpose (from its metrics), its
+// CPU, the partitions it consumed, the append → client latency of its
+// clients and the lines they missed.
 //
-// transfer does not run here (it would share the two cores with the
+// transfer does not run here (it would share the cores with the
 // replicas): the case writes the jobs catalogue that transfer would, one
 // entry per job on the partition its lines go to, before the replicas
-// start, so that a session is placed by the catalogue as in production.
+// start and again every 10 s while lines come, so that a session is placed
+// by the catalogue as in production and reading the catalogue costs what
+// it costs there. The producers start once every client has joined, so
+// that each line of a client's job reaches it unless livetail drops it.
+//
+// With -backends real the case runs on an Apache Kafka of its own (a JVM,
+// started for the case) instead of the harness's kfake.
 
-// scaleResult is one replica's cost over the measuring time.
-type scaleResult struct {
-	mode, replica   string
-	clients         int
-	records, bytes  float64 // read from Kafka (live and history)
-	cpu             float64 // seconds
-	consumed        float64 // partitions consumed at the end
-	received        int64   // lines the client got
-	producedRecords int64
-	producedBytes   int64
-	watchedBytes    int64 // produced to the watched job's partition
-	elapsed         float64
+// scaleOpts holds the scale case's flags that main does not define.
+var scaleOpts = struct {
+	backends   string
+	replicas   int
+	lowRate    int
+	lowMeasure time.Duration
+	warmup     time.Duration
+}{backends: backends.Embedded, replicas: 3, lowRate: 200}
+
+func init() {
+	flag.Func("backends", "scale: Kafka to run the scale case on: embedded (kfake, in this process) or real (Apache Kafka in a JVM of its own, needs Java and the jars of make test); the other cases run on kfake", func(v string) error {
+		if v != backends.Embedded && v != backends.Real {
+			fmt.Fprintf(os.Stderr, "bench: -backends %q: want %s or %s\n", v, backends.Embedded, backends.Real)
+			os.Exit(2)
+		}
+		scaleOpts.backends = v
+		return nil
+	})
+	flag.Func("scale-replicas", "scale: livetail replicas, watching no job, one job, every job, and round again (default 3)", intAtLeast("scale-replicas", 1, &scaleOpts.replicas))
+	flag.Func("scale-low-rate", "scale: lines per second of the low-rate run, 0 to skip it (default 200)", intAtLeast("scale-low-rate", 0, &scaleOpts.lowRate))
+	flag.DurationVar(&scaleOpts.lowMeasure, "scale-low-measure", 10*time.Second, "scale: measuring time of the low-rate run")
+	flag.DurationVar(&scaleOpts.warmup, "scale-warmup", 2*time.Second, "scale: producing time before measuring, in each run")
 }
 
-// scaleCase runs the scale case in each mode.
+// intAtLeast parses a flag's integer into dst; a value that is not one, or
+// below least, exits 2 with one line.
+func intAtLeast(name string, least int, dst *int) func(string) error {
+	return func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < least {
+			fmt.Fprintf(os.Stderr, "bench: -%s %q: want an integer of at least %d\n", name, v, least)
+			os.Exit(2)
+		}
+		*dst = n
+		return nil
+	}
+}
+
+// Targets of the scale case (the README's "Benchmark").
+const (
+	idleShareTarget = 0.02 // of the topic's bytes, read by a replica without clients
+	idleCPUTarget   = 0.02 // cores, spent by a replica without clients
+	oneJobSlack     = 1.10 // × its partition's share, read by a replica watching one job
+	lowRateP99      = 10 * time.Millisecond
+)
+
+// purposes are the values of livetail_kafka_read_*_total's purpose label.
+var purposes = []string{"live", "history", "catalogue"}
+
+// scaleResult is one replica's cost over the measuring time of one run.
+type scaleResult struct {
+	kafka    string // kfake or Apache Kafka
+	mode     string
+	rate     int  // lines/s asked
+	low      bool // the low-rate run
+	replica  int  // from 1
+	watches  int  // jobs its clients watch, one client each
+	records  map[string]float64
+	bytes    map[string]float64 // read from Kafka, by purpose
+	cpu      float64            // cores
+	consumed float64            // partitions consumed at the end of the measuring time
+	p50, p99 time.Duration      // append → client, while measuring
+	samples  int                // latencies measured
+	wanted   int64              // lines of its clients' jobs produced while they were connected
+	received int64              // lines its clients got of them
+	dropped  float64            // livetail_entries_dropped_total
+
+	producedRecords, producedBytes int64
+	watchedBytes                   int64 // produced to job-0's partition
+	elapsed                        float64
+}
+
+// readBytes is what r read of the log topic (live and history).
+func (r scaleResult) readBytes() float64 { return r.bytes["live"] + r.bytes["history"] }
+
+func (r scaleResult) share() float64 {
+	if r.producedBytes == 0 {
+		return 0
+	}
+	return r.readBytes() / float64(r.producedBytes)
+}
+
+// totalShare is everything r read from Kafka (the catalogue too) over what
+// was produced to the log topic: what the targets bound.
+func (r scaleResult) totalShare() float64 {
+	if r.producedBytes == 0 {
+		return 0
+	}
+	return (r.readBytes() + r.bytes["catalogue"]) / float64(r.producedBytes)
+}
+
+func (r scaleResult) watchedShare() float64 {
+	if r.producedBytes == 0 {
+		return 0
+	}
+	return float64(r.watchedBytes) / float64(r.producedBytes)
+}
+
+// scaleRunSpec is one run of the scale case.
+type scaleRunSpec struct {
+	mode    string
+	rate    int
+	measure time.Duration
+	low     bool // the low-rate run
+}
+
+// scaleCase runs the scale case: modes all and watched at rate, then
+// watched at the low rate.
 func scaleCase(ctx context.Context, bin string, s *backends.Stack, jobs, rate int, measure time.Duration, lineBytes int) ([]scaleResult, error) {
+	if jobs < 1 || rate < 1 {
+		return nil, fmt.Errorf("-scale-jobs %d, -scale-rate %d: want at least 1 each", jobs, rate)
+	}
+	kafka := "kfake"
+	if scaleOpts.backends == backends.Real {
+		progress("scale: starting Apache Kafka")
+		rs, err := backends.Start(ctx, backends.Options{Backends: backends.Real, Without: []string{backends.Etcd, backends.ES}})
+		if err != nil {
+			return nil, fmt.Errorf("real backends: %w", err)
+		}
+		defer rs.Close()
+		s, kafka = rs, "Apache Kafka"
+	}
 	if err := writeCatalogue(s.KafkaAddrs(), jobs, int32(s.Partitions())); err != nil {
 		return nil, fmt.Errorf("jobs catalogue: %w", err)
 	}
+	runs := []scaleRunSpec{{"all", rate, measure, false}, {"watched", rate, measure, false}}
+	if scaleOpts.lowRate > 0 {
+		runs = append(runs, scaleRunSpec{"watched", scaleOpts.lowRate, scaleOpts.lowMeasure, true})
+	}
 	var out []scaleResult
-	for _, mode := range []string{"all", "watched"} {
-		res, err := scaleRun(ctx, bin, s, mode, jobs, rate, measure, lineBytes)
+	for _, run := range runs {
+		res, err := scaleRun(ctx, bin, s, run, jobs, lineBytes)
 		if err != nil {
-			return nil, fmt.Errorf("mode %s: %w", mode, err)
+			return nil, fmt.Errorf("mode %s at %d lines/s: %w", run.mode, run.rate, err)
+		}
+		for i := range res {
+			res[i].kafka = kafka
 		}
 		out = append(out, res...)
 	}
 	return out, nil
 }
 
-func scaleRun(ctx context.Context, bin string, s *backends.Stack, mode string, jobs, rate int, measure time.Duration, lineBytes int) ([]scaleResult, error) {
-	a, err := startLivetail(bin, s, "--consume", mode)
-	if err != nil {
-		return nil, err
-	}
-	defer a.stop()
-	b, err := startLivetail(bin, s, "--consume", mode)
-	if err != nil {
-		return nil, err
-	}
-	defer b.stop()
+// replicaWatches is how many jobs replica i (from 0) has clients on:
+// none, one, all, and round again.
+func replicaWatches(i, jobs int) int {
+	return []int{0, 1, jobs}[i%3]
+}
 
-	// One client on A, watching job-0 live, once A has read where the
-	// catalogue places it.
-	if err := waitPlaced(ctx, a.addr, "job-0"); err != nil {
+func jobName(i int) string { return "job-" + strconv.Itoa(i) }
+
+func scaleRun(ctx context.Context, bin string, s *backends.Stack, run scaleRunSpec, jobs, lineBytes int) ([]scaleResult, error) {
+	reps := make([]*livetail, scaleOpts.replicas)
+	defer func() {
+		for _, l := range reps {
+			if l != nil {
+				l.stop()
+			}
+		}
+	}()
+	for i := range reps {
+		l, err := startLivetail(bin, s, "--consume", run.mode)
+		if err != nil {
+			return nil, err
+		}
+		reps[i] = l
+	}
+
+	// Clients, once each replica lists their jobs from the catalogue.
+	var clients []*scaleClient
+	defer func() {
+		for _, c := range clients {
+			c.close()
+		}
+	}()
+	for i, l := range reps {
+		n := replicaWatches(i, jobs)
+		if n == 0 {
+			continue
+		}
+		for _, job := range []string{jobName(0), jobName(n - 1)} {
+			if err := waitPlaced(ctx, l.addr, job); err != nil {
+				return nil, err
+			}
+		}
+		for j := range n {
+			c, err := dialScaleClient(ctx, l.addr, i, j)
+			if err != nil {
+				return nil, fmt.Errorf("replica %d, client of %s: %w", i+1, jobName(j), err)
+			}
+			clients = append(clients, c)
+		}
+	}
+	progress("scale, mode %s at %d lines/s: %d replicas, %d clients joined", run.mode, run.rate, len(reps), len(clients))
+
+	p, err := startScaleProducer(s, jobs, run.rate, lineBytes)
+	if err != nil {
 		return nil, err
 	}
-	c, _, err := websocket.Dial(ctx, "ws://"+a.addr+"/api/v1/tail?job=job-0", nil)
+	defer p.stop()
+	time.Sleep(scaleOpts.warmup)
+
+	progress("scale, mode %s at %d lines/s: measuring for %v", run.mode, run.rate, run.measure)
+	before := make([]replicaSample, len(reps))
+	for i, l := range reps {
+		before[i] = sampleReplica(l)
+	}
+	pr0, pb0, wb0 := p.records.Load(), p.bytes.Load(), p.watchedBytes.Load()
+	for _, c := range clients {
+		c.measuring.Store(true)
+	}
+	start := time.Now()
+	time.Sleep(run.measure)
+	elapsed := time.Since(start).Seconds()
+	for _, c := range clients {
+		c.measuring.Store(false)
+	}
+	after := make([]replicaSample, len(reps))
+	consumed := make([]float64, len(reps))
+	for i, l := range reps {
+		after[i] = sampleReplica(l)
+		consumed[i] = l.metric("livetail_partitions_consumed")
+	}
+	pr, pb, wb := p.records.Load()-pr0, p.bytes.Load()-pb0, p.watchedBytes.Load()-wb0
+	p.stop()
+
+	// Every line of a client's job produced while it was connected reaches
+	// it, unless livetail dropped it.
+	deadline := time.Now().Add(15 * time.Second)
+	for _, c := range clients {
+		for c.lines.Load() < p.perJob[c.job].Load() && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for _, c := range clients {
+		c.close()
+	}
+
+	out := make([]scaleResult, len(reps))
+	for i, l := range reps {
+		r := scaleResult{mode: run.mode, rate: run.rate, low: run.low, replica: i + 1, watches: replicaWatches(i, jobs),
+			records: map[string]float64{}, bytes: map[string]float64{},
+			producedRecords: pr, producedBytes: pb, watchedBytes: wb, elapsed: elapsed}
+		for _, purpose := range purposes {
+			r.records[purpose] = after[i].records[purpose] - before[i].records[purpose]
+			r.bytes[purpose] = after[i].bytes[purpose] - before[i].bytes[purpose]
+		}
+		r.cpu = (after[i].cpu - before[i].cpu) / elapsed
+		r.consumed = consumed[i]
+		r.dropped = l.metric("livetail_entries_dropped_total")
+		var lat []time.Duration
+		for _, c := range clients {
+			if c.replica == i {
+				lat = append(lat, c.latencies...)
+				r.wanted += p.perJob[c.job].Load()
+				r.received += c.lines.Load()
+			}
+		}
+		if len(lat) > 0 {
+			slices.Sort(lat)
+			r.samples = len(lat)
+			r.p50 = lat[len(lat)/2].Round(100 * time.Microsecond)
+			r.p99 = lat[len(lat)*99/100].Round(100 * time.Microsecond)
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// replicaSample is a replica's counters at one moment.
+type replicaSample struct {
+	records, bytes map[string]float64 // by purpose
+	cpu            float64            // seconds
+}
+
+func sampleReplica(l *livetail) replicaSample {
+	var names []string
+	for _, p := range purposes {
+		names = append(names, `livetail_kafka_read_records_total{purpose="`+p+`"}`, `livetail_kafka_read_bytes_total{purpose="`+p+`"}`)
+	}
+	vs := proc.Metrics(l.metrics, names...) // labelled ones as the exposition writes them
+	s := replicaSample{records: map[string]float64{}, bytes: map[string]float64{}, cpu: l.cpuSeconds()}
+	for _, p := range purposes {
+		s.records[p] = vs[`livetail_kafka_read_records_total{purpose="`+p+`"}`]
+		s.bytes[p] = vs[`livetail_kafka_read_bytes_total{purpose="`+p+`"}`]
+	}
+	return s
+}
+
+// scaleClient is a live tail client of one job on one replica. Its reader
+// owns latencies until close returns.
+type scaleClient struct {
+	replica   int
+	job       int
+	conn      *websocket.Conn
+	measuring atomic.Bool
+	lines     atomic.Int64 // lines received since it joined
+	latencies []time.Duration
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// dialScaleClient opens a live tail of job j on replica i and returns once
+// it has joined (caught_up), so that every line produced after reaches it.
+func dialScaleClient(ctx context.Context, addr string, i, j int) (*scaleClient, error) {
+	conn, err := dialTail(ctx, addr, jobName(j))
+	if err != nil {
+		return nil, err
+	}
+	c := &scaleClient{replica: i, job: j, conn: conn, done: make(chan struct{})}
+	go c.read()
+	return c, nil
+}
+
+// read counts the lines of each frame and, while measuring, the latency of
+// each from the append time its line starts with.
+func (c *scaleClient) read() {
+	defer close(c.done)
+	for {
+		_, data, err := c.conn.Read(context.Background())
+		if err != nil {
+			return
+		}
+		now := time.Now().UnixNano()
+		n := 0
+		for rest := string(data); ; n++ {
+			i := strings.Index(rest, `"line":"`)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(`"line":"`):]
+			if !c.measuring.Load() {
+				continue
+			}
+			if j := strings.IndexByte(rest, ' '); j > 0 {
+				if ts, err := strconv.ParseInt(rest[:j], 10, 64); err == nil {
+					c.latencies = append(c.latencies, time.Duration(now-ts))
+				}
+			}
+		}
+		c.lines.Add(int64(n))
+	}
+}
+
+// close closes the connection and waits for the reader.
+func (c *scaleClient) close() {
+	c.closeOnce.Do(func() {
+		c.conn.CloseNow()
+		<-c.done
+	})
+}
+
+// dialTail opens a live tail of job on livetail at addr and reads up to
+// its caught_up frame.
+func dialTail(ctx context.Context, addr, job string) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/api/v1/tail?job="+job, nil)
 	if err != nil {
 		return nil, err
 	}
 	c.SetReadLimit(16 << 20)
-	_, hello, err := c.Read(ctx)
-	if err != nil {
-		return nil, err
-	}
-	progress("scale, mode %s: %s", mode, hello)
-	var received atomic.Int64
-	var cwg sync.WaitGroup
-	defer func() {
-		c.CloseNow()
-		cwg.Wait()
-	}()
-	cwg.Go(func() {
-		for {
-			_, data, err := c.Read(context.Background())
-			if err != nil {
-				return
-			}
-			received.Add(int64(strings.Count(string(data), `"line":"`)))
+	for {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			c.CloseNow()
+			return nil, err
 		}
-	})
+		if strings.Contains(string(data), `"type":"caught_up"`) {
+			return c, nil
+		}
+	}
+}
 
+// scaleProducer writes rate lines/s round the jobs, in 10 ms rounds; each
+// line starts with its append time in nanoseconds. It also writes the jobs
+// catalogue again every catalogueInterval, as transfer would.
+type scaleProducer struct {
+	prod          sarama.AsyncProducer
+	records       atomic.Int64
+	bytes         atomic.Int64
+	watchedBytes  atomic.Int64   // to job-0's partition
+	perJob        []atomic.Int64 // lines of each job acknowledged or in flight
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
+	stopOnce      sync.Once
+	errorsDrained chan struct{}
+}
+
+func startScaleProducer(s *backends.Stack, jobs, rate, lineBytes int) (*scaleProducer, error) {
 	cfg := sarama.NewConfig()
 	cfg.Producer.RequiredAcks = sarama.WaitForLocal
 	cfg.Producer.Flush.Frequency = 2 * time.Millisecond
@@ -112,38 +443,57 @@ func scaleRun(ctx context.Context, bin string, s *backends.Stack, mode string, j
 	if err != nil {
 		return nil, err
 	}
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		for range prod.Errors() {
-		}
-	}()
-	var producedRecords, producedBytes, watchedBytes atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &scaleProducer{prod: prod, perJob: make([]atomic.Int64, jobs), errorsDrained: make(chan struct{}), cancel: cancel}
 	hash := sarama.NewHashPartitioner("logs")
 	partitionOf := func(job string) int32 {
-		p, _ := hash.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(job)}, int32(s.Partitions()))
-		return p
+		part, _ := hash.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(job)}, int32(s.Partitions()))
+		return part
 	}
-	watched := partitionOf("job-0")
-	onWatched := make([]bool, jobs) // by job: on the watched job's partition
+	watched := partitionOf(jobName(0))
+	onWatched := make([]bool, jobs)
 	for i := range onWatched {
-		onWatched[i] = partitionOf("job-"+strconv.Itoa(i)) == watched
+		onWatched[i] = partitionOf(jobName(i)) == watched
 	}
-	pctx, stopProducing := context.WithCancel(ctx)
-	var pwg sync.WaitGroup
-	pwg.Go(func() {
-		pad := strings.Repeat("x", max(0, lineBytes-20))
-		tick := time.NewTicker(10 * time.Millisecond)
+	// The catalogue moves as transfer keeps it: every job written again
+	// every interval while its lines come.
+	p.wg.Go(func() {
+		tick := time.NewTicker(catalogueInterval)
 		defer tick.Stop()
-		n := 0
 		for {
 			select {
-			case <-pctx.Done():
+			case <-ctx.Done():
 				return
 			case <-tick.C:
 			}
-			for range rate / 100 {
-				job := "job-" + strconv.Itoa(n%jobs)
+			if err := writeCatalogue(s.KafkaAddrs(), jobs, int32(s.Partitions())); err != nil {
+				progress("scale: writing the jobs catalogue: %v", err)
+			}
+		}
+	})
+	go func() {
+		defer close(p.errorsDrained)
+		for e := range prod.Errors() {
+			if j, ok := e.Msg.Metadata.(int); ok {
+				p.perJob[j].Add(-1) // not written: nobody can get it
+			}
+		}
+	}()
+	p.wg.Go(func() {
+		pad := strings.Repeat("x", max(0, lineBytes-20))
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		n, owed := 0, 0.0
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			owed += float64(rate) / 100
+			for ; owed >= 1; owed-- {
+				j := n % jobs
+				job := jobName(j)
 				n++
 				rec := record.Record{
 					Timestamp: time.Now(), Job: job, Message: strconv.FormatInt(time.Now().UnixNano(), 10) + " " + pad,
@@ -151,55 +501,36 @@ func scaleRun(ctx context.Context, bin string, s *backends.Stack, mode string, j
 					Log: record.Log{File: record.File{Path: "/var/log/bench.log"}, Offset: int64(n)},
 				}
 				value := rec.AppendJSON(nil)
-				prod.Input() <- &sarama.ProducerMessage{Topic: "logs", Key: sarama.StringEncoder(job), Value: sarama.ByteEncoder(value)}
-				producedRecords.Add(1)
-				producedBytes.Add(int64(len(job) + len(value)))
-				if onWatched[(n-1)%jobs] {
-					watchedBytes.Add(int64(len(job) + len(value)))
+				p.perJob[j].Add(1)
+				prod.Input() <- &sarama.ProducerMessage{Topic: "logs", Key: sarama.StringEncoder(job), Value: sarama.ByteEncoder(value), Metadata: j}
+				size := int64(len(job) + len(value))
+				p.records.Add(1)
+				p.bytes.Add(size)
+				if onWatched[j] {
+					p.watchedBytes.Add(size)
 				}
 			}
 		}
 	})
-	progress("scale, mode %s: measuring for %v", mode, measure)
-	read := func(l *livetail) (records, bytes float64) {
-		names := []string{}
-		for _, p := range []string{"live", "history"} {
-			names = append(names, `livetail_kafka_read_records_total{purpose="`+p+`"}`, `livetail_kafka_read_bytes_total{purpose="`+p+`"}`)
-		}
-		vs := proc.Metrics(l.metrics, names...) // labelled ones as the exposition writes them
-		for _, p := range []string{"live", "history"} {
-			records += vs[`livetail_kafka_read_records_total{purpose="`+p+`"}`]
-			bytes += vs[`livetail_kafka_read_bytes_total{purpose="`+p+`"}`]
-		}
-		return records, bytes
-	}
-	ra0, ba0 := read(a)
-	rb0, bb0 := read(b)
-	ca0, cb0 := a.cpuSeconds(), b.cpuSeconds()
-	pr0, pb0, wb0, recv0 := producedRecords.Load(), producedBytes.Load(), watchedBytes.Load(), received.Load()
-	start := time.Now()
-	time.Sleep(measure)
-	elapsed := time.Since(start).Seconds()
-	ra1, ba1 := read(a)
-	rb1, bb1 := read(b)
-	ca1, cb1 := a.cpuSeconds(), b.cpuSeconds()
-	pr, pb, wb, recv := producedRecords.Load()-pr0, producedBytes.Load()-pb0, watchedBytes.Load()-wb0, received.Load()-recv0
-	stopProducing()
-	pwg.Wait()
-	prod.AsyncClose()
-	<-drained
-
-	common := scaleResult{mode: mode, producedRecords: pr, producedBytes: pb, watchedBytes: wb, elapsed: elapsed}
-	ra, rb := common, common
-	ra.replica, ra.clients, ra.records, ra.bytes, ra.cpu, ra.received = "A", 1, ra1-ra0, ba1-ba0, ca1-ca0, recv
-	ra.consumed = a.metric("livetail_partitions_consumed")
-	rb.replica, rb.records, rb.bytes, rb.cpu = "B", rb1-rb0, bb1-bb0, cb1-cb0
-	rb.consumed = b.metric("livetail_partitions_consumed")
-	return []scaleResult{ra, rb}, nil
+	return p, nil
 }
 
-// jobsTopic is livetail's default --jobs-topic.
-const jobsTopic = "logs.jobs"
+// stop stops producing and returns once every line is acknowledged or failed.
+func (p *scaleProducer) stop() {
+	p.stopOnce.Do(func() {
+		p.cancel()
+		p.wg.Wait()
+		p.prod.AsyncClose()
+		<-p.errorsDrained
+	})
+}
+
+const (
+	// jobsTopic is livetail's default --jobs-topic.
+	jobsTopic = "logs.jobs"
+	// catalogueInterval is transfer's default --jobs-interval.
+	catalogueInterval = 10 * time.Second
+)
 
 // writeCatalogue writes the jobs catalogue entries transfer would write for
 // jobs job-0 to job-<jobs-1>: each on the partition sarama's default
@@ -227,7 +558,7 @@ func writeCatalogue(brokers []string, jobs int, partitions int32) error {
 	now := time.Now().UTC()
 	msgs := make([]*sarama.ProducerMessage, 0, jobs)
 	for i := range jobs {
-		job := "job-" + strconv.Itoa(i)
+		job := jobName(i)
 		p, err := hash.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(job)}, partitions)
 		if err != nil {
 			return err
@@ -267,29 +598,6 @@ func waitPlaced(ctx context.Context, addr, job string) error {
 		case <-ctx.Done():
 			return fmt.Errorf("livetail at %s does not list %s from the catalogue: %w", addr, job, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// printScale prints the scale case's table.
-func printScale(rs []scaleResult, partitions, jobs, rate int) {
-	if len(rs) == 0 {
-		return
-	}
-	fmt.Printf("\nScale: two replicas, %d partitions, %d jobs, %d lines/s; A has one client on one job, B none.\n\n", partitions, jobs, rate)
-	fmt.Printf("| --consume | replica | clients | records read | bytes read (of produced) | CPU (cores) | partitions consumed | lines to the client |\n|---|---|---|---|---|---|---|---|\n")
-	for _, r := range rs {
-		share := 0.0
-		if r.producedBytes > 0 {
-			share = r.bytes / float64(r.producedBytes) * 100
-		}
-		fmt.Printf("| %s | %s | %d | %.0f of %d | %.1f MB (%.1f%%) | %.3f | %.0f | %d |\n",
-			r.mode, r.replica, r.clients, r.records, r.producedRecords, r.bytes/1e6, share, r.cpu/r.elapsed, r.consumed, r.received)
-	}
-	fmt.Println()
-	for _, r := range rs {
-		if r.replica == "A" && r.producedBytes > 0 {
-			fmt.Printf("--consume %s: the watched job's partition got %.1f%% of the bytes produced.\n", r.mode, float64(r.watchedBytes)/float64(r.producedBytes)*100)
 		}
 	}
 }
