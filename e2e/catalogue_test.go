@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/logpipe/logpipe/common/keys"
-	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
@@ -86,7 +84,7 @@ func testCatalogue(t *testing.T, kind string) {
 	waitReady(t, "transfer", transferA.Addr(t, "metrics"))
 	waitReady(t, "livetail", lt.Addr(t, "http"))
 
-	w := &catalogueWriter{dir: dir, jobs: agentJobs, foreign: foreign, brokers: kafka, topic: topic}
+	w := &jobsWriter{dir: dir, jobs: agentJobs, foreign: foreign, brokers: kafka, topic: topic, every: 200 * time.Millisecond}
 	all := append(slices.Clone(agentJobs), foreign)
 	slices.Sort(all)
 
@@ -228,72 +226,6 @@ func testCatalogue(t *testing.T, kind string) {
 	for _, p := range []*proc.Process{agent, lt2} {
 		if code := p.Stop(t); code != 0 {
 			t.Errorf("%s exited %d after SIGTERM", p.Name(), code)
-		}
-	}
-}
-
-// catalogueWriter appends lines to the agent jobs' files and produces
-// keyless lines of the foreign job with kcat, in the background.
-type catalogueWriter struct {
-	dir, foreign, brokers, topic string
-	jobs                         []string
-
-	written int // lines, all jobs
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	errs    chan error
-}
-
-func (w *catalogueWriter) start(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	w.errs = make(chan error, 1)
-	w.wg.Go(func() { w.errs <- w.run(ctx) })
-}
-
-// stop ends the writing and returns the lines written so far, all jobs.
-func (w *catalogueWriter) stop(t *testing.T) int {
-	t.Helper()
-	w.cancel()
-	w.wg.Wait()
-	if err := <-w.errs; err != nil {
-		t.Fatal(err)
-	}
-	return w.written
-}
-
-// run writes 5 lines of each job every 200 ms until ctx ends.
-func (w *catalogueWriter) run(ctx context.Context) error {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for i := 0; ; i++ {
-		for _, job := range w.jobs {
-			lines := make([]string, 5)
-			for k := range lines {
-				lines[k] = fmt.Sprintf("%s line %d.%d", job, i, k)
-			}
-			if err := appendFile(filepath.Join(w.dir, job+".log"), lines); err != nil {
-				return err
-			}
-			w.written += len(lines)
-		}
-		var in strings.Builder
-		for k := range 5 {
-			r := record.Record{Timestamp: time.Now().UTC(), Message: fmt.Sprintf("foreign line %d.%d", i, k), Job: w.foreign}
-			in.Write(r.AppendJSON(nil))
-			in.WriteByte('\n')
-		}
-		// No -K: the records have no key, the job is in the value only.
-		cmd := exec.Command("kcat", "-b", w.brokers, "-t", w.topic, "-P")
-		cmd.Stdin = strings.NewReader(in.String())
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("kcat: %v: %s", err, out)
-		}
-		w.written += 5
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
 		}
 	}
 }

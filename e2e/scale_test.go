@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"hash/fnv"
 	"net/url"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/logpipe/logpipe/common/keys"
 	"github.com/logpipe/logpipe/common/partition"
-	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
@@ -95,7 +93,7 @@ func testScaleOut(t *testing.T, kind string) {
 	waitReady(t, "transfer", transfer.Addr(t, "metrics"))
 
 	start := time.Now().UTC()
-	w := &scaleWriter{dir: dir, jobs: agentJobs, foreign: foreign, on: keylessOn, brokers: kafka, topic: topic}
+	w := &jobsWriter{dir: dir, jobs: agentJobs, foreign: foreign, on: keylessOn, brokers: kafka, topic: topic}
 	w.start(t)
 	t.Cleanup(func() { w.stop(t) })
 
@@ -277,108 +275,6 @@ func notCandidates(job string, n int32) []int32 {
 	return out
 }
 
-// scaleWriter appends lines to the agent jobs' files and produces the
-// foreign job's keyless lines with kcat on the partitions on, in turn.
-type scaleWriter struct {
-	dir, foreign, brokers, topic string
-	jobs                         []string
-	on                           []int32
-
-	mu      sync.Mutex
-	written map[string][]string // by job
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	err     error
-}
-
-func (w *scaleWriter) start(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	w.written = map[string][]string{}
-	w.wg.Go(func() {
-		if err := w.run(ctx); err != nil {
-			w.mu.Lock()
-			w.err = err
-			w.mu.Unlock()
-		}
-	})
-}
-
-// stop ends the writing; a second call does nothing.
-func (w *scaleWriter) stop(t *testing.T) {
-	t.Helper()
-	w.cancel()
-	w.wg.Wait()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err != nil {
-		t.Fatal(w.err)
-	}
-}
-
-// lines returns the lines of job written so far, in order.
-func (w *scaleWriter) lines(job string) []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.written[job])
-}
-
-// count returns the lines written so far, all jobs.
-func (w *scaleWriter) count() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, l := range w.written {
-		n += len(l)
-	}
-	return n
-}
-
-// run writes 5 lines of each job every 100 ms until ctx ends.
-func (w *scaleWriter) run(ctx context.Context) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for i := 0; ; i++ {
-		for _, job := range w.jobs {
-			lines := make([]string, 5)
-			for k := range lines {
-				lines[k] = fmt.Sprintf("%s line %d.%d", job, i, k)
-			}
-			if err := appendFile(filepath.Join(w.dir, job+".log"), lines); err != nil {
-				return err
-			}
-			w.add(job, lines)
-		}
-		var in strings.Builder
-		lines := make([]string, 5)
-		for k := range lines {
-			lines[k] = fmt.Sprintf("%s line %d.%d", w.foreign, i, k)
-			r := record.Record{Timestamp: time.Now().UTC(), Message: lines[k], Job: w.foreign}
-			in.Write(r.AppendJSON(nil))
-			in.WriteByte('\n')
-		}
-		// No -K: the records have no key, the job is in the value only.
-		p := w.on[i%len(w.on)]
-		cmd := exec.Command("kcat", "-b", w.brokers, "-t", w.topic, "-p", fmt.Sprint(p), "-P")
-		cmd.Stdin = strings.NewReader(in.String())
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("kcat: %v: %s", err, out)
-		}
-		w.add(w.foreign, lines)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
-}
-
-func (w *scaleWriter) add(job string, lines []string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.written[job] = append(w.written[job], lines...)
-}
-
 // scaleSession is a tail client that keeps its hello frame, its lines,
 // and how many of them came after caught_up.
 type scaleSession struct {
@@ -488,7 +384,7 @@ func (s *scaleSession) liveLines() int {
 
 // waitAll waits, after caught_up, until the session has as many lines as
 // w had written of job at that point, plus more written later.
-func (s *scaleSession) waitAll(t *testing.T, w *scaleWriter, job string) {
+func (s *scaleSession) waitAll(t *testing.T, w *jobsWriter, job string) {
 	t.Helper()
 	var want int
 	eventually(t, job+": caught_up", func() error {
