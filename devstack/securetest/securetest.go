@@ -12,10 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/logpipe/logpipe/devstack/internal/pki"
@@ -59,41 +57,7 @@ type Kafka struct {
 // KafkaUser and password, and topics of partitions each. tb stops it.
 func StartKafka(tb testing.TB, pki *PKI, password string, partitions int, topics ...string) *Kafka {
 	tb.Helper()
-	k := &Kafka{Password: password, PKI: pki}
-	c, err := kfake.NewCluster(
-		kfake.NumBrokers(1),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			ln, err := net.Listen(network, "127.0.0.1:0")
-			if err != nil {
-				return nil, err
-			}
-			k.ln = &trackListener{Listener: ln, conns: map[net.Conn]struct{}{}}
-			return k.ln, nil
-		}),
-		kfake.TLS(pki.ServerTLS(false)),
-		kfake.EnableSASL(),
-		kfake.Superuser(KafkaMechanism, KafkaUser, password),
-		kfake.AllowAutoTopicCreation(),
-		kfake.DefaultNumPartitions(partitions),
-		kfake.SeedTopics(int32(partitions), topics...),
-	)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(c.Close)
-	k.Addr, k.Cluster = c.ListenAddrs()[0], c
-	c.ControlKey(int16(kmsg.SASLAuthenticate), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if !k.refuse.Load() {
-			return nil, nil, false
-		}
-		resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
-		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
-		msg := "Authentication failed during authentication due to invalid credentials with SASL mechanism " + KafkaMechanism
-		resp.ErrorMessage = &msg
-		return resp, nil, true
-	})
-	return k
+	return StartListener(tb, pki, Listener{Mechanism: KafkaMechanism}, password, partitions, topics...).Kafka
 }
 
 // RefuseAuth makes k refuse every SASL authentication while refuse is
