@@ -170,40 +170,50 @@ func (c *Client) readOnce(ctx context.Context, client sarama.Client, p int32, ne
 	bytes, records := m.ReadBytes.WithLabelValues(PurposeHistory), m.ReadRecords.WithLabelValues(PurposeHistory)
 	var scanned int64
 	for {
-		select {
-		case <-ctx.Done():
-			return permanent(ctx.Err())
-		case e := <-pc.Errors():
-			if e == nil {
-				return errors.New("partition consumer closed")
-			}
-			return e.Err
-		case msg, ok := <-pc.Messages():
-			if !ok {
-				return errors.New("partition consumer closed")
-			}
-			if msg.Offset >= to {
-				*next = to
-				return nil
-			}
-			*next = msg.Offset + 1
-			bytes.Add(float64(len(msg.Key) + len(msg.Value)))
-			records.Inc()
-			m.HistoryScanned.Inc()
-			if scanned++; scanned%progressEvery == 0 {
-				if err := fn(nil); err != nil {
-					return permanent(err)
-				}
-			}
-			if e := c.entryOf(p, msg, job); e != nil {
-				if err := fn(e); err != nil {
-					return permanent(err)
-				}
-			}
-			if *next >= to {
-				return nil
+		msg, err := receive(ctx, pc)
+		if err != nil {
+			return err
+		}
+		if msg.Offset >= to {
+			*next = to
+			return nil
+		}
+		*next = msg.Offset + 1
+		bytes.Add(float64(len(msg.Key) + len(msg.Value)))
+		records.Inc()
+		m.HistoryScanned.Inc()
+		if scanned++; scanned%progressEvery == 0 {
+			if err := fn(nil); err != nil {
+				return permanent(err)
 			}
 		}
+		if e := c.entryOf(p, msg, job); e != nil {
+			if err := fn(e); err != nil {
+				return permanent(err)
+			}
+		}
+		if *next >= to {
+			return nil
+		}
+	}
+}
+
+// receive waits for pc's next message; it fails when ctx ends (for good)
+// or when the consumer fails or closes.
+func receive(ctx context.Context, pc sarama.PartitionConsumer) (*sarama.ConsumerMessage, error) {
+	select {
+	case <-ctx.Done():
+		return nil, permanent(ctx.Err())
+	case e := <-pc.Errors():
+		if e == nil {
+			return nil, errClosed
+		}
+		return nil, e.Err
+	case msg, ok := <-pc.Messages():
+		if !ok {
+			return nil, errClosed
+		}
+		return msg, nil
 	}
 }
 
@@ -324,32 +334,23 @@ func (s *scans) scanOnce(ctx context.Context, client sarama.Client, p int32, sc 
 	var scanned int64
 	var in []*reader
 	for {
-		select {
-		case <-ctx.Done():
-			return permanent(ctx.Err())
-		case e := <-pc.Errors():
-			if e == nil {
-				return errors.New("partition consumer closed")
+		msg, err := receive(ctx, pc)
+		if err != nil {
+			return err
+		}
+		bytes.Add(float64(len(msg.Key) + len(msg.Value)))
+		records.Inc()
+		m.HistoryScanned.Inc()
+		scanned++
+		in = s.inRange(sc, msg.Offset, in[:0])
+		if scanned%progressEvery == 0 {
+			for _, r := range in {
+				s.call(sc, r, nil, msg.Offset)
 			}
-			return e.Err
-		case msg, ok := <-pc.Messages():
-			if !ok {
-				return errors.New("partition consumer closed")
-			}
-			bytes.Add(float64(len(msg.Key) + len(msg.Value)))
-			records.Inc()
-			m.HistoryScanned.Inc()
-			scanned++
-			in = s.inRange(sc, msg.Offset, in[:0])
-			if scanned%progressEvery == 0 {
-				for _, r := range in {
-					s.call(sc, r, nil, msg.Offset)
-				}
-			}
-			s.deliver(p, sc, msg, in)
-			if s.finish(sc, msg.Offset+1) {
-				return nil
-			}
+		}
+		s.deliver(p, sc, msg, in)
+		if s.finish(sc, msg.Offset+1) {
+			return nil
 		}
 	}
 }
