@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
 // The live phase of a session has no goroutine of its own while it waits.
@@ -21,9 +23,9 @@ import (
 // one frame (up to --batch-size entries), so a line that comes after a
 // quiet spell goes out at once, alone, and lines that come while a frame is
 // being written, or while the pump waits for a CPU, go together in the next
-// one. When pumps keep starting late, the process is behind, and the pacer
-// (wire.Pacer) makes a session wait a little after each frame, so that fewer,
-// fuller frames let it catch up.
+// one. A session whose frames fall behind the deliveries to it is paced
+// (wire.Pace): it keeps --batch-wait between its frames for a while, so
+// that fewer, fuller frames let it catch up.
 
 // Pump states.
 const (
@@ -41,8 +43,7 @@ type live struct {
 	ping   atomic.Bool // a ping is due
 	pinger *time.Timer
 	stop   func() bool // unregisters the kick on ctx's end
-	kicked time.Time   // when the pump was started
-	sent   time.Time   // when the last entries were sent
+	pace   *wire.Pace
 	paced  *time.Timer // kicks when a paced frame is due
 	held   atomic.Bool // paced is set: the hub's kicks can wait for it
 }
@@ -66,15 +67,16 @@ func (s *Session) GoLive(ctx context.Context, end func(cause error)) {
 		s.kick()
 	})
 	s.live.stop = context.AfterFunc(ctx, s.kick)
+	s.live.pace = s.e.Pace.Session()
 	s.sub.OnWake(s.queued)
 	// What was queued after catch-up's last look goes out now.
-	s.live.kicked = time.Now()
 	go s.pump()
 }
 
 // queued is the hub's kick: entries were queued. While the next frame is
 // paced, the pacing timer's kick sends them.
 func (s *Session) queued() {
+	s.live.pace.Woken()
 	if !s.live.held.Load() {
 		s.kick()
 	}
@@ -87,7 +89,6 @@ func (s *Session) kick() {
 		switch st.Load() {
 		case pumpIdle:
 			if st.CompareAndSwap(pumpIdle, pumpBusy) {
-				s.live.kicked = time.Now()
 				go s.pump()
 				return
 			}
@@ -103,8 +104,6 @@ func (s *Session) kick() {
 
 // pump does what is due until nothing is left, or ends the session.
 func (s *Session) pump() {
-	now := time.Now()
-	s.e.Pace.Observe(now, now.Sub(s.live.kicked))
 	st := &s.live.state
 	for {
 		st.Store(pumpBusy) // kicks from here on make it look again
@@ -136,7 +135,8 @@ func (s *Session) step() error {
 		s.live.pinger.Reset(s.e.PingInterval)
 	}
 	if s.sub.Len() > 0 {
-		if wait := s.e.Pace.Gap() - time.Since(s.live.sent); wait > 0 {
+		now := time.Now()
+		if wait := s.live.pace.Hold(now); wait > 0 {
 			s.live.held.Store(true)
 			if s.live.paced == nil {
 				s.live.paced = time.AfterFunc(wait, func() {
@@ -148,7 +148,7 @@ func (s *Session) step() error {
 			}
 			return nil
 		}
-		s.live.sent = time.Now()
+		s.live.pace.Taken(now)
 	}
 	return s.takeAndSend()
 }
@@ -162,6 +162,7 @@ func (s *Session) finish(cause error) {
 		s.live.paced.Stop()
 	}
 	s.live.stop()
+	s.live.pace.Stop()
 	if ctx := s.live.ctx; ctx.Err() != nil {
 		cause = context.Cause(ctx)
 	}
