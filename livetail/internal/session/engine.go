@@ -125,6 +125,8 @@ type Engine struct {
 	// jobs catalogue). A session reads history from them and has them
 	// consumed too. Nil: none.
 	Place func(job string) []int32
+
+	pings wire.Pings // pings the live sessions' clients
 }
 
 // Partitions returns the job's home partition and the partitions its

@@ -12,10 +12,12 @@ import (
 // The live phase of a session has no goroutine of its own while it waits.
 // Most live tails are idle most of the time, and a goroutine parked for each
 // of them costs its stack. Instead, whatever gives the session work kicks
-// it: the hub when entries were queued (once per published batch), a timer
-// when a ping is due, and the session's context when it ends (shutdown, the
-// maximum session, the token's expiry, or the peer gone, which the
-// connection's reader notices). A kick starts a pump goroutine unless one
+// it: the hub when entries were queued (once per published batch), and the
+// session's context when it ends (shutdown, the maximum session, the
+// token's expiry, or the peer gone, which the connection's reader notices
+// and a ping that goes unanswered causes). Pings need no pump: the
+// engine's one ping schedule (wire.Pings) pings every live session's
+// client, beside its frames. A kick starts a pump goroutine unless one
 // runs; the pump does what is due and exits when nothing is left. At most
 // one pump runs at a time, so the connection keeps exactly one writer.
 //
@@ -37,15 +39,13 @@ const (
 
 // live is the state of a session's live phase.
 type live struct {
-	ctx    context.Context
-	end    func(cause error) // called once, by the last pump, with why the session ended
-	state  atomic.Int32
-	ping   atomic.Bool // a ping is due
-	pinger *time.Timer
-	stop   func() bool // unregisters the kick on ctx's end
-	pace   *wire.Pace
-	paced  *time.Timer // kicks when a paced frame is due
-	held   atomic.Bool // paced is set: the hub's kicks can wait for it
+	ctx   context.Context
+	end   func(cause error) // called once, by the last pump, with why the session ended
+	state atomic.Int32
+	stop  func() bool // unregisters the kick on ctx's end
+	pace  *wire.Pace
+	paced *time.Timer // kicks when a paced frame is due
+	held  atomic.Bool // paced is set: the hub's kicks can wait for it
 }
 
 // GoLive hands the session over to its pumps once history is sent and
@@ -54,18 +54,14 @@ type live struct {
 // the close frame), and nothing of the session runs any more after end
 // returns.
 func (s *Session) GoLive(ctx context.Context, end func(cause error)) {
-	s.ping.Stop() // history's ticker; from here on pings are kicks
+	s.ping.Stop() // history's ticker; from here on the engine pings (wire.Pings)
 	s.ping = nil
 	s.frame = nil // history's frame buffer
 	// Kicks during the set-up (the context may have ended already) only
 	// make the first pump, started below, look again.
 	s.live.state.Store(pumpBusy)
 	s.live.ctx, s.live.end = ctx, end
-	interval := s.e.PingInterval
-	s.live.pinger = time.AfterFunc(interval, func() {
-		s.live.ping.Store(true)
-		s.kick()
-	})
+	s.e.pings.Add(&s.pings)
 	s.live.stop = context.AfterFunc(ctx, s.kick)
 	s.live.pace = s.e.Pace.Session()
 	s.sub.OnWake(s.queued)
@@ -122,17 +118,11 @@ func (s *Session) pump() {
 	}
 }
 
-// step sends what is queued and pings the peer when a ping is due.
+// step sends what is queued.
 func (s *Session) step() error {
 	ctx := s.live.ctx
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
-	}
-	if s.live.ping.Swap(false) {
-		// The ping goes on beside the frames: the pump does not wait for
-		// the pong (see wire.Pinger).
-		s.pings.Ping()
-		s.live.pinger.Reset(s.e.PingInterval)
 	}
 	if s.sub.Len() > 0 {
 		now := time.Now()
@@ -157,7 +147,7 @@ func (s *Session) step() error {
 // ended: however the last write failed, that says why).
 func (s *Session) finish(cause error) {
 	s.live.state.Store(pumpEnded)
-	s.live.pinger.Stop()
+	s.e.pings.Remove(&s.pings)
 	if s.live.paced != nil {
 		s.live.paced.Stop()
 	}
