@@ -171,7 +171,7 @@ func TestVanishingClients(t *testing.T) {
 	}
 	eventually(t, within, "livetail_connections back to 0", func() bool { return ts.metric(t, "livetail_connections") == 0 })
 	eventually(t, within, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= baseline })
-	if got := 0; got != n {
+	if got := ts.metric(t, "livetail_sessions_closed_total", "code", "gone"); got != n {
 		t.Errorf("sessions closed as gone: %v, want %d", got, n)
 	}
 }
@@ -190,7 +190,7 @@ func TestSilentPeerDropped(t *testing.T) {
 	start := time.Now()
 	eventually(t, within, "silent peer dropped", func() bool { return ts.metric(t, "livetail_connections") == 0 })
 	t.Logf("silent peer dropped after %v (ping interval %v)", time.Since(start).Round(time.Millisecond), cfg.PingInterval)
-	if got := 0; got != 1 {
+	if got := ts.metric(t, "livetail_sessions_closed_total", "code", "gone"); got != 1 {
 		t.Errorf("sessions closed as gone: %v, want 1", got)
 	}
 }
