@@ -449,10 +449,11 @@ func TestIdleHoldFlat(t *testing.T) {
 	eventually(t, within, "all clients live", func() bool { return ts.metric(t, "livetail_connections") == conns })
 	time.Sleep(3 * interval) // every client pinged: the first pings' allocations are made
 	g0, h0, p0 := runtime.NumGoroutine(), liveHeap(), pings.Load()
-	time.Sleep(30 * interval)
+	const hold = 50 // intervals
+	time.Sleep(hold * interval)
 	g1, h1, p1 := runtime.NumGoroutine(), liveHeap(), pings.Load()
-	if n := p1 - p0; n < 20*conns {
-		t.Fatalf("%d pings over %d intervals to %d clients, want at least %d: the premise, clients pinged all along, failed", n, 30, conns, 20*conns)
+	if n := p1 - p0; n < hold*conns/2 {
+		t.Fatalf("%d pings over %d intervals to %d clients, want at least %d: the premise, clients pinged all along, failed", n, hold, conns, hold*conns/2)
 	}
 	t.Logf("%d idle connections, %d pings each: goroutines %d → %d, live heap %d → %d KiB", conns, (p1-p0)/conns, g0, g1, h0>>10, h1>>10)
 	// A ping's round trip has a goroutine while it lasts: a few may be
@@ -460,8 +461,11 @@ func TestIdleHoldFlat(t *testing.T) {
 	if g1 > g0+conns/10 {
 		t.Errorf("goroutines grew from %d to %d over the hold", g0, g1)
 	}
-	if grew := h1 - h0; grew > 512*conns {
-		t.Errorf("live heap grew %d bytes (%d per connection) over the hold, want at most 512 per connection", grew, grew/conns)
+	// The process's Kafka clients (kfake's or a real broker's) move the
+	// live heap by up to a few hundred KiB by themselves; 100 bytes kept
+	// per ping would add 1 MB.
+	if grew := h1 - h0; grew > 512<<10 {
+		t.Errorf("live heap grew %d KiB over the hold (%d pings), want at most 512 KiB", grew>>10, p1-p0)
 	}
 	if ts.metric(t, "livetail_connections") != conns {
 		t.Errorf("clients dropped during the hold")
