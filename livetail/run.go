@@ -186,10 +186,17 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		Log:            log.WithField("component", "tail"),
 		Metrics:        api.NewMetrics(reg),
 	})
+	pace := s.tail.Pacer()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "livetail_frame_gap_seconds",
-		Help: "Least time between two live entries frames of a client now: 0 while livetail keeps up, up to --batch-wait under load.",
-	}, func() float64 { return s.tail.FrameGap().Seconds() }))
+		Help: "Least time between two live entries frames of a paced client now: --batch-wait while any client is paced because its frames fell behind, 0 while none is.",
+	}, func() float64 { return pace.Gap().Seconds() }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "livetail_sessions_paced",
+		Help: "Sessions paced now: their frames fell behind the lines delivered to them, and they keep --batch-wait between frames for a while.",
+	}, func() float64 { return float64(pace.Paced()) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "livetail_frames_held_total",
+		Help: "Live entries frames held back by pacing (sent up to --batch-wait later than they could have been).",
+	}, func() float64 { return float64(pace.Held()) }))
 	s.diag = diag.New(diag.Options{
 		Addr:     cfg.Common.MetricsAddr,
 		Registry: reg,

@@ -407,3 +407,75 @@ func dialThrough(t testing.TB, rawURL string, hc *pongHolder) *client {
 	})
 	return &client{t: t, c: c}
 }
+
+// Idle connections held over many ping intervals cost the server nothing
+// more at the end than after the first pings: its goroutines and live heap
+// stay flat while every client is pinged again and again (a ping timer,
+// buffer or goroutine kept per ping would grow them).
+func TestIdleHoldFlat(t *testing.T) {
+	const conns, interval = 200, 100 * time.Millisecond
+	s := newKafka(t)
+	cfg := testConfig(s)
+	cfg.PingInterval = interval
+	cfg.MaxConnsPerUser = conns
+	ts := startServer(t, cfg)
+	var pings atomic.Int64
+	clients := make([]*websocket.Conn, conns)
+	var readers sync.WaitGroup
+	defer func() {
+		for _, c := range clients {
+			if c != nil {
+				c.CloseNow()
+			}
+		}
+		readers.Wait()
+	}()
+	for i := range clients {
+		c, _, err := websocket.Dial(t.Context(), ts.url(query("job", "idle")), &websocket.DialOptions{
+			OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = c
+		for range 2 { // hello, caught_up
+			if _, _, err := c.Read(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx := c.CloseRead(context.Background()) // reads, and so answers pings
+		readers.Go(func() { <-ctx.Done() })
+	}
+	eventually(t, within, "all clients live", func() bool { return ts.metric(t, "livetail_connections") == conns })
+	time.Sleep(3 * interval) // every client pinged: the first pings' allocations are made
+	g0, h0, p0 := runtime.NumGoroutine(), liveHeap(), pings.Load()
+	const hold = 50 // intervals
+	time.Sleep(hold * interval)
+	g1, h1, p1 := runtime.NumGoroutine(), liveHeap(), pings.Load()
+	if n := p1 - p0; n < hold*conns/2 {
+		t.Fatalf("%d pings over %d intervals to %d clients, want at least %d: the premise, clients pinged all along, failed", n, hold, conns, hold*conns/2)
+	}
+	t.Logf("%d idle connections, %d pings each: goroutines %d → %d, live heap %d → %d KiB", conns, (p1-p0)/conns, g0, g1, h0>>10, h1>>10)
+	// A ping's round trip has a goroutine while it lasts: a few may be
+	// outstanding at either count.
+	if g1 > g0+conns/10 {
+		t.Errorf("goroutines grew from %d to %d over the hold", g0, g1)
+	}
+	// The process's Kafka clients (kfake's or a real broker's) move the
+	// live heap by up to a few hundred KiB by themselves; 100 bytes kept
+	// per ping would add 1 MB.
+	if grew := h1 - h0; grew > 512<<10 {
+		t.Errorf("live heap grew %d KiB over the hold (%d pings), want at most 512 KiB", grew>>10, p1-p0)
+	}
+	if ts.metric(t, "livetail_connections") != conns {
+		t.Errorf("clients dropped during the hold")
+	}
+}
+
+// liveHeap returns the bytes of live heap objects after a collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}

@@ -7,14 +7,23 @@
 //	go run ./bench/livetail
 //
 // Fan-out: -clients clients spread over -jobs jobs while producers write
-// -rate lines/s in total; latency is from the producer's timestamp in the
-// line to the client's receipt. Idle: -idle connections on a quiet job; the
-// growth of livetail's resident memory divided by their number.
+// lines at each of -rates lines/s in total, one livetail per rate; latency
+// is from the producer's timestamp in the line to the client's receipt.
+// Beside it, a consumer with livetail's fetch settings reads the same
+// records from Kafka: the Kafka hop, the floor of livetail's latency. Each
+// rate reports how much pacing engaged (frames held back, sessions paced).
+// Idle: -idle connections on quiet jobs, held for -idle-hold: the growth of
+// livetail's resident memory divided by their number, at the start of the
+// hold, after its first minute and at its end, and livetail's CPU over the
+// hold. -full runs the full set: rates from 1,000 to 80,000 lines/s and a
+// 3-minute hold.
 //
-// Scale: two replicas read the topic while -scale-rate lines/s of
-// -scale-jobs jobs are written; replica A has one client watching one job,
-// B none; in mode --consume all, then watched. It reports what each read
-// from Kafka and its CPU. -cases picks the cases to run.
+// Scale: -scale-replicas replicas (one with no client, one watching one
+// job, one watching every job, and round again) read the topic at
+// -scale-rate lines/s, then at -scale-low-rate, in modes --consume all and
+// watched; -backends real runs it on an Apache Kafka of its own. It reports
+// what each read from Kafka, its CPU and its clients' latency (scale.go).
+// -cases picks the cases to run.
 //
 // With -profile DIR, livetail runs with --pprof and the harness saves its
 // CPU profile of the fan-out's measuring time (fanout-cpu.pprof) and its
@@ -53,10 +62,12 @@ import (
 func main() {
 	clients := flag.Int("clients", 1000, "fan-out clients")
 	jobs := flag.Int("jobs", 100, "jobs the clients and lines are spread over")
-	rate := flag.Int("rate", 20000, "lines per second produced in total")
+	rates := flag.String("rates", "2000,10000,20000", "comma-separated lines per second produced in total, one fan-out run each")
 	warmup := flag.Duration("warmup", 5*time.Second, "fan-out time before measuring")
-	measure := flag.Duration("measure", 20*time.Second, "fan-out measuring time")
+	measure := flag.Duration("measure", 10*time.Second, "fan-out measuring time per rate")
 	idle := flag.Int("idle", 10000, "idle connections")
+	idleHold := flag.Duration("idle-hold", 30*time.Second, "how long the idle connections are held")
+	full := flag.Bool("full", false, "the full run: rates 1000 to 80000 lines/s, 20s each, and a 3-minute idle hold")
 	lineBytes := flag.Int("line-bytes", 120, "bytes of each produced line")
 	flag.IntVar(&scale.jobs, "scale-jobs", 100, "scale: busy jobs")
 	flag.IntVar(&scale.rate, "scale-rate", 4000, "scale: lines per second produced in total")
@@ -68,6 +79,18 @@ func main() {
 	})
 	flag.StringVar(&profileDir, "profile", "", "directory to save livetail's CPU profile of the fan-out and heap and goroutine profiles of the idle connections into")
 	flag.Parse()
+	if *full {
+		*rates, *measure, *idleHold = "1000,2000,5000,10000,20000,40000,80000", 20*time.Second, 3*time.Minute
+	}
+	var rateList []int
+	for _, r := range strings.Split(*rates, ",") {
+		n, err := strconv.Atoi(r)
+		if err != nil || n < 100 {
+			fmt.Fprintf(os.Stderr, "bench: -rates: %q is not a rate of 100 lines/s or more\n", r)
+			os.Exit(2)
+		}
+		rateList = append(rateList, n)
+	}
 	metrics.UseNilMetrics = true
 	debug.SetGCPercent(400) // the harness shares the machine with livetail: spend less of it collecting
 	if err := raiseFileLimit(); err != nil {
@@ -80,7 +103,7 @@ func main() {
 		}
 		run[c] = true
 	}
-	if err := runCases(*clients, *jobs, *rate, *warmup, *measure, *idle, *lineBytes); err != nil {
+	if err := runCases(*clients, *jobs, rateList, *warmup, *measure, *idle, *idleHold, *lineBytes); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -100,7 +123,7 @@ var (
 	}
 )
 
-func runCases(clients, jobs, rate int, warmup, measure time.Duration, idle, lineBytes int) error {
+func runCases(clients, jobs int, rates []int, warmup, measure time.Duration, idle int, idleHold time.Duration, lineBytes int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, err := backends.Start(ctx, backends.Options{Without: []string{backends.Etcd, backends.ES}})
@@ -126,16 +149,20 @@ func runCases(clients, jobs, rate int, warmup, measure time.Duration, idle, line
 	fmt.Printf("livetail benchmark: %d cores, Kafka %s (kfake, in the harness process), %d partitions\n\n",
 		numCPU(), s.KafkaAddrs()[0], s.Partitions())
 
-	var fan fanResult
+	var fans []fanResult
 	var idleRes idleResult
 	var scaled []scaleResult
 	if run["fanout"] {
-		if fan, err = fanOut(ctx, bin, s, clients, jobs, rate, warmup, measure, lineBytes); err != nil {
-			return fmt.Errorf("fan-out: %w", err)
+		for _, rate := range rates {
+			fan, err := fanOut(ctx, bin, s, clients, jobs, rate, warmup, measure, lineBytes)
+			if err != nil {
+				return fmt.Errorf("fan-out at %d lines/s: %w", rate, err)
+			}
+			fans = append(fans, fan)
 		}
 	}
 	if run["idle"] {
-		if idleRes, err = idleConns(ctx, bin, s, idle); err != nil {
+		if idleRes, err = idleConns(ctx, bin, s, idle, idleHold); err != nil {
 			return fmt.Errorf("idle: %w", err)
 		}
 	}
@@ -144,54 +171,47 @@ func runCases(clients, jobs, rate int, warmup, measure time.Duration, idle, line
 			return fmt.Errorf("scale: %w", err)
 		}
 	}
-	printFanOutIdle(clients, jobs, rate, fan, idleRes)
+	printFanOut(clients, jobs, fans)
+	printIdle(idleRes)
 	printScale(scaled, s.Partitions(), scale.jobs, scale.rate)
 	return nil
 }
 
-// printFanOutIdle prints the fan-out and idle cases' table.
-func printFanOutIdle(clients, jobs, rate int, fan fanResult, idleRes idleResult) {
-	if !run["fanout"] && !run["idle"] {
+// printFanOut prints the fan-out case's table, a row per rate.
+func printFanOut(clients, jobs int, fans []fanResult) {
+	if !run["fanout"] {
 		return
 	}
-	fmt.Printf("| measurement | value |\n|---|---|\n")
-	if run["fanout"] {
-		printFanOut(clients, jobs, rate, fan)
+	fmt.Printf("fan-out: %d clients, %d jobs of %d clients each\n\n", clients, jobs, clients/jobs)
+	fmt.Println("| lines/s (target) | entries/s | Kafka hop p50 / p99 | livetail p50 / p99 / max | frames/s (entries per frame) | frames held by pacing | sessions paced (most) | gap at the end | dropped | livetail CPU | harness / other CPU | load average |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, f := range fans {
+		fmt.Printf("| %.0f (%d) | %.0f | %v / %v | %v / %v / %v | %.0f (%.1f) | %.0f/s (%.2f%%) | %d | %v | %d | %.0f%% | %.0f%% / %.0f%% | %s |\n",
+			f.produced, f.rate, f.delivered, f.hop50, f.hop99, f.p50, f.p99, f.max,
+			f.frames, f.delivered/max(1, f.frames), f.held, 100*f.held/max(1, f.frames), f.pacedMax,
+			f.gap.Round(100*time.Microsecond), f.dropped, f.cpu*100, f.harnessCPU*100, max(0, f.otherCPU)*100, f.load)
 	}
-	if run["idle"] {
-		printIdle(idleRes)
-	}
+	fmt.Println()
 }
 
-// printFanOut prints the fan-out case's rows.
-func printFanOut(clients, jobs, rate int, fan fanResult) {
-	fmt.Printf("| fan-out: clients / jobs | %d / %d |\n", clients, jobs)
-	fmt.Printf("| fan-out: lines produced per second (target) | %.0f (%d) |\n", fan.produced, rate)
-	fmt.Printf("| fan-out: entries delivered per second | %.0f (want %.0f) |\n", fan.delivered, fan.produced*float64(clients)/float64(jobs))
-	fmt.Printf("| fan-out: entries frames per second (entries per frame) | %.0f (%.1f) |\n", fan.frames, fan.delivered/max(1, fan.frames))
-	fmt.Printf("| fan-out: produce → receive latency p50 / p99 / max | %v / %v / %v |\n", fan.p50, fan.p99, fan.max)
-	gap := "not reported"
-	if fan.gap >= 0 {
-		gap = fan.gap.Round(100 * time.Microsecond).String()
+// printIdle prints the idle case's table.
+func printIdle(r idleResult) {
+	if !run["idle"] {
+		return
 	}
-	fmt.Printf("| fan-out: livetail's least gap between a client's frames at the end | %s |\n", gap)
-	fmt.Printf("| fan-out: livetail CPU | %.0f%% of one core |\n", fan.cpu*100)
-	fmt.Printf("| fan-out: livetail RSS (peak) | %s (%s) |\n", mib(fan.rss), mib(fan.peak))
-	fmt.Printf("| fan-out: dropped entries | %d |\n", fan.dropped)
-	fmt.Printf("| fan-out: harness CPU (Kafka, producers, clients) | %.0f%% of one core |\n", fan.harnessCPU*100)
-	fmt.Printf("| fan-out: other processes' CPU (the machine is shared) | %.0f%% of one core |\n", max(0, fan.otherCPU)*100)
-	fmt.Printf("| machine load average at the end of fan-out | %s |\n", fan.load)
-}
-
-// printIdle prints the idle case's rows.
-func printIdle(idleRes idleResult) {
-	fmt.Printf("| idle: connections | %d |\n", idleRes.conns)
-	fmt.Printf("| idle: livetail RSS before / with them | %s / %s |\n", mib(idleRes.before), mib(idleRes.after))
-	fmt.Printf("| idle: RSS per idle connection | %.1f KiB |\n", float64(idleRes.after-idleRes.before)/float64(idleRes.conns)/1024)
-	perConn := func(before, after float64) float64 { return (after - before) / float64(idleRes.conns) / 1024 }
-	fmt.Printf("| idle: per connection: goroutines / stacks / heap in use | %.1f / %.1f KiB / %.1f KiB |\n",
-		(idleRes.goroutines[1]-idleRes.goroutines[0])/float64(idleRes.conns),
-		perConn(idleRes.stacks[0], idleRes.stacks[1]), perConn(idleRes.heap[0], idleRes.heap[1]))
+	perConn := func(before, after float64) float64 { return (after - before) / float64(r.conns) / 1024 }
+	fmt.Printf("| idle: %d connections held %v | value |\n|---|---|\n", r.conns, r.hold)
+	fmt.Printf("| livetail RSS before / with them | %s / %s |\n", mib(r.before), mib(r.rss[len(r.rss)-1]))
+	when := "at the start / at the end"
+	if len(r.rss) == 3 {
+		when = "at the start / after 1 min / at the end"
+	}
+	fmt.Printf("| RSS per connection %s | %s |\n", when, strings.Join(r.perConnKiB(), " / "))
+	fmt.Printf("| per connection at the end: goroutines / stacks / heap in use | %.2f / %.1f KiB / %.1f KiB |\n",
+		(r.goroutines[1]-r.goroutines[0])/float64(r.conns),
+		perConn(r.stacks[0], r.stacks[1]), perConn(r.heap[0], r.heap[1]))
+	fmt.Printf("| livetail CPU over the hold, per 10,000 connections | %.3f cores |\n", r.cpu*10000/float64(r.conns))
+	fmt.Printf("| machine load average at the end | %s |\n\n", r.load)
 }
 
 // livetail is the child process.
@@ -246,6 +266,7 @@ func (l *livetail) metric(name string) float64 {
 }
 
 type fanResult struct {
+	rate                int // target lines/s
 	produced, delivered float64
 	frames              float64 // entries frames received per second
 	p50, p99, max       time.Duration
@@ -256,10 +277,13 @@ type fanResult struct {
 	otherCPU            float64 // the machine's other processes
 	gap                 time.Duration
 	load                string
+	hop50, hop99        time.Duration // the Kafka hop alone
+	held                float64       // entries frames held back by pacing per second
+	pacedMax            int           // the most sessions paced at once, sampled
 }
 
 func fanOut(ctx context.Context, bin string, s *backends.Stack, clients, jobs, rate int, warmup, measure time.Duration, lineBytes int) (fanResult, error) {
-	var res fanResult
+	res := fanResult{rate: rate}
 	l, err := startLivetail(bin, s)
 	if err != nil {
 		return res, err
@@ -330,6 +354,11 @@ func fanOut(ctx context.Context, bin string, s *backends.Stack, clients, jobs, r
 	}
 
 	progress("fan-out: %d clients connected", clients)
+	stopHop, err := kafkaHop(s, &measuring)
+	if err != nil {
+		return res, err
+	}
+	defer stopHop()
 	// Producers: rate lines/s in 10 ms rounds, jobs round-robin.
 	cfg := sarama.NewConfig()
 	cfg.Producer.Return.Successes = false
@@ -381,6 +410,7 @@ func fanOut(ctx context.Context, bin string, s *backends.Stack, clients, jobs, r
 	measuring.Store(true)
 	self0, busy0 := selfCPU(), machineBusy()
 	cpu0, prod0, del0, frames0, drop0 := l.cpuSeconds(), produced.Load(), delivered.Load(), frames.Load(), l.metric("livetail_entries_dropped_total")
+	held0 := l.metric("livetail_frames_held_total")
 	start := time.Now()
 	profiled := make(chan error, 1)
 	go func() {
@@ -392,6 +422,7 @@ func fanOut(ctx context.Context, bin string, s *backends.Stack, clients, jobs, r
 		time.Sleep(500 * time.Millisecond)
 		rss, _ := l.memory()
 		rssMax = max(rssMax, rss)
+		res.pacedMax = max(res.pacedMax, int(l.metric("livetail_sessions_paced")))
 	}
 	elapsed := time.Since(start).Seconds()
 	measuring.Store(false)
@@ -404,6 +435,7 @@ func fanOut(ctx context.Context, bin string, s *backends.Stack, clients, jobs, r
 	res.frames = float64(frames.Load()-frames0) / elapsed
 	res.dropped = int64(l.metric("livetail_entries_dropped_total") - drop0)
 	res.gap = time.Duration(l.metric("livetail_frame_gap_seconds") * float64(time.Second))
+	res.held = (l.metric("livetail_frames_held_total") - held0) / elapsed
 	_, res.peak = l.memory()
 	res.rss = rssMax
 	stopSelfProfile()
@@ -417,6 +449,7 @@ func fanOut(ctx context.Context, bin string, s *backends.Stack, clients, jobs, r
 	<-drained
 	stopClients()
 	wg.Wait()
+	res.hop50, res.hop99 = stopHop()
 
 	var all []time.Duration
 	for _, l := range lat {
@@ -432,9 +465,76 @@ func fanOut(ctx context.Context, bin string, s *backends.Stack, clients, jobs, r
 	return res, nil
 }
 
+// kafkaHop consumes every partition of the log topic from its end, with
+// livetail's fetch wait, and records produce → consume latency while
+// measuring is set: the Kafka hop alone, the floor under livetail's
+// figures. stop stops it (once; later calls return the same figures) and
+// returns the hop's p50 and p99.
+func kafkaHop(s *backends.Stack, measuring *atomic.Bool) (stop func() (p50, p99 time.Duration), err error) {
+	cfg := sarama.NewConfig()
+	cfg.Consumer.MaxWaitTime = 250 * time.Millisecond // livetail's (internal/upstream)
+	cfg.Consumer.Return.Errors = false
+	c, err := sarama.NewConsumer(s.KafkaAddrs(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	var pcs []sarama.PartitionConsumer
+	var lat []time.Duration
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for p := range int32(s.Partitions()) {
+		pc, err := c.ConsumePartition("logs", p, sarama.OffsetNewest)
+		if err != nil {
+			for _, pc := range pcs {
+				pc.AsyncClose()
+			}
+			wg.Wait()
+			c.Close()
+			return nil, err
+		}
+		wg.Go(func() {
+			for m := range pc.Messages() {
+				now := time.Now().UnixNano()
+				if !measuring.Load() {
+					continue
+				}
+				_, rest, ok := bytes.Cut(m.Value, []byte(`"message":"`))
+				ts, _, _ := bytes.Cut(rest, []byte(" "))
+				if n, err := strconv.ParseInt(string(ts), 10, 64); ok && err == nil {
+					mu.Lock()
+					lat = append(lat, time.Duration(now-n))
+					mu.Unlock()
+				}
+			}
+		})
+		pcs = append(pcs, pc)
+	}
+	var once sync.Once
+	var p50, p99 time.Duration
+	return func() (time.Duration, time.Duration) {
+		once.Do(func() {
+			for _, pc := range pcs {
+				pc.AsyncClose()
+			}
+			wg.Wait()
+			c.Close()
+			if len(lat) > 0 {
+				slices.Sort(lat)
+				p50 = lat[len(lat)/2].Round(100 * time.Microsecond)
+				p99 = lat[len(lat)*99/100].Round(100 * time.Microsecond)
+			}
+		})
+		return p50, p99
+	}, nil
+}
+
 type idleResult struct {
-	conns         int
-	before, after int64 // RSS
+	conns  int
+	hold   time.Duration
+	before int64   // RSS before the connections
+	rss    []int64 // RSS with them: at the start of the hold, after a minute (if it lasts longer), at its end
+	cpu    float64 // livetail's cores over the hold
+	load   string
 	// Before and with the connections, from livetail's Go metrics.
 	goroutines, stacks, heap [2]float64
 }
@@ -447,8 +547,18 @@ func (res *idleResult) runtimeStats(l *livetail, i int) {
 	res.heap[i] = l.metric("go_memstats_heap_inuse_bytes")
 }
 
-func idleConns(ctx context.Context, bin string, s *backends.Stack, n int) (idleResult, error) {
-	res := idleResult{conns: n}
+// perConnKiB returns the RSS samples' growth over the RSS before the
+// connections, per connection.
+func (res *idleResult) perConnKiB() []string {
+	var out []string
+	for _, rss := range res.rss {
+		out = append(out, fmt.Sprintf("%.1f KiB", float64(rss-res.before)/float64(res.conns)/1024))
+	}
+	return out
+}
+
+func idleConns(ctx context.Context, bin string, s *backends.Stack, n int, hold time.Duration) (idleResult, error) {
+	res := idleResult{conns: n, hold: hold}
 	l, err := startLivetail(bin, s)
 	if err != nil {
 		return res, err
@@ -500,7 +610,21 @@ func idleConns(ctx context.Context, bin string, s *backends.Stack, n int) (idleR
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(3 * time.Second)
-	res.after, _ = l.memory()
+	sample := func() {
+		rss, _ := l.memory()
+		res.rss = append(res.rss, rss)
+	}
+	sample()
+	start, cpu0 := time.Now(), l.cpuSeconds()
+	progress("idle: holding for %v", hold)
+	if hold > time.Minute {
+		time.Sleep(time.Minute)
+		sample()
+	}
+	time.Sleep(time.Until(start.Add(hold)))
+	res.cpu = (l.cpuSeconds() - cpu0) / time.Since(start).Seconds()
+	sample()
+	res.load = proc.LoadAvg()
 	res.runtimeStats(l, 1)
 	for _, p := range []string{"heap", "goroutine"} {
 		if err := l.profile(p, "idle-"+p+".pprof"); err != nil {

@@ -200,9 +200,9 @@ func New(h *hub.Hub, hist session.History, opts Options) *Handler {
 	}
 }
 
-// FrameGap returns the least time between two live frames of a session
-// now: zero while the process keeps up, up to BatchWait under load.
-func (h *Handler) FrameGap() time.Duration { return h.sessions.Pace.Gap() }
+// Pacer returns the sessions' pacing, for the metrics: how many sessions
+// fell behind and are paced (see wire.Pace).
+func (h *Handler) Pacer() *wire.Pacer { return h.sessions.Pace }
 
 // Shutdown closes every session with 1001 and waits for them to end; later
 // requests are answered 503.

@@ -126,6 +126,8 @@ type Engine struct {
 	// consumed instead of the partitioners' candidates (see Partitions);
 	// none (nil, or nothing for the job): the candidates.
 	Place func(job string) []int32
+
+	pings wire.Pings // pings the live sessions' clients
 }
 
 // Partitions returns the job's home partition and the partitions its

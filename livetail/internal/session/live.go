@@ -5,15 +5,19 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
 // The live phase of a session has no goroutine of its own while it waits.
 // Most live tails are idle most of the time, and a goroutine parked for each
 // of them costs its stack. Instead, whatever gives the session work kicks
-// it: the hub when entries were queued (once per published batch), a timer
-// when a ping is due, and the session's context when it ends (shutdown, the
-// maximum session, the token's expiry, or the peer gone, which the
-// connection's reader notices). A kick starts a pump goroutine unless one
+// it: the hub when entries were queued (once per published batch), and the
+// session's context when it ends (shutdown, the maximum session, the
+// token's expiry, or the peer gone, which the connection's reader notices
+// and a ping that goes unanswered causes). Pings need no pump: the
+// engine's one ping schedule (wire.Pings) pings every live session's
+// client, beside its frames. A kick starts a pump goroutine unless one
 // runs; the pump does what is due and exits when nothing is left. At most
 // one pump runs at a time, so the connection keeps exactly one writer.
 //
@@ -21,9 +25,9 @@ import (
 // one frame (up to --batch-size entries), so a line that comes after a
 // quiet spell goes out at once, alone, and lines that come while a frame is
 // being written, or while the pump waits for a CPU, go together in the next
-// one. When pumps keep starting late, the process is behind, and the pacer
-// (wire.Pacer) makes a session wait a little after each frame, so that fewer,
-// fuller frames let it catch up.
+// one. A session whose frames fall behind the deliveries to it is paced
+// (wire.Pace): it keeps --batch-wait between its frames for a while, so
+// that fewer, fuller frames let it catch up.
 
 // Pump states.
 const (
@@ -35,16 +39,13 @@ const (
 
 // live is the state of a session's live phase.
 type live struct {
-	ctx    context.Context
-	end    func(cause error) // called once, by the last pump, with why the session ended
-	state  atomic.Int32
-	ping   atomic.Bool // a ping is due
-	pinger *time.Timer
-	stop   func() bool // unregisters the kick on ctx's end
-	kicked time.Time   // when the pump was started
-	sent   time.Time   // when the last entries were sent
-	paced  *time.Timer // kicks when a paced frame is due
-	held   atomic.Bool // paced is set: the hub's kicks can wait for it
+	ctx   context.Context
+	end   func(cause error) // called once, by the last pump, with why the session ended
+	state atomic.Int32
+	stop  func() bool // unregisters the kick on ctx's end
+	pace  *wire.Pace
+	paced *time.Timer // kicks when a paced frame is due
+	held  atomic.Bool // paced is set: the hub's kicks can wait for it
 }
 
 // GoLive hands the session over to its pumps once history is sent and
@@ -53,28 +54,25 @@ type live struct {
 // the close frame), and nothing of the session runs any more after end
 // returns.
 func (s *Session) GoLive(ctx context.Context, end func(cause error)) {
-	s.ping.Stop() // history's ticker; from here on pings are kicks
+	s.ping.Stop() // history's ticker; from here on the engine pings (wire.Pings)
 	s.ping = nil
 	s.frame = nil // history's frame buffer
 	// Kicks during the set-up (the context may have ended already) only
 	// make the first pump, started below, look again.
 	s.live.state.Store(pumpBusy)
 	s.live.ctx, s.live.end = ctx, end
-	interval := s.e.PingInterval
-	s.live.pinger = time.AfterFunc(interval, func() {
-		s.live.ping.Store(true)
-		s.kick()
-	})
+	s.e.pings.Add(&s.pings)
 	s.live.stop = context.AfterFunc(ctx, s.kick)
+	s.live.pace = s.e.Pace.Session()
 	s.sub.OnWake(s.queued)
 	// What was queued after catch-up's last look goes out now.
-	s.live.kicked = time.Now()
 	go s.pump()
 }
 
 // queued is the hub's kick: entries were queued. While the next frame is
 // paced, the pacing timer's kick sends them.
 func (s *Session) queued() {
+	s.live.pace.Woken()
 	if !s.live.held.Load() {
 		s.kick()
 	}
@@ -87,7 +85,6 @@ func (s *Session) kick() {
 		switch st.Load() {
 		case pumpIdle:
 			if st.CompareAndSwap(pumpIdle, pumpBusy) {
-				s.live.kicked = time.Now()
 				go s.pump()
 				return
 			}
@@ -103,8 +100,6 @@ func (s *Session) kick() {
 
 // pump does what is due until nothing is left, or ends the session.
 func (s *Session) pump() {
-	now := time.Now()
-	s.e.Pace.Observe(now, now.Sub(s.live.kicked))
 	st := &s.live.state
 	for {
 		st.Store(pumpBusy) // kicks from here on make it look again
@@ -123,20 +118,15 @@ func (s *Session) pump() {
 	}
 }
 
-// step sends what is queued and pings the peer when a ping is due.
+// step sends what is queued.
 func (s *Session) step() error {
 	ctx := s.live.ctx
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	if s.live.ping.Swap(false) {
-		// The ping goes on beside the frames: the pump does not wait for
-		// the pong (see wire.Pinger).
-		s.pings.Ping()
-		s.live.pinger.Reset(s.e.PingInterval)
-	}
 	if s.sub.Len() > 0 {
-		if wait := s.e.Pace.Gap() - time.Since(s.live.sent); wait > 0 {
+		now := time.Now()
+		if wait := s.live.pace.Hold(now); wait > 0 {
 			s.live.held.Store(true)
 			if s.live.paced == nil {
 				s.live.paced = time.AfterFunc(wait, func() {
@@ -148,7 +138,7 @@ func (s *Session) step() error {
 			}
 			return nil
 		}
-		s.live.sent = time.Now()
+		s.live.pace.Taken(now)
 	}
 	return s.takeAndSend()
 }
@@ -157,11 +147,12 @@ func (s *Session) step() error {
 // ended: however the last write failed, that says why).
 func (s *Session) finish(cause error) {
 	s.live.state.Store(pumpEnded)
-	s.live.pinger.Stop()
+	s.e.pings.Remove(&s.pings)
 	if s.live.paced != nil {
 		s.live.paced.Stop()
 	}
 	s.live.stop()
+	s.live.pace.Stop()
 	if ctx := s.live.ctx; ctx.Err() != nil {
 		cause = context.Cause(ctx)
 	}

@@ -1,7 +1,10 @@
 package session
 
 import (
-	"slices"
+	"fmt"
+	"runtime"
+	"runtime/metrics"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -10,47 +13,176 @@ import (
 	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
-// Under load (pumps start late) a session's live frames are paced at
-// --batch-wait, the lines between them batched; the first line after a
-// quiet spell still goes at once.
-func TestSessionPacedUnderLoad(t *testing.T) {
+// publisher publishes job a's lines on partition 0, one delivery each, and
+// remembers when each was published.
+type publisher struct {
+	x    *harness
+	next int64
+	at   map[int64]time.Time
+}
+
+func (p *publisher) publish() {
+	e := *newLog(1, "a")[0]
+	e.Offset = p.next
+	e.JSON = fmt.Appendf(nil, `{"partition":0,"offset":%d,"ts":"","line":"a","host":"","file":"","labels":{}}`, p.next)
+	if p.at == nil {
+		p.at = map[int64]time.Time{}
+	}
+	p.at[p.next] = time.Now()
+	p.x.h.Publish(0, []*hub.Entry{&e}, p.next+1)
+	p.next++
+}
+
+// entriesFrames returns the entries frames the client got: how many entries
+// each, when each was written, and the offsets with when they were written.
+func entriesFrames(c *fakeConn) (sizes []int, at []time.Time, sent map[int64]time.Time) {
+	frames, times := c.got()
+	sent = map[int64]time.Time{}
+	for i, f := range frames {
+		if f.Type != wire.TypeEntries {
+			continue
+		}
+		sizes = append(sizes, len(f.Entries))
+		at = append(at, times[i])
+		for _, e := range f.Entries {
+			sent[e.Offset] = times[i]
+		}
+	}
+	return sizes, at, sent
+}
+
+// A client that keeps up gets every line in a frame of its own the moment
+// it is delivered: with --batch-wait set, nothing is held.
+func TestSessionNotPacedWithoutBacklog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newHarness(opts{PingInterval: time.Hour, BatchWait: 20 * time.Millisecond}, nil)
-		x.e.Pace.Observe(time.Now(), 10*time.Millisecond) // pumps have been late
 		cancel, wait := x.start(t, Params{Job: "a"})
 		synctest.Wait()
-		start := time.Now()
-		publish := func(off int64) {
-			e := *newLog(1, "a")[0]
-			e.Offset = off
-			x.h.Publish(0, []*hub.Entry{&e}, off+1)
-		}
-		publish(0) // the first after a quiet spell: at once
-		for i := int64(1); i <= 5; i++ {
+		pub := &publisher{x: x}
+		for range 100 {
+			pub.publish()
 			time.Sleep(time.Millisecond)
-			publish(i) // paced: together, 20 ms after the first
 		}
-		time.Sleep(time.Second)
-		publish(6) // after a quiet spell again: at once
-		time.Sleep(time.Second)
 		synctest.Wait()
-		frames, times := x.conn.got()
-		var sizes []int
-		var at []time.Duration
-		for i, f := range frames {
-			if f.Type == wire.TypeEntries {
-				sizes = append(sizes, len(f.Entries))
-				at = append(at, times[i].Sub(start))
+		sizes, _, sent := entriesFrames(x.conn)
+		if len(sizes) != 100 {
+			t.Fatalf("%d entries frames for 100 lines a millisecond apart, want 100", len(sizes))
+		}
+		for off, at := range pub.at {
+			if !sent[off].Equal(at) {
+				t.Fatalf("line %d written %v after it was delivered, want at once", off, sent[off].Sub(at))
 			}
 		}
-		ms := time.Millisecond
-		if !slices.Equal(sizes, []int{1, 5, 1}) || !slices.Equal(at, []time.Duration{0, 20 * ms, 1005 * ms}) {
-			t.Fatalf("entries frames of %v at %v, want [1 5 1] at [0s 20ms 1.005s]", sizes, at)
-		}
-		if gap := x.e.Pace.Gap(); gap >= 20*ms {
-			t.Fatalf("gap %v after a quiet second with pumps on time, want less than 20ms", gap)
+		if n := x.e.Pace.Held(); n != 0 {
+			t.Fatalf("%d frames held back, want 0", n)
 		}
 		cancel(ErrShutdown)
 		wait()
 	})
+}
+
+// A client slower to take frames than lines come falls behind: its frames
+// are paced, several lines each, and no line waits longer than
+// --batch-wait plus a write; once the stream pauses, the next line goes at
+// once, alone.
+func TestSessionPacedWhenBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const batchWait, write = 20 * time.Millisecond, 5 * time.Millisecond
+		x := newHarness(opts{PingInterval: time.Hour, BatchWait: batchWait}, nil)
+		cancel, wait := x.start(t, Params{Job: "a"})
+		synctest.Wait()
+		x.conn.setWriteTime(write)
+		pub := &publisher{x: x}
+		for range 200 { // a line every 1.5 ms: 3 or 4 lines come during a write
+			pub.publish()
+			time.Sleep(1500 * time.Microsecond)
+		}
+		synctest.Wait()
+		sizes, _, sent := entriesFrames(x.conn)
+		if x.e.Pace.Held() == 0 {
+			t.Fatalf("frames of %v entries, none held back: want the client paced", sizes)
+		}
+		if len(sizes) > 200/4 {
+			t.Fatalf("%d entries frames for 200 lines, want fewer than %d (batched)", len(sizes), 200/4)
+		}
+		for off, at := range pub.at {
+			if d := sent[off].Sub(at); d > batchWait+write {
+				t.Fatalf("line %d written %v after it was delivered, want at most --batch-wait + a write (%v)", off, d, batchWait+write)
+			}
+		}
+		time.Sleep(time.Second)
+		pub.publish()
+		synctest.Wait()
+		if n := x.e.Pace.Paced(); n != 0 {
+			t.Fatalf("%d sessions paced after a quiet second and a line, want 0", n)
+		}
+		sizes, at, _ := entriesFrames(x.conn)
+		if last := len(sizes) - 1; sizes[last] != 1 || !at[last].Equal(pub.at[pub.next-1]) {
+			t.Fatalf("the line after a quiet second: in a frame of %d written %v after delivery, want alone at once", sizes[last], at[last].Sub(pub.at[pub.next-1]))
+		}
+		cancel(ErrShutdown)
+		wait()
+	})
+}
+
+// A light stream is never paced, however busy the process: goroutines
+// that keep every CPU busy make pumps wait for one, and the frames still go
+// as they come. The busy loops are checked to have delayed goroutines.
+func TestSessionLightStreamOnBusyProcess(t *testing.T) {
+	x := newHarness(opts{PingInterval: time.Hour, BatchWait: 20 * time.Millisecond}, nil)
+	cancel, wait := x.start(t, Params{Job: "a"})
+	defer func() {
+		cancel(ErrShutdown)
+		wait()
+	}()
+	stop := make(chan struct{})
+	var busy sync.WaitGroup
+	for range 2 * runtime.GOMAXPROCS(0) {
+		busy.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for i := 0; i < 1e5; i++ {
+				}
+			}
+		})
+	}
+	before := schedLatencies()
+	pub := &publisher{x: x}
+	for range 50 {
+		pub.publish()
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	busy.Wait()
+	if d := slowestSince(before); d < time.Millisecond {
+		t.Fatalf("goroutines waited at most %v for a CPU: the process was not busy", d)
+	}
+	if n := x.e.Pace.Held(); n != 0 {
+		t.Fatalf("%d frames held back on a busy process with a light stream, want 0", n)
+	}
+}
+
+// schedLatencies returns the runtime's histogram of how long goroutines
+// waited for a CPU so far.
+func schedLatencies() *metrics.Float64Histogram {
+	m := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(m)
+	return m[0].Value.Float64Histogram()
+}
+
+// slowestSince returns the lower bound of the highest bucket that gained a
+// goroutine since before: about how long the slowest goroutines since then
+// waited for a CPU.
+func slowestSince(before *metrics.Float64Histogram) time.Duration {
+	h := schedLatencies()
+	for i := len(h.Counts) - 1; i >= 0; i-- {
+		if h.Counts[i] > before.Counts[i] {
+			return time.Duration(h.Buckets[i] * float64(time.Second))
+		}
+	}
+	return 0
 }

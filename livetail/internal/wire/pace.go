@@ -1,71 +1,130 @@
 package wire
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Pacer sets how long a live session waits, after a frame, before it sends
-// the next one: nothing while the process keeps up, growing to max
-// (--batch-wait) as it falls behind.
+// A live session sends each frame as soon as its pump runs, with whatever
+// is queued, and no timer stands between a line and its client while the
+// session keeps up. A busy machine alone is no reason to wait: a pump that
+// starts late still finds the lines of one delivery, sends them, and is
+// done.
 //
-// How far behind the process is shows in how late a session's pump starts
-// after it was kicked, waiting for a CPU: the pacer keeps a moving average
-// of that delay. Below paceIdle the gap is zero, and every frame goes as
-// soon as its pump runs; from paceIdle to paceFull it grows in proportion,
-// to max. Frames then wait in a timer instead of in the run queue, with
-// more entries in each, so the CPU that more, smaller frames would cost
-// (a write system call each, on both ends) is freed and the process
-// catches up, which brings the gap down again. The first line after a quiet
-// spell longer than the gap always goes at once.
-type Pacer struct {
-	max time.Duration
-	gap atomic.Int64 // the gap now, in ns
-
-	mu   sync.Mutex
-	avg  float64 // moving average of pump start delays, in ns
-	last time.Time
-}
-
+// A session falls behind when its frames do not go out as fast as lines
+// are delivered to it: several deliveries (hub publishes, each one wake)
+// pile up before one frame takes them. That happens when its client is
+// slow to take frames, or when livetail itself cannot run its pumps as
+// often as lines come. Only then is the session paced: the frame that finds the
+// backlog goes at once, and for the paceSpell frames after it it keeps at least --batch-wait between two frames, the
+// lines between them batched, so that fewer, fuller frames (a write system
+// call each, on both ends) free the CPU and the session catches up. After
+// the spell, or once a frame finds no backlog --batch-wait after the last
+// one, it sends at once again; if it is still behind, its next frame finds
+// the backlog and starts another spell. (A paced session whose stream stops
+// counts as paced until its next line.)
 const (
-	// paceIdle and paceFull are the average pump start delays at which
-	// pacing starts and is full.
-	paceIdle = 50 * time.Microsecond
-	paceFull = 500 * time.Microsecond
-	// paceWeight is the least weight of a delay in the average: with tens
-	// of thousands of frames a second, the average spans tens of
-	// milliseconds, and the gap does not swing with every burst.
-	paceWeight = 1.0 / 4096
-	// paceMemory is how long the average remembers when pumps are few: a
-	// delay that comes this long after the last one replaces the average.
-	paceMemory = time.Second
+	// paceBacklog is the number of deliveries one frame takes at which the
+	// session is behind.
+	paceBacklog = 3
+	// paceSpell is how many frames a session that fell behind is paced.
+	paceSpell = 10
 )
 
-// NewPacer returns a pacer whose gap grows to max; max 0 never paces.
-func NewPacer(max time.Duration) *Pacer { return &Pacer{max: max} }
-
-// Observe adds a pump's start delay, observed at now, to the average.
-func (p *Pacer) Observe(now time.Time, d time.Duration) {
-	if p.max <= 0 {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	w := min(1, max(paceWeight, float64(now.Sub(p.last))/float64(paceMemory)))
-	p.avg += w * (float64(d) - p.avg)
-	p.last = now
-	var gap time.Duration
-	switch avg := time.Duration(p.avg); {
-	case avg <= paceIdle:
-	case avg >= paceFull:
-		gap = p.max
-	default:
-		gap = time.Duration(float64(p.max) * float64(avg-paceIdle) / float64(paceFull-paceIdle))
-	}
-	p.gap.Store(int64(gap))
+// Pacer is the pacing that the sessions of one server share: --batch-wait
+// and what the metrics report.
+type Pacer struct {
+	max   time.Duration
+	paced atomic.Int64 // sessions paced now
+	held  atomic.Int64 // frames held back so far
 }
 
-// Gap returns the least time between two live frames of a session now:
-// zero while the process keeps up, up to max under load.
-func (p *Pacer) Gap() time.Duration { return time.Duration(p.gap.Load()) }
+// NewPacer returns a pacer that keeps max (--batch-wait) between the
+// frames of a session that fell behind; max 0 never paces.
+func NewPacer(max time.Duration) *Pacer { return &Pacer{max: max} }
+
+// Gap returns the least time between two live frames of a paced session
+// while any session is paced, and zero while none is.
+func (p *Pacer) Gap() time.Duration {
+	if p.paced.Load() > 0 {
+		return p.max
+	}
+	return 0
+}
+
+// Paced returns the number of sessions paced now.
+func (p *Pacer) Paced() int64 { return p.paced.Load() }
+
+// Held returns how many frames were held back (sent later than their pump
+// could have sent them) so far.
+func (p *Pacer) Held() int64 { return p.held.Load() }
+
+// Pace is one session's pacing. Woken may be called from any goroutine;
+// the other methods only from the session's one pump at a time.
+type Pace struct {
+	p     *Pacer
+	wakes atomic.Int32 // deliveries queued since the last frame
+	sent  time.Time    // when the last frame took what was queued
+	spell int          // paced frames left; 0: not paced
+	held  bool         // the next frame was held back
+}
+
+// Session returns the pacing of a new session.
+func (p *Pacer) Session() *Pace { return &Pace{p: p} }
+
+// Woken counts a delivery queued for the session.
+func (s *Pace) Woken() { s.wakes.Add(1) }
+
+// Hold returns how long, from now, the session's next frame waits: zero
+// unless the session is behind (see paceBacklog), and never more than
+// --batch-wait.
+func (s *Pace) Hold(now time.Time) time.Duration {
+	if s.p.max <= 0 {
+		return 0
+	}
+	if s.spell == 0 {
+		if s.wakes.Load() < paceBacklog {
+			return 0
+		}
+		// The frame that finds the backlog goes at once, a batch already;
+		// the spell paces the frames after it.
+		s.spell = paceSpell
+		s.p.paced.Add(1)
+		return 0
+	}
+	wait := s.p.max - now.Sub(s.sent)
+	switch {
+	case wait > 0:
+		s.held = true
+	case !s.held && s.wakes.Load() < paceBacklog:
+		// A line after --batch-wait without one, and no backlog: the
+		// session caught up, and the spell ends early.
+		s.Stop()
+		return 0
+	}
+	return wait
+}
+
+// Taken records that a frame took what was queued, at now.
+func (s *Pace) Taken(now time.Time) {
+	s.wakes.Store(0)
+	s.sent = now
+	if s.held {
+		s.held = false
+		s.p.held.Add(1)
+	}
+	if s.spell > 0 {
+		s.spell--
+		if s.spell == 0 {
+			s.p.paced.Add(-1)
+		}
+	}
+}
+
+// Stop ends the session's pacing: it no longer counts as paced.
+func (s *Pace) Stop() {
+	if s.spell > 0 {
+		s.spell = 0
+		s.p.paced.Add(-1)
+	}
+}

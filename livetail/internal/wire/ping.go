@@ -28,8 +28,10 @@ type Pinger struct {
 	Interval time.Duration
 	Fail     context.CancelCauseFunc // ends the session with its cause
 
-	out atomic.Bool // a ping is outstanding
-	wg  sync.WaitGroup
+	out   atomic.Bool // a ping is outstanding
+	wg    sync.WaitGroup
+	slot  int // in Pings, under its lock
+	index int
 }
 
 // Ping starts a ping unless one is outstanding, and returns at once.
