@@ -72,8 +72,13 @@ func TestWriter(t *testing.T) {
 		if _, ok := got["logs:5:other"]; ok {
 			t.Fatal("an entry of a partition not owned was written")
 		}
-		if n := testutil.ToFloat64(m.Writes.WithLabelValues(ResultOK)); n < 1 {
-			t.Fatalf("writes ok = %v", n)
+		// The writer counts a write once Kafka acknowledged it, which may be
+		// after the entry can be read.
+		for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(m.Writes.WithLabelValues(ResultOK)) < 1; {
+			if time.Now().After(deadline) {
+				t.Fatalf("writes ok = %v after the entry was read", testutil.ToFloat64(m.Writes.WithLabelValues(ResultOK)))
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 
 		configs := topicConfigs(t, cl, topic)
