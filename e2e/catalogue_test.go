@@ -122,7 +122,7 @@ func testCatalogue(t *testing.T, kind string) {
 	t.Logf("keyless lines of %s on partitions %v; %d lines in all", foreign, truth[foreign].partitions, n)
 
 	// 2. The topic transfer created is compacted, and deletes past a week.
-	configs := describeTopic(t, cl, jobsTopic)
+	configs := stack.TopicConfigs(t, cl, jobsTopic)
 	if configs["cleanup.policy"] != "compact,delete" || configs["retention.ms"] != "604800000" {
 		t.Fatalf("%s: cleanup.policy=%q retention.ms=%q, want compact,delete and 604800000", jobsTopic,
 			configs["cleanup.policy"], configs["retention.ms"])
@@ -331,32 +331,6 @@ func catalogueClient(t *testing.T, st *stack.Stack, topic string) *kgo.Client {
 		cl.Close()
 	})
 	return cl
-}
-
-// describeTopic returns the topic's configs, as kafka-configs --describe
-// shows them.
-func describeTopic(t *testing.T, cl *kgo.Client, topic string) map[string]string {
-	t.Helper()
-	req := kmsg.NewPtrDescribeConfigsRequest()
-	res := kmsg.NewDescribeConfigsRequestResource()
-	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeTopic, topic
-	req.Resources = append(req.Resources, res)
-	resp, err := req.RequestWith(context.Background(), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, r := range resp.Resources {
-		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
-			t.Fatalf("describing %s: %v", topic, err)
-		}
-		for _, c := range r.Configs {
-			if c.Value != nil {
-				out[c.Name] = *c.Value
-			}
-		}
-	}
-	return out
 }
 
 // endOffset is the end of the catalogue topic's partition 0.

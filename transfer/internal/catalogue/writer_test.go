@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -81,7 +80,7 @@ func TestWriter(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 
-		configs := topicConfigs(t, cl, topic)
+		configs := stack.TopicConfigs(t, cl, topic)
 		for k, v := range TopicConfigs {
 			if configs[k] != v {
 				t.Errorf("topic %s: %s = %q, want %q", topic, k, configs[k], v)
@@ -116,33 +115,6 @@ func readEntries(t *testing.T, cl *kgo.Client, topic string, done func(map[strin
 		})
 	}
 	return got
-}
-
-// topicConfigs describes the topic's configs, as an operator's kafka-configs
-// --describe would.
-func topicConfigs(t *testing.T, cl *kgo.Client, topic string) map[string]string {
-	t.Helper()
-	req := kmsg.NewPtrDescribeConfigsRequest()
-	res := kmsg.NewDescribeConfigsRequestResource()
-	res.ResourceType = kmsg.ConfigResourceTypeTopic
-	res.ResourceName = topic
-	req.Resources = append(req.Resources, res)
-	resp, err := req.RequestWith(context.Background(), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, r := range resp.Resources {
-		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
-			t.Fatalf("describing %s: %v", topic, err)
-		}
-		for _, c := range r.Configs {
-			if c.Value != nil {
-				out[c.Name] = *c.Value
-			}
-		}
-	}
-	return out
 }
 
 // TestWriterOutage: while Kafka is away, writes fail, are counted and
