@@ -58,9 +58,19 @@ func readRepoFile(tb testing.TB, elem ...string) []byte {
 // file apply, whatever the shell running the test has set).
 func loadProject(tb testing.TB, profiles ...string) *types.Project {
 	tb.Helper()
+	return loadFiles(tb, []string{"docker-compose.yml"}, profiles)
+}
+
+// loadFiles loads the compose files (relative to the repository's root),
+// each over the ones before it, as `docker compose -f a -f b` does.
+func loadFiles(tb testing.TB, files, profiles []string) *types.Project {
+	tb.Helper()
 	root := repoRoot(tb)
-	opts, err := cli.NewProjectOptions(
-		[]string{filepath.Join(root, "docker-compose.yml")},
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = filepath.Join(root, f)
+	}
+	opts, err := cli.NewProjectOptions(paths,
 		cli.WithWorkingDirectory(root),
 		cli.WithProfiles(profiles),
 		cli.WithInterpolation(true),
@@ -71,7 +81,7 @@ func loadProject(tb testing.TB, profiles ...string) *types.Project {
 	}
 	p, err := opts.LoadProject(context.Background())
 	if err != nil {
-		tb.Fatalf("loading docker-compose.yml with profiles %v: %v", profiles, err)
+		tb.Fatalf("loading %v with profiles %v: %v", files, profiles, err)
 	}
 	return p
 }

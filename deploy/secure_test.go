@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -32,22 +31,7 @@ const secureFile = "docker-compose.secure.yml"
 // docker-compose.secure.yml` does, with an empty environment.
 func loadSecureProject(tb testing.TB, profiles ...string) *types.Project {
 	tb.Helper()
-	root := repoRoot(tb)
-	opts, err := cli.NewProjectOptions(
-		[]string{filepath.Join(root, "docker-compose.yml"), filepath.Join(root, secureFile)},
-		cli.WithWorkingDirectory(root),
-		cli.WithProfiles(profiles),
-		cli.WithInterpolation(true),
-		cli.WithResolvedPaths(true),
-	)
-	if err != nil {
-		tb.Fatalf("compose options: %v", err)
-	}
-	p, err := opts.LoadProject(context.Background())
-	if err != nil {
-		tb.Fatalf("loading docker-compose.yml with %s: %v", secureFile, err)
-	}
-	return p
+	return loadFiles(tb, []string{"docker-compose.yml", secureFile}, profiles)
 }
 
 // TestSecureComposeEnvMatchesFlags: every LOGPIPE_* variable the secured
