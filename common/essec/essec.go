@@ -33,7 +33,7 @@ const (
 const DefaultIndex = "logs-logpipe-default"
 
 // ErrConfig wraps every error of Validate and Client.
-var ErrConfig = errors.New("bad value")
+var ErrConfig = errors.New("search engine")
 
 // indexRE is Elasticsearch's rule for index and data stream names, in short.
 var indexRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]{0,254}$`)
