@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/common/memlog"
 	"github.com/logpipe/logpipe/livetail/internal/api"
+	"github.com/logpipe/logpipe/livetail/internal/archive"
 	"github.com/logpipe/logpipe/livetail/internal/auth"
 	"github.com/logpipe/logpipe/livetail/internal/catalogue"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
@@ -47,6 +49,7 @@ type server struct {
 	diag    *diag.Server // --metrics-addr: /metrics, /debug/logs, health
 	public  *diag.Server // --listen: the viewer, the API, health
 	refusal *kafkasec.Prober
+	archive *archive.Archive // nil without --es-addresses
 	// place is the job placement hook sessions use (session.Engine.Place):
 	// the jobs catalogue's Partitions, set by setPlacement; none until then.
 	place atomic.Pointer[func(job string) []int32]
@@ -117,6 +120,10 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 			s.close()
 		}
 	}()
+
+	if s.archive, err = newArchive(ctx, cfg, reg, log); err != nil {
+		return nil, err
+	}
 
 	s.hub = hub.New(kafka.Partitions(), hub.Options{
 		Pending: newGauge(reg, "livetail_pending_messages", "Entries queued to clients and not yet written."),
@@ -220,6 +227,14 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	})
 	s.public.Handle("GET /api/v1/tail", s.tail)
 	s.public.Handle("GET /api/v1/jobs", api.JobsHandler(s.hub, kafka, cat, cfg.Jobs, authn))
+	var index api.ContextIndex // a nil *Archive would not be a nil ContextIndex
+	if s.archive != nil {
+		index = s.archive
+	}
+	s.public.Handle("GET /api/v1/context", api.ContextHandler(kafka, index, authn))
+	s.public.Handle("GET /api/v1/config", api.ConfigHandler(api.ViewerConfig{
+		KibanaURL: cfg.KibanaURL, Archive: s.archive != nil, MaxJobs: maxJobs, ESIndex: cfg.ESIndex,
+	}))
 	s.public.Handle("GET /", web.Handler())
 	if err := s.public.Listen(); err != nil {
 		return nil, err
@@ -235,6 +250,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		"partitions": kafka.Partitions(),
 		"auth":       cfg.Auth.Value,
 		"limiter":    cfg.Limiter.Value,
+		"archive":    cfg.ESAddresses.String(),
 	}).Info("livetail listening")
 	ok = true
 	return s, nil
@@ -247,8 +263,16 @@ func (s *server) Addr() string { return s.public.Addr() }
 func (s *server) MetricsAddr() string { return s.diag.Addr() }
 
 // ready is /readyz: not ready while a partition is down, with the
-// start-up line when the brokers refuse livetail's credential.
+// start-up line when the brokers refuse livetail's credential, nor while
+// the archive's index (--es-addresses) does not answer.
 func (s *server) ready() error {
+	if s.archive != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.archive.Health(ctx); err != nil {
+			return err
+		}
+	}
 	if down := s.hub.Down(); len(down) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -281,10 +305,43 @@ func (s *server) run(ctx context.Context) error {
 }
 
 func (s *server) close() {
+	if s.archive != nil {
+		s.archive.Close()
+	}
 	if s.limiter != nil {
 		s.limiter.Close()
 	}
 	s.kafka.Close()
+}
+
+// maxJobs is the most jobs one tail may ask for (GET /api/v1/config's max_jobs).
+const maxJobs = 10
+
+// newArchive connects to the search index of --es-addresses, if any (nil
+// without). A refused credential is an error (livetail exits 1); an index
+// that does not answer yet is a warning, and /readyz says so until it does.
+func newArchive(ctx context.Context, cfg Config, reg prometheus.Registerer, log logrus.FieldLogger) (*archive.Archive, error) {
+	if len(cfg.ESAddresses) == 0 {
+		return nil, nil
+	}
+	a, err := archive.New(cfg.Config, archive.Options{
+		Topic:    cfg.Common.KafkaTopic,
+		Searches: newCounter(reg, "livetail_archive_searches_total", "Search requests sent to the archive's index (history past Kafka's retention, context)."),
+		Docs:     newCounter(reg, "livetail_archive_documents_total", "Documents the archive's searches returned."),
+	})
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	switch err := a.Check(cctx); {
+	case errors.Is(err, archive.ErrRefused):
+		a.Close()
+		return nil, err
+	case err != nil:
+		log.WithError(err).WithField("index", cfg.ESIndex).Warn("the archive's index does not answer yet: history past Kafka's retention and context come from Kafka alone until it does")
+	}
+	return a, nil
 }
 
 func newAuthenticator(cfg Config) (auth.Authenticator, error) {
