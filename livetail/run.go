@@ -220,6 +220,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	})
 	s.public.Handle("GET /api/v1/tail", s.tail)
 	s.public.Handle("GET /api/v1/jobs", api.JobsHandler(s.hub, kafka, cat, cfg.Jobs, authn))
+	s.public.Handle("GET /api/v1/history", s.tail.History())
 	s.public.Handle("GET /", web.Handler())
 	if err := s.public.Listen(); err != nil {
 		return nil, err
