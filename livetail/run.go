@@ -25,6 +25,7 @@ import (
 	"github.com/logpipe/logpipe/livetail/internal/catalogue"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
 	"github.com/logpipe/logpipe/livetail/internal/limit"
+	"github.com/logpipe/logpipe/livetail/internal/session"
 	"github.com/logpipe/logpipe/livetail/internal/upstream"
 	"github.com/logpipe/logpipe/livetail/internal/web"
 )
@@ -176,7 +177,13 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		s.setPlacement(s.jobs.Partitions)
 	}
 
+	var index api.ContextIndex // a nil *Archive would be neither a nil ContextIndex
+	var past session.Archive   // nor a nil session.Archive
+	if s.archive != nil {
+		index, past = s.archive, s.archive
+	}
 	s.tail = api.New(s.hub, kafka, api.Options{
+		Archive:        past,
 		Auth:           authn,
 		Limiter:        s.limiter,
 		MaxConns:       cfg.MaxConns,
@@ -227,13 +234,10 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	})
 	s.public.Handle("GET /api/v1/tail", s.tail)
 	s.public.Handle("GET /api/v1/jobs", api.JobsHandler(s.hub, kafka, cat, cfg.Jobs, authn))
-	var index api.ContextIndex // a nil *Archive would not be a nil ContextIndex
-	if s.archive != nil {
-		index = s.archive
-	}
+	s.public.Handle("GET /api/v1/history", s.tail.History())
 	s.public.Handle("GET /api/v1/context", api.ContextHandler(kafka, index, authn))
 	s.public.Handle("GET /api/v1/config", api.ConfigHandler(api.ViewerConfig{
-		KibanaURL: cfg.KibanaURL, Archive: s.archive != nil, MaxJobs: maxJobs, ESIndex: cfg.ESIndex,
+		KibanaURL: cfg.KibanaURL, Archive: s.archive != nil, MaxJobs: api.MaxJobs, ESIndex: cfg.ESIndex,
 	}))
 	s.public.Handle("GET /", web.Handler())
 	if err := s.public.Listen(); err != nil {
@@ -313,9 +317,6 @@ func (s *server) close() {
 	}
 	s.kafka.Close()
 }
-
-// maxJobs is the most jobs one tail may ask for (GET /api/v1/config's max_jobs).
-const maxJobs = 10
 
 // newArchive connects to the search index of --es-addresses, if any (nil
 // without). A refused credential is an error (livetail exits 1); an index

@@ -148,7 +148,7 @@ func kafkaContext(ctx context.Context, hist session.History, q contextQuery) (li
 	from, to := max(oldest, q.offset-ContextWindow), min(newest, q.offset+ContextWindow+1)
 	var seen []*hub.Entry // the job's entries read, before the line and then of its source
 	after := 0            // entries seen after the line that are neighbours
-	err = hist.Read(ctx, q.partition, from, to, q.job, func(e *hub.Entry) error {
+	err = hist.Read(ctx, q.partition, from, to, []string{q.job}, func(e *hub.Entry) error {
 		switch {
 		case e == nil:
 			return nil
