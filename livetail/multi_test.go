@@ -81,7 +81,8 @@ func TestSeveralJobsOneStream(t *testing.T) {
 			before[l.partition] = min(before[l.partition], l.offset)
 		}
 		all := newest
-		for pages := 0; ; pages++ {
+		pages := 0
+		for ; ; pages++ {
 			if pages > 10 {
 				t.Fatal("more than 10 pages of 20 lines")
 			}
@@ -96,6 +97,9 @@ func TestSeveralJobsOneStream(t *testing.T) {
 			before = cursorMap(t, page.Before)
 		}
 		checkEachOnce(t, all, sent, jobs)
+		if n := ts.metric(t, "livetail_history_pages_total", "code", "200"); n != float64(pages+1) {
+			t.Fatalf("%v pages counted, want %d", n, pages+1)
+		}
 	})
 }
 
