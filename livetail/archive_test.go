@@ -51,7 +51,8 @@ func TestViewerConfig(t *testing.T) {
 }
 
 // TestArchiveAtStart: an index that does not answer at start is a
-// warning, /readyz says so, and context comes from Kafka meanwhile; an
+// warning and livetail_archive_up says so, while livetail stays ready (its
+// live tails do not need the index) and context comes from Kafka; an
 // index that refuses livetail's credential stops livetail at start with
 // one line naming the endpoint, never the secret.
 func TestArchiveAtStart(t *testing.T) {
@@ -74,9 +75,11 @@ func TestArchiveAtStart(t *testing.T) {
 	if !strings.Contains(ts.logs.String(), "the archive's index does not answer yet") {
 		t.Errorf("no warning at start; log:\n%s", ts.logs.String())
 	}
-	code, body := httpGet(t, base+"/readyz")
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "archive index logs-logpipe-default at "+down) {
-		t.Errorf("/readyz: %d %q, want 503 naming the archive", code, body)
+	if code, body := httpGet(t, base+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz while only the archive is down: %d %q, want 200", code, body)
+	}
+	if _, m := httpGet(t, "http://"+ts.MetricsAddr()+"/metrics"); !strings.Contains(m, "\nlivetail_archive_up 0\n") {
+		t.Errorf("/metrics lacks livetail_archive_up 0 while the index is down")
 	}
 	if c := getConfig(t, base); !c.Archive || c.KibanaURL == nil || *c.KibanaURL != cfg.KibanaURL {
 		t.Errorf("config %+v", c)
@@ -104,6 +107,9 @@ func TestArchiveAtStart(t *testing.T) {
 	ts = startServer(t, cfg)
 	if code, body := httpGet(t, "http://"+ts.Addr()+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz with the right password: %d %q", code, body)
+	}
+	if _, m := httpGet(t, "http://"+ts.MetricsAddr()+"/metrics"); !strings.Contains(m, "\nlivetail_archive_up 1\n") {
+		t.Errorf("/metrics lacks livetail_archive_up 1 with the right password")
 	}
 }
 

@@ -267,16 +267,12 @@ func (s *server) Addr() string { return s.public.Addr() }
 func (s *server) MetricsAddr() string { return s.diag.Addr() }
 
 // ready is /readyz: not ready while a partition is down, with the
-// start-up line when the brokers refuse livetail's credential, nor while
-// the archive's index (--es-addresses) does not answer.
+// start-up line when the brokers refuse livetail's credential. An archive
+// (--es-addresses) that does not answer leaves livetail ready: live tails
+// and Kafka's history still work, and a replica taken out of its load
+// balancer for the index's sake would stop them too; livetail_archive_up
+// and the log say so instead.
 func (s *server) ready() error {
-	if s.archive != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.archive.Health(ctx); err != nil {
-			return err
-		}
-	}
 	if down := s.hub.Down(); len(down) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -320,7 +316,8 @@ func (s *server) close() {
 
 // newArchive connects to the search index of --es-addresses, if any (nil
 // without). A refused credential is an error (livetail exits 1); an index
-// that does not answer yet is a warning, and /readyz says so until it does.
+// that does not answer yet is a warning, and livetail_archive_up says so
+// until it does.
 func newArchive(ctx context.Context, cfg Config, reg prometheus.Registerer, log logrus.FieldLogger) (*archive.Archive, error) {
 	if len(cfg.ESAddresses) == 0 {
 		return nil, nil
@@ -333,6 +330,17 @@ func newArchive(ctx context.Context, cfg Config, reg prometheus.Registerer, log 
 	if err != nil {
 		return nil, err
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "livetail_archive_up",
+		Help: "1 while the archive's index (--es-addresses) answers, 0 while history past Kafka's retention and context come from Kafka alone.",
+	}, func() float64 {
+		hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if a.Health(hctx) != nil {
+			return 0
+		}
+		return 1
+	}))
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	switch err := a.Check(cctx); {
