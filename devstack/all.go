@@ -69,7 +69,7 @@ func services(cfg Config, etcd, kafka, es, stateDir string) []service {
 			"--kafka-brokers", kafka, "--es-addresses", es, "--metrics-addr", cfg.TransferMetricsAddr,
 		}, listeners: map[string]string{"metrics": cfg.TransferMetricsAddr}, ready: "metrics"},
 		{name: "livetail", args: []string{
-			"--kafka-brokers", kafka, "--listen", cfg.ViewerAddr, "--metrics-addr", cfg.LivetailMetricsAddr,
+			"--kafka-brokers", kafka, "--es-addresses", es, "--listen", cfg.ViewerAddr, "--metrics-addr", cfg.LivetailMetricsAddr,
 		}, listeners: map[string]string{"http": cfg.ViewerAddr, "metrics": cfg.LivetailMetricsAddr}, ready: "metrics"},
 	}
 }

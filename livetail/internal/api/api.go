@@ -1,5 +1,6 @@
 // Package api is livetail's HTTP surface: the WebSocket live tail at
-// /api/v1/tail and the jobs list at /api/v1/jobs (DESIGN.md, "livetail
+// /api/v1/tail, earlier lines at /api/v1/history and the jobs list at
+// /api/v1/jobs (DESIGN.md, "livetail
 // HTTP API"). It parses and checks a tail request (query parameters,
 // authentication, the job allowed, the per-user and per-process connection
 // limits), hands the connection to a session (package session), and maps
@@ -75,7 +76,9 @@ type Options struct {
 	// nil: every partition is read anyway.
 	Watch func(ctx context.Context, parts []int32) (release func(), err error)
 	// Place is the job placement hook (session.Engine.Place); nil: none.
-	Place   func(job string) []int32
+	Place func(job string) []int32
+	// Archive holds what Kafka no longer retains (session.Engine.Archive); nil: none.
+	Archive session.Archive
 	Log     logrus.FieldLogger
 	Metrics *Metrics
 }
@@ -138,6 +141,7 @@ type Metrics struct {
 	Resent      prometheus.Counter // lines the agent sent twice, skipped by a session
 	Rejected    *prometheus.CounterVec
 	Closed      *prometheus.CounterVec
+	Pages       *prometheus.CounterVec // /api/v1/history answers, by HTTP status
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -158,12 +162,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livetail_sessions_closed_total", Help: "Sessions ended, by close code (gone: the peer left without a close frame or stopped answering).",
 		}, []string{"code"}),
+		Pages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livetail_history_pages_total", Help: "Pages of earlier lines answered (GET /api/v1/history), by HTTP status.",
+		}, []string{"code"}),
 	}
 	for _, r := range []string{ReasonHandshake, ReasonBadRequest, ReasonUnauthorized, ReasonForbidden, ReasonUserLimit, ReasonServerLimit, ReasonUpstream, ReasonShuttingDown} {
 		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.Sent, m.Resent, m.Rejected, m.Closed)
+		reg.MustRegister(m.Connections, m.Sent, m.Resent, m.Rejected, m.Closed, m.Pages)
 	}
 	return m
 }
@@ -192,7 +199,7 @@ func New(h *hub.Hub, hist session.History, opts Options) *Handler {
 	return &Handler{
 		opts: opts, hub: h, log: opts.Log, m: opts.Metrics, base: base, stop: stop,
 		sessions: &session.Engine{
-			Hub: h, History: hist, Place: opts.Place,
+			Hub: h, History: hist, Place: opts.Place, Archive: opts.Archive,
 			PingInterval: opts.PingInterval, BatchSize: opts.BatchSize, MaxScan: opts.MaxScan,
 			Pace: wire.NewPacer(opts.BatchWait),
 			Sent: opts.Metrics.Sent, Resent: opts.Metrics.Resent,
@@ -287,8 +294,8 @@ func (h *Handler) serve(c *wire.Conn, r *http.Request, log logrus.FieldLogger) (
 		h.refuse(c, log, StatusBadRequest, ReasonBadRequest, err.Error())
 		return false
 	}
-	if !id.Allows(p.Job) {
-		h.refuse(c, log, StatusForbidden, ReasonForbidden, fmt.Sprintf("job: user %s may not tail job %s", id.User, p.Job))
+	if job, ok := allowed(id, p.Jobs); !ok {
+		h.refuse(c, log, StatusForbidden, ReasonForbidden, fmt.Sprintf("job: user %s may not tail job %s", id.User, job))
 		return false
 	}
 	if n := h.conns.Add(1); n > int64(h.opts.MaxConns) {
@@ -330,7 +337,7 @@ func (h *Handler) serve(c *wire.Conn, r *http.Request, log logrus.FieldLogger) (
 		}
 		undo.add(release)
 	}
-	sub, joins, err := h.hub.Subscribe(p.Job, deps, h.opts.ClientBuffer)
+	sub, joins, err := h.hub.Subscribe(p.Jobs, deps, h.opts.ClientBuffer)
 	if err != nil {
 		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, session.UpstreamError{Err: err}.Error())
 		return false
@@ -395,6 +402,17 @@ func (h *Handler) serve(c *wire.Conn, r *http.Request, log logrus.FieldLogger) (
 		h.wg.Done()
 	})
 	return true
+}
+
+// allowed reports whether id may tail every one of jobs; if not, it
+// returns the first one refused.
+func allowed(id auth.Identity, jobs []string) (refused string, ok bool) {
+	for _, job := range jobs {
+		if !id.Allows(job) {
+			return job, false
+		}
+	}
+	return "", true
 }
 
 // end closes the connection as cause says and returns the close code for

@@ -55,6 +55,7 @@ func TestClient(t *testing.T) {
 	// Partition agrees with the producer for many jobs.
 	offsets := map[string][]int64{}
 	parts := map[string]int32{}
+	start := time.Now().Truncate(time.Millisecond) // Kafka's timestamps are in milliseconds
 	var mark time.Time
 	for i := range 40 {
 		if i == 20 {
@@ -82,7 +83,7 @@ func TestClient(t *testing.T) {
 		t.Fatalf("bounds %d %d %v", oldest, newest, err)
 	}
 	var got []int64
-	if err := c.Read(ctx, p, 0, newest, job, func(e *hub.Entry) error {
+	if err := c.Read(ctx, p, 0, newest, []string{job}, func(e *hub.Entry) error {
 		if e != nil {
 			got = append(got, e.Offset)
 		}
@@ -96,7 +97,7 @@ func TestClient(t *testing.T) {
 	// A sub-range.
 	got = nil
 	want := offsets[job][1:3]
-	if err := c.Read(ctx, p, want[0], want[1]+1, job, func(e *hub.Entry) error {
+	if err := c.Read(ctx, p, want[0], want[1]+1, []string{job}, func(e *hub.Entry) error {
 		if e != nil {
 			got = append(got, e.Offset)
 		}
@@ -122,6 +123,14 @@ func TestClient(t *testing.T) {
 	// Later than everything: the end.
 	if off, err := c.OffsetAt(ctx, p, time.Now().Add(time.Hour)); err != nil || off != newest {
 		t.Fatalf("OffsetAt(future) = %d %v, want %d", off, err, newest)
+	}
+
+	// The oldest record's time (hello's history_from), from its first
+	// half, and again from what was remembered.
+	for range 2 {
+		if ts, err := c.OldestTime(ctx, p); err != nil || ts.Before(start) || !ts.Before(mark) {
+			t.Fatalf("OldestTime = %v %v, want between %v and %v", ts, err, start, mark)
+		}
 	}
 
 	// The live consumer published everything into the hub.
@@ -293,7 +302,7 @@ func TestReadKeylessRecords(t *testing.T) {
 	}
 	defer c.Close()
 	var got []string
-	if err := c.Read(t.Context(), p, 0, int64(len(records)), "web", func(e *hub.Entry) error {
+	if err := c.Read(t.Context(), p, 0, int64(len(records)), []string{"web"}, func(e *hub.Entry) error {
 		if e != nil {
 			got = append(got, e.Line)
 		}
