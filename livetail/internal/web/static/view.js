@@ -199,7 +199,7 @@ export class LogView {
       append(this.held, items);
       const extra = this.held.length - this.maxLines;
       if (extra > 0) {
-        this.held.splice(0, extra);
+        this.passed(this.held.splice(0, extra));
         this.heldLost += extra;
       }
       this.changed();
@@ -209,8 +209,22 @@ export class LogView {
     // Rows beyond maxLines would drop off as soon as they are drawn (a
     // hidden tab gets no frames): do not keep them.
     const extra = this.pending.length - this.maxLines;
-    if (extra > 0) this.pending.splice(0, extra);
+    if (extra > 0) {
+      this.passed(this.pending.splice(0, extra));
+      this.dropped += extra;
+    }
     this.schedule();
+  }
+
+  /**
+   * passed notes items dropped for the bound: the page's first position
+   * (top) of their partitions moves above them, so that "load earlier"
+   * loads them again rather than leave a gap.
+   */
+  passed(items) {
+    for (const it of items) {
+      if (it.kind === 'entry') this.top.set(it.partition, Math.max(this.top.get(it.partition) ?? -Infinity, it.offset + 1));
+    }
   }
 
   schedule() {
@@ -263,11 +277,8 @@ export class LogView {
     while (this.el.firstElementChild && !this.el.firstElementChild.childElementCount) {
       this.el.firstElementChild.remove();
     }
-    for (const g of gone) {
-      if (g.item.kind !== 'entry') continue;
-      if (!g.el.hidden) this.matched--;
-      this.top.set(g.item.partition, g.item.offset + 1);
-    }
+    for (const g of gone) if (g.item.kind === 'entry' && !g.el.hidden) this.matched--;
+    this.passed(gone.map((g) => g.item));
     this.dropped += extra;
   }
 
