@@ -287,8 +287,8 @@ func (h *Handler) serve(c *wire.Conn, r *http.Request, log logrus.FieldLogger) (
 		h.refuse(c, log, StatusBadRequest, ReasonBadRequest, err.Error())
 		return false
 	}
-	if !id.Allows(p.Job) {
-		h.refuse(c, log, StatusForbidden, ReasonForbidden, fmt.Sprintf("job: user %s may not tail job %s", id.User, p.Job))
+	if job, ok := allowed(id, p.Jobs); !ok {
+		h.refuse(c, log, StatusForbidden, ReasonForbidden, fmt.Sprintf("job: user %s may not tail job %s", id.User, job))
 		return false
 	}
 	if n := h.conns.Add(1); n > int64(h.opts.MaxConns) {
@@ -330,7 +330,7 @@ func (h *Handler) serve(c *wire.Conn, r *http.Request, log logrus.FieldLogger) (
 		}
 		undo.add(release)
 	}
-	sub, joins, err := h.hub.Subscribe(p.Job, deps, h.opts.ClientBuffer)
+	sub, joins, err := h.hub.Subscribe(p.Jobs, deps, h.opts.ClientBuffer)
 	if err != nil {
 		h.refuse(c, log, websocket.StatusInternalError, ReasonUpstream, session.UpstreamError{Err: err}.Error())
 		return false
@@ -395,6 +395,17 @@ func (h *Handler) serve(c *wire.Conn, r *http.Request, log logrus.FieldLogger) (
 		h.wg.Done()
 	})
 	return true
+}
+
+// allowed reports whether id may tail every one of jobs; if not, it
+// returns the first one refused.
+func allowed(id auth.Identity, jobs []string) (refused string, ok bool) {
+	for _, job := range jobs {
+		if !id.Allows(job) {
+			return job, false
+		}
+	}
+	return "", true
 }
 
 // end closes the connection as cause says and returns the close code for

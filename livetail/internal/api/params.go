@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,8 @@ import (
 const (
 	maxJobLen  = 256
 	maxGrepLen = 1024
+	// MaxJobs is the most jobs one stream (or history page) follows.
+	MaxJobs = 10
 )
 
 func badParam(param, format string, args ...any) error {
@@ -27,15 +30,11 @@ func badParam(param, format string, args ...any) error {
 // resolves a since given as a duration; maxTail bounds tail.
 func ParseParams(q url.Values, now time.Time, maxTail int) (session.Params, error) {
 	var p session.Params
-	p.Job = q.Get("job")
-	switch {
-	case p.Job == "":
-		return p, badParam("job", "missing (the job to tail, e.g. job=web-1)")
-	case len(p.Job) > maxJobLen:
-		return p, badParam("job", "longer than %d bytes", maxJobLen)
-	case !utf8.ValidString(p.Job):
-		return p, badParam("job", "not valid UTF-8")
+	jobs, err := parseJobs(q)
+	if err != nil {
+		return p, err
 	}
+	p.Jobs = jobs
 
 	var given []string
 	for _, name := range []string{"tail", "since", "cursor"} {
@@ -73,23 +72,54 @@ func ParseParams(q url.Values, now time.Time, maxTail int) (session.Params, erro
 		p.Mode, p.Cursor = session.ModeCursor, c
 	}
 
-	if q.Has("grep") {
-		v := q.Get("grep")
-		if len(v) > maxGrepLen {
-			return p, badParam("grep", "longer than %d bytes", maxGrepLen)
-		}
-		if !utf8.ValidString(v) {
-			return p, badParam("grep", "not valid UTF-8")
-		}
-		if v != "" {
-			re, err := regexp.Compile(v)
-			if err != nil {
-				return p, badParam("grep", "not a valid RE2 regular expression: %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
-			}
-			p.Grep = re
-		}
+	p.Grep, err = parseGrep(q)
+	return p, err
+}
+
+// parseJobs reads the jobs of a request: job given 1 to MaxJobs times,
+// each trimmed, distinct, in the order given.
+func parseJobs(q url.Values) ([]string, error) {
+	given := q["job"]
+	switch {
+	case len(given) == 0:
+		return nil, badParam("job", "missing (the job to tail, e.g. job=web-1)")
+	case len(given) > MaxJobs:
+		return nil, badParam("job", "given %d times (at most %d jobs)", len(given), MaxJobs)
 	}
-	return p, nil
+	jobs := make([]string, 0, len(given))
+	for _, v := range given {
+		job := strings.TrimSpace(v)
+		switch {
+		case job == "":
+			return nil, badParam("job", "empty (the job to tail, e.g. job=web-1)")
+		case len(job) > maxJobLen:
+			return nil, badParam("job", "longer than %d bytes", maxJobLen)
+		case !utf8.ValidString(job):
+			return nil, badParam("job", "not valid UTF-8")
+		case slices.Contains(jobs, job):
+			return nil, badParam("job", "%q is given twice", session.Clip(job))
+		}
+		jobs = append(jobs, job)
+	}
+	return jobs, nil
+}
+
+// parseGrep reads grep, an RE2 regular expression; nil when absent or empty.
+func parseGrep(q url.Values) (*regexp.Regexp, error) {
+	v := q.Get("grep")
+	switch {
+	case v == "":
+		return nil, nil
+	case len(v) > maxGrepLen:
+		return nil, badParam("grep", "longer than %d bytes", maxGrepLen)
+	case !utf8.ValidString(v):
+		return nil, badParam("grep", "not valid UTF-8")
+	}
+	re, err := regexp.Compile(v)
+	if err != nil {
+		return nil, badParam("grep", "not a valid RE2 regular expression: %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+	}
+	return re, nil
 }
 
 // parseSince reads an RFC 3339 time or a positive Go duration before now.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,20 +21,20 @@ func TestParseParams(t *testing.T) {
 		want  session.Params
 		param string // the parameter a ParamError names; "" for success
 	}{
-		"live":            {query: "job=web-1", want: session.Params{Job: "web-1"}},
-		"tail":            {query: "job=web-1&tail=100", want: session.Params{Job: "web-1", Mode: session.ModeTail, Tail: 100}},
-		"tail 0":          {query: "job=web-1&tail=0", want: session.Params{Job: "web-1", Mode: session.ModeTail}},
-		"since duration":  {query: "job=a&since=5m", want: session.Params{Job: "a", Mode: session.ModeSince, Since: now.Add(-5 * time.Minute)}},
-		"since rfc3339":   {query: "job=a&since=2026-11-21T09:00:00Z", want: session.Params{Job: "a", Mode: session.ModeSince, Since: now.Add(-time.Hour)}},
-		"since offset tz": {query: "job=a&since=" + url.QueryEscape("2026-11-21T10:00:00+01:00"), want: session.Params{Job: "a", Mode: session.ModeSince, Since: now.Add(-time.Hour)}},
-		"cursor":          {query: "job=a&cursor=42", want: session.Params{Job: "a", Mode: session.ModeCursor, Cursor: []session.Position{{Partition: session.HomePartition, Offset: 42}}}},
-		"cursor none yet": {query: "job=a&cursor=-1", want: session.Params{Job: "a", Mode: session.ModeCursor, Cursor: []session.Position{{Partition: session.HomePartition, Offset: -1}}}},
-		"cursor parts":    {query: "job=a&cursor=3:17,0:-1", want: session.Params{Job: "a", Mode: session.ModeCursor, Cursor: []session.Position{{Partition: 0, Offset: -1}, {Partition: 3, Offset: 17}}}},
+		"live":            {query: "job=web-1", want: session.Params{Jobs: []string{"web-1"}}},
+		"tail":            {query: "job=web-1&tail=100", want: session.Params{Jobs: []string{"web-1"}, Mode: session.ModeTail, Tail: 100}},
+		"tail 0":          {query: "job=web-1&tail=0", want: session.Params{Jobs: []string{"web-1"}, Mode: session.ModeTail}},
+		"since duration":  {query: "job=a&since=5m", want: session.Params{Jobs: []string{"a"}, Mode: session.ModeSince, Since: now.Add(-5 * time.Minute)}},
+		"since rfc3339":   {query: "job=a&since=2026-11-21T09:00:00Z", want: session.Params{Jobs: []string{"a"}, Mode: session.ModeSince, Since: now.Add(-time.Hour)}},
+		"since offset tz": {query: "job=a&since=" + url.QueryEscape("2026-11-21T10:00:00+01:00"), want: session.Params{Jobs: []string{"a"}, Mode: session.ModeSince, Since: now.Add(-time.Hour)}},
+		"cursor":          {query: "job=a&cursor=42", want: session.Params{Jobs: []string{"a"}, Mode: session.ModeCursor, Cursor: []session.Position{{Partition: session.HomePartition, Offset: 42}}}},
+		"cursor none yet": {query: "job=a&cursor=-1", want: session.Params{Jobs: []string{"a"}, Mode: session.ModeCursor, Cursor: []session.Position{{Partition: session.HomePartition, Offset: -1}}}},
+		"cursor parts":    {query: "job=a&cursor=3:17,0:-1", want: session.Params{Jobs: []string{"a"}, Mode: session.ModeCursor, Cursor: []session.Position{{Partition: 0, Offset: -1}, {Partition: 3, Offset: 17}}}},
 		"cursor twice":    {query: "job=a&cursor=3:17,3:18", param: "cursor"},
 		"cursor no part":  {query: "job=a&cursor=:17", param: "cursor"},
 		"cursor neg part": {query: "job=a&cursor=-2:17", param: "cursor"},
-		"token ignored":   {query: "job=a&token=xyz&other=1", want: session.Params{Job: "a"}},
-		"empty grep":      {query: "job=a&grep=", want: session.Params{Job: "a"}},
+		"token ignored":   {query: "job=a&token=xyz&other=1", want: session.Params{Jobs: []string{"a"}}},
+		"empty grep":      {query: "job=a&grep=", want: session.Params{Jobs: []string{"a"}}},
 		"missing job":     {query: "tail=5", param: "job"},
 		"empty job":       {query: "job=", param: "job"},
 		"long job":        {query: "job=" + strings.Repeat("x", 257), param: "job"},
@@ -115,8 +116,13 @@ func FuzzParseParams(f *testing.F) {
 			}
 			return
 		}
-		if p.Job == "" || len(p.Job) > maxJobLen || !utf8.ValidString(p.Job) {
-			t.Fatalf("%q: job %q accepted", raw, p.Job)
+		if len(p.Jobs) == 0 || len(p.Jobs) > MaxJobs {
+			t.Fatalf("%q: %d jobs accepted", raw, len(p.Jobs))
+		}
+		for i, job := range p.Jobs {
+			if job == "" || len(job) > maxJobLen || !utf8.ValidString(job) || slices.Contains(p.Jobs[:i], job) {
+				t.Fatalf("%q: job %q accepted", raw, job)
+			}
 		}
 		if p.Tail < 0 || p.Tail > DefaultMaxTail {
 			t.Fatalf("%q: out of range %+v", raw, p)

@@ -25,13 +25,14 @@ type Entry struct {
 	// It is 0 for records without a source position (other producers).
 	Src  uint64
 	Pos  int64  // log.offset, the line's place in its source; meaningful when Src is not 0
-	JSON []byte // {"partition":…,"offset":…,"ts":…,"line":…,"host":…,"file":…,"labels":{…}[,"src":…,"pos":…]}
+	JSON []byte // {"partition":…,"offset":…,"job":…,"ts":…,"line":…,"host":…,"file":…,"labels":{…}[,"src":…,"pos":…]}
 }
 
 // wireEntry is the contract's entry object (DESIGN.md, "livetail HTTP API").
 type wireEntry struct {
 	Partition int32             `json:"partition"`
 	Offset    int64             `json:"offset"`
+	Job       string            `json:"job"`
 	TS        string            `json:"ts"`
 	Line      string            `json:"line"`
 	Host      string            `json:"host"`
@@ -59,6 +60,7 @@ func NewEntry(partition int32, offset int64, key, value []byte, kafkaTime time.T
 		if job == "" {
 			job = rec.Job
 		}
+		w.Job = job
 		ts = rec.Timestamp
 		w.TS = rec.Timestamp.UTC().Format(record.TimeLayout)
 		w.Line = rec.Message
@@ -74,6 +76,7 @@ func NewEntry(partition int32, offset int64, key, value []byte, kafkaTime time.T
 			w.Pos = &pos
 		}
 	} else {
+		w.Job = job
 		w.TS = kafkaTime.UTC().Format(record.TimeLayout)
 		w.Line = string(bytes.ToValidUTF8(value, []byte("\uFFFD")))
 	}

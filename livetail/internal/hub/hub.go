@@ -229,19 +229,20 @@ func (h *Hub) Down() []int32 {
 	return down
 }
 
-// Subscribe registers a subscriber for job on every partition, in catch-up
-// mode, with a queue of at most limit entries. deps are the partitions
-// where the job's lines are or may be: the subscription fails with the
-// first of them that goes down. It returns the subscriber and, per
-// partition, the join offset: every entry of the job from that offset on
-// goes to the queue; the session reads what came before from Kafka.
-func (h *Hub) Subscribe(job string, deps []int32, limit int) (*Sub, []int64, error) {
+// Subscribe registers a subscriber for jobs (distinct) on every partition,
+// in catch-up mode, with a queue of at most limit entries. deps are the
+// partitions where the jobs' lines are or may be: the subscription fails
+// with the first of them that goes down. It returns the subscriber and, per
+// partition, the join offset: every entry of the jobs from that offset on
+// goes to the queue, in each partition's offset order; the session reads
+// what came before from Kafka.
+func (h *Hub) Subscribe(jobs []string, deps []int32, limit int) (*Sub, []int64, error) {
 	if limit < 1 {
 		limit = 1
 	}
 	s := &Sub{
 		hub:        h,
-		job:        job,
+		jobs:       slices.Clone(jobs),
 		deps:       slices.Clone(deps),
 		limit:      limit,
 		notify:     make(chan struct{}, 1),

@@ -44,7 +44,7 @@ func offsets(items []Item) []int64 {
 // live subscribes (depending on partition p) and leaves catch-up mode at once.
 func live(t *testing.T, h *Hub, p int32, job string, limit int) *Sub {
 	t.Helper()
-	s, _, err := h.Subscribe(job, []int32{p}, limit)
+	s, _, err := h.Subscribe([]string{job}, []int32{p}, limit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestCatchUpGap(t *testing.T) {
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "d"})
 	h := New(1, Options{Dropped: dropped})
 	h.SetNext(0, 100)
-	s, joins, err := h.Subscribe("a", []int32{0}, 2)
+	s, joins, err := h.Subscribe([]string{"a"}, []int32{0}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestCatchUpGap(t *testing.T) {
 // The final round of catching up turns a gap into normal dropping.
 func TestCatchUpFinal(t *testing.T) {
 	h := New(1, Options{})
-	s, _, _ := h.Subscribe("a", []int32{0}, 1)
+	s, _, _ := h.Subscribe([]string{"a"}, []int32{0}, 1)
 	defer s.Close()
 	h.Publish(0, entries("a", 0, 1), 2)
 	s.Take(nil)
@@ -210,14 +210,14 @@ func TestFailAndRecover(t *testing.T) {
 	if _, err := other.Take(nil); err != nil {
 		t.Fatalf("partition 0 failed too: %v", err)
 	}
-	if _, _, err := h.Subscribe("a", []int32{0, 1}, 1); !errors.Is(err, ErrUnavailable) {
+	if _, _, err := h.Subscribe([]string{"a"}, []int32{0, 1}, 1); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("subscribe to a down partition: %v", err)
 	}
 	if got := h.Down(); !slices.Equal(got, []int32{1}) {
 		t.Fatalf("down = %v", got)
 	}
 	h.Recover(1)
-	if s, _, err := h.Subscribe("a", []int32{1}, 1); err != nil {
+	if s, _, err := h.Subscribe([]string{"a"}, []int32{1}, 1); err != nil {
 		t.Fatalf("subscribe after recover: %v", err)
 	} else {
 		s.Close()
@@ -230,7 +230,7 @@ func TestFailAndRecover(t *testing.T) {
 func TestCloseReleasesQueue(t *testing.T) {
 	pending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "p"})
 	h := New(1, Options{Pending: pending})
-	s, _, _ := h.Subscribe("a", []int32{0}, 10)
+	s, _, _ := h.Subscribe([]string{"a"}, []int32{0}, 10)
 	h.Publish(0, entries("a", 0, 1, 2), 3)
 	s.Close()
 	if got := testutil.ToFloat64(pending); got != 0 {
@@ -276,7 +276,7 @@ func TestJobs(t *testing.T) {
 // its partition's next offset.
 func TestCatchUpGapsOnTwoPartitions(t *testing.T) {
 	h := New(2, Options{})
-	s, _, err := h.Subscribe("a", []int32{0, 1}, 2)
+	s, _, err := h.Subscribe([]string{"a"}, []int32{0, 1}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestAddPartitions(t *testing.T) {
 	if len(items) != 1 || items[0].Entry.Partition != 2 {
 		t.Fatalf("items %+v", items)
 	}
-	s2, joins, _ := h.Subscribe("a", []int32{0}, 10)
+	s2, joins, _ := h.Subscribe([]string{"a"}, []int32{0}, 10)
 	defer s2.Close()
 	if !slices.Equal(joins, []int64{0, 0, 6}) {
 		t.Fatalf("joins %v", joins)
@@ -333,7 +333,7 @@ func TestNewEntry(t *testing.T) {
 	if !ok {
 		t.Fatal("not decoded")
 	}
-	want := `{"partition":3,"offset":7,"ts":"2026-11-21T10:00:00.123456Z","line":"GET /api <b> 200","host":"node-a","file":"/var/log/web.log","labels":{"env":"dev"}}`
+	want := `{"partition":3,"offset":7,"job":"web-1","ts":"2026-11-21T10:00:00.123456Z","line":"GET /api <b> 200","host":"node-a","file":"/var/log/web.log","labels":{"env":"dev"}}`
 	if string(e.JSON) != want || e.Job != "web-1" || e.Line != "GET /api <b> 200" {
 		t.Fatalf("entry %s %+v", e.JSON, e)
 	}
@@ -342,7 +342,7 @@ func TestNewEntry(t *testing.T) {
 	if ok {
 		t.Fatal("decoded garbage")
 	}
-	want = `{"partition":3,"offset":8,"ts":"2026-01-02T03:04:05.000000Z","line":"plain ` + "\uFFFD" + ` text","host":"","file":"","labels":{}}`
+	want = `{"partition":3,"offset":8,"job":"web-1","ts":"2026-01-02T03:04:05.000000Z","line":"plain ` + "\uFFFD" + ` text","host":"","file":"","labels":{}}`
 	if string(e.JSON) != want {
 		t.Fatalf("raw entry %s", e.JSON)
 	}
@@ -358,7 +358,7 @@ func TestNewEntrySource(t *testing.T) {
 	if !ok {
 		t.Fatal("not decoded")
 	}
-	want := `{"partition":3,"offset":7,"ts":"2026-11-21T10:00:00.123456Z","line":"GET /api 200","host":"node-a","file":"/var/log/web/access.log","labels":{},"src":"32ce81ed55dc59c9","pos":0}`
+	want := `{"partition":3,"offset":7,"job":"web-1","ts":"2026-11-21T10:00:00.123456Z","line":"GET /api 200","host":"node-a","file":"/var/log/web/access.log","labels":{},"src":"32ce81ed55dc59c9","pos":0}`
 	if string(e.JSON) != want || e.Src != 0x32ce81ed55dc59c9 || e.Pos != 0 {
 		t.Fatalf("entry %s, src %x, pos %d; want %s", e.JSON, e.Src, e.Pos, want)
 	}

@@ -25,7 +25,7 @@ type Item struct {
 // session's single writer empties with Take.
 type Sub struct {
 	hub    *Hub
-	job    string
+	jobs   []string // distinct
 	deps   []int32
 	limit  int
 	notify chan struct{}
@@ -43,15 +43,18 @@ type Sub struct {
 	woken      uint64 // the last Publish call that queued an item here (see offer)
 }
 
-// join registers s on pt at its current next offset. The hub's lock is held.
+// join registers s on pt, under each of its jobs, at pt's current next
+// offset. The hub's lock is held.
 func (s *Sub) join(pt *partition) {
 	pt.mu.Lock()
-	set := pt.subs[s.job]
-	if set == nil {
-		set = map[*Sub]struct{}{}
-		pt.subs[s.job] = set
+	for _, job := range s.jobs {
+		set := pt.subs[job]
+		if set == nil {
+			set = map[*Sub]struct{}{}
+			pt.subs[job] = set
+		}
+		set[s] = struct{}{}
 	}
-	set[s] = struct{}{}
 	next := pt.next
 	pt.mu.Unlock()
 	s.mu.Lock()
@@ -70,8 +73,8 @@ func (s *Sub) Notify() <-chan struct{} { return s.notify }
 // from the publisher's goroutine and must not block.
 func (s *Sub) OnWake(f func()) { s.onWake.Store(&f) }
 
-// Job returns the subscribed job.
-func (s *Sub) Job() string { return s.job }
+// Jobs returns the subscribed jobs.
+func (s *Sub) Jobs() []string { return s.jobs }
 
 // offer queues e unless the queue is full. The partition's lock is held.
 // It reports whether the subscriber is to be woken after the Publish call
@@ -258,10 +261,12 @@ func (s *Sub) Close() {
 	s.mu.Unlock()
 	for _, pt := range parts {
 		pt.mu.Lock()
-		if set := pt.subs[s.job]; set != nil {
-			delete(set, s)
-			if len(set) == 0 {
-				delete(pt.subs, s.job)
+		for _, job := range s.jobs {
+			if set := pt.subs[job]; set != nil {
+				delete(set, s)
+				if len(set) == 0 {
+					delete(pt.subs, job)
+				}
 			}
 		}
 		pt.mu.Unlock()

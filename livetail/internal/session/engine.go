@@ -69,10 +69,11 @@ const (
 	ModeCursor             // lines after the positions of Cursor
 )
 
-// Params are what a session serves: the job, where its history starts, and
-// the lines it keeps.
+// Params are what a session serves: the jobs (one to ten, distinct, in the
+// order the client gave them), where its history starts, and the lines it
+// keeps.
 type Params struct {
-	Job    string
+	Jobs   []string
 	Mode   Mode
 	Tail   int
 	Since  time.Time
@@ -93,12 +94,22 @@ type History interface {
 	Bounds(ctx context.Context, p int32) (oldest, newest int64, err error)
 	// OffsetAt returns the first offset of p written at t or later.
 	OffsetAt(ctx context.Context, p int32, t time.Time) (int64, error)
-	// Read calls fn with job's entries of p in [from, to), in offset order,
-	// and with nil now and then while it scans (to ping the client).
-	Read(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error
+	// Read calls fn with the entries of p in [from, to) whose job is one of
+	// jobs, in offset order, and with nil now and then while it scans (to
+	// ping the client).
+	Read(ctx context.Context, p int32, from, to int64, jobs []string, fn func(*hub.Entry) error) error
 	// RefreshPartitions looks the topic's partitions up in Kafka and
 	// returns once those added to the topic are in the hub.
 	RefreshPartitions(ctx context.Context) error
+}
+
+// OldestTimes is implemented by a History that can tell cheaply when the
+// oldest record Kafka retains on a partition was written (hello's
+// history_from).
+type OldestTimes interface {
+	// OldestTime returns the timestamp of p's oldest retained record;
+	// zero when p is empty.
+	OldestTime(ctx context.Context, p int32) (time.Time, error)
 }
 
 // Conn is the connection a session writes to (*wire.Conn); the session is
@@ -126,25 +137,29 @@ type Engine struct {
 	// consumed instead of the partitioners' candidates (see Partitions);
 	// none (nil, or nothing for the job): the candidates.
 	Place func(job string) []int32
+	// Archive holds the records Kafka no longer retains (the search
+	// index); nil: none, history starts at Kafka's oldest record.
+	Archive Archive
 
 	pings wire.Pings // pings the live sessions' clients
 }
 
-// Partitions returns the job's home partition and the partitions its
-// history is read from and that are consumed for it (its deps).
+// Partitions returns the stream's home partition and the partitions its
+// history is read from and that are consumed for it (its deps): the union
+// of what each of its jobs needs.
 //
-// Placement comes first: when the placement hook (Place, the jobs
-// catalogue) knows where the job's lines are, the deps are those
-// partitions, not the partitioners' other candidates; only for a job it
-// does not know are they the partitions standard producers put its lines
-// on (the candidates). To either are added the partitions where this
-// process saw the job and those of the cursor.
+// For each job, placement comes first: when the placement hook (Place, the
+// jobs catalogue) knows where the job's lines are, the job's deps are
+// those partitions, not the partitioners' other candidates; only for a job
+// it does not know are they the partitions standard producers put its
+// lines on (the candidates). To either are added the partitions where this
+// process saw the job, and to the union those of the cursor.
 //
-// home is the job's partition under DESIGN.md's partitioner when it is
-// among the deps, else the first partition the hook places the job on, so
-// that caught_up's offset is of a partition the session reads.
+// home is the first job's partition under DESIGN.md's partitioner when it
+// is among the deps, else the first partition the hook places that job on,
+// so that caught_up's offset is of a partition the session reads.
 // A bare offset as cursor (of a single-partition client) is taken as one
-// of the partition where the job's lines are when that is one partition,
+// of the partition where the jobs' lines are when that is one partition,
 // else of home.
 //
 // A cursor may name a partition this process does not follow yet: one
@@ -159,20 +174,18 @@ func (e *Engine) Partitions(ctx context.Context, p *Params) (home int32, deps []
 		}
 	}
 	n := e.Hub.Partitions()
-	placed := e.placed(p.Job, n)
-	if len(placed) > 0 {
-		deps = slices.Clone(placed)
-	} else {
-		deps = slices.Clone(e.History.Candidates(p.Job))
-	}
-	known := slices.Clone(placed) // where the job's lines are, as far as anyone knows
-	for _, s := range e.Hub.JobPartitions(p.Job) {
-		known = appendNew(known, s.Partition)
-		deps = appendNew(deps, s.Partition)
-	}
-	home = e.History.Home(p.Job)
-	if !slices.Contains(deps, home) && len(placed) > 0 {
-		home = placed[0] // the candidates, home first, are the deps unless placed
+	var known []int32 // where the jobs' lines are, as far as anyone knows
+	for i, job := range p.Jobs {
+		jobHome, jobDeps, jobKnown := e.jobPartitions(job, n)
+		if i == 0 {
+			home = jobHome
+		}
+		for _, q := range jobDeps {
+			deps = appendNew(deps, q)
+		}
+		for _, q := range jobKnown {
+			known = appendNew(known, q)
+		}
 	}
 	for i, c := range p.Cursor {
 		switch {
@@ -188,6 +201,28 @@ func (e *Engine) Partitions(ctx context.Context, p *Params) (home int32, deps []
 	}
 	slices.Sort(deps)
 	return home, deps, nil
+}
+
+// jobPartitions returns one job's home partition (see Partitions), the
+// partitions its history is read from, and those where its lines are known
+// to be (placed by the hook, or seen by this process).
+func (e *Engine) jobPartitions(job string, n int) (home int32, deps, known []int32) {
+	placed := e.placed(job, n)
+	if len(placed) > 0 {
+		deps = slices.Clone(placed)
+	} else {
+		deps = slices.Clone(e.History.Candidates(job))
+	}
+	known = slices.Clone(placed)
+	for _, s := range e.Hub.JobPartitions(job) {
+		known = appendNew(known, s.Partition)
+		deps = appendNew(deps, s.Partition)
+	}
+	home = e.History.Home(job)
+	if !slices.Contains(deps, home) && len(placed) > 0 {
+		home = placed[0] // the candidates, home first, are the deps unless placed
+	}
+	return home, deps, known
 }
 
 // placed returns the partitions below n that the placement hook gives for

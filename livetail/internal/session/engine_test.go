@@ -78,7 +78,7 @@ func TestPartitionsPlacement(t *testing.T) {
 					return tt.placed
 				}
 			}
-			p := Params{Job: job, Mode: ModeCursor, Cursor: slices.Clone(tt.cursor)}
+			p := Params{Jobs: []string{job}, Mode: ModeCursor, Cursor: slices.Clone(tt.cursor)}
 			home, deps, err := x.e.Partitions(t.Context(), &p)
 			if err != nil {
 				t.Fatal(err)

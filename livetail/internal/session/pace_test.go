@@ -56,7 +56,7 @@ func entriesFrames(c *fakeConn) (sizes []int, at []time.Time, sent map[int64]tim
 func TestSessionNotPacedWithoutBacklog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newHarness(opts{PingInterval: time.Hour, BatchWait: 20 * time.Millisecond}, nil)
-		cancel, wait := x.start(t, Params{Job: "a"})
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}})
 		synctest.Wait()
 		pub := &publisher{x: x}
 		for range 100 {
@@ -89,7 +89,7 @@ func TestSessionPacedWhenBehind(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const batchWait, write = 20 * time.Millisecond, 5 * time.Millisecond
 		x := newHarness(opts{PingInterval: time.Hour, BatchWait: batchWait}, nil)
-		cancel, wait := x.start(t, Params{Job: "a"})
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}})
 		synctest.Wait()
 		x.conn.setWriteTime(write)
 		pub := &publisher{x: x}
@@ -130,7 +130,7 @@ func TestSessionPacedWhenBehind(t *testing.T) {
 // as they come. The busy loops are checked to have delayed goroutines.
 func TestSessionLightStreamOnBusyProcess(t *testing.T) {
 	x := newHarness(opts{PingInterval: time.Hour, BatchWait: 20 * time.Millisecond}, nil)
-	cancel, wait := x.start(t, Params{Job: "a"})
+	cancel, wait := x.start(t, Params{Jobs: []string{"a"}})
 	defer func() {
 		cancel(ErrShutdown)
 		wait()

@@ -84,7 +84,7 @@ func seq(from, to int64) []int64 {
 func TestSessionSkipsResends(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newHarness(opts{PingInterval: time.Hour})
-		cancel, wait := x.start(t, Params{Job: "a"})
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}})
 		synctest.Wait()
 		recs := append(span(fileA, 0, 100, 10), span(fileA, 50, 130, 10)...) // offsets 0…9, then 5…12
 		live := records(t, 0, 0, recs...)
@@ -130,12 +130,12 @@ func TestSessionResendsAcrossHistoryAndLive(t *testing.T) {
 		params Params
 		want   []int64 // Kafka offsets
 	}{
-		{"since", Params{Job: "a", Mode: ModeSince, Since: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)}, append(seq(0, 10), 15, 16)},
+		{"since", Params{Jobs: []string{"a"}, Mode: ModeSince, Since: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)}, append(seq(0, 10), 15, 16)},
 		// The cursor is at line 6: 7…9 come from history; the resend
 		// of 5…7 is at or below the highest line sent, 9, and skipped
 		// (the client had 5 and 6 before the cursor), as are 8 and 9
 		// sent again live.
-		{"cursor", Params{Job: "a", Mode: ModeCursor, Cursor: []Position{{Partition: 0, Offset: 6}}}, []int64{7, 8, 9, 15, 16}},
+		{"cursor", Params{Jobs: []string{"a"}, Mode: ModeCursor, Cursor: []Position{{Partition: 0, Offset: 6}}}, []int64{7, 8, 9, 15, 16}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -171,7 +171,7 @@ func TestSessionResendsAcrossHistoryAndLive(t *testing.T) {
 func TestSessionSources(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newHarness(opts{PingInterval: time.Hour})
-		cancel, wait := x.start(t, Params{Job: "a"})
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}})
 		synctest.Wait()
 		var recs []rec
 		for _, f := range []file{fileA, fileATrunc, fileB, fileAOnC, otherSource} {
@@ -264,7 +264,7 @@ func (discardConn) Ping(context.Context) error { return nil }
 // one agent file into one frame, with the check for resends.
 func BenchmarkSendEntries(b *testing.B) {
 	x := newHarness(opts{})
-	s := x.e.New(discardConn{}, Params{Job: "a"}, 0, []int32{0}, nil, nil, func(error) {})
+	s := x.e.New(discardConn{}, Params{Jobs: []string{"a"}}, 0, []int32{0}, nil, nil, func(error) {})
 	s.ping = time.NewTicker(time.Hour)
 	defer s.ping.Stop()
 	batch := records(b, 0, 0, span(fileA, 0, 256, 1)...)

@@ -48,7 +48,8 @@ type Session struct {
 	ping      *time.Ticker // while history is sent
 	lastCover time.Time
 	caughtUp  bool
-	tailEnd   map[int32]int64 // tail=N: per partition, the end of what was read
+	tailEnd   map[int32]int64        // tail=N: per partition, the end of what was read
+	archived  map[int32][]*hub.Entry // per partition, the lines read from the archive, sent before its Kafka history
 	live      live
 }
 
@@ -100,7 +101,7 @@ func (s *Session) Open(ctx context.Context) error {
 }
 
 func (s *Session) stream(ctx context.Context) error {
-	if err := s.write(wire.HelloFrame(s.p.Job, s.home, s.deps, time.Now())); err != nil {
+	if err := s.write(s.helloFrame(ctx)); err != nil {
 		return err
 	}
 	ranges, pre, gaps, err := s.start(ctx)
@@ -127,6 +128,35 @@ func (s *Session) stream(ctx context.Context) error {
 	return s.catchUp(ctx)
 }
 
+// helloFrame opens the stream (see wire.Hello).
+func (s *Session) helloFrame(ctx context.Context) []byte {
+	return wire.HelloFrame(wire.Hello{
+		Jobs: s.p.Jobs, Partition: s.home, Partitions: s.deps,
+		HistoryFrom: s.historyFrom(ctx), Archive: s.e.Archive != nil,
+	}, time.Now())
+}
+
+// historyFrom returns the time of the oldest record Kafka holds on the
+// session's partitions, when History can tell it (OldestTimes); zero when
+// it cannot, or the partitions are empty.
+func (s *Session) historyFrom(ctx context.Context) time.Time {
+	ot, ok := s.e.History.(OldestTimes)
+	if !ok {
+		return time.Time{}
+	}
+	var from time.Time
+	for _, p := range s.deps {
+		t, err := ot.OldestTime(ctx, p)
+		if err != nil || t.IsZero() {
+			continue // unknown here: left out of the minimum
+		}
+		if from.IsZero() || t.Before(from) {
+			from = t
+		}
+	}
+	return from
+}
+
 // join returns the first offset of p the subscription queues.
 func (s *Session) join(p int32) int64 {
 	if int(p) < len(s.joins) {
@@ -140,6 +170,7 @@ func (s *Session) join(p int32) int64 {
 // retained data, or history beyond --max-history-scan). It sets, per
 // partition, where the session's cursor and duplicate check begin.
 func (s *Session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry, gaps []hub.Drop, err error) {
+	var below []hub.Gap // ranges to read from the archive, below Kafka's oldest offsets
 	for _, p := range s.deps {
 		s.pos[p] = s.join(p) - 1
 		if s.p.Mode != ModeTail { // tail=N sends lines before the join offsets
@@ -164,7 +195,12 @@ func (s *Session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 			}
 			ranges = append(ranges, hub.Gap{Partition: p, From: off, To: end})
 		}
+		below, err = s.belowRetention(ctx, ranges, nil)
+		if err != nil {
+			return nil, nil, nil, err
+		}
 	case ModeCursor:
+		starts := map[int32]int64{} // where the cursor asks for more than Kafka retains
 		given := map[int32]bool{}
 		for _, c := range s.p.Cursor { // the handler resolved a bare offset's partition
 			p := c.Partition
@@ -178,9 +214,13 @@ func (s *Session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 			if start > end {
 				return nil, nil, nil, &ParamError{Param: "cursor", Reason: fmt.Sprintf("offset %d is beyond the end of partition %d (next offset %d)", c.Offset, p, end)}
 			}
+			if start < oldest && s.e.Archive != nil {
+				starts[p] = start // read from the archive up to oldest
+				start = oldest
+			}
 			if start < oldest {
 				// Retention deleted what followed the cursor: the count is of
-				// offsets, an upper bound on the job's lines.
+				// offsets, an upper bound on the jobs' lines.
 				gaps = append(gaps, hub.Drop{Partition: p, Count: oldest - start, From: start, To: oldest - 1})
 				start = oldest
 			}
@@ -189,10 +229,7 @@ func (s *Session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 		// Where the job's lines appeared after the cursor was made (a
 		// producer with another partitioner, partitions added), read them
 		// from the first this process saw.
-		for _, seen := range s.e.Hub.JobPartitions(s.p.Job) {
-			if given[seen.Partition] {
-				continue
-			}
+		for _, seen := range s.seenElsewhere(given) {
 			end, err := s.historyEnd(ctx, seen.Partition)
 			if err != nil {
 				return nil, nil, nil, err
@@ -200,6 +237,10 @@ func (s *Session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 			if seen.First < end {
 				ranges = append(ranges, hub.Gap{Partition: seen.Partition, From: seen.First, To: end})
 			}
+		}
+		below, err = s.belowRetention(ctx, ranges, starts)
+		if err != nil {
+			return nil, nil, nil, err
 		}
 	default:
 		return nil, nil, nil, nil
@@ -209,7 +250,50 @@ func (s *Session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 		s.sent[r.Partition] = r.From - 1
 		s.pos[r.Partition] = r.From - 1
 	}
+	cut := func(p int32) bool {
+		return slices.ContainsFunc(skipped, func(d hub.Drop) bool { return d.Partition == p })
+	}
+	for _, b := range below {
+		if cut(b.Partition) {
+			continue // history beyond --max-history-scan is skipped, oldest first
+		}
+		archived, drop, err := s.fromArchive(ctx, b, len(below))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if drop != nil {
+			gaps = append(gaps, *drop)
+		}
+		if len(archived) > 0 {
+			if s.archived == nil {
+				s.archived = map[int32][]*hub.Entry{}
+			}
+			s.archived[b.Partition] = archived
+			s.sent[b.Partition] = archived[0].Offset - 1
+			s.pos[b.Partition] = archived[0].Offset - 1
+		}
+	}
 	return ranges, nil, append(gaps, skipped...), nil
+}
+
+// seenElsewhere returns, per partition the cursor does not name, the first
+// offset of any of the jobs this process saw there.
+func (s *Session) seenElsewhere(given map[int32]bool) []hub.Seen {
+	var out []hub.Seen
+	for _, job := range s.p.Jobs {
+		for _, seen := range s.e.Hub.JobPartitions(job) {
+			if given[seen.Partition] {
+				continue
+			}
+			i := slices.IndexFunc(out, func(o hub.Seen) bool { return o.Partition == seen.Partition })
+			if i < 0 {
+				out = append(out, seen)
+			} else {
+				out[i].First = min(out[i].First, seen.First)
+			}
+		}
+	}
+	return out
 }
 
 // historyEnd returns where the history of partition p ends: at the
@@ -311,7 +395,7 @@ func (s *Session) lastLinesOf(ctx context.Context, p int32, n int, maxScan int64
 		lo := max(oldest, hi-window, hi-(maxScan-scanned))
 		need := n - total
 		var chunk []*hub.Entry
-		err := s.e.History.Read(ctx, p, lo, hi, s.p.Job, func(e *hub.Entry) error {
+		err := s.e.History.Read(ctx, p, lo, hi, s.p.Jobs, func(e *hub.Entry) error {
 			if e == nil {
 				s.pingIfDue()
 				return nil
@@ -420,7 +504,9 @@ type stream struct {
 // goroutine per range, merged by time. It pings the client while it waits
 // for them; leaving (the client gone, the session ended) stops the reads.
 func (s *Session) readRanges(ctx context.Context, ranges []hub.Gap) error {
-	ranges = slices.DeleteFunc(slices.Clone(ranges), func(r hub.Gap) bool { return r.From >= r.To })
+	ranges = slices.DeleteFunc(slices.Clone(ranges), func(r hub.Gap) bool {
+		return r.From >= r.To && len(s.archived[r.Partition]) == 0
+	})
 	if len(ranges) == 0 {
 		return nil
 	}
@@ -435,9 +521,22 @@ func (s *Session) readRanges(ctx context.Context, ranges []hub.Gap) error {
 	for _, r := range ranges {
 		st := &stream{ch: make(chan *hub.Entry, 256)}
 		streams = append(streams, st)
+		archived := s.archived[r.Partition]
+		delete(s.archived, r.Partition)
 		wg.Go(func() {
 			defer close(st.ch)
-			st.err = s.e.History.Read(rctx, r.Partition, r.From, r.To, s.p.Job, func(e *hub.Entry) error {
+			for _, e := range archived { // older than the Kafka range, in offset order
+				if grep != nil && !grep.MatchString(e.Line) {
+					continue
+				}
+				select {
+				case st.ch <- e:
+				case <-rctx.Done():
+					st.err = rctx.Err()
+					return
+				}
+			}
+			st.err = s.e.History.Read(rctx, r.Partition, r.From, r.To, s.p.Jobs, func(e *hub.Entry) error {
 				if e == nil || (grep != nil && !grep.MatchString(e.Line)) {
 					return nil
 				}

@@ -123,7 +123,7 @@ func (f *fakeHistory) OffsetAt(_ context.Context, p int32, t time.Time) (int64, 
 	return int64(len(f.logs[p])), nil
 }
 
-func (f *fakeHistory) Read(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error {
+func (f *fakeHistory) Read(ctx context.Context, p int32, from, to int64, jobs []string, fn func(*hub.Entry) error) error {
 	log := f.logs[p]
 	for off := from; off < to && off < int64(len(log)); off++ {
 		if ctx.Err() != nil {
@@ -133,7 +133,7 @@ func (f *fakeHistory) Read(ctx context.Context, p int32, from, to int64, job str
 			f.onRead()
 		}
 		f.reads.Add(1)
-		if e := log[off]; e.Job == job {
+		if e := log[off]; slices.Contains(jobs, e.Job) {
 			if err := fn(e); err != nil {
 				return err
 			}
@@ -210,7 +210,7 @@ func (x *harness) start(t *testing.T, p Params) (cancel context.CancelCauseFunc,
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, joins, err := x.h.Subscribe(p.Job, deps, x.buffer)
+	sub, joins, err := x.h.Subscribe(p.Jobs, deps, x.buffer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestSessionSilentPeer(t *testing.T) {
 		x := newHarness(opts{PingInterval: 5 * time.Second}, nil)
 		x.conn.silent = true
 		start := time.Now()
-		_, wait := x.start(t, Params{Job: "a"})
+		_, wait := x.start(t, Params{Jobs: []string{"a"}})
 		err := wait()
 		if !errors.Is(err, wire.ErrPeerGone) {
 			t.Fatalf("session ended with %v, want wire.ErrPeerGone", err)
@@ -246,7 +246,7 @@ func TestSessionSilentPeer(t *testing.T) {
 func TestSessionPings(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newHarness(opts{PingInterval: 5 * time.Second}, nil)
-		cancel, wait := x.start(t, Params{Job: "a"})
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}})
 		time.Sleep(time.Minute + time.Second)
 		synctest.Wait()
 		if x.conn.pings != 12 {
@@ -267,7 +267,7 @@ func TestSessionSlowPongs(t *testing.T) {
 		const interval, delay = 5 * time.Second, 3 * time.Second
 		x := newHarness(opts{PingInterval: interval}, nil)
 		x.conn.pongDelay = delay
-		cancel, wait := x.start(t, Params{Job: "a"})
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}})
 		synctest.Wait()
 		start := time.Now()
 		var written []time.Duration // when each line was published, from start
@@ -306,7 +306,7 @@ func TestSessionSlowPongs(t *testing.T) {
 func TestSessionBatching(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newHarness(opts{PingInterval: time.Hour, BatchWait: 20 * time.Millisecond}, nil)
-		cancel, wait := x.start(t, Params{Job: "a"})
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}})
 		synctest.Wait()
 		start := time.Now()
 		publish := func(off int64) {
@@ -361,7 +361,7 @@ func TestSessionCatchUpChasesLive(t *testing.T) {
 				live++
 			}
 		}
-		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeSince})
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}, Mode: ModeSince})
 		synctest.Wait()
 		x.hist.onRead = nil
 		x.h.Publish(0, log[live:live+2], live+2) // live after catching up
@@ -404,7 +404,7 @@ func TestSessionCatchUpChasesLive(t *testing.T) {
 func TestSessionUpstreamFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		x := newHarness(opts{PingInterval: time.Hour}, nil)
-		_, wait := x.start(t, Params{Job: "a"})
+		_, wait := x.start(t, Params{Jobs: []string{"a"}})
 		synctest.Wait()
 		x.h.Publish(0, newLog(1, "a"), 1)
 		x.h.Fail(0, errors.New("kafka gone"))
@@ -446,7 +446,7 @@ func TestSessionTwoPartitions(t *testing.T) {
 		x.h.SetNext(0, 200)
 		x.h.SetNext(1, 200)
 		since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeSince, Since: since})
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}, Mode: ModeSince, Since: since})
 		synctest.Wait()
 		cancel(ErrShutdown)
 		wait()
@@ -485,7 +485,7 @@ func TestSessionTwoPartitions(t *testing.T) {
 			t.Fatal(err)
 		}
 		x.conn = &fakeConn{}
-		cancel, wait = x.start(t, Params{Job: "a", Mode: ModeCursor, Cursor: c})
+		cancel, wait = x.start(t, Params{Jobs: []string{"a"}, Mode: ModeCursor, Cursor: c})
 		synctest.Wait()
 		cancel(ErrShutdown)
 		wait()
@@ -516,9 +516,9 @@ func TestSessionHistoryWhileConsumersReadBack(t *testing.T) {
 				x.hist.cands = []int32{0, 1}
 				x.h.SetNext(0, 0) // the consumers start from the first record
 				x.h.SetNext(1, 0)
-				p := Params{Job: "a", Mode: ModeSince, Since: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+				p := Params{Jobs: []string{"a"}, Mode: ModeSince, Since: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 				if mode == "cursor" {
-					p = Params{Job: "a", Mode: ModeCursor, Cursor: []Position{{Partition: 0, Offset: 9}, {Partition: 1, Offset: 9}}}
+					p = Params{Jobs: []string{"a"}, Mode: ModeCursor, Cursor: []Position{{Partition: 0, Offset: 9}, {Partition: 1, Offset: 9}}}
 				}
 				cancel, wait := x.start(t, p)
 				synctest.Wait()
@@ -563,7 +563,7 @@ func TestSessionScanBounded(t *testing.T) {
 		x := newHarness(opts{PingInterval: 5 * time.Second, MaxScan: 3000}, log)
 		x.h.SetNext(0, 10000)
 		x.hist.onRead = func() { time.Sleep(10 * time.Millisecond) } // 30 s for the scan
-		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeSince, Since: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)})
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}, Mode: ModeSince, Since: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)})
 		synctest.Wait()
 		time.Sleep(time.Minute)
 		synctest.Wait()
@@ -595,7 +595,7 @@ func TestSessionScanStopsWhenPeerVanishes(t *testing.T) {
 		x.h.SetNext(0, 100000)
 		x.hist.onRead = func() { time.Sleep(time.Millisecond) } // 100 s for the scan
 		x.conn.silent = true
-		_, wait := x.start(t, Params{Job: "a", Mode: ModeSince, Since: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)})
+		_, wait := x.start(t, Params{Jobs: []string{"a"}, Mode: ModeSince, Since: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)})
 		if err := wait(); !errors.Is(err, wire.ErrPeerGone) {
 			t.Fatalf("ended with %v", err)
 		}
@@ -617,7 +617,7 @@ func TestSessionGrep(t *testing.T) {
 		}
 		x := newHarness(opts{PingInterval: time.Hour}, log[:50])
 		x.h.SetNext(0, 50)
-		cancel, wait := x.start(t, Params{Job: "a", Mode: ModeTail, Tail: 3, Grep: regexp.MustCompile("error")})
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}, Mode: ModeTail, Tail: 3, Grep: regexp.MustCompile("error")})
 		synctest.Wait()
 		x.h.Publish(0, log[50:], 100)
 		time.Sleep(time.Second)
@@ -687,7 +687,7 @@ func TestSessionCursorNamesAddedPartition(t *testing.T) {
 				x := newHarness(opts{PingInterval: time.Hour}, newLogOn(0, 10, "a"))
 				x.h.SetNext(0, 10)
 				x.hist.refresh = func() error { return tt.refresh(x) }
-				p := Params{Job: "a", Mode: ModeCursor, Cursor: tt.cursor}
+				p := Params{Jobs: []string{"a"}, Mode: ModeCursor, Cursor: tt.cursor}
 				_, _, err := x.e.Partitions(t.Context(), &p)
 				if n := x.hist.refreshes.Load(); n != tt.refreshes {
 					t.Errorf("%d lookups of the partitions, want %d", n, tt.refreshes)
@@ -702,7 +702,7 @@ func TestSessionCursorNamesAddedPartition(t *testing.T) {
 				case err != nil:
 					t.Fatal(err)
 				}
-				cancel, wait := x.start(t, Params{Job: "a", Mode: ModeCursor, Cursor: tt.cursor})
+				cancel, wait := x.start(t, Params{Jobs: []string{"a"}, Mode: ModeCursor, Cursor: tt.cursor})
 				synctest.Wait()
 				cancel(ErrShutdown)
 				wait()

@@ -82,7 +82,7 @@ func TestClient(t *testing.T) {
 		t.Fatalf("bounds %d %d %v", oldest, newest, err)
 	}
 	var got []int64
-	if err := c.Read(ctx, p, 0, newest, job, func(e *hub.Entry) error {
+	if err := c.Read(ctx, p, 0, newest, []string{job}, func(e *hub.Entry) error {
 		if e != nil {
 			got = append(got, e.Offset)
 		}
@@ -96,7 +96,7 @@ func TestClient(t *testing.T) {
 	// A sub-range.
 	got = nil
 	want := offsets[job][1:3]
-	if err := c.Read(ctx, p, want[0], want[1]+1, job, func(e *hub.Entry) error {
+	if err := c.Read(ctx, p, want[0], want[1]+1, []string{job}, func(e *hub.Entry) error {
 		if e != nil {
 			got = append(got, e.Offset)
 		}
@@ -293,7 +293,7 @@ func TestReadKeylessRecords(t *testing.T) {
 	}
 	defer c.Close()
 	var got []string
-	if err := c.Read(t.Context(), p, 0, int64(len(records)), "web", func(e *hub.Entry) error {
+	if err := c.Read(t.Context(), p, 0, int64(len(records)), []string{"web"}, func(e *hub.Entry) error {
 		if e != nil {
 			got = append(got, e.Line)
 		}

@@ -84,7 +84,7 @@ func TestSuperviseReconnects(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := hub.New(1, hub.Options{})
 		h.SetNext(0, 100)
-		sub, _, _ := h.Subscribe("j", []int32{0}, 1000)
+		sub, _, _ := h.Subscribe([]string{"j"}, []int32{0}, 1000)
 		sub.Settle(false)
 		src := &fakeSource{script: []attempt{
 			{deliver: 5},                     // runs, then the connection drops
@@ -128,7 +128,7 @@ func TestSuperviseReconnects(t *testing.T) {
 func TestSuperviseGivesUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := hub.New(1, hub.Options{})
-		sub, _, _ := h.Subscribe("j", []int32{0}, 1000)
+		sub, _, _ := h.Subscribe([]string{"j"}, []int32{0}, 1000)
 		sub.Settle(false)
 		src := &fakeSource{script: []attempt{{deliver: 1}}, fallback: attempt{openErr: errors.New("refused")}}
 		cfg := testConfig()
@@ -152,7 +152,7 @@ func TestSuperviseGivesUp(t *testing.T) {
 		if _, err := take(t, sub); !errors.Is(err, hub.ErrUnavailable) {
 			t.Fatalf("subscriber error %v, want ErrUnavailable", err)
 		}
-		if _, _, err := h.Subscribe("j", []int32{0}, 1); !errors.Is(err, hub.ErrUnavailable) {
+		if _, _, err := h.Subscribe([]string{"j"}, []int32{0}, 1); !errors.Is(err, hub.ErrUnavailable) {
 			t.Fatalf("new subscription: %v", err)
 		}
 		// Still retrying: the next attempt succeeds and it is back.
@@ -164,7 +164,7 @@ func TestSuperviseGivesUp(t *testing.T) {
 		if len(h.Down()) != 0 {
 			t.Fatalf("still down after %d attempts", len(src.calls))
 		}
-		if _, _, err := h.Subscribe("j", []int32{0}, 1); err != nil {
+		if _, _, err := h.Subscribe([]string{"j"}, []int32{0}, 1); err != nil {
 			t.Fatalf("subscription after recovery: %v", err)
 		}
 		cancel()

@@ -18,7 +18,7 @@ const DefaultMaxScans = 8
 
 // History reads share scans. A scan reads one partition forward from the
 // smallest start among its readers and hands each reader the records of
-// its job in its range; every record is decoded at most once per job.
+// its jobs in its range; every record is decoded at most once.
 // There is at most one scan of a partition at a time in a process:
 //
 //   - a read whose range starts at or after the record the running scan
@@ -59,7 +59,7 @@ type scan struct {
 // calls fn with them on its caller's goroutine.
 type reader struct {
 	from, to int64
-	job      string
+	jobs     []string
 	ch       chan *hub.Entry // entries, and nil for progress
 	left     chan struct{}   // closed when Read returned
 	done     chan error      // receives the read's result once its entries are in ch; capacity 1
@@ -88,20 +88,20 @@ func newScans(c *Client) *scans {
 }
 
 // Read reads partition p from offset from up to (not including) offset to,
-// and calls fn with each entry of job (keyed by the job, or keyless and
-// naming it, as live), in offset order, and with nil after every so many
+// and calls fn with each entry of one of jobs (keyed by the job, or keyless
+// and naming it, as live), in offset order, and with nil after every so many
 // records scanned (progress, so that the caller may ping its client). The
 // scan may be shared with other reads of p (see scans). It reopens the
 // partition after a failure as the retry policy allows. It stops when ctx
 // ends; fn is not called after Read returned. An error from fn ends the
 // read and is returned.
-func (c *Client) Read(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error {
+func (c *Client) Read(ctx context.Context, p int32, from, to int64, jobs []string, fn func(*hub.Entry) error) error {
 	if from >= to {
 		return nil
 	}
 	c.cfg.Metrics.HistoryReads.Inc()
 	defer c.cfg.Metrics.HistoryReads.Dec()
-	r := &reader{from: from, to: to, job: job, ch: make(chan *hub.Entry, readerQueue), left: make(chan struct{}), done: make(chan error, 1)}
+	r := &reader{from: from, to: to, jobs: jobs, ch: make(chan *hub.Entry, readerQueue), left: make(chan struct{}), done: make(chan error, 1)}
 	defer close(r.left)
 	c.scans.enqueue(p, r)
 	for {
@@ -119,7 +119,7 @@ func (c *Client) Read(ctx context.Context, p int32, from, to int64, job string, 
 			}
 			var d detached
 			if errors.As(err, &d) {
-				return c.readAlone(ctx, p, d.next, to, job, fn)
+				return c.readAlone(ctx, p, d.next, to, jobs, fn)
 			}
 			return err
 		case <-ctx.Done():
@@ -131,7 +131,7 @@ func (c *Client) Read(ctx context.Context, p int32, from, to int64, job string, 
 
 // readAlone reads p from from to to on a scan of its own, for a read its
 // shared scan left behind.
-func (c *Client) readAlone(ctx context.Context, p int32, from, to int64, job string, fn func(*hub.Entry) error) error {
+func (c *Client) readAlone(ctx context.Context, p int32, from, to int64, jobs []string, fn func(*hub.Entry) error) error {
 	select {
 	case c.scans.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -147,12 +147,12 @@ func (c *Client) readAlone(ctx context.Context, p int32, from, to int64, job str
 		if next >= to {
 			return nil
 		}
-		return c.readOnce(ctx, hc.c, p, &next, to, job, fn)
+		return c.readOnce(ctx, hc.c, p, &next, to, jobs, fn)
 	})
 }
 
 // readOnce reads p from *next up to to for readAlone.
-func (c *Client) readOnce(ctx context.Context, client sarama.Client, p int32, next *int64, to int64, job string, fn func(*hub.Entry) error) error {
+func (c *Client) readOnce(ctx context.Context, client sarama.Client, p int32, next *int64, to int64, jobs []string, fn func(*hub.Entry) error) error {
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
 		return err
@@ -187,7 +187,7 @@ func (c *Client) readOnce(ctx context.Context, client sarama.Client, p int32, ne
 				return permanent(err)
 			}
 		}
-		if e := c.entryOf(p, msg, job); e != nil {
+		if e := c.entryOfAny(p, msg, jobs); e != nil {
 			if err := fn(e); err != nil {
 				return permanent(err)
 			}
@@ -375,7 +375,7 @@ func (s *scans) deliver(p int32, sc *scan, msg *sarama.ConsumerMessage, in []*re
 	var e *hub.Entry
 	decoded := false
 	for _, r := range in {
-		if r.job != job {
+		if !slices.Contains(r.jobs, job) {
 			continue
 		}
 		if !decoded {
@@ -446,6 +446,16 @@ func (s *scans) endLocked(sc *scan, r *reader, err error) {
 	}
 	sc.readers = remove(sc.readers, r)
 	r.done <- err
+}
+
+// entryOfAny returns the entry of record m when it is a line of one of jobs
+// (see entryOf).
+func (c *Client) entryOfAny(p int32, m *sarama.ConsumerMessage, jobs []string) *hub.Entry {
+	job := hub.RecordJob(m.Key, m.Value)
+	if !slices.Contains(jobs, job) {
+		return nil
+	}
+	return c.entryOf(p, m, job)
 }
 
 // entryOf returns the entry of record m when it is one of job's lines, as

@@ -48,7 +48,7 @@ func TestScanLeavesStuckReaderBehind(t *testing.T) {
 	stuck := make(chan error, 1)
 	stuckGot := 0
 	go func() {
-		stuck <- c.Read(t.Context(), 0, 0, n, "j", func(e *hub.Entry) error {
+		stuck <- c.Read(t.Context(), 0, 0, n, []string{"j"}, func(e *hub.Entry) error {
 			if e == nil {
 				return nil
 			}
@@ -61,7 +61,7 @@ func TestScanLeavesStuckReaderBehind(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	got := 0
-	err = c.Read(ctx, 0, 0, n, "j", func(e *hub.Entry) error {
+	err = c.Read(ctx, 0, 0, n, []string{"j"}, func(e *hub.Entry) error {
 		if e != nil {
 			got++
 		}

@@ -23,19 +23,23 @@ const (
 
 // Frame is any server → client frame; a client decodes every frame into it.
 type Frame struct {
-	Type       string      `json:"type"`
-	Job        string      `json:"job,omitempty"`
-	Partition  *int32      `json:"partition,omitempty"`
-	Partitions []int32     `json:"partitions,omitempty"`
-	ServerTime string      `json:"server_time,omitempty"`
-	Entries    []EntryJSON `json:"entries,omitempty"`
-	Offset     *int64      `json:"offset,omitempty"`
-	Count      int64       `json:"count,omitempty"`
-	FromOffset *int64      `json:"from_offset,omitempty"`
-	ToOffset   *int64      `json:"to_offset,omitempty"`
-	Code       int         `json:"code,omitempty"`
-	Reason     string      `json:"reason,omitempty"`
-	Cursor     string      `json:"cursor,omitempty"`
+	Type       string   `json:"type"`
+	Job        string   `json:"job,omitempty"`
+	Jobs       []string `json:"jobs,omitempty"`
+	Partition  *int32   `json:"partition,omitempty"`
+	Partitions []int32  `json:"partitions,omitempty"`
+	ServerTime string   `json:"server_time,omitempty"`
+	// HistoryFrom and Archive are hello's.
+	HistoryFrom string      `json:"history_from,omitempty"`
+	Archive     bool        `json:"archive,omitempty"`
+	Entries     []EntryJSON `json:"entries,omitempty"`
+	Offset      *int64      `json:"offset,omitempty"`
+	Count       int64       `json:"count,omitempty"`
+	FromOffset  *int64      `json:"from_offset,omitempty"`
+	ToOffset    *int64      `json:"to_offset,omitempty"`
+	Code        int         `json:"code,omitempty"`
+	Reason      string      `json:"reason,omitempty"`
+	Cursor      string      `json:"cursor,omitempty"`
 }
 
 // EntryJSON is one entry of an entries frame. Src and Pos, the line's
@@ -44,6 +48,7 @@ type Frame struct {
 type EntryJSON struct {
 	Partition int32             `json:"partition"`
 	Offset    int64             `json:"offset"`
+	Job       string            `json:"job"`
 	TS        string            `json:"ts"`
 	Line      string            `json:"line"`
 	Host      string            `json:"host"`
@@ -53,16 +58,35 @@ type EntryJSON struct {
 	Pos       *int64            `json:"pos,omitempty"`
 }
 
-// HelloFrame names the job's home partition and the partitions its history
-// is read from.
-func HelloFrame(job string, partition int32, partitions []int32, now time.Time) []byte {
+// Hello is what a hello frame says about a stream.
+type Hello struct {
+	Jobs       []string // the stream's jobs, in the order given; hello's job is the first
+	Partition  int32    // the first job's home partition
+	Partitions []int32  // the partitions history is read from
+	// HistoryFrom is the time of the oldest record Kafka holds on the
+	// partitions; zero: unknown or none (then left out).
+	HistoryFrom time.Time
+	Archive     bool // history past Kafka's retention comes from the index
+}
+
+// HelloFrame opens a stream: its jobs, the first one's home partition,
+// the partitions its history is read from, how far back Kafka's history
+// goes, and whether an archive goes further.
+func HelloFrame(h Hello, now time.Time) []byte {
+	var from string
+	if !h.HistoryFrom.IsZero() {
+		from = h.HistoryFrom.UTC().Format(record.TimeLayout)
+	}
 	b, _ := json.Marshal(struct {
-		Type       string  `json:"type"`
-		Job        string  `json:"job"`
-		Partition  int32   `json:"partition"`
-		Partitions []int32 `json:"partitions"`
-		ServerTime string  `json:"server_time"`
-	}{TypeHello, job, partition, partitions, now.UTC().Format(record.TimeLayout)})
+		Type        string   `json:"type"`
+		Job         string   `json:"job"`
+		Jobs        []string `json:"jobs"`
+		Partition   int32    `json:"partition"`
+		Partitions  []int32  `json:"partitions"`
+		HistoryFrom string   `json:"history_from,omitempty"`
+		Archive     bool     `json:"archive"`
+		ServerTime  string   `json:"server_time"`
+	}{TypeHello, h.Jobs[0], h.Jobs, h.Partition, h.Partitions, from, h.Archive, now.UTC().Format(record.TimeLayout)})
 	return b
 }
 
