@@ -91,9 +91,9 @@ func checkPerJob(t testing.TB, got, want []jobLine, jobs ...string) {
 }
 
 // writeCatalogue writes the jobs catalogue record transfer would write for
-// job: seen now on partition 0 of the stack's log topic, at lpm lines a
+// job: seen now on partition part of the stack's log topic, at lpm lines a
 // minute, to a catalogue topic it creates.
-func writeCatalogue(t testing.TB, s *stack.Stack, topic, job string, lpm float64) {
+func writeCatalogue(t testing.TB, s *stack.Stack, topic, job string, part int32, lpm float64) {
 	t.Helper()
 	admin, err := sarama.NewClusterAdmin(s.KafkaAddrs(), sarama.NewConfig())
 	if err != nil {
@@ -104,9 +104,10 @@ func writeCatalogue(t testing.TB, s *stack.Stack, topic, job string, lpm float64
 		t.Fatalf("creating the catalogue topic: %v", err)
 	}
 	p := newProducer(t, s)
-	value := fmt.Sprintf(`{"job":%q,"topic":%q,"partition":0,"last_seen":%q,"lines_per_min":%g,"lines":10}`,
-		job, s.Topic("logs"), time.Now().UTC().Format(time.RFC3339Nano), lpm)
-	if _, _, err := p.p.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(s.Topic("logs") + "/0/" + job), Value: sarama.StringEncoder(value)}); err != nil {
+	value := fmt.Sprintf(`{"job":%q,"topic":%q,"partition":%d,"last_seen":%q,"lines_per_min":%g,"lines":10}`,
+		job, s.Topic("logs"), part, time.Now().UTC().Format(time.RFC3339Nano), lpm)
+	key := fmt.Sprintf("%s:%d:%s", s.Topic("logs"), part, job)
+	if _, _, err := p.p.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(value)}); err != nil {
 		t.Fatalf("writing the catalogue: %v", err)
 	}
 }
@@ -122,9 +123,9 @@ func TestViewerSeveralJobs(t *testing.T) {
 		k := newKafka(t, kind)
 		jobsTopic := k.Topic("logs.jobs")
 		a, b := twoJobs("merged", 3)
-		writeCatalogue(t, k, jobsTopic, a, 42)
-		lt := startLivetail(t, k, "--jobs-topic", jobsTopic)
 		prod := newProducer(t, k)
+		writeCatalogue(t, k, jobsTopic, a, partitionOf(t, prod, a), 42)
+		lt := startLivetail(t, k, "--jobs-topic", jobsTopic)
 		browser := newBrowser(t)
 
 		want := interleave(t, prod, "history", 5, a, b)
