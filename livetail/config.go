@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/logpipe/logpipe/common/conf"
+	"github.com/logpipe/logpipe/common/essec"
 	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/livetail/internal/api"
 	"github.com/logpipe/logpipe/livetail/internal/catalogue"
@@ -30,6 +31,10 @@ type Config struct {
 	Kafka kafkasec.Config `yaml:",inline"`
 	// Warnings are logged at start: how the configuration was given.
 	Warnings []string `yaml:"-"`
+	// The search index that transfer writes, read for history past
+	// Kafka's retention and for context (no --es-addresses: none).
+	essec.Config `yaml:",inline"`
+	KibanaURL    string `yaml:"kibana-url"`
 
 	Listen string `yaml:"listen"`
 
@@ -83,6 +88,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Common:           conf.DefaultCommon("127.0.0.1:9103"),
+		Config:           essec.Config{ESIndex: essec.DefaultIndex, ESTimeout: 30 * time.Second},
 		Listen:           "127.0.0.1:8080",
 		MaxConnsPerUser:  10,
 		MaxConns:         api.DefaultMaxConns,
@@ -113,6 +119,9 @@ func DefaultConfig() Config {
 func (c *Config) Register(fs *flag.FlagSet) {
 	c.Common.Register(fs, true)
 	c.Kafka.Register(fs)
+	c.Config.Register(fs, "comma-separated URLs of the search engine that transfer writes to, read for history older than Kafka retains and for the context of a line (empty: Kafka only)",
+		"data stream transfer writes the log documents to (its --es-index)")
+	fs.StringVar(&c.KibanaURL, "kibana-url", c.KibanaURL, "Kibana's base URL, for the viewer's Open in Kibana links, e.g. https://kibana.example.com (empty: no links)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "PEM certificate to serve https and wss on --listen (with --tls-key-file; empty: http)")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "PEM private key of --tls-cert-file")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "listen address for the viewer, the API, /healthz and /readyz (/metrics and /debug/logs are on --metrics-addr)")
@@ -167,6 +176,15 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Kafka.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := c.Config.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if c.KibanaURL != "" {
+		u, err := url.Parse(c.KibanaURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return bad("--kibana-url %q: want http://host[:port][/path] or https://..., without user or password", c.KibanaURL)
+		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return bad("--tls-cert-file and --tls-key-file go together")
@@ -301,7 +319,7 @@ func (c *Config) serverTLS() *tls.Config {
 // warnings are the lines logged at start about secrets given on the
 // command line, where other users can read them.
 func warnings(args []string, c *Config) []string {
-	w := kafkasec.Warnings(args)
+	w := append(kafkasec.Warnings(args), essec.Warnings(args)...)
 	if kafkasec.OnCommandLine(args, "redis-url") {
 		if u, err := url.Parse(c.RedisURL); err == nil {
 			if _, has := u.User.Password(); has {

@@ -78,6 +78,14 @@ func TestConfigErrors(t *testing.T) {
 		"unknown flag":    {[]string{"--max-tails", "3"}, "max-tails"},
 		"jobs topic":      {[]string{"--jobs-topic", "logs:jobs"}, "--jobs-topic"},
 		"jobs window":     {[]string{"--jobs-window", "0s"}, "--jobs-window"},
+		"es address":      {[]string{"--es-addresses", "es:9200"}, "--es-addresses es:9200"},
+		"es index":        {[]string{"--es-addresses", "http://es:9200", "--es-index", "Logs"}, "--es-index Logs"},
+		"es key and user": {[]string{"--es-api-key", "k", "--es-username", "u"}, "--es-api-key"},
+		"es password":     {[]string{"--es-password", "p"}, "--es-password"},
+		"es CA":           {[]string{"--es-ca-file", "/nonexistent/ca.pem"}, "--es-ca-file /nonexistent/ca.pem"},
+		"es secret file":  {[]string{"--es-username", "u", "--es-password-file", "/nonexistent/pw"}, "--es-password-file /nonexistent/pw"},
+		"kibana":          {[]string{"--kibana-url", "kibana:5601"}, "--kibana-url"},
+		"kibana password": {[]string{"--kibana-url", "https://u:p@kibana"}, "--kibana-url"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -89,6 +97,26 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("error %v is not a bad value", err)
 			}
 		})
+	}
+}
+
+// TestArchiveFlags: the search engine's flags are transfer's, from flags,
+// the environment or a file; without --es-addresses there is no archive.
+func TestArchiveFlags(t *testing.T) {
+	cfg, err := parse(t, nil, nil)
+	if err != nil || len(cfg.ESAddresses) != 0 || cfg.ESIndex != "logs-logpipe-default" || cfg.KibanaURL != "" {
+		t.Fatalf("defaults: %+v, %v", cfg.Config, err)
+	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	cfg, err = parse(t, []string{"--es-addresses", "https://a:9200,https://b:9200", "--kibana-url", "https://kibana.example.com/base"},
+		map[string]string{"LOGPIPE_ES_USERNAME": "reader", "LOGPIPE_ES_PASSWORD_FILE": pw, "LOGPIPE_ES_INDEX": "logs-other"})
+	if err != nil || len(cfg.ESAddresses) != 2 || cfg.ESUsername != "reader" || cfg.ESPassword != "s3cret" ||
+		cfg.ESIndex != "logs-other" || cfg.KibanaURL != "https://kibana.example.com/base" {
+		t.Fatalf("%+v, %v", cfg.Config, err)
+	}
+	if w := warnings([]string{"--es-password", "x"}, &cfg); len(w) != 1 || !strings.Contains(w[0], "LOGPIPE_ES_PASSWORD") {
+		t.Fatalf("warnings %q", w)
 	}
 }
 

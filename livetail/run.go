@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,10 +20,12 @@ import (
 	"github.com/logpipe/logpipe/common/logging"
 	"github.com/logpipe/logpipe/common/memlog"
 	"github.com/logpipe/logpipe/livetail/internal/api"
+	"github.com/logpipe/logpipe/livetail/internal/archive"
 	"github.com/logpipe/logpipe/livetail/internal/auth"
 	"github.com/logpipe/logpipe/livetail/internal/catalogue"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
 	"github.com/logpipe/logpipe/livetail/internal/limit"
+	"github.com/logpipe/logpipe/livetail/internal/session"
 	"github.com/logpipe/logpipe/livetail/internal/upstream"
 	"github.com/logpipe/logpipe/livetail/internal/web"
 )
@@ -47,6 +50,7 @@ type server struct {
 	diag    *diag.Server // --metrics-addr: /metrics, /debug/logs, health
 	public  *diag.Server // --listen: the viewer, the API, health
 	refusal *kafkasec.Prober
+	archive *archive.Archive // nil without --es-addresses
 	// place is the job placement hook sessions use (session.Engine.Place):
 	// the jobs catalogue's Partitions, set by setPlacement; none until then.
 	place atomic.Pointer[func(job string) []int32]
@@ -118,6 +122,10 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		}
 	}()
 
+	if s.archive, err = newArchive(ctx, cfg, reg, log); err != nil {
+		return nil, err
+	}
+
 	s.hub = hub.New(kafka.Partitions(), hub.Options{
 		Pending: newGauge(reg, "livetail_pending_messages", "Entries queued to clients and not yet written."),
 		Dropped: newCounter(reg, "livetail_entries_dropped_total", "Entries skipped for clients too slow to take them (announced by dropped frames)."),
@@ -169,7 +177,13 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		s.setPlacement(s.jobs.Partitions)
 	}
 
+	var index api.ContextIndex // a nil *Archive would be neither a nil ContextIndex
+	var past session.Archive   // nor a nil session.Archive
+	if s.archive != nil {
+		index, past = s.archive, s.archive
+	}
 	s.tail = api.New(s.hub, kafka, api.Options{
+		Archive:        past,
 		Auth:           authn,
 		Limiter:        s.limiter,
 		MaxConns:       cfg.MaxConns,
@@ -220,6 +234,11 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 	})
 	s.public.Handle("GET /api/v1/tail", s.tail)
 	s.public.Handle("GET /api/v1/jobs", api.JobsHandler(s.hub, kafka, cat, cfg.Jobs, authn))
+	s.public.Handle("GET /api/v1/history", s.tail.History())
+	s.public.Handle("GET /api/v1/context", api.ContextHandler(kafka, index, authn))
+	s.public.Handle("GET /api/v1/config", api.ConfigHandler(api.ViewerConfig{
+		KibanaURL: cfg.KibanaURL, Archive: s.archive != nil, MaxJobs: api.MaxJobs, ESIndex: cfg.ESIndex,
+	}))
 	s.public.Handle("GET /", web.Handler())
 	if err := s.public.Listen(); err != nil {
 		return nil, err
@@ -235,6 +254,7 @@ func newServer(ctx context.Context, cfg Config, logOut io.Writer) (*server, erro
 		"partitions": kafka.Partitions(),
 		"auth":       cfg.Auth.Value,
 		"limiter":    cfg.Limiter.Value,
+		"archive":    cfg.ESAddresses.String(),
 	}).Info("livetail listening")
 	ok = true
 	return s, nil
@@ -247,8 +267,16 @@ func (s *server) Addr() string { return s.public.Addr() }
 func (s *server) MetricsAddr() string { return s.diag.Addr() }
 
 // ready is /readyz: not ready while a partition is down, with the
-// start-up line when the brokers refuse livetail's credential.
+// start-up line when the brokers refuse livetail's credential, nor while
+// the archive's index (--es-addresses) does not answer.
 func (s *server) ready() error {
+	if s.archive != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.archive.Health(ctx); err != nil {
+			return err
+		}
+	}
 	if down := s.hub.Down(); len(down) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -281,10 +309,40 @@ func (s *server) run(ctx context.Context) error {
 }
 
 func (s *server) close() {
+	if s.archive != nil {
+		s.archive.Close()
+	}
 	if s.limiter != nil {
 		s.limiter.Close()
 	}
 	s.kafka.Close()
+}
+
+// newArchive connects to the search index of --es-addresses, if any (nil
+// without). A refused credential is an error (livetail exits 1); an index
+// that does not answer yet is a warning, and /readyz says so until it does.
+func newArchive(ctx context.Context, cfg Config, reg prometheus.Registerer, log logrus.FieldLogger) (*archive.Archive, error) {
+	if len(cfg.ESAddresses) == 0 {
+		return nil, nil
+	}
+	a, err := archive.New(cfg.Config, archive.Options{
+		Topic:    cfg.Common.KafkaTopic,
+		Searches: newCounter(reg, "livetail_archive_searches_total", "Search requests sent to the archive's index (history past Kafka's retention, context)."),
+		Docs:     newCounter(reg, "livetail_archive_documents_total", "Documents the archive's searches returned."),
+	})
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	switch err := a.Check(cctx); {
+	case errors.Is(err, archive.ErrRefused):
+		a.Close()
+		return nil, err
+	case err != nil:
+		log.WithError(err).WithField("index", cfg.ESIndex).Warn("the archive's index does not answer yet: history past Kafka's retention and context come from Kafka alone until it does")
+	}
+	return a, nil
 }
 
 func newAuthenticator(cfg Config) (auth.Authenticator, error) {

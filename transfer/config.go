@@ -3,17 +3,15 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net/url"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/logpipe/logpipe/common/conf"
+	"github.com/logpipe/logpipe/common/essec"
 	"github.com/logpipe/logpipe/common/kafkasec"
 	"github.com/logpipe/logpipe/transfer/internal/backoff"
 	"github.com/logpipe/logpipe/transfer/internal/catalogue"
-	"github.com/logpipe/logpipe/transfer/internal/esbulk"
 	"github.com/logpipe/logpipe/transfer/internal/group"
 )
 
@@ -34,16 +32,8 @@ type Config struct {
 	DLQTopic  string    `yaml:"dlq_topic"`
 	ParseJSON bool      `yaml:"parse_json"`
 
-	ESAddresses conf.List `yaml:"es_addresses"`
-	ESIndex     string    `yaml:"es_index"`
-	ESUsername  string    `yaml:"es_username"`
-	ESPassword  string    `yaml:"es_password"`
-	ESAPIKey    string    `yaml:"es_api_key"`
-	// ESPasswordFile and ESAPIKeyFile hold the secrets; Validate reads them.
-	ESPasswordFile string        `yaml:"es_password_file"`
-	ESAPIKeyFile   string        `yaml:"es_api_key_file"`
-	ESCAFile       string        `yaml:"es_ca_file"`
-	ESTimeout      time.Duration `yaml:"es_timeout"`
+	// ES is how to reach the search engine: the --es-* flags.
+	essec.Config `yaml:",inline"`
 
 	BatchDocs    int           `yaml:"batch_docs"`
 	BatchBytes   conf.Bytes    `yaml:"batch_bytes"`
@@ -60,14 +50,16 @@ type Config struct {
 // DefaultConfig returns the defaults of every flag.
 func DefaultConfig() Config {
 	return Config{
-		Common:       conf.DefaultCommon("127.0.0.1:9102"),
-		Topics:       conf.List{"logs"},
-		Group:        "logpipe-transfer",
-		DLQTopic:     "logs.dlq",
-		ParseJSON:    true,
-		ESAddresses:  conf.List{"http://127.0.0.1:9200"},
-		ESIndex:      "logs-logpipe-default",
-		ESTimeout:    time.Minute,
+		Common:    conf.DefaultCommon("127.0.0.1:9102"),
+		Topics:    conf.List{"logs"},
+		Group:     "logpipe-transfer",
+		DLQTopic:  "logs.dlq",
+		ParseJSON: true,
+		Config: essec.Config{
+			ESAddresses: conf.List{"http://127.0.0.1:9200"},
+			ESIndex:     essec.DefaultIndex,
+			ESTimeout:   time.Minute,
+		},
 		BatchDocs:    1000,
 		BatchBytes:   5 << 20,
 		BatchWait:    time.Second,
@@ -88,15 +80,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Instance, "group-instance-id", c.Instance, "static group membership: a restarted instance gets its partitions back at once (unique per instance; empty: dynamic)")
 	fs.StringVar(&c.DLQTopic, "dlq-topic", c.DLQTopic, "dead-letter topic for records Elasticsearch refuses for their own content (400 parsing or mapping errors) and values that are not records")
 	fs.BoolVar(&c.ParseJSON, "parse-json", c.ParseJSON, "also index a message that is a JSON object under json.*")
-	fs.Var(&c.ESAddresses, "es-addresses", "comma-separated Elasticsearch URLs")
-	fs.StringVar(&c.ESIndex, "es-index", c.ESIndex, "data stream to write to; its index template is installed at start")
-	fs.StringVar(&c.ESUsername, "es-username", c.ESUsername, "Elasticsearch basic-auth user")
-	fs.StringVar(&c.ESPassword, esPasswordFlag, c.ESPassword, "Elasticsearch basic-auth password (prefer the variable "+conf.EnvName(esPasswordFlag)+" or --"+esPasswordFlag+conf.FileSuffix+")")
-	fs.StringVar(&c.ESPasswordFile, esPasswordFlag+conf.FileSuffix, c.ESPasswordFile, "file holding the Elasticsearch password (one trailing newline is trimmed), such as a mounted secret")
-	fs.StringVar(&c.ESAPIKey, esAPIKeyFlag, c.ESAPIKey, "Elasticsearch API key, base64 (prefer the variable "+conf.EnvName(esAPIKeyFlag)+" or --"+esAPIKeyFlag+conf.FileSuffix+")")
-	fs.StringVar(&c.ESAPIKeyFile, esAPIKeyFlag+conf.FileSuffix, c.ESAPIKeyFile, "file holding the Elasticsearch API key (one trailing newline is trimmed)")
-	fs.StringVar(&c.ESCAFile, "es-ca-file", c.ESCAFile, "PEM file of the CAs that sign Elasticsearch's certificate")
-	fs.DurationVar(&c.ESTimeout, "es-timeout", c.ESTimeout, "how long to wait for Elasticsearch's answer to one request")
+	c.Config.Register(fs, "comma-separated Elasticsearch URLs", "data stream to write to; its index template is installed at start")
 	fs.IntVar(&c.BatchDocs, "batch-docs", c.BatchDocs, "records per bulk request, at most (per partition)")
 	fs.Var(&c.BatchBytes, "batch-bytes", "bulk request body size that ends a batch (per partition)")
 	fs.DurationVar(&c.BatchWait, "batch-wait", c.BatchWait, "how long a record may wait for its batch to fill")
@@ -122,25 +106,13 @@ func parseConfig(args []string, env func(string) (string, bool)) (Config, error)
 		c.Topics = conf.List{c.Common.KafkaTopic}
 	}
 	c.Warnings = kafkasec.Warnings(args)
-	for _, name := range []string{esPasswordFlag, esAPIKeyFlag} {
-		if w := conf.SecretWarning(args, name); w != "" {
-			c.Warnings = append(c.Warnings, w)
-		}
-	}
+	c.Warnings = append(c.Warnings, essec.Warnings(args)...)
 	return c, c.Validate()
 }
-
-// The flags of the search engine's secrets.
-const (
-	esPasswordFlag = "es-password"
-	esAPIKeyFlag   = "es-api-key"
-)
 
 var (
 	// Kafka's rule for topic names.
 	topicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
-	// Elasticsearch's rules for index and data stream names, in short.
-	indexRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]{0,254}$`)
 )
 
 // Validate checks every value; the error names the flag and the value.
@@ -154,13 +126,12 @@ func (c *Config) Validate() error {
 	if err := c.Kafka.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", conf.ErrValue, err)
 	}
-	if err := conf.ReadSecret(&c.ESPassword, esPasswordFlag, c.ESPasswordFile); err != nil {
+	if err := c.Config.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", conf.ErrValue, err)
 	}
-	if err := conf.ReadSecret(&c.ESAPIKey, esAPIKeyFlag, c.ESAPIKeyFile); err != nil {
-		return fmt.Errorf("%w: %w", conf.ErrValue, err)
+	if len(c.ESAddresses) == 0 {
+		return bad("es-addresses", `""`, "empty")
 	}
-	c.ESPasswordFile, c.ESAPIKeyFile = "", ""
 	for _, t := range c.Topics {
 		if !topicRE.MatchString(t) {
 			return bad("kafka-topics", t, "not a Kafka topic name (letters, digits, '.', '_', '-')")
@@ -173,10 +144,6 @@ func (c *Config) Validate() error {
 		return bad("dlq-topic", c.DLQTopic, "not a Kafka topic name (letters, digits, '.', '_', '-')")
 	case slices.Contains(c.Topics, c.DLQTopic):
 		return bad("dlq-topic", c.DLQTopic, "is also in --kafka-topics")
-	case !indexRE.MatchString(c.ESIndex) || c.ESIndex == "." || c.ESIndex == "..":
-		return bad("es-index", c.ESIndex, "not a data stream name (lowercase letters, digits, '.', '_', '+', '-')")
-	case c.ESTimeout < 0:
-		return bad("es-timeout", c.ESTimeout, "negative")
 	case c.BatchDocs < 1:
 		return bad("batch-docs", c.BatchDocs, "must be at least 1")
 	case c.BatchBytes < 1:
@@ -196,43 +163,11 @@ func (c *Config) Validate() error {
 	case c.JobsInterval < time.Second:
 		return bad("jobs-interval", c.JobsInterval, "below 1s")
 	}
-	for _, a := range c.ESAddresses {
-		u, err := url.Parse(a)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return bad("es-addresses", a, "want http://host:port or https://host:port")
-		}
-	}
-	switch {
-	case c.ESAPIKey != "" && (c.ESUsername != "" || c.ESPassword != ""):
-		return bad("es-api-key", "(set)", "given together with --es-username or --es-password: use one")
-	case c.ESPassword != "" && c.ESUsername == "":
-		return bad("es-password", "(set)", "given without --es-username")
-	}
-	if c.ESCAFile != "" {
-		if _, err := esbulk.LoadCA(c.ESCAFile); err != nil {
-			return bad("es-ca-file", c.ESCAFile, strings.TrimPrefix(err.Error(), esbulk.ErrConfig.Error()+": "))
-		}
-	}
-	es := c.esConfig()
-	if err := es.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", conf.ErrValue, err)
-	}
 	return nil
 }
 
 func (c *Config) backoff() backoff.Policy {
 	return backoff.Policy{Min: c.BackoffMin, Max: c.BackoffMax}
-}
-
-func (c *Config) esConfig() esbulk.Config {
-	return esbulk.Config{
-		Addresses: c.ESAddresses,
-		Username:  c.ESUsername,
-		Password:  c.ESPassword,
-		APIKey:    c.ESAPIKey,
-		CAFile:    c.ESCAFile,
-		Timeout:   c.ESTimeout,
-	}
 }
 
 func (c *Config) catalogueConfig() catalogue.Config {

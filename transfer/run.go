@@ -62,7 +62,7 @@ func newService(cfg Config, logOut io.Writer) (*service, error) {
 	reg := diag.NewRegistry()
 	m := metrics.New(reg)
 
-	es, err := esbulk.New(cfg.esConfig())
+	es, err := esbulk.New(cfg.Config)
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,6 @@
 // Package api is livetail's HTTP surface: the WebSocket live tail at
-// /api/v1/tail and the jobs list at /api/v1/jobs (DESIGN.md, "livetail
+// /api/v1/tail, earlier lines at /api/v1/history and the jobs list at
+// /api/v1/jobs (DESIGN.md, "livetail
 // HTTP API"). It parses and checks a tail request (query parameters,
 // authentication, the job allowed, the per-user and per-process connection
 // limits), hands the connection to a session (package session), and maps
@@ -75,7 +76,9 @@ type Options struct {
 	// nil: every partition is read anyway.
 	Watch func(ctx context.Context, parts []int32) (release func(), err error)
 	// Place is the job placement hook (session.Engine.Place); nil: none.
-	Place   func(job string) []int32
+	Place func(job string) []int32
+	// Archive holds what Kafka no longer retains (session.Engine.Archive); nil: none.
+	Archive session.Archive
 	Log     logrus.FieldLogger
 	Metrics *Metrics
 }
@@ -192,7 +195,7 @@ func New(h *hub.Hub, hist session.History, opts Options) *Handler {
 	return &Handler{
 		opts: opts, hub: h, log: opts.Log, m: opts.Metrics, base: base, stop: stop,
 		sessions: &session.Engine{
-			Hub: h, History: hist, Place: opts.Place,
+			Hub: h, History: hist, Place: opts.Place, Archive: opts.Archive,
 			PingInterval: opts.PingInterval, BatchSize: opts.BatchSize, MaxScan: opts.MaxScan,
 			Pace: wire.NewPacer(opts.BatchWait),
 			Sent: opts.Metrics.Sent, Resent: opts.Metrics.Resent,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -387,20 +388,35 @@ func (s *Session) lastLinesOf(ctx context.Context, p int32, n int, maxScan int64
 		s.tailEnd = map[int32]int64{}
 	}
 	s.tailEnd[p] = hi
+	lines, _, err := s.e.linesBelow(ctx, s.p.Jobs, s.p.Grep, p, oldest, hi, n, maxScan, s.pingIfDue)
+	if err != nil {
+		return nil, s.readError(ctx, err)
+	}
+	return lines, nil
+}
+
+// linesBelow reads the last n lines of jobs (that grep matches, when not
+// nil) of partition p in [lo, hi) from Kafka, scanning backwards from hi
+// in growing windows, at most maxScan records. It returns them in offset
+// order and the lowest offset it scanned (lo when it reached it).
+// progress, when not nil, is called now and then while it scans.
+func (e *Engine) linesBelow(ctx context.Context, jobs []string, grep *regexp.Regexp, p int32, lo, hi int64, n int, maxScan int64, progress func()) (lines []*hub.Entry, reached int64, err error) {
 	window := int64(max(4*n, 1024))
 	var scanned int64
 	var chunks [][]*hub.Entry
 	total := 0
-	for hi > oldest && total < n && scanned < maxScan {
-		lo := max(oldest, hi-window, hi-(maxScan-scanned))
+	for hi > lo && total < n && scanned < maxScan {
+		from := max(lo, hi-window, hi-(maxScan-scanned))
 		need := n - total
 		var chunk []*hub.Entry
-		err := s.e.History.Read(ctx, p, lo, hi, s.p.Jobs, func(e *hub.Entry) error {
+		err := e.History.Read(ctx, p, from, hi, jobs, func(e *hub.Entry) error {
 			if e == nil {
-				s.pingIfDue()
+				if progress != nil {
+					progress()
+				}
 				return nil
 			}
-			if s.p.Grep != nil && !s.p.Grep.MatchString(e.Line) {
+			if grep != nil && !grep.MatchString(e.Line) {
 				return nil
 			}
 			chunk = append(chunk, e)
@@ -412,22 +428,22 @@ func (s *Session) lastLinesOf(ctx context.Context, p int32, n int, maxScan int64
 			return nil
 		})
 		if err != nil {
-			return nil, s.readError(ctx, err)
+			return nil, hi, err
 		}
 		if len(chunk) > need {
 			chunk = chunk[len(chunk)-need:]
 		}
 		chunks = append(chunks, chunk)
 		total += len(chunk)
-		scanned += hi - lo
-		hi = lo
+		scanned += hi - from
+		hi = from
 		window *= 2
 	}
-	out := make([]*hub.Entry, 0, total)
+	lines = make([]*hub.Entry, 0, total)
 	for i := len(chunks) - 1; i >= 0; i-- {
-		out = append(out, chunks[i]...)
+		lines = append(lines, chunks[i]...)
 	}
-	return out, nil
+	return lines, hi, nil
 }
 
 // mergeByTime merges lists, each in offset order, into one ordered by time

@@ -82,6 +82,7 @@ func (c *fakeConn) got() ([]wire.Frame, []time.Time) {
 // fakeHistory is partitions held in memory.
 type fakeHistory struct {
 	logs   [][]*hub.Entry // logs[p][i].Offset == i
+	oldest []int64        // per partition, the oldest offset retained; 0 when not set
 	onRead func()         // called for every record read
 	home   int32
 	cands  []int32      // Candidates; [home] when nil
@@ -110,21 +111,39 @@ func (f *fakeHistory) Candidates(string) []int32 {
 	return []int32{f.home}
 }
 func (f *fakeHistory) Bounds(_ context.Context, p int32) (int64, int64, error) {
-	return 0, int64(len(f.logs[p])), nil
+	return f.oldestOf(p), int64(len(f.logs[p])), nil
 }
 
-// OffsetAt finds the first entry at t or later by its TS.
+func (f *fakeHistory) oldestOf(p int32) int64 {
+	if int(p) < len(f.oldest) {
+		return f.oldest[p]
+	}
+	return 0
+}
+
+// OffsetAt finds the first retained entry at t or later by its TS.
 func (f *fakeHistory) OffsetAt(_ context.Context, p int32, t time.Time) (int64, error) {
-	for i, e := range f.logs[p] {
-		if e.TS >= t.UnixNano() {
-			return int64(i), nil
+	for i := f.oldestOf(p); i < int64(len(f.logs[p])); i++ {
+		if f.logs[p][i].TS >= t.UnixNano() {
+			return i, nil
 		}
 	}
 	return int64(len(f.logs[p])), nil
 }
 
+// OldestTime is the time of the oldest retained entry.
+func (f *fakeHistory) OldestTime(_ context.Context, p int32) (time.Time, error) {
+	if o := f.oldestOf(p); o < int64(len(f.logs[p])) {
+		return time.Unix(0, f.logs[p][o].TS), nil
+	}
+	return time.Time{}, nil
+}
+
 func (f *fakeHistory) Read(ctx context.Context, p int32, from, to int64, jobs []string, fn func(*hub.Entry) error) error {
 	log := f.logs[p]
+	if from < f.oldestOf(p) {
+		return fmt.Errorf("read of partition %d from %d, below its oldest offset %d", p, from, f.oldestOf(p))
+	}
 	for off := from; off < to && off < int64(len(log)); off++ {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -157,7 +176,7 @@ func newLogOn(p int32, n int, jobs ...string) []*hub.Entry {
 	for i := range log {
 		job := jobs[i%len(jobs)]
 		log[i] = &hub.Entry{Partition: p, Offset: int64(i), TS: base + int64(i)*int64(time.Millisecond), Job: job, Line: job,
-			JSON: fmt.Appendf(nil, `{"partition":%d,"offset":%d,"ts":"","line":%q,"host":"","file":"","labels":{}}`, p, i, job)}
+			JSON: fmt.Appendf(nil, `{"partition":%d,"offset":%d,"job":%q,"ts":"","line":%q,"host":"","file":"","labels":{}}`, p, i, job, job)}
 	}
 	return log
 }

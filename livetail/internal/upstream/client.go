@@ -95,6 +95,7 @@ type Client struct {
 	lookups    *lookups       // sessions' requests for a lookup of the partitions, served by Run
 	follow     chan *follower // holds Run's follower once Run has started
 	scans      *scans         // history reads, shared by partition
+	oldest     oldestTimes    // per partition, when its oldest record was written
 }
 
 // histConn is one history client of the pool and the reads it serves.

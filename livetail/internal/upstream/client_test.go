@@ -55,6 +55,7 @@ func TestClient(t *testing.T) {
 	// Partition agrees with the producer for many jobs.
 	offsets := map[string][]int64{}
 	parts := map[string]int32{}
+	start := time.Now().Truncate(time.Millisecond) // Kafka's timestamps are in milliseconds
 	var mark time.Time
 	for i := range 40 {
 		if i == 20 {
@@ -122,6 +123,14 @@ func TestClient(t *testing.T) {
 	// Later than everything: the end.
 	if off, err := c.OffsetAt(ctx, p, time.Now().Add(time.Hour)); err != nil || off != newest {
 		t.Fatalf("OffsetAt(future) = %d %v, want %d", off, err, newest)
+	}
+
+	// The oldest record's time (hello's history_from), from its first
+	// half, and again from what was remembered.
+	for range 2 {
+		if ts, err := c.OldestTime(ctx, p); err != nil || ts.Before(start) || !ts.Before(mark) {
+			t.Fatalf("OldestTime = %v %v, want between %v and %v", ts, err, start, mark)
+		}
 	}
 
 	// The live consumer published everything into the hub.

@@ -9,66 +9,28 @@ package esbulk
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/logpipe/logpipe/common/essec"
 )
 
 var (
-	// ErrConfig is returned by Config.Validate and New for unusable settings.
+	// ErrConfig is returned by New for unusable settings.
 	ErrConfig = errors.New("esbulk: bad config")
 	// ErrResponse is returned for a bulk response that cannot be read or
 	// does not match the request.
 	ErrResponse = errors.New("esbulk: bad bulk response")
 )
-
-// Config says how to reach Elasticsearch.
-type Config struct {
-	Addresses []string `yaml:"addresses"`
-	Username  string   `yaml:"username"`
-	Password  string   `yaml:"password"`
-	APIKey    string   `yaml:"api_key"`
-	CAFile    string   `yaml:"ca_file"` // PEM file of the CAs to trust for https addresses
-
-	// Timeout bounds one request, from dial to the end of the response.
-	Timeout time.Duration `yaml:"timeout"`
-}
-
-// Validate checks the addresses and that at most one kind of credentials is given.
-func (c *Config) Validate() error {
-	if len(c.Addresses) == 0 {
-		return fmt.Errorf("%w: no Elasticsearch address", ErrConfig)
-	}
-	for _, a := range c.Addresses {
-		u, err := url.Parse(a)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%w: Elasticsearch address %q: want http://host:port or https://host:port", ErrConfig, a)
-		}
-	}
-	if c.APIKey != "" && (c.Username != "" || c.Password != "") {
-		return fmt.Errorf("%w: both an API key and a username/password are set: use one", ErrConfig)
-	}
-	if c.Password != "" && c.Username == "" {
-		return fmt.Errorf("%w: a password without a username", ErrConfig)
-	}
-	if c.Timeout < 0 {
-		return fmt.Errorf("%w: timeout %s is negative", ErrConfig, c.Timeout)
-	}
-	return nil
-}
 
 // StatusError is a whole request that Elasticsearch answered with a status
 // other than 2xx.
@@ -98,30 +60,13 @@ type Client struct {
 	setupErr error     // why the template is not installed yet
 }
 
-// New makes a client; it does not contact Elasticsearch.
-func New(cfg Config) (*Client, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+// New makes a client of cfg, which must name at least one address and
+// have been validated; it does not contact Elasticsearch.
+func New(cfg essec.Config) (*Client, error) {
+	if len(cfg.ESAddresses) == 0 {
+		return nil, fmt.Errorf("%w: no Elasticsearch address", ErrConfig)
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 32
-	tr.ResponseHeaderTimeout = cfg.Timeout
-	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	if cfg.CAFile != "" {
-		pool, err := LoadCA(cfg.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	es, err := elasticsearch.NewClient(elasticsearch.Config{
-		Addresses:    cfg.Addresses,
-		Username:     cfg.Username,
-		Password:     cfg.Password,
-		APIKey:       cfg.APIKey,
-		Transport:    tr,
-		DisableRetry: true, // the caller retries, with its own policy
-	})
+	es, tr, err := cfg.Client()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -131,19 +76,6 @@ func New(cfg Config) (*Client, error) {
 		installed: make(chan struct{}),
 		lastErr:   errors.New("not contacted yet"),
 	}, nil
-}
-
-// LoadCA reads a PEM file of CA certificates.
-func LoadCA(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: CA file: %w", ErrConfig, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%w: CA file %s holds no PEM certificate", ErrConfig, path)
-	}
-	return pool, nil
 }
 
 // Close releases idle connections. Requests in progress are not interrupted.

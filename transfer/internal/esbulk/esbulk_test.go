@@ -20,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/logpipe/logpipe/common/essec"
 	"github.com/logpipe/logpipe/devstack/esfake"
 	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/transfer/internal/backoff"
@@ -85,38 +86,11 @@ func TestAppendCreate(t *testing.T) {
 	}
 }
 
-func TestConfigValidate(t *testing.T) {
-	tests := map[string]struct {
-		cfg     Config
-		wantErr string
-	}{
-		"ok":                {Config{Addresses: []string{"http://127.0.0.1:9200", "https://es:9200"}}, ""},
-		"no address":        {Config{}, "no Elasticsearch address"},
-		"bad scheme":        {Config{Addresses: []string{"127.0.0.1:9200"}}, `"127.0.0.1:9200"`},
-		"both credentials":  {Config{Addresses: []string{"http://a:1"}, APIKey: "k", Username: "u"}, "use one"},
-		"password only":     {Config{Addresses: []string{"http://a:1"}, Password: "p"}, "without a username"},
-		"basic auth is ok":  {Config{Addresses: []string{"http://a:1"}, Username: "u", Password: "p"}, ""},
-		"negative timeout":  {Config{Addresses: []string{"http://a:1"}, Timeout: -1}, "negative"},
-		"api key alone ok":  {Config{Addresses: []string{"http://a:1"}, APIKey: "k"}, ""},
-		"missing CA file":   {Config{Addresses: []string{"https://a:1"}, CAFile: "/nonexistent/ca.pem"}, "CA file"},
-		"CA file not a PEM": {Config{Addresses: []string{"https://a:1"}, CAFile: "esbulk_test.go"}, "no PEM"},
-	}
-	for name, tt := range tests {
-		t.Run(name, func(t *testing.T) {
-			c, err := New(tt.cfg)
-			if c != nil {
-				c.Close()
-			}
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("New = %v", err)
-				}
-				return
-			}
-			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("New error = %v, want ErrConfig mentioning %q", err, tt.wantErr)
-			}
-		})
+// TestNewNeedsAnAddress: transfer cannot run without the search engine
+// (the --es-* values themselves are checked by essec.Config.Validate).
+func TestNewNeedsAnAddress(t *testing.T) {
+	if _, err := New(essec.Config{}); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "no Elasticsearch address") {
+		t.Fatalf("New without an address = %v, want ErrConfig naming the address", err)
 	}
 }
 
@@ -129,7 +103,7 @@ func newFake(t testing.TB, opts ...esfake.Option) (*esfake.Server, *httptest.Ser
 	return fake, srv
 }
 
-func newClient(t testing.TB, cfg Config) *Client {
+func newClient(t testing.TB, cfg essec.Config) *Client {
 	t.Helper()
 	c, err := New(cfg)
 	if err != nil {
@@ -160,7 +134,7 @@ var template = []byte(`{"index_patterns":["` + index + `"],"data_stream":{},"pri
 
 func TestBulkAgainstEsfake(t *testing.T) {
 	fake, srv := newFake(t)
-	c := newClient(t, Config{Addresses: []string{srv.URL}})
+	c := newClient(t, essec.Config{ESAddresses: []string{srv.URL}})
 	ctx := context.Background()
 
 	if err := c.PutTemplate(ctx, index, template); err != nil {
@@ -212,7 +186,7 @@ func TestBulkUnreachable(t *testing.T) {
 	// An address that refuses connections for the whole test: a port
 	// closed after use could be taken by another process meanwhile.
 	addr := proc.NewRelay(t).Addr()
-	c := newClient(t, Config{Addresses: []string{"http://" + addr}})
+	c := newClient(t, essec.Config{ESAddresses: []string{"http://" + addr}})
 	_, err := c.Bulk(context.Background(), body("a"), 1, nil)
 	var se *StatusError
 	if err == nil || errors.As(err, &se) {
@@ -225,11 +199,11 @@ func TestBulkUnreachable(t *testing.T) {
 
 func TestCredentialsAreSent(t *testing.T) {
 	tests := map[string]struct {
-		cfg  Config
+		cfg  essec.Config
 		want string
 	}{
-		"basic":   {Config{Username: "elastic", Password: "s3cret"}, "Basic ZWxhc3RpYzpzM2NyZXQ="},
-		"api key": {Config{APIKey: "a2V5OnNlY3JldA=="}, "APIKey a2V5OnNlY3JldA=="},
+		"basic":   {essec.Config{ESUsername: "elastic", ESPassword: "s3cret"}, "Basic ZWxhc3RpYzpzM2NyZXQ="},
+		"api key": {essec.Config{ESAPIKey: "a2V5OnNlY3JldA=="}, "APIKey a2V5OnNlY3JldA=="},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -243,7 +217,7 @@ func TestCredentialsAreSent(t *testing.T) {
 				fake.ServeHTTP(w, r)
 			}))
 			t.Cleanup(srv.Close)
-			tt.cfg.Addresses = []string{srv.URL}
+			tt.cfg.ESAddresses = []string{srv.URL}
 			c := newClient(t, tt.cfg)
 			if err := c.Ping(context.Background()); err != nil {
 				t.Fatal(err)
@@ -266,7 +240,7 @@ func TestMaintainInstallsTemplateOnceReachable(t *testing.T) {
 		fake.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	c := newClient(t, Config{Addresses: []string{srv.URL}})
+	c := newClient(t, essec.Config{ESAddresses: []string{srv.URL}})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -332,11 +306,11 @@ func TestTLSWithCAFile(t *testing.T) {
 	if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	trusted := newClient(t, Config{Addresses: []string{srv.URL}, CAFile: caFile})
+	trusted := newClient(t, essec.Config{ESAddresses: []string{srv.URL}, ESCAFile: caFile})
 	if err := trusted.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping with the CA file: %v", err)
 	}
-	untrusted := newClient(t, Config{Addresses: []string{srv.URL}})
+	untrusted := newClient(t, essec.Config{ESAddresses: []string{srv.URL}})
 	if err := untrusted.Ping(context.Background()); err == nil {
 		t.Fatal("Ping without the CA file succeeded")
 	}
@@ -355,7 +329,7 @@ func TestMaintainCreatesTheComponentOnlyWhenAbsent(t *testing.T) {
 			if existing != "" {
 				put(t, srv.URL+"/_component_template/custom", existing)
 			}
-			c := newClient(t, Config{Addresses: []string{srv.URL}})
+			c := newClient(t, essec.Config{ESAddresses: []string{srv.URL}})
 			var asked Info
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error)
@@ -411,7 +385,7 @@ func TestInfoTellsOpenSearch(t *testing.T) {
 		fmt.Fprint(w, `{"name":"n","version":{"distribution":"opensearch","number":"2.19.6"},"tagline":"The OpenSearch Project"}`)
 	}))
 	t.Cleanup(srv.Close)
-	c := newClient(t, Config{Addresses: []string{srv.URL}})
+	c := newClient(t, essec.Config{ESAddresses: []string{srv.URL}})
 	info, err := c.Info(context.Background())
 	if err != nil || info.Distribution != "opensearch" || info.Version != "2.19.6" {
 		t.Fatalf("Info = %+v, %v", info, err)
@@ -482,7 +456,7 @@ func TestMaintainTakesTheTemplateTheClusterChooses(t *testing.T) {
 			if tt.other != "" {
 				put(t, srv.URL+"/_index_template/mine", tt.other)
 			}
-			c := newClient(t, Config{Addresses: []string{srv.URL}})
+			c := newClient(t, essec.Config{ESAddresses: []string{srv.URL}})
 			log, hook := logtest.NewNullLogger()
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)

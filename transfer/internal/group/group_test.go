@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/common/essec"
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/stack"
 	"github.com/logpipe/logpipe/transfer/internal/backoff"
@@ -107,7 +108,7 @@ func TestBatchBounds(t *testing.T) {
 	log.SetOutput(io.Discard)
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
-	es, err := esbulk.New(esbulk.Config{Addresses: []string{s.ESURL()}})
+	es, err := esbulk.New(essec.Config{ESAddresses: []string{s.ESURL()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
 
+	"github.com/logpipe/logpipe/common/essec"
 	"github.com/logpipe/logpipe/common/record"
 	"github.com/logpipe/logpipe/devstack/esfake"
 	"github.com/logpipe/logpipe/transfer/internal/backoff"
@@ -69,7 +70,7 @@ func newFixture(t testing.TB, wrap func(http.Handler) http.Handler) *fixture {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
-	es, err := esbulk.New(esbulk.Config{Addresses: []string{srv.URL}})
+	es, err := esbulk.New(essec.Config{ESAddresses: []string{srv.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
