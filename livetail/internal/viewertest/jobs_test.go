@@ -2,6 +2,7 @@ package viewertest
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -360,11 +361,14 @@ func (p *producer) produceRecords(t testing.TB, recs ...record.Record) {
 
 // A line found with grep opens its context: the 50 lines before and after
 // it in its own file, in file order, though grep and another file's lines
-// interleaved in Kafka hide them from the stream.
+// interleaved in Kafka hide them from the stream. With --kibana-url, the
+// line links to Kibana's Discover at its moment, for its job, with the line
+// identified.
 func TestViewerContext(t *testing.T) {
 	stack.ForBackends(t, func(t *testing.T, kind string) {
 		k := newKafka(t, kind)
-		lt := startLivetail(t, k)
+		const kibana = "https://kibana.example.com:5601/logs"
+		lt := startLivetail(t, k, "--kibana-url", kibana)
 		prod := newProducer(t, k)
 		browser := newBrowser(t)
 
@@ -409,5 +413,44 @@ func TestViewerContext(t *testing.T) {
 		}
 		t.Logf("context: %s", eval[string](p, `document.getElementById('context-from').textContent`))
 		p.screenshot("viewer-context-1280-light", 1280, 800, "light")
+		p.do(chromedp.EmulateViewport(1280, 800), chromedp.Click(chromedp.CSS(`#context-close`)))
+
+		line := eval[struct {
+			Partition, Offset int64
+			TS, Href          string
+		}](p, `(() => { const r = document.querySelector('#log .row'); const k = r.querySelector('[data-act="kibana"]');
+			return { Partition: Number(r.dataset.partition), Offset: Number(r.dataset.offset), TS: r.querySelector('.ts').dateTime, Href: k.hidden ? '' : k.href }; })()`)
+		checkKibanaLink(t, line.Href, kibana, job, line.Partition, line.Offset, line.TS)
 	})
+}
+
+// checkKibanaLink fails unless href opens Kibana's Discover under base for
+// the minute each way around ts, with the query job:"<job>" and disabled
+// filters on the line's kafka.partition and kafka.offset.
+func checkKibanaLink(t testing.TB, href, base, job string, partition, offset int64, ts string) {
+	t.Helper()
+	prefix := base + "/app/discover#/?"
+	if !strings.HasPrefix(href, prefix) {
+		t.Fatalf("Kibana link %q, want it under %s", href, prefix)
+	}
+	q, err := url.ParseQuery(strings.TrimPrefix(href, prefix))
+	if err != nil {
+		t.Fatalf("Kibana link %q: %v", href, err)
+	}
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iso := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+	wantG := fmt.Sprintf("(time:(from:'%s',to:'%s'))", iso(at.Add(-time.Minute)), iso(at.Add(time.Minute)))
+	filter := func(key string, v int64) string {
+		return fmt.Sprintf("(meta:(disabled:!t,key:%s,negate:!f,params:(query:%d),type:phrase),query:(match_phrase:(%s:%d)))", key, v, key, v)
+	}
+	wantA := fmt.Sprintf(`(filters:!(%s,%s),query:(language:kuery,query:'job:"%s"'))`, filter("kafka.partition", partition), filter("kafka.offset", offset), job)
+	if g := q.Get("_g"); g != wantG {
+		t.Errorf("Kibana link's _g %s, want %s", g, wantG)
+	}
+	if a := q.Get("_a"); a != wantA {
+		t.Errorf("Kibana link's _a %s, want %s", a, wantA)
+	}
 }
