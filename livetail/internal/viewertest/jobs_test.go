@@ -1,7 +1,10 @@
 package viewertest
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -14,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/logpipe/logpipe/common/record"
+	"github.com/logpipe/logpipe/devstack/proc"
 	"github.com/logpipe/logpipe/devstack/stack"
 )
 
@@ -301,16 +305,7 @@ func TestViewerLoadEarlier(t *testing.T) {
 		p := openTab(t, browser, lt.URL("?job="+job+"&tail=30"))
 		p.waitLive()
 		p.waitRows(30)
-		pages := 0
-		for !eval[bool](p, `document.getElementById('earlier').disabled && !document.getElementById('earlier-note').textContent.startsWith('Loading')`) {
-			if pages++; pages > 10 {
-				t.Fatalf("still more to load after %d pages\n%s", pages, p.describe())
-			}
-			n := len(p.rows())
-			p.do(chromedp.Click(chromedp.CSS(`#earlier`)))
-			p.waitFor("a page loaded", fmt.Sprintf(`document.querySelectorAll('#log .row[data-offset]').length > %d || document.getElementById('earlier').disabled && !document.getElementById('earlier-note').textContent.startsWith('Loading')`, n), liveWithin)
-			p.waitFor("the page settled", `!document.getElementById('earlier-note').textContent.startsWith('Loading')`, liveWithin)
-		}
+		pages := loadAllEarlier(t, p)
 		checkRows(t, p.rows(), want)
 		top := eval[string](p, `document.querySelector('#log .marker')?.textContent ?? ''`)
 		if !regexp.MustCompile(`^Kafka's retention ends here \(\d{4}-\d\d-\d\dT[^)]+\)`).MatchString(top) {
@@ -452,5 +447,152 @@ func checkKibanaLink(t testing.TB, href, base, job string, partition, offset int
 	}
 	if a := q.Get("_a"); a != wantA {
 		t.Errorf("Kibana link's _a %s, want %s", a, wantA)
+	}
+}
+
+// ---- load earlier past Kafka's retention, from the index ----
+
+// esPost posts body to url of the search engine: an answer other than 2xx
+// is an error.
+func esPost(url, body string) ([]byte, error) {
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("POST %s: %s %s", url, resp.Status, b)
+	}
+	return b, nil
+}
+
+// With an archive, "load earlier" goes on past Kafka's retention: the
+// lines Kafka no longer holds come from the index, joined to Kafka's with
+// none missing and none twice, down to the start of the stream. The index
+// is OpenSearch's (esfake has no search_after): real backends only, as the
+// archive's own tests.
+func TestViewerLoadEarlierFromArchive(t *testing.T) {
+	s := stack.New(t, stack.Options{Backends: stack.Real, Without: []string{stack.Etcd}})
+	topic, dlq, esIndex := s.Topic("logs"), s.Topic("logs.dlq"), s.Index("logs-logpipe-viewer")
+	prod := newProducer(t, s)
+	const job, old, fresh = "archived", 300, 40
+	hourAgo := time.Now().Add(-time.Hour)
+	lines := func(first, n int, at time.Time) []record.Record {
+		var out []record.Record
+		for i := first; i < first+n; i++ {
+			r := fileRecord(job, "archived", int64(i)*20, fmt.Sprintf("archived line %04d", i))
+			r.Timestamp = at.Add(time.Duration(i) * time.Millisecond)
+			out = append(out, r)
+		}
+		return out
+	}
+	prod.produceRecords(t, lines(0, old, hourAgo)...)
+	part := partitionOf(t, prod, job)
+
+	transfer := proc.Start(t, proc.Build(t, "github.com/logpipe/logpipe/transfer"), "--kafka-brokers", s.KafkaAddrs()[0],
+		"--kafka-topics", topic, "--dlq-topic", dlq, "--group", s.Topic("logpipe-transfer"),
+		"--es-addresses", s.ESURL(), "--es-index", esIndex, "--metrics-addr", "127.0.0.1:0", "--jobs-topic", "")
+	waitFor(t, "the old lines indexed", func() error {
+		if _, err := esPost(s.ESURL()+"/"+esIndex+"/_refresh", ""); err != nil {
+			return err
+		}
+		b, err := esPost(s.ESURL()+"/"+esIndex+"/_count", "")
+		if err != nil {
+			return err
+		}
+		var c struct{ Count int }
+		if err := json.Unmarshal(b, &c); err != nil || c.Count < old {
+			return fmt.Errorf("%d of %d documents (%v)", c.Count, old, err)
+		}
+		return nil
+	})
+	transfer.Stop(t)
+
+	// Retention removes the segment of the old lines: a minute's
+	// retention.ms, a second's segment.ms, and the next line rolls it.
+	admin, err := sarama.NewClusterAdmin(s.KafkaAddrs(), sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	minute, second := "60000", "1000"
+	if err := admin.AlterConfig(sarama.TopicResource, topic, map[string]*string{"retention.ms": &minute, "segment.ms": &second}, false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	prod.produceRecords(t, lines(old, 1, time.Now())...)
+	client, err := sarama.NewClient(s.KafkaAddrs(), sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	// The premise: Kafka holds none of the old lines any more.
+	waitFor(t, "Kafka to lose the old lines", func() error {
+		if o, err := client.GetOffset(topic, part, sarama.OffsetOldest); err != nil || o != old {
+			return fmt.Errorf("partition %d starts at %d (%v), want %d", part, o, err, old)
+		}
+		return nil
+	})
+	prod.produceRecords(t, lines(old+1, fresh-1, time.Now())...)
+
+	lt := startLivetail(t, s, "--es-addresses", s.ESURL(), "--es-index", esIndex)
+	browser := newBrowser(t)
+	p := openTab(t, browser, lt.URL("?job="+job+"&tail=30"))
+	p.waitLive()
+	p.waitRows(30)
+	pages := loadAllEarlier(t, p)
+	var want []string
+	for i := range old + fresh {
+		want = append(want, fmt.Sprintf("archived line %04d", i))
+	}
+	var got []string
+	for _, r := range p.rows() {
+		got = append(got, r.Line)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the page shows %d lines:\n%s\nwant the %d from the index and then Kafka's, in order", len(got), strings.Join(got, "\n"), len(want))
+	}
+	if top := eval[string](p, `document.querySelector('#log .marker')?.textContent ?? ''`); top != "The start of the stream: there is nothing older" {
+		t.Errorf("the top of the page says %q, want the start of the stream", top)
+	}
+	t.Logf("%d lines loaded in %d pages, %d of them from the index", len(want)-30, pages, old)
+	p.wheelUp()
+	p.screenshot("viewer-archive-1280-light", 1280, 800, "light")
+}
+
+// loadAllEarlier clicks "load earlier" until there is nothing older, and
+// returns how many pages it loaded.
+func loadAllEarlier(t testing.TB, p *tab) int {
+	t.Helper()
+	const settled = `!document.getElementById('earlier-note').textContent.startsWith('Loading')`
+	pages := 0
+	for !eval[bool](p, `document.getElementById('earlier').disabled && `+settled) {
+		if pages++; pages > 10 {
+			t.Fatalf("still more to load after %d pages\n%s", pages, p.describe())
+		}
+		n := len(p.rows())
+		p.do(chromedp.Click(chromedp.CSS(`#earlier`)))
+		p.waitFor("a page loaded", fmt.Sprintf(`(document.querySelectorAll('#log .row[data-offset]').length > %d || document.getElementById('earlier').disabled) && %s`, n, settled), liveWithin)
+		if note := eval[string](p, `document.getElementById('earlier-note').textContent`); strings.HasPrefix(note, "Could not") {
+			t.Fatalf("load earlier: %s", note)
+		}
+	}
+	return pages
+}
+
+// waitFor polls f until it returns nil.
+func waitFor(t testing.TB, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, within, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
