@@ -12,6 +12,7 @@ require (
 	github.com/logpipe/logpipe/common v0.0.0
 	github.com/logpipe/logpipe/devstack v0.0.0
 	github.com/twmb/franz-go v1.22.2
+	github.com/twmb/franz-go/pkg/kadm v1.18.0
 	github.com/twmb/franz-go/pkg/kmsg v1.15.0
 )
 

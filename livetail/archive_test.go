@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -101,5 +104,107 @@ func TestArchiveAtStart(t *testing.T) {
 	ts = startServer(t, cfg)
 	if code, body := httpGet(t, "http://"+ts.Addr()+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz with the right password: %d %q", code, body)
+	}
+}
+
+// TestContextFromIndex: with an index, the context of a line it holds is
+// read from it (three searches), the same entries as Kafka's; a line not
+// indexed yet is read from Kafka. On esfake and on OpenSearch.
+func TestContextFromIndex(t *testing.T) {
+	stack.ForBackends(t, testContextFromIndex)
+}
+
+func testContextFromIndex(t *testing.T, kind string) {
+	s := stack.New(t, stack.Options{Backends: kind, Without: []string{stack.Etcd}, Partitions: 3})
+	esIndex := s.Index("logs-logpipe-context")
+	installTemplate(t, s, esIndex)
+	pl := newPlaced(t, s)
+	var offs []int64
+	var bulk strings.Builder
+	for i := 0; i < 120; i++ {
+		offs = append(offs, pl.send(t, 0, "web", fileLine("web", "00000000000000a1", i)))
+		pl.send(t, 0, "db", fileLine("db", "00000000000000d1", i))
+		if i < 100 { // transfer has indexed the first 100 lines
+			k := [2]int64{0, offs[i]}
+			fmt.Fprintf(&bulk, `{"create":{"_id":"x-0-%d"}}`+"\n"+`%s,"kafka":{"topic":%q,"partition":0,"offset":%d}}`+"\n",
+				offs[i], strings.TrimSuffix(string(pl.recs[k]), "}"), pl.topic, offs[i])
+		}
+	}
+	esCall(t, s.ESURL(), http.MethodPost, "/"+esIndex+"/_bulk?refresh=true", bulk.String())
+
+	cfg := testConfig(s)
+	cfg.ESAddresses = conf.List{s.ESURL()}
+	cfg.ESIndex = esIndex
+	ts := startServer(t, cfg)
+	base := "http://" + ts.Addr()
+	check := func(line int, before, after []int64, from string) {
+		t.Helper()
+		code, a := getContext(t, base, fmt.Sprintf("job=web&partition=0&offset=%d&before=%d&after=%d", offs[line], len(before), len(after)), "")
+		if code != http.StatusOK || a.From != from || string(a.Line) != string(pl.entry(0, offs[line])) {
+			t.Fatalf("line %d: %d, from %q (want %s), %s %s", line, code, a.From, from, a.Line, a.Error)
+		}
+		for _, side := range []struct {
+			got  []json.RawMessage
+			want []int64
+		}{{a.Before, before}, {a.After, after}} {
+			if len(side.got) != len(side.want) {
+				t.Fatalf("line %d: %d lines, want %d", line, len(side.got), len(side.want))
+			}
+			for i, o := range side.want {
+				if string(side.got[i]) != string(pl.entry(0, o)) {
+					t.Fatalf("line %d, neighbour %d:\n got %s\nwant %s", line, i, side.got[i], pl.entry(0, o))
+				}
+			}
+		}
+	}
+	check(50, offs[40:50], offs[51:61], "index")
+	check(98, offs[88:98], offs[99:100], "index") // the index's neighbours: it holds lines up to 99
+	check(110, offs[100:110], offs[111:120], "kafka")
+	if m := ts.metric(t, "livetail_archive_searches_total"); m < 6 {
+		t.Errorf("livetail_archive_searches_total %v, want at least 6 (three per context from the index)", m)
+	}
+}
+
+// installTemplate installs transfer's index template (configs/, which
+// transfer's tests keep equal to what it installs) for index alone.
+func installTemplate(t testing.TB, s *stack.Stack, index string) {
+	t.Helper()
+	file := "index-template.json"
+	if s.Backends() == stack.Real {
+		file = "index-template-opensearch.json"
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "configs", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl map[string]any
+	if err := json.Unmarshal(raw, &tmpl); err != nil {
+		t.Fatal(err)
+	}
+	tmpl["index_patterns"] = []string{index}
+	delete(tmpl, "composed_of")
+	body, _ := json.Marshal(tmpl)
+	esCall(t, s.ESURL(), http.MethodPut, "/_index_template/"+index, string(body))
+	t.Cleanup(func() {
+		esCall(t, s.ESURL(), http.MethodDelete, "/_data_stream/"+index, "")
+		esCall(t, s.ESURL(), http.MethodDelete, "/_index_template/"+index, "")
+	})
+}
+
+func esCall(t testing.TB, base, method, path, body string) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	if res.StatusCode >= 300 && method != http.MethodDelete || strings.Contains(string(out), `"errors":true`) {
+		t.Fatalf("%s %s: %d %s", method, path, res.StatusCode, out)
 	}
 }

@@ -303,6 +303,10 @@ func (k *Kafka) properties() string {
 		"share.coordinator.state.topic.replication.factor=1",
 		"share.coordinator.state.topic.min.isr=1",
 		"group.initial.rebalance.delay.ms=0",
+		// Retention is checked every second instead of every 5 minutes, so
+		// that a test topic with a short retention.ms really loses its old
+		// segments while the test runs (topics keep the default 7 days).
+		"log.retention.check.interval.ms=1000",
 		"group.min.session.timeout.ms=" + strconv.FormatInt(MinSessionTimeout.Milliseconds(), 10),
 	}
 	lines = append(lines, k.listenerProperties(ctrl)...)

@@ -141,6 +141,7 @@ type Metrics struct {
 	Resent      prometheus.Counter // lines the agent sent twice, skipped by a session
 	Rejected    *prometheus.CounterVec
 	Closed      *prometheus.CounterVec
+	Pages       *prometheus.CounterVec // /api/v1/history answers, by HTTP status
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -161,12 +162,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livetail_sessions_closed_total", Help: "Sessions ended, by close code (gone: the peer left without a close frame or stopped answering).",
 		}, []string{"code"}),
+		Pages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livetail_history_pages_total", Help: "Pages of earlier lines answered (GET /api/v1/history), by HTTP status.",
+		}, []string{"code"}),
 	}
 	for _, r := range []string{ReasonHandshake, ReasonBadRequest, ReasonUnauthorized, ReasonForbidden, ReasonUserLimit, ReasonServerLimit, ReasonUpstream, ReasonShuttingDown} {
 		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.Sent, m.Resent, m.Rejected, m.Closed)
+		reg.MustRegister(m.Connections, m.Sent, m.Resent, m.Rejected, m.Closed, m.Pages)
 	}
 	return m
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/logpipe/logpipe/livetail/internal/auth"
@@ -43,6 +44,7 @@ type apiError struct {
 func (h *Handler) History() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := h.log.WithFields(logrus.Fields{"remote": r.RemoteAddr, "request": auth.RedactURL(r)})
+		w = &countedWriter{ResponseWriter: w, pages: h.m.Pages}
 		id, err := h.opts.Auth.Authenticate(r)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="livetail"`)
@@ -121,6 +123,17 @@ func pageJSON(page session.Page) historyPage {
 	}
 	out.Before = string(wire.AppendCursor(nil, pos))
 	return out
+}
+
+// countedWriter counts the answer's status in the pages metric.
+type countedWriter struct {
+	http.ResponseWriter
+	pages *prometheus.CounterVec
+}
+
+func (c *countedWriter) WriteHeader(code int) {
+	c.pages.WithLabelValues(strconv.Itoa(code)).Inc()
+	c.ResponseWriter.WriteHeader(code)
 }
 
 // writeJSON writes v as the JSON answer with status code.

@@ -9,8 +9,9 @@
 // kafka.*, event.ingested and json.*, which the record decoder ignores.
 //
 // Queries use only term, terms, range, bool, sort, size and search_after,
-// which OpenSearch 2 and Elasticsearch 8 answer alike. An index that does
-// not exist yet is an empty archive.
+// which OpenSearch 2 and Elasticsearch 8 answer alike (and esfake, but for
+// search_after: a range of more than 1,000 documents needs a real
+// engine). An index that does not exist yet is an empty archive.
 package archive
 
 import (
@@ -44,6 +45,10 @@ var (
 // pageSize is the most documents one search request returns: below the
 // engines' default index.max_result_window (10,000).
 const pageSize = 1000
+
+// maxWindow is the engines' default index.max_result_window: the most
+// documents one search without search_after may reach.
+const maxWindow = 10_000
 
 // healthRecheck is how long a failed request's error stands before Health
 // asks the search engine again.

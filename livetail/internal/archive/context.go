@@ -18,7 +18,8 @@ import (
 // indexed once, at its first position).
 //
 // It costs three searches: the line (1 document) and each side (at most
-// before and after documents).
+// before and after documents); more only where another generation of the
+// same file, without log.file.generation, shares the positions.
 func (a *Archive) Context(ctx context.Context, job string, p int32, offset int64, before, after int) (line *hub.Entry, below, above []*hub.Entry, err error) {
 	at := a.topic(nil).term("job", job).term("kafka.partition", p)
 	hits, err := a.search(ctx, query(at.term("kafka.offset", offset), "kafka.offset", "asc", 1, nil))
@@ -38,24 +39,28 @@ func (a *Archive) Context(ctx context.Context, job string, p int32, offset int64
 		field, pos, same = "log.offset", rec.Log.Offset, source(a.topic(nil).term("job", job), &rec)
 	}
 	side := func(op, order string, n int) ([]*hub.Entry, error) {
-		if n <= 0 {
-			return nil, nil
-		}
-		hits, err := a.search(ctx, query(same.rangeOf(field, map[string]any{op: pos}), field, order, n, nil))
-		if err != nil {
-			return nil, err
-		}
-		out := make([]*hub.Entry, 0, len(hits))
-		for _, h := range hits {
-			e, err := entry(h)
+		// The documents of other generations the query also matches (see
+		// source) are left out, and more asked for when they took room.
+		for size := n; n > 0; size *= 4 {
+			hits, err := a.search(ctx, query(same.rangeOf(field, map[string]any{op: pos}), field, order, size, nil))
 			if err != nil {
 				return nil, err
 			}
-			if e.Src == line.Src { // the hashed fields matched: the same file generation
-				out = append(out, e)
+			out := make([]*hub.Entry, 0, n)
+			for _, h := range hits {
+				e, err := entry(h)
+				if err != nil {
+					return nil, err
+				}
+				if e.Src == line.Src && len(out) < n {
+					out = append(out, e)
+				}
+			}
+			if len(out) == n || len(hits) < size || size*4 > maxWindow {
+				return out, nil
 			}
 		}
-		return out, nil
+		return nil, nil
 	}
 	if below, err = side("lt", "desc", before); err != nil {
 		return nil, nil, nil, err
@@ -67,30 +72,15 @@ func (a *Archive) Context(ctx context.Context, job string, p int32, offset int64
 	return line, below, above, nil
 }
 
-// source adds to f the terms on every field hub.SourceID hashes for r: the
-// documents of r's source file generation. A field r leaves empty must be
-// absent.
+// source adds to f the terms on the fields hub.SourceID hashes for r
+// (which HasPosition says are set): the documents of r's source file
+// generation, and, for a record without log.file.generation, those of
+// the same file that have one, which the caller leaves out by their src
+// (a query for a missing field, exists, is not needed then).
 func source(f filter, r *record.Record) filter {
-	fields := []struct{ name, v string }{
-		{"agent.name", r.Agent.Name},
-		{"log.file.fingerprint", r.Log.File.Fingerprint},
-		{"log.file.generation", r.Log.File.Generation},
+	f = f.term("agent.name", r.Agent.Name).term("log.file.fingerprint", r.Log.File.Fingerprint)
+	if r.Log.File.Generation != "" {
+		return f.term("log.file.generation", r.Log.File.Generation)
 	}
-	if r.Log.File.Generation == "" {
-		fields = append(fields,
-			struct{ name, v string }{"log.file.device_id", r.Log.File.DeviceID},
-			struct{ name, v string }{"log.file.inode", r.Log.File.Inode})
-	}
-	var absent []any
-	for _, fl := range fields {
-		if fl.v == "" {
-			absent = append(absent, map[string]any{"exists": map[string]any{"field": fl.name}})
-			continue
-		}
-		f = f.term(fl.name, fl.v)
-	}
-	if len(absent) > 0 {
-		f = f.append(map[string]any{"bool": map[string]any{"must_not": absent}})
-	}
-	return f
+	return f.term("log.file.device_id", r.Log.File.DeviceID).term("log.file.inode", r.Log.File.Inode)
 }

@@ -45,6 +45,22 @@ func TestContext(t *testing.T) {
 			plain = append(plain, d)
 		}
 	}
+	// Partition 5: an older agent's lines, without log.file.generation,
+	// then the same file truncated and written again by a newer one.
+	var oldAgent, newAgent []doc
+	for o := int64(0); o < 40; o++ {
+		gen, pos := "", o*100
+		if o >= 20 {
+			gen, pos = "00000000000000f1", (o-20)*100
+		}
+		d := doc{topic: "logs", partition: 5, offset: o, key: "web", value: agentRecord("web", gen, pos, o)}
+		all = append(all, d)
+		if gen == "" {
+			oldAgent = append(oldAgent, d)
+		} else {
+			newAgent = append(newAgent, d)
+		}
+	}
 	ix.add(all...)
 	ctx := context.Background()
 
@@ -62,6 +78,8 @@ func TestContext(t *testing.T) {
 		"g1's end":               {"web", 1, 598, 2, 50, g1[299], g1[297:299], nil},
 		"g2, positions reused":   {"web", 1, 610, 5, 5, g2[10], g2[5:10], g2[11:16]},
 		"none asked":             {"web", 1, 300, 0, 0, g1[150], nil, nil},
+		"no generation":          {"web", 5, 10, 5, 5, oldAgent[10], oldAgent[5:10], oldAgent[11:16]},
+		"after no generation":    {"web", 5, 30, 5, 50, newAgent[10], newAgent[5:10], newAgent[11:]},
 		"no position, by offset": {"plain", 4, 48, 3, 3, plain[48], plain[45:48], plain[49:52]},
 	} {
 		t.Run(name, func(t *testing.T) {

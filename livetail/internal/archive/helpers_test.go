@@ -74,7 +74,7 @@ type index struct {
 // newIndex makes a data stream under transfer's index template for
 // OpenSearch (configs/, which transfer's tests keep equal to what it
 // installs) and returns an archive reading it, for topic "logs".
-func newIndex(t *testing.T) (*index, *Archive) {
+func newIndex(t testing.TB) (*index, *Archive) {
 	t.Helper()
 	s := stack.New(t, stack.Options{Backends: stack.Real, Without: []string{stack.Etcd}})
 	ix := &index{t: t, url: s.ESURL(), name: s.Index("logs-logpipe-archive")}

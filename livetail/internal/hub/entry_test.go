@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/logpipe/logpipe/common/record"
 )
@@ -63,5 +64,26 @@ func TestSourceIDGeneration(t *testing.T) {
 				t.Fatalf("same src %v, want %v", got, tc.same)
 			}
 		})
+	}
+}
+
+// An entry built from a search index document (the record plus the
+// fields transfer adds: kafka.*, event.ingested, json.*) is the same bytes
+// as one built from the Kafka record, so that lines from the archive and
+// from Kafka are alike to the client.
+func TestNewEntryFromIndexDocument(t *testing.T) {
+	rec := `"@timestamp":"2026-11-21T10:00:00.123456Z","message":"GET /api 200","job":"web-1","host":{"name":"node-a"},"agent":{"name":"node-a"},` +
+		`"log":{"file":{"path":"/var/log/web/access.log","device_id":"2049","inode":"1835017","fingerprint":"9f2c41d07a5b3e88","generation":"g1"},"offset":42},"labels":{"env":"dev"}`
+	fromKafka, ok := NewEntry(3, 7, []byte("web-1"), []byte("{"+rec+"}"), time.Time{})
+	if !ok {
+		t.Fatal("record not decoded")
+	}
+	doc := "{" + rec + `,"kafka":{"topic":"logs","partition":3,"offset":7,"key":"web-1"},"event":{"ingested":"2026-11-21T10:00:01Z"},"json":{"status":200,"path":"/api"}}`
+	fromIndex, ok := NewEntry(3, 7, []byte("web-1"), []byte(doc), time.Time{})
+	if !ok {
+		t.Fatal("index document not decoded")
+	}
+	if string(fromIndex.JSON) != string(fromKafka.JSON) || fromIndex.Src != fromKafka.Src || fromIndex.Pos != fromKafka.Pos || fromIndex.TS != fromKafka.TS {
+		t.Fatalf("from the index %s (src %x pos %d), from Kafka %s (src %x pos %d)", fromIndex.JSON, fromIndex.Src, fromIndex.Pos, fromKafka.JSON, fromKafka.Src, fromKafka.Pos)
 	}
 }

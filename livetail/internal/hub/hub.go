@@ -1,8 +1,8 @@
 // Package hub fans the records of a topic out by job to live subscribers.
 //
 // One partition consumer per partition (package upstream) publishes entries
-// in offset order. A subscriber follows one job on every partition of the
-// topic, since a job's lines are wherever their producers' partitioners put
+// in offset order. A subscriber follows its jobs (one or more) on every
+// partition of the topic, since a job's lines are wherever their producers' partitioners put
 // them (several partitions when producers differ, a new one after partitions
 // were added), and gets them through its own bounded queue. Publishing never
 // blocks and runs no per-subscriber filter: when a subscriber's queue is full

@@ -1,7 +1,12 @@
-// Package session runs livetail's sessions: one live tail of one job on one
-// connection, from the history the client asks for (the last N lines,
-// everything since a time, or everything after a cursor) to the live
-// lines, with no gap and no duplicate between them.
+// Package session runs livetail's sessions: one live tail of one or more
+// jobs on one connection, from the history the client asks for (the last N
+// lines, everything since a time, or everything after a cursor) to the
+// live lines, with no gap and no duplicate between them. It also serves
+// pages of earlier lines (Earlier).
+//
+// History older than Kafka's retention comes from the archive (the search
+// index, Archive) when the engine has one, joined to Kafka's at its oldest
+// offset.
 //
 // History is read from Kafka while the session's hub subscription queues
 // the live lines from offsets taken under the hub's lock; history is read

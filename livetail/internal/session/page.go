@@ -2,9 +2,11 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/logpipe/logpipe/livetail/internal/hub"
@@ -58,15 +60,12 @@ func (e *Engine) Earlier(ctx context.Context, p EarlierParams) (Page, error) {
 			return Page{}, &ParamError{Param: "before", Reason: fmt.Sprintf("partition %d does not exist (the topic has %d)", b.Partition, n)}
 		}
 	}
-	share := max(1, e.MaxScan/int64(max(1, len(p.Before))))
-	parts := make([]partPage, len(p.Before))
+	parts, err := e.earlierOfEach(ctx, p)
+	if err != nil {
+		return Page{}, err
+	}
 	var lists [][]*hub.Entry
-	for i, b := range p.Before {
-		pp, err := e.earlierOf(ctx, p, b, share)
-		if err != nil {
-			return Page{}, err
-		}
-		parts[i] = pp
+	for _, pp := range parts {
 		lists = append(lists, pp.lines)
 	}
 	merged := mergeByTime(lists)
@@ -94,6 +93,20 @@ func (e *Engine) Earlier(ctx context.Context, p EarlierParams) (Page, error) {
 		}
 	}
 	return page, nil
+}
+
+// earlierOfEach reads the partitions' parts of a page at once, one
+// goroutine per partition, each within an equal share of MaxScan.
+func (e *Engine) earlierOfEach(ctx context.Context, p EarlierParams) ([]partPage, error) {
+	share := max(1, e.MaxScan/int64(max(1, len(p.Before))))
+	parts := make([]partPage, len(p.Before))
+	errs := make([]error, len(p.Before))
+	var wg sync.WaitGroup
+	for i, b := range p.Before {
+		wg.Go(func() { parts[i], errs[i] = e.earlierOf(ctx, p, b, share) })
+	}
+	wg.Wait()
+	return parts, errors.Join(errs...)
 }
 
 // earlierOf reads one partition's part of a page: the last Limit lines

@@ -26,23 +26,23 @@ type oldestRecord struct {
 }
 
 // OldestTime returns the Kafka timestamp of the oldest record partition p
-// retains; zero when p is empty. It costs an offset lookup, and a fetch
-// of that record when retention moved since the last call.
+// retains; zero when p is empty. It costs an offset lookup, and, when
+// retention moved since the last call, another and a fetch of that record.
 func (c *Client) OldestTime(ctx context.Context, p int32) (time.Time, error) {
 	hc := c.pick()
 	oldest, err := hc.c.GetOffset(c.cfg.Topic, p, sarama.OffsetOldest)
 	if err != nil {
 		return time.Time{}, err
 	}
-	newest, err := hc.c.GetOffset(c.cfg.Topic, p, sarama.OffsetNewest)
-	if err != nil || oldest >= newest {
-		return time.Time{}, err
-	}
 	c.oldest.mu.Lock()
 	r, ok := c.oldest.known[p]
 	c.oldest.mu.Unlock()
-	if ok && r.offset == oldest {
+	if ok && r.offset == oldest { // the record at oldest is still retained
 		return r.time, nil
+	}
+	newest, err := hc.c.GetOffset(c.cfg.Topic, p, sarama.OffsetNewest)
+	if err != nil || oldest >= newest {
+		return time.Time{}, err
 	}
 	t, err := c.recordTime(ctx, hc.c, p, oldest)
 	if err != nil {
