@@ -347,7 +347,7 @@ func (p *producer) produceRecords(t testing.TB, recs ...record.Record) {
 	t.Helper()
 	msgs := make([]*sarama.ProducerMessage, len(recs))
 	for i, r := range recs {
-		msgs[i] = &sarama.ProducerMessage{Topic: p.topic, Key: sarama.StringEncoder(r.Job), Value: sarama.ByteEncoder(r.AppendJSON(nil))}
+		msgs[i] = &sarama.ProducerMessage{Topic: p.topic, Key: sarama.StringEncoder(r.Job), Value: sarama.ByteEncoder(r.AppendJSON(nil)), Timestamp: r.Timestamp}
 	}
 	if err := p.p.SendMessages(msgs); err != nil {
 		t.Fatalf("producing: %v", err)
