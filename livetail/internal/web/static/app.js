@@ -518,13 +518,11 @@ async function loadEarlier() {
     }, ui.token.value.trim());
     if (session !== s) return;
     const list = Array.isArray(body?.entries) ? body.entries : [];
-    const notes = [];
-    if (!body?.more) {
-      earlier.stop = body?.stop === 'retention' ? 'retention' : 'start';
-      notes.push(stopText(earlier.stop));
-    }
-    view.prepend(list, notes);
-    earlier.before = parseCursor(body?.before);
+    const stop = body?.more ? '' : body?.stop === 'retention' ? 'retention' : 'start';
+    const whole = view.prepend(list, stop ? [stopText(stop)] : []);
+    // A page cut short (lines came meanwhile) goes on from the oldest line kept.
+    earlier.stop = whole ? stop : '';
+    earlier.before = whole ? parseCursor(body?.before) : null;
     earlier.dropped = view.dropped;
     ui.earlierNote.textContent = `${list.length} earlier lines loaded${earlier.stop ? `; ${stopText(earlier.stop)}` : ''}`;
   } catch (e) {

@@ -160,15 +160,17 @@ export class LogView {
 
   /**
    * prepend puts older wire entries (a "load earlier" page, oldest first),
-   * and the notes in before (text, above them), at the top, keeping the
-   * lines in view where they are; entries beyond the room left are not
-   * kept.
+   * and the notes (text, above them), at the top, keeping the lines in view
+   * where they are. When they do not all fit under the bound (lines came
+   * meanwhile), the oldest entries and the notes are left out: it returns
+   * false then.
    */
   prepend(entries, notes = []) {
-    const items = [...notes.map((text) => ({ kind: 'marker', text, title: '' })), ...entries.map((e) => item(e, this.job))];
-    const extra = items.length - Math.max(0, this.maxLines - this.rows.length);
-    if (extra > 0) items.splice(notes.length, extra);
-    if (!items.length) return;
+    let items = [...notes.map((text) => ({ kind: 'marker', text, title: '' })), ...entries.map((e) => item(e, this.job))];
+    const room = Math.max(0, this.maxLines - this.rows.length);
+    const whole = items.length <= room;
+    if (!whole) items = room ? items.slice(notes.length).slice(-room) : [];
+    if (!items.length) return whole;
     const chunk = document.createElement('div');
     chunk.className = 'chunk';
     const rows = items.map((it) => {
@@ -187,6 +189,7 @@ export class LogView {
     if (this.following) this.setFollowing(false);
     this.el.scrollTop = scrollTop + (this.el.scrollHeight - scrollHeight);
     this.onChange();
+    return whole;
   }
 
   /** marker queues a notice row, such as skipped lines. */
