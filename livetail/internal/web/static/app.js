@@ -277,9 +277,14 @@ function readAddress() {
     } else {
       linkNote = 'The regular expression from the link was not applied: the link also has a grep.';
     }
+  }
+  if (ui.regex.checked && ui.hl.value) {
     // The highlight of such a link is matched as plain text, for the same
     // reason.
-    if (ui.hl.value) linkNote += ' The highlight from the link is matched as plain text.';
+    ui.regex.checked = false;
+  }
+  if (ui.hl.value && new URLSearchParams(location.search).get('regex') === '1') {
+    linkNote = `${linkNote} The highlight from the link is matched as plain text, so that it cannot slow this tab.`.trim();
   }
   historyChanged(false);
   return !!ui.job.value;
@@ -794,8 +799,10 @@ document.addEventListener('keydown', (ev) => {
 loadPrefs();
 applyOptions();
 const named = readAddress();
+const fromLink = linkNote; // applying the filter clears it
 if (ui.filter.value || ui.hl.value) applyFilter();
-if (linkNote) {
+if (fromLink) {
+  linkNote = fromLink;
   ui.filterError.textContent = linkNote;
   ui.filterError.hidden = false;
 }
