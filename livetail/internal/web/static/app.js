@@ -453,7 +453,7 @@ function drawRate() {
   ui.spark.firstElementChild.setAttribute('points', b.map((v, i) => `${i},${(20 - (v / top) * 19).toFixed(1)}`).join(' '));
   const last = b[RATE_SECONDS - 2]; // the last whole second
   const total = b.reduce((x, y) => x + y, 0);
-  ui.rateText.textContent = `${last.toLocaleString('en')} lines/s`;
+  ui.rateText.textContent = `${last.toLocaleString('en')} lines/s · ${total.toLocaleString('en')} in the last minute`;
   ui.rate.dataset.total = String(total);
   ui.rate.dataset.peak = String(Math.max(...b));
   ui.spark.setAttribute('aria-label', `${total} lines in the last ${RATE_SECONDS} seconds, at most ${top} in one`);
