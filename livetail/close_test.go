@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,6 +121,7 @@ func TestCloseAuth(t *testing.T) {
 		"garbage":                 {query("job", "web-1", "token", "not.a.token"), nil, api.StatusUnauthorized, "malformed"},
 		"job not allowed":         {query("job", "db-1", "token", good), nil, api.StatusForbidden, "db-1"},
 		"header, job not allowed": {query("job", "db-1"), http.Header{"Authorization": {"Bearer " + good}}, api.StatusForbidden, "db-1"},
+		"second job not allowed":  {url.Values{"job": {"web-1", "db-1", "mail"}, "token": {good}}.Encode(), nil, api.StatusForbidden, "job db-1"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -133,6 +135,23 @@ func TestCloseAuth(t *testing.T) {
 		} {
 			if f := c.mustNext(); f.Type != wire.TypeHello {
 				t.Fatalf("got %+v, want hello", f)
+			}
+		}
+	})
+	t.Run("history", func(t *testing.T) {
+		// The history endpoint checks as a tail does, and answers in JSON.
+		for _, tt := range []struct {
+			query url.Values
+			code  int
+			body  string
+		}{
+			{url.Values{"job": {"web-1"}, "before": {"0:5"}}, http.StatusUnauthorized, `token missing`},
+			{url.Values{"job": {"web-1", "db-1"}, "before": {"0:5"}, "token": {good}}, http.StatusForbidden, `{"error":"job: user alice may not tail job db-1","param":"job"}`},
+			{url.Values{"job": {"web-1"}, "before": {"0:5"}, "limit": {"0"}, "token": {good}}, http.StatusBadRequest, `"param":"limit"`},
+		} {
+			code, body := httpGet(t, "http://"+ts.Addr()+"/api/v1/history?"+tt.query.Encode())
+			if code != tt.code || !strings.Contains(body, tt.body) {
+				t.Errorf("%v: %d %s, want %d with %s", tt.query, code, body, tt.code, tt.body)
 			}
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -39,6 +40,7 @@ func TestSeveralJobsOneStream(t *testing.T) {
 				}
 			}
 		}
+		start := time.Now().Truncate(time.Millisecond) // Kafka's timestamps are in milliseconds
 		write(20)
 		if p.partition(c) != p.partition(a) || p.partition(b) == p.partition(a) {
 			t.Fatalf("partitions of %s, %s, %s: %d, %d, %d; want the first and third the same", a, b, c, p.partition(a), p.partition(b), p.partition(c))
@@ -48,6 +50,10 @@ func TestSeveralJobsOneStream(t *testing.T) {
 		hello := first.mustNext()
 		if hello.Type != wire.TypeHello || !slices.Equal(hello.Jobs, jobs) || hello.Job != a || hello.Archive {
 			t.Fatalf("hello %+v, want jobs %v and no archive", hello, jobs)
+		}
+		// history_from: when the oldest record of the stream's partitions was written.
+		if from, err := time.Parse(time.RFC3339Nano, hello.HistoryFrom); err != nil || from.Before(start) || from.After(time.Now()) {
+			t.Fatalf("hello's history_from %q (%v), want a time since %v", hello.HistoryFrom, err, start)
 		}
 		history := readJobLines(t, first, 40)
 		write(20)

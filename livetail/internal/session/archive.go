@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/logpipe/logpipe/livetail/internal/hub"
@@ -48,6 +49,37 @@ func (s *Session) belowRetention(ctx context.Context, ranges []hub.Gap, starts m
 		}
 	}
 	return below, nil
+}
+
+// readBelow reads the archive's lines of the ranges below Kafka's
+// retention, except on partitions whose Kafka history was cut by
+// --max-history-scan (skipped: history is skipped oldest first), for the
+// session to send before those partitions' Kafka history; the session's
+// positions on them start before the first line read. It returns the
+// drops of older archive lines left out (see fromArchive).
+func (s *Session) readBelow(ctx context.Context, below []hub.Gap, skipped []hub.Drop) (drops []hub.Drop, err error) {
+	for _, b := range below {
+		if slices.ContainsFunc(skipped, func(d hub.Drop) bool { return d.Partition == b.Partition }) {
+			continue
+		}
+		archived, drop, err := s.fromArchive(ctx, b, len(below))
+		if err != nil {
+			return nil, err
+		}
+		if drop != nil {
+			drops = append(drops, *drop)
+		}
+		if len(archived) == 0 {
+			continue
+		}
+		if s.archived == nil {
+			s.archived = map[int32][]*hub.Entry{}
+		}
+		s.archived[b.Partition] = archived
+		s.sent[b.Partition] = archived[0].Offset - 1
+		s.pos[b.Partition] = archived[0].Offset - 1
+	}
+	return drops, nil
 }
 
 // fromArchive reads the jobs' lines of range b from the archive (since

@@ -275,3 +275,49 @@ func TestSessionArchiveBoundary(t *testing.T) {
 		})
 	}
 }
+
+// since= far past Kafka's retention reads at most a share of the archive
+// lines a session may read per partition, the newest below the boundary,
+// and announces the older ones with a dropped frame that covers them
+// exactly, so that the stream has no silent gap.
+func TestSessionArchiveBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p0, p1 := twoPartitions(300, 300)
+		x := newHarness(opts{PingInterval: time.Hour, MaxScan: 60}, p0, p1)
+		x.hist.cands = []int32{0, 1}
+		x.hist.oldest = []int64{290, 290}
+		x.h.SetNext(0, 300)
+		x.h.SetNext(1, 300)
+		x.e.Archive = &fakeArchive{logs: x.hist.logs}
+		jobs := []string{"a", "b"}
+		cancel, wait := x.start(t, Params{Jobs: jobs, Mode: ModeSince, Since: epoch})
+		synctest.Wait()
+		cancel(ErrShutdown)
+		wait()
+		frames, _ := x.conn.got()
+		got, _, drops := entriesOf(frames)
+		// 30 lines of the archive per partition (60 shared by two), then Kafka's.
+		firstKept := map[int32]int64{}
+		for p, log := range x.hist.logs {
+			var below []*hub.Entry
+			for _, e := range log[:290] {
+				if slices.Contains(jobs, e.Job) {
+					below = append(below, e)
+				}
+			}
+			firstKept[int32(p)] = below[len(below)-30].Offset
+			i := slices.IndexFunc(drops, func(f wire.Frame) bool { return f.Partition != nil && *f.Partition == int32(p) })
+			if i < 0 {
+				t.Fatalf("no dropped frame for partition %d: %+v", p, drops)
+			}
+			d := drops[i]
+			if *d.FromOffset != below[0].Offset || *d.ToOffset != firstKept[int32(p)]-1 {
+				t.Errorf("partition %d: dropped %d..%d, want %d..%d", p, *d.FromOffset, *d.ToOffset, below[0].Offset, firstKept[int32(p)]-1)
+			}
+		}
+		want := linesOf(x.hist.logs, jobs, func(e *hub.Entry) bool { return e.Offset >= firstKept[e.Partition] })
+		if g := placesOf(t, x.hist.logs, got); !slices.Equal(g, want) || len(drops) != 2 {
+			t.Fatalf("entries at %v (%d drops), want %v", g, len(drops), want)
+		}
+	})
+}

@@ -251,29 +251,11 @@ func (s *Session) start(ctx context.Context) (ranges []hub.Gap, pre []*hub.Entry
 		s.sent[r.Partition] = r.From - 1
 		s.pos[r.Partition] = r.From - 1
 	}
-	cut := func(p int32) bool {
-		return slices.ContainsFunc(skipped, func(d hub.Drop) bool { return d.Partition == p })
+	older, err := s.readBelow(ctx, below, skipped)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	for _, b := range below {
-		if cut(b.Partition) {
-			continue // history beyond --max-history-scan is skipped, oldest first
-		}
-		archived, drop, err := s.fromArchive(ctx, b, len(below))
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		if drop != nil {
-			gaps = append(gaps, *drop)
-		}
-		if len(archived) > 0 {
-			if s.archived == nil {
-				s.archived = map[int32][]*hub.Entry{}
-			}
-			s.archived[b.Partition] = archived
-			s.sent[b.Partition] = archived[0].Offset - 1
-			s.pos[b.Partition] = archived[0].Offset - 1
-		}
-	}
+	gaps = append(gaps, older...)
 	return ranges, nil, append(gaps, skipped...), nil
 }
 

@@ -2,15 +2,16 @@ package upstream
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 )
 
-// oldestWait bounds the read of a partition's oldest record: hello's
-// history_from is left out rather than hold a session up.
-const oldestWait = 2 * time.Second
+// oldestFetchBytes bounds the fetch of a partition's oldest record.
+const oldestFetchBytes = 256 << 10
 
 // oldestTimes remembers, per partition, the time of the oldest record at
 // the oldest offset last seen, so that it is read once per retention step,
@@ -44,7 +45,7 @@ func (c *Client) OldestTime(ctx context.Context, p int32) (time.Time, error) {
 	if err != nil || oldest >= newest {
 		return time.Time{}, err
 	}
-	t, err := c.recordTime(ctx, hc.c, p, oldest)
+	t, err := c.recordTime(hc.c, p, oldest)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -58,23 +59,46 @@ func (c *Client) OldestTime(ctx context.Context, p int32) (time.Time, error) {
 }
 
 // recordTime returns the timestamp of the record of p at offset off (or
-// of the next one, if retention removed it meanwhile).
-func (c *Client) recordTime(ctx context.Context, client sarama.Client, p int32, off int64) (time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, oldestWait)
-	defer cancel()
-	consumer, err := sarama.NewConsumerFromClient(client)
+// of the next one, if retention removed it meanwhile), from one fetch
+// request to the partition's leader that does not wait for data: a
+// partition consumer would cost its start and its close.
+func (c *Client) recordTime(client sarama.Client, p int32, off int64) (time.Time, error) {
+	leader, err := client.Leader(c.cfg.Topic, p)
 	if err != nil {
 		return time.Time{}, err
 	}
-	defer consumer.Close()
-	pc, err := consumer.ConsumePartition(c.cfg.Topic, p, off)
+	req := &sarama.FetchRequest{Version: 4, MinBytes: 1, MaxBytes: oldestFetchBytes, Isolation: sarama.ReadUncommitted}
+	req.AddBlock(c.cfg.Topic, p, off, oldestFetchBytes, -1)
+	resp, err := leader.Fetch(req)
 	if err != nil {
 		return time.Time{}, err
 	}
-	defer closePartition(pc)
-	msg, err := receive(ctx, pc)
-	if err != nil {
-		return time.Time{}, err
+	block := resp.GetBlock(c.cfg.Topic, p)
+	if block == nil {
+		return time.Time{}, fmt.Errorf("fetching partition %d at %d: no answer for it", p, off)
 	}
-	return msg.Timestamp, nil
+	if !errors.Is(block.Err, sarama.ErrNoError) {
+		return time.Time{}, fmt.Errorf("fetching partition %d at %d: %w", p, off, block.Err)
+	}
+	for _, rs := range block.RecordsSet {
+		if b := rs.RecordBatch; b != nil {
+			for _, r := range b.Records {
+				if b.FirstOffset+r.OffsetDelta < off {
+					continue
+				}
+				if b.LogAppendTime {
+					return b.MaxTimestamp, nil
+				}
+				return b.FirstTimestamp.Add(r.TimestampDelta), nil
+			}
+		}
+		if ms := rs.MsgSet; ms != nil {
+			for _, m := range ms.Messages {
+				if m.Offset >= off && m.Msg != nil {
+					return m.Msg.Timestamp, nil
+				}
+			}
+		}
+	}
+	return time.Time{}, nil // none whole within the bytes fetched: left out
 }
