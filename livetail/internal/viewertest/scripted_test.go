@@ -437,6 +437,20 @@ func TestViewerPage(t *testing.T) {
 		check()
 	})
 
+	t.Run("at most 10 jobs", func(t *testing.T) {
+		p := p.in(t)
+		p.waitFor("the form", `document.getElementById('conn-panel').open`, liveWithin)
+		n := eval[int](p, `window.__sockets.length`)
+		p.do(chromedp.SetValue(chromedp.CSS("#job"), "j0, j1 j2,j3, j4, j5, j6, j7, j8, j9, j10"), chromedp.Click(chromedp.CSS("#connect-btn")))
+		p.waitFor("the form's error", `!document.getElementById('form-error').hidden`, liveWithin)
+		if msg := eval[string](p, `document.getElementById('form-error').textContent`); msg != "At most 10 jobs in one stream (11 given)." {
+			t.Errorf("error %q", msg)
+		}
+		if m := eval[int](p, `window.__sockets.length`); m != n {
+			t.Errorf("the page connected with 11 jobs")
+		}
+	})
+
 	t.Run("levels", func(t *testing.T) {
 		p := p.in(t)
 		levels := map[string]string{

@@ -10,7 +10,7 @@ import { formatCursor, getJSON, parseCursor, Tail } from './conn.js';
 import { formatTime, makeMatcher, parseJobs } from './line.js';
 import { LogView } from './view.js';
 
-/** MAX_JOBS is how many jobs one stream may have (livetail's limit). */
+/** MAX_JOBS is how many jobs one stream may have when /api/v1/config does not say (max_jobs). */
 export const MAX_JOBS = 10;
 /** PAGE is how many lines "load earlier" asks for at most. */
 const PAGE = 200;
@@ -150,7 +150,8 @@ function setConn(s) {
 function readForm() {
   const jobs = parseJobs(ui.job.value);
   if (!jobs.length) return { error: 'Enter a job.', field: ui.job };
-  if (jobs.length > MAX_JOBS) return { error: `At most ${MAX_JOBS} jobs in one stream (${jobs.length} given).`, field: ui.job };
+  const most = Number.isInteger(config.max_jobs) && config.max_jobs > 0 ? config.max_jobs : MAX_JOBS;
+  if (jobs.length > most) return { error: `At most ${most} jobs in one stream (${jobs.length} given).`, field: ui.job };
   const v = ui.historyValue.value.trim();
   let history = {};
   if (ui.history.value === 'tail') {
