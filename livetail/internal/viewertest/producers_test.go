@@ -367,4 +367,17 @@ func TestViewerLinkRegexCannotFreeze(t *testing.T) {
 	if note := eval[string](p, `document.getElementById('filter-error').textContent`); !strings.Contains(note, "on the server") {
 		t.Errorf("note %q", note)
 	}
+
+	// A highlight is not sent to the server: from such a link it is
+	// matched as plain text, and every line shows.
+	h := openTab(t, browser, lt.URL("?job="+job+"&tail=10&hl="+url.QueryEscape("(a+)+$")+"&regex=1"))
+	h.waitLive()
+	h.waitRows(len(out))
+	checkRows(t, h.rows(), out)
+	if eval[bool](h, `document.getElementById('regex').checked || document.querySelectorAll('#log mark').length > 0`) {
+		t.Errorf("the link's highlight was run as a regular expression")
+	}
+	if note := eval[string](h, `document.getElementById('filter-error').textContent`); !strings.Contains(note, "highlight from the link is matched as plain text") {
+		t.Errorf("note %q", note)
+	}
 }

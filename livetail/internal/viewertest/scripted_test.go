@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -381,6 +382,9 @@ func TestViewerFrames(t *testing.T) {
 		if n != 10000 || first != fmt.Sprint(burst-10000) {
 			t.Errorf("the page keeps %d lines from offset %s, want the last 10000 (from %d)", n, first, burst-10000)
 		}
+		if note := eval[string](p, `document.getElementById('dropped-note').textContent`); note != "10,000 older lines dropped: the page keeps at most 10,000 lines (View menu)" {
+			t.Errorf("the note over the lines says %q, want how many dropped and the bound", note)
+		}
 		p.waitFor("the view at the bottom", `(() => { const l = document.getElementById('log');
 			return l.scrollHeight - l.scrollTop - l.clientHeight < 30; })()`, liveWithin)
 	})
@@ -431,6 +435,20 @@ func TestViewerPage(t *testing.T) {
 		p.do(chromedp.Reload())
 		p.waitRows(2)
 		check()
+	})
+
+	t.Run("at most 10 jobs", func(t *testing.T) {
+		p := p.in(t)
+		p.waitFor("the form", `document.getElementById('conn-panel').open`, liveWithin)
+		n := eval[int](p, `window.__sockets.length`)
+		p.do(chromedp.SetValue(chromedp.CSS("#job"), "j0, j1 j2,j3, j4, j5, j6, j7, j8, j9, j10"), chromedp.Click(chromedp.CSS("#connect-btn")))
+		p.waitFor("the form's error", `!document.getElementById('form-error').hidden`, liveWithin)
+		if msg := eval[string](p, `document.getElementById('form-error').textContent`); msg != "At most 10 jobs in one stream (11 given)." {
+			t.Errorf("error %q", msg)
+		}
+		if m := eval[int](p, `window.__sockets.length`); m != n {
+			t.Errorf("the page connected with 11 jobs")
+		}
 	})
 
 	t.Run("levels", func(t *testing.T) {
@@ -523,5 +541,80 @@ func TestViewerPage(t *testing.T) {
 		if fmt.Sprint(marks) != fmt.Sprint(want) {
 			t.Errorf("matches %v, want %v", marks, want)
 		}
+	})
+}
+
+// The page keeps at most its line limit whatever comes: live lines beyond
+// it drop off the top, with a note that says how many; "load earlier" asks
+// for no more than the room left, and nothing when there is none.
+func TestViewerBound(t *testing.T) {
+	const bound = 1000
+	var mu sync.Mutex
+	var limits []string // the limit of each history request
+	srv := newScripted(t, func(job string, n int) []step {
+		steps := []step{hello()}
+		first := int64(5000)
+		if job == "full" {
+			first = 0
+		}
+		for from := first; from < 5900; from += 100 {
+			offs := make([]int64, 100)
+			for i := range offs {
+				offs[i] = from + int64(i)
+			}
+			steps = append(steps, entries(offs...))
+		}
+		return append(steps, caughtUp(5899))
+	})
+	srv.Config.Handler.(*http.ServeMux).HandleFunc("GET /api/v1/history", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		mu.Lock()
+		limits = append(limits, q.Get("limit"))
+		mu.Unlock()
+		var below, limit int64
+		fmt.Sscanf(q.Get("before"), "0:%d", &below)
+		fmt.Sscanf(q.Get("limit"), "%d", &limit)
+		from := max(0, below-limit)
+		var es []map[string]any
+		for o := from; o < below; o++ {
+			es = append(es, map[string]any{"job": q.Get("job"), "partition": 0, "offset": o, "ts": "2026-11-21T09:00:00.000000Z", "line": fmt.Sprintf("line at offset %d", o)})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"entries": es, "before": fmt.Sprintf("0:%d", from), "more": from > 0, "stop": map[bool]string{true: "", false: "start"}[from > 0]})
+	})
+	browser := newBrowser(t)
+	limitPrefs := fmt.Sprintf(`localStorage.setItem('logpipe.livetail.viewer', JSON.stringify({ max: %d }))`, bound)
+
+	t.Run("load earlier up to the bound", func(t *testing.T) {
+		p := openTab(t, browser, srv.URL+"/?job=room", limitPrefs)
+		p.waitFor("900 lines", `[...document.querySelectorAll('#log .row')].at(-1)?.dataset.offset === '5899'`, liveWithin)
+		p.do(chromedp.Click(chromedp.CSS(`#earlier`)))
+		p.waitFor("the page loaded", fmt.Sprintf(`document.querySelectorAll('#log .row').length === %d`, bound), liveWithin)
+		p.do(chromedp.Click(chromedp.CSS(`#earlier`)))
+		p.waitFor("no room", `document.getElementById('earlier-note').textContent.startsWith('The page keeps at most 1,000 lines')`, liveWithin)
+		mu.Lock()
+		got := slices.Clone(limits)
+		mu.Unlock()
+		if !slices.Equal(got, []string{"100"}) {
+			t.Errorf("history asked for with limits %q, want one request for the 100 lines of room", got)
+		}
+		if first := eval[string](p, `document.querySelector('#log .row').dataset.offset`); first != "4900" {
+			t.Errorf("the first line is at offset %s, want 4900", first)
+		}
+	})
+
+	t.Run("live lines beyond the bound", func(t *testing.T) {
+		p := openTab(t, browser, srv.URL+"/?job=full", limitPrefs)
+		p.waitFor("the last line", `[...document.querySelectorAll('#log .row')].at(-1)?.dataset.offset === '5899'`, liveWithin)
+		n := eval[int](p, `document.querySelectorAll('#log .row').length`)
+		first := eval[string](p, `document.querySelector('#log .row').dataset.offset`)
+		if n != bound || first != "4900" {
+			t.Errorf("the page keeps %d lines from offset %s, want the last %d (from 4900)", n, first, bound)
+		}
+		p.waitFor("the note", `!document.getElementById('dropped-note').hidden`, liveWithin)
+		if note := eval[string](p, `document.getElementById('dropped-note').textContent`); note != "4,900 older lines dropped: the page keeps at most 1,000 lines (View menu)" {
+			t.Errorf("the note over the lines says %q", note)
+		}
+		p.screenshot("viewer-bound-1280-light", 1280, 800, "light")
 	})
 }

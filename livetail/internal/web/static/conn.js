@@ -56,14 +56,60 @@ export function backoff(attempt, speed, random = Math.random) {
   return Math.round(d / 2 + random() * (d / 2));
 }
 
+/** apiURL builds the address of an API path for params; an array value is given once per element (job=a&job=b). */
+export function apiURL(base, path, params) {
+  const u = new URL(path, base);
+  for (const [k, v] of Object.entries(params)) {
+    for (const x of Array.isArray(v) ? v : [v]) {
+      if (x !== undefined && x !== null && x !== '') u.searchParams.append(k, String(x));
+    }
+  }
+  return u;
+}
+
 /** tailURL builds the WebSocket address of /api/v1/tail for params. */
 export function tailURL(base, params) {
-  const u = new URL('api/v1/tail', base);
+  const u = apiURL(base, 'api/v1/tail', params);
   u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-  for (const [k, v] of Object.entries(params)) {
-    if (v !== undefined && v !== null && v !== '') u.searchParams.set(k, String(v));
-  }
   return u.toString();
+}
+
+/** parseCursor reads a cursor "p:o[,p:o…]" into a Map partition → offset; anything else gives an empty Map. */
+export function parseCursor(c) {
+  const m = new Map();
+  if (typeof c !== 'string') return m;
+  for (const part of c.split(',')) {
+    const [p, o] = part.split(':').map(Number);
+    if (Number.isInteger(p) && Number.isInteger(o)) m.set(p, o);
+  }
+  return m;
+}
+
+/** formatCursor writes a Map partition → offset as "p:o,…", partitions in order. */
+export function formatCursor(m) {
+  return [...m].sort((a, b) => a[0] - b[0]).map(([p, o]) => `${p}:${o}`).join(',');
+}
+
+/**
+ * getJSON fetches an API path with the token as a Bearer header and returns
+ * its JSON body; a failure throws an Error with the server's own words.
+ */
+export async function getJSON(base, path, params, token = '') {
+  const headers = { Accept: 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const r = await fetch(apiURL(base, path, params), { headers });
+  let body = null;
+  try {
+    body = await r.json();
+  } catch {
+    body = null;
+  }
+  if (!r.ok) {
+    const e = new Error(body?.error ? `${body.error}${body.param ? ` (${body.param})` : ''}` : `${r.status} ${r.statusText}`);
+    e.status = r.status;
+    throw e;
+  }
+  return body;
 }
 
 /**
@@ -75,11 +121,14 @@ export function tailURL(base, params) {
  *       code means, reason is the server's own words
  *   entries(list) — new entries, in offset order, never seen before
  *   dropped({count, from_offset, to_offset})
+ *   hello(frame) — the hello frame: jobs, history_from, archive
+ *
+ * jobs are the jobs of the stream (1 to 10; job, one job, also works).
  */
 export class Tail {
-  constructor({ base, job, history = {}, grep = '', token = () => '', freshToken = null, handlers }) {
+  constructor({ base, job, jobs, history = {}, grep = '', token = () => '', freshToken = null, handlers }) {
     this.base = base;
-    this.job = job;
+    this.jobs = jobs ?? [job];
     this.history = history; // {tail: N} or {since: S} or {}
     this.grep = grep;
     this.token = token;     // read at each connect: a new token is picked up
@@ -101,7 +150,7 @@ export class Tail {
 
   /** params are the query parameters of the next connect. */
   params() {
-    const p = { job: this.job, grep: this.grep };
+    const p = { job: this.jobs, grep: this.grep };
     const liveOnly = !('tail' in this.history) && !('since' in this.history);
     if (this.last !== null) p.cursor = this.last;
     else if (liveOnly && this.since !== null) p.since = this.since;
@@ -137,6 +186,7 @@ export class Tail {
       switch (f.type) {
         case 'hello':
           if (this.since === null && f.server_time) this.since = f.server_time;
+          this.h.hello?.(f);
           this.emit('catching-up', { partition: f.partition });
           clearTimeout(this.healthy);
           this.healthy = setTimeout(() => { this.attempt = 0; }, HEALTHY_MS);
@@ -234,6 +284,14 @@ export class Tail {
     this.sources.set(e.src, dup ? hi : e.pos);
     if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value);
     return dup;
+  }
+
+  /**
+   * position is, per partition, the last offset this Tail was given (the
+   * cursor it would resume with), as a Map; empty before the first cursor.
+   */
+  position() {
+    return typeof this.last === 'string' ? parseCursor(this.last) : new Map();
   }
 
   /** cursor keeps the cursor of frame f, or, from a server without cursors, its offset. */

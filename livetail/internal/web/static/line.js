@@ -123,3 +123,45 @@ export function makeMatcher(query, { regex = false, matchCase = false } = {}) {
     },
   };
 }
+
+/**
+ * jobHue gives a job a colour of its own, as a hue (0–359) from a hash of
+ * its name: the same job has the same colour on every page.
+ */
+export function jobHue(job) {
+  let h = 2166136261;
+  for (let i = 0; i < job.length; i++) {
+    h ^= job.charCodeAt(i);
+    h = Math.imul(h, 16777619);
+  }
+  return (h >>> 0) % 360;
+}
+
+/**
+ * markRanges merges the filter's ranges and the highlight's into one list
+ * of [start, end, kind] in order, kind 'filter' or 'hl'; where they
+ * overlap, the range that starts first wins.
+ */
+export function markRanges(filter, hl) {
+  const all = [...filter.map(([s, e]) => [s, e, 'filter']), ...hl.map(([s, e]) => [s, e, 'hl'])];
+  if (!hl.length || !filter.length) return all;
+  all.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
+  const out = [];
+  let at = 0;
+  for (const r of all) {
+    if (r[0] < at) continue;
+    out.push(r);
+    at = r[1];
+  }
+  return out;
+}
+
+/**
+ * parseJobs reads a list of jobs typed as "a, b c": names separated by
+ * commas or white space, each once, in the order given.
+ */
+export function parseJobs(text) {
+  const out = [];
+  for (const j of String(text).split(/[\s,]+/)) if (j && !out.includes(j)) out.push(j);
+  return out;
+}

@@ -2,23 +2,32 @@
 // rendered once per animation frame, as one DocumentFragment, so that
 // thousands of lines a second cost one layout a frame. Rows are grouped in
 // chunks of CHUNK rows, so that a frame lays out the chunks it changed and
-// not every row on the page. At most maxLines rows stay in the page: older
-// ones drop off the top.
+// not every row on the page.
+//
+// Memory is bounded whatever the rate and the history loaded: at most
+// maxLines rows (1,000 to 50,000; 10,000 by default) are kept, lines and
+// notes alike, live or loaded with "load earlier"; older ones drop off the
+// top and the count of those dropped is shown. While paused, at most
+// maxLines more lines are held, and past that the oldest held are counted
+// and dropped. "Load earlier" asks for no more than the room left under
+// maxLines.
 
-import { baseName, formatTime, levelOf, parseJSON } from './line.js';
+import { baseName, formatTime, jobHue, levelOf, markRanges, parseJSON } from './line.js';
 
 const BOTTOM_SLACK = 24; // px from the bottom that still counts as "at the bottom"
 const CHUNK = 250;       // rows per chunk element
 const USER_SCROLL_MS = 600; // scroll events this soon after user input are the user's
 
-/** item turns a wire entry into what a row needs. */
-function item(e) {
+/** item turns a wire entry into what a row needs; job is the stream's job for an entry that names none. */
+function item(e, job) {
   const line = String(e.line ?? '');
   const json = parseJSON(line);
   const host = e.host ?? '';
   const file = e.file ?? '';
   return {
     kind: 'entry',
+    job: typeof e.job === 'string' ? e.job : job,
+    partition: e.partition ?? 0,
     offset: e.offset,
     ts: e.ts,
     line,
@@ -38,7 +47,7 @@ function append(dst, src) {
 /** titleOf says where a line comes from, for its tooltip. */
 function titleOf(it) {
   const e = it.wire;
-  const out = [`offset ${e.offset}`, `time ${e.ts}`];
+  const out = [`job ${it.job}`, `partition ${it.partition} offset ${e.offset}`, `time ${e.ts}`];
   if (e.host) out.push(`host ${e.host}`);
   if (e.file) out.push(`file ${e.file}`);
   if (e.labels && typeof e.labels === 'object') {
@@ -47,18 +56,22 @@ function titleOf(it) {
   return out.join('\n');
 }
 
-/** fill writes text into el with the matcher's matches wrapped in <mark>. */
-function fill(el, text, matcher) {
-  const ranges = matcher ? matcher.ranges(text) : [];
+/**
+ * fill writes text into el with the filter's matches wrapped in <mark> and
+ * the highlight's in <mark class="hl">.
+ */
+export function fill(el, text, matcher, hl = null) {
+  const ranges = markRanges(matcher ? matcher.ranges(text) : [], hl ? hl.ranges(text) : []);
   if (!ranges.length) {
     el.textContent = text;
     return;
   }
   el.textContent = '';
   let at = 0;
-  for (const [start, end] of ranges) {
+  for (const [start, end, kind] of ranges) {
     if (start > at) el.append(text.slice(at, start));
     const m = document.createElement('mark');
+    if (kind === 'hl') m.className = 'hl';
     m.textContent = text.slice(start, end);
     el.append(m);
     at = end;
@@ -66,17 +79,21 @@ function fill(el, text, matcher) {
   if (at < text.length) el.append(text.slice(at));
 }
 
-// ROW is the template every row is cloned from: time, source, message.
+// ROW is the template every row is cloned from: time, job tag, source,
+// message. The job tag is a button: a click shows that job's lines only.
 const ROW = (() => {
   const row = document.createElement('div');
   row.className = 'row';
   const ts = document.createElement('time');
   ts.className = 'ts';
+  const job = document.createElement('button');
+  job.type = 'button';
+  job.className = 'job';
   const src = document.createElement('span');
   src.className = 'src';
   const msg = document.createElement('span');
   msg.className = 'msg';
-  row.append(ts, src, msg);
+  row.append(ts, job, src, msg);
   return row;
 })();
 
@@ -96,8 +113,13 @@ export class LogView {
     this.paused = false;
     this.following = true;
     this.unseen = 0;      // rows added while not following
-    this.matcher = null;
+    this.matcher = null;  // the filter: hides what does not match
+    this.hl = null;       // the highlight: marks, hides nothing
+    this.only = '';       // a job whose lines alone show ('': all)
+    this.job = '';        // the job of entries that name none
     this.matched = 0;     // entry rows that pass the filter
+    this.dropped = 0;     // rows dropped off the top for the bound
+    this.top = new Map(); // partition → the lowest offset held, or above the highest dropped
     this.prettyAll = false;
     this.frame = 0;
     this.items = new WeakMap(); // row element → item
@@ -128,7 +150,46 @@ export class LogView {
 
   /** add queues wire entries. */
   add(entries) {
-    this.queue(entries.map(item));
+    this.queue(entries.map((e) => item(e, this.job)));
+  }
+
+  /** room is how many more rows fit under the bound. */
+  room() {
+    return Math.max(0, this.maxLines - this.rows.length - this.pending.length);
+  }
+
+  /**
+   * prepend puts older wire entries (a "load earlier" page, oldest first),
+   * and the notes (text, above them), at the top, keeping the lines in view
+   * where they are. When they do not all fit under the bound (lines came
+   * meanwhile), the oldest entries and the notes are left out: it returns
+   * false then.
+   */
+  prepend(entries, notes = []) {
+    let items = [...notes.map((text) => ({ kind: 'marker', text, title: '' })), ...entries.map((e) => item(e, this.job))];
+    const room = Math.max(0, this.maxLines - this.rows.length);
+    const whole = items.length <= room;
+    if (!whole) items = room ? items.slice(notes.length).slice(-room) : [];
+    if (!items.length) return whole;
+    const chunk = document.createElement('div');
+    chunk.className = 'chunk';
+    const rows = items.map((it) => {
+      const el = this.render(it);
+      chunk.append(el);
+      if (it.kind === 'entry') {
+        if (!el.hidden) this.matched++;
+        const t = this.top.get(it.partition);
+        if (t === undefined || it.offset < t) this.top.set(it.partition, it.offset);
+      }
+      return { item: it, el };
+    });
+    const { scrollHeight, scrollTop } = this.el;
+    this.el.prepend(chunk);
+    this.rows.unshift(...rows);
+    if (this.following) this.setFollowing(false);
+    this.el.scrollTop = scrollTop + (this.el.scrollHeight - scrollHeight);
+    this.onChange();
+    return whole;
   }
 
   /** marker queues a notice row, such as skipped lines. */
@@ -141,7 +202,7 @@ export class LogView {
       append(this.held, items);
       const extra = this.held.length - this.maxLines;
       if (extra > 0) {
-        this.held.splice(0, extra);
+        this.passed(this.held.splice(0, extra));
         this.heldLost += extra;
       }
       this.changed();
@@ -151,8 +212,22 @@ export class LogView {
     // Rows beyond maxLines would drop off as soon as they are drawn (a
     // hidden tab gets no frames): do not keep them.
     const extra = this.pending.length - this.maxLines;
-    if (extra > 0) this.pending.splice(0, extra);
+    if (extra > 0) {
+      this.passed(this.pending.splice(0, extra));
+      this.dropped += extra;
+    }
     this.schedule();
+  }
+
+  /**
+   * passed notes items dropped for the bound: the page's first position
+   * (top) of their partitions moves above them, so that "load earlier"
+   * loads them again rather than leave a gap.
+   */
+  passed(items) {
+    for (const it of items) {
+      if (it.kind === 'entry') this.top.set(it.partition, Math.max(this.top.get(it.partition) ?? -Infinity, it.offset + 1));
+    }
   }
 
   schedule() {
@@ -181,6 +256,7 @@ export class LogView {
       frag.append(el);
       room--;
       this.rows.push({ item: it, el });
+      if (it.kind === 'entry' && !this.top.has(it.partition)) this.top.set(it.partition, it.offset);
       if (it.kind === 'entry' && !el.hidden) {
         this.matched++;
         visible++;
@@ -205,6 +281,8 @@ export class LogView {
       this.el.firstElementChild.remove();
     }
     for (const g of gone) if (g.item.kind === 'entry' && !g.el.hidden) this.matched--;
+    this.passed(gone.map((g) => g.item));
+    this.dropped += extra;
   }
 
   render(it) {
@@ -220,28 +298,52 @@ export class LogView {
     if (it.level) row.className = `row lvl-${it.level}`;
     if (it.json) row.classList.add('is-json');
     row.dataset.offset = it.offset;
+    row.dataset.partition = it.partition;
+    row.dataset.job = it.job;
     const ts = row.firstChild;
     ts.dateTime = it.ts;
     ts.textContent = formatTime(it.ts);
-    if (it.source) ts.nextSibling.textContent = it.source;
+    const tag = ts.nextSibling;
+    tag.textContent = it.job;
+    tag.style.setProperty('--hue', jobHue(it.job));
+    tag.title = `Show only job ${it.job}`;
+    if (it.source) tag.nextSibling.textContent = it.source;
     this.items.set(row, it);
     this.paint(row, it);
     return row;
   }
 
-  /** paint (re)writes a row's message and visibility for the filter. */
+  /** paint (re)writes a row's message, highlight and visibility for the filter and the job shown. */
   paint(row, it) {
-    const msg = row.children[2];
+    const msg = row.children[3];
     const pretty = it.json && (it.pretty ?? this.prettyAll);
     if (it.json) row.classList.toggle('pretty', !!pretty);
-    fill(msg, pretty ? JSON.stringify(it.json, null, 2) : it.line, this.matcher);
-    if (this.matcher) row.hidden = !this.matcher.test(it.line);
-    else if (row.hidden) row.hidden = false;
+    fill(msg, pretty ? JSON.stringify(it.json, null, 2) : it.line, this.matcher, this.hl);
+    const lit = !!this.hl && this.hl.test(it.line);
+    if (lit || row.classList.contains('lit')) row.classList.toggle('lit', lit);
+    const hide = (this.matcher && !this.matcher.test(it.line)) || (this.only !== '' && it.job !== this.only);
+    if (hide || row.hidden) row.hidden = !!hide;
+  }
+
+  /** setHighlight marks a matcher's matches (or none) in every row, hiding nothing. */
+  setHighlight(hl) {
+    this.hl = hl;
+    this.repaint();
+  }
+
+  /** setOnly shows the lines of one job alone ('': every job's). */
+  setOnly(job) {
+    this.only = job;
+    this.repaint();
   }
 
   /** setFilter applies a matcher (or null) to every row. */
   setFilter(matcher) {
     this.matcher = matcher;
+    this.repaint();
+  }
+
+  repaint() {
     this.matched = 0;
     for (const { item: it, el } of this.rows) {
       if (it.kind !== 'entry') continue;
@@ -271,6 +373,11 @@ export class LogView {
     this.paint(rowEl, it);
     if (this.following) this.toBottom();
     return it.pretty;
+  }
+
+  /** itemOf returns what the row element shows: job, partition, offset, ts, line. */
+  itemOf(rowEl) {
+    return this.items.get(rowEl) ?? null;
   }
 
   /** lineOf returns the text of the row element, for copying. */
@@ -324,6 +431,8 @@ export class LogView {
 
   clear() {
     this.rows = [];
+    this.top = new Map();
+    this.dropped = 0;
     this.pending = [];
     this.held = [];
     this.heldLost = 0;
