@@ -16,9 +16,9 @@ import (
 // once.
 //
 // A session is overloaded when even that does not keep up: the deliveries
-// its frames take keep growing. Over paceGrowth+1 frames in a row, no frame
-// takes fewer than the one before, at least two take more, and the last
-// takes at least twice as many as the first, and paceBacklog or more. Its
+// its frames take keep growing. Over paceGrowth+1 frames in a row, each
+// frame takes more than the one before, and the last at least twice as
+// many as the first, and paceBacklog or more. Its
 // client cannot take frames as fast as lines come, or livetail cannot run
 // its pumps often enough. Only then is the session paced: for the paceSpell
 // frames after it keeps at least --batch-wait between two frames, the
@@ -27,7 +27,8 @@ import (
 // the spell, or once a frame finds no backlog --batch-wait after the last
 // one, it sends at once again, and another spell needs the queue to grow
 // again. A one-off delay (a pump that waited for a CPU, then caught up at
-// once) is not growth. (A paced session whose stream stops counts as paced
+// once) is not growth, nor is a stream that starts and settles at a steady
+// batch. (A paced session whose stream stops counts as paced
 // until its next line.)
 const (
 	// paceBacklog is the least number of deliveries the last frame of a
@@ -35,7 +36,7 @@ const (
 	paceBacklog = 3
 	// paceGrowth is how many frames after the first of a run the
 	// deliveries must keep growing over.
-	paceGrowth = 3
+	paceGrowth = 4
 	// paceSpell is how many frames a session that fell behind is paced.
 	paceSpell = 10
 )
@@ -147,23 +148,19 @@ func (s *Pace) forget() {
 }
 
 // growing reports whether the deliveries of the last frames, the latest at
-// taken[0], kept growing: none fewer than the frame before, at least two
-// more, the latest at least twice the first and paceBacklog or more.
+// taken[0], kept growing: each more than the frame before, the latest at
+// least twice the first and paceBacklog or more.
 func growing(taken *[paceGrowth + 1]int32) bool {
 	first, last := taken[len(taken)-1], taken[0]
 	if last < paceBacklog || last < 2*first {
 		return false
 	}
-	more := 0
 	for i := range len(taken) - 1 {
-		switch {
-		case taken[i] < taken[i+1]:
+		if taken[i] <= taken[i+1] {
 			return false
-		case taken[i] > taken[i+1]:
-			more++
 		}
 	}
-	return more >= 2
+	return true
 }
 
 // Stop ends the session's pacing: it no longer counts as paced.

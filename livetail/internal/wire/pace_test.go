@@ -56,15 +56,16 @@ func TestPaceRule(t *testing.T) {
 		"a steady batch":                {max, frames(5, 5, 5, 5, 5, 5), false},
 		"a large steady batch":          {max, frames(100, 100, 100, 100), false},
 		"a steady batch with jitter":    {max, frames(3, 3, 4, 3, 3, 4, 4, 3, 4, 4, 4), false},
-		"growing below the backlog":     {max, frames(1, 1, 2, 2, 1, 2), false},
+		"a stream starting":             {max, frames(1, 3, 3, 4, 3, 4, 4, 5, 3, 4), false},
+		"growing below the backlog":     {max, frames(0, 1, 1, 2, 2, 1, 2), false},
 		"a one-off delay":               {max, frames(1, 1, 1, 6, 1, 1), false},
 		"a delay, then steady":          {max, frames(1, 1, 1, 6, 6, 6, 6), false},
 		"shrinking between":             {max, frames(2, 3, 2, 4, 3, 5, 4, 6), false},
-		"growing, not twice":            {max, frames(4, 5, 6, 7), false},
-		"from the session's start":      {max, frames(3, 4, 6), false},
-		"growing":                       {max, frames(2, 3, 4, 5), true},
-		"growing from a steady batch":   {max, frames(4, 4, 4, 6, 9), true},
-		"growing, with a pause":         {max, frames(2, 3, 3, 6), true},
+		"growing with a pause":          {max, frames(2, 3, 3, 4, 5, 6), false},
+		"growing, not twice":            {max, frames(5, 6, 7, 8, 9), false},
+		"from the session's start":      {max, frames(3, 4, 6, 9), false},
+		"growing":                       {max, frames(2, 3, 4, 5, 6), true},
+		"growing from a steady batch":   {max, frames(4, 4, 4, 5, 6, 8, 9), true},
 		"growing, no --batch-wait":      {0, frames(2, 3, 4, 5, 8, 13), false},
 		"late pumps, one delivery each": {max, []frame{{1, 30 * time.Millisecond}, {1, 50 * time.Millisecond}, {1, time.Second}}, false},
 	} {
@@ -99,7 +100,7 @@ func TestPaceSpell(t *testing.T) {
 	p := NewPacer(max)
 	s := p.Session()
 	s.Taken(t0)
-	_, now := run(s, t0, frames(2, 3, 4, 5))
+	_, now := run(s, t0, frames(2, 3, 4, 5, 6))
 	if p.Paced() != 1 {
 		t.Fatalf("after a growing queue: %d sessions paced, want 1", p.Paced())
 	}
@@ -122,7 +123,7 @@ func TestPaceSpell(t *testing.T) {
 
 	s = p.Session()
 	s.Taken(now)
-	_, now = run(s, now, frames(2, 3, 4, 5))
+	_, now = run(s, now, frames(2, 3, 4, 5, 6))
 	held := p.Held()
 	holds, now = run(s, now, []frame{{1, 2 * max}})
 	if holds[0] != 0 || p.Paced() != 0 || p.Held() != held {
@@ -131,7 +132,7 @@ func TestPaceSpell(t *testing.T) {
 
 	s = p.Session()
 	s.Taken(now)
-	run(s, now, frames(2, 3, 4, 5))
+	run(s, now, frames(2, 3, 4, 5, 6))
 	s.Stop()
 	if p.Paced() != 0 {
 		t.Fatalf("after Stop: %d sessions paced, want 0", p.Paced())
