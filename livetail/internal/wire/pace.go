@@ -15,28 +15,34 @@ import (
 // a few deliveries is a batch doing its job, and the next one is written at
 // once.
 //
-// A session is overloaded when even that does not keep up: the deliveries
-// its frames take keep growing. Over paceGrowth+1 frames in a row, each
-// frame takes more than the one before, and the last at least twice as
-// many as the first, and paceBacklog or more. Its
-// client cannot take frames as fast as lines come, or livetail cannot run
-// its pumps often enough. Only then is the session paced: for the paceSpell
-// frames after it keeps at least --batch-wait between two frames, the
-// lines between them batched, so that fewer, fuller frames (a write system
-// call each, on both ends) free the CPU and the session catches up. After
-// the spell, or once a frame finds no backlog --batch-wait after the last
-// one, it sends at once again, and another spell needs the queue to grow
-// again. A one-off delay (a pump that waited for a CPU, then caught up at
-// once) is not growth, nor is a stream that starts and settles at a steady
-// batch. (A paced session whose stream stops counts as paced
-// until its next line.)
+// A session is overloaded when even that does not keep up, over the last
+// paceGrowth+1 frames in a row: either the deliveries its frames take keep
+// growing (each frame more than the one before, the last at least twice
+// as many as the first, and paceBacklog or more), or every one of them took
+// paceSteady deliveries or more (frames cannot be written as fast as lines
+// come, batches or not). Its client cannot take frames as fast as lines
+// come, or livetail cannot run its pumps often enough. Only then is the
+// session paced: for the paceSpell frames after it keeps at least
+// --batch-wait between two frames, the lines between them batched, so that
+// fewer, fuller frames (a write system call each, on both ends) free the
+// CPU and the session catches up. After the spell, or once a frame finds no
+// backlog --batch-wait after the last one, it sends at once again, and
+// another spell needs the backlog again. A one-off delay (a pump that
+// waited for a CPU, then caught up at once) is no backlog, nor is a stream
+// that starts and settles at a steady batch of a few deliveries. (A paced
+// session whose stream stops counts as paced until its next line.)
 const (
 	// paceBacklog is the least number of deliveries the last frame of a
 	// growing run takes: below it the session keeps up.
 	paceBacklog = 3
 	// paceGrowth is how many frames after the first of a run the
-	// deliveries must keep growing over.
+	// deliveries must keep growing over, or stay at paceSteady or more.
 	paceGrowth = 4
+	// paceSteady is the number of deliveries a frame takes that, frame
+	// after frame, says the session's frames do not keep up: far more than
+	// a light or mid load gives (1 to 6 lines a frame at up to 10,000
+	// lines/s in the benchmark).
+	paceSteady = 8
 	// paceSpell is how many frames a session that fell behind is paced.
 	paceSpell = 10
 )
@@ -111,7 +117,7 @@ func (s *Pace) Hold(now time.Time) time.Duration {
 }
 
 // Taken records that a frame took what was queued, at now. The frame
-// that finds the queue grown (see growing) starts a spell: it goes at
+// that finds the queue grown (growing) or still large (steady) starts a spell: it goes at
 // once, a batch already, and the frames after it are paced.
 func (s *Pace) Taken(now time.Time) {
 	n := s.wakes.Swap(0)
@@ -132,11 +138,22 @@ func (s *Pace) Taken(now time.Time) {
 	}
 	copy(s.taken[1:], s.taken[:])
 	s.taken[0] = n
-	if s.p.max > 0 && growing(&s.taken) {
+	if s.p.max > 0 && (growing(&s.taken) || steady(&s.taken)) {
 		s.forget()
 		s.spell = paceSpell
 		s.p.paced.Add(1)
 	}
+}
+
+// steady reports whether each of the last frames took paceSteady
+// deliveries or more.
+func steady(taken *[paceGrowth + 1]int32) bool {
+	for _, n := range taken {
+		if n < paceSteady || n == math.MaxInt32 {
+			return false
+		}
+	}
+	return true
 }
 
 // forget forgets the frames taken so far: a run of growth starts again

@@ -42,8 +42,9 @@ func frames(wakes ...int) []frame {
 }
 
 // A session is paced only when the deliveries its frames take keep
-// growing (see growing): a steady backlog, however large, is batching that
-// keeps up, and a one-off delay is not growth; both go at once.
+// growing (growing) or stay large (steady): a steady batch of a few
+// deliveries is batching that keeps up, and a one-off delay is no backlog;
+// both go at once.
 func TestPaceRule(t *testing.T) {
 	const max = 20 * time.Millisecond
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -54,7 +55,9 @@ func TestPaceRule(t *testing.T) {
 	}{
 		"one delivery a frame":          {max, frames(1, 1, 1, 1, 1, 1), false},
 		"a steady batch":                {max, frames(5, 5, 5, 5, 5, 5), false},
-		"a large steady batch":          {max, frames(100, 100, 100, 100), false},
+		"a steady batch below steady":   {max, frames(7, 7, 7, 7, 7, 7, 7), false},
+		"a large batch, not five times": {max, frames(100, 100, 100, 100, 7, 100), false},
+		"a large steady batch":          {max, frames(8, 9, 8, 100, 8), true},
 		"a steady batch with jitter":    {max, frames(3, 3, 4, 3, 3, 4, 4, 3, 4, 4, 4), false},
 		"a stream starting":             {max, frames(1, 3, 3, 4, 3, 4, 4, 5, 3, 4), false},
 		"growing below the backlog":     {max, frames(0, 1, 1, 2, 2, 1, 2), false},
