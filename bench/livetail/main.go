@@ -11,7 +11,9 @@
 // is from the producer's timestamp in the line to the client's receipt.
 // Beside it, a consumer with livetail's fetch settings reads the same
 // records from Kafka: the Kafka hop, the floor of livetail's latency. Each
-// rate reports how much pacing engaged (frames held back, sessions paced).
+// rate reports how much pacing engaged (frames held back, sessions paced),
+// and the table is followed by the load at which pacing started. With
+// -backends real, the fan-out runs on an Apache Kafka of its own.
 // Idle: -idle connections on quiet jobs, held for -idle-hold: the growth of
 // livetail's resident memory divided by their number, at the start of the
 // hold, after its first minute and at its end, and livetail's CPU over the
@@ -26,10 +28,10 @@
 // -cases picks the cases to run.
 //
 // With -profile DIR, livetail runs with --pprof and the harness saves its
-// CPU profile of the fan-out's measuring time (fanout-cpu.pprof) and its
+// CPU profile of each rate's measuring time (fanout-RATE-cpu.pprof) and its
 // heap and goroutine profiles with the idle connections open
 // (idle-heap.pprof, idle-goroutine.pprof) into DIR, for `go tool pprof`,
-// and its own CPU profile of the fan-out (harness-cpu.pprof).
+// and its own CPU profile of each rate (harness-RATE-cpu.pprof).
 package main
 
 import (
@@ -148,13 +150,24 @@ func runCases(clients, jobs int, rates []int, warmup, measure time.Duration, idl
 
 	fmt.Printf("livetail benchmark: %d cores, Kafka %s (kfake, in the harness process), %d partitions\n\n",
 		numCPU(), s.KafkaAddrs()[0], s.Partitions())
+	busy := s // the fan-out and scale cases' Kafka
+	if scaleOpts.backends == backends.Real && (run["fanout"] || run["scale"]) {
+		progress("starting Apache Kafka for the fan-out and scale cases")
+		rs, err := backends.Start(ctx, backends.Options{Backends: backends.Real, Without: []string{backends.Etcd, backends.ES}})
+		if err != nil {
+			return fmt.Errorf("real backends: %w", err)
+		}
+		defer rs.Close()
+		busy = rs
+		fmt.Printf("fan-out and scale on Apache Kafka %s, %d partitions\n\n", rs.KafkaAddrs()[0], rs.Partitions())
+	}
 
 	var fans []fanResult
 	var idleRes idleResult
 	var scaled []scaleResult
 	if run["fanout"] {
 		for _, rate := range rates {
-			fan, err := fanOut(ctx, bin, s, clients, jobs, rate, warmup, measure, lineBytes)
+			fan, err := fanOut(ctx, bin, busy, clients, jobs, rate, warmup, measure, lineBytes)
 			if err != nil {
 				return fmt.Errorf("fan-out at %d lines/s: %w", rate, err)
 			}
@@ -167,13 +180,13 @@ func runCases(clients, jobs int, rates []int, warmup, measure time.Duration, idl
 		}
 	}
 	if run["scale"] {
-		if scaled, err = scaleCase(ctx, bin, s, scale.jobs, scale.rate, scale.measure, lineBytes); err != nil {
+		if scaled, err = scaleCase(ctx, bin, busy, scale.jobs, scale.rate, scale.measure, lineBytes); err != nil {
 			return fmt.Errorf("scale: %w", err)
 		}
 	}
 	printFanOut(clients, jobs, fans)
 	printIdle(idleRes)
-	printScale(scaled, s.Partitions(), scale.jobs, scale.rate)
+	printScale(scaled, busy.Partitions(), scale.jobs, scale.rate)
 	return nil
 }
 
@@ -182,7 +195,7 @@ func printFanOut(clients, jobs int, fans []fanResult) {
 	if !run["fanout"] {
 		return
 	}
-	fmt.Printf("fan-out: %d clients, %d jobs of %d clients each\n\n", clients, jobs, clients/jobs)
+	fmt.Printf("fan-out: %d clients, %d jobs of %d clients each, on %s\n\n", clients, jobs, clients/jobs, kafkaName())
 	fmt.Println("| lines/s (target) | entries/s | Kafka hop p50 / p99 | livetail p50 / p99 / max | frames/s (entries per frame) | frames held by pacing | sessions paced (most) | gap at the end | dropped | livetail CPU | harness / other CPU | load average |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, f := range fans {
@@ -191,7 +204,37 @@ func printFanOut(clients, jobs int, fans []fanResult) {
 			f.frames, f.delivered/max(1, f.frames), f.held, 100*f.held/max(1, f.frames), f.pacedMax,
 			f.gap.Round(100*time.Microsecond), f.dropped, f.cpu*100, f.harnessCPU*100, max(0, f.otherCPU)*100, f.load)
 	}
-	fmt.Println()
+	fmt.Printf("\npacing threshold: %s\n\n", paceThreshold(fans))
+}
+
+// paceThreshold says at which load pacing started: between the highest
+// rate below the first one that held frames back or paced a session, and
+// that rate.
+func paceThreshold(fans []fanResult) string {
+	sorted := slices.Clone(fans)
+	slices.SortFunc(sorted, func(a, b fanResult) int { return a.rate - b.rate })
+	for i, f := range sorted {
+		if f.held == 0 && f.pacedMax == 0 {
+			continue
+		}
+		at := fmt.Sprintf("%d lines/s (%.0f frames held/s, %d sessions paced at most)", f.rate, f.held, f.pacedMax)
+		if i == 0 {
+			return "paced from the lowest rate measured, " + at
+		}
+		return fmt.Sprintf("not paced up to %d lines/s; paced from %s", sorted[i-1].rate, at)
+	}
+	if len(sorted) == 0 {
+		return "no rate measured"
+	}
+	return fmt.Sprintf("not paced at any rate measured, up to %d lines/s", sorted[len(sorted)-1].rate)
+}
+
+// kafkaName names the Kafka of the fan-out and scale cases.
+func kafkaName() string {
+	if scaleOpts.backends == backends.Real {
+		return "Apache Kafka"
+	}
+	return "kfake"
 }
 
 // printIdle prints the idle case's table.
@@ -414,9 +457,9 @@ func fanOut(ctx context.Context, bin string, s *backends.Stack, clients, jobs, r
 	start := time.Now()
 	profiled := make(chan error, 1)
 	go func() {
-		profiled <- l.profile(fmt.Sprintf("profile?seconds=%d", int(measure.Seconds())), "fanout-cpu.pprof")
+		profiled <- l.profile(fmt.Sprintf("profile?seconds=%d", int(measure.Seconds())), fmt.Sprintf("fanout-%d-cpu.pprof", rate))
 	}()
-	stopSelfProfile := profileSelf("harness-cpu.pprof")
+	stopSelfProfile := profileSelf(fmt.Sprintf("harness-%d-cpu.pprof", rate))
 	var rssMax int64
 	for time.Since(start) < measure {
 		time.Sleep(500 * time.Millisecond)

@@ -43,7 +43,7 @@ import (
 // that each line of a client's job reaches it unless livetail drops it.
 //
 // With -backends real the case runs on an Apache Kafka of its own (a JVM,
-// started for the case) instead of the harness's kfake.
+// started for the run) instead of the harness's kfake.
 
 // scaleOpts holds the scale case's flags that main does not define.
 var scaleOpts = struct {
@@ -55,7 +55,7 @@ var scaleOpts = struct {
 }{backends: backends.Embedded, replicas: 3, lowRate: 200}
 
 func init() {
-	flag.Func("backends", "scale: Kafka to run the scale case on: embedded (kfake, in this process) or real (Apache Kafka in a JVM of its own, needs Java and the jars of make test); the other cases run on kfake", func(v string) error {
+	flag.Func("backends", "Kafka to run the fan-out and scale cases on: embedded (kfake, in this process) or real (Apache Kafka in a JVM of its own, needs Java and the jars of make test); the idle case runs on kfake", func(v string) error {
 		if v != backends.Embedded && v != backends.Real {
 			fmt.Fprintf(os.Stderr, "bench: -backends %q: want %s or %s\n", v, backends.Embedded, backends.Real)
 			os.Exit(2)
@@ -157,16 +157,7 @@ func scaleCase(ctx context.Context, bin string, s *backends.Stack, jobs, rate in
 	if jobs < 1 || rate < 1 {
 		return nil, fmt.Errorf("-scale-jobs %d, -scale-rate %d: want at least 1 each", jobs, rate)
 	}
-	kafka := "kfake"
-	if scaleOpts.backends == backends.Real {
-		progress("scale: starting Apache Kafka")
-		rs, err := backends.Start(ctx, backends.Options{Backends: backends.Real, Without: []string{backends.Etcd, backends.ES}})
-		if err != nil {
-			return nil, fmt.Errorf("real backends: %w", err)
-		}
-		defer rs.Close()
-		s, kafka = rs, "Apache Kafka"
-	}
+	kafka := kafkaName()
 	if err := writeCatalogue(s.KafkaAddrs(), jobs, int32(s.Partitions())); err != nil {
 		return nil, fmt.Errorf("jobs catalogue: %w", err)
 	}

@@ -22,34 +22,56 @@ type Delivered struct {
 	Undecodable int // decoded records whose value is not a logpipe record
 }
 
-// Deliver is Publish for records not decoded yet: under the partition's
-// lock, so that a subscriber joining meanwhile cannot miss one, each record
-// whose job has a subscriber is decoded (once) and queued to them; the
-// others are skipped without decoding their value. A record's job is its
-// key, or for a keyless record the top-level "job" member of its value,
-// found by a scan that does not decode the rest (RecordJob). The jobs
-// list learns the jobs of every record, skipped or not.
+// Deliver is Publish for records not decoded yet: each record whose job has
+// a subscriber is decoded (once) and queued to them; the others are skipped
+// without decoding their value. A record's job is its key, or for a keyless
+// record the top-level "job" member of its value, found by a scan that
+// does not decode the rest (RecordJob). The jobs list learns the jobs of
+// every record, skipped or not.
+//
+// Decoding is the costly part, and it runs outside the partition's lock,
+// which the partition's subscribers and sessions take too (Subscribe,
+// Close, Next). The records are offered under the lock, so that a
+// subscriber joining meanwhile cannot miss one: a record whose job found a
+// subscriber only then is decoded there.
 func (h *Hub) Deliver(p int32, recs []Record, next int64) Delivered {
-	var d Delivered
 	pt := h.part(p)
-	call := h.calls.Add(1)
+	ds := make([]delivery, len(recs))
 	seen := make([]seenJob, 0, len(recs))
-	pt.mu.Lock()
 	for i := range recs {
-		r := &recs[i]
-		job := RecordJob(r.Key, r.Value)
-		if job != "" {
-			seen = append(seen, seenJob{job: job, offset: r.Offset})
+		ds[i].job = RecordJob(recs[i].Key, recs[i].Value)
+		if ds[i].job != "" {
+			seen = append(seen, seenJob{job: ds[i].job, offset: recs[i].Offset})
 		}
-		if len(pt.subs[job]) == 0 {
+	}
+	var d Delivered
+	pt.watched(ds)
+	for i := range ds {
+		if ds[i].watched {
+			d.decode(&ds[i], p, &recs[i])
+		}
+	}
+	h.offerAll(pt, ds, recs, next, &d)
+	h.jobs.sawJobs(p, seen)
+	return d
+}
+
+// offerAll queues each delivery to the subscribers of its job, decoding
+// those whose job found a subscriber after watched, and records that pt
+// continues at next; it holds pt's lock meanwhile.
+func (h *Hub) offerAll(pt *partition, ds []delivery, recs []Record, next int64, d *Delivered) {
+	call := h.calls.Add(1)
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	for i := range ds {
+		if len(pt.subs[ds[i].job]) == 0 {
 			d.Skipped++
 			continue
 		}
-		e, ok := NewEntry(p, r.Offset, r.Key, r.Value, r.Time)
-		d.Decoded++
-		if !ok {
-			d.Undecodable++
+		if ds[i].entry == nil { // its job's first subscriber joined after watched
+			d.decode(&ds[i], pt.id, &recs[i])
 		}
+		e := ds[i].entry
 		for s := range pt.subs[e.Job] {
 			if s.offer(e, call) {
 				pt.wake = append(pt.wake, s)
@@ -57,9 +79,32 @@ func (h *Hub) Deliver(p int32, recs []Record, next int64) Delivered {
 		}
 	}
 	h.advanceAndWakeLocked(pt, next)
-	pt.mu.Unlock()
-	h.jobs.sawJobs(p, seen)
-	return d
+}
+
+// delivery is a record on its way through Deliver.
+type delivery struct {
+	job     string // RecordJob
+	watched bool   // the job had a subscriber before decoding
+	entry   *Entry // decoded; nil until then
+}
+
+// watched marks the deliveries whose job has a subscriber now.
+func (pt *partition) watched(ds []delivery) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	for i := range ds {
+		ds[i].watched = len(pt.subs[ds[i].job]) > 0
+	}
+}
+
+// decode decodes r, of partition p, into dl's entry and counts it.
+func (d *Delivered) decode(dl *delivery, p int32, r *Record) {
+	e, ok := NewEntry(p, r.Offset, r.Key, r.Value, r.Time)
+	dl.entry = e
+	d.Decoded++
+	if !ok {
+		d.Undecodable++
+	}
 }
 
 // seenJob is a record's job and offset, for the jobs list.

@@ -48,6 +48,49 @@ func TestDeliverSkipsUnwatched(t *testing.T) {
 	}
 }
 
+// Deliver decodes outside the partition's lock; a subscriber that joins
+// after the records were looked at, before they are offered, still gets
+// them, each decoded once, and its join offset is after none of them.
+func TestDeliverSubscriberJoiningWhileDecoding(t *testing.T) {
+	h := New(1, Options{})
+	a := live(t, h, 0, "a", 100)
+	recs := []Record{
+		{Offset: 0, Key: []byte("a"), Value: []byte(`{"@timestamp":"2026-11-21T10:00:00Z","message":"a0","job":"a"}`)},
+		{Offset: 1, Key: []byte("b"), Value: []byte(`{"@timestamp":"2026-11-21T10:00:01Z","message":"b1","job":"b"}`)},
+		{Offset: 2, Key: []byte("b"), Value: []byte(`not a record`)},
+	}
+	pt := h.part(0)
+	ds := make([]delivery, len(recs))
+	for i := range recs {
+		ds[i].job = RecordJob(recs[i].Key, recs[i].Value)
+	}
+	var d Delivered
+	pt.watched(ds)
+	if !ds[0].watched || ds[1].watched || ds[2].watched {
+		t.Fatalf("watched %v %v %v, want only job a's record", ds[0].watched, ds[1].watched, ds[2].watched)
+	}
+	d.decode(&ds[0], 0, &recs[0])
+	b, joins, err := h.Subscribe([]string{"b"}, []int32{0}, 100) // joins between decoding and offering
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if joins[0] != 0 {
+		t.Fatalf("b joined at offset %d, want 0: the records are not offered yet", joins[0])
+	}
+	b.Settle(false)
+	h.offerAll(pt, ds, recs, 3, &d)
+	if d != (Delivered{Decoded: 3, Undecodable: 1}) {
+		t.Fatalf("delivered %+v, want 3 decoded (1 undecodable), none skipped", d)
+	}
+	if got, _ := b.Take(nil); !slices.Equal(offsets(got), []int64{1, 2}) {
+		t.Fatalf("the subscriber that joined got %v, want [1 2]", offsets(got))
+	}
+	if got, _ := a.Take(nil); !slices.Equal(offsets(got), []int64{0}) {
+		t.Fatalf("the subscriber there before got %v, want [0]", offsets(got))
+	}
+}
+
 // topLevelJob finds the job a full decode finds, on a table of shapes.
 func TestRecordJob(t *testing.T) {
 	for name, tc := range map[string]struct {

@@ -81,14 +81,14 @@ func TestSessionNotPacedWithoutBacklog(t *testing.T) {
 	})
 }
 
-// A client slower to take frames than lines come falls behind: its frames
-// are paced, several lines each, and no line waits longer than
-// --batch-wait plus a write; once the stream pauses, the next line goes at
-// once, alone.
-func TestSessionPacedWhenBehind(t *testing.T) {
+// A client slower to take frames than lines come gets them batched, with
+// no timer: each frame takes what came during the write before, and is
+// written as soon as that write returns. Nothing is held, and no line
+// waits longer than two writes.
+func TestSessionSlowClientBatchedNotPaced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const batchWait, write = 20 * time.Millisecond, 5 * time.Millisecond
-		x := newHarness(opts{PingInterval: time.Hour, BatchWait: batchWait}, nil)
+		const write = 5 * time.Millisecond
+		x := newHarness(opts{PingInterval: time.Hour, BatchWait: 20 * time.Millisecond}, nil)
 		cancel, wait := x.start(t, Params{Jobs: []string{"a"}})
 		synctest.Wait()
 		x.conn.setWriteTime(write)
@@ -99,17 +99,51 @@ func TestSessionPacedWhenBehind(t *testing.T) {
 		}
 		synctest.Wait()
 		sizes, _, sent := entriesFrames(x.conn)
+		if len(sizes) > 200/3+1 {
+			t.Fatalf("%d entries frames for 200 lines, want at most %d (batched)", len(sizes), 200/3+1)
+		}
+		if n := x.e.Pace.Held(); n != 0 {
+			t.Fatalf("frames of %v entries, %d held back: want none held for a steady backlog", sizes, n)
+		}
+		for off, at := range pub.at {
+			if d := sent[off].Sub(at); d > 2*write {
+				t.Fatalf("line %d written %v after it was delivered, want at most two writes (%v)", off, d, 2*write)
+			}
+		}
+		cancel(ErrShutdown)
+		wait()
+	})
+}
+
+// A client whose frames take longer and longer falls behind for real: the
+// lines each frame takes keep growing, and it is paced, several lines a
+// frame, no line waiting longer than --batch-wait plus a write. Once the
+// stream pauses, the next line goes at once, alone.
+func TestSessionPacedWhenQueueGrows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const batchWait, maxWrite = 20 * time.Millisecond, 10 * time.Millisecond
+		x := newHarness(opts{PingInterval: time.Hour, BatchWait: batchWait}, nil)
+		cancel, wait := x.start(t, Params{Jobs: []string{"a"}})
+		synctest.Wait()
+		pub := &publisher{x: x}
+		write := time.Millisecond
+		for range 400 { // a line every 0.5 ms, each write 0.1 ms slower, up to maxWrite
+			x.conn.setWriteTime(write)
+			write = min(maxWrite, write+100*time.Microsecond)
+			pub.publish()
+			time.Sleep(500 * time.Microsecond)
+		}
+		synctest.Wait()
+		sizes, _, sent := entriesFrames(x.conn)
 		if x.e.Pace.Held() == 0 {
 			t.Fatalf("frames of %v entries, none held back: want the client paced", sizes)
 		}
-		if len(sizes) > 200/4 {
-			t.Fatalf("%d entries frames for 200 lines, want fewer than %d (batched)", len(sizes), 200/4)
-		}
 		for off, at := range pub.at {
-			if d := sent[off].Sub(at); d > batchWait+write {
-				t.Fatalf("line %d written %v after it was delivered, want at most --batch-wait + a write (%v)", off, d, batchWait+write)
+			if d := sent[off].Sub(at); d > batchWait+maxWrite {
+				t.Fatalf("line %d written %v after it was delivered, want at most --batch-wait + a write (%v)", off, d, batchWait+maxWrite)
 			}
 		}
+		x.conn.setWriteTime(0)
 		time.Sleep(time.Second)
 		pub.publish()
 		synctest.Wait()
