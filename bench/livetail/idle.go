@@ -98,20 +98,20 @@ func idleConns(ctx context.Context, bin string, s *backends.Stack, n int, hold t
 	res.before = sampleIdle(l, 0)
 
 	conns, err := dialIdle(ctx, l.addr, n)
+	// The clients answer pings in the background, until they are closed.
+	var rwg sync.WaitGroup
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
 				c.CloseNow()
 			}
 		}
+		rwg.Wait()
 	}()
 	if err != nil {
 		return res, err
 	}
 	progress("idle: %d clients connected", n)
-	// The clients answer pings in the background.
-	var rwg sync.WaitGroup
-	defer rwg.Wait()
 	for _, c := range conns {
 		ctx := c.CloseRead(ctx)
 		rwg.Go(func() { <-ctx.Done() })
