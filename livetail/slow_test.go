@@ -473,9 +473,10 @@ func TestIdleHoldFlat(t *testing.T) {
 	perConn := func(from, to int64) float64 { return float64(to-from) / conns / 1024 }
 	t.Logf("%d idle connections, %d pings each: goroutines %d → %d → %d, live heap per connection (both ends) %.1f → %.1f KiB",
 		conns, (p1-p0)/conns, gBase, g0, g1, perConn(hBase, h0), perConn(hBase, h1))
-	// A ping's round trip has a goroutine while it lasts: a few may be
-	// outstanding at either count.
-	if g1 > g0+conns/10 {
+	// A ping's round trip has a goroutine while it lasts, and so does the
+	// read of its pong: on a loaded machine some may be outstanding at
+	// either count. One kept per connection would add 200.
+	if g1 > g0+conns/5 {
 		t.Errorf("goroutines grew from %d to %d over the hold", g0, g1)
 	}
 	// The process's Kafka clients (kfake's or a real broker's) move the
