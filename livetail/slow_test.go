@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/logpipe/logpipe/devstack/stack"
 	"github.com/logpipe/logpipe/livetail/internal/wire"
 )
 
@@ -416,8 +417,12 @@ func dialThrough(t testing.TB, rawURL string, hc *pongHolder) *client {
 // are back to where they were before the first connected. The clients
 // live in this process too: the figures per connection are both ends'.
 func TestIdleHoldFlat(t *testing.T) {
+	stack.ForBackends(t, testIdleHoldFlat)
+}
+
+func testIdleHoldFlat(t *testing.T, kind string) {
 	const conns, interval = 200, 400 * time.Millisecond
-	s := newKafka(t)
+	s := newKafkaOf(t, stack.Options{Backends: kind})
 	cfg := testConfig(s)
 	cfg.PingInterval = interval
 	cfg.MaxConnsPerUser = conns
