@@ -1,7 +1,9 @@
 // Package wire writes livetail's frames to a WebSocket connection: the
 // frames' JSON (DESIGN.md, "livetail HTTP API"), one write system call per
-// frame with a deadline, pings beside the frames, and the pacing of live
-// frames under load. It knows nothing of jobs, Kafka or HTTP routes.
+// frame with a deadline, pings beside the frames, the reading of what the
+// peer sends (pongs, its close) with no goroutine per idle connection, and
+// the pacing of live frames under load. It knows nothing of jobs, Kafka or
+// HTTP routes.
 package wire
 
 import (
