@@ -59,7 +59,7 @@ func (c *Conn) read() error {
 type watch struct {
 	c    *Conn
 	gone func()
-	fd   int         // the poller's duplicate of the socket, while added
+	id   uint64      // the poller's number for it
 	busy atomic.Bool // a read runs
 	wg   sync.WaitGroup
 }

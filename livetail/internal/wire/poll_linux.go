@@ -18,88 +18,105 @@ var peers poller
 // readable (epoll), and has each one read by its watch. The goroutine
 // waits for the poll set itself to become readable through the runtime's
 // own poller (an epoll descriptor is readable while it has events), so it
-// parks like any goroutine waiting for a socket, holding no thread. A
-// socket is watched through a duplicate of its descriptor, so that the
-// number the poller knows it by is not reused while it is watched,
-// whenever the connection closes its own. Each socket is armed for one
-// event (EPOLLONESHOT) and armed again once its read is done.
+// parks like any goroutine waiting for a socket, holding no thread. Each
+// socket is armed for one event (EPOLLONESHOT) and armed again once its
+// read is done. A socket's events carry its watch's number, not its
+// descriptor's, and the poll set is changed only through the connection
+// (RawConn.Control), which keeps the descriptor from being closed
+// meanwhile: once the connection closed it, the system has dropped it from
+// the set, and its number may name another socket.
 //
 // The goroutine runs while any connection is watched: add starts it, and
 // remove of the last one stops it (closing the poll set) and waits for it.
 type poller struct {
 	mu      sync.Mutex
-	watches map[int32]*watch // by the duplicate's number
-	set     *os.File         // the epoll descriptor; nil: no loop runs
-	epfd    int              // set's descriptor
-	done    chan struct{}    // closed when the running loop stopped
+	watches map[uint64]*watch // by number
+	next    uint64            // the number of the next watch
+	set     *os.File          // the epoll descriptor; nil: no loop runs
+	epfd    int               // set's descriptor
+	done    chan struct{}     // closed when the running loop stopped
 }
 
 // errPoller is an error of the poller's system calls.
 var errPoller = errors.New("poller")
 
-// events are the events a watched socket is armed for.
-const events = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+// event is what a watch's socket is armed for, and its number.
+func event(id uint64) *unix.EpollEvent {
+	return &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(id), Pad: int32(id >> 32)}
+}
+
+// ctl changes w's socket in the poll set.
+func (p *poller) ctl(w *watch, op int) error {
+	var opErr error
+	if err := w.c.nc.raw.Control(func(fd uintptr) {
+		opErr = unix.EpollCtl(p.epfd, op, int(fd), event(w.id))
+	}); err != nil {
+		return err // closed
+	}
+	if opErr != nil {
+		return fmt.Errorf("%w: %w", errPoller, opErr)
+	}
+	return nil
+}
 
 func (p *poller) add(w *watch) error {
-	var fd int
-	var dupErr error
-	if err := w.c.nc.raw.Control(func(s uintptr) {
-		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return err
-	}
-	if dupErr != nil {
-		return fmt.Errorf("%w: duplicating a socket: %w", errPoller, dupErr)
-	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.set == nil {
 		if err := p.start(); err != nil {
-			unix.Close(fd)
+			p.mu.Unlock()
 			return err
 		}
 	}
-	w.fd = fd
-	p.watches[int32(fd)] = w
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		delete(p.watches, int32(fd))
-		unix.Close(fd)
-		return fmt.Errorf("%w: adding a socket: %w", errPoller, err)
+	p.next++
+	w.id = p.next
+	p.watches[w.id] = w
+	err := p.ctl(w, unix.EPOLL_CTL_ADD)
+	var done chan struct{}
+	if err != nil {
+		done = p.drop(w)
 	}
-	return nil
+	p.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	return err
 }
 
 // rearm watches w's socket for its next event.
 func (p *poller) rearm(w *watch) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.watches[int32(w.fd)] != w {
+	if p.watches[w.id] != w {
 		return fmt.Errorf("%w: rearming a socket no longer watched", errPoller)
 	}
-	ev := unix.EpollEvent{Events: events, Fd: int32(w.fd)}
-	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, w.fd, &ev)
+	return p.ctl(w, unix.EPOLL_CTL_MOD)
 }
 
 // remove stops watching w; the last one stops the loop.
 func (p *poller) remove(w *watch) {
 	p.mu.Lock()
-	if p.watches[int32(w.fd)] != w {
+	if p.watches[w.id] != w {
 		p.mu.Unlock()
 		return
 	}
-	delete(p.watches, int32(w.fd))
-	unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
-	unix.Close(w.fd)
-	var done chan struct{}
-	if len(p.watches) == 0 {
-		p.set.Close() // the loop's wait ends
-		done, p.set = p.done, nil
-	}
+	p.ctl(w, unix.EPOLL_CTL_DEL) // fails once the socket is closed, which dropped it
+	done := p.drop(w)
 	p.mu.Unlock()
 	if done != nil {
 		<-done
 	}
+}
+
+// drop forgets w; when it was the last, it stops the loop and returns what
+// is closed once it stopped. p.mu is held.
+func (p *poller) drop(w *watch) (done chan struct{}) {
+	delete(p.watches, w.id)
+	if len(p.watches) > 0 {
+		return nil
+	}
+	p.set.Close() // the loop's wait ends
+	done, p.set = p.done, nil
+	return done
 }
 
 // start makes the poll set and starts the loop; p.mu is held.
@@ -118,7 +135,7 @@ func (p *poller) start() error {
 		return fmt.Errorf("%w: %w", errPoller, err)
 	}
 	if p.watches == nil {
-		p.watches = map[int32]*watch{}
+		p.watches = map[uint64]*watch{}
 	}
 	p.set, p.epfd, p.done = set, epfd, make(chan struct{})
 	go p.loop(raw, epfd, p.done)
@@ -143,7 +160,7 @@ func (p *poller) loop(set syscall.RawConn, epfd int, done chan struct{}) {
 		// reads started here.
 		p.mu.Lock()
 		for _, ev := range evs[:max(n, 0)] {
-			if w := p.watches[ev.Fd]; w != nil {
+			if w := p.watches[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]; w != nil {
 				w.readable()
 			}
 		}
