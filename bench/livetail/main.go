@@ -14,11 +14,10 @@
 // rate reports how much pacing engaged (frames held back, sessions paced),
 // and the table is followed by the load at which pacing started. With
 // -backends real, the fan-out runs on an Apache Kafka of its own.
-// Idle: -idle connections on quiet jobs, held for -idle-hold: the growth of
-// livetail's resident memory divided by their number, at the start of the
-// hold, after its first minute and at its end, and livetail's CPU over the
-// hold. -full runs the full set: rates from 1,000 to 80,000 lines/s and a
-// 3-minute hold.
+// Idle: -idle connections on quiet jobs, held for -idle-hold: livetail's
+// resident memory, heap, stacks and goroutines per connection at the start
+// of the hold and after each minute, and its CPU (idle.go). -full runs the
+// full set: rates from 1,000 to 80,000 lines/s and a 3-minute hold.
 //
 // Scale: -scale-replicas replicas (one with no client, one watching one
 // job, one watching every job, and round again) read the topic at
@@ -150,16 +149,16 @@ func runCases(clients, jobs int, rates []int, warmup, measure time.Duration, idl
 
 	fmt.Printf("livetail benchmark: %d cores, Kafka %s (kfake, in the harness process), %d partitions\n\n",
 		numCPU(), s.KafkaAddrs()[0], s.Partitions())
-	busy := s // the fan-out and scale cases' Kafka
-	if scaleOpts.backends == backends.Real && (run["fanout"] || run["scale"]) {
-		progress("starting Apache Kafka for the fan-out and scale cases")
+	busy, busyName := s, "kfake" // the Kafka of the fan-out, idle and scale cases
+	if scaleOpts.backends == backends.Real && (run["fanout"] || run["idle"] || run["scale"]) {
+		progress("starting Apache Kafka for the fan-out, idle and scale cases")
 		rs, err := backends.Start(ctx, backends.Options{Backends: backends.Real, Without: []string{backends.Etcd, backends.ES}})
 		if err != nil {
 			return fmt.Errorf("real backends: %w", err)
 		}
 		defer rs.Close()
-		busy = rs
-		fmt.Printf("fan-out and scale on Apache Kafka %s, %d partitions\n\n", rs.KafkaAddrs()[0], rs.Partitions())
+		busy, busyName = rs, "Apache Kafka"
+		fmt.Printf("fan-out, idle and scale on Apache Kafka %s, %d partitions\n\n", rs.KafkaAddrs()[0], rs.Partitions())
 	}
 
 	var fans []fanResult
@@ -175,7 +174,7 @@ func runCases(clients, jobs int, rates []int, warmup, measure time.Duration, idl
 		}
 	}
 	if run["idle"] {
-		if idleRes, err = idleConns(ctx, bin, s, idle, idleHold); err != nil {
+		if idleRes, err = idleConns(ctx, bin, busy, busyName, idle, idleHold); err != nil {
 			return fmt.Errorf("idle: %w", err)
 		}
 	}
@@ -235,26 +234,6 @@ func kafkaName() string {
 		return "Apache Kafka"
 	}
 	return "kfake"
-}
-
-// printIdle prints the idle case's table.
-func printIdle(r idleResult) {
-	if !run["idle"] {
-		return
-	}
-	perConn := func(before, after float64) float64 { return (after - before) / float64(r.conns) / 1024 }
-	fmt.Printf("| idle: %d connections held %v | value |\n|---|---|\n", r.conns, r.hold)
-	fmt.Printf("| livetail RSS before / with them | %s / %s |\n", mib(r.before), mib(r.rss[len(r.rss)-1]))
-	when := "at the start / at the end"
-	if len(r.rss) == 3 {
-		when = "at the start / after 1 min / at the end"
-	}
-	fmt.Printf("| RSS per connection %s | %s |\n", when, strings.Join(r.perConnKiB(), " / "))
-	fmt.Printf("| per connection at the end: goroutines / stacks / heap in use | %.2f / %.1f KiB / %.1f KiB |\n",
-		(r.goroutines[1]-r.goroutines[0])/float64(r.conns),
-		perConn(r.stacks[0], r.stacks[1]), perConn(r.heap[0], r.heap[1]))
-	fmt.Printf("| livetail CPU over the hold, per 10,000 connections | %.3f cores |\n", r.cpu*10000/float64(r.conns))
-	fmt.Printf("| machine load average at the end | %s |\n\n", r.load)
 }
 
 // livetail is the child process.
@@ -569,116 +548,6 @@ func kafkaHop(s *backends.Stack, measuring *atomic.Bool) (stop func() (p50, p99 
 		})
 		return p50, p99
 	}, nil
-}
-
-type idleResult struct {
-	conns  int
-	hold   time.Duration
-	before int64   // RSS before the connections
-	rss    []int64 // RSS with them: at the start of the hold, after a minute (if it lasts longer), at its end
-	cpu    float64 // livetail's cores over the hold
-	load   string
-	// Before and with the connections, from livetail's Go metrics.
-	goroutines, stacks, heap [2]float64
-}
-
-// runtimeStats reads livetail's goroutines, stack bytes and heap bytes in use
-// into slot i of res.
-func (res *idleResult) runtimeStats(l *livetail, i int) {
-	res.goroutines[i] = l.metric("go_goroutines")
-	res.stacks[i] = l.metric("go_memstats_stack_inuse_bytes")
-	res.heap[i] = l.metric("go_memstats_heap_inuse_bytes")
-}
-
-// perConnKiB returns the RSS samples' growth over the RSS before the
-// connections, per connection.
-func (res *idleResult) perConnKiB() []string {
-	var out []string
-	for _, rss := range res.rss {
-		out = append(out, fmt.Sprintf("%.1f KiB", float64(rss-res.before)/float64(res.conns)/1024))
-	}
-	return out
-}
-
-func idleConns(ctx context.Context, bin string, s *backends.Stack, n int, hold time.Duration) (idleResult, error) {
-	res := idleResult{conns: n, hold: hold}
-	l, err := startLivetail(bin, s)
-	if err != nil {
-		return res, err
-	}
-	defer l.stop()
-	time.Sleep(2 * time.Second)
-	res.before, _ = l.memory()
-	res.runtimeStats(l, 0)
-
-	conns := make([]*websocket.Conn, n)
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 100)
-	for i := range n {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			c, _, err := websocket.Dial(ctx, "ws://"+l.addr+"/api/v1/tail?job=quiet-"+strconv.Itoa(i%100), nil)
-			if err == nil {
-				_, _, err = c.Read(ctx) // hello
-			}
-			if err == nil {
-				_, _, err = c.Read(ctx) // caught_up
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
-				return
-			}
-			conns[i] = c
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return res, firstErr
-	}
-	progress("idle: %d clients connected", n)
-	// The clients answer pings in the background.
-	var rwg sync.WaitGroup
-	for _, c := range conns {
-		ctx := c.CloseRead(ctx)
-		rwg.Go(func() { <-ctx.Done() })
-	}
-	for l.metric("livetail_connections") != float64(n) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(3 * time.Second)
-	sample := func() {
-		rss, _ := l.memory()
-		res.rss = append(res.rss, rss)
-	}
-	sample()
-	start, cpu0 := time.Now(), l.cpuSeconds()
-	progress("idle: holding for %v", hold)
-	if hold > time.Minute {
-		time.Sleep(time.Minute)
-		sample()
-	}
-	time.Sleep(time.Until(start.Add(hold)))
-	res.cpu = (l.cpuSeconds() - cpu0) / time.Since(start).Seconds()
-	sample()
-	res.load = proc.LoadAvg()
-	res.runtimeStats(l, 1)
-	for _, p := range []string{"heap", "goroutine"} {
-		if err := l.profile(p, "idle-"+p+".pprof"); err != nil {
-			return res, err
-		}
-	}
-	for _, c := range conns {
-		c.CloseNow()
-	}
-	rwg.Wait()
-	return res, nil
 }
 
 // profileSelf starts a CPU profile of the harness into file in the

@@ -55,7 +55,7 @@ var scaleOpts = struct {
 }{backends: backends.Embedded, replicas: 3, lowRate: 200}
 
 func init() {
-	flag.Func("backends", "Kafka to run the fan-out and scale cases on: embedded (kfake, in this process) or real (Apache Kafka in a JVM of its own, needs Java and the jars of make test); the idle case runs on kfake", func(v string) error {
+	flag.Func("backends", "Kafka to run the fan-out, scale and idle cases on: embedded (kfake, in this process) or real (Apache Kafka in a JVM of its own, needs Java and the jars of make test)", func(v string) error {
 		if v != backends.Embedded && v != backends.Real {
 			fmt.Fprintf(os.Stderr, "bench: -backends %q: want %s or %s\n", v, backends.Embedded, backends.Real)
 			os.Exit(2)

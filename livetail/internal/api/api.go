@@ -8,8 +8,8 @@
 // error frame (except when the peer is gone).
 //
 // Each WebSocket connection has exactly one writer at a time (the
-// session's) and one reader goroutine, started here, that only notices the
-// peer leaving (and receives its pongs).
+// session's) and is watched from here for the peer leaving (wire.Conn.Watch),
+// which also receives its pongs.
 package api
 
 import (
@@ -363,22 +363,13 @@ func (h *Handler) serve(c *wire.Conn, r *http.Request, log logrus.FieldLogger) (
 	ends := time.AfterFunc(last, func() { cancel(why) })
 	undo.add(func() { ends.Stop() })
 
-	// The reader only notices the peer leaving: a close frame, a reset, or
-	// the connection closed after a failed write or ping. Its context is not
-	// the session's, so that ending the session can still send a close frame.
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		for {
-			if err := c.Read(context.Background()); err != nil {
-				cancel(wire.ErrPeerGone)
-				return
-			}
-		}
-	}()
+	// Watching the peer only notices it leaving: a close frame, a reset,
+	// or the connection closed after a failed write or ping (and reads its
+	// pongs). It needs no goroutine while the peer sends nothing.
+	stopWatch := c.Watch(func() { cancel(wire.ErrPeerGone) })
 	undo.add(func() {
 		c.CloseNow()
-		<-readerDone
+		stopWatch()
 	})
 
 	s := h.sessions.New(c, p, home, deps, sub, joins, cancel)

@@ -39,15 +39,32 @@ func (p *Pinger) Ping() {
 	if !p.out.CompareAndSwap(false, true) {
 		return
 	}
+	// Not the session's context: cancelling a ping while its frame is
+	// being written closes the connection, and a session that ends must
+	// still be able to send its close frame.
+	ctx, cancel := context.WithTimeout(context.Background(), p.Interval)
+	p.start(ctx, cancel)
+}
+
+// pingBy starts a ping that fails at ctx's deadline unless one is
+// outstanding, and returns at once: Pings gives the pings of one slot one
+// deadline, and so one timer.
+func (p *Pinger) pingBy(ctx context.Context) {
+	if p.out.CompareAndSwap(false, true) {
+		p.start(ctx, nil)
+	}
+}
+
+// start pings in a goroutine of p's; cancel, if not nil, is called when
+// the ping is over.
+func (p *Pinger) start(ctx context.Context, cancel context.CancelFunc) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		defer p.out.Store(false)
-		// Not the session's context: cancelling a ping while its frame is
-		// being written closes the connection, and a session that ends
-		// must still be able to send its close frame.
-		ctx, cancel := context.WithTimeout(context.Background(), p.Interval)
-		defer cancel()
+		if cancel != nil {
+			defer cancel()
+		}
 		if err := p.Conn.Ping(ctx); err != nil {
 			p.Fail(fmt.Errorf("%w: no pong within %s: %w", ErrPeerGone, p.Interval, err))
 		}

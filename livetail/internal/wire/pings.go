@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -15,18 +16,23 @@ const pingSlots = 64
 // own while it waits for its next ping. Each Pinger is pinged one interval
 // after it was added (to a slot, at most interval/pingSlots sooner), then
 // every interval; the connections of a burst of connects are pinged one
-// after the other in their slot. A Pinger that is still waiting for its
-// last pong is not pinged again; it fails by itself (Pinger).
+// after the other in their slot. The pings of one slot share one deadline,
+// an interval after they start, and so one timer: a ping itself holds no
+// timer of its own. A Pinger that is still waiting for its last pong is
+// not pinged again; it fails by itself (Pinger).
 //
 // The zero value is ready. The goroutine runs while any Pinger is added:
 // Add starts it, and Remove of the last one stops it and waits for it.
 type Pings struct {
 	mu    sync.Mutex
 	slots [pingSlots][]*Pinger
-	n     int           // Pingers added
-	cur   int           // the slot due at the next tick
-	stop  chan struct{} // closes to stop the running loop; nil: none runs
-	done  chan struct{} // closed when the running loop stopped
+	n     int // Pingers added
+	cur   int // the slot due at the next tick
+	// ends cancels each slot's pings' deadline context: at the slot's
+	// next tick, when its deadline has passed, or when the loop stops.
+	ends [pingSlots]context.CancelFunc
+	stop chan struct{} // closes to stop the running loop; nil: none runs
+	done chan struct{} // closed when the running loop stopped
 }
 
 // Add pings p every p.Interval from now on, until Remove. All Pingers of
@@ -36,7 +42,7 @@ func (s *Pings) Add(p *Pinger) {
 	defer s.mu.Unlock()
 	if s.stop == nil {
 		s.stop, s.done = make(chan struct{}), make(chan struct{})
-		go s.loop(p.Interval/pingSlots, s.stop, s.done)
+		go s.loop(p.Interval/pingSlots, p.Interval, s.stop, s.done)
 	}
 	// The slot just passed is next due a whole interval from now.
 	p.slot = (s.cur + pingSlots - 1) % pingSlots
@@ -75,27 +81,44 @@ func shrink(slot []*Pinger) []*Pinger {
 	return slot
 }
 
-func (s *Pings) loop(tick time.Duration, stop, done chan struct{}) {
+func (s *Pings) loop(tick, interval time.Duration, stop, done chan struct{}) {
 	defer close(done)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
+			s.mu.Lock()
+			for i, end := range s.ends {
+				if end != nil {
+					end()
+					s.ends[i] = nil
+				}
+			}
+			s.mu.Unlock()
 			return
 		case <-t.C:
-			s.tick()
+			s.tick(interval)
 		}
 	}
 }
 
-// tick pings the Pingers of the slot due. Ping returns at once; it runs
-// under the lock so that no ping starts after Remove.
-func (s *Pings) tick() {
+// tick pings the Pingers of the slot due, with one deadline an interval
+// from now. pingBy returns at once; it runs under the lock so that no ping
+// starts after Remove.
+func (s *Pings) tick(interval time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, p := range s.slots[s.cur] {
-		p.Ping()
+	if end := s.ends[s.cur]; end != nil {
+		end() // its deadline has passed: its pings are over
+		s.ends[s.cur] = nil
+	}
+	if slot := s.slots[s.cur]; len(slot) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), interval)
+		s.ends[s.cur] = cancel
+		for _, p := range slot {
+			p.pingBy(ctx)
+		}
 	}
 	s.cur = (s.cur + 1) % pingSlots
 }

@@ -1,7 +1,9 @@
 // Package wire writes livetail's frames to a WebSocket connection: the
 // frames' JSON (DESIGN.md, "livetail HTTP API"), one write system call per
-// frame with a deadline, pings beside the frames, and the pacing of live
-// frames under load. It knows nothing of jobs, Kafka or HTTP routes.
+// frame with a deadline, pings beside the frames, the reading of what the
+// peer sends (pongs, its close) with no goroutine per idle connection, and
+// the pacing of live frames under load. It knows nothing of jobs, Kafka or
+// HTTP routes.
 package wire
 
 import (
@@ -12,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -76,13 +80,6 @@ func (c *Conn) Write(b []byte) error {
 // reader (Read) receives. It may run beside Write.
 func (c *Conn) Ping(ctx context.Context) error { return c.ws.Ping(ctx) }
 
-// Read reads and discards the peer's next message; it returns an error
-// once the peer closed the connection or left. Pongs are read meanwhile.
-func (c *Conn) Read(ctx context.Context) error {
-	_, _, err := c.ws.Read(ctx)
-	return err
-}
-
 // SetReadLimit bounds a message from the peer: a larger one closes the
 // connection (1009).
 func (c *Conn) SetReadLimit(n int64) { c.ws.SetReadLimit(n) }
@@ -90,6 +87,8 @@ func (c *Conn) SetReadLimit(n int64) { c.ws.SetReadLimit(n) }
 // Close sends an error frame with code and reason and closes the
 // connection with them.
 func (c *Conn) Close(code websocket.StatusCode, reason string) {
+	// The library waits for the peer's close frame: its reads wait too.
+	c.nc.watched.Store(false)
 	if err := c.Write(ErrorFrame(code, reason)); err != nil {
 		c.ws.CloseNow()
 		return
@@ -125,6 +124,9 @@ func (w *leanWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		r = bufio.NewReaderSize(c, readBufferSize)
 	}
 	w.nc = &netConn{Conn: c, timeout: w.timeout}
+	if sc, ok := c.(syscall.Conn); ok {
+		w.nc.raw, _ = sc.SyscallConn()
+	}
 	return w.nc, bufio.NewReadWriter(r, bufio.NewWriterSize(w.nc, writeBufferSize)), nil
 }
 
@@ -132,10 +134,15 @@ func (w *leanWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // flush (one frame of Conn.Write) it keeps what the library writes, in
 // whatever pieces, and flush writes it with one system call; outside them
 // (the library's pings and close frames) it writes through. Every write
-// has a deadline: the timeout from now.
+// has a deadline: the timeout from now. While watched (Watch), a read
+// between two of the peer's frames does not wait: it returns errNoData
+// when the peer sent nothing more.
 type netConn struct {
 	net.Conn
 	timeout time.Duration
+	raw     syscall.RawConn // nil: not a socket (TLS)
+	watched atomic.Bool
+	in      frameCounter // under the library's read lock
 
 	mu   sync.Mutex
 	held *[]byte // while a frame is held; from frameBuffers
@@ -144,6 +151,17 @@ type netConn struct {
 // frameBuffers hold frames between hold and flush: an idle connection
 // holds none.
 var frameBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// Read implements io.Reader for the library's bufio.Reader.
+func (c *netConn) Read(p []byte) (n int, err error) {
+	if c.watched.Load() && c.in.between() {
+		n, err = readNow(c.raw, p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
+	c.in.read(p[:n])
+	return n, err
+}
 
 // Write implements io.Writer for the library's bufio.Writer.
 func (c *netConn) Write(p []byte) (int, error) {

@@ -19,7 +19,7 @@ import (
 )
 
 // server serves one WebSocket connection through Accept and hands it to
-// serve, which runs in the handler beside the connection's reader (which
+// serve, which runs in the handler while the connection is watched (which
 // receives pongs and the close).
 func server(t testing.TB, timeout time.Duration, serve func(*Conn)) string {
 	t.Helper()
@@ -29,13 +29,9 @@ func server(t testing.TB, timeout time.Duration, serve func(*Conn)) string {
 			t.Errorf("accept: %v", err)
 			return
 		}
-		var reader sync.WaitGroup
-		defer reader.Wait()
+		stop := c.Watch(func() {})
+		defer stop()
 		defer c.CloseNow()
-		reader.Go(func() {
-			for c.Read(context.Background()) == nil {
-			}
-		})
 		serve(c)
 	}))
 	t.Cleanup(srv.Close)
