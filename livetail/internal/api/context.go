@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/logpipe/logpipe/livetail/internal/auth"
 	"github.com/logpipe/logpipe/livetail/internal/hub"
@@ -57,20 +57,19 @@ func ContextHandler(hist session.History, index ContextIndex, authn auth.Authent
 		authn = auth.None{}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
 		id, err := authn.Authenticate(r)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="livetail"`)
-			writeContextError(w, http.StatusUnauthorized, err.Error(), "token")
+			writeJSON(w, http.StatusUnauthorized, apiError{Error: err.Error(), Param: "token"})
 			return
 		}
 		q, perr := parseContextQuery(r.URL.Query(), hist.Partitions())
 		if perr != nil {
-			writeContextError(w, http.StatusBadRequest, perr.Error(), perr.Param)
+			writeJSON(w, http.StatusBadRequest, apiError{Error: perr.Error(), Param: perr.Param})
 			return
 		}
 		if !id.Allows(q.job) {
-			writeContextError(w, http.StatusForbidden, fmt.Sprintf("the token does not allow job %q", q.job), "job")
+			writeJSON(w, http.StatusForbidden, apiError{Error: fmt.Sprintf("the token does not allow job %q", q.job), Param: "job"})
 			return
 		}
 		from := "index"
@@ -89,10 +88,10 @@ func ContextHandler(hist session.History, index ContextIndex, authn auth.Authent
 		}
 		switch {
 		case err != nil:
-			writeContextError(w, http.StatusServiceUnavailable, "reading the line's context: "+err.Error(), "")
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "reading the line's context: " + err.Error()})
 			return
 		case line == nil:
-			writeContextError(w, http.StatusNotFound, fmt.Sprintf("no line of job %q at partition %d offset %d", q.job, q.partition, q.offset), "offset")
+			writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no line of job %q at partition %d offset %d", q.job, q.partition, q.offset), Param: "offset"})
 			return
 		}
 		writeContext(w, line, below, above, from)
@@ -106,13 +105,11 @@ func parseContextQuery(v url.Values, partitions int) (contextQuery, *session.Par
 	bad := func(param, format string, args ...any) *session.ParamError {
 		return &session.ParamError{Param: param, Reason: fmt.Sprintf(format, args...)}
 	}
-	switch {
-	case q.job == "":
+	if q.job == "" {
 		return q, bad("job", "missing (the line's job)")
-	case len(q.job) > maxJobLen:
-		return q, bad("job", "longer than %d bytes", maxJobLen)
-	case !utf8.ValidString(q.job):
-		return q, bad("job", "not valid UTF-8")
+	}
+	if err := checkJob(q.job); err != nil {
+		return q, err
 	}
 	p, err := strconv.ParseInt(v.Get("partition"), 10, 32)
 	if err != nil || p < 0 || int(p) >= partitions {
@@ -194,9 +191,9 @@ func neighbours(line *hub.Entry, same []*hub.Entry, before, after int) (below, a
 		}
 		return e.Pos
 	}
-	slices.SortStableFunc(same, func(a, b *hub.Entry) int { return cmpInt64(pos(a), pos(b)) })
+	slices.SortStableFunc(same, func(a, b *hub.Entry) int { return cmp.Compare(pos(a), pos(b)) })
 	same = slices.CompactFunc(same, func(a, b *hub.Entry) bool { return pos(a) == pos(b) })
-	at, _ := slices.BinarySearchFunc(same, pos(line), func(e *hub.Entry, p int64) int { return cmpInt64(pos(e), p) })
+	at, _ := slices.BinarySearchFunc(same, pos(line), func(e *hub.Entry, p int64) int { return cmp.Compare(pos(e), p) })
 	below = same[max(0, at-before):at]
 	rest := same[at:]
 	if len(rest) > 0 && pos(rest[0]) == pos(line) {
@@ -204,16 +201,6 @@ func neighbours(line *hub.Entry, same []*hub.Entry, before, after int) (below, a
 	}
 	above = rest[:min(after, len(rest))]
 	return below, above
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // writeContext writes the 200 answer; the entries are their own bytes.
@@ -225,21 +212,10 @@ func writeContext(w http.ResponseWriter, line *hub.Entry, below, above []*hub.En
 		}
 		return out
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(struct {
+	writeJSON(w, http.StatusOK, struct {
 		Line   json.RawMessage   `json:"line"`
 		Before []json.RawMessage `json:"before"`
 		After  []json.RawMessage `json:"after"`
 		From   string            `json:"from"`
 	}{line.JSON, list(below), list(above), from})
-}
-
-// writeContextError writes {"error":…,"param":…} (param omitted when "").
-func writeContextError(w http.ResponseWriter, status int, msg, param string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(struct {
-		Error string `json:"error"`
-		Param string `json:"param,omitempty"`
-	}{msg, param})
 }

@@ -92,16 +92,26 @@ func parseJobs(q url.Values) ([]string, error) {
 		switch {
 		case job == "":
 			return nil, badParam("job", "empty (the job to tail, e.g. job=web-1)")
-		case len(job) > maxJobLen:
-			return nil, badParam("job", "longer than %d bytes", maxJobLen)
-		case !utf8.ValidString(job):
-			return nil, badParam("job", "not valid UTF-8")
 		case slices.Contains(jobs, job):
 			return nil, badParam("job", "%q is given twice", session.Clip(job))
+		}
+		if err := checkJob(job); err != nil {
+			return nil, err
 		}
 		jobs = append(jobs, job)
 	}
 	return jobs, nil
+}
+
+// checkJob checks a job name given in a request, which is not empty.
+func checkJob(job string) *session.ParamError {
+	switch {
+	case len(job) > maxJobLen:
+		return &session.ParamError{Param: "job", Reason: fmt.Sprintf("longer than %d bytes", maxJobLen)}
+	case !utf8.ValidString(job):
+		return &session.ParamError{Param: "job", Reason: "not valid UTF-8"}
+	}
+	return nil
 }
 
 // parseGrep reads grep, an RE2 regular expression; nil when absent or empty.
