@@ -108,8 +108,5 @@ func (s *Session) fromArchive(ctx context.Context, b hub.Gap, n int) ([]*hub.Ent
 
 // archiveError turns a failed archive read into the session's end cause.
 func (s *Session) archiveError(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	return UpstreamError{fmt.Errorf("reading the archive: %w", err)}
+	return s.e.pageError(ctx, fmt.Errorf("reading the archive: %w", err))
 }

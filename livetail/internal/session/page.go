@@ -160,10 +160,7 @@ func (e *Engine) archivedBelow(ctx context.Context, p EarlierParams, part int32,
 		ask := int(min(int64(max(n-total, archivePage)), maxScan))
 		got, err := e.Archive.Range(ctx, p.Jobs, part, 0, hi, time.Time{}, ask, false)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, 0, false, context.Cause(ctx)
-			}
-			return nil, 0, false, UpstreamError{fmt.Errorf("reading the archive: %w", err)}
+			return nil, 0, false, e.pageError(ctx, fmt.Errorf("reading the archive: %w", err))
 		}
 		maxScan -= int64(len(got))
 		var chunk []*hub.Entry
@@ -195,7 +192,9 @@ func (e *Engine) archivedBelow(ctx context.Context, p EarlierParams, part int32,
 	return lines, hi, exhausted, nil
 }
 
-// pageError turns a failed Kafka read of a page into its error.
+// pageError turns a failed read of Kafka or of the archive into the
+// error of the page or session it was for: the cause of ctx's end, or an
+// UpstreamError.
 func (e *Engine) pageError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
